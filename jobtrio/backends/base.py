@@ -1,0 +1,268 @@
+"""The two storage contracts: the Broker (the queue) and the Store (the record).
+
+The Broker is the source of truth for a live job: it holds each job whole,
+and every move (enqueue, claim, finish, cancel, promote, requeue) is atomic
+in it and returns the job as it now is. The Store is the durable, queryable
+history that the API lists from; the node's Recorder copies each snapshot the
+Broker returns into it, in batches. A Store upsert keeps the highest
+``version`` so that batches racing from several nodes can never roll a record
+back.
+
+Every method takes ``now`` (Unix seconds) from the caller instead of reading a
+clock: the simulator runs the same backends on a virtual clock, and a Redis
+Lua script gets one time for the whole atomic move.
+
+The hot path is batched by design: ``claim`` takes n jobs, ``finish`` and
+``renew`` take many items, because one round trip to Redis costs about
+250 us from trio while a Lua script moving 100 jobs costs little more.
+
+``tests/test_backend_contract.py`` pins these semantics for every
+implementation.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..jobs import Job, JobStatus
+
+
+class BackendError(Exception):
+    """Base of the errors a backend raises on purpose."""
+
+
+class BackendUnavailable(BackendError):
+    """The service behind a backend cannot be reached; callers retry with backoff."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend} is unavailable: {reason}")
+        self.backend = backend
+        self.reason = reason
+
+
+class FencedError(BackendError):
+    """A leader-only write carried an epoch older than the newest one: refused."""
+
+    def __init__(self, epoch: int, current: int) -> None:
+        super().__init__(f"epoch {epoch} is fenced off by epoch {current}")
+        self.epoch = epoch
+        self.current = current
+
+
+class StateConflict(BackendError):
+    """The job exists but is in a state that does not allow the move."""
+
+    def __init__(self, job: Job, message: str) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+@dataclass(slots=True)
+class Lease:
+    """A claimed job and the proof of the claim.
+
+    Only the holder of ``token`` can finish or renew the attempt; a newer
+    claim of the same job gets a new token, so a zombie cannot overwrite it.
+    """
+
+    job: Job
+    token: str
+    expires_at: float
+
+
+FinishOutcome = Literal["completed", "failed", "timeout", "released"]
+
+
+@dataclass(slots=True)
+class Finish:
+    """How an attempt ended, as the worker reports it.
+
+    ``failed`` and ``timeout`` with ``retry_at`` set move the job to
+    ``retrying`` (retry_count + 1) until that time; without ``retry_at`` the
+    job ends ``failed``. ``released`` hands an attempt back unrun (graceful
+    shutdown): the job waits again and no retry is counted.
+    """
+
+    job_id: str
+    token: str
+    outcome: FinishOutcome
+    worker_id: str | None = None
+    result: Any = None
+    error: str | None = None
+    retry_at: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class JobQuery:
+    statuses: frozenset[JobStatus] | None = None
+    type: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    limit: int = 50
+    #: Id of the last job of the previous page; the next page holds older jobs.
+    cursor: str | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    node_id: str
+    address: str
+    state: str
+    worker_count: int
+    started_at: float
+    last_seen: float
+    api_url: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Broker(abc.ABC):
+    """The queue. Implementations: memory, sqlite, redis."""
+
+    name: str = "broker"
+
+    # -- producers --------------------------------------------------------
+    @abc.abstractmethod
+    async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        """Add all jobs atomically (all or none).
+
+        A job whose ``idempotency_key`` is already known is not added again:
+        the job that holds the key is returned in its place. Jobs whose
+        ``scheduled_at`` is later than ``now`` wait as ``scheduled``.
+        """
+
+    # -- workers ------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
+        """Take up to ``n`` pending jobs, highest priority first, FIFO within one."""
+
+    @abc.abstractmethod
+    async def renew(
+        self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
+    ) -> list[str]:
+        """Extend the given (job_id, token) leases; return the ids whose lease is gone."""
+
+    @abc.abstractmethod
+    async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
+        """Record attempt outcomes; an item with a stale token yields ``None``, changing nothing."""
+
+    # -- operators ------------------------------------------------------------
+    @abc.abstractmethod
+    async def cancel(self, job_id: str, now: float) -> Job | None:
+        """Cancel a waiting or running job (a running one loses its lease).
+
+        Returns the job (unchanged if it was already terminal), ``None`` if unknown.
+        """
+
+    @abc.abstractmethod
+    async def retry(self, job_id: str, now: float) -> Job | None:
+        """Run a failed or cancelled job again from a fresh retry count.
+
+        ``None`` if the Broker does not hold the job; ``StateConflict`` if it
+        is not failed or cancelled.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, job_id: str) -> bool:
+        """Remove a job entirely (it is cancelled first if live)."""
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]: ...
+
+    @abc.abstractmethod
+    async def depths(self) -> dict[str, int]:
+        """Jobs held per status (every status key present)."""
+
+    @abc.abstractmethod
+    async def running(self) -> list[Lease]:
+        """Every running job with its lease (for the leader's and the API's view)."""
+
+    # -- leader duties, fenced by epoch ----------------------------------------
+    @abc.abstractmethod
+    async def acquire_epoch(self, node_id: str, now: float) -> int:
+        """Atomically take the next fencing epoch (strictly greater than any before)."""
+
+    @abc.abstractmethod
+    async def current_epoch(self) -> int: ...
+
+    @abc.abstractmethod
+    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+        """Move scheduled and retrying jobs whose time has come to pending."""
+
+    @abc.abstractmethod
+    async def requeue_expired(
+        self, now: float, epoch: int, poison_limit: int, limit: int = 1000
+    ) -> list[Job]:
+        """Return jobs whose lease expired to pending; fail those past ``poison_limit``."""
+
+    @abc.abstractmethod
+    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
+        """Drop terminal jobs finished before ``older_than`` (their record stays in the Store)."""
+
+    @abc.abstractmethod
+    async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
+        """True exactly once per (name, tick): periodic jobs fire once cluster-wide."""
+
+    # -- life cycle ---------------------------------------------------------------
+    async def ping(self) -> None:
+        """Raise ``BackendUnavailable`` when the service cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class Store(abc.ABC):
+    """The durable record. Implementations: memory, sqlite, redis, mongodb."""
+
+    name: str = "store"
+
+    @abc.abstractmethod
+    async def put_many(self, jobs: Sequence[Job]) -> None:
+        """Upsert snapshots; a snapshot older (lower ``version``) than the stored one is ignored."""
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def query(self, query: JobQuery) -> Page:
+        """Newest first (ids are time-sortable), filtered, one page at a time."""
+
+    @abc.abstractmethod
+    async def delete(self, job_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def count_by_status(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    async def put_node(self, node: NodeRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def list_nodes(self) -> list[NodeRecord]: ...
+
+    @abc.abstractmethod
+    async def delete_node(self, node_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def add_election(self, record: dict[str, Any]) -> None:
+        """Append a leadership change (leader, epoch/term, algorithm, at)."""
+
+    @abc.abstractmethod
+    async def list_elections(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first."""
+
+    async def ping(self) -> None:
+        """Raise ``BackendUnavailable`` when the service cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,327 @@
+"""In-process Broker and Store: the reference implementation.
+
+Used by the simulator (which stands it in for Redis) and by fast tests. Each
+method runs without awaiting in the middle, so under trio it is atomic; the
+one checkpoint at the start lets the simulator interleave tasks there.
+Jobs are copied on the way in and out so that no caller can mutate the
+Broker's state behind its back (as a real network would guarantee).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ..jobs import TERMINAL_STATUSES, Job, JobStatus, new_token
+from . import transitions
+from .base import (
+    Broker,
+    FencedError,
+    Finish,
+    JobQuery,
+    Lease,
+    NodeRecord,
+    Page,
+    StateConflict,
+    Store,
+)
+
+
+class MemoryBroker(Broker):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._pending: list[tuple[int, int, str]] = []  # heap of (-priority, seq, id)
+        self._pending_key: dict[str, tuple[int, int, str]] = {}
+        self._delayed: dict[str, float] = {}  # id -> run at
+        self._leases: dict[str, tuple[str, float]] = {}  # id -> (token, expires_at)
+        self._finished_at: dict[str, float] = {}
+        self._idempotency: dict[str, str] = {}
+        self._seq = itertools.count()
+        self._epoch = 0
+        self._ticks: set[tuple[str, float]] = set()
+
+    # -- internals ------------------------------------------------------------
+    def _push_pending(self, job: Job) -> None:
+        entry = (-job.priority, next(self._seq), job.id)
+        self._pending_key[job.id] = entry
+        heapq.heappush(self._pending, entry)
+
+    def _place(self, job: Job, now: float) -> None:
+        """File a job under its status's index."""
+        self._pending_key.pop(job.id, None)
+        self._delayed.pop(job.id, None)
+        self._leases.pop(job.id, None)
+        self._finished_at.pop(job.id, None)
+        if job.status == JobStatus.PENDING:
+            self._push_pending(job)
+        elif job.status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
+            self._delayed[job.id] = job.scheduled_at if job.scheduled_at is not None else now
+        elif job.status in TERMINAL_STATUSES:
+            self._finished_at[job.id] = now
+
+    def _check_epoch(self, epoch: int) -> None:
+        if epoch < self._epoch:
+            raise FencedError(epoch, self._epoch)
+
+    # -- producers ------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        await trio.lowlevel.checkpoint()
+        out: list[Job] = []
+        batch_keys: dict[str, Job] = {}
+        for job in jobs:
+            key = job.idempotency_key
+            if key is not None:
+                if key in self._idempotency and self._idempotency[key] in self._jobs:
+                    out.append(self._jobs[self._idempotency[key]].copy())
+                    continue
+                if key in batch_keys:
+                    out.append(batch_keys[key].copy())
+                    continue
+            stored = job.copy()
+            if not stored.terminal:
+                stored.status = transitions.waiting_status(stored, now)
+            self._jobs[stored.id] = stored
+            self._place(stored, now)
+            if key is not None:
+                self._idempotency[key] = stored.id
+                batch_keys[key] = stored
+            out.append(stored.copy())
+        return out
+
+    # -- workers ----------------------------------------------------------------
+    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
+        await trio.lowlevel.checkpoint()
+        leases: list[Lease] = []
+        while self._pending and len(leases) < n:
+            entry = heapq.heappop(self._pending)
+            job_id = entry[2]
+            if self._pending_key.get(job_id) != entry:
+                continue  # stale heap entry: the job moved on
+            del self._pending_key[job_id]
+            job = self._jobs[job_id]
+            transitions.claim(job, node_id, now)
+            token = new_token()
+            self._leases[job_id] = (token, now + lease_seconds)
+            leases.append(Lease(job.copy(), token, now + lease_seconds))
+        return leases
+
+    async def renew(
+        self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
+    ) -> list[str]:
+        await trio.lowlevel.checkpoint()
+        lost = []
+        for job_id, token in leases:
+            held = self._leases.get(job_id)
+            if held is None or held[0] != token:
+                lost.append(job_id)
+            else:
+                self._leases[job_id] = (token, now + lease_seconds)
+        return lost
+
+    async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
+        await trio.lowlevel.checkpoint()
+        out: list[Job | None] = []
+        for item in items:
+            held = self._leases.get(item.job_id)
+            if held is None or held[0] != item.token:
+                out.append(None)
+                continue
+            job = self._jobs[item.job_id]
+            transitions.finish(job, item, now)
+            self._place(job, now)
+            out.append(job.copy())
+        return out
+
+    # -- operators ------------------------------------------------------------------
+    async def cancel(self, job_id: str, now: float) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        if transitions.cancel(job, now):
+            self._place(job, now)
+        return job.copy()
+
+    async def retry(self, job_id: str, now: float) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise StateConflict(
+                job.copy(), f"job {job_id} is {job.status}, not failed or cancelled"
+            )
+        transitions.retry(job, now)
+        self._place(job, now)
+        return job.copy()
+
+    async def delete(self, job_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.pop(job_id, None)
+        if job is None:
+            return False
+        self._pending_key.pop(job_id, None)
+        self._delayed.pop(job_id, None)
+        self._leases.pop(job_id, None)
+        self._finished_at.pop(job_id, None)
+        if job.idempotency_key is not None:
+            self._idempotency.pop(job.idempotency_key, None)
+        return True
+
+    async def get(self, job_id: str) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        return None if job is None else job.copy()
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        await trio.lowlevel.checkpoint()
+        return {i: self._jobs[i].copy() for i in job_ids if i in self._jobs}
+
+    async def depths(self) -> dict[str, int]:
+        await trio.lowlevel.checkpoint()
+        counts = {str(s): 0 for s in JobStatus}
+        for job in self._jobs.values():
+            counts[str(job.status)] += 1
+        return counts
+
+    async def running(self) -> list[Lease]:
+        await trio.lowlevel.checkpoint()
+        return [
+            Lease(self._jobs[i].copy(), token, expires)
+            for i, (token, expires) in self._leases.items()
+        ]
+
+    # -- leader duties ------------------------------------------------------------------
+    async def acquire_epoch(self, node_id: str, now: float) -> int:
+        await trio.lowlevel.checkpoint()
+        self._epoch += 1
+        return self._epoch
+
+    async def current_epoch(self) -> int:
+        await trio.lowlevel.checkpoint()
+        return self._epoch
+
+    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+        await trio.lowlevel.checkpoint()
+        self._check_epoch(epoch)
+        due = sorted((at, i) for i, at in self._delayed.items() if at <= now)[:limit]
+        out = []
+        for _, job_id in due:
+            job = self._jobs[job_id]
+            transitions.promote(job, now)
+            self._place(job, now)
+            out.append(job.copy())
+        return out
+
+    async def requeue_expired(
+        self, now: float, epoch: int, poison_limit: int, limit: int = 1000
+    ) -> list[Job]:
+        await trio.lowlevel.checkpoint()
+        self._check_epoch(epoch)
+        expired = sorted((exp, i) for i, (_, exp) in self._leases.items() if exp < now)[:limit]
+        out = []
+        for _, job_id in expired:
+            job = self._jobs[job_id]
+            transitions.expire(job, now, poison_limit)
+            self._place(job, now)
+            out.append(job.copy())
+        return out
+
+    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
+        await trio.lowlevel.checkpoint()
+        self._check_epoch(epoch)
+        old = [i for i, at in self._finished_at.items() if at < older_than][:limit]
+        for job_id in old:
+            job = self._jobs.pop(job_id)
+            del self._finished_at[job_id]
+            if job.idempotency_key is not None:
+                self._idempotency.pop(job.idempotency_key, None)
+        return len(old)
+
+    async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
+        await trio.lowlevel.checkpoint()
+        self._check_epoch(epoch)
+        if (name, tick) in self._ticks:
+            return False
+        self._ticks.add((name, tick))
+        return True
+
+
+class MemoryStore(Store):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._nodes: dict[str, NodeRecord] = {}
+        self._elections: list[dict[str, Any]] = []
+
+    async def put_many(self, jobs: Sequence[Job]) -> None:
+        await trio.lowlevel.checkpoint()
+        for job in jobs:
+            old = self._jobs.get(job.id)
+            if old is None or job.version >= old.version:
+                self._jobs[job.id] = job.copy()
+
+    async def get(self, job_id: str) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        return None if job is None else job.copy()
+
+    async def query(self, query: JobQuery) -> Page:
+        await trio.lowlevel.checkpoint()
+        out: list[Job] = []
+        for job_id in sorted(self._jobs, reverse=True):
+            if query.cursor is not None and job_id >= query.cursor:
+                continue
+            job = self._jobs[job_id]
+            if query.statuses is not None and job.status not in query.statuses:
+                continue
+            if query.type is not None and job.type != query.type:
+                continue
+            if query.created_after is not None and job.created_at < query.created_after:
+                continue
+            if query.created_before is not None and job.created_at >= query.created_before:
+                continue
+            out.append(job.copy())
+            if len(out) > query.limit:
+                break
+        more = len(out) > query.limit
+        out = out[: query.limit]
+        return Page(out, out[-1].id if more and out else None)
+
+    async def delete(self, job_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._jobs.pop(job_id, None) is not None
+
+    async def count_by_status(self) -> dict[str, int]:
+        await trio.lowlevel.checkpoint()
+        counts = {str(s): 0 for s in JobStatus}
+        for job in self._jobs.values():
+            counts[str(job.status)] += 1
+        return counts
+
+    async def put_node(self, node: NodeRecord) -> None:
+        await trio.lowlevel.checkpoint()
+        self._nodes[node.node_id] = node
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        await trio.lowlevel.checkpoint()
+        return sorted(self._nodes.values(), key=lambda n: n.node_id)
+
+    async def delete_node(self, node_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._nodes.pop(node_id, None) is not None
+
+    async def add_election(self, record: dict[str, Any]) -> None:
+        await trio.lowlevel.checkpoint()
+        self._elections.append(dict(record))
+
+    async def list_elections(self, limit: int = 50) -> list[dict[str, Any]]:
+        await trio.lowlevel.checkpoint()
+        return [dict(r) for r in reversed(self._elections[-limit:])]

@@ -1,0 +1,302 @@
+"""Every setting of a node, read from the environment and an optional ``.env``.
+
+The names and defaults are the seed README's, which users already know, with
+one deliberate change: storage. A node with neither ``REDIS_ADDR``/``REDIS_URL``
+nor ``MONGODB_URI`` runs on the embedded SQLite file, so ``jobtrio serve``
+works on a fresh machine with nothing else installed.
+
+A bad value stops start-up with one line naming the variable, the value and
+what is allowed (``ConfigError``); nothing is silently defaulted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from dotenv import dotenv_values
+
+from .durations import format_duration, parse_duration
+
+ELECTION_ALGORITHMS = ("bully", "raft", "gossip")
+LOAD_BALANCER_STRATEGIES = ("round_robin", "least_loaded", "random", "priority")
+RETRY_POLICIES = ("fixed", "exponential")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed; the message names it."""
+
+
+# --------------------------------------------------------------------------
+# parsers: each takes the raw text and returns the value or raises ValueError
+# with what is allowed.
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number from {lo:g} to {hi:g}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a number from {lo:g} to {hi:g}")
+        return value
+
+    return parse
+
+
+def _duration(lo: float = 0.0, hi: float = 10 * 365 * 86400.0) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            raise ValueError("expected a duration such as 500ms, 10s, 2m or 1h") from None
+        if not lo <= value <= hi:
+            raise ValueError(
+                f"expected a duration from {format_duration(lo)} to {format_duration(hi)}"
+            )
+        return value
+
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _str(text: str) -> str:
+    return text.strip()
+
+
+def _host_port(text: str) -> str:
+    value = text.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("expected host:port with a port from 1 to 65535")
+    return value
+
+
+def _host_port_list(text: str) -> tuple[str, ...]:
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    for item in items:
+        try:
+            _host_port(item)
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not host:port; expected a comma-separated list of host:port"
+            ) from None
+    return tuple(items)
+
+
+def _node_id(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 100 or any(c.isspace() for c in value):
+        raise ValueError("expected 1 to 100 characters without spaces")
+    return value
+
+
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # server
+    server_port: int = 8080
+    server_host: str = "0.0.0.0"
+    worker_count: int = 10
+    node_id: str = "node-1"
+    # storage
+    sqlite_path: str = "./jobtrio.db"
+    mongodb_uri: str = ""
+    mongodb_database: str = "jobprocessor"
+    mongodb_timeout: float = 30.0
+    redis_addr: str = ""
+    redis_password: str = ""
+    redis_db: int = 0
+    redis_url: str = ""
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = "mymaster"
+    redis_key_prefix: str = "jobtrio"
+    # elections and cluster
+    election_algorithm: str = "bully"
+    election_timeout: float = 10.0
+    election_interval: float = 30.0
+    cluster_port: int = 0
+    cluster_host: str = "0.0.0.0"
+    cluster_advertise: str = ""
+    cluster_peers: tuple[str, ...] = ()
+    cluster_secret: str = ""
+    # dispatching
+    load_balancer_strategy: str = "round_robin"
+    dispatch_batch: int = 100
+    # retries
+    retry_policy: str = "exponential"
+    max_retries: int = 3
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 60.0
+    retry_multiplier: float = 2.0
+    retry_jitter_factor: float = 0.1
+    # leases and recovery
+    job_lease: float = 15.0
+    poison_limit: int = 5
+    shutdown_grace: float = 30.0
+    max_payload_bytes: int = 1024 * 1024
+    finished_job_ttl: float = 86400.0
+    # security
+    auth_enabled: bool = False
+    jwt_secret: str = "your-secret-key"
+    tls_enabled: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # monitoring
+    metrics_enabled: bool = True
+    metrics_port: int = 9090
+    log_level: str = "info"
+
+    @property
+    def storage(self) -> str:
+        """Which backends this node uses: ``sqlite``, ``redis`` or ``redis+mongodb``."""
+        if self.redis_configured:
+            return "redis+mongodb" if self.mongodb_uri else "redis"
+        if self.mongodb_uri:
+            return "sqlite+mongodb"
+        return "sqlite"
+
+    @property
+    def redis_configured(self) -> bool:
+        return bool(self.redis_addr or self.redis_url or self.redis_sentinels)
+
+    @property
+    def clustered(self) -> bool:
+        return self.cluster_port != 0
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, dotenv_path: str | None = ".env"
+    ) -> Settings:
+        """Read settings: the process environment wins over the ``.env`` file."""
+        merged: dict[str, str] = {}
+        if dotenv_path and os.path.exists(dotenv_path):
+            merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        merged.update(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for name, (attr, parser) in _VARIABLES.items():
+            if name not in merged:
+                continue
+            raw = merged[name]
+            try:
+                values[attr] = parser(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+        settings = cls(**values)
+        settings._check_consistency()
+        return settings
+
+    def _check_consistency(self) -> None:
+        if self.retry_max_delay < self.retry_base_delay:
+            raise ConfigError(
+                f"RETRY_MAX_DELAY={format_duration(self.retry_max_delay)} is not valid: "
+                f"it must be at least RETRY_BASE_DELAY={format_duration(self.retry_base_delay)}"
+            )
+        if self.tls_enabled and not (self.tls_cert_file and self.tls_key_file):
+            raise ConfigError(
+                "TLS_ENABLED=true is not valid: TLS_CERT_FILE and TLS_KEY_FILE must both be set"
+            )
+        if self.auth_enabled and self.jwt_secret in ("", "your-secret-key"):
+            raise ConfigError(
+                "JWT_SECRET is not valid: with AUTH_ENABLED=true it must be set to a secret of "
+                "your own (the documented example value is refused)"
+            )
+        if self.clustered and self.cluster_port == self.server_port:
+            raise ConfigError(
+                f"CLUSTER_PORT={self.cluster_port} is not valid: it must differ from SERVER_PORT"
+            )
+        if self.cluster_peers and not self.clustered:
+            raise ConfigError("CLUSTER_PEERS is set but CLUSTER_PORT is not: set CLUSTER_PORT")
+
+
+#: Environment variable -> (Settings attribute, parser).
+_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "SERVER_PORT": ("server_port", _int(1, 65535)),
+    "SERVER_HOST": ("server_host", _str),
+    "WORKER_COUNT": ("worker_count", _int(1, 10000)),
+    "NODE_ID": ("node_id", _node_id),
+    "SQLITE_PATH": ("sqlite_path", _str),
+    "MONGODB_URI": ("mongodb_uri", _str),
+    "MONGODB_DATABASE": ("mongodb_database", _str),
+    "MONGODB_TIMEOUT": ("mongodb_timeout", _duration(0.001, 3600)),
+    "REDIS_ADDR": ("redis_addr", lambda t: _host_port(t) if t.strip() else ""),
+    "REDIS_PASSWORD": ("redis_password", lambda t: t),
+    "REDIS_DB": ("redis_db", _int(0, 15)),
+    "REDIS_URL": ("redis_url", _str),
+    "REDIS_SENTINELS": ("redis_sentinels", _host_port_list),
+    "REDIS_SENTINEL_MASTER": ("redis_sentinel_master", _str),
+    "REDIS_KEY_PREFIX": ("redis_key_prefix", _node_id),
+    "ELECTION_ALGORITHM": ("election_algorithm", _choice(ELECTION_ALGORITHMS)),
+    "ELECTION_TIMEOUT": ("election_timeout", _duration(0.01, 3600)),
+    "ELECTION_INTERVAL": ("election_interval", _duration(0.01, 3600)),
+    "CLUSTER_PORT": ("cluster_port", _int(0, 65535)),
+    "CLUSTER_HOST": ("cluster_host", _str),
+    "CLUSTER_ADVERTISE": ("cluster_advertise", lambda t: _host_port(t) if t.strip() else ""),
+    "CLUSTER_PEERS": ("cluster_peers", _host_port_list),
+    "CLUSTER_SECRET": ("cluster_secret", lambda t: t),
+    "LOAD_BALANCER_STRATEGY": ("load_balancer_strategy", _choice(LOAD_BALANCER_STRATEGIES)),
+    "DISPATCH_BATCH": ("dispatch_batch", _int(1, 10000)),
+    "RETRY_POLICY": ("retry_policy", _choice(RETRY_POLICIES)),
+    "MAX_RETRIES": ("max_retries", _int(0, 1000)),
+    "RETRY_BASE_DELAY": ("retry_base_delay", _duration()),
+    "RETRY_MAX_DELAY": ("retry_max_delay", _duration()),
+    "RETRY_MULTIPLIER": ("retry_multiplier", _float(1.0, 100.0)),
+    "RETRY_JITTER_FACTOR": ("retry_jitter_factor", _float(0.0, 1.0)),
+    "JOB_LEASE": ("job_lease", _duration(0.05, 86400)),
+    "POISON_LIMIT": ("poison_limit", _int(1, 1000)),
+    "SHUTDOWN_GRACE": ("shutdown_grace", _duration(0, 86400)),
+    "MAX_PAYLOAD_BYTES": ("max_payload_bytes", _int(1, 64 * 1024 * 1024)),
+    "FINISHED_JOB_TTL": ("finished_job_ttl", _duration(0, 10 * 365 * 86400.0)),
+    "AUTH_ENABLED": ("auth_enabled", _bool),
+    "JWT_SECRET": ("jwt_secret", lambda t: t),
+    "TLS_ENABLED": ("tls_enabled", _bool),
+    "TLS_CERT_FILE": ("tls_cert_file", _str),
+    "TLS_KEY_FILE": ("tls_key_file", _str),
+    "METRICS_ENABLED": ("metrics_enabled", _bool),
+    "METRICS_PORT": ("metrics_port", _int(0, 65535)),
+    "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
+}
+
+ENVIRONMENT_VARIABLES = tuple(_VARIABLES)

@@ -1,0 +1,424 @@
+"""The job vocabulary: the record every backend stores and every surface shows.
+
+A ``Job`` is a plain dataclass so that the same object travels through the
+Broker (the queue), the Store (the record), the actors and the API without
+adapters. Timestamps are float Unix seconds inside the process (cheap to
+compare, deterministic under a simulated clock) and ISO 8601 strings on the
+wire, which is what users of the REST API expect.
+
+Submissions are validated here, once, so the REST API, the batch route, the
+Python client and the CLI all refuse the same things with the same words.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+MIN_PRIORITY = 1
+MAX_PRIORITY = 10
+DEFAULT_PRIORITY = 5
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_TYPE_LENGTH = 200
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+#: States in which a job waits in the Broker to be claimed (now or later).
+WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING})
+
+
+class ValidationError(ValueError):
+    """A submission or query was refused; ``field`` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+
+
+# --------------------------------------------------------------------------
+# identifiers
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class IdGenerator:
+    """Time-sortable unique ids (ULID layout: 48-bit ms time + 80 random bits).
+
+    Ids sort by creation time, so "newest first" and cursor paging are an
+    index scan on the id. Within one millisecond the random part is
+    incremented (monotonic ULID), so ids made by one generator always sort in
+    creation order. The random source is injectable: the simulator passes a
+    seeded one so that a seed fixes every id.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.SystemRandom()
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_rand = 0
+
+    def new(self, now: float | None = None) -> str:
+        ms = int((time.time() if now is None else now) * 1000)
+        with self._lock:
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                rand = self._last_rand + 1
+            else:
+                rand = self._rng.getrandbits(80)
+            self._last_ms, self._last_rand = ms, rand
+        value = (ms << 80) | (rand & ((1 << 80) - 1))
+        chars = []
+        for _ in range(26):
+            chars.append(_CROCKFORD[value & 31])
+            value >>= 5
+        return "".join(reversed(chars))
+
+
+_default_ids = IdGenerator()
+
+
+def new_job_id(now: float | None = None) -> str:
+    return _default_ids.new(now)
+
+
+def new_token() -> str:
+    """An unguessable lease token."""
+    return os.urandom(12).hex()
+
+
+# --------------------------------------------------------------------------
+# time on the wire
+
+
+def to_iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    dt = _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: Any, field_name: str) -> float:
+    """Accept an ISO 8601 string (``Z`` or offset; naive means UTC) or Unix seconds."""
+    if isinstance(value, bool):
+        raise ValidationError(f"{field_name} must be an ISO 8601 time or Unix seconds", field_name)
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValidationError(f"{field_name} must be an ISO 8601 time or Unix seconds", field_name)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"{field_name} {value!r} is not an ISO 8601 time such as 2024-01-01T12:00:00Z",
+            field_name,
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.UTC)
+    return dt.timestamp()
+
+
+# --------------------------------------------------------------------------
+# the record
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One run of a job: who ran it, when, and how it ended."""
+
+    number: int
+    node_id: str
+    worker_id: str | None
+    started_at: float
+    ended_at: float | None = None
+    outcome: str | None = None  # completed | failed | timeout | cancelled | lost | released
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "node_id": self.node_id,
+            "worker_id": self.worker_id,
+            "started_at": to_iso(self.started_at),
+            "ended_at": to_iso(self.ended_at),
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Attempt:
+        return cls(
+            number=int(d["number"]),
+            node_id=d["node_id"],
+            worker_id=d.get("worker_id"),
+            started_at=parse_time(d["started_at"], "started_at"),
+            ended_at=None if d.get("ended_at") is None else parse_time(d["ended_at"], "ended_at"),
+            outcome=d.get("outcome"),
+            error=d.get("error"),
+        )
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    type: str
+    priority: int = DEFAULT_PRIORITY
+    payload: dict[str, Any] = field(default_factory=dict)
+    status: JobStatus = JobStatus.PENDING
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    scheduled_at: float | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    retry_count: int = 0
+    max_retries: int = 3
+    timeout: float | None = None
+    result: Any = None
+    error: str | None = None
+    node_id: str | None = None
+    worker_id: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    idempotency_key: str | None = None
+    #: Times this job's lease expired (its node died or froze); see the poison limit.
+    lease_expirations: int = 0
+    #: Grows on every change, so a Store never lets an older snapshot overwrite a newer one.
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def touch(self, now: float) -> None:
+        self.updated_at = now
+        self.version += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the REST API (times as ISO 8601 strings)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "priority": self.priority,
+            "payload": self.payload,
+            "status": str(self.status),
+            "created_at": to_iso(self.created_at),
+            "updated_at": to_iso(self.updated_at),
+            "scheduled_at": to_iso(self.scheduled_at),
+            "started_at": to_iso(self.started_at),
+            "completed_at": to_iso(self.completed_at),
+            "retry_count": self.retry_count,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "result": self.result,
+            "error": self.error,
+            "node_id": self.node_id,
+            "worker_id": self.worker_id,
+            "attempts": [a.to_dict() for a in self.attempts],
+            "idempotency_key": self.idempotency_key,
+            "lease_expirations": self.lease_expirations,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Job:
+        def t(name: str) -> float | None:
+            v = d.get(name)
+            return None if v is None else parse_time(v, name)
+
+        return cls(
+            id=d["id"],
+            type=d["type"],
+            priority=int(d.get("priority", DEFAULT_PRIORITY)),
+            payload=d.get("payload") or {},
+            status=JobStatus(d.get("status", "pending")),
+            created_at=t("created_at") or 0.0,
+            updated_at=t("updated_at") or 0.0,
+            scheduled_at=t("scheduled_at"),
+            started_at=t("started_at"),
+            completed_at=t("completed_at"),
+            retry_count=int(d.get("retry_count", 0)),
+            max_retries=int(d.get("max_retries", 3)),
+            timeout=d.get("timeout"),
+            result=d.get("result"),
+            error=d.get("error"),
+            node_id=d.get("node_id"),
+            worker_id=d.get("worker_id"),
+            attempts=[Attempt.from_dict(a) for a in d.get("attempts") or []],
+            idempotency_key=d.get("idempotency_key"),
+            lease_expirations=int(d.get("lease_expirations", 0)),
+            version=int(d.get("version", 0)),
+        )
+
+    def dumps(self) -> str:
+        """Compact storage encoding (floats kept exact, unlike the ISO wire form)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["status"] = str(self.status)
+        d["attempts"] = [
+            [a.number, a.node_id, a.worker_id, a.started_at, a.ended_at, a.outcome, a.error]
+            for a in self.attempts
+        ]
+        return json.dumps(d, separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> Job:
+        d = json.loads(text)
+        d["status"] = JobStatus(d["status"])
+        d["attempts"] = [Attempt(*a) for a in d["attempts"]]
+        return cls(**d)
+
+    def copy(self) -> Job:
+        return Job.loads(self.dumps())
+
+
+# --------------------------------------------------------------------------
+# submissions
+
+SUBMISSION_FIELDS = frozenset(
+    {"type", "priority", "payload", "max_retries", "scheduled_at", "timeout", "idempotency_key"}
+)
+SERVER_OWNED_FIELDS = frozenset({f.name for f in fields(Job)} - SUBMISSION_FIELDS)
+
+
+@dataclass(slots=True, frozen=True)
+class SubmissionLimits:
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    default_max_retries: int = 3
+    max_max_retries: int = 1000
+
+
+def _int_field(data: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ValidationError(
+                f"{name} must be an integer from {lo} to {hi}, got {value!r}", name, "invalid_type"
+            )
+    if not lo <= value <= hi:
+        raise ValidationError(
+            f"{name} must be from {lo} to {hi}, got {value}", name, "out_of_range"
+        )
+    return value
+
+
+def validate_submission(
+    data: Any,
+    now: float,
+    limits: SubmissionLimits = SubmissionLimits(),
+    ids: IdGenerator | None = None,
+) -> Job:
+    """Turn a client's submission into a new ``Job``, or raise ``ValidationError``.
+
+    Only the fields a client may set are accepted: the seed accepted ``id``,
+    ``status`` or ``retry_count`` from clients, which let a client forge
+    history; here they are refused by name.
+    """
+    if not isinstance(data, Mapping):
+        raise ValidationError("a job must be a JSON object", None, "invalid_type")
+    for key in data:
+        if key in SERVER_OWNED_FIELDS:
+            raise ValidationError(
+                f"{key} is set by the server and cannot be submitted", key, "read_only_field"
+            )
+        if key not in SUBMISSION_FIELDS:
+            allowed = ", ".join(sorted(SUBMISSION_FIELDS))
+            raise ValidationError(
+                f"unknown field {key!r}; a job accepts {allowed}", key, "unknown_field"
+            )
+    if "type" not in data:
+        raise ValidationError("type is required", "type", "missing_field")
+    job_type = data["type"]
+    if not isinstance(job_type, str) or not job_type.strip():
+        raise ValidationError("type must be a non-empty string", "type", "invalid_type")
+    if len(job_type) > MAX_TYPE_LENGTH:
+        raise ValidationError(f"type is longer than {MAX_TYPE_LENGTH} characters", "type")
+
+    priority = (
+        _int_field(data, "priority", MIN_PRIORITY, MAX_PRIORITY)
+        if data.get("priority") is not None
+        else DEFAULT_PRIORITY
+    )
+    payload = data.get("payload")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ValidationError("payload must be a JSON object", "payload", "invalid_type")
+    try:
+        size = len(json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError):
+        raise ValidationError("payload must be JSON-serialisable", "payload") from None
+    if size > limits.max_payload_bytes:
+        raise ValidationError(
+            f"payload is {size} bytes; the limit is {limits.max_payload_bytes}",
+            "payload",
+            "payload_too_large",
+        )
+    max_retries = (
+        _int_field(data, "max_retries", 0, limits.max_max_retries)
+        if data.get("max_retries") is not None
+        else limits.default_max_retries
+    )
+    timeout = data.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ValidationError(
+                "timeout must be a positive number of seconds", "timeout", "invalid_type"
+            )
+        timeout = float(timeout)
+    scheduled_at = data.get("scheduled_at")
+    if scheduled_at is not None:
+        scheduled_at = parse_time(scheduled_at, "scheduled_at")
+    key = data.get("idempotency_key")
+    if key is not None and (
+        not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH
+    ):
+        raise ValidationError(
+            f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
+            "idempotency_key",
+        )
+    status = (
+        JobStatus.SCHEDULED
+        if scheduled_at is not None and scheduled_at > now
+        else JobStatus.PENDING
+    )
+    return Job(
+        id=(ids or _default_ids).new(now),
+        type=job_type,
+        priority=priority,
+        payload=payload,
+        status=status,
+        created_at=now,
+        updated_at=now,
+        scheduled_at=scheduled_at,
+        max_retries=max_retries,
+        timeout=timeout,
+        idempotency_key=key,
+        version=1,
+    )

@@ -1,0 +1,97 @@
+"""Shared fixtures: backends for the contract suite and a real redis-server.
+
+The session starts its own ``redis-server`` on a free port (with AOF on, so
+restart tests can check durability) and stops it at the end; no test talks
+to a shared Redis or a mock. The MongoDB store runs only when MONGODB_URI is
+set, and is skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from jobtrio.backends.base import Broker, Store
+from tests.servers import RedisServer
+
+BROKERS = ["memory", "sqlite", "redis"]
+STORES = ["memory", "sqlite", "redis", "mongodb"]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """A URL to the session's redis-server (started on first use)."""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
+def _unique_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(params=BROKERS)
+async def broker(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Broker]:
+    kind = request.param
+    if kind == "memory":
+        from jobtrio.backends.memory import MemoryBroker
+
+        b: Broker = MemoryBroker()
+    elif kind == "sqlite":
+        from jobtrio.backends.sqlite import SqliteBroker
+
+        b = await SqliteBroker.open(str(tmp_path / "broker.db"))
+    else:
+        from jobtrio.backends.redis import RedisBroker
+
+        server: RedisServer = request.getfixturevalue("redis_server")
+        b = await RedisBroker.open(server.url, prefix=_unique_prefix())
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Store]:
+    kind = request.param
+    if kind == "memory":
+        from jobtrio.backends.memory import MemoryStore
+
+        s: Store = MemoryStore()
+    elif kind == "sqlite":
+        from jobtrio.backends.sqlite import SqliteStore
+
+        s = await SqliteStore.open(str(tmp_path / "store.db"))
+    elif kind == "redis":
+        from jobtrio.backends.redis import RedisStore
+
+        server: RedisServer = request.getfixturevalue("redis_server")
+        s = await RedisStore.open(server.url, prefix=_unique_prefix())
+    else:
+        uri = os.environ.get("MONGODB_URI")
+        if not uri:
+            pytest.skip(
+                "MongoDB contract: MONGODB_URI is not set (no MongoDB server on this machine)"
+            )
+        from jobtrio.backends.mongodb import MongoStore
+
+        s = await MongoStore.open(uri, database="jobtrio_test_" + uuid.uuid4().hex[:8], timeout=5)
+    try:
+        yield s
+    finally:
+        if kind == "mongodb":
+            await s.drop()  # type: ignore[attr-defined]
+        await s.close()

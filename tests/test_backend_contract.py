@@ -1,0 +1,379 @@
+"""One contract for every Broker and Store implementation.
+
+The fixtures ``broker`` and ``store`` (tests/conftest.py) are parameterized
+over every backend that can run here: memory, SQLite, Redis (a real
+redis-server the session starts) and MongoDB when MONGODB_URI is set.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from jobtrio.backends.base import FencedError, Finish, JobQuery, NodeRecord, StateConflict
+from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+
+NOW = 1_700_000_000.0
+ids = IdGenerator()
+
+
+def make(job_type: str = "noop", now: float = NOW, **fields) -> Job:
+    return validate_submission({"type": job_type, **fields}, now, ids=ids)
+
+
+# --------------------------------------------------------------------------- broker
+
+
+async def test_claim_is_strict_priority_then_fifo(broker):
+    jobs = [
+        make(priority=1, payload={"n": 0}),
+        make(priority=5, payload={"n": 1}),
+        make(priority=10, payload={"n": 2}),
+        make(priority=5, payload={"n": 3}),
+        make(priority=10, payload={"n": 4}),
+        make(priority=1, payload={"n": 5}),
+    ]
+    await broker.enqueue(jobs, NOW)
+    order = []
+    for _ in range(3):
+        leases = await broker.claim("n1", 2, 30, NOW + 1)
+        order += [lease.job.payload["n"] for lease in leases]
+    assert order == [2, 4, 1, 3, 0, 5]
+    assert await broker.claim("n1", 5, 30, NOW + 1) == []
+
+
+async def test_enqueue_returns_jobs_and_claim_marks_running(broker):
+    job = make(payload={"a": 1}, max_retries=2, timeout=5)
+    [stored] = await broker.enqueue([job], NOW)
+    assert stored.id == job.id and stored.status == JobStatus.PENDING
+    [lease] = await broker.claim("node-a", 10, 30, NOW + 1)
+    assert lease.job.id == job.id
+    assert lease.job.status == JobStatus.RUNNING
+    assert lease.job.payload == {"a": 1}
+    assert lease.job.max_retries == 2 and lease.job.timeout == 5
+    assert lease.job.node_id == "node-a"
+    assert lease.job.started_at == NOW + 1
+    assert lease.expires_at == NOW + 31
+    assert len(lease.job.attempts) == 1 and lease.job.attempts[0].node_id == "node-a"
+    got = await broker.get(job.id)
+    assert got is not None and got.status == JobStatus.RUNNING
+    assert got.version > stored.version
+
+
+async def test_claim_respects_n(broker):
+    await broker.enqueue([make() for _ in range(7)], NOW)
+    assert len(await broker.claim("n", 3, 30, NOW)) == 3
+    assert len(await broker.claim("n", 100, 30, NOW)) == 4
+
+
+async def test_enqueue_is_idempotent_by_key(broker):
+    a = make(idempotency_key="order-1")
+    [first] = await broker.enqueue([a], NOW)
+    b = make(idempotency_key="order-1", payload={"other": True})
+    [second] = await broker.enqueue([b], NOW)
+    assert second.id == first.id
+    assert await broker.get(b.id) is None
+    assert len(await broker.claim("n", 10, 30, NOW)) == 1
+    # within one batch too
+    c, d = make(idempotency_key="k2"), make(idempotency_key="k2")
+    out = await broker.enqueue([c, d], NOW)
+    assert out[0].id == out[1].id == c.id
+
+
+async def test_complete_with_token_and_stale_token_refused(broker):
+    await broker.enqueue([make()], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    [stale] = await broker.finish(
+        [Finish(lease.job.id, "not-the-token", "completed", result={"x": 1})], NOW + 1
+    )
+    assert stale is None
+    still = await broker.get(lease.job.id)
+    assert still.status == JobStatus.RUNNING and still.result is None
+    [done] = await broker.finish(
+        [Finish(lease.job.id, lease.token, "completed", worker_id="w-1", result={"x": 1})],
+        NOW + 2,
+    )
+    assert done.status == JobStatus.COMPLETED
+    assert done.result == {"x": 1}
+    assert done.completed_at == NOW + 2
+    assert done.worker_id == "w-1"
+    assert done.attempts[-1].outcome == "completed" and done.attempts[-1].ended_at == NOW + 2
+    # finishing twice with the same token is refused: the lease is gone
+    assert await broker.finish([Finish(lease.job.id, lease.token, "completed")], NOW + 3) == [None]
+
+
+async def test_zombie_token_refused_after_requeue(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make()], NOW)
+    [old] = await broker.claim("n1", 1, 10, NOW)
+    requeued = await broker.requeue_expired(NOW + 11, epoch, poison_limit=5)
+    assert [j.id for j in requeued] == [old.job.id]
+    assert requeued[0].status == JobStatus.PENDING and requeued[0].lease_expirations == 1
+    [new] = await broker.claim("n2", 1, 10, NOW + 12)
+    assert new.job.id == old.job.id and new.token != old.token
+    assert await broker.finish([Finish(old.job.id, old.token, "completed")], NOW + 13) == [None]
+    assert await broker.renew([(old.job.id, old.token)], 10, NOW + 13) == [old.job.id]
+    [done] = await broker.finish([Finish(new.job.id, new.token, "completed")], NOW + 13)
+    assert done.status == JobStatus.COMPLETED
+    assert [a.outcome for a in done.attempts] == ["lost", "completed"]
+
+
+async def test_renew_extends_lease(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make(), make()], NOW)
+    a, b = await broker.claim("n", 2, 10, NOW)
+    assert await broker.renew([(a.job.id, a.token), (b.job.id, "bad")], 10, NOW + 8) == [b.job.id]
+    expired = await broker.requeue_expired(NOW + 12, epoch, poison_limit=5)
+    assert [j.id for j in expired] == [b.job.id]  # a was renewed until NOW+18
+    assert (await broker.get(a.job.id)).status == JobStatus.RUNNING
+
+
+async def test_poison_limit_fails_job(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make()], NOW)
+    t = NOW
+    for _ in range(2):
+        [lease] = await broker.claim("n", 1, 1, t)
+        [job] = await broker.requeue_expired(t + 2, epoch, poison_limit=3)
+        assert job.status == JobStatus.PENDING
+        t += 3
+    [lease] = await broker.claim("n", 1, 1, t)
+    [job] = await broker.requeue_expired(t + 2, epoch, poison_limit=3)
+    assert job.status == JobStatus.FAILED
+    assert job.lease_expirations == 3
+    assert "poison limit" in job.error
+    assert await broker.claim("n", 1, 1, t + 3) == []
+
+
+async def test_failure_with_retry_then_promote(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make(max_retries=1)], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    [job] = await broker.finish(
+        [Finish(lease.job.id, lease.token, "failed", error="boom", retry_at=NOW + 5)], NOW + 1
+    )
+    assert job.status == JobStatus.RETRYING and job.retry_count == 1 and job.error == "boom"
+    assert await broker.claim("n", 1, 30, NOW + 2) == []
+    assert await broker.promote_due(NOW + 4, epoch) == []
+    [promoted] = await broker.promote_due(NOW + 5, epoch)
+    assert promoted.status == JobStatus.PENDING
+    [again] = await broker.claim("n", 1, 30, NOW + 6)
+    assert again.job.retry_count == 1 and len(again.job.attempts) == 2
+    [final] = await broker.finish(
+        [Finish(again.job.id, again.token, "timeout", error="timed out after 1s")], NOW + 7
+    )
+    assert final.status == JobStatus.FAILED and final.error == "timed out after 1s"
+    assert [a.outcome for a in final.attempts] == ["failed", "timeout"]
+
+
+async def test_scheduled_job_waits_until_due(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    later = make(scheduled_at=NOW + 60)
+    [stored] = await broker.enqueue([later], NOW)
+    assert stored.status == JobStatus.SCHEDULED
+    assert await broker.claim("n", 1, 30, NOW + 59) == []
+    assert await broker.promote_due(NOW + 59, epoch) == []
+    [p] = await broker.promote_due(NOW + 60, epoch)
+    assert p.id == later.id
+    [lease] = await broker.claim("n", 1, 30, NOW + 60)
+    assert lease.job.id == later.id
+
+
+async def test_release_hands_job_back_without_counting(broker):
+    await broker.enqueue([make(priority=7)], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    [job] = await broker.finish([Finish(lease.job.id, lease.token, "released")], NOW + 1)
+    assert job.status == JobStatus.PENDING and job.retry_count == 0 and job.attempts == []
+    [again] = await broker.claim("n", 1, 30, NOW + 2)
+    assert again.job.id == lease.job.id
+
+
+async def test_cancel_pending_scheduled_and_running(broker):
+    a, b, c = make(), make(scheduled_at=NOW + 100), make()
+    await broker.enqueue([a, b], NOW)
+    assert (await broker.cancel(a.id, NOW)).status == JobStatus.CANCELLED
+    assert (await broker.cancel(b.id, NOW)).status == JobStatus.CANCELLED
+    epoch = await broker.acquire_epoch("leader", NOW)
+    assert await broker.promote_due(NOW + 200, epoch) == []
+    assert await broker.claim("n", 10, 30, NOW) == []
+    await broker.enqueue([c], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    cancelled = await broker.cancel(c.id, NOW + 1)
+    assert cancelled.status == JobStatus.CANCELLED
+    assert cancelled.attempts[-1].outcome == "cancelled"
+    # the worker's lease is gone: renew reports it, completion is refused
+    assert await broker.renew([(c.id, lease.token)], 30, NOW + 2) == [c.id]
+    assert await broker.finish([Finish(c.id, lease.token, "completed")], NOW + 2) == [None]
+    # cancelling a terminal job changes nothing; unknown is None
+    again = await broker.cancel(c.id, NOW + 3)
+    assert again.status == JobStatus.CANCELLED and again.version == cancelled.version
+    assert await broker.cancel("nope", NOW) is None
+
+
+async def test_retry_failed_or_cancelled(broker):
+    a = make(max_retries=0)
+    await broker.enqueue([a], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    await broker.finish([Finish(a.id, lease.token, "failed", error="x")], NOW)
+    job = await broker.retry(a.id, NOW + 1)
+    assert job.status == JobStatus.PENDING and job.retry_count == 0 and job.error is None
+    [lease2] = await broker.claim("n", 1, 30, NOW + 2)
+    assert lease2.job.id == a.id and len(lease2.job.attempts) == 2
+    with pytest.raises(StateConflict):
+        await broker.retry(a.id, NOW + 3)  # running
+    assert await broker.retry("unknown", NOW) is None
+
+
+async def test_depths_and_running(broker):
+    await broker.enqueue([make(), make(), make(scheduled_at=NOW + 10)], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    depths = await broker.depths()
+    assert depths["pending"] == 1 and depths["scheduled"] == 1 and depths["running"] == 1
+    assert set(depths) >= {s.value for s in JobStatus}
+    running = await broker.running()
+    assert [(r.job.id, r.token) for r in running] == [(lease.job.id, lease.token)]
+
+
+async def test_get_many_and_delete(broker):
+    a, b = make(), make()
+    await broker.enqueue([a, b], NOW)
+    got = await broker.get_many([a.id, b.id, "missing"])
+    assert set(got) == {a.id, b.id}
+    assert await broker.delete(a.id) is True
+    assert await broker.delete(a.id) is False
+    assert await broker.get(a.id) is None
+    [lease] = await broker.claim("n", 5, 30, NOW)
+    assert lease.job.id == b.id
+
+
+async def test_epochs_strictly_increase_and_fence(broker):
+    e1 = await broker.acquire_epoch("a", NOW)
+    e2 = await broker.acquire_epoch("b", NOW)
+    assert e2 > e1 and await broker.current_epoch() == e2
+    with pytest.raises(FencedError):
+        await broker.promote_due(NOW, e1)
+    with pytest.raises(FencedError):
+        await broker.requeue_expired(NOW, e1, poison_limit=3)
+    with pytest.raises(FencedError):
+        await broker.purge_finished(NOW, e1)
+    with pytest.raises(FencedError):
+        await broker.claim_tick("cron", NOW, e1)
+    await broker.promote_due(NOW, e2)  # the current epoch acts
+
+
+async def test_claim_tick_once(broker):
+    e = await broker.acquire_epoch("a", NOW)
+    assert await broker.claim_tick("nightly", 60.0, e) is True
+    assert await broker.claim_tick("nightly", 60.0, e) is False
+    e2 = await broker.acquire_epoch("b", NOW)
+    assert await broker.claim_tick("nightly", 60.0, e2) is False  # across failover
+    assert await broker.claim_tick("nightly", 120.0, e2) is True
+
+
+async def test_purge_finished(broker):
+    epoch = await broker.acquire_epoch("a", NOW)
+    a, b = make(), make()
+    await broker.enqueue([a, b], NOW)
+    leases = await broker.claim("n", 2, 30, NOW)
+    await broker.finish([Finish(leases[0].job.id, leases[0].token, "completed")], NOW + 1)
+    assert await broker.purge_finished(NOW + 1, epoch) == 0
+    assert await broker.purge_finished(NOW + 2, epoch) == 1
+    assert await broker.get(leases[0].job.id) is None
+    assert (await broker.get(leases[1].job.id)).status == JobStatus.RUNNING
+
+
+async def test_enqueue_many_is_all_visible(broker):
+    jobs = [make(payload={"i": i}) for i in range(250)]
+    out = await broker.enqueue(jobs, NOW)
+    assert [j.id for j in out] == [j.id for j in jobs]
+    seen = []
+    while leases := await broker.claim("n", 100, 30, NOW):
+        seen += [lease.job.payload["i"] for lease in leases]
+    assert seen == list(range(250))
+
+
+# --------------------------------------------------------------------------- store
+
+
+async def test_store_put_get_and_version_guard(store):
+    job = make(payload={"k": "v"})
+    await store.put_many([job])
+    got = await store.get(job.id)
+    assert got.to_dict() == job.to_dict()
+    newer = job.copy()
+    newer.status = JobStatus.COMPLETED
+    newer.version = job.version + 2
+    older = job.copy()
+    older.status = JobStatus.RUNNING
+    older.version = job.version + 1
+    await store.put_many([newer])
+    await store.put_many([older])
+    assert (await store.get(job.id)).status == JobStatus.COMPLETED
+    assert await store.get("missing") is None
+
+
+async def test_store_query_filters_and_pages(store):
+    jobs = []
+    for i in range(25):
+        j = make("email" if i % 2 else "sms", now=NOW + i, payload={"i": i})
+        j.status = [JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED][i % 3]
+        jobs.append(j)
+    await store.put_many(jobs)
+    page = await store.query(JobQuery(limit=10))
+    assert [j.payload["i"] for j in page.jobs] == list(range(24, 14, -1))
+    assert page.next_cursor is not None
+    seen = [j.payload["i"] for j in page.jobs]
+    while page.next_cursor:
+        page = await store.query(JobQuery(limit=10, cursor=page.next_cursor))
+        seen += [j.payload["i"] for j in page.jobs]
+    assert seen == list(range(24, -1, -1))
+    emails = await store.query(JobQuery(type="email", limit=100))
+    assert {j.payload["i"] for j in emails.jobs} == {i for i in range(25) if i % 2}
+    assert emails.next_cursor is None
+    two = await store.query(
+        JobQuery(statuses=frozenset({JobStatus.PENDING, JobStatus.COMPLETED}), limit=100)
+    )
+    assert {j.payload["i"] for j in two.jobs} == {i for i in range(25) if i % 3 != 1}
+    window = await store.query(JobQuery(created_after=NOW + 5, created_before=NOW + 8, limit=100))
+    assert [j.payload["i"] for j in window.jobs] == [7, 6, 5]
+    exact = await store.query(JobQuery(type="sms", limit=13))
+    assert len(exact.jobs) == 13 and exact.next_cursor is None
+    counts = await store.count_by_status()
+    assert counts["pending"] == 9 and counts["running"] == 8 and counts["completed"] == 8
+
+
+async def test_store_status_change_moves_indexes(store):
+    job = make()
+    await store.put_many([job])
+    done = job.copy()
+    done.status = JobStatus.COMPLETED
+    done.version += 1
+    await store.put_many([done])
+    pending = await store.query(JobQuery(statuses=frozenset({JobStatus.PENDING})))
+    completed = await store.query(JobQuery(statuses=frozenset({JobStatus.COMPLETED})))
+    assert pending.jobs == [] and [j.id for j in completed.jobs] == [job.id]
+    counts = await store.count_by_status()
+    assert counts["pending"] == 0 and counts["completed"] == 1
+
+
+async def test_store_delete(store):
+    job = make()
+    await store.put_many([job])
+    assert await store.delete(job.id) is True
+    assert await store.delete(job.id) is False
+    assert (await store.query(JobQuery())).jobs == []
+
+
+async def test_store_nodes_and_elections(store):
+    await store.put_node(NodeRecord("n2", "127.0.0.1:2", "alive", 4, NOW, NOW + 1))
+    await store.put_node(NodeRecord("n1", "127.0.0.1:1", "alive", 8, NOW, NOW + 1))
+    await store.put_node(NodeRecord("n1", "127.0.0.1:1", "dead", 8, NOW, NOW + 5))
+    nodes = await store.list_nodes()
+    assert [(n.node_id, n.state) for n in nodes] == [("n1", "dead"), ("n2", "alive")]
+    assert await store.delete_node("n2") is True
+    assert [n.node_id for n in await store.list_nodes()] == ["n1"]
+    for i in range(3):
+        await store.add_election(
+            {"leader": f"n{i}", "epoch": i, "algorithm": "raft", "at": NOW + i}
+        )
+    records = await store.list_elections(limit=2)
+    assert [r["leader"] for r in records] == ["n2", "n1"]
