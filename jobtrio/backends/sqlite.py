@@ -1,0 +1,817 @@
+"""The embedded default backend: Broker and Store on one SQLite file (stdlib ``sqlite3``).
+
+A node with no Redis or MongoDB configured opens ``SqliteBroker`` and
+``SqliteStore`` on the same file (``SQLITE_PATH``, ``./jobtrio.db``), so
+``jobtrio serve`` needs nothing installed. The two keep separate tables
+(``queue``, ``broker_meta``, ``ticks`` for the Broker; ``jobs``, ``nodes``,
+``elections`` for the Store) and separate connections, so either may also
+live in a file of its own.
+
+Durability: the file runs in WAL mode with ``synchronous=NORMAL``. A commit
+is then durable against the death of the process (a crash, ``kill -9``):
+the WAL frames are in the operating system's hands before the call returns.
+It is *not* durable against a power loss or an operating-system crash, which
+may roll back the last transactions (the file stays consistent). That is the
+guarantee we claim for the embedded backend; a deployment that needs more
+runs Redis with AOF.
+
+Concurrency: ``sqlite3`` blocks, so every operation runs in a worker thread
+through ``trio.to_thread.run_sync``, on one connection per object, behind a
+``CapacityLimiter(1)`` so that two calls never share the connection at once.
+A thread is never abandoned on cancellation: the call finishes its
+transaction, so a cancelled task can't leave the connection mid-transaction.
+Each Broker method is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction:
+the write lock is taken up front, so a move never fails half-way on a lock
+upgrade, and every move (a batch of many jobs included) is all or nothing.
+Because the queue order counter and the fencing epoch live in the file and
+are read inside each transaction, a second Broker on the same file sees one
+consistent queue (not a supported deployment, but it cannot corrupt it).
+
+The job itself is kept whole as ``Job.dumps()`` text; the columns beside it
+(status, priority, sequence, due time, lease) exist only to be indexed. State
+changes are the pure functions of ``transitions.py``, applied to the loaded
+``Job`` inside the transaction, exactly as the memory Broker applies them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+import trio
+
+from ..jobs import TERMINAL_STATUSES, Job, JobStatus, new_token
+from . import transitions
+from .base import (
+    BackendUnavailable,
+    Broker,
+    FencedError,
+    Finish,
+    JobQuery,
+    Lease,
+    NodeRecord,
+    Page,
+    StateConflict,
+    Store,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: How long a call waits for another connection's write lock before giving up.
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+# Primary result codes that mean "the database cannot be used right now"
+# (https://sqlite.org/rescode.html). Other errors, such as a malformed
+# statement, are bugs and are not disguised as an outage.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: locked beyond busy_timeout
+        6,  # SQLITE_LOCKED
+        7,  # SQLITE_NOMEM
+        8,  # SQLITE_READONLY
+        10,  # SQLITE_IOERR
+        11,  # SQLITE_CORRUPT
+        13,  # SQLITE_FULL
+        14,  # SQLITE_CANTOPEN
+        15,  # SQLITE_PROTOCOL
+        26,  # SQLITE_NOTADB
+    }
+)
+
+_PENDING = JobStatus.PENDING.value
+_RUNNING = JobStatus.RUNNING.value
+_DELAYED = frozenset({JobStatus.SCHEDULED, JobStatus.RETRYING})
+
+
+def default_path() -> str:
+    """``SQLITE_PATH`` as the node's settings read it (environment, then ``.env``)."""
+    from ..config import Settings
+
+    return Settings.from_env().sqlite_path
+
+
+def _outage(exc: sqlite3.Error) -> BackendUnavailable | None:
+    """``BackendUnavailable`` if ``exc`` means the file cannot be used; None for a bug."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
+        return BackendUnavailable("sqlite", str(exc))
+    if code is None and isinstance(exc, sqlite3.OperationalError):
+        # No result code (e.g. a Python-level failure to open): treat as I/O.
+        return BackendUnavailable("sqlite", str(exc))
+    return None
+
+
+class _Database:
+    """One connection, used from one worker thread at a time.
+
+    The limiter, not ``check_same_thread``, is what keeps calls apart: trio
+    may run successive calls on different cached threads, but never two at
+    once.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self.path = path
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def connect(cls, path: str, schema: str, busy_timeout: float) -> _Database:
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA temp_store = MEMORY")
+                # Two objects may create their tables in one file at the same time.
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in schema.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        try:
+            conn = await trio.to_thread.run_sync(connect)
+        except sqlite3.Error as exc:
+            outage = _outage(exc)
+            if outage is None:
+                raise
+            raise outage from exc
+        return cls(conn, path)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BackendUnavailable("sqlite", f"{self.path} is closed")
+        return self._conn
+
+    async def read(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` in autocommit mode: each single statement is its own snapshot."""
+
+        def call() -> T:
+            return fn(self._connection(), *args, **kwargs)
+
+        return await self._run(call)
+
+    async def write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; any exception rolls it all back."""
+
+        def call() -> T:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args, **kwargs)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return result
+
+        return await self._run(call)
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        try:
+            return await trio.to_thread.run_sync(call, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            outage = _outage(exc)
+            if outage is None:
+                raise
+            raise outage from exc
+
+    async def close(self) -> None:
+        def close() -> None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.execute("PRAGMA optimize")
+                finally:
+                    conn.close()
+
+        await self._run(close)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def _json_list(values: Sequence[str]) -> str:
+    """Many ids as one bound parameter (read with ``json_each``): no variable limit."""
+    return json.dumps(list(values))
+
+
+# --------------------------------------------------------------------------- broker
+
+_BROKER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    seq INTEGER,
+    run_at REAL,
+    token TEXT,
+    expires_at REAL,
+    finished_at REAL,
+    idempotency_key TEXT UNIQUE,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_claim ON queue (status, priority DESC, seq);
+CREATE INDEX IF NOT EXISTS queue_delayed ON queue (run_at) WHERE run_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_leases ON queue (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_finished ON queue (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS broker_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO broker_meta (key, value) VALUES ('seq', 0), ('epoch', 0);
+CREATE TABLE IF NOT EXISTS ticks (name TEXT NOT NULL, tick REAL NOT NULL, PRIMARY KEY (name, tick))
+"""
+
+_CLAIM_SELECT = (
+    "SELECT rowid, doc FROM queue WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT ?"
+)
+_CLAIM_UPDATE = (
+    "UPDATE queue SET status = 'running', seq = NULL, token = ?, expires_at = ?, doc = ? "
+    "WHERE rowid = ?"
+)
+# Every move other than a claim ends the lease, if any.
+_PLACE_UPDATE = (
+    "UPDATE queue SET status = ?, seq = ?, run_at = ?, token = NULL, expires_at = NULL, "
+    "finished_at = ?, doc = ? WHERE rowid = ?"
+)
+_ENQUEUE = """
+INSERT INTO queue (id, status, priority, seq, run_at, token, expires_at, finished_at,
+                   idempotency_key, doc)
+VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, priority = excluded.priority, seq = excluded.seq,
+    run_at = excluded.run_at, token = NULL, expires_at = NULL,
+    finished_at = excluded.finished_at, idempotency_key = excluded.idempotency_key,
+    doc = excluded.doc
+"""
+
+
+class _Sequence:
+    """Hands out the FIFO sequence numbers of one transaction.
+
+    The counter lives in ``broker_meta`` (not in Python) so that it survives a
+    restart and is shared by every connection on the file; it is read once
+    per transaction, on first use, and written back once at the end.
+    """
+
+    __slots__ = ("_conn", "_first", "_next")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._first = 0
+        self._next = 0
+
+    def __call__(self) -> int:
+        if not self._first:
+            (last,) = self._conn.execute(
+                "SELECT value FROM broker_meta WHERE key = 'seq'"
+            ).fetchone()
+            self._first = self._next = last + 1
+        value = self._next
+        self._next += 1
+        return value
+
+    def save(self) -> None:
+        if self._next != self._first:
+            self._conn.execute(
+                "UPDATE broker_meta SET value = ? WHERE key = 'seq'", (self._next - 1,)
+            )
+
+
+def _placement(
+    job: Job, now: float, seq: _Sequence
+) -> tuple[str, int | None, float | None, float | None]:
+    """The indexed columns (status, seq, run_at, finished_at) for a job not running."""
+    status = job.status
+    if status == JobStatus.PENDING:
+        return _PENDING, seq(), None, None
+    if status in _DELAYED:
+        return status.value, None, job.scheduled_at if job.scheduled_at is not None else now, None
+    if status in TERMINAL_STATUSES:
+        return status.value, None, None, now
+    raise AssertionError(f"a {status} job cannot be placed without a lease")
+
+
+def _check_epoch(conn: sqlite3.Connection, epoch: int) -> None:
+    (current,) = conn.execute("SELECT value FROM broker_meta WHERE key = 'epoch'").fetchone()
+    if epoch < current:
+        raise FencedError(epoch, current)
+
+
+def _move(
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple[int, str]],
+    now: float,
+    change: Callable[[Job], object],
+) -> list[Job]:
+    """Apply ``change`` to each (rowid, doc) row, file it anew, in one executemany."""
+    seq = _Sequence(conn)
+    params = []
+    out = []
+    for rowid, doc in rows:
+        job = Job.loads(doc)
+        change(job)
+        params.append((*_placement(job, now, seq), job.dumps(), rowid))
+        out.append(job)
+    conn.executemany(_PLACE_UPDATE, params)
+    seq.save()
+    return out
+
+
+class SqliteBroker(Broker):
+    """The queue in a SQLite file; see the module docstring for the guarantees."""
+
+    name = "sqlite"
+
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(
+        cls, path: str | os.PathLike[str] | None = None, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> Self:
+        """Open (creating if needed) the queue tables in ``path`` (default ``SQLITE_PATH``)."""
+        target = os.fspath(path) if path is not None else default_path()
+        return cls(await _Database.connect(target, _BROKER_SCHEMA, busy_timeout))
+
+    @property
+    def path(self) -> str:
+        return self._db.path
+
+    # -- producers ------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        if not jobs:
+            return []
+        return await self._db.write(_enqueue, jobs, now)
+
+    # -- workers ----------------------------------------------------------------
+    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
+        if n <= 0:
+            return []
+        return await self._db.write(_claim, node_id, n, now + lease_seconds, now)
+
+    async def renew(
+        self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
+    ) -> list[str]:
+        if not leases:
+            return []
+        return await self._db.write(_renew, leases, now + lease_seconds)
+
+    async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
+        if not items:
+            return []
+        return await self._db.write(_finish, items, now)
+
+    # -- operators ------------------------------------------------------------------
+    async def cancel(self, job_id: str, now: float) -> Job | None:
+        return await self._db.write(_cancel, job_id, now)
+
+    async def retry(self, job_id: str, now: float) -> Job | None:
+        return await self._db.write(_retry, job_id, now)
+
+    async def delete(self, job_id: str) -> bool:
+        return await self._db.write(_delete_job, "queue", job_id)
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._db.read(_get_job, "queue", job_id)
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        if not job_ids:
+            return {}
+        return await self._db.read(_get_many, job_ids)
+
+    async def depths(self) -> dict[str, int]:
+        return await self._db.read(_count_by_status, "queue")
+
+    async def running(self) -> list[Lease]:
+        return await self._db.read(_running)
+
+    # -- leader duties ------------------------------------------------------------------
+    async def acquire_epoch(self, node_id: str, now: float) -> int:
+        return await self._db.write(_acquire_epoch)
+
+    async def current_epoch(self) -> int:
+        return await self._db.read(_current_epoch)
+
+    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+        return await self._db.write(_promote_due, now, epoch, limit)
+
+    async def requeue_expired(
+        self, now: float, epoch: int, poison_limit: int, limit: int = 1000
+    ) -> list[Job]:
+        return await self._db.write(_requeue_expired, now, epoch, poison_limit, limit)
+
+    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
+        return await self._db.write(_purge_finished, older_than, epoch, limit)
+
+    async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
+        return await self._db.write(_claim_tick, name, tick, epoch)
+
+    # -- life cycle ---------------------------------------------------------------
+    async def ping(self) -> None:
+        await self._db.read(_ping)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+# The transaction bodies run in the worker thread, on the connection, inside
+# the transaction that ``_Database.write`` opened.
+
+
+def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[Job]:
+    keys = [job.idempotency_key for job in jobs if job.idempotency_key is not None]
+    known: dict[str, Job] = {}
+    if keys:
+        rows = conn.execute(
+            "SELECT idempotency_key, doc FROM queue "
+            "WHERE idempotency_key IN (SELECT value FROM json_each(?))",
+            (_json_list(keys),),
+        )
+        known = {key: Job.loads(doc) for key, doc in rows}
+    seq = _Sequence(conn)
+    params = []
+    out: list[Job] = []
+    for job in jobs:
+        key = job.idempotency_key
+        if key is not None and key in known:
+            out.append(known[key].copy())
+            continue
+        if not job.terminal:
+            status = transitions.waiting_status(job, now)
+            if status != job.status:
+                # A shallow copy is enough: it is only serialised, never kept.
+                job = dataclasses.replace(job, status=status)
+        doc = job.dumps()
+        stored = Job.loads(doc)  # the caller's copy, sharing nothing with its input
+        status, s, run_at, finished_at = _placement(stored, now, seq)
+        params.append((stored.id, status, stored.priority, s, run_at, finished_at, key, doc))
+        if key is not None:
+            known[key] = stored
+        out.append(stored)
+    conn.executemany(_ENQUEUE, params)
+    seq.save()
+    return out
+
+
+def _claim(
+    conn: sqlite3.Connection, node_id: str, n: int, expires_at: float, now: float
+) -> list[Lease]:
+    rows = conn.execute(_CLAIM_SELECT, (n,)).fetchall()
+    if not rows:
+        return []
+    params = []
+    leases = []
+    claim = transitions.claim
+    loads = Job.loads
+    for rowid, doc in rows:
+        job = loads(doc)
+        claim(job, node_id, now)
+        token = new_token()
+        params.append((token, expires_at, job.dumps(), rowid))
+        leases.append(Lease(job, token, expires_at))
+    conn.executemany(_CLAIM_UPDATE, params)
+    return leases
+
+
+def _held_leases(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """id -> [rowid, token, doc] for those of ``job_ids`` that are leased now."""
+    rows = conn.execute(
+        "SELECT id, rowid, token, doc FROM queue "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND token IS NOT NULL",
+        (_json_list(job_ids),),
+    )
+    return {job_id: [rowid, token, doc] for job_id, rowid, token, doc in rows}
+
+
+def _renew(
+    conn: sqlite3.Connection, leases: Sequence[tuple[str, str]], expires_at: float
+) -> list[str]:
+    held = _held_leases(conn, [job_id for job_id, _ in leases])
+    lost = []
+    params = []
+    for job_id, token in leases:
+        row = held.get(job_id)
+        if row is None or row[1] != token:
+            lost.append(job_id)
+        else:
+            params.append((expires_at, row[0]))
+    if params:
+        conn.executemany("UPDATE queue SET expires_at = ? WHERE rowid = ?", params)
+    return lost
+
+
+def _finish(conn: sqlite3.Connection, items: Sequence[Finish], now: float) -> list[Job | None]:
+    held = _held_leases(conn, [item.job_id for item in items])
+    seq = _Sequence(conn)
+    params = []
+    out: list[Job | None] = []
+    for item in items:
+        row = held.get(item.job_id)
+        if row is None or row[1] != item.token:
+            out.append(None)
+            continue
+        row[1] = None  # the lease is spent, even for a repeat within this batch
+        job = Job.loads(row[2])
+        transitions.finish(job, item, now)
+        params.append((*_placement(job, now, seq), job.dumps(), row[0]))
+        out.append(job)
+    if params:
+        conn.executemany(_PLACE_UPDATE, params)
+        seq.save()
+    return out
+
+
+def _row(conn: sqlite3.Connection, job_id: str) -> tuple[int, str] | None:
+    return conn.execute("SELECT rowid, doc FROM queue WHERE id = ?", (job_id,)).fetchone()
+
+
+def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> Job | None:
+    row = _row(conn, job_id)
+    if row is None:
+        return None
+    job = Job.loads(row[1])
+    if job.terminal:
+        return job
+    [cancelled] = _move(conn, [row], now, lambda j: transitions.cancel(j, now))
+    return cancelled
+
+
+def _retry(conn: sqlite3.Connection, job_id: str, now: float) -> Job | None:
+    row = _row(conn, job_id)
+    if row is None:
+        return None
+    job = Job.loads(row[1])
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise StateConflict(job, f"job {job_id} is {job.status}, not failed or cancelled")
+    [retried] = _move(conn, [row], now, lambda j: transitions.retry(j, now))
+    return retried
+
+
+def _get_many(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, Job]:
+    rows = conn.execute(
+        "SELECT id, doc FROM queue WHERE id IN (SELECT value FROM json_each(?))",
+        (_json_list(job_ids),),
+    )
+    return {job_id: Job.loads(doc) for job_id, doc in rows}
+
+
+def _running(conn: sqlite3.Connection) -> list[Lease]:
+    rows = conn.execute(
+        "SELECT doc, token, expires_at FROM queue "
+        "WHERE expires_at IS NOT NULL ORDER BY expires_at, id"
+    )
+    return [Lease(Job.loads(doc), token, expires_at) for doc, token, expires_at in rows]
+
+
+def _acquire_epoch(conn: sqlite3.Connection) -> int:
+    conn.execute("UPDATE broker_meta SET value = value + 1 WHERE key = 'epoch'")
+    return _current_epoch(conn)
+
+
+def _current_epoch(conn: sqlite3.Connection) -> int:
+    (epoch,) = conn.execute("SELECT value FROM broker_meta WHERE key = 'epoch'").fetchone()
+    return int(epoch)
+
+
+def _promote_due(conn: sqlite3.Connection, now: float, epoch: int, limit: int) -> list[Job]:
+    _check_epoch(conn, epoch)
+    rows = conn.execute(
+        "SELECT rowid, doc FROM queue WHERE run_at <= ? ORDER BY run_at, id LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return _move(conn, rows, now, lambda job: transitions.promote(job, now))
+
+
+def _requeue_expired(
+    conn: sqlite3.Connection, now: float, epoch: int, poison_limit: int, limit: int
+) -> list[Job]:
+    _check_epoch(conn, epoch)
+    rows = conn.execute(
+        "SELECT rowid, doc FROM queue WHERE expires_at < ? ORDER BY expires_at, id LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return _move(conn, rows, now, lambda job: transitions.expire(job, now, poison_limit))
+
+
+def _purge_finished(conn: sqlite3.Connection, older_than: float, epoch: int, limit: int) -> int:
+    _check_epoch(conn, epoch)
+    cursor = conn.execute(
+        "DELETE FROM queue WHERE rowid IN "
+        "(SELECT rowid FROM queue WHERE finished_at < ? ORDER BY finished_at LIMIT ?)",
+        (older_than, limit),
+    )
+    return cursor.rowcount
+
+
+def _claim_tick(conn: sqlite3.Connection, name: str, tick: float, epoch: int) -> bool:
+    _check_epoch(conn, epoch)
+    cursor = conn.execute("INSERT OR IGNORE INTO ticks (name, tick) VALUES (?, ?)", (name, tick))
+    return cursor.rowcount == 1
+
+
+# Shared by the Broker (table ``queue``) and the Store (table ``jobs``); the
+# table name is always one of these two literals, never caller input.
+
+
+def _get_job(conn: sqlite3.Connection, table: str, job_id: str) -> Job | None:
+    row = conn.execute(f"SELECT doc FROM {table} WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else Job.loads(row[0])
+
+
+def _delete_job(conn: sqlite3.Connection, table: str, job_id: str) -> bool:
+    return conn.execute(f"DELETE FROM {table} WHERE id = ?", (job_id,)).rowcount > 0
+
+
+def _count_by_status(conn: sqlite3.Connection, table: str) -> dict[str, int]:
+    counts = {status.value: 0 for status in JobStatus}
+    for status, count in conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status"):
+        counts[status] = count
+    return counts
+
+
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()
+
+
+# --------------------------------------------------------------------------- store
+
+_STORE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, id);
+CREATE INDEX IF NOT EXISTS jobs_type ON jobs (type, id);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS elections (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL)
+"""
+
+_PUT = """
+INSERT INTO jobs (id, status, type, created_at, version, doc) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, type = excluded.type, created_at = excluded.created_at,
+    version = excluded.version, doc = excluded.doc
+WHERE excluded.version >= jobs.version
+"""
+
+
+class SqliteStore(Store):
+    """The job record in a SQLite file, beside (or apart from) the queue."""
+
+    name = "sqlite"
+
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(
+        cls, path: str | os.PathLike[str] | None = None, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> Self:
+        """Open (creating if needed) the record tables in ``path`` (default ``SQLITE_PATH``)."""
+        target = os.fspath(path) if path is not None else default_path()
+        return cls(await _Database.connect(target, _STORE_SCHEMA, busy_timeout))
+
+    @property
+    def path(self) -> str:
+        return self._db.path
+
+    async def put_many(self, jobs: Sequence[Job]) -> None:
+        if jobs:
+            await self._db.write(_put_many, jobs)
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._db.read(_get_job, "jobs", job_id)
+
+    async def query(self, query: JobQuery) -> Page:
+        return await self._db.read(_query, query)
+
+    async def delete(self, job_id: str) -> bool:
+        return await self._db.write(_delete_job, "jobs", job_id)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await self._db.read(_count_by_status, "jobs")
+
+    async def put_node(self, node: NodeRecord) -> None:
+        await self._db.write(_put_node, node)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return await self._db.read(_list_nodes)
+
+    async def delete_node(self, node_id: str) -> bool:
+        return await self._db.write(_delete_node, node_id)
+
+    async def add_election(self, record: dict[str, Any]) -> None:
+        await self._db.write(_add_election, json.dumps(record, separators=(",", ":")))
+
+    async def list_elections(self, limit: int = 50) -> list[dict[str, Any]]:
+        return await self._db.read(_list_elections, limit)
+
+    async def ping(self) -> None:
+        await self._db.read(_ping)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+def _put_many(conn: sqlite3.Connection, jobs: Sequence[Job]) -> None:
+    conn.executemany(
+        _PUT,
+        [
+            (job.id, job.status.value, job.type, job.created_at, job.version, job.dumps())
+            for job in jobs
+        ],
+    )
+
+
+def _query(conn: sqlite3.Connection, query: JobQuery) -> Page:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.cursor is not None:
+        where.append("id < ?")
+        params.append(query.cursor)
+    if query.statuses is not None:
+        if not query.statuses:
+            return Page([], None)
+        where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+        params.extend(sorted(status.value for status in query.statuses))
+    if query.type is not None:
+        where.append("type = ?")
+        params.append(query.type)
+    if query.created_after is not None:
+        where.append("created_at >= ?")
+        params.append(query.created_after)
+    if query.created_before is not None:
+        where.append("created_at < ?")
+        params.append(query.created_before)
+    limit = max(query.limit, 0)
+    sql = "SELECT doc FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(limit + 1)  # one more than asked tells whether a next page exists
+    jobs = [Job.loads(doc) for (doc,) in conn.execute(sql, params)]
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return Page(jobs, jobs[-1].id if more and jobs else None)
+
+
+def _put_node(conn: sqlite3.Connection, node: NodeRecord) -> None:
+    conn.execute(
+        "INSERT INTO nodes (node_id, doc) VALUES (?, ?) "
+        "ON CONFLICT (node_id) DO UPDATE SET doc = excluded.doc",
+        (node.node_id, json.dumps(dataclasses.asdict(node), separators=(",", ":"))),
+    )
+
+
+def _list_nodes(conn: sqlite3.Connection) -> list[NodeRecord]:
+    rows = conn.execute("SELECT doc FROM nodes ORDER BY node_id")
+    return [NodeRecord(**json.loads(doc)) for (doc,) in rows]
+
+
+def _delete_node(conn: sqlite3.Connection, node_id: str) -> bool:
+    return conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,)).rowcount > 0
+
+
+def _add_election(conn: sqlite3.Connection, doc: str) -> None:
+    conn.execute("INSERT INTO elections (doc) VALUES (?)", (doc,))
+
+
+def _list_elections(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT doc FROM elections ORDER BY seq DESC LIMIT ?", (limit,))
+    return [json.loads(doc) for (doc,) in rows]
