@@ -1,0 +1,38 @@
+"""Storage backends; ``open_backends`` picks them from the settings.
+
+- nothing configured: SQLite (broker and store in one file, ``SQLITE_PATH``);
+- ``REDIS_ADDR``/``REDIS_URL``/``REDIS_SENTINELS``: Redis is the broker, and the store too
+  unless ``MONGODB_URI`` is set;
+- ``MONGODB_URI``: MongoDB is the store.
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .base import Broker, Store
+
+
+async def open_backends(settings: Settings) -> tuple[Broker, Store]:
+    broker: Broker
+    store: Store
+    if settings.redis_configured:
+        from .redis import RedisBroker
+
+        broker = await RedisBroker.from_settings(settings)
+    else:
+        from .sqlite import SqliteBroker
+
+        broker = await SqliteBroker.open(settings.sqlite_path)
+    if settings.mongodb_uri:
+        from .mongodb import MongoStore
+
+        store = await MongoStore.from_settings(settings)
+    elif settings.redis_configured:
+        from .redis import RedisStore
+
+        store = await RedisStore.from_settings(settings)
+    else:
+        from .sqlite import SqliteStore
+
+        store = await SqliteStore.open(settings.sqlite_path)
+    return broker, store

@@ -1,0 +1,406 @@
+"""Claim jobs when workers are free, hand each to a worker, report outcomes.
+
+Three loops share one table of in-flight attempts, all in this actor:
+
+- the claim loop takes a batch from the Broker only when workers are idle
+  (credit-based: never more jobs than idle workers, so nothing waits on a
+  node while another could run it), and deals each job to a worker with the
+  configured load-balancing strategy;
+- ``WORKER_COUNT`` worker loops each run one attempt at a time under a
+  cancel scope carrying the job's timeout;
+- the finisher sends outcomes to the Broker in batches (one round trip for
+  many jobs), with the lease token, and records the jobs it gets back.
+
+The table is also what the lease heartbeat renews, what a cancel request
+interrupts and what a graceful shutdown hands back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..backends.base import BackendUnavailable, Broker, Finish, Lease
+from ..balancing import Balancer, WorkerLoad
+from ..config import Settings
+from ..events import EventBus
+from ..jobs import Job
+from ..metrics import NodeMetrics
+from ..processors import JobContext, Registry, UnknownJobType, run_processor
+from ..retry import RetryPolicy
+from .recorder import Recorder
+from .signals import Wakeup
+
+log = logging.getLogger("jobtrio.dispatcher")
+
+#: Why an attempt was interrupted from outside (its outcome is not reported as a failure).
+CANCELLED, LEASE_LOST, SHUTDOWN = "cancelled", "lease lost", "shutdown"
+
+
+@dataclass(slots=True)
+class InFlight:
+    lease: Lease
+    worker: int
+    scope: trio.CancelScope | None = None
+    interrupted: str | None = None
+    finished: bool = False  # the outcome is on its way to the Broker
+
+
+@dataclass(slots=True)
+class WorkerState:
+    index: int
+    worker_id: str
+    busy: bool = False
+    job_id: str | None = None
+    job_type: str | None = None
+    started_at: float | None = None
+    busy_seconds: float = 0.0
+    jobs_done: int = 0
+    inbox: Any = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class _Report:
+    finish: Finish | None  # None: nothing to tell the Broker (the lease is gone)
+    job: Job
+    worker: int
+    duration: float
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        node_id: str,
+        settings: Settings,
+        broker: Broker,
+        registry: Registry,
+        recorder: Recorder,
+        events: EventBus,
+        metrics: NodeMetrics,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._settings = settings
+        self._broker = broker
+        self._registry = registry
+        self._recorder = recorder
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._retry = RetryPolicy.from_settings(settings)
+        self._balancer = Balancer(settings.load_balancer_strategy, self._rng)
+        self._limiter = trio.CapacityLimiter(settings.worker_count)
+        self.workers = [WorkerState(i, f"{node_id}/w{i}") for i in range(settings.worker_count)]
+        self._inflight: dict[str, InFlight] = {}
+        self._wakeup = Wakeup()
+        self._capacity = Wakeup()
+        self._claiming = True
+        self._drained = trio.Event()
+        self._reports_send, self._reports_recv = trio.open_memory_channel[_Report](math.inf)
+        self.broker_healthy = True
+        self.last_error: str | None = None
+        self.claimed = 0
+        self.finished = 0
+
+    # -- views for other actors ---------------------------------------------------
+    def leases(self) -> list[tuple[str, str]]:
+        """(job_id, token) of every attempt this node holds, for the heartbeat."""
+        return [(i, f.lease.token) for i, f in self._inflight.items()]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def idle_workers(self) -> int:
+        return sum(1 for w in self.workers if not w.busy)
+
+    def worker_views(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        return [
+            {
+                "id": w.worker_id,
+                "node_id": self.node_id,
+                "status": "busy" if w.busy else "idle",
+                "current_job": w.job_id,
+                "current_job_type": w.job_type,
+                "running_for": None if w.started_at is None else round(now - w.started_at, 3),
+                "jobs_done": w.jobs_done,
+                "busy_seconds": round(w.busy_seconds, 3),
+            }
+            for w in self.workers
+        ]
+
+    # -- commands -----------------------------------------------------------------------
+    def wake(self) -> None:
+        """New work may be waiting: claim now instead of at the next poll."""
+        self._wakeup.set()
+
+    def interrupt(self, job_id: str, reason: str) -> bool:
+        """Stop a local attempt (a cancel request or a lost lease)."""
+        flight = self._inflight.get(job_id)
+        if flight is None or flight.finished:
+            return False
+        flight.interrupted = reason
+        if flight.scope is not None:
+            flight.scope.cancel()
+        return True
+
+    def leases_lost(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            if self.interrupt(job_id, LEASE_LOST):
+                self._metrics.lease_lost.inc()
+                log.warning("lease of job %s lost; its attempt is abandoned", job_id)
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming, let running attempts finish for ``grace`` seconds, hand back the rest."""
+        self._claiming = False
+        self._wakeup.set()
+        with trio.move_on_after(grace):
+            while self._inflight:
+                await self._capacity.wait(0.05)
+        for job_id in list(self._inflight):
+            self.interrupt(job_id, SHUTDOWN)
+        with trio.move_on_after(max(5.0, self._settings.job_lease)):
+            while self._inflight:
+                await self._capacity.wait(0.05)
+        if self._inflight:
+            log.warning(
+                "%d attempts could not be handed back; their leases will expire",
+                len(self._inflight),
+            )
+
+    # -- the actor --------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for worker in self.workers:
+                send, recv = trio.open_memory_channel[Lease](1)
+                worker.inbox = send
+                nursery.start_soon(self._worker_loop, worker, recv)
+            nursery.start_soon(self._finisher_loop)
+            task_status.started()
+            await self._claim_loop()
+            # claiming stopped (drain); keep workers and finisher until drained
+            await trio.sleep_forever()
+
+    async def _claim_loop(self) -> None:
+        poll, max_poll = 0.001, 0.1
+        backoff = 0.05
+        while self._claiming:
+            idle = [w for w in self.workers if not w.busy]
+            if not idle:
+                await self._capacity.wait(1.0)
+                continue
+            try:
+                leases = await self._broker.claim(
+                    self.node_id,
+                    min(len(idle), self._settings.dispatch_batch),
+                    self._settings.job_lease,
+                    self._clock(),
+                )
+            except BackendUnavailable as exc:
+                self._mark_broker(False, str(exc))
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.05
+            self._mark_broker(True, None)
+            if not leases:
+                await self._wakeup.wait(poll)
+                poll = min(poll * 2, max_poll)
+                continue
+            poll = 0.001
+            self.claimed += len(leases)
+            if not self._claiming:  # drain started while we were claiming
+                for lease in leases:
+                    self._hand_back_unstarted(lease)
+                return
+            self._assign(leases)
+
+    def _assign(self, leases: list[Lease]) -> None:
+        loads = [WorkerLoad(w.index, not w.busy, w.busy_seconds, w.jobs_done) for w in self.workers]
+        now = self._clock()
+        started = []
+        for lease in leases:
+            index = self._balancer.choose(loads, lease.job.priority)
+            loads[index].idle = False
+            worker = self.workers[index]
+            worker.busy = True
+            worker.job_id = lease.job.id
+            worker.job_type = lease.job.type
+            worker.started_at = now
+            job = lease.job
+            job.worker_id = worker.worker_id
+            if job.attempts:
+                job.attempts[-1].worker_id = worker.worker_id
+            self._inflight[job.id] = InFlight(lease, index)
+            worker.inbox.send_nowait(lease)
+            started.append(job)
+            due = job.scheduled_at if job.scheduled_at is not None else job.created_at
+            self._metrics.queue_wait.observe(max(0.0, now - due))
+        self._recorder.record(started)
+        self._metrics.worker_active.set(self.in_flight)
+        if self._events.has_subscribers:
+            for job in started:
+                self._events.publish("job.started", job=job.to_dict())
+
+    def _hand_back_unstarted(self, lease: Lease) -> None:
+        self._inflight[lease.job.id] = InFlight(lease, -1, finished=True)
+        self._reports_send.send_nowait(
+            _Report(Finish(lease.job.id, lease.token, "released"), lease.job, -1, 0.0)
+        )
+
+    def _mark_broker(self, healthy: bool, error: str | None) -> None:
+        if healthy != self.broker_healthy:
+            if healthy:
+                log.info("broker is back")
+            else:
+                log.warning("broker unavailable: %s", error)
+        self.broker_healthy = healthy
+        self.last_error = error
+        self._metrics.backend_up.labels("broker").set(1 if healthy else 0)
+
+    # -- workers -----------------------------------------------------------------------
+    async def _worker_loop(
+        self, worker: WorkerState, inbox: trio.MemoryReceiveChannel[Lease]
+    ) -> None:
+        async for lease in inbox:
+            flight = self._inflight[lease.job.id]
+            started = trio.current_time()
+            if flight.interrupted is not None or not self._claiming:
+                finish = (
+                    Finish(lease.job.id, lease.token, "released")
+                    if (flight.interrupted in (None, SHUTDOWN))
+                    else None
+                )
+            else:
+                finish = await self._attempt(worker, flight)
+            duration = trio.current_time() - started
+            flight.finished = True
+            worker.busy = False
+            worker.job_id = worker.job_type = worker.started_at = None
+            worker.busy_seconds += duration
+            worker.jobs_done += 1
+            self._reports_send.send_nowait(_Report(finish, lease.job, worker.index, duration))
+            self._capacity.set()
+            self._wakeup.set()
+
+    async def _attempt(self, worker: WorkerState, flight: InFlight) -> Finish | None:
+        lease = flight.lease
+        job = lease.job
+        ctx = JobContext(
+            job_id=job.id,
+            type=job.type,
+            payload=job.payload,
+            priority=job.priority,
+            attempt=len(job.attempts),
+            retry_count=job.retry_count,
+            max_retries=job.max_retries,
+            node_id=self.node_id,
+            worker_id=worker.worker_id,
+        )
+        try:
+            processor = self._registry.get(job.type)
+        except UnknownJobType as exc:
+            # no retry on this node can help: fail now with the reason
+            return Finish(job.id, lease.token, "failed", worker.worker_id, error=str(exc))
+        timeout = job.timeout if job.timeout is not None else processor.default_timeout
+        outcome, result, error = "completed", None, None
+        with trio.CancelScope() as scope:
+            flight.scope = scope
+            if timeout is not None:
+                scope.deadline = trio.current_time() + timeout
+            if flight.interrupted is not None:
+                scope.cancel()
+            try:
+                result = await run_processor(processor, ctx, self._limiter)
+            except Exception as exc:
+                outcome, error = "failed", _describe(exc)
+        flight.scope = None
+        if scope.cancelled_caught:
+            if flight.interrupted == SHUTDOWN:
+                return Finish(job.id, lease.token, "released", worker.worker_id)
+            if flight.interrupted is not None:
+                return None  # cancelled or lease lost: the Broker already moved on
+            outcome, error = "timeout", f"timed out after {timeout:g}s"
+        if outcome == "completed":
+            try:
+                json.dumps(result, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                outcome, error = "failed", f"result is not JSON-serialisable: {exc}"
+        if outcome == "completed":
+            return Finish(job.id, lease.token, "completed", worker.worker_id, result=result)
+        retry_at = None
+        if job.retry_count < job.max_retries:
+            retry_at = self._clock() + self._retry.delay(job.retry_count + 1, self._rng)
+        return Finish(
+            job.id,
+            lease.token,
+            outcome,
+            worker.worker_id,
+            error=error,
+            retry_at=retry_at,  # type: ignore[arg-type]
+        )
+
+    # -- the finisher ---------------------------------------------------------------------
+    async def _finisher_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            reports = [await self._reports_recv.receive()]
+            while len(reports) < 1000:
+                try:
+                    reports.append(self._reports_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            to_send = [r for r in reports if r.finish is not None]
+            while to_send:
+                try:
+                    results = await self._broker.finish(
+                        [r.finish for r in to_send],  # type: ignore[misc]
+                        self._clock(),
+                    )
+                    break
+                except BackendUnavailable as exc:
+                    self._mark_broker(False, str(exc))
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            else:
+                results = []
+            backoff = 0.05
+            self._account(to_send, results)
+            for report in reports:
+                self._inflight.pop(report.job.id, None)
+            self._metrics.worker_active.set(self.in_flight)
+            self._capacity.set()
+
+    def _account(self, reports: list[_Report], results: list[Job | None]) -> None:
+        done: list[Job] = []
+        for report, job in zip(reports, results, strict=True):
+            outcome = report.finish.outcome  # type: ignore[union-attr]
+            if job is None:
+                log.info("outcome of job %s refused: its lease had moved on", report.job.id)
+                continue
+            self.finished += 1
+            done.append(job)
+            self._metrics.jobs_total.labels(outcome).inc()
+            if outcome != "released":
+                self._metrics.job_processing_duration.labels(job.type, outcome).observe(
+                    report.duration
+                )
+            if self._events.has_subscribers:
+                self._events.publish(f"job.{job.status}", job=job.to_dict())
+        self._recorder.record(done)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

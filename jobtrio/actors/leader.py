@@ -1,0 +1,163 @@
+"""The duties only the leader performs, each write fenced by its epoch.
+
+While this node leads (``Leadership.epoch`` is set), every tick it promotes
+due scheduled and retrying jobs, requeues jobs whose lease expired (their
+node died or froze) with the poison limit, and less often purges finished
+jobs from the Broker (the Store keeps them), reconciles the Store with the
+Broker and fires periodic jobs. The Broker refuses any of these writes
+carrying an epoch older than the newest, so a deposed leader that has not
+noticed yet cannot act: it gets ``FencedError`` and stops its duties until
+it leads again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..backends.base import BackendUnavailable, Broker, FencedError, JobQuery, Store
+from ..backends.transitions import waiting_status
+from ..config import Settings
+from ..events import EventBus
+from ..jobs import Job, JobStatus
+from .leadership import Leadership
+from .recorder import Recorder
+
+log = logging.getLogger("jobtrio.leader")
+
+LIVE_STATUSES = frozenset(
+    {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.RUNNING}
+)
+
+#: An extra duty run every tick while leading: ``(epoch, now) -> None``.
+Duty = Callable[[int, float], Awaitable[None]]
+
+
+class LeaderDuties:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        store: Store,
+        recorder: Recorder,
+        leadership: Leadership,
+        events: EventBus,
+        clock: Callable[[], float],
+        on_jobs_ready: Callable[[], None],
+        tick: float = 0.1,
+        housekeeping_every: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._broker = broker
+        self._store = store
+        self._recorder = recorder
+        self._leadership = leadership
+        self._events = events
+        self._clock = clock
+        self._on_jobs_ready = on_jobs_ready
+        self._tick = tick
+        self._housekeeping_every = housekeeping_every
+        self.extra_duties: list[Duty] = []
+        self.promoted = 0
+        self.requeued = 0
+        self.reconciled = 0
+        self.purged = 0
+        self.fenced = 0
+
+    async def run(self) -> None:
+        while True:
+            epoch = await self._leadership.wait_leader()
+            log.info("leading with epoch %d: duties start", epoch)
+            try:
+                await self._lead(epoch)
+            except FencedError as exc:
+                self.fenced += 1
+                log.warning("duties stop: %s", exc)
+                self._events.publish("leader.fenced", epoch=epoch, current=exc.current)
+                # wait until the elector replaces this epoch (or takes a new one)
+                while self._leadership.view.epoch == epoch:
+                    await self._leadership.wait_change()
+
+    async def _lead(self, epoch: int) -> None:
+        next_housekeeping = 0.0
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_leadership, epoch, scope)
+                while True:
+                    now = self._clock()
+                    try:
+                        await self.tick(epoch, now)
+                        if now >= next_housekeeping:
+                            await self.housekeeping(epoch, now)
+                            next_housekeeping = now + self._housekeeping_every
+                    except BackendUnavailable as exc:
+                        log.warning("leader duty postponed: %s", exc)
+                    await trio.sleep(self._tick)
+
+    async def _watch_leadership(self, epoch: int, scope: trio.CancelScope) -> None:
+        while self._leadership.view.epoch == epoch:
+            await self._leadership.wait_change()
+        log.info("epoch %d ended: duties stop", epoch)
+        scope.cancel()
+
+    async def tick(self, epoch: int, now: float) -> None:
+        promoted = await self._broker.promote_due(now, epoch)
+        expired = await self._broker.requeue_expired(now, epoch, self._settings.poison_limit)
+        if promoted or expired:
+            self.promoted += len(promoted)
+            self.requeued += len(expired)
+            self._recorder.record(promoted + expired)
+            for job in expired:
+                log.warning(
+                    "lease of job %s expired (%d times): %s",
+                    job.id,
+                    job.lease_expirations,
+                    job.status,
+                )
+                self._events.publish("job.lease_expired", job=job.to_dict())
+            self._on_jobs_ready()
+        for duty in self.extra_duties:
+            await duty(epoch, now)
+
+    async def housekeeping(self, epoch: int, now: float) -> None:
+        if self._settings.finished_job_ttl > 0:
+            self.purged += await self._broker.purge_finished(
+                now - self._settings.finished_job_ttl, epoch
+            )
+        self.reconciled += await self.reconcile(epoch, now)
+
+    async def reconcile(self, epoch: int, now: float, settle: float = 60.0) -> int:
+        """Re-enqueue jobs the Store holds as live but the Broker lost (e.g. Redis lost data).
+
+        Only records untouched for ``settle`` seconds are considered, so a job
+        whose newest snapshot is still on its way to the Store is left alone.
+        """
+        await self._broker.current_epoch()  # fail fast when the broker is down
+        restored: list[Job] = []
+        cursor = None
+        while True:
+            page = await self._store.query(
+                JobQuery(statuses=LIVE_STATUSES, limit=500, cursor=cursor)
+            )
+            candidates = [j for j in page.jobs if j.updated_at < now - settle]
+            if candidates:
+                held = await self._broker.get_many([j.id for j in candidates])
+                for job in candidates:
+                    if job.id not in held:
+                        job.status = waiting_status(job, now)
+                        job.touch(now)
+                        restored.append(job)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        if restored:
+            if await self._broker.current_epoch() != epoch:
+                raise FencedError(epoch, await self._broker.current_epoch())
+            jobs = await self._broker.enqueue(restored, now)
+            self._recorder.record(jobs)
+            log.warning("reconciled %d jobs the broker had lost", len(jobs))
+            self._events.publish("jobs.reconciled", count=len(jobs))
+            self._on_jobs_ready()
+        return len(restored)

@@ -1,0 +1,336 @@
+"""A node: the supervisor of one actor tree, and the facade the surfaces call.
+
+``Node.run`` opens one nursery holding the recorder, the dispatcher (with
+its workers), the lease heartbeat, the elector and the leader duties, each
+under ``supervise`` so a crash restarts the actor instead of killing the
+node. ``request_stop`` begins a graceful stop: claiming ends, running
+attempts get ``SHUTDOWN_GRACE`` to finish, the rest go back to the queue,
+the recorder flushes, then the tree is cancelled whole.
+
+The REST API, the CLI and the simulator use the public methods below
+(``submit``, ``get``, ``cancel``...) and never an actor's internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..backends import transitions
+from ..backends.base import BackendUnavailable, Broker, JobQuery, Page, StateConflict, Store
+from ..config import Settings
+from ..events import EventBus
+from ..jobs import (
+    IdGenerator,
+    Job,
+    JobStatus,
+    SubmissionLimits,
+    ValidationError,
+    validate_submission,
+)
+from ..metrics import NodeMetrics
+from ..processors import Registry
+from .dispatcher import CANCELLED, Dispatcher
+from .heartbeat import lease_heartbeat
+from .leader import LeaderDuties
+from .leadership import Leadership
+from .recorder import Recorder
+from .supervisor import supervise
+
+log = logging.getLogger("jobtrio.node")
+
+#: Runs as a supervised actor of the node: ``(node) -> None``, until cancelled.
+Actor = Callable[["Node"], Awaitable[None]]
+
+
+class BatchValidationError(ValueError):
+    """Some items of a batch are invalid; nothing of the batch was accepted."""
+
+    def __init__(self, errors: list[tuple[int, ValidationError]]) -> None:
+        super().__init__(f"{len(errors)} job(s) of the batch are invalid")
+        self.errors = errors
+
+
+class JobNotFound(LookupError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+@dataclass(slots=True)
+class BackendHealth:
+    name: str
+    kind: str
+    healthy: bool
+    error: str | None
+
+
+def wall_clock() -> float:
+    return time.time()
+
+
+async def standalone_elector(node: Node) -> None:
+    """A node without a cluster leads alone, with an epoch from the Broker all the same."""
+    backoff = 0.1
+    while True:
+        try:
+            epoch = await node.broker.acquire_epoch(node.node_id, node.clock())
+            break
+        except BackendUnavailable as exc:
+            log.warning("cannot take a leader epoch yet: %s", exc)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+    node.leadership.set(node.node_id, epoch, epoch, node.clock())
+    node.metrics.leader_changes.inc()
+    node.metrics.is_leader.set(1)
+    node.events.publish("leader.changed", leader=node.node_id, term=epoch)
+    await trio.sleep_forever()
+
+
+class Node:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        store: Store,
+        registry: Registry | None = None,
+        *,
+        clock: Callable[[], float] = wall_clock,
+        rng: random.Random | None = None,
+        elector: Actor = standalone_elector,
+        extra_actors: Sequence[tuple[str, Actor]] = (),
+    ) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self.broker = broker
+        self.store = store
+        self.registry = registry or Registry()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.ids = IdGenerator(self.rng if rng is not None else None)
+        self.limits = SubmissionLimits(
+            max_payload_bytes=settings.max_payload_bytes, default_max_retries=settings.max_retries
+        )
+        self.events = EventBus(self.node_id, clock)
+        self.metrics = NodeMetrics(self.node_id)
+        self.leadership = Leadership(self.node_id, settings.election_algorithm)
+        self.recorder = Recorder(store)
+        self.dispatcher = Dispatcher(
+            self.node_id,
+            settings,
+            broker,
+            self.registry,
+            self.recorder,
+            self.events,
+            self.metrics,
+            clock,
+            self.rng,
+        )
+        self.duties = LeaderDuties(
+            settings,
+            broker,
+            store,
+            self.recorder,
+            self.leadership,
+            self.events,
+            clock,
+            on_jobs_ready=self.dispatcher.wake,
+        )
+        self._elector = elector
+        self._extra_actors = list(extra_actors)
+        self._stop = trio.Event()
+        self.started_at: float | None = None
+        self.stopping = False
+        self.running = False
+
+    # -- life cycle ----------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.started_at = self.clock()
+        async with trio.open_nursery() as nursery:
+
+            def start(name: str, fn: Callable[[], Awaitable[object]]) -> None:
+                nursery.start_soon(
+                    lambda: supervise(name, fn, on_restart=self._on_restart), name=name
+                )
+
+            start("recorder", self.recorder.run)
+            await nursery.start(self.dispatcher.run)
+            start(
+                "heartbeat",
+                lambda: lease_heartbeat(
+                    self.broker, self.dispatcher, self.settings.job_lease, self.clock
+                ),
+            )
+            start("elector", lambda: self._elector(self))
+            start("leader-duties", self.duties.run)
+            for name, actor in self._extra_actors:
+                start(name, lambda actor=actor: actor(self))
+            self.running = True
+            task_status.started()
+            await self._stop.wait()
+            self.stopping = True
+            log.info("stopping: running jobs get %.1fs to finish", self.settings.shutdown_grace)
+            self.events.publish("node.stopping")
+            await self.dispatcher.drain(self.settings.shutdown_grace)
+            if not await self.recorder.flush(10.0):
+                log.warning("store still has %d records waiting at stop", self.recorder.backlog)
+            nursery.cancel_scope.cancel()
+        self.running = False
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _on_restart(self, name: str, exc: BaseException, restarts: int) -> None:
+        self.metrics.actor_restarts.labels(name).inc()
+        self.events.publish("actor.restarted", actor=name, error=repr(exc), restarts=restarts)
+
+    # -- jobs ------------------------------------------------------------------------
+    def _validate(self, data: Any) -> Job:
+        return validate_submission(data, self.clock(), self.limits, self.ids)
+
+    async def submit(self, data: Any) -> Job:
+        """Validate and enqueue one job; returns it as accepted (or the idempotent original)."""
+        job = self._validate(data)
+        [stored] = await self.broker.enqueue([job], self.clock())
+        self._accepted([stored])
+        return stored
+
+    async def submit_many(self, items: Sequence[Any]) -> list[Job]:
+        """All or nothing: every item is validated before any is enqueued, in one move."""
+        jobs: list[Job] = []
+        errors: list[tuple[int, ValidationError]] = []
+        for i, item in enumerate(items):
+            try:
+                jobs.append(self._validate(item))
+            except ValidationError as exc:
+                errors.append((i, exc))
+        if errors:
+            raise BatchValidationError(errors)
+        stored = await self.broker.enqueue(jobs, self.clock())
+        self._accepted(stored)
+        return stored
+
+    def _accepted(self, jobs: list[Job]) -> None:
+        self.recorder.record(jobs)
+        self.metrics.jobs_submitted.inc(len(jobs))
+        self.dispatcher.wake()
+        if self.events.has_subscribers:
+            for job in jobs:
+                self.events.publish("job.submitted", job=job.to_dict())
+
+    async def get(self, job_id: str) -> Job | None:
+        """The freshest view: the Broker's live copy if newer than the Store's record."""
+        live = await self.broker.get(job_id)
+        try:
+            record = await self.store.get(job_id)
+        except BackendUnavailable:
+            record = None
+            if live is None:
+                raise
+        if live is None:
+            return record
+        if record is None or live.version >= record.version:
+            return live
+        return record
+
+    async def list(self, query: JobQuery) -> Page:
+        return await self.store.query(query)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a waiting or running job; ``StateConflict`` if it already ended."""
+        job = await self.broker.cancel(job_id, self.clock())
+        if job is None:
+            record = await self.store.get(job_id)
+            if record is None:
+                raise JobNotFound(job_id)
+            if record.terminal:
+                raise StateConflict(record, f"job {job_id} is already {record.status}")
+            raise StateConflict(record, f"job {job_id} is not held by the broker")
+        if job.status != JobStatus.CANCELLED:
+            raise StateConflict(job, f"job {job_id} is already {job.status}")
+        # cancelling twice is harmless: the second call returns the cancelled job
+        self.dispatcher.interrupt(job_id, CANCELLED)
+        self.recorder.record_one(job)
+        self.events.publish("job.cancelled", job=job.to_dict())
+        return job
+
+    async def retry(self, job_id: str) -> Job:
+        """Run a failed or cancelled job again (``StateConflict`` otherwise)."""
+        now = self.clock()
+        job = await self.broker.retry(job_id, now)
+        if job is None:
+            record = await self.store.get(job_id)
+            if record is None:
+                raise JobNotFound(job_id)
+            if record.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                raise StateConflict(
+                    record, f"job {job_id} is {record.status}, not failed or cancelled"
+                )
+            transitions.retry(record, now)
+            [job] = await self.broker.enqueue([record], now)
+        self.recorder.record_one(job)
+        self.dispatcher.wake()
+        self.events.publish("job.retried", job=job.to_dict())
+        return job
+
+    async def purge(self, job_id: str) -> bool:
+        """Cancel if live, then delete the job from the Broker and the Store."""
+        in_broker = await self.broker.get(job_id)
+        if in_broker is not None and not in_broker.terminal:
+            await self.broker.cancel(job_id, self.clock())
+            self.dispatcher.interrupt(job_id, CANCELLED)
+        removed = await self.broker.delete(job_id)
+        # a snapshot on its way to the store would resurrect the record: flush first
+        await self.recorder.flush(5.0)
+        removed = await self.store.delete(job_id) or removed
+        return removed
+
+    # -- views -----------------------------------------------------------------------------
+    async def backend_health(self) -> list[BackendHealth]:
+        out = []
+        for kind, backend in (("broker", self.broker), ("store", self.store)):
+            try:
+                with trio.fail_after(2.0):
+                    await backend.ping()
+                out.append(BackendHealth(backend.name, kind, True, None))
+            except (BackendUnavailable, trio.TooSlowError) as exc:
+                out.append(BackendHealth(backend.name, kind, False, str(exc) or "timed out"))
+        return out
+
+    async def stats(self) -> dict[str, Any]:
+        depths = await self.broker.depths()
+        for state, n in depths.items():
+            self.metrics.queue_depth.labels(state).set(n)
+        try:
+            records = await self.store.count_by_status()
+        except BackendUnavailable:
+            records = None
+        view = self.leadership.view
+        return {
+            "node_id": self.node_id,
+            "queue": depths,
+            "records": records,
+            "workers": {
+                "total": len(self.dispatcher.workers),
+                "busy": len(self.dispatcher.workers) - self.dispatcher.idle_workers(),
+                "idle": self.dispatcher.idle_workers(),
+            },
+            "in_flight": self.dispatcher.in_flight,
+            "claimed": self.dispatcher.claimed,
+            "finished": self.dispatcher.finished,
+            "store_backlog": self.recorder.backlog,
+            "leader": view.leader_id,
+            "is_leader": self.leadership.is_leader,
+            "uptime_seconds": None if self.started_at is None else self.clock() - self.started_at,
+            "strategy": self.settings.load_balancer_strategy,
+            "processors": self.registry.types(),
+        }
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self.dispatcher.worker_views()
