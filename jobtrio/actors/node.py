@@ -145,6 +145,7 @@ class Node:
         self._elector = elector
         self._extra_actors = list(extra_actors)
         self._stop = trio.Event()
+        self.stopped = trio.Event()
         self.started_at: float | None = None
         self.stopping = False
         self.running = False
@@ -182,6 +183,7 @@ class Node:
                 log.warning("store still has %d records waiting at stop", self.recorder.backlog)
             nursery.cancel_scope.cancel()
         self.running = False
+        self.stopped.set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -334,3 +336,38 @@ class Node:
 
     def workers(self) -> list[dict[str, Any]]:
         return self.dispatcher.worker_views()
+
+    # -- the cluster as this node sees it (a single node until the cluster joins) ----
+    async def members(self) -> list[dict[str, Any]]:
+        """Every member of the cluster with its state, address, workers and last contact."""
+        view = self.leadership.view
+        return [
+            {
+                "node_id": self.node_id,
+                "state": "alive",
+                "address": f"{self.settings.server_host}:{self.settings.server_port}",
+                "api_url": None,
+                "worker_count": self.settings.worker_count,
+                "last_contact": self.clock(),
+                "is_leader": view.leader_id == self.node_id,
+                "self": True,
+            }
+        ]
+
+    def election_info(self) -> dict[str, Any]:
+        view = self.leadership.view
+        return {
+            "algorithm": self.settings.election_algorithm,
+            "leader": view.leader_id,
+            "term": view.term,
+            "epoch": view.epoch,
+            "is_leader": view.epoch is not None,
+            "since": view.since,
+            "changes": self.leadership.changes,
+            "election_timeout": self.settings.election_timeout,
+            "election_interval": self.settings.election_interval,
+        }
+
+    async def cluster_workers(self) -> list[dict[str, Any]]:
+        """Workers of every node (each with its current job)."""
+        return self.workers()
