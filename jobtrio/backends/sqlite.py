@@ -244,8 +244,8 @@ CREATE TABLE IF NOT EXISTS queue (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS queue_claim ON queue (status, priority DESC, seq);
-CREATE INDEX IF NOT EXISTS queue_delayed ON queue (run_at) WHERE run_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_leases ON queue (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_delayed ON queue (run_at, id) WHERE run_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_leases ON queue (expires_at, id) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_finished ON queue (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS broker_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO broker_meta (key, value) VALUES ('seq', 0), ('epoch', 0);
