@@ -84,7 +84,6 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 _PENDING = JobStatus.PENDING.value
-_RUNNING = JobStatus.RUNNING.value
 _DELAYED = frozenset({JobStatus.SCHEDULED, JobStatus.RETRYING})
 
 
@@ -207,7 +206,11 @@ class _Database:
             conn, self._conn = self._conn, None
             if conn is not None:
                 try:
+                    # Keeps the planner's statistics fresh (sqlite.org/lang_analyze.html);
+                    # a failure here must not stop the close.
                     conn.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
                 finally:
                     conn.close()
 
@@ -371,12 +374,14 @@ class SqliteBroker(Broker):
     # -- producers ------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         if not jobs:
+            await trio.lowlevel.checkpoint()  # an empty call still checkpoints, as trio expects
             return []
         return await self._db.write(_enqueue, jobs, now)
 
     # -- workers ----------------------------------------------------------------
     async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
         if n <= 0:
+            await trio.lowlevel.checkpoint()
             return []
         return await self._db.write(_claim, node_id, n, now + lease_seconds, now)
 
@@ -384,11 +389,13 @@ class SqliteBroker(Broker):
         self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
     ) -> list[str]:
         if not leases:
+            await trio.lowlevel.checkpoint()
             return []
         return await self._db.write(_renew, leases, now + lease_seconds)
 
     async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
         if not items:
+            await trio.lowlevel.checkpoint()
             return []
         return await self._db.write(_finish, items, now)
 
@@ -407,6 +414,7 @@ class SqliteBroker(Broker):
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
         if not job_ids:
+            await trio.lowlevel.checkpoint()
             return {}
         return await self._db.read(_get_many, job_ids)
 
@@ -517,7 +525,13 @@ def _held_leases(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, 
 def _renew(
     conn: sqlite3.Connection, leases: Sequence[tuple[str, str]], expires_at: float
 ) -> list[str]:
-    held = _held_leases(conn, [job_id for job_id, _ in leases])
+    # Only the lease columns: a renewal never reads or rewrites the job itself.
+    rows = conn.execute(
+        "SELECT id, rowid, token FROM queue "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND token IS NOT NULL",
+        (_json_list([job_id for job_id, _ in leases]),),
+    )
+    held = {job_id: (rowid, token) for job_id, rowid, token in rows}
     lost = []
     params = []
     for job_id, token in leases:
@@ -712,8 +726,10 @@ class SqliteStore(Store):
         return self._db.path
 
     async def put_many(self, jobs: Sequence[Job]) -> None:
-        if jobs:
-            await self._db.write(_put_many, jobs)
+        if not jobs:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._db.write(_put_many, jobs)
 
     async def get(self, job_id: str) -> Job | None:
         return await self._db.read(_get_job, "jobs", job_id)
