@@ -1,0 +1,348 @@
+"""One node end to end on the memory backends: scheduling, retries, timeouts,
+cancellation, graceful stop and supervision.
+
+Most tests run under trio's MockClock with autojump (the ``autojump_clock``
+fixture) and give the node a clock derived from trio's, so delays of seconds
+take no wall time and the outcome does not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from jobtrio.actors.node import Node
+from jobtrio.backends.memory import MemoryBroker, MemoryStore
+from jobtrio.config import Settings
+from jobtrio.jobs import JobStatus, to_iso
+from jobtrio.processors import JobContext, Registry
+from tests.waiting import wait_until
+
+EPOCH0 = 1_700_000_000.0
+
+
+def trio_clock() -> float:
+    return EPOCH0 + trio.current_time()
+
+
+@asynccontextmanager
+async def running_node(
+    registry: Registry | None = None,
+    clock: Callable[[], float] = trio_clock,
+    broker: MemoryBroker | None = None,
+    store: MemoryStore | None = None,
+    **settings: object,
+) -> AsyncIterator[Node]:
+    base = {
+        "worker_count": 2,
+        "retry_base_delay": 1.0,
+        "retry_max_delay": 10.0,
+        "retry_jitter_factor": 0.0,
+        "job_lease": 3.0,
+        "shutdown_grace": 1.0,
+    }
+    base.update(settings)
+    node = Node(
+        Settings(**base),  # type: ignore[arg-type]
+        broker or MemoryBroker(),
+        store or MemoryStore(),
+        registry or Registry(),
+        clock=clock,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        try:
+            yield node
+        finally:
+            node.request_stop()
+
+
+async def terminal(node: Node, job_id: str, timeout: float = 60.0):
+    async def done():
+        job = await node.get(job_id)
+        return job if job is not None and job.terminal else None
+
+    return await wait_until(done, timeout=timeout, message=f"job {job_id} to end")
+
+
+async def test_priority_order_then_fifo(autojump_clock):
+    order: list[int] = []
+    registry = Registry()
+
+    @registry.processor("record")
+    async def record(ctx: JobContext) -> None:
+        order.append(ctx.payload["n"])
+
+    broker = MemoryBroker()
+    node = Node(Settings(worker_count=1), broker, MemoryStore(), registry, clock=trio_clock)
+    # queue everything before the node runs, so priority alone decides the order
+    priorities = [1, 5, 10, 5, 1, 10, 7]
+    jobs = [
+        await node.submit({"type": "record", "priority": p, "payload": {"n": i}})
+        for i, p in enumerate(priorities)
+    ]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await terminal(node, jobs[4].id)
+        await wait_until(lambda: len(order) == len(priorities))
+        node.request_stop()
+    assert order == [2, 5, 6, 1, 3, 0, 4]
+
+
+async def test_default_priority_is_five_and_result_recorded(autojump_clock):
+    async with running_node() as node:
+        job = await node.submit({"type": "echo", "payload": {"hello": "world"}})
+        assert job.priority == 5
+        done = await terminal(node, job.id)
+        assert done.status == JobStatus.COMPLETED
+        assert done.result == {"hello": "world"}
+        assert done.worker_id is not None and done.worker_id.startswith("node-1/w")
+        stored = await wait_until(lambda: node.store.get(job.id))
+        await wait_until(lambda: node.recorder.backlog == 0)
+        stored = await node.store.get(job.id)
+        assert stored.status == JobStatus.COMPLETED
+
+
+async def test_delayed_start_waits_for_scheduled_at(autojump_clock):
+    async with running_node() as node:
+        at = trio_clock() + 30
+        job = await node.submit({"type": "noop", "scheduled_at": to_iso(at)})
+        assert job.status == JobStatus.SCHEDULED
+        await trio.sleep(29)
+        assert (await node.get(job.id)).status == JobStatus.SCHEDULED
+        done = await terminal(node, job.id)
+        assert done.status == JobStatus.COMPLETED
+        assert done.started_at >= at
+        assert done.started_at - at < 1.0  # promoted by the leader's next tick
+
+
+async def test_retries_with_backoff_then_success(autojump_clock):
+    registry = Registry()
+    calls: list[float] = []
+
+    @registry.processor("flaky")
+    async def flaky(ctx: JobContext) -> str:
+        calls.append(trio_clock())
+        if ctx.retry_count < 2:
+            raise RuntimeError(f"attempt {ctx.attempt} broke")
+        return "ok"
+
+    async with running_node(registry) as node:
+        job = await node.submit({"type": "flaky", "max_retries": 3})
+        done = await terminal(node, job.id)
+    assert done.status == JobStatus.COMPLETED and done.result == "ok"
+    assert done.retry_count == 2
+    assert [a.outcome for a in done.attempts] == ["failed", "failed", "completed"]
+    assert done.attempts[0].error == "RuntimeError: attempt 1 broke"
+    # exponential: 1 s then 2 s (no jitter in this test)
+    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    assert 1.0 <= gaps[0] < 1.5 and 2.0 <= gaps[1] < 2.5
+
+
+async def test_exhausted_retries_end_failed_with_last_error(autojump_clock):
+    async with running_node() as node:
+        job = await node.submit({"type": "fail", "max_retries": 2, "payload": {"message": "nope"}})
+        done = await terminal(node, job.id)
+    assert done.status == JobStatus.FAILED
+    assert done.retry_count == 2 and len(done.attempts) == 3
+    assert done.error == "ProcessorFailure: nope"
+
+
+async def test_max_retries_zero_means_one_attempt(autojump_clock):
+    async with running_node() as node:
+        job = await node.submit({"type": "fail", "max_retries": 0})
+        done = await terminal(node, job.id)
+    assert done.status == JobStatus.FAILED and len(done.attempts) == 1
+
+
+async def test_timeout_cancels_attempt_and_counts_as_failure(autojump_clock):
+    async with running_node() as node:
+        job = await node.submit(
+            {"type": "sleep", "payload": {"seconds": 100}, "timeout": 2, "max_retries": 1}
+        )
+        done = await terminal(node, job.id)
+    assert done.status == JobStatus.FAILED
+    assert [a.outcome for a in done.attempts] == ["timeout", "timeout"]
+    assert done.error == "timed out after 2s"
+    for attempt in done.attempts:
+        assert 2.0 <= attempt.ended_at - attempt.started_at < 2.5
+
+
+async def test_unknown_type_fails_clearly_without_retries(autojump_clock):
+    async with running_node() as node:
+        job = await node.submit({"type": "no-such-type", "max_retries": 5})
+        done = await terminal(node, job.id)
+    assert done.status == JobStatus.FAILED and len(done.attempts) == 1
+    assert "no processor is registered for job type 'no-such-type'" in done.error
+
+
+async def test_processor_raising_or_returning_garbage_does_not_hurt_the_node(autojump_clock):
+    registry = Registry()
+
+    @registry.processor("bad-result")
+    async def bad_result(ctx: JobContext) -> object:
+        return object()
+
+    @registry.processor("crash")
+    async def crash(ctx: JobContext) -> None:
+        raise SystemError("processor bug")
+
+    async with running_node(registry) as node:
+        a = await node.submit({"type": "bad-result", "max_retries": 0})
+        b = await node.submit({"type": "crash", "max_retries": 0})
+        c = await node.submit({"type": "echo", "payload": {"still": "alive"}})
+        assert "not JSON-serialisable" in (await terminal(node, a.id)).error
+        assert (await terminal(node, b.id)).error == "SystemError: processor bug"
+        assert (await terminal(node, c.id)).result == {"still": "alive"}
+
+
+async def test_cancel_scheduled_job_removes_it(autojump_clock):
+    async with running_node() as node:
+        job = await node.submit({"type": "noop", "scheduled_at": to_iso(trio_clock() + 10)})
+        cancelled = await node.cancel(job.id)
+        assert cancelled.status == JobStatus.CANCELLED
+        await trio.sleep(20)
+        after = await node.get(job.id)
+        assert after.status == JobStatus.CANCELLED and after.attempts == []
+
+
+async def test_cancel_running_job_interrupts_its_attempt(autojump_clock):
+    async with running_node(worker_count=1) as node:
+        job = await node.submit({"type": "sleep", "payload": {"seconds": 1000}})
+        await wait_until(lambda: node.dispatcher.in_flight == 1)
+        cancel_at = trio.current_time()
+        cancelled = await node.cancel(job.id)
+        assert cancelled.status == JobStatus.CANCELLED
+        # the worker is free again long before the job would have ended
+        await wait_until(
+            lambda: node.dispatcher.idle_workers() == 1 and node.dispatcher.in_flight == 0
+        )
+        assert trio.current_time() - cancel_at < 1.0
+        after = await node.get(job.id)
+        assert after.status == JobStatus.CANCELLED
+        assert after.attempts[-1].outcome == "cancelled"
+        nxt = await node.submit({"type": "noop"})
+        assert (await terminal(node, nxt.id)).status == JobStatus.COMPLETED
+
+
+async def test_cancel_from_another_node_reaches_the_worker_through_its_lease(autojump_clock):
+    """The cancel lands on the Broker only; the running node learns from its heartbeat."""
+    broker = MemoryBroker()
+    async with running_node(broker=broker, worker_count=1, job_lease=3.0) as node:
+        job = await node.submit({"type": "sleep", "payload": {"seconds": 1000}})
+        await wait_until(lambda: node.dispatcher.in_flight == 1)
+        await broker.cancel(job.id, trio_clock())  # as another node's API would
+        await wait_until(lambda: node.dispatcher.in_flight == 0, timeout=5)
+        assert node.metrics.registry.get_sample_value("job_leases_lost_total") == 1
+
+
+async def test_graceful_stop_finishes_short_jobs_and_hands_back_the_rest(autojump_clock):
+    broker = MemoryBroker()
+    store = MemoryStore()
+    node = Node(
+        Settings(worker_count=2, shutdown_grace=5.0),
+        broker,
+        store,
+        Registry(),
+        clock=trio_clock,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        short = await node.submit({"type": "sleep", "payload": {"seconds": 2}, "priority": 10})
+        long = await node.submit({"type": "sleep", "payload": {"seconds": 600}, "priority": 10})
+        waiting = [await node.submit({"type": "noop", "priority": 1}) for _ in range(3)]
+        await wait_until(lambda: node.dispatcher.in_flight == 2)
+        stop_at = trio.current_time()
+        node.request_stop()
+        await node.stopped.wait()
+    assert 5.0 <= trio.current_time() - stop_at < 7.0
+    assert (await broker.get(short.id)).status == JobStatus.COMPLETED
+    handed_back = await broker.get(long.id)
+    assert handed_back.status == JobStatus.PENDING
+    assert handed_back.attempts == [] and handed_back.retry_count == 0
+    for job in waiting:
+        assert (await broker.get(job.id)).status == JobStatus.PENDING
+    # the store saw the hand-back too
+    assert (await store.get(long.id)).status == JobStatus.PENDING
+    # and a new node runs them
+    async with running_node(broker=broker, store=store) as node2:
+        for job in [long, *waiting]:
+            if job is long:
+                await node2.cancel(job.id)
+            else:
+                assert (await terminal(node2, job.id)).status == JobStatus.COMPLETED
+
+
+async def test_crashing_actor_is_restarted(autojump_clock):
+    class FlakyStore(MemoryStore):
+        failures = 2
+
+        async def put_many(self, jobs):
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("store bug")
+            await super().put_many(jobs)
+
+    store = FlakyStore()
+    async with running_node(store=store) as node:
+        job = await node.submit({"type": "noop"})
+        await terminal(node, job.id)
+        await wait_until(lambda: store.get(job.id))
+        restarts = node.metrics.registry.get_sample_value(
+            "actor_restarts_total", {"actor": "recorder"}
+        )
+        assert restarts == 2
+        assert (await store.get(job.id)).status == JobStatus.COMPLETED
+
+
+async def test_many_jobs_all_complete_exactly_once(autojump_clock):
+    runs: dict[int, int] = {}
+    registry = Registry()
+
+    @registry.processor("count")
+    async def count(ctx: JobContext) -> None:
+        runs[ctx.payload["i"]] = runs.get(ctx.payload["i"], 0) + 1
+        await trio.sleep(0.01 * (ctx.payload["i"] % 3))
+
+    async with running_node(registry, worker_count=8) as node:
+        await node.submit_many([{"type": "count", "payload": {"i": i}} for i in range(500)])
+        await wait_until(lambda: node.dispatcher.finished == 500, timeout=120)
+    assert runs == {i: 1 for i in range(500)}
+
+
+async def test_blocking_processor_does_not_starve_the_heartbeat():
+    """Real clock: a thread sleeps through several lease periods; the lease holds."""
+    registry = Registry()
+
+    @registry.processor("block", blocking=True)
+    def block(ctx: JobContext) -> str:
+        time.sleep(1.5)
+        return "done"
+
+    async with running_node(registry, clock=time.time, job_lease=0.6) as node:
+        job = await node.submit({"type": "block"})
+        done = await terminal(node, job.id, timeout=20)
+    assert done.status == JobStatus.COMPLETED and done.result == "done"
+    assert done.lease_expirations == 0 and len(done.attempts) == 1
+
+
+async def test_process_processor_runs_cpu_work_off_the_loop():
+    async with running_node(clock=time.time) as node:
+        job = await node.submit({"type": "spin", "payload": {"iterations": 20000}})
+        done = await terminal(node, job.id, timeout=60)
+    expected = sum(i * i for i in range(20000)) % 1_000_007
+    assert done.status == JobStatus.COMPLETED
+    assert done.result == {"iterations": 20000, "checksum": expected}
+
+
+@pytest.mark.parametrize("bad", [{"type": ""}, {"priority": 5}, {"type": "x", "priority": 11}])
+async def test_submit_refuses_invalid_jobs(bad):
+    from jobtrio.jobs import ValidationError
+
+    node = Node(Settings(), MemoryBroker(), MemoryStore())
+    with pytest.raises(ValidationError):
+        await node.submit(bad)
