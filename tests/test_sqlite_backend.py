@@ -306,7 +306,7 @@ async def test_two_brokers_claiming_concurrently_never_share_a_job(db_path):
             nursery.start_soon(worker, "b2", b2)
         everything = claimed["b1"] + claimed["b2"]
         assert len(everything) == total and set(everything) == {j.id for j in jobs}
-        assert claimed["b1"] and claimed["b2"]  # both connections did take work
+        # (Which connection took how many is up to SQLite's lock retries: one may take all.)
         assert (await b2.depths())["completed"] == total
     finally:
         await b1.close()
