@@ -1,0 +1,1314 @@
+"""Redis Broker and Store: the production queue, and a record for clusters without MongoDB.
+
+Threads, not an async client. redis-py's sync client is called through
+``trio.to_thread.run_sync`` with one ``trio.CapacityLimiter`` per connection
+(8 threads by default) in front of a ``ConnectionPool``. A call costs ~250 us
+from trio, so the hot path is batched: one script claims n jobs, one finishes
+or renews many.
+
+One script per move. Every change touching more than one key is a single Lua
+script (``register_script``; EVALSHA, reloaded by redis-py after a restart
+empties the script cache), so Redis applies it whole and a crash never leaves
+a job half moved. Every key starts with the hash tag ``{prefix}``, which puts
+them all in one Cluster slot. The scripts build per-job key names from
+``KEYS[1]`` (BullMQ does the same), which is allowed because the hash tag
+keeps every name in the slot the script was routed to.
+
+Floats and JSON stay exact because Lua never parses or re-encodes JSON.
+Redis' cjson writes numbers with ``%.14g`` (its ``encode_number_precision``
+refuses more than 14), so 1700000000.123456 would come back as 1700000000.1235.
+It also turns ``[]`` into ``{}``, loses integers above 2**53 and reorders
+object keys. So a broker job is a hash of JSON *fragments*, each written by
+Python's ``json`` (or copied from an argument Python encoded) and only ever
+concatenated by Lua:
+
+==========  ==============================================================
+``b``       immutable body: ``"id":..,"type":..,"priority":..,"payload":..,
+            "created_at":..,"max_retries":..,"timeout":..,"idempotency_key":..``
+``p``/``k`` priority (for the queue score) and raw idempotency key
+``s``       status, a bare word Lua can compare
+``ua`` ...  one field per mutable value, as JSON text (``null`` included)
+``an/att``  closed attempts: their count and a JSON array text
+``aon/aow/aos``  the open attempt, if any: ``number,"node"``, worker, start
+==========  ==============================================================
+
+Times a script writes are the caller's ``now`` (or ``retry_at``, or the lease
+expiry) sent as ``repr(float)`` text: the shortest text that parses back to the
+same double, so they round-trip bit for bit. Scores are always passed to
+ZADD/ZRANGEBYSCORE as those texts (Redis parses them with ``strtod``), never
+as Lua numbers, which ``redis.call`` would format with ``%.14g``. A script
+returns a job as one JSON document concatenated from the fragments, in the
+shape of ``Job.dumps()``, which Python reads with ``Job.loads``. Doing only
+string work keeps the scripts fast as well as exact: claiming 100 jobs copies
+payloads once and parses none.
+
+Broker keys (``P`` = ``{prefix}:``): ``P j:<id>`` job hash; ``P pending``
+zset scored ``(10 - priority) * 2**42 + seq`` (strict priority, then FIFO;
+``seq`` from ``INCR P seq``); ``P delayed`` zset by run-at (scheduled and
+retrying); ``P leases`` zset by expiry with ``P tokens`` hash id -> token;
+``P finished`` zset by end time (for retention); ``P idem`` hash key -> id;
+``P counts`` hash status -> jobs (depths without a scan); ``P epoch``;
+``P tick:<name>`` zset and ``P tickfloor`` hash (cron ticks claimed).
+
+Store keys: ``P rec:<id>`` hash {d: Job.dumps(), v, s, t, c}; zsets of ids
+with score 0 read with ZREVRANGEBYLEX for newest-first paging (ids are
+ULIDs): ``P rec-all``, ``P rec-st:<status>``, ``P rec-ty:<type>``;
+``P rec-created`` by created_at; ``P nodes`` hash; ``P elections`` capped list.
+Broker and Store may share one prefix (a cluster on Redis alone): their key
+names never overlap.
+
+Failures: connection errors and timeouts become ``BackendUnavailable``.
+redis-py's automatic retries are switched off: re-sending a claim or a finish
+whose reply was lost would claim twice or report a done job as a stale token.
+The pool checks a connection when handing it out (a socket the restarted
+server closed is replaced), so the first call after Redis returns succeeds
+and nothing needs restarting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import redis
+import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from ..jobs import Job, JobStatus, new_token
+from . import transitions
+from .base import (
+    BackendUnavailable,
+    Broker,
+    FencedError,
+    Finish,
+    JobQuery,
+    Lease,
+    NodeRecord,
+    Page,
+    StateConflict,
+    Store,
+)
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 8
+DEFAULT_SOCKET_TIMEOUT = 5.0
+DEFAULT_CONNECT_TIMEOUT = 2.0
+#: Seconds a pooled connection may idle before it is PINGed prior to use; catches
+#: connections a failover or a NAT silently cut.
+HEALTH_CHECK_INTERVAL = 15
+#: Newest election records kept in the Store.
+ELECTIONS_KEPT = 1000
+#: Cron ticks remembered per name; older ones are refused by a floor instead.
+TICKS_KEPT = 1000
+#: Store records per put_many script, so one huge batch cannot stall Redis.
+PUT_CHUNK = 500
+#: Ids one query script may examine before handing back to Python (keeps Redis responsive).
+QUERY_BUDGET = 2000
+
+_FINISH_OUTCOMES = frozenset({"completed", "failed", "timeout", "released"})
+
+# --------------------------------------------------------------------------- Lua
+
+_LUA_BROKER_COMMON = r"""
+local P = KEYS[1]
+local K_PENDING = P .. 'pending'
+local K_DELAYED = P .. 'delayed'
+local K_LEASES = P .. 'leases'
+local K_TOKENS = P .. 'tokens'
+local K_FINISHED = P .. 'finished'
+local K_IDEM = P .. 'idem'
+local K_SEQ = P .. 'seq'
+local K_COUNTS = P .. 'counts'
+local K_EPOCH = P .. 'epoch'
+local BAND = 4398046511104 -- 2^42 sequence numbers per priority band
+
+local FIELDS = {'s', 'b', 'p', 'k', 'ua', 'sa', 'sta', 'ca', 'rc', 'res', 'err', 'nd', 'wk',
+                'le', 'v', 'an', 'att', 'aon', 'aow', 'aos'}
+local TERMINAL = {completed = true, failed = true, cancelled = true}
+
+local function jkey(id) return P .. 'j:' .. id end
+local function int(n) return string.format('%d', n) end
+
+local function load(id)
+  local vals = redis.call('HMGET', jkey(id), unpack(FIELDS))
+  if not vals[1] then return nil end
+  local j = {id = id, dirty = {}}
+  for i, f in ipairs(FIELDS) do j[f] = vals[i] end
+  return j
+end
+
+local function set(j, f, v)
+  j[f] = v
+  j.dirty[#j.dirty + 1] = f
+end
+
+local function save(j)
+  local put, del = {}, {}
+  for _, f in ipairs(j.dirty) do
+    if j[f] then put[#put + 1] = f; put[#put + 1] = j[f] else del[#del + 1] = f end
+  end
+  if #put > 0 then redis.call('HSET', jkey(j.id), unpack(put)) end
+  if #del > 0 then redis.call('HDEL', jkey(j.id), unpack(del)) end
+  j.dirty = {}
+end
+
+local function set_status(j, s)
+  if j.s ~= s then
+    redis.call('HINCRBY', K_COUNTS, j.s, -1)
+    redis.call('HINCRBY', K_COUNTS, s, 1)
+    set(j, 's', s)
+  end
+end
+
+local function touch(j, now)
+  set(j, 'ua', now)
+  set(j, 'v', int(tonumber(j.v) + 1))
+end
+
+-- append one JSON text to a JSON array text
+local function append(arr, item)
+  if arr == '[]' then return '[' .. item .. ']' end
+  return string.sub(arr, 1, -2) .. ',' .. item .. ']'
+end
+
+local function open_text(j)
+  return '[' .. j.aon .. ',' .. j.aow .. ',' .. j.aos .. ',null,null,null]'
+end
+
+local function doc(j)
+  local atts = j.att
+  if j.aon then atts = append(atts, open_text(j)) end
+  return '{' .. j.b .. ',"status":"' .. j.s .. '","updated_at":' .. j.ua
+    .. ',"scheduled_at":' .. j.sa .. ',"started_at":' .. j.sta .. ',"completed_at":' .. j.ca
+    .. ',"retry_count":' .. j.rc .. ',"result":' .. j.res .. ',"error":' .. j.err
+    .. ',"node_id":' .. j.nd .. ',"worker_id":' .. j.wk .. ',"attempts":' .. atts
+    .. ',"lease_expirations":' .. j.le .. ',"version":' .. j.v .. '}'
+end
+
+-- transitions._close_attempt: only a trailing open attempt is closed
+local function close_attempt(j, now, outcome_json, error_json, worker_json)
+  if j.aon then
+    local closed = '[' .. j.aon .. ',' .. (worker_json or j.aow) .. ',' .. j.aos .. ','
+      .. now .. ',' .. outcome_json .. ',' .. error_json .. ']'
+    set(j, 'att', append(j.att, closed))
+    set(j, 'an', int(tonumber(j.an) + 1))
+    set(j, 'aon', false); set(j, 'aow', false); set(j, 'aos', false)
+  end
+end
+
+local function drop_open_attempt(j)
+  set(j, 'aon', false); set(j, 'aow', false); set(j, 'aos', false)
+end
+
+local function open_attempt(j, now, node_json)
+  local n = tonumber(j.an)
+  if j.aon then
+    -- an attempt left open by whoever enqueued the job stays in the history as it was
+    set(j, 'att', append(j.att, open_text(j)))
+    n = n + 1
+    set(j, 'an', int(n))
+  end
+  set(j, 'aon', int(n + 1) .. ',' .. node_json)
+  set(j, 'aow', 'null')
+  set(j, 'aos', now)
+end
+
+-- file a job under its status's index (MemoryBroker._place); the caller has unfiled it
+local function place(j, now)
+  local s = j.s
+  if s == 'pending' then
+    local seq = redis.call('INCR', K_SEQ)
+    redis.call('ZADD', K_PENDING, int((10 - tonumber(j.p)) * BAND + seq), j.id)
+  elseif s == 'scheduled' or s == 'retrying' then
+    local at = j.sa
+    if at == 'null' then at = now end
+    redis.call('ZADD', K_DELAYED, at, j.id)
+  elseif TERMINAL[s] then
+    redis.call('ZADD', K_FINISHED, now, j.id)
+  end
+end
+
+local function unplace(id)
+  redis.call('ZREM', K_PENDING, id)
+  redis.call('ZREM', K_DELAYED, id)
+  redis.call('ZREM', K_LEASES, id)
+  redis.call('HDEL', K_TOKENS, id)
+  redis.call('ZREM', K_FINISHED, id)
+end
+
+local function fenced(epoch)
+  local current = tonumber(redis.call('GET', K_EPOCH) or '0')
+  if tonumber(epoch) < current then
+    return redis.error_reply('FENCED ' .. int(current))
+  end
+  return nil
+end
+"""
+
+_LUA_ENQUEUE = r"""
+-- ARGV: now, count, then per job: id and one value per FIELDS entry ('' = absent)
+local now = ARGV[1]
+local count = tonumber(ARGV[2])
+local NF = #FIELDS
+local out = {}
+local pos = 3
+for i = 1, count do
+  local id = ARGV[pos]
+  local k = ARGV[pos + 4]
+  local held = false
+  if k ~= '' then
+    held = redis.call('HGET', K_IDEM, k)
+    if held and redis.call('EXISTS', jkey(held)) == 0 then held = false end
+  end
+  if held then
+    out[i] = doc(load(held))
+  else
+    local old = redis.call('HGET', jkey(id), 's')
+    if old then -- the same id again replaces the job, as the reference broker does
+      unplace(id)
+      redis.call('HINCRBY', K_COUNTS, old, -1)
+      redis.call('DEL', jkey(id))
+    end
+    local j = {id = id}
+    local put = {}
+    for f = 1, NF do
+      local v = ARGV[pos + f]
+      if v ~= '' then
+        j[FIELDS[f]] = v
+        put[#put + 1] = FIELDS[f]; put[#put + 1] = v
+      end
+    end
+    redis.call('HSET', jkey(id), unpack(put))
+    redis.call('HINCRBY', K_COUNTS, j.s, 1)
+    place(j, now)
+    if k ~= '' then redis.call('HSET', K_IDEM, k, id) end
+    out[i] = false -- stored exactly as sent: the caller rebuilds it
+  end
+  pos = pos + 1 + NF
+end
+return out
+"""
+
+_LUA_CLAIM = r"""
+-- ARGV: now, node_id (JSON), lease expiry, n, then n fresh tokens
+local now, node_json, expires = ARGV[1], ARGV[2], ARGV[3]
+local popped = redis.call('ZPOPMIN', K_PENDING, tonumber(ARGV[4]))
+local out = {}
+local t = 5
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local j = load(id)
+  if j then
+    set_status(j, 'running')
+    set(j, 'sta', now)
+    set(j, 'nd', node_json)
+    set(j, 'wk', 'null')
+    open_attempt(j, now, node_json)
+    touch(j, now)
+    save(j)
+    redis.call('ZADD', K_LEASES, expires, id)
+    redis.call('HSET', K_TOKENS, id, ARGV[t])
+    out[#out + 1] = ARGV[t]
+    out[#out + 1] = doc(j)
+    t = t + 1
+  end
+end
+return out
+"""
+
+_LUA_RENEW = r"""
+-- ARGV: new expiry, then (id, token) pairs; returns the ids whose lease is gone
+local expires = ARGV[1]
+local lost = {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', K_TOKENS, id) == ARGV[i + 1] then
+    redis.call('ZADD', K_LEASES, 'XX', expires, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"""
+
+_LUA_FINISH = r"""
+-- ARGV: now, count, then per item: id, token, outcome, worker ('' = none), result, error, retry_at
+local now = ARGV[1]
+local count = tonumber(ARGV[2])
+local out = {}
+for i = 1, count do
+  local p = 3 + (i - 1) * 7
+  local id, token, outcome = ARGV[p], ARGV[p + 1], ARGV[p + 2]
+  local worker, result, err, retry_at = ARGV[p + 3], ARGV[p + 4], ARGV[p + 5], ARGV[p + 6]
+  local j = nil
+  if redis.call('HGET', K_TOKENS, id) == token then j = load(id) end
+  if j then
+    redis.call('HDEL', K_TOKENS, id)
+    redis.call('ZREM', K_LEASES, id)
+    if worker == '' then worker = false else set(j, 'wk', worker) end
+    if outcome == 'released' then
+      -- closed then popped: an attempt handed back unrun is not an attempt. A held
+      -- lease always has its open attempt (claim made it; only lease-ending moves close it).
+      drop_open_attempt(j)
+      set_status(j, 'pending')
+    else
+      close_attempt(j, now, '"' .. outcome .. '"', err, worker)
+      if outcome == 'completed' then
+        set_status(j, 'completed')
+        set(j, 'res', result)
+        set(j, 'err', 'null')
+        set(j, 'ca', now)
+      elseif retry_at ~= '' then
+        set_status(j, 'retrying')
+        set(j, 'rc', int(tonumber(j.rc) + 1))
+        set(j, 'err', err)
+        set(j, 'sa', retry_at)
+      else
+        set_status(j, 'failed')
+        set(j, 'err', err)
+        set(j, 'ca', now)
+      end
+    end
+    touch(j, now)
+    save(j)
+    place(j, now)
+    out[i] = doc(j)
+  else
+    out[i] = false
+  end
+end
+return out
+"""
+
+_LUA_CANCEL = r"""
+-- ARGV: now, id, the cancellation error as JSON
+local now, id, cancelled = ARGV[1], ARGV[2], ARGV[3]
+local j = load(id)
+if not j then return false end
+if TERMINAL[j.s] then return doc(j) end
+close_attempt(j, now, '"cancelled"', cancelled, false)
+set_status(j, 'cancelled')
+set(j, 'err', cancelled)
+set(j, 'ca', now)
+touch(j, now)
+save(j)
+unplace(id)
+place(j, now)
+return doc(j)
+"""
+
+_LUA_RETRY = r"""
+-- ARGV: now, id; a job that is not failed or cancelled comes back as {'conflict', doc}
+local now, id = ARGV[1], ARGV[2]
+local j = load(id)
+if not j then return false end
+if j.s ~= 'failed' and j.s ~= 'cancelled' then return {'conflict', doc(j)} end
+set_status(j, 'pending')
+set(j, 'rc', '0')
+set(j, 'le', '0')
+set(j, 'err', 'null')
+set(j, 'res', 'null')
+set(j, 'ca', 'null')
+set(j, 'sa', 'null')
+touch(j, now)
+save(j)
+unplace(id)
+place(j, now)
+return doc(j)
+"""
+
+_LUA_DELETE = r"""
+local id = ARGV[1]
+local f = redis.call('HMGET', jkey(id), 's', 'k')
+if not f[1] then return 0 end
+unplace(id)
+redis.call('HINCRBY', K_COUNTS, f[1], -1)
+redis.call('DEL', jkey(id))
+if f[2] and redis.call('HGET', K_IDEM, f[2]) == id then redis.call('HDEL', K_IDEM, f[2]) end
+return 1
+"""
+
+_LUA_GET = r"""
+local out = {}
+for i = 1, #ARGV do
+  local j = load(ARGV[i])
+  if j then out[i] = doc(j) else out[i] = false end
+end
+return out
+"""
+
+_LUA_RUNNING = r"""
+local held = redis.call('ZRANGE', K_LEASES, 0, -1, 'WITHSCORES')
+local out = {}
+for i = 1, #held, 2 do
+  local j = load(held[i])
+  local token = redis.call('HGET', K_TOKENS, held[i])
+  if j and token then
+    out[#out + 1] = token
+    out[#out + 1] = held[i + 1]
+    out[#out + 1] = doc(j)
+  end
+end
+return out
+"""
+
+_LUA_PROMOTE = r"""
+-- ARGV: now, epoch, limit
+local now = ARGV[1]
+local err = fenced(ARGV[2])
+if err then return err end
+local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(due) do
+  redis.call('ZREM', K_DELAYED, id)
+  local j = load(id)
+  if j then
+    set_status(j, 'pending')
+    touch(j, now)
+    save(j)
+    place(j, now)
+    out[#out + 1] = doc(j)
+  end
+end
+return out
+"""
+
+_LUA_REQUEUE = r"""
+-- ARGV: now, epoch, poison limit, limit, poison error JSON with a literal {n},
+--       'lease expired' as JSON
+local now = ARGV[1]
+local err = fenced(ARGV[2])
+if err then return err end
+local poison = tonumber(ARGV[3])
+local template, lost_error = ARGV[5], ARGV[6]
+local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(' .. now,
+                           'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for _, id in ipairs(expired) do
+  redis.call('ZREM', K_LEASES, id)
+  redis.call('HDEL', K_TOKENS, id)
+  local j = load(id)
+  if j then
+    local n = tonumber(j.le) + 1
+    set(j, 'le', int(n))
+    close_attempt(j, now, '"lost"', lost_error, false)
+    if n >= poison then
+      local a, b = string.find(template, '{n}', 1, true)
+      set_status(j, 'failed')
+      set(j, 'err', string.sub(template, 1, a - 1) .. int(n) .. string.sub(template, b + 1))
+      set(j, 'ca', now)
+    else
+      set_status(j, 'pending')
+    end
+    touch(j, now)
+    save(j)
+    place(j, now)
+    out[#out + 1] = doc(j)
+  end
+end
+return out
+"""
+
+_LUA_PURGE = r"""
+-- ARGV: older_than, epoch, limit
+local err = fenced(ARGV[2])
+if err then return err end
+local old = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', '(' .. ARGV[1],
+                       'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(old) do
+  local f = redis.call('HMGET', jkey(id), 's', 'k')
+  redis.call('ZREM', K_FINISHED, id)
+  redis.call('DEL', jkey(id))
+  if f[1] then redis.call('HINCRBY', K_COUNTS, f[1], -1) end
+  if f[2] and redis.call('HGET', K_IDEM, f[2]) == id then redis.call('HDEL', K_IDEM, f[2]) end
+end
+return #old
+"""
+
+_LUA_CLAIM_TICK = r"""
+-- ARGV: name, tick (float text), epoch, ticks kept per name
+local err = fenced(ARGV[3])
+if err then return err end
+local name, tick, keep = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local key = P .. 'tick:' .. name
+local floor = redis.call('HGET', P .. 'tickfloor', name)
+if floor and tonumber(tick) <= tonumber(floor) then return 0 end
+if redis.call('ZADD', key, 'NX', tick, tick) == 0 then return 0 end
+local size = redis.call('ZCARD', key)
+if size > keep then
+  -- forget the oldest ticks but refuse anything at or below them from now on
+  local gone = redis.call('ZRANGE', key, size - keep - 1, size - keep - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYRANK', key, 0, size - keep - 1)
+  redis.call('HSET', P .. 'tickfloor', name, gone[2])
+end
+return 1
+"""
+
+_LUA_STORE_PUT = r"""
+-- ARGV: per record: id, version, status, type, created_at text, document
+local P = KEYS[1]
+for i = 1, #ARGV, 6 do
+  local id, v, s, t, c, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local key = P .. 'rec:' .. id
+  local cur = redis.call('HMGET', key, 'v', 's', 't', 'c')
+  if not cur[1] or tonumber(v) >= tonumber(cur[1]) then
+    redis.call('HSET', key, 'd', d, 'v', v, 's', s, 't', t, 'c', c)
+    if not cur[1] then redis.call('ZADD', P .. 'rec-all', 0, id) end
+    if cur[2] ~= s then
+      if cur[2] then redis.call('ZREM', P .. 'rec-st:' .. cur[2], id) end
+      redis.call('ZADD', P .. 'rec-st:' .. s, 0, id)
+    end
+    if cur[3] ~= t then
+      if cur[3] then redis.call('ZREM', P .. 'rec-ty:' .. cur[3], id) end
+      redis.call('ZADD', P .. 'rec-ty:' .. t, 0, id)
+    end
+    if cur[4] ~= c then redis.call('ZADD', P .. 'rec-created', c, id) end
+  end
+end
+return 0
+"""
+
+_LUA_STORE_DELETE = r"""
+local P = KEYS[1]
+local id = ARGV[1]
+local key = P .. 'rec:' .. id
+local cur = redis.call('HMGET', key, 's', 't')
+if not cur[1] then return 0 end
+redis.call('DEL', key)
+redis.call('ZREM', P .. 'rec-all', id)
+redis.call('ZREM', P .. 'rec-st:' .. cur[1], id)
+redis.call('ZREM', P .. 'rec-ty:' .. cur[2], id)
+redis.call('ZREM', P .. 'rec-created', id)
+return 1
+"""
+
+_LUA_STORE_QUERY = r"""
+-- Newest first below a cursor, filtered, examining at most `budget` ids.
+-- ARGV: cursor ('' = newest), want, budget, created_after, created_before, type
+--       ('' = any of the three), number of statuses (-1 = any), statuses...
+-- Returns {last id examined, '1' if nothing is left below it else '0', documents...}.
+local P = KEYS[1]
+local cursor, want, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local after, before = tonumber(ARGV[4]), tonumber(ARGV[5])
+local jtype = ARGV[6]
+if jtype == '' then jtype = nil end
+local nstatus = tonumber(ARGV[7])
+local statuses, skeys = nil, {}
+if nstatus >= 0 then
+  statuses = {}
+  for i = 8, 7 + nstatus do
+    statuses[ARGV[i]] = true
+    skeys[#skeys + 1] = P .. 'rec-st:' .. ARGV[i]
+  end
+end
+local TMP = P .. 'rec-tmp'
+local CHUNK, WINDOW_MAX = 200, 5000
+
+local function size(keys)
+  local n = 0
+  for _, k in ipairs(keys) do n = n + redis.call('ZCARD', k) end
+  return n
+end
+
+-- byte order, as Redis orders members; Lua's own '<' follows the server's locale
+local function lt(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local streams
+if jtype then
+  local tkey = P .. 'rec-ty:' .. jtype
+  if statuses and size(skeys) < redis.call('ZCARD', tkey) then streams = skeys
+  else streams = {tkey} end
+elseif statuses then
+  streams = skeys
+else
+  streams = {P .. 'rec-all'}
+end
+
+local found = {}
+local function consider(id)
+  local f = redis.call('HMGET', P .. 'rec:' .. id, 's', 't', 'c')
+  if not f[1] then return end
+  if statuses and not statuses[f[1]] then return end
+  if jtype and f[2] ~= jtype then return end
+  local c = tonumber(f[3])
+  if after and c < after then return end
+  if before and c >= before then return end
+  found[#found + 1] = redis.call('HGET', P .. 'rec:' .. id, 'd')
+end
+
+local function sorted_desc(ids, max, min)
+  -- order ids newest first through a scratch sorted set (score 0: byte order)
+  redis.call('DEL', TMP)
+  for i = 1, #ids, 500 do
+    local args = {}
+    for k = i, math.min(i + 499, #ids) do args[#args + 1] = 0; args[#args + 1] = ids[k] end
+    redis.call('ZADD', TMP, unpack(args))
+  end
+  local out = redis.call('ZREVRANGEBYLEX', TMP, max, min)
+  redis.call('DEL', TMP)
+  return out
+end
+
+local top = '+'
+if cursor ~= '' then top = '(' .. cursor end
+
+-- a narrow creation window: read it from the created_at index instead of scanning
+if after or before then
+  local lo, hi = '-inf', '+inf'
+  if after then lo = ARGV[4] end
+  if before then hi = '(' .. ARGV[5] end
+  local count = redis.call('ZCOUNT', P .. 'rec-created', lo, hi)
+  if count <= WINDOW_MAX and count < size(streams) then
+    local ids = sorted_desc(redis.call('ZRANGEBYSCORE', P .. 'rec-created', lo, hi), top, '-')
+    local last = cursor
+    for _, id in ipairs(ids) do
+      last = id
+      consider(id)
+      if #found >= want then break end
+    end
+    local out = {last, '1'}
+    for _, d in ipairs(found) do out[#out + 1] = d end
+    return out
+  end
+end
+
+local examined, last, exhausted = 0, cursor, false
+while examined < budget and #found < want and not exhausted do
+  local chunk = math.min(CHUNK, budget - examined)
+  local max = '+'
+  if last ~= '' then max = '(' .. last end
+  local ids
+  if #streams == 1 then
+    ids = redis.call('ZREVRANGEBYLEX', streams[1], max, '-', 'LIMIT', 0, chunk)
+    exhausted = #ids < chunk
+  else
+    -- merge several status indexes: below the highest last id of a stream that
+    -- filled its chunk, that stream may hold ids not fetched yet, so stop there
+    local all, bound = {}, nil
+    exhausted = true
+    for _, key in ipairs(streams) do
+      local part = redis.call('ZREVRANGEBYLEX', key, max, '-', 'LIMIT', 0, chunk)
+      for _, id in ipairs(part) do all[#all + 1] = id end
+      if #part == chunk then
+        exhausted = false
+        if bound == nil or lt(bound, part[#part]) then bound = part[#part] end
+      end
+    end
+    local min = '-'
+    if bound then min = '[' .. bound end
+    ids = sorted_desc(all, '+', min)
+  end
+  for _, id in ipairs(ids) do
+    examined = examined + 1
+    last = id
+    consider(id)
+    if #found >= want then break end
+  end
+  if #ids == 0 then exhausted = true end
+end
+local out = {last, exhausted and '1' or '0'}
+for _, d in ipairs(found) do out[#out + 1] = d end
+return out
+"""
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _num(value: float) -> str:
+    """A time or score as text that parses back to the very same double."""
+    if type(value) is float and math.isfinite(value):
+        return repr(value)
+    return json.dumps(value)
+
+
+def _enc(value: Any) -> str:
+    """One JSON fragment; the common scalars skip the json module (hot path)."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _job_fields(job: Job, status: JobStatus) -> list[str]:
+    """The job hash in ``FIELDS`` order (see the Lua), ``''`` for an absent field."""
+    body = json.dumps(
+        {
+            "id": job.id,
+            "type": job.type,
+            "priority": job.priority,
+            "payload": job.payload,
+            "created_at": job.created_at,
+            "max_retries": job.max_retries,
+            "timeout": job.timeout,
+            "idempotency_key": job.idempotency_key,
+        },
+        separators=(",", ":"),
+    )[1:-1]
+    attempts = [
+        [a.number, a.node_id, a.worker_id, a.started_at, a.ended_at, a.outcome, a.error]
+        for a in job.attempts
+    ]
+    open_head = open_worker = open_start = ""
+    if job.attempts and job.attempts[-1].ended_at is None:
+        last = job.attempts[-1]
+        attempts.pop()
+        open_head = json.dumps([last.number, last.node_id], separators=(",", ":"))[1:-1]
+        open_worker = _enc(last.worker_id)
+        open_start = _enc(last.started_at)
+    return [
+        str(status),
+        body,
+        _enc(job.priority),
+        job.idempotency_key or "",
+        _enc(job.updated_at),
+        _enc(job.scheduled_at),
+        _enc(job.started_at),
+        _enc(job.completed_at),
+        _enc(job.retry_count),
+        _enc(job.result),
+        _enc(job.error),
+        _enc(job.node_id),
+        _enc(job.worker_id),
+        _enc(job.lease_expirations),
+        _enc(job.version),
+        str(len(attempts)),
+        json.dumps(attempts, separators=(",", ":")),
+        open_head,
+        open_worker,
+        open_start,
+    ]
+
+
+def _hash_tag(prefix: str) -> str:
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise ValueError(f"redis key prefix {prefix!r} must be non-empty and without braces")
+    return "{" + prefix + "}:"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# --------------------------------------------------------------------------- connection
+
+
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError)
+
+
+class RedisConnection:
+    """A redis-py client plus the thread limiter every call goes through.
+
+    The Broker and the Store of one node can share one (``connection=``), so
+    the node holds one pool and one bound on threads blocked in Redis.
+    """
+
+    def __init__(self, client: redis.Redis, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self.client = client
+        self.limiter = trio.CapacityLimiter(pool_size)
+
+    @staticmethod
+    def _options(socket_timeout: float, pool_size: int) -> dict[str, Any]:
+        return {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": min(DEFAULT_CONNECT_TIMEOUT, socket_timeout),
+            "socket_keepalive": True,
+            "health_check_interval": HEALTH_CHECK_INTERVAL,
+            # no blind re-sends: a retried claim or finish would not be idempotent
+            "retry": Retry(NoBackoff(), 0),
+            "max_connections": pool_size * 2,
+        }
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        db: int | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> RedisConnection:
+        """redis:// or rediss://; a password or db in the URL wins over the arguments."""
+        options = cls._options(socket_timeout, pool_size)
+        if password:
+            options["password"] = password
+        if db is not None:
+            options["db"] = db
+        pool = redis.ConnectionPool.from_url(url, **options)
+        return cls(redis.Redis(connection_pool=pool), pool_size)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> RedisConnection:
+        """REDIS_SENTINELS first, then REDIS_URL, then REDIS_ADDR (+ REDIS_PASSWORD, REDIS_DB)."""
+        password = settings.redis_password or None
+        if settings.redis_sentinels:
+            options = cls._options(socket_timeout, pool_size)
+            hosts = [_split_host_port(item) for item in settings.redis_sentinels]
+            sentinel = Sentinel(
+                hosts,
+                sentinel_kwargs={
+                    "socket_timeout": socket_timeout,
+                    "socket_connect_timeout": options["socket_connect_timeout"],
+                },
+                **{k: v for k, v in options.items() if k != "max_connections"},
+            )
+            client = sentinel.master_for(
+                settings.redis_sentinel_master,
+                password=password,
+                db=settings.redis_db,
+                max_connections=options["max_connections"],
+            )
+            return cls(client, pool_size)
+        if settings.redis_url:
+            return cls.from_url(
+                settings.redis_url,
+                password=password,
+                db=settings.redis_db,
+                pool_size=pool_size,
+                socket_timeout=socket_timeout,
+            )
+        if settings.redis_addr:
+            host, port = _split_host_port(settings.redis_addr)
+            pool = redis.ConnectionPool(
+                host=host,
+                port=port,
+                password=password,
+                db=settings.redis_db,
+                **cls._options(socket_timeout, pool_size),
+            )
+            return cls(redis.Redis(connection_pool=pool), pool_size)
+        raise ValueError("redis is not configured: set REDIS_ADDR, REDIS_URL or REDIS_SENTINELS")
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run one blocking client call in a worker thread, translating outages.
+
+        The thread is never abandoned on cancellation: a claim whose reply
+        was dropped would leave jobs running nowhere until their lease ends.
+        ``socket_timeout`` bounds the wait.
+        """
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self.limiter)
+        except _UNAVAILABLE as exc:
+            reason = str(exc) or type(exc).__name__
+            raise BackendUnavailable("redis", reason) from exc
+        except redis.ResponseError as exc:
+            message = str(exc)
+            if message.startswith(("MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")):
+                raise BackendUnavailable("redis", message) from exc
+            raise
+
+    async def ping(self) -> None:
+        await self.run(self.client.ping)
+
+    async def close(self) -> None:
+        await trio.to_thread.run_sync(self.client.close)
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _fenced(exc: redis.ResponseError, epoch: int) -> FencedError | None:
+    message = str(exc)
+    if message.startswith("FENCED "):
+        return FencedError(epoch, int(message.split()[1]))
+    return None
+
+
+# --------------------------------------------------------------------------- broker
+
+
+class RedisBroker(Broker):
+    name = "redis"
+
+    def __init__(
+        self, connection: RedisConnection, prefix: str = "jobtrio", *, owns_connection: bool = True
+    ) -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self._p = _hash_tag(prefix)
+        self._keys = [self._p]
+        self._owns = owns_connection
+        client = connection.client
+
+        def script(body: str) -> Any:
+            return client.register_script(_LUA_BROKER_COMMON + body)
+
+        self._enqueue = script(_LUA_ENQUEUE)
+        self._claim = script(_LUA_CLAIM)
+        self._renew = script(_LUA_RENEW)
+        self._finish = script(_LUA_FINISH)
+        self._cancel = script(_LUA_CANCEL)
+        self._retry = script(_LUA_RETRY)
+        self._delete = script(_LUA_DELETE)
+        self._get = script(_LUA_GET)
+        self._running = script(_LUA_RUNNING)
+        self._promote = script(_LUA_PROMOTE)
+        self._requeue = script(_LUA_REQUEUE)
+        self._purge = script(_LUA_PURGE)
+        self._claim_tick = script(_LUA_CLAIM_TICK)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        prefix: str = "jobtrio",
+        *,
+        connection: RedisConnection | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> Self:
+        """Connects lazily: a node may start before Redis and catch up when it appears."""
+        if connection is not None:
+            return cls(connection, prefix, owns_connection=False)
+        conn = RedisConnection.from_url(url, pool_size=pool_size, socket_timeout=socket_timeout)
+        return cls(conn, prefix)
+
+    @classmethod
+    async def from_settings(
+        cls, settings: Settings, *, connection: RedisConnection | None = None
+    ) -> Self:
+        if connection is not None:
+            return cls(connection, settings.redis_key_prefix, owns_connection=False)
+        return cls(RedisConnection.from_settings(settings), settings.redis_key_prefix)
+
+    async def _call(self, script: Any, args: Sequence[Any]) -> Any:
+        keys = self._keys
+        return await self.connection.run(lambda: script(keys=keys, args=args))
+
+    async def _leader_call(self, script: Any, args: Sequence[Any], epoch: int) -> Any:
+        try:
+            return await self._call(script, args)
+        except redis.ResponseError as exc:
+            fenced = _fenced(exc, epoch)
+            if fenced is not None:
+                raise fenced from None
+            raise
+
+    # -- producers --------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        if not jobs:
+            return []
+        statuses = [
+            job.status if job.terminal else transitions.waiting_status(job, now) for job in jobs
+        ]
+        args: list[str] = [_num(now), str(len(jobs))]
+        for job, status in zip(jobs, statuses, strict=True):
+            args.append(job.id)
+            args.extend(_job_fields(job, status))
+        reply = await self._call(self._enqueue, args)
+        out: list[Job] = []
+        for job, status, held in zip(jobs, statuses, reply, strict=True):
+            if held is None:
+                stored = job.copy()
+                stored.status = status
+                out.append(stored)
+            else:
+                out.append(Job.loads(held))
+        return out
+
+    # -- workers ----------------------------------------------------------------
+    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
+        if n <= 0:
+            return []
+        expires_at = now + lease_seconds
+        args = [_num(now), json.dumps(node_id), _num(expires_at), str(n)]
+        args.extend(new_token() for _ in range(n))
+        reply = await self._call(self._claim, args)
+        return [
+            Lease(Job.loads(reply[i + 1]), _text(reply[i]), expires_at)
+            for i in range(0, len(reply), 2)
+        ]
+
+    async def renew(
+        self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
+    ) -> list[str]:
+        if not leases:
+            return []
+        args = [_num(now + lease_seconds)]
+        for job_id, token in leases:
+            args += (job_id, token)
+        return [_text(i) for i in await self._call(self._renew, args)]
+
+    async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
+        if not items:
+            return []
+        args = [_num(now), str(len(items))]
+        for item in items:
+            if item.outcome not in _FINISH_OUTCOMES:
+                raise ValueError(f"unknown attempt outcome {item.outcome!r}")
+            args += (
+                item.job_id,
+                item.token,
+                item.outcome,
+                "" if item.worker_id is None else json.dumps(item.worker_id),
+                _enc(item.result),
+                _enc(item.error),
+                "" if item.retry_at is None else _num(item.retry_at),
+            )
+        reply = await self._call(self._finish, args)
+        return [None if d is None else Job.loads(d) for d in reply]
+
+    # -- operators ---------------------------------------------------------------
+    async def cancel(self, job_id: str, now: float) -> Job | None:
+        args = [_num(now), job_id, json.dumps(transitions.CANCELLED_ERROR)]
+        reply = await self._call(self._cancel, args)
+        return None if reply is None else Job.loads(reply)
+
+    async def retry(self, job_id: str, now: float) -> Job | None:
+        reply = await self._call(self._retry, [_num(now), job_id])
+        if reply is None:
+            return None
+        if isinstance(reply, list):
+            job = Job.loads(reply[1])
+            raise StateConflict(job, f"job {job_id} is {job.status}, not failed or cancelled")
+        return Job.loads(reply)
+
+    async def delete(self, job_id: str) -> bool:
+        return bool(await self._call(self._delete, [job_id]))
+
+    async def get(self, job_id: str) -> Job | None:
+        [doc] = await self._call(self._get, [job_id])
+        return None if doc is None else Job.loads(doc)
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        if not job_ids:
+            return {}
+        docs = await self._call(self._get, list(job_ids))
+        return {i: Job.loads(d) for i, d in zip(job_ids, docs, strict=True) if d is not None}
+
+    async def depths(self) -> dict[str, int]:
+        client, key = self.connection.client, self._p + "counts"
+        raw = await self.connection.run(lambda: client.hgetall(key))
+        counts = {str(s): 0 for s in JobStatus}
+        for status, n in raw.items():
+            counts[_text(status)] = int(n)
+        return counts
+
+    async def running(self) -> list[Lease]:
+        reply = await self._call(self._running, [])
+        return [
+            Lease(Job.loads(reply[i + 2]), _text(reply[i]), float(reply[i + 1]))
+            for i in range(0, len(reply), 3)
+        ]
+
+    # -- leader duties -----------------------------------------------------------
+    async def acquire_epoch(self, node_id: str, now: float) -> int:
+        client, key = self.connection.client, self._p + "epoch"
+        return int(await self.connection.run(lambda: client.incr(key)))
+
+    async def current_epoch(self) -> int:
+        client, key = self.connection.client, self._p + "epoch"
+        value = await self.connection.run(lambda: client.get(key))
+        return 0 if value is None else int(value)
+
+    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+        reply = await self._leader_call(self._promote, [_num(now), str(epoch), str(limit)], epoch)
+        return [Job.loads(d) for d in reply]
+
+    async def requeue_expired(
+        self, now: float, epoch: int, poison_limit: int, limit: int = 1000
+    ) -> list[Job]:
+        template = transitions.POISON_ERROR.replace("{limit}", str(poison_limit))
+        args = [
+            _num(now),
+            str(epoch),
+            str(poison_limit),
+            str(limit),
+            json.dumps(template),
+            json.dumps("lease expired"),
+        ]
+        reply = await self._leader_call(self._requeue, args, epoch)
+        return [Job.loads(d) for d in reply]
+
+    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
+        args = [_num(older_than), str(epoch), str(limit)]
+        return int(await self._leader_call(self._purge, args, epoch))
+
+    async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
+        args = [name, _num(float(tick)), str(epoch), str(TICKS_KEPT)]
+        return bool(await self._leader_call(self._claim_tick, args, epoch))
+
+    # -- life cycle ----------------------------------------------------------------
+    async def ping(self) -> None:
+        await self.connection.ping()
+
+    async def close(self) -> None:
+        if self._owns:
+            await self.connection.close()
+
+
+# --------------------------------------------------------------------------- store
+
+
+class RedisStore(Store):
+    name = "redis"
+
+    def __init__(
+        self, connection: RedisConnection, prefix: str = "jobtrio", *, owns_connection: bool = True
+    ) -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self._p = _hash_tag(prefix)
+        self._keys = [self._p]
+        self._owns = owns_connection
+        client = connection.client
+        self._put = client.register_script(_LUA_STORE_PUT)
+        self._delete = client.register_script(_LUA_STORE_DELETE)
+        self._query = client.register_script(_LUA_STORE_QUERY)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        prefix: str = "jobtrio",
+        *,
+        connection: RedisConnection | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> Self:
+        if connection is not None:
+            return cls(connection, prefix, owns_connection=False)
+        conn = RedisConnection.from_url(url, pool_size=pool_size, socket_timeout=socket_timeout)
+        return cls(conn, prefix)
+
+    @classmethod
+    async def from_settings(
+        cls, settings: Settings, *, connection: RedisConnection | None = None
+    ) -> Self:
+        if connection is not None:
+            return cls(connection, settings.redis_key_prefix, owns_connection=False)
+        return cls(RedisConnection.from_settings(settings), settings.redis_key_prefix)
+
+    async def _call(self, script: Any, args: Sequence[Any]) -> Any:
+        keys = self._keys
+        return await self.connection.run(lambda: script(keys=keys, args=args))
+
+    async def put_many(self, jobs: Sequence[Job]) -> None:
+        for start in range(0, len(jobs), PUT_CHUNK):
+            args: list[str] = []
+            for job in jobs[start : start + PUT_CHUNK]:
+                args += (
+                    job.id,
+                    str(job.version),
+                    str(job.status),
+                    job.type,
+                    _num(job.created_at),
+                    job.dumps(),
+                )
+            await self._call(self._put, args)
+
+    async def get(self, job_id: str) -> Job | None:
+        client, key = self.connection.client, self._p + "rec:" + job_id
+        doc = await self.connection.run(lambda: client.hget(key, "d"))
+        return None if doc is None else Job.loads(doc)
+
+    async def query(self, query: JobQuery) -> Page:
+        if query.statuses is not None and not query.statuses:
+            return Page([], None)
+        want = query.limit + 1
+        fixed = [
+            "" if query.created_after is None else _num(query.created_after),
+            "" if query.created_before is None else _num(query.created_before),
+            query.type or "",
+        ]
+        if query.statuses is None:
+            fixed.append("-1")
+        else:
+            fixed.append(str(len(query.statuses)))
+            fixed.extend(sorted(str(s) for s in query.statuses))
+        cursor = query.cursor or ""
+        docs: list[bytes] = []
+        while True:
+            args = [cursor, str(want - len(docs)), str(QUERY_BUDGET), *fixed]
+            reply = await self._call(self._query, args)
+            docs += reply[2:]
+            if len(docs) >= want or reply[1] == b"1":
+                break
+            cursor = _text(reply[0])
+        jobs = [Job.loads(d) for d in docs[: query.limit]]
+        more = len(docs) > query.limit
+        return Page(jobs, jobs[-1].id if more and jobs else None)
+
+    async def delete(self, job_id: str) -> bool:
+        return bool(await self._call(self._delete, [job_id]))
+
+    async def count_by_status(self) -> dict[str, int]:
+        client, p = self.connection.client, self._p
+        names = [str(s) for s in JobStatus]
+
+        def count() -> list[int]:
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.zcard(p + "rec-st:" + name)
+            return pipe.execute()
+
+        return dict(zip(names, await self.connection.run(count), strict=True))
+
+    async def put_node(self, node: NodeRecord) -> None:
+        client, key = self.connection.client, self._p + "nodes"
+        text = json.dumps(asdict(node), separators=(",", ":"))
+        await self.connection.run(lambda: client.hset(key, node.node_id, text))
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        client, key = self.connection.client, self._p + "nodes"
+        raw = await self.connection.run(lambda: client.hvals(key))
+        return sorted((NodeRecord(**json.loads(v)) for v in raw), key=lambda n: n.node_id)
+
+    async def delete_node(self, node_id: str) -> bool:
+        client, key = self.connection.client, self._p + "nodes"
+        return bool(await self.connection.run(lambda: client.hdel(key, node_id)))
+
+    async def add_election(self, record: dict[str, Any]) -> None:
+        client, key = self.connection.client, self._p + "elections"
+        text = json.dumps(record, separators=(",", ":"))
+
+        def add() -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.lpush(key, text)
+            pipe.ltrim(key, 0, ELECTIONS_KEPT - 1)
+            pipe.execute()
+
+        await self.connection.run(add)
+
+    async def list_elections(self, limit: int = 50) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        client, key = self.connection.client, self._p + "elections"
+        raw = await self.connection.run(lambda: client.lrange(key, 0, limit - 1))
+        return [json.loads(r) for r in raw]
+
+    async def ping(self) -> None:
+        await self.connection.ping()
+
+    async def close(self) -> None:
+        if self._owns:
+            await self.connection.close()
+
+
+__all__ = ["RedisBroker", "RedisConnection", "RedisStore"]
