@@ -1,0 +1,676 @@
+"""The Redis backends beyond the shared contract.
+
+They run against the session's real redis-server (AOF, fsync always). Each
+test uses its own key prefix and never flushes the server, which other tests
+share; the restart test stops and starts that server, so it always restarts
+it in ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+import trio
+from redis.crc import key_slot
+
+from jobtrio.backends import redis as redis_backend
+from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery, NodeRecord, StateConflict
+from jobtrio.backends.memory import MemoryBroker, MemoryStore
+from jobtrio.backends.redis import RedisBroker, RedisConnection, RedisStore
+from jobtrio.config import Settings
+from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from tests.servers import RedisServer, free_port
+
+NOW = 1_700_000_000.123456
+ids = IdGenerator()
+
+
+def make(job_type: str = "noop", now: float = NOW, **fields) -> Job:
+    return validate_submission({"type": job_type, **fields}, now, ids=ids)
+
+
+def unique_prefix() -> str:
+    return "r" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def broker(redis_server: RedisServer) -> AsyncIterator[RedisBroker]:
+    b = await RedisBroker.open(redis_server.url, prefix=unique_prefix())
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+def keys_of(raw: redis.Redis, prefix: str) -> set[str]:
+    """Every key that mentions the prefix, wherever it appears in the name."""
+    return {k.decode() for k in raw.scan_iter(match=f"*{prefix}*", count=1000)}
+
+
+# --------------------------------------------------------------------------- outages
+
+
+async def test_restart_mid_run_keeps_acknowledged_jobs(redis_server, broker):
+    first = [make(payload={"i": i}) for i in range(50)]
+    acked = {j.id for j in await broker.enqueue(first, NOW)}
+    [held] = await broker.claim("n1", 1, 600, NOW)
+
+    redis_server.stop()
+    try:
+        with pytest.raises(BackendUnavailable) as info:
+            await broker.enqueue([make()], NOW)
+        assert info.value.backend == "redis"
+        with pytest.raises(BackendUnavailable):
+            await broker.claim("n1", 10, 30, NOW)
+        with pytest.raises(BackendUnavailable):
+            await broker.finish([Finish(held.job.id, held.token, "completed")], NOW)
+        with pytest.raises(BackendUnavailable):
+            await broker.depths()
+        with pytest.raises(BackendUnavailable):
+            await broker.ping()
+    finally:
+        redis_server.start()
+
+    # the same object, untouched, works again: nothing to reconnect by hand
+    await broker.ping()
+    second = [make(payload={"i": 50 + i}) for i in range(50)]
+    acked |= {j.id for j in await broker.enqueue(second, NOW + 1)}
+    assert set(await broker.get_many(sorted(acked))) == acked
+    # the lease taken before the restart survived with its token
+    [done] = await broker.finish([Finish(held.job.id, held.token, "completed")], NOW + 2)
+    assert done is not None and done.status == JobStatus.COMPLETED
+    drained = set()
+    while leases := await broker.claim("n2", 40, 30, NOW + 3):
+        drained |= {lease.job.id for lease in leases}
+    assert drained == acked - {held.job.id}
+    depths = await broker.depths()
+    assert depths["running"] == len(drained) and depths["completed"] == 1
+
+
+async def test_producer_rides_through_a_restart(redis_server, broker):
+    """Enqueue in a loop while Redis restarts: no acknowledged job is lost.
+
+    A batch whose call failed is of unknown outcome (Redis may have run the
+    script and died before replying), so it may or may not be there; nothing
+    else may appear (Jepsen's lost / unexpected check).
+    """
+    acked: set[str] = set()
+    uncertain: set[str] = set()
+    failures = 0
+    restarted = trio.Event()
+    batches_after_restart = 0
+
+    async def producer() -> None:
+        nonlocal failures, batches_after_restart
+        while batches_after_restart < 5:
+            batch = [make(payload={"n": len(acked)}) for _ in range(20)]
+            try:
+                out = await broker.enqueue(batch, NOW)
+            except BackendUnavailable:
+                failures += 1
+                uncertain.update(j.id for j in batch)
+                await trio.sleep(0.01)
+                continue
+            acked.update(j.id for j in out)
+            if restarted.is_set():
+                batches_after_restart += 1
+            await trio.sleep(0.001)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        await trio.sleep(0.05)
+        try:
+            await trio.to_thread.run_sync(redis_server.stop)
+            await trio.sleep(0.2)  # the producer keeps calling into the outage
+        finally:
+            await trio.to_thread.run_sync(redis_server.start)
+        restarted.set()
+
+    assert failures > 0
+    present = set(await broker.get_many(sorted(acked | uncertain)))
+    assert acked <= present  # nothing lost
+    pending = (await broker.depths())["pending"]
+    assert pending == len(present)  # nothing unexpected
+    drained = set()
+    while leases := await broker.claim("n", 100, 30, NOW):
+        drained |= {lease.job.id for lease in leases}
+    assert drained == present
+
+
+async def test_unreachable_server_is_backend_unavailable():
+    broker = await RedisBroker.open(f"redis://127.0.0.1:{free_port()}/0", prefix=unique_prefix())
+    try:
+        with trio.fail_after(5):
+            with pytest.raises(BackendUnavailable):
+                await broker.claim("n", 1, 30, NOW)
+    finally:
+        await broker.close()
+
+
+# --------------------------------------------------------------------------- exact JSON
+
+TRICKY = {
+    "nested": {"a": {"b": {"c": [1, {"d": []}, {}]}}},
+    "empty_object": {},
+    "empty_list": [],
+    "list_of_empties": [{}, [], [{}], ""],
+    "unicode": 'żółw 🐢 \u2028 \u0000 "quoted" \\ back',
+    "keys in order": {"z": 1, "a": 2, "m": 3},
+    "precise": 1700000000.123456,
+    "tiny": 5e-324,
+    "huge": 1.7976931348623157e308,
+    "third": 1 / 3,
+    "negative_zero": -0.0,
+    "big_int": 2**64 + 1,
+    "bigger_int": 10**30,
+    "null": None,
+    "bools": [True, False],
+}
+
+
+async def test_lua_keeps_json_exact(broker):
+    job = make(payload=TRICKY, timeout=0.1 + 0.2, scheduled_at=NOW - 0.000001)
+    [stored] = await broker.enqueue([job], NOW)
+    t = NOW + 0.1 + 0.2
+    [lease] = await broker.claim('nœud-"1"', 1, 1 / 3, t)
+    assert lease.expires_at == t + 1 / 3
+    [done] = await broker.finish(
+        [Finish(job.id, lease.token, "completed", worker_id="wörker 🐢", result={"echo": TRICKY})],
+        t + 1e-6,
+    )
+    for got in (lease.job, done, await broker.get(job.id)):
+        # byte-exact: same keys in the same order, same float bits, same big ints
+        assert json.dumps(got.payload) == json.dumps(TRICKY)
+        assert got.timeout == 0.1 + 0.2 and got.created_at == NOW
+    assert json.dumps(done.result) == json.dumps({"echo": TRICKY})
+    assert done.attempts[0].started_at == t and done.attempts[0].ended_at == t + 1e-6
+    assert done.attempts[0].worker_id == "wörker 🐢" and done.node_id == 'nœud-"1"'
+    assert lease.job.started_at == t
+
+    # and identical, document for document, to the reference broker
+    memory = MemoryBroker()
+    [m_stored] = await memory.enqueue([job], NOW)
+    [m_lease] = await memory.claim('nœud-"1"', 1, 1 / 3, t)
+    [m_done] = await memory.finish(
+        [
+            Finish(
+                job.id, m_lease.token, "completed", worker_id="wörker 🐢", result={"echo": TRICKY}
+            )
+        ],
+        t + 1e-6,
+    )
+    assert stored.dumps() == m_stored.dumps()
+    assert lease.job.dumps() == m_lease.job.dumps()
+    assert done.dumps() == m_done.dumps()
+
+
+async def test_store_keeps_json_exact(redis_server):
+    store = await RedisStore.open(redis_server.url, prefix=unique_prefix())
+    try:
+        job = make(payload=TRICKY, now=NOW + 1e-6)
+        await store.put_many([job])
+        got = await store.get(job.id)
+        assert got.dumps() == job.dumps()
+        [listed] = (await store.query(JobQuery(created_after=NOW + 1e-6))).jobs
+        assert listed.dumps() == job.dumps()
+        assert (await store.query(JobQuery(created_after=NOW + 2e-6))).jobs == []
+    finally:
+        await store.close()
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+async def test_idempotency_key_under_concurrency(broker):
+    """Many tasks race to enqueue each key: one job per key, and every racer gets it."""
+    results: dict[str, list[str]] = {f"key-{k}": [] for k in range(20)}
+
+    async def racer(seed: int) -> None:
+        rng = random.Random(seed)
+        keys = list(results)
+        rng.shuffle(keys)
+        for key in keys:
+            [job] = await broker.enqueue([make(idempotency_key=key, payload={"by": seed})], NOW)
+            results[key].append(job.id)
+
+    async with trio.open_nursery() as nursery:
+        for seed in range(6):
+            nursery.start_soon(racer, seed)
+
+    for key, got in results.items():
+        assert len(got) == 6 and len(set(got)) == 1, key
+    leases = await broker.claim("n", 100, 30, NOW)
+    assert len(leases) == len(results)
+    assert {lease.job.idempotency_key for lease in leases} == set(results)
+
+
+async def test_idempotency_key_is_freed_by_purge(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    [first] = await broker.enqueue([make(idempotency_key="once")], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    await broker.finish([Finish(first.id, lease.token, "completed")], NOW + 1)
+    [same] = await broker.enqueue([make(idempotency_key="once")], NOW + 2)
+    assert same.id == first.id and same.status == JobStatus.COMPLETED
+    assert await broker.purge_finished(NOW + 10, epoch) == 1
+    [fresh] = await broker.enqueue([make(idempotency_key="once")], NOW + 11)
+    assert fresh.id != first.id and fresh.status == JobStatus.PENDING
+
+
+# --------------------------------------------------------------------------- retention and keys
+
+
+async def test_purge_frees_every_finished_key(redis_server, raw):
+    prefix = unique_prefix()
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
+    store = await RedisStore.open(redis_server.url, prefix=prefix)  # a cluster on Redis alone
+    try:
+        epoch = await broker.acquire_epoch("leader", NOW)
+        jobs = [make(idempotency_key=f"k{i}", payload={"i": i}) for i in range(60)]
+        await store.put_many(await broker.enqueue(jobs, NOW))
+        leases = await broker.claim("n", 40, 30, NOW)
+        finished = await broker.finish(
+            [Finish(lease.job.id, lease.token, "completed") for lease in leases[:30]]
+            + [Finish(lease.job.id, lease.token, "failed", error="x") for lease in leases[30:]],
+            NOW + 1,
+        )
+        finished.append(await broker.cancel(jobs[-1].id, NOW + 1))
+        await store.put_many(finished)
+        done_ids = {j.id for j in finished}
+        assert len(done_ids) == 41
+
+        assert await broker.purge_finished(NOW + 2, epoch) == 41
+        # the broker keeps nothing of a purged job: no hash, no index entry, no key mapping
+        for job_id in done_ids:
+            assert not raw.exists(f"{{{prefix}}}:j:{job_id}")
+        p = f"{{{prefix}}}:"
+        assert raw.zcard(p + "finished") == 0
+        assert raw.hlen(p + "idem") == 19
+        assert raw.zcard(p + "pending") == 19
+        depths = await broker.depths()
+        assert depths["completed"] == depths["failed"] == depths["cancelled"] == 0
+        assert depths["pending"] == 19
+        job_keys = {k for k in keys_of(raw, prefix) if k.startswith(p + "j:")}
+        assert len(job_keys) == 19 and not any(
+            k.removeprefix(p + "j:") in done_ids for k in job_keys
+        )
+        # only the Store's records remain for them
+        for job_id in done_ids:
+            assert (await store.get(job_id)).terminal
+        assert raw.exists(p + "rec:" + jobs[-1].id)
+
+        # purge everything: what stays is bookkeeping, never per-job state
+        rest = await broker.claim("n", 100, 30, NOW + 3)
+        await broker.finish([Finish(r.job.id, r.token, "completed") for r in rest], NOW + 3)
+        assert await broker.purge_finished(NOW + 4, epoch) == 19
+        broker_keys = {k for k in keys_of(raw, prefix) if not k.startswith(p + "rec")}
+        assert broker_keys <= {p + "seq", p + "counts", p + "epoch"}
+        assert all(int(v) == 0 for v in raw.hvals(p + "counts"))
+    finally:
+        await broker.close()
+        await store.close()
+
+
+async def test_every_key_carries_the_hash_tag(redis_server, raw):
+    prefix = unique_prefix()
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
+    store = await RedisStore.open(redis_server.url, prefix=prefix)
+    try:
+        epoch = await broker.acquire_epoch("leader", NOW)
+        jobs = [
+            make(idempotency_key="k"),
+            make(scheduled_at=NOW + 100),
+            make("other"),
+            make(),
+        ]
+        await broker.enqueue(jobs, NOW)
+        [a, b] = await broker.claim("n", 2, 30, NOW)
+        await broker.finish([Finish(a.job.id, a.token, "failed", retry_at=NOW + 5)], NOW)
+        await broker.finish([Finish(b.job.id, b.token, "completed")], NOW)
+        await broker.claim_tick("nightly:cron", 60.0, epoch)
+        await store.put_many(jobs)
+        await store.put_node(NodeRecord("n1", "127.0.0.1:1", "alive", 1, NOW, NOW))
+        await store.add_election({"leader": "n1", "epoch": epoch, "at": NOW})
+        await store.query(JobQuery(created_after=NOW - 1, statuses=frozenset(JobStatus)))
+
+        names = keys_of(raw, prefix)
+        assert len(names) > 15
+        tag = f"{{{prefix}}}:"
+        assert all(name.startswith(tag) for name in names), names
+        assert {key_slot(name.encode()) for name in names} == {key_slot(tag.encode())}
+    finally:
+        await broker.close()
+        await store.close()
+
+
+def test_prefix_with_braces_is_refused():
+    connection = RedisConnection.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(ValueError):
+        RedisBroker(connection, "bad{tag}")
+    with pytest.raises(ValueError):
+        RedisStore(connection, "")
+
+
+# --------------------------------------------------------------------------- leader duties
+
+
+async def test_claim_tick_forgets_old_ticks_but_never_fires_twice(broker, monkeypatch):
+    monkeypatch.setattr(redis_backend, "TICKS_KEPT", 3)
+    e = await broker.acquire_epoch("a", NOW)
+    for tick in range(10):
+        assert await broker.claim_tick("every-minute", tick * 60.0, e) is True
+    for tick in range(10):
+        assert await broker.claim_tick("every-minute", tick * 60.0, e) is False
+    assert await broker.claim_tick("every-minute", 600, e) is True  # int and float agree
+    assert await broker.claim_tick("every-minute", 600.0, e) is False
+    assert await broker.claim_tick("other", 0.0, e) is True
+
+
+async def test_retry_conflict_carries_the_job(broker):
+    [job] = await broker.enqueue([make()], NOW)
+    with pytest.raises(StateConflict) as info:
+        await broker.retry(job.id, NOW)
+    assert info.value.job.id == job.id and info.value.job.status == JobStatus.PENDING
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def _doc(job: Job | None) -> str | None:
+    return None if job is None else job.dumps()
+
+
+@pytest.mark.parametrize("seed", [20240611, 1, 2, 3])
+async def test_matches_the_memory_broker_step_by_step(broker, seed):
+    """Random operations on both brokers give the same documents, bit for bit.
+
+    The Lua scripts re-implement transitions.py; this holds them to the
+    reference through every move, including re-enqueueing a running copy
+    (an open attempt inside a pending job) and every finish outcome.
+    """
+    rng = random.Random(seed)
+    gen = IdGenerator(random.Random(seed))
+    memory = MemoryBroker()
+    epoch = await broker.acquire_epoch("leader", NOW)
+    assert await memory.acquire_epoch("leader", NOW) == epoch
+    t = NOW
+    known: list[str] = []
+    held: dict[str, tuple[str, str]] = {}  # job id -> (memory token, redis token)
+
+    async def both(name: str, *args, **kwargs):
+        m_exc = r_exc = None
+        m = r = None
+        try:
+            m = await getattr(memory, name)(*args, **kwargs)
+        except StateConflict as exc:
+            m_exc = exc
+        try:
+            r = await getattr(broker, name)(*args, **kwargs)
+        except StateConflict as exc:
+            r_exc = exc
+        assert (m_exc is None) == (r_exc is None), name
+        if m_exc is not None:
+            assert m_exc.job.dumps() == r_exc.job.dumps()
+        return m, r
+
+    for step in range(600):
+        t += rng.choice([0.0, 0.25, rng.uniform(0, 4)])
+        op = rng.random()
+        if op < 0.2:
+            jobs = []
+            for _ in range(rng.randint(1, 4)):
+                fields = {"priority": rng.randint(1, 10), "payload": {"s": step, "x": rng.random()}}
+                if rng.random() < 0.2:
+                    fields["scheduled_at"] = t + rng.uniform(-2, 6)
+                if rng.random() < 0.2:
+                    fields["idempotency_key"] = f"k{rng.randint(0, 8)}"
+                if rng.random() < 0.3:
+                    fields["max_retries"] = rng.randint(0, 2)
+                jobs.append(validate_submission({"type": "t", **fields}, t, ids=gen))
+            if known and rng.random() < 0.15:
+                # the same id again, mid-flight: the stored job is replaced
+                again = await memory.get(rng.choice(known))
+                if again is not None:
+                    jobs.append(again)
+            m, r = await both("enqueue", jobs, t)
+            assert [_doc(j) for j in m] == [_doc(j) for j in r]
+            known += [j.id for j in m if j.id not in known]
+            for j in jobs:
+                held.pop(j.id, None)
+        elif op < 0.4:
+            n = rng.randint(1, 5)
+            lease_for = rng.choice([1.0, 2.5, 10.0])
+            m, r = await both("claim", "node-" + str(rng.randint(1, 2)), n, lease_for, t)
+            assert [(_doc(x.job), x.expires_at) for x in m] == [
+                (_doc(x.job), x.expires_at) for x in r
+            ]
+            for a, b in zip(m, r, strict=True):
+                held[a.job.id] = (a.token, b.token)
+        elif op < 0.6 and held:
+            items_m, items_r = [], []
+            for job_id in rng.sample(sorted(held), rng.randint(1, min(3, len(held)))):
+                mt, rt = held[job_id]
+                if rng.random() < 0.1:
+                    mt = rt = "stale"
+                outcome = rng.choice(["completed", "failed", "timeout", "released"])
+                retry_at = t + rng.uniform(0.5, 3) if rng.random() < 0.5 else None
+                common = {
+                    "worker_id": rng.choice([None, "w-1", "w-é"]),
+                    "result": rng.choice([None, {"ok": [1, {}]}, []]),
+                    "error": rng.choice([None, "boom", "ünïcode"]),
+                    "retry_at": retry_at,
+                }
+                items_m.append(Finish(job_id, mt, outcome, **common))
+                items_r.append(Finish(job_id, rt, outcome, **common))
+            m = await memory.finish(items_m, t)
+            r = await broker.finish(items_r, t)
+            assert [_doc(j) for j in m] == [_doc(j) for j in r]
+        elif op < 0.65 and held:
+            chosen = rng.sample(sorted(held), min(2, len(held)))
+            m = await memory.renew([(i, held[i][0]) for i in chosen], 5.0, t)
+            r = await broker.renew([(i, held[i][1]) for i in chosen], 5.0, t)
+            assert m == r
+        elif op < 0.7 and known:
+            m, r = await both("cancel", rng.choice(known), t)
+            assert _doc(m) == _doc(r)
+        elif op < 0.75 and known:
+            ended = [
+                i
+                for i, j in (await memory.get_many(known)).items()
+                if j.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+            ]
+            pick = rng.choice(ended) if ended and rng.random() < 0.8 else rng.choice(known)
+            m, r = await both("retry", pick, t)
+            assert _doc(m) == _doc(r)
+        elif op < 0.78 and known:
+            m, r = await both("delete", rng.choice(known))
+            assert m == r
+        elif op < 0.86:
+            m, r = await both("promote_due", t, epoch, limit=rng.randint(1, 5))
+            assert [_doc(j) for j in m] == [_doc(j) for j in r]
+        elif op < 0.94:
+            m, r = await both("requeue_expired", t, epoch, poison_limit=3, limit=4)
+            assert [_doc(j) for j in m] == [_doc(j) for j in r]
+        else:
+            m, r = await both("purge_finished", t - 3, epoch)
+            assert m == r
+        if step % 25 == 0 or step == 599:
+            m, r = await both("get_many", known)
+            assert {k: v.dumps() for k, v in m.items()} == {k: v.dumps() for k, v in r.items()}
+            m, r = await both("depths")
+            assert m == r
+            m, r = await both("running")
+            assert sorted((x.job.dumps(), x.expires_at) for x in m) == sorted(
+                (x.job.dumps(), x.expires_at) for x in r
+            )
+
+
+# --------------------------------------------------------------------------- store
+
+
+async def test_store_queries_match_the_memory_store(redis_server, monkeypatch):
+    """Every filter combination pages like the reference, across chunk and budget edges."""
+    monkeypatch.setattr(redis_backend, "QUERY_BUDGET", 37)  # force continuation calls
+    rng = random.Random(99)
+    store = await RedisStore.open(redis_server.url, prefix=unique_prefix())
+    memory = MemoryStore()
+    try:
+        jobs = []
+        statuses = list(JobStatus)
+        for i in range(700):
+            j = make(rng.choice(["a", "b", "c"]), now=NOW + i * 0.5, payload={"i": i})
+            j.status = rng.choices(statuses, weights=[5, 1, 1, 1, 20, 1, 1])[0]
+            jobs.append(j)
+        rng.shuffle(jobs)
+        await store.put_many(jobs)
+        await memory.put_many(jobs)
+        queries = [
+            JobQuery(limit=50),
+            JobQuery(type="a", limit=33),
+            JobQuery(statuses=frozenset({JobStatus.FAILED, JobStatus.CANCELLED}), limit=7),
+            JobQuery(statuses=frozenset(statuses[:4]), type="b", limit=20),
+            JobQuery(statuses=frozenset({JobStatus.COMPLETED}), limit=100),
+            JobQuery(created_after=NOW + 100, created_before=NOW + 110.5, limit=4),
+            JobQuery(created_after=NOW + 10, limit=200),
+            JobQuery(created_before=NOW + 300, type="c", limit=25),
+            JobQuery(
+                statuses=frozenset({JobStatus.PENDING, JobStatus.RETRYING}),
+                created_after=NOW + 50,
+                created_before=NOW + 250,
+                limit=9,
+            ),
+            JobQuery(statuses=frozenset(), limit=5),
+            JobQuery(type="none-such", limit=5),
+            JobQuery(limit=0),
+        ]
+        for q in queries:
+            m_page, r_page = await memory.query(q), await store.query(q)
+            pages = 0
+            while True:
+                assert [j.dumps() for j in r_page.jobs] == [j.dumps() for j in m_page.jobs], q
+                assert r_page.next_cursor == m_page.next_cursor, q
+                if m_page.next_cursor is None or pages > 200:
+                    break
+                pages += 1
+                nxt = JobQuery(
+                    statuses=q.statuses,
+                    type=q.type,
+                    created_after=q.created_after,
+                    created_before=q.created_before,
+                    limit=q.limit,
+                    cursor=m_page.next_cursor,
+                )
+                m_page, r_page = await memory.query(nxt), await store.query(nxt)
+        assert await store.count_by_status() == await memory.count_by_status()
+    finally:
+        await store.close()
+
+
+async def test_store_elections_are_capped(redis_server, monkeypatch):
+    monkeypatch.setattr(redis_backend, "ELECTIONS_KEPT", 5)
+    store = await RedisStore.open(redis_server.url, prefix=unique_prefix())
+    try:
+        for i in range(8):
+            await store.add_election({"leader": f"n{i}", "epoch": i, "at": NOW + i / 3})
+        records = await store.list_elections(limit=50)
+        assert [r["epoch"] for r in records] == [7, 6, 5, 4, 3]
+        assert records[0]["at"] == NOW + 7 / 3
+    finally:
+        await store.close()
+
+
+# --------------------------------------------------------------------------- settings
+
+
+async def test_from_settings_addr_and_url(redis_server):
+    prefix = unique_prefix()
+    by_addr = Settings(redis_addr=f"127.0.0.1:{redis_server.port}", redis_key_prefix=prefix)
+    by_url = Settings(redis_url=redis_server.url, redis_db=3, redis_key_prefix=prefix)
+    broker = await RedisBroker.from_settings(by_addr)
+    store = await RedisStore.from_settings(by_url)
+    shared = await RedisStore.from_settings(by_addr, connection=broker.connection)
+    try:
+        [job] = await broker.enqueue([make()], NOW)
+        await store.put_many([job])
+        await broker.ping()
+        await store.ping()
+        # the URL's /0 beat REDIS_DB=3, so the record is in db 0 where REDIS_ADDR points
+        assert (await shared.get(job.id)).id == job.id
+        await shared.close()  # it does not own the broker's connection
+        assert (await broker.get(job.id)).id == job.id
+    finally:
+        await broker.close()
+        await store.close()
+    addr_db = RedisConnection.from_settings(by_addr.replace(redis_db=2, redis_password="pw"))
+    kwargs = addr_db.client.connection_pool.connection_kwargs
+    assert (kwargs["db"], kwargs["password"], kwargs["port"]) == (2, "pw", redis_server.port)
+
+
+def test_rediss_url_uses_tls():
+    connection = RedisConnection.from_url("rediss://example.invalid:6380/2", password="pw")
+    pool = connection.client.connection_pool
+    assert pool.connection_class is redis.SSLConnection
+    assert pool.connection_kwargs["db"] == 2 and pool.connection_kwargs["password"] == "pw"
+    assert pool.connection_kwargs["retry"].get_retries() == 0
+
+
+def test_unconfigured_settings_are_refused():
+    with pytest.raises(ValueError, match="REDIS_ADDR"):
+        RedisConnection.from_settings(Settings())
+
+
+@pytest.fixture
+def sentinel(redis_server: RedisServer, tmp_path) -> Iterator[int]:
+    binary = shutil.which("redis-server")
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor jobs-master 127.0.0.1 {redis_server.port} 1\n"
+    )
+    process = subprocess.Popen(
+        [binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        for _ in range(250):
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_from_settings_through_sentinel(sentinel):
+    settings = Settings(
+        redis_sentinels=(f"127.0.0.1:{sentinel}",),
+        redis_sentinel_master="jobs-master",
+        redis_key_prefix=unique_prefix(),
+    )
+    broker = await RedisBroker.from_settings(settings)
+    try:
+        [job] = await broker.enqueue([make()], NOW)
+        [lease] = await broker.claim("n", 1, 30, NOW)
+        assert lease.job.id == job.id
+    finally:
+        await broker.close()
