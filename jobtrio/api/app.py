@@ -1,69 +1,41 @@
-"""The Quart-Trio application: the node's REST surface.
+"""The Quart-Trio application: one node's REST surface.
 
-Minimal routes for now (submit, get, health); the full API lives here too.
-Errors are JSON ``{"error": {"code", "message", "field"}}``: never a
-traceback, never internal error text.
+``create_app(node)`` assembles the blueprints (``jobs``, ``cluster``,
+``ops``), the error handlers that give every failure one JSON shape, and the
+body limits. The node must be running for the routes to be useful, but the
+app holds no state of its own: ``server.serve`` runs it under hypercorn in
+the node's nursery, tests drive it with ``app.test_client()``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
-from quart import Response, request
+from quart import Response
 from quart_trio import QuartTrio
 
 from ..actors.node import Node
-from ..backends.base import BackendUnavailable
-from ..jobs import ValidationError
+from . import cluster, jobs, ops
+from .auth import AUTHORIZER_KEY, Authorizer
+from .context import NODE_KEY, batch_body_limit
+from .errors import register_error_handlers
 
 
-def error(status: int, code: str, message: str, field: str | None = None) -> tuple[Any, int]:
-    return {"error": {"code": code, "message": message, "field": field}}, status
+def create_app(node: Node, *, authorizer: Authorizer | None = None) -> QuartTrio:
+    app = QuartTrio("jobtrio", static_folder=None)
+    # the largest body any route reads (a batch); single-job routes check a lower limit
+    app.config["MAX_CONTENT_LENGTH"] = batch_body_limit(node.settings)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[NODE_KEY] = node
+    if authorizer is not None:
+        app.extensions[AUTHORIZER_KEY] = authorizer
+    register_error_handlers(app)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(cluster.bp)
+    app.register_blueprint(ops.bp)
 
-
-def create_app(node: Node) -> QuartTrio:
-    app = QuartTrio("jobtrio")
-    app.config["MAX_CONTENT_LENGTH"] = node.settings.max_payload_bytes + 64 * 1024
-
-    @app.post("/api/v1/jobs")
-    async def submit() -> Any:
-        data = await request.get_json(force=True, silent=True)
-        if data is None:
-            return error(400, "invalid_json", "the body must be a JSON object")
-        try:
-            job = await node.submit(data)
-        except ValidationError as exc:
-            return error(422, exc.code, exc.message, exc.field)
-        except BackendUnavailable:
-            return error(503, "unavailable", "the queue is unavailable; try again")
-        return job.to_dict(), 201
-
-    @app.get("/api/v1/jobs/<job_id>")
-    async def get_job(job_id: str) -> Any:
-        job = await node.get(job_id)
-        if job is None:
-            return error(404, "not_found", f"no job with id {job_id!r}")
-        return job.to_dict()
-
-    @app.get("/health")
-    async def health() -> Any:
-        backends = await node.backend_health()
-        ok = all(b.healthy for b in backends)
-        body = {
-            "status": "ok" if ok else "degraded",
-            "node_id": node.node_id,
-            "leader": node.leadership.view.leader_id,
-            "backends": [dataclasses.asdict(b) for b in backends],
-        }
-        return body, 200
-
-    @app.errorhandler(404)
-    async def not_found(_: Exception) -> Any:
-        return error(404, "not_found", "no such route")
-
-    @app.errorhandler(Exception)
-    async def internal(_: Exception) -> Response | tuple[Any, int]:
-        return error(500, "internal", "internal error; see the node's log")
+    @app.after_request
+    async def tag_node(response: Response) -> Response:
+        # in a cluster behind a balancer, which node answered is the first question
+        response.headers["X-Jobtrio-Node"] = node.node_id
+        return response
 
     return app

@@ -1,0 +1,149 @@
+"""The node and cluster views: stats, workers, members, leader, elections.
+
+These read what the node already knows (its own counters, its leadership
+view, its membership view) and never block on other nodes, so an operator
+can still ask a node what it thinks while the cluster is in trouble.
+Times are ISO 8601 on the wire, like the job routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from quart import Blueprint, Response, jsonify, request
+
+from ..jobs import to_iso
+from .algorithms import ALGORITHMS, describe
+from .auth import Role, require
+from .context import current_node, storage_name
+from .errors import NotFound
+from .parsing import reject_unknown
+
+bp = Blueprint("cluster", __name__)
+
+_TIME_FIELDS = ("last_contact", "last_seen", "since", "started_at", "at")
+
+
+def _iso_times(item: Mapping[str, Any], names: Iterable[str] = _TIME_FIELDS) -> dict[str, Any]:
+    """Unix-seconds fields of a node view, as the ISO strings every other route uses."""
+    out = dict(item)
+    for name in names:
+        value = out.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = to_iso(float(value))
+    return out
+
+
+async def _members() -> list[dict[str, Any]]:
+    return [_iso_times(m) for m in await current_node().members()]
+
+
+def _leader_url(members: list[dict[str, Any]], leader: str | None) -> str | None:
+    for member in members:
+        if member.get("node_id") == leader:
+            return member.get("api_url") or None
+    return None
+
+
+def _election() -> dict[str, Any]:
+    info = _iso_times(current_node().election_info(), ("since",))
+    if info.get("leader") is None:
+        info["since"] = None
+    return info
+
+
+@bp.get("/api/v1/stats")
+@require(Role.USER)
+async def stats() -> Response:
+    reject_unknown(request.args, ())
+    return jsonify(await current_node().stats())
+
+
+@bp.get("/api/v1/workers")
+@require(Role.USER)
+async def workers() -> Response:
+    reject_unknown(request.args, ())
+    items = await current_node().cluster_workers()
+    return jsonify({"workers": items, "count": len(items)})
+
+
+@bp.get("/api/v1/nodes")
+@require(Role.USER)
+async def nodes() -> Response:
+    reject_unknown(request.args, ())
+    items = await _members()
+    return jsonify({"nodes": items, "count": len(items)})
+
+
+@bp.get("/api/v1/leader")
+@require(Role.USER)
+async def leader() -> Response:
+    reject_unknown(request.args, ())
+    node = current_node()
+    info = _election()
+    return jsonify(
+        {
+            "leader": info["leader"],
+            "leader_url": _leader_url(await _members(), info["leader"]),
+            "is_self": info["leader"] == node.node_id,
+            "node_id": node.node_id,
+            "algorithm": info["algorithm"],
+            "term": info["term"],
+            "since": info["since"],
+        }
+    )
+
+
+@bp.get("/api/v1/election")
+@require(Role.USER)
+async def election() -> Response:
+    reject_unknown(request.args, ())
+    return jsonify(_election())
+
+
+@bp.get("/api/v1/election/algorithms")
+@require(Role.USER)
+async def algorithms() -> Response:
+    reject_unknown(request.args, ())
+    current = current_node().settings.election_algorithm
+    items = [describe(name, current) for name in ALGORITHMS]
+    return jsonify({"algorithms": items, "current": current})
+
+
+@bp.get("/api/v1/election/algorithms/<algorithm>")
+@require(Role.USER)
+async def algorithm(algorithm: str) -> Response:
+    reject_unknown(request.args, ())
+    info = describe(algorithm, current_node().settings.election_algorithm)
+    if info is None:
+        raise NotFound(
+            f"no election algorithm {algorithm[:40]!r}; use one of {', '.join(ALGORITHMS)}",
+            code="unknown_algorithm",
+        )
+    return jsonify(info)
+
+
+@bp.get("/api/v1/cluster")
+@require(Role.USER)
+async def cluster() -> Response:
+    reject_unknown(request.args, ())
+    node = current_node()
+    info = _election()
+    members = await _members()
+    return jsonify(
+        {
+            "node_id": node.node_id,
+            "leader": info["leader"],
+            "leader_url": _leader_url(members, info["leader"]),
+            "is_leader": info["leader"] == node.node_id,
+            "term": info["term"],
+            "epoch": info["epoch"],
+            "algorithm": info["algorithm"],
+            "since": info["since"],
+            "storage": storage_name(node),
+            "size": len(members),
+            "alive": sum(1 for m in members if m.get("state") == "alive"),
+            "members": members,
+        }
+    )

@@ -1,0 +1,141 @@
+"""The job routes: submit (one or a batch), list, get, cancel or purge, retry.
+
+Status codes follow what the client can do next: 201 with a ``Location``
+for something new, 404 for an id the cluster never had (or has forgotten),
+409 when the job exists but its state forbids the move (the message says
+which states allow it), 422 when the request is well-formed JSON that no job
+could be made of.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, jsonify, request
+
+from ..backends.base import StateConflict
+from ..jobs import JobStatus
+from .auth import Role, require
+from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
+from .errors import Conflict, NotFound, Unprocessable
+from .parsing import JOB_ID_RE, parse_bool, parse_job_query, read_json_object, reject_unknown
+
+bp = Blueprint("jobs", __name__)
+
+_CANCELLABLE = ", ".join(s.value for s in JobStatus if not s.terminal)
+
+
+def _job_id(raw: str) -> str:
+    """Ids are case-insensitive ULIDs; anything else cannot name a job."""
+    job_id = raw.strip().upper()
+    if not JOB_ID_RE.match(job_id):
+        raise NotFound(f"no job with id {raw[:60]!r}")
+    return job_id
+
+
+def _created(body: Any, location: str | None = None) -> Response:
+    response = jsonify(body)
+    response.status_code = 201
+    if location:
+        response.headers["Location"] = location
+    return response
+
+
+@bp.post("/api/v1/jobs")
+@require(Role.USER)
+async def submit_job() -> Response:
+    node = current_node()
+    reject_unknown(request.args, ())
+    data = await read_json_object(job_body_limit(node.settings))
+    job = await node.submit(data)
+    return _created(job.to_dict(), f"/api/v1/jobs/{job.id}")
+
+
+@bp.post("/api/v1/jobs/batch")
+@require(Role.USER)
+async def submit_batch() -> Response:
+    node = current_node()
+    reject_unknown(request.args, ())
+    data = await read_json_object(batch_body_limit(node.settings))
+    for key in data:
+        if key != "jobs":
+            raise Unprocessable(
+                "unknown_field", f'unknown field {key!r}; a batch is {{"jobs": [...]}}', key
+            )
+    if "jobs" not in data:
+        raise Unprocessable("missing_field", 'a batch needs "jobs", an array of jobs', "jobs")
+    items = data["jobs"]
+    if not isinstance(items, list):
+        raise Unprocessable("invalid_type", "jobs must be an array of job objects", "jobs")
+    if not items:
+        raise Unprocessable("empty_batch", "jobs is empty; send 1 to 10000 jobs", "jobs")
+    if len(items) > MAX_BATCH_JOBS:
+        raise Unprocessable(
+            "too_many_jobs",
+            f"a batch holds at most {MAX_BATCH_JOBS} jobs, got {len(items)}; split it",
+            "jobs",
+        )
+    jobs = await node.submit_many(items)
+    return _created({"jobs": [job.to_dict() for job in jobs], "count": len(jobs)})
+
+
+@bp.get("/api/v1/jobs")
+@require(Role.USER)
+async def list_jobs() -> Response:
+    query = parse_job_query(request.args)
+    page = await current_node().list(query)
+    return jsonify(
+        {
+            "jobs": [job.to_dict() for job in page.jobs],
+            "next_cursor": page.next_cursor,
+            "count": len(page.jobs),
+        }
+    )
+
+
+@bp.get("/api/v1/jobs/<job_id>")
+@require(Role.USER)
+async def get_job(job_id: str) -> Response:
+    reject_unknown(request.args, ())
+    job_id = _job_id(job_id)
+    job = await current_node().get(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return jsonify(job.to_dict())
+
+
+@bp.delete("/api/v1/jobs/<job_id>")
+@require(Role.USER)
+async def cancel_job(job_id: str) -> Response:
+    reject_unknown(request.args, ("purge",))
+    purge = parse_bool(request.args, "purge")
+    job_id = _job_id(job_id)
+    node = current_node()
+    if purge:
+        if not await node.purge(job_id):
+            raise NotFound(f"no job with id {job_id!r}")
+        return jsonify({"id": job_id, "deleted": True})
+    try:
+        job = await node.cancel(job_id)
+    except StateConflict as exc:
+        raise Conflict(
+            "job_finished",
+            f"job {job_id} is already {exc.job.status}; only {_CANCELLABLE} jobs can be "
+            "cancelled (add ?purge=true to delete its record)",
+        ) from None
+    return jsonify(job.to_dict())
+
+
+@bp.post("/api/v1/jobs/<job_id>/retry")
+@require(Role.USER)
+async def retry_job(job_id: str) -> Response:
+    reject_unknown(request.args, ())
+    job_id = _job_id(job_id)
+    try:
+        job = await current_node().retry(job_id)
+    except StateConflict as exc:
+        raise Conflict(
+            "not_retryable",
+            f"job {job_id} is {exc.job.status}; only failed or cancelled jobs can be retried",
+        ) from None
+    return jsonify(job.to_dict())

@@ -1,0 +1,684 @@
+"""The OpenAPI 3.1 description of the REST API, built by hand.
+
+Hand-built because the routes validate by hand (see ``parsing`` and
+``jobs.validate_submission``) and a generator would describe the framework's
+idea of the API rather than ours. Two tests keep it honest: it must list
+exactly the app's routes, and real responses must validate against its
+schemas. Protected operations carry ``x-required-role``, read from the
+``@require`` on the view itself, and the bearer scheme the auth change turns
+on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from quart_trio import QuartTrio
+
+from ..jobs import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_PRIORITY,
+    MAX_TYPE_LENGTH,
+    MIN_PRIORITY,
+    JobStatus,
+)
+from .algorithms import ALGORITHMS
+from .auth import required_role
+from .context import MAX_BATCH_JOBS
+from .parsing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = dict(schema)
+    kind = out.get("type")
+    out["type"] = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
+    return out
+
+
+def _obj(
+    properties: dict[str, Any], required: list[str] | None = None, extra: bool = True
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+STRING = {"type": "string"}
+INT = {"type": "integer"}
+NUMBER = {"type": "number"}
+BOOL = {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time"}
+STATUS = {"type": "string", "enum": [s.value for s in JobStatus]}
+JOB_ID = {
+    "type": "string",
+    "pattern": "^[0-9A-HJKMNP-TV-Z]{26}$",
+    "example": "01J9Z6N5G4X8W3QH2K7R1M0P9T",
+}
+
+
+def _schemas() -> dict[str, Any]:
+    error_detail = _obj(
+        {
+            "code": {**STRING, "description": "stable machine word to branch on"},
+            "message": {**STRING, "description": "a sentence for humans; may change"},
+            "field": {**_nullable(STRING), "description": "the field or parameter at fault"},
+        }
+    )
+    batch_item_error = _obj(
+        {
+            "index": {**INT, "minimum": 0, "description": "position of the job in the batch"},
+            "field": _nullable(STRING),
+            "code": STRING,
+            "message": STRING,
+        }
+    )
+    backend = _obj(
+        {
+            "name": {**STRING, "description": "implementation: sqlite, redis, mongodb, memory"},
+            "kind": {"type": "string", "enum": ["broker", "store"]},
+            "healthy": BOOL,
+            "error": _nullable(STRING),
+        }
+    )
+    member = _obj(
+        {
+            "node_id": STRING,
+            "state": {**STRING, "description": "alive, suspect, dead or left"},
+            "address": _nullable(STRING),
+            "api_url": _nullable(STRING),
+            "worker_count": _nullable(INT),
+            "last_contact": _nullable(TIME),
+            "is_leader": BOOL,
+            "self": BOOL,
+        },
+        required=["node_id", "state"],
+    )
+    return {
+        "Error": _obj({"error": _ref("ErrorDetail")}),
+        "ErrorDetail": error_detail,
+        "BatchError": _obj(
+            {"error": _ref("ErrorDetail"), "errors": {"type": "array", "items": batch_item_error}}
+        ),
+        "Attempt": _obj(
+            {
+                "number": INT,
+                "node_id": STRING,
+                "worker_id": _nullable(STRING),
+                "started_at": TIME,
+                "ended_at": _nullable(TIME),
+                "outcome": {
+                    **_nullable(STRING),
+                    "description": "completed, failed, timeout, cancelled, lost or released",
+                },
+                "error": _nullable(STRING),
+            }
+        ),
+        "Job": _obj(
+            {
+                "id": JOB_ID,
+                "type": STRING,
+                "priority": {**INT, "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
+                "payload": {"type": "object"},
+                "status": STATUS,
+                "created_at": TIME,
+                "updated_at": TIME,
+                "scheduled_at": _nullable(TIME),
+                "started_at": _nullable(TIME),
+                "completed_at": _nullable(TIME),
+                "retry_count": {**INT, "minimum": 0},
+                "max_retries": {**INT, "minimum": 0},
+                "timeout": {**_nullable(NUMBER), "description": "seconds an attempt may run"},
+                "result": {"description": "what the processor returned (any JSON)"},
+                "error": _nullable(STRING),
+                "node_id": _nullable(STRING),
+                "worker_id": _nullable(STRING),
+                "attempts": {"type": "array", "items": _ref("Attempt")},
+                "idempotency_key": _nullable(STRING),
+                "lease_expirations": {**INT, "minimum": 0},
+                "version": {**INT, "minimum": 0},
+            }
+        ),
+        "JobSubmission": _obj(
+            {
+                "type": {
+                    **STRING,
+                    "minLength": 1,
+                    "maxLength": MAX_TYPE_LENGTH,
+                    "description": "the registered processor that runs the job",
+                    "example": "email",
+                },
+                "priority": {
+                    **INT,
+                    "minimum": MIN_PRIORITY,
+                    "maximum": MAX_PRIORITY,
+                    "default": 5,
+                    "description": "higher runs first (Low=1, Normal=5, High=10)",
+                },
+                "payload": {
+                    "type": "object",
+                    "description": "the job's input, up to MAX_PAYLOAD_BYTES as JSON",
+                    "example": {"recipient": "user@example.com", "subject": "Hello"},
+                },
+                "max_retries": {
+                    **INT,
+                    "minimum": 0,
+                    "maximum": 1000,
+                    "description": "retries after the first attempt (default MAX_RETRIES)",
+                },
+                "scheduled_at": {
+                    "oneOf": [TIME, NUMBER],
+                    "description": "run no earlier than this (ISO 8601 or Unix seconds)",
+                },
+                "timeout": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "seconds an attempt may run before it fails",
+                },
+                "idempotency_key": {
+                    **STRING,
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                    "description": "a second submission with the same key returns the first job",
+                },
+            },
+            required=["type"],
+            extra=False,
+        ),
+        "BatchSubmission": _obj(
+            {
+                "jobs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_JOBS,
+                    "items": _ref("JobSubmission"),
+                }
+            },
+            extra=False,
+        ),
+        "BatchResult": _obj({"jobs": {"type": "array", "items": _ref("Job")}, "count": INT}),
+        "JobList": _obj(
+            {
+                "jobs": {"type": "array", "items": _ref("Job")},
+                "next_cursor": {
+                    **_nullable(STRING),
+                    "description": "pass as cursor for the next (older) page; null on the last",
+                },
+                "count": {**INT, "description": "jobs on this page"},
+            }
+        ),
+        "Deleted": _obj({"id": STRING, "deleted": {"type": "boolean", "const": True}}),
+        "Stats": _obj(
+            {
+                "node_id": STRING,
+                "queue": {
+                    "type": "object",
+                    "additionalProperties": INT,
+                    "description": "jobs held by the broker per status",
+                },
+                "records": {
+                    **_nullable({"type": "object"}),
+                    "additionalProperties": INT,
+                    "description": "job records per status (null while the store is down)",
+                },
+                "workers": _obj({"total": INT, "busy": INT, "idle": INT}),
+                "in_flight": INT,
+                "claimed": INT,
+                "finished": INT,
+                "store_backlog": INT,
+                "leader": _nullable(STRING),
+                "is_leader": BOOL,
+                "uptime_seconds": _nullable(NUMBER),
+                "strategy": STRING,
+                "processors": {"type": "array", "items": STRING},
+            },
+            required=["node_id", "queue", "workers", "leader"],
+        ),
+        "Worker": _obj(
+            {
+                "id": STRING,
+                "node_id": STRING,
+                "status": {"type": "string", "enum": ["idle", "busy"]},
+                "current_job": _nullable(STRING),
+                "current_job_type": _nullable(STRING),
+                "running_for": _nullable(NUMBER),
+                "jobs_done": INT,
+                "busy_seconds": NUMBER,
+            },
+            required=["id", "node_id", "status"],
+        ),
+        "WorkerList": _obj({"workers": {"type": "array", "items": _ref("Worker")}, "count": INT}),
+        "Member": member,
+        "NodeList": _obj({"nodes": {"type": "array", "items": _ref("Member")}, "count": INT}),
+        "Leader": _obj(
+            {
+                "leader": _nullable(STRING),
+                "leader_url": _nullable(STRING),
+                "is_self": BOOL,
+                "node_id": STRING,
+                "algorithm": STRING,
+                "term": INT,
+                "since": _nullable(TIME),
+            }
+        ),
+        "Election": _obj(
+            {
+                "algorithm": {"type": "string", "enum": list(ALGORITHMS)},
+                "leader": _nullable(STRING),
+                "term": INT,
+                "epoch": {
+                    **_nullable(INT),
+                    "description": "fencing epoch, only while this node leads",
+                },
+                "is_leader": BOOL,
+                "since": _nullable(TIME),
+                "changes": INT,
+                "election_timeout": {**NUMBER, "description": "seconds"},
+                "election_interval": {**NUMBER, "description": "seconds"},
+            },
+            required=["algorithm", "leader", "term", "epoch", "is_leader"],
+        ),
+        "Algorithm": _obj(
+            {
+                "name": {"type": "string", "enum": list(ALGORITHMS)},
+                "summary": STRING,
+                "best_for": STRING,
+                "recommended_cluster_size": _obj({"min": INT, "max": _nullable(INT)}),
+                "properties": {"type": "object"},
+                "settings": {"type": "object", "additionalProperties": STRING},
+                "example": {"type": "object", "additionalProperties": STRING},
+                "current": {**BOOL, "description": "whether this node runs it"},
+            }
+        ),
+        "AlgorithmList": _obj(
+            {"algorithms": {"type": "array", "items": _ref("Algorithm")}, "current": STRING}
+        ),
+        "Cluster": _obj(
+            {
+                "node_id": STRING,
+                "leader": _nullable(STRING),
+                "leader_url": _nullable(STRING),
+                "is_leader": BOOL,
+                "term": INT,
+                "epoch": _nullable(INT),
+                "algorithm": STRING,
+                "since": _nullable(TIME),
+                "storage": STRING,
+                "size": INT,
+                "alive": INT,
+                "members": {"type": "array", "items": _ref("Member")},
+            }
+        ),
+        "BackendHealth": backend,
+        "Health": _obj(
+            {
+                "status": {"type": "string", "enum": ["ok", "degraded", "starting", "stopping"]},
+                "node_id": STRING,
+                "version": STRING,
+                "leader": _nullable(STRING),
+                "is_leader": BOOL,
+                "uptime_seconds": _nullable(NUMBER),
+                "storage": STRING,
+                "backends": {"type": "array", "items": _ref("BackendHealth")},
+            }
+        ),
+        "Ready": _obj(
+            {
+                "ready": BOOL,
+                "node_id": STRING,
+                "backends": {"type": "array", "items": _ref("BackendHealth")},
+                "error": {
+                    **_ref("ErrorDetail"),
+                    "description": "present when not ready; field names the backend kind",
+                },
+            },
+            required=["ready", "node_id", "backends"],
+        ),
+    }
+
+
+def _error_response(description: str, schema: str = "Error") -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+
+
+RESPONSES: dict[str, Any] = {
+    "BadRequest": _error_response(
+        "The body is not JSON, or a query parameter is unknown or invalid"
+    ),
+    "Unauthorized": _error_response("Missing or invalid Bearer token (with AUTH_ENABLED)"),
+    "Forbidden": _error_response("The token's role may not do this"),
+    "NotFound": _error_response("No such job (or route)"),
+    "Conflict": _error_response("The job exists but its state does not allow this"),
+    "PayloadTooLarge": _error_response("The body is larger than the limit"),
+    "UnsupportedMediaType": _error_response("The body is not sent as application/json"),
+    "Unprocessable": _error_response("The JSON is not a valid job"),
+    "Unavailable": _error_response("The queue (broker) is unavailable; retry later"),
+    "Internal": _error_response("A bug; the node's log has the details"),
+}
+
+
+def _ok(description: str, schema: str, status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "content": {JSON: {"schema": _ref(schema)}}}}
+
+
+def _errors(*names: str) -> dict[str, Any]:
+    codes = {
+        "BadRequest": "400",
+        "Unauthorized": "401",
+        "Forbidden": "403",
+        "NotFound": "404",
+        "Conflict": "409",
+        "PayloadTooLarge": "413",
+        "UnsupportedMediaType": "415",
+        "Unprocessable": "422",
+        "Unavailable": "503",
+    }
+    out = {codes[n]: {"$ref": f"#/components/responses/{n}"} for n in names}
+    out["500"] = {"$ref": "#/components/responses/Internal"}
+    return out
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
+
+
+JOB_ID_PARAM = _param("job_id", "path", STRING, "the job's id")
+JSON_BODY_ERRORS = ("BadRequest", "PayloadTooLarge", "UnsupportedMediaType", "Unprocessable")
+
+
+def _operations() -> dict[tuple[str, str], dict[str, Any]]:
+    """(path, method) -> operation, without the security part."""
+    list_params = [
+        _param(
+            "status",
+            "query",
+            STRING,
+            "comma-separated statuses (pending,running); repeat the parameter or use commas",
+        ),
+        _param("type", "query", STRING, "only jobs of this type"),
+        _param(
+            "limit",
+            "query",
+            {**INT, "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+            "jobs per page",
+        ),
+        _param("cursor", "query", STRING, "next_cursor of the previous page"),
+        _param("created_after", "query", TIME, "only jobs created at or after this time"),
+        _param("created_before", "query", TIME, "only jobs created before this time"),
+    ]
+    return {
+        ("/api/v1/jobs", "post"): {
+            "operationId": "submitJob",
+            "tags": ["jobs"],
+            "summary": "Submit a job",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("JobSubmission")}},
+            },
+            "responses": {
+                "201": {
+                    "description": "Accepted (or the existing job with the same idempotency_key)",
+                    "headers": {"Location": {"schema": STRING}},
+                    "content": {JSON: {"schema": _ref("Job")}},
+                },
+                **_errors(*JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/jobs", "get"): {
+            "operationId": "listJobs",
+            "tags": ["jobs"],
+            "summary": "List jobs, newest first, one page at a time",
+            "parameters": list_params,
+            "responses": {
+                **_ok("A page of jobs", "JobList"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/jobs/batch", "post"): {
+            "operationId": "submitBatch",
+            "tags": ["jobs"],
+            "summary": f"Submit up to {MAX_BATCH_JOBS} jobs at once, all or nothing",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("BatchSubmission")}},
+            },
+            "responses": {
+                **_ok("Every job was accepted", "BatchResult", "201"),
+                **_errors(*JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Unavailable"),
+                "422": {
+                    "description": "Some jobs are invalid (errors lists each); none was accepted",
+                    "content": {JSON: {"schema": _ref("BatchError")}},
+                },
+            },
+        },
+        ("/api/v1/jobs/{job_id}", "get"): {
+            "operationId": "getJob",
+            "tags": ["jobs"],
+            "summary": "Get a job with its attempts",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                **_ok("The job", "Job"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Unavailable"),
+            },
+        },
+        ("/api/v1/jobs/{job_id}", "delete"): {
+            "operationId": "cancelJob",
+            "tags": ["jobs"],
+            "summary": "Cancel a waiting or running job (purge=true also deletes its record)",
+            "parameters": [
+                JOB_ID_PARAM,
+                _param(
+                    "purge",
+                    "query",
+                    {**BOOL, "default": False},
+                    "cancel if live, then delete the job entirely",
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The cancelled job, or {id, deleted} with purge=true",
+                    "content": {JSON: {"schema": {"oneOf": [_ref("Job"), _ref("Deleted")]}}},
+                },
+                **_errors(
+                    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable"
+                ),
+            },
+        },
+        ("/api/v1/jobs/{job_id}/retry", "post"): {
+            "operationId": "retryJob",
+            "tags": ["jobs"],
+            "summary": "Run a failed or cancelled job again",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                **_ok("The job, pending again", "Job"),
+                **_errors(
+                    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable"
+                ),
+            },
+        },
+        ("/api/v1/stats", "get"): {
+            "operationId": "getStats",
+            "tags": ["cluster"],
+            "summary": "Queue depths, records, workers and counters of this node",
+            "responses": {
+                **_ok("Statistics", "Stats"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/workers", "get"): {
+            "operationId": "listWorkers",
+            "tags": ["cluster"],
+            "summary": "Workers of the cluster, each with its current job",
+            "responses": {
+                **_ok("Workers", "WorkerList"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden"),
+            },
+        },
+        ("/api/v1/nodes", "get"): {
+            "operationId": "listNodes",
+            "tags": ["cluster"],
+            "summary": "Members of the cluster as this node sees them",
+            "responses": {
+                **_ok("Members", "NodeList"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden"),
+            },
+        },
+        ("/api/v1/leader", "get"): {
+            "operationId": "getLeader",
+            "tags": ["cluster"],
+            "summary": "Who leads, as this node sees it",
+            "responses": {
+                **_ok("The leader", "Leader"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden"),
+            },
+        },
+        ("/api/v1/election", "get"): {
+            "operationId": "getElection",
+            "tags": ["cluster"],
+            "summary": "This node's election state: algorithm, leader, term, epoch",
+            "responses": {
+                **_ok("Election state", "Election"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden"),
+            },
+        },
+        ("/api/v1/election/algorithms", "get"): {
+            "operationId": "listAlgorithms",
+            "tags": ["cluster"],
+            "summary": "The election algorithms, what each is best for, and their settings",
+            "responses": {
+                **_ok("Algorithms", "AlgorithmList"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden"),
+            },
+        },
+        ("/api/v1/election/algorithms/{algorithm}", "get"): {
+            "operationId": "getAlgorithm",
+            "tags": ["cluster"],
+            "summary": "One election algorithm",
+            "parameters": [
+                _param(
+                    "algorithm", "path", {"type": "string", "enum": list(ALGORITHMS)}, "its name"
+                )
+            ],
+            "responses": {
+                **_ok("The algorithm", "Algorithm"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "NotFound"),
+            },
+        },
+        ("/api/v1/cluster", "get"): {
+            "operationId": "getCluster",
+            "tags": ["cluster"],
+            "summary": "This node, the leader, term, epoch, algorithm and members in one view",
+            "responses": {
+                **_ok("The cluster", "Cluster"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden"),
+            },
+        },
+        ("/health", "get"): {
+            "operationId": "health",
+            "tags": ["operations"],
+            "summary": "Liveness: 200 while the node runs (status degraded if a backend is down)",
+            "responses": {
+                **_ok("The node runs", "Health"),
+                "503": {
+                    "description": "The node is starting or stopping",
+                    "content": {JSON: {"schema": _ref("Health")}},
+                },
+            },
+        },
+        ("/ready", "get"): {
+            "operationId": "ready",
+            "tags": ["operations"],
+            "summary": "Readiness: 503 naming the backend that is down",
+            "responses": {
+                **_ok("Ready to take jobs", "Ready"),
+                "503": {
+                    "description": "Not ready; error names the backend",
+                    "content": {JSON: {"schema": _ref("Ready")}},
+                },
+            },
+        },
+        ("/openapi.json", "get"): {
+            "operationId": "openapi",
+            "tags": ["operations"],
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.1",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                }
+            },
+        },
+    }
+
+
+def openapi_path(rule: str) -> str:
+    """Werkzeug's ``/jobs/<job_id>`` (or ``<string:job_id>``) as OpenAPI's ``/jobs/{job_id}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def _roles(app: QuartTrio) -> dict[tuple[str, str], str]:
+    roles: dict[tuple[str, str], str] = {}
+    for rule in app.url_map.iter_rules():
+        role = required_role(app.view_functions[rule.endpoint])
+        if role is None:
+            continue
+        for method in rule.methods or ():
+            roles[(openapi_path(rule.rule), method.lower())] = str(role)
+    return roles
+
+
+def build_spec(app: QuartTrio, version: str) -> dict[str, Any]:
+    roles = _roles(app)
+    paths: dict[str, dict[str, Any]] = {}
+    for (path, method), operation in _operations().items():
+        op = dict(operation)
+        role = roles.get((path, method))
+        if role is None:
+            op["security"] = []
+        else:
+            op["x-required-role"] = role
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jobtrio",
+            "version": version,
+            "summary": "A distributed, fault-tolerant background-job processor on trio",
+            "description": (
+                'Every error is {"error": {"code", "message", "field"}}; branch on code. '
+                "Times are ISO 8601 (UTC). With AUTH_ENABLED, protected operations need a "
+                "Bearer token whose role is at least x-required-role."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "jobs", "description": "Submit, inspect, cancel and retry jobs"},
+            {"name": "cluster", "description": "Nodes, workers, leader and elections"},
+            {"name": "operations", "description": "Probes and this document"},
+        ],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "responses": RESPONSES,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

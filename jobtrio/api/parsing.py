@@ -1,0 +1,285 @@
+"""Reading what clients send: JSON bodies and query strings, strictly.
+
+Strict because a lenient parser turns client bugs into silent surprises: a
+misspelt query parameter (``stauts=failed``) that is ignored returns every
+job, a duplicated JSON key means whatever the parser picked, a lone UTF-16
+surrogate is accepted here and crashes a storage driver later. Each refusal
+is a 400 naming the parameter or the position, never a 500.
+
+Nesting is capped (``MAX_JSON_DEPTH``) below every backend's own limit
+(MongoDB refuses documents nested deeper than 100), so a job accepted here
+can always be stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from quart import request
+from werkzeug.datastructures import MultiDict
+
+from ..backends.base import JobQuery
+from ..jobs import JobStatus, ValidationError, parse_time
+from .errors import ApiError, BadRequest, PayloadTooLarge
+
+MAX_JSON_DEPTH = 64
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+#: Job ids are ULIDs: 26 characters of Crockford's base 32.
+JOB_ID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+LIST_PARAMETERS = ("status", "type", "limit", "cursor", "created_after", "created_before")
+
+_LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SPACE_FOR_PLUS = re.compile(r"^(.*\d) (\d\d(?::?\d\d)?)$")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return result
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse a request body, or raise a 400 that says what is wrong and where."""
+    if not raw.strip():
+        raise BadRequest("empty_body", "the request body is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            "invalid_json", f"the body is not valid UTF-8 (bad byte at offset {exc.start})"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        data = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            "invalid_json",
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
+    except RecursionError:
+        raise BadRequest(
+            "invalid_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # duplicate keys, NaN, numbers with thousands of digits
+        raise BadRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
+    if _too_deep(data, MAX_JSON_DEPTH):
+        raise BadRequest("invalid_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if _LONE_SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(data):
+        raise BadRequest(
+            "invalid_json", "the body holds a lone UTF-16 surrogate escape, which is not Unicode"
+        )
+    return data
+
+
+def _is_json_mimetype(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+async def read_json_object(limit: int) -> dict[str, Any]:
+    """The request's JSON object, refusing other media types, other shapes and big bodies.
+
+    A missing Content-Type is read as JSON (the body must still parse), so a
+    bare ``curl --data-binary`` works; any other declared type is refused
+    rather than guessed at.
+    """
+    mimetype = request.mimetype
+    if mimetype and not _is_json_mimetype(mimetype):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON sent with Content-Type: application/json, not {mimetype}",
+        )
+    charset = request.mimetype_params.get("charset")
+    if charset and charset.lower().replace("-", "") != "utf8":
+        raise ApiError(415, "unsupported_media_type", f"JSON must be UTF-8, not charset={charset}")
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limit)
+    raw = await request.get_data(cache=False, as_text=False)
+    if len(raw) > limit:
+        raise PayloadTooLarge(limit)
+    data = decode_json(raw)
+    if not isinstance(data, dict):
+        raise ApiError(
+            422,
+            "invalid_type",
+            f"the body must be a JSON object, not {_json_kind(data)}",
+        )
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "null"
+    return "an object"
+
+
+# --------------------------------------------------------------------------
+# query strings
+
+
+def reject_unknown(args: MultiDict[str, str], allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    for name in args:
+        if name not in allowed:
+            hint = f"; this route accepts {', '.join(allowed)}" if allowed else ""
+            raise BadRequest("unknown_parameter", f"unknown query parameter {name!r}{hint}", name)
+
+
+def _single(args: MultiDict[str, str], name: str) -> str | None:
+    values = args.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest("invalid_parameter", f"give {name} once, not {len(values)} times", name)
+    return values[0]
+
+
+def parse_bool(args: MultiDict[str, str], name: str, default: bool = False) -> bool:
+    text = _single(args, name)
+    if text is None:
+        return default
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on", ""):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise BadRequest("invalid_parameter", f"{name} must be true or false, got {text!r}", name)
+
+
+def _parse_time_param(args: MultiDict[str, str], name: str) -> float | None:
+    text = _single(args, name)
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    # an unencoded "+" of a UTC offset arrives as a space: "...T12:00:00 01:00"
+    match = _SPACE_FOR_PLUS.match(text)
+    if match and "T" in text:
+        text = f"{match.group(1)}+{match.group(2)}"
+    try:
+        seconds = float(text)  # Unix seconds, as the JSON fields accept
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+    try:
+        return parse_time(text, name)
+    except ValidationError as exc:
+        raise BadRequest("invalid_parameter", exc.message, name) from None
+
+
+def parse_job_query(args: MultiDict[str, str]) -> JobQuery:
+    reject_unknown(args, LIST_PARAMETERS)
+    statuses: set[JobStatus] = set()
+    for value in args.getlist("status"):
+        for part in value.split(","):
+            name = part.strip().lower()
+            if not name:
+                continue
+            try:
+                statuses.add(JobStatus(name))
+            except ValueError:
+                allowed = ", ".join(s.value for s in JobStatus)
+                raise BadRequest(
+                    "invalid_parameter",
+                    f"status {part.strip()!r} is not a job status; use one or more of {allowed}",
+                    "status",
+                ) from None
+    job_type = _single(args, "type")
+    limit_text = _single(args, "limit")
+    limit = DEFAULT_PAGE_SIZE
+    if limit_text is not None:
+        try:
+            limit = int(limit_text.strip())
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise BadRequest(
+                "invalid_parameter",
+                f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit_text!r}",
+                "limit",
+            )
+    cursor = _single(args, "cursor")
+    if cursor is not None:
+        cursor = cursor.strip() or None
+    if cursor is not None and not JOB_ID_RE.match(cursor):
+        raise BadRequest(
+            "invalid_cursor",
+            f"cursor must be the next_cursor of a previous page (a job id), got {cursor[:40]!r}",
+            "cursor",
+        )
+    return JobQuery(
+        statuses=frozenset(statuses) or None,
+        type=job_type.strip() if job_type and job_type.strip() else None,
+        created_after=_parse_time_param(args, "created_after"),
+        created_before=_parse_time_param(args, "created_before"),
+        limit=limit,
+        cursor=cursor,
+    )
