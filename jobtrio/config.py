@@ -160,6 +160,8 @@ class Settings:
     # dispatching
     load_balancer_strategy: str = "round_robin"
     dispatch_batch: int = 100
+    #: Jobs claimed ahead of free workers (-1: as many as WORKER_COUNT).
+    dispatch_prefetch: int = -1
     # retries
     retry_policy: str = "exponential"
     max_retries: int = 3
@@ -192,6 +194,11 @@ class Settings:
         if self.mongodb_uri:
             return "sqlite+mongodb"
         return "sqlite"
+
+    @property
+    def prefetch(self) -> int:
+        """Jobs a node claims ahead of its free workers."""
+        return self.worker_count if self.dispatch_prefetch < 0 else self.dispatch_prefetch
 
     @property
     def redis_configured(self) -> bool:
@@ -278,6 +285,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CLUSTER_SECRET": ("cluster_secret", lambda t: t),
     "LOAD_BALANCER_STRATEGY": ("load_balancer_strategy", _choice(LOAD_BALANCER_STRATEGIES)),
     "DISPATCH_BATCH": ("dispatch_batch", _int(1, 10000)),
+    "DISPATCH_PREFETCH": ("dispatch_prefetch", _int(-1, 100000)),
     "RETRY_POLICY": ("retry_policy", _choice(RETRY_POLICIES)),
     "MAX_RETRIES": ("max_retries", _int(0, 1000)),
     "RETRY_BASE_DELAY": ("retry_base_delay", _duration()),

@@ -15,11 +15,13 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
+import operator
 import os
 import random
 import threading
 import time
 from collections.abc import Mapping
+from copy import copy as _shallow_copy
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -277,23 +279,32 @@ class Job:
 
     def dumps(self) -> str:
         """Compact storage encoding (floats kept exact, unlike the ISO wire form)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = dict(zip(_JOB_FIELDS, _get_fields(self), strict=True))
         d["status"] = str(self.status)
         d["attempts"] = [
             [a.number, a.node_id, a.worker_id, a.started_at, a.ended_at, a.outcome, a.error]
             for a in self.attempts
         ]
-        return json.dumps(d, separators=(",", ":"))
+        return _ENCODER.encode(d)
 
     @classmethod
     def loads(cls, text: str | bytes) -> Job:
-        d = json.loads(text)
+        d = _DECODE(text)
         d["status"] = JobStatus(d["status"])
         d["attempts"] = [Attempt(*a) for a in d["attempts"]]
         return cls(**d)
 
     def copy(self) -> Job:
-        return Job.loads(self.dumps())
+        """An independent copy; payload and result are JSON values nobody mutates in place."""
+        clone = _shallow_copy(self)
+        clone.attempts = [_shallow_copy(a) for a in self.attempts]
+        return clone
+
+
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
+_get_fields = operator.attrgetter(*_JOB_FIELDS)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODE = json.loads
 
 
 # --------------------------------------------------------------------------

@@ -255,7 +255,7 @@ async def test_graceful_stop_finishes_short_jobs_and_hands_back_the_rest(autojum
         short = await node.submit({"type": "sleep", "payload": {"seconds": 2}, "priority": 10})
         long = await node.submit({"type": "sleep", "payload": {"seconds": 600}, "priority": 10})
         waiting = [await node.submit({"type": "noop", "priority": 1}) for _ in range(3)]
-        await wait_until(lambda: node.dispatcher.in_flight == 2)
+        await wait_until(lambda: node.dispatcher.idle_workers() == 0)
         stop_at = trio.current_time()
         node.request_stop()
         await node.stopped.wait()

@@ -17,6 +17,8 @@ interrupts and what a graceful shutdown hands back.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -101,6 +103,9 @@ class Dispatcher:
         self._limiter = trio.CapacityLimiter(settings.worker_count)
         self.workers = [WorkerState(i, f"{node_id}/w{i}") for i in range(settings.worker_count)]
         self._inflight: dict[str, InFlight] = {}
+        #: Claimed, not yet started: (-priority, seq, lease), a local priority queue.
+        self._ready: list[tuple[int, int, Lease]] = []
+        self._seq = itertools.count()
         self._wakeup = Wakeup()
         self._capacity = Wakeup()
         self._claiming = True
@@ -164,6 +169,8 @@ class Dispatcher:
         """Stop claiming, let running attempts finish for ``grace`` seconds, hand back the rest."""
         self._claiming = False
         self._wakeup.set()
+        self._capacity.set()
+        self._release_ready()
         with trio.move_on_after(grace):
             while self._inflight:
                 await self._capacity.wait(0.05)
@@ -194,15 +201,16 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         poll, max_poll = 0.001, 0.1
         backoff = 0.05
+        prefetch = self._settings.prefetch
         while self._claiming:
-            idle = [w for w in self.workers if not w.busy]
-            if not idle:
+            want = self.idle_workers() + prefetch - len(self._ready)
+            if want <= 0 or (self._ready and want < prefetch // 2):
                 await self._capacity.wait(1.0)
                 continue
             try:
                 leases = await self._broker.claim(
                     self.node_id,
-                    min(len(idle), self._settings.dispatch_batch),
+                    min(want, self._settings.dispatch_batch),
                     self._settings.job_lease,
                     self._clock(),
                 )
@@ -219,41 +227,70 @@ class Dispatcher:
                 continue
             poll = 0.001
             self.claimed += len(leases)
+            for lease in leases:
+                self._inflight[lease.job.id] = InFlight(lease, -1)
+                heapq.heappush(self._ready, (-lease.job.priority, next(self._seq), lease))
             if not self._claiming:  # drain started while we were claiming
-                for lease in leases:
-                    self._hand_back_unstarted(lease)
-                return
-            self._assign(leases)
+                break
+            self._dispatch_ready()
+        self._release_ready()
 
-    def _assign(self, leases: list[Lease]) -> None:
-        loads = [WorkerLoad(w.index, not w.busy, w.busy_seconds, w.jobs_done) for w in self.workers]
+    def _dispatch_ready(self) -> None:
+        """Deal ready jobs, best first, to idle workers with the strategy."""
+        if not self._ready or not self._claiming:
+            return
+        loads = None
         now = self._clock()
         started = []
-        for lease in leases:
-            index = self._balancer.choose(loads, lease.job.priority)
+        while self._ready:
+            if loads is None:
+                loads = [
+                    WorkerLoad(w.index, not w.busy, w.busy_seconds, w.jobs_done)
+                    for w in self.workers
+                ]
+            if not any(w.idle for w in loads):
+                break
+            _, _, lease = heapq.heappop(self._ready)
+            job = lease.job
+            flight = self._inflight[job.id]
+            if flight.interrupted is not None:  # cancelled or lost while it waited
+                flight.finished = True
+                self._reports_send.send_nowait(_Report(None, job, -1, 0.0))
+                continue
+            index = self._balancer.choose(loads, job.priority)
             loads[index].idle = False
             worker = self.workers[index]
             worker.busy = True
-            worker.job_id = lease.job.id
-            worker.job_type = lease.job.type
+            worker.job_id = job.id
+            worker.job_type = job.type
             worker.started_at = now
-            job = lease.job
+            flight.worker = index
             job.worker_id = worker.worker_id
             if job.attempts:
                 job.attempts[-1].worker_id = worker.worker_id
-            self._inflight[job.id] = InFlight(lease, index)
             worker.inbox.send_nowait(lease)
             started.append(job)
             due = job.scheduled_at if job.scheduled_at is not None else job.created_at
             self._metrics.queue_wait.observe(max(0.0, now - due))
-        self._recorder.record(started)
-        self._metrics.worker_active.set(self.in_flight)
-        if self._events.has_subscribers:
-            for job in started:
-                self._events.publish("job.started", job=job.to_dict())
+        if started:
+            self._recorder.record(started)
+            self._metrics.worker_active.set(len(self.workers) - self.idle_workers())
+            if self._events.has_subscribers:
+                for job in started:
+                    self._events.publish("job.started", job=job.to_dict())
+
+    def _release_ready(self) -> None:
+        """Hand back every claimed job no worker has started (graceful stop)."""
+        while self._ready:
+            _, _, lease = heapq.heappop(self._ready)
+            self._hand_back_unstarted(lease)
 
     def _hand_back_unstarted(self, lease: Lease) -> None:
-        self._inflight[lease.job.id] = InFlight(lease, -1, finished=True)
+        flight = self._inflight[lease.job.id]
+        flight.finished = True
+        if flight.interrupted not in (None, SHUTDOWN):
+            self._reports_send.send_nowait(_Report(None, lease.job, -1, 0.0))
+            return
         self._reports_send.send_nowait(
             _Report(Finish(lease.job.id, lease.token, "released"), lease.job, -1, 0.0)
         )
@@ -290,8 +327,8 @@ class Dispatcher:
             worker.busy_seconds += duration
             worker.jobs_done += 1
             self._reports_send.send_nowait(_Report(finish, lease.job, worker.index, duration))
+            self._dispatch_ready()
             self._capacity.set()
-            self._wakeup.set()
 
     async def _attempt(self, worker: WorkerState, flight: InFlight) -> Finish | None:
         lease = flight.lease

@@ -1,0 +1,181 @@
+"""``jobtrio bench``: drain throughput and queue-to-start latency of one node.
+
+Two measurements, each repeated and reported as the median of the runs:
+
+- drain: N noop jobs are queued in batches, a node with WORKER_COUNT workers
+  runs them; jobs/s is N over the time from the first enqueue to the last
+  completion.
+- idle latency: one job at a time is submitted to an idle node and the time
+  from its enqueue to its attempt start (the record's ``started_at`` minus
+  ``created_at``) is collected; p50 and p99 are reported.
+
+The node runs in this process with the chosen backend (embedded SQLite by
+default), exactly as ``jobtrio serve`` would build it, minus HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+import trio
+
+from .actors.node import Node
+from .backends.base import Broker, Store
+from .config import Settings
+
+
+async def _backends(kind: str, directory: str, redis_url: str | None) -> tuple[Broker, Store]:
+    if kind == "memory":
+        from .backends.memory import MemoryBroker, MemoryStore
+
+        return MemoryBroker(), MemoryStore()
+    if kind == "sqlite":
+        from .backends.sqlite import SqliteBroker, SqliteStore
+
+        path = os.path.join(directory, f"bench-{time.monotonic_ns()}.db")
+        return await SqliteBroker.open(path), await SqliteStore.open(path)
+    if kind == "redis":
+        if not redis_url:
+            raise SystemExit("jobtrio bench: --backend redis needs --redis-url")
+        from .backends.redis import RedisBroker, RedisStore
+
+        prefix = f"bench{time.monotonic_ns()}"
+        return (
+            await RedisBroker.open(redis_url, prefix=prefix),
+            await RedisStore.open(redis_url, prefix=prefix),
+        )
+    raise SystemExit(f"jobtrio bench: unknown backend {kind!r}")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def drain_once(args: argparse.Namespace, directory: str) -> dict[str, float]:
+    broker, store = await _backends(args.backend, directory, args.redis_url)
+    settings = Settings(
+        worker_count=args.workers,
+        node_id="bench",
+        dispatch_batch=args.batch,
+        dispatch_prefetch=args.prefetch,
+    )
+    node = Node(settings, broker, store)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            start = time.perf_counter()
+            for i in range(0, args.jobs, 1000):
+                await node.submit_many([{"type": "noop"}] * min(1000, args.jobs - i))
+            enqueued = time.perf_counter()
+            while node.dispatcher.finished < args.jobs:
+                await trio.sleep(0.005)
+            drained = time.perf_counter()
+            await node.recorder.flush(60)
+            recorded = time.perf_counter()
+            node.request_stop()
+    finally:
+        await broker.close()
+        await store.close()
+    return {
+        "jobs": args.jobs,
+        "enqueue_jobs_per_s": args.jobs / (enqueued - start),
+        "drain_jobs_per_s": args.jobs / (drained - start),
+        "recorded_jobs_per_s": args.jobs / (recorded - start),
+    }
+
+
+async def latency_once(args: argparse.Namespace, directory: str) -> dict[str, float]:
+    broker, store = await _backends(args.backend, directory, args.redis_url)
+    settings = Settings(worker_count=args.workers, node_id="bench")
+    node = Node(settings, broker, store)
+    waits: list[float] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await trio.sleep(0.2)  # let the node settle into its idle poll
+            for _ in range(args.latency_samples):
+                before = node.dispatcher.finished
+                job = await node.submit({"type": "noop"})
+                while node.dispatcher.finished == before:
+                    await trio.sleep(0.0005)
+                done = await node.broker.get(job.id)
+                assert done is not None and done.started_at is not None
+                waits.append(done.started_at - done.created_at)
+                await trio.sleep(0.01)  # idle again before the next one
+            node.request_stop()
+    finally:
+        await broker.close()
+        await store.close()
+    return {
+        "p50_ms": _percentile(waits, 0.5) * 1000,
+        "p99_ms": _percentile(waits, 0.99) * 1000,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as directory:
+        drains = [await drain_once(args, directory) for _ in range(args.runs)]
+        latencies = [await latency_once(args, directory) for _ in range(args.runs)]
+
+    def median(rows: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    return {
+        "backend": args.backend,
+        "workers": args.workers,
+        "jobs": args.jobs,
+        "runs": args.runs,
+        "enqueue_jobs_per_s": median(drains, "enqueue_jobs_per_s"),
+        "drain_jobs_per_s": median(drains, "drain_jobs_per_s"),
+        "recorded_jobs_per_s": median(drains, "recorded_jobs_per_s"),
+        "idle_queue_to_start_p50_ms": median(latencies, "p50_ms"),
+        "idle_queue_to_start_p99_ms": median(latencies, "p99_ms"),
+        "per_run": {"drain": drains, "latency": latencies},
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["sqlite", "memory", "redis"], default="sqlite")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=100, help="DISPATCH_BATCH")
+    parser.add_argument(
+        "--prefetch", type=int, default=-1, help="DISPATCH_PREFETCH (-1: WORKER_COUNT)"
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    result = trio.run(run, args)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"backend {result['backend']}, {result['workers']} workers, "
+        f"{result['jobs']} noop jobs, median of {result['runs']} runs"
+    )
+    print(f"  enqueue         {result['enqueue_jobs_per_s']:>10,.0f} jobs/s")
+    print(f"  drain           {result['drain_jobs_per_s']:>10,.0f} jobs/s")
+    print(f"  recorded        {result['recorded_jobs_per_s']:>10,.0f} jobs/s (store caught up)")
+    print(
+        f"  idle queue-to-start p50 {result['idle_queue_to_start_p50_ms']:.2f} ms, "
+        f"p99 {result['idle_queue_to_start_p99_ms']:.2f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="jobtrio bench")
+    add_arguments(p)
+    sys.exit(main(p.parse_args()))
