@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from jobtrio.cluster.election import ElectionTiming, make_election
+from jobtrio.cluster.election import Election, ElectionTiming, make_election
 from jobtrio.cluster.messages import (
     LeaderChanged,
     RaftHeartbeat,
@@ -297,6 +297,19 @@ def test_quorum_counts_known_voters_including_self() -> None:
     assert node.voters == {"a", "b", "c"} and node.quorum == 2
 
 
+def test_expected_voters_holds_off_a_lonely_campaign() -> None:
+    node = make_election("raft", "a", [], TIMING, random.Random(1), expected_voters=3)
+    node.tick(0.0)
+    assert node.tick(10 * T) == [] and node.term == 0  # alone: no self-election
+    # It still votes, so it never blocks a cluster that knows more.
+    assert node.step("b", RaftVote(term=1, pre_vote=False), 10 * T) == [
+        Send("b", RaftVoteResponse(1, granted=True, pre_vote=False))
+    ]
+    node.membership_changed(frozenset({"a", "b", "c"}), 11 * T)
+    node.tick(20 * T)
+    assert node.state == "pre_candidate"
+
+
 def test_a_newly_seen_node_becomes_a_voter_and_follows() -> None:
     net = cluster(3)
     leader = elect(net)
@@ -322,6 +335,10 @@ def test_non_raft_messages_are_ignored() -> None:
 def test_factory_builds_raft() -> None:
     node = make_election("raft", "a", ["b", "c"], TIMING, random.Random(1))
     assert isinstance(node, RaftElection) and node.algorithm == "raft"
+    for algorithm in ("raft", "bully", "gossip"):
+        machine = make_election(algorithm, "a", ["b"], TIMING, random.Random(1))
+        assert isinstance(machine, Election) and machine.algorithm == algorithm
+        assert (machine.leader, machine.term, machine.is_leader) == (None, 0, False)
     with pytest.raises(ValueError, match="unknown election algorithm"):
         make_election("paxos", "a", [], TIMING, random.Random(1))
 

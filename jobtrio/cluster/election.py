@@ -138,18 +138,22 @@ def make_election(
     peers: Iterable[str],
     timing: ElectionTiming,
     rng: random.Random,
+    *,
+    expected_voters: int = 0,
 ) -> Election:
     """A fresh state machine for ``algorithm`` (``bully``, ``raft`` or ``gossip``).
 
     ``peers`` are the other nodes' ids known at start; more can arrive later
-    through ``membership_changed``.
+    through ``membership_changed``. ``expected_voters`` (Raft only) holds off
+    campaigning until that many voters (self included) are known, so a node
+    booting before its seeds answer does not elect itself alone.
     """
     from .bully import BullyElection
     from .gossip_election import GossipElection
     from .raft import RaftElection
 
     if algorithm == "raft":
-        return RaftElection(me, peers, timing, rng)
+        return RaftElection(me, peers, timing, rng, expected_voters=expected_voters)
     if algorithm == "bully":
         return BullyElection(me, peers, timing, rng)
     if algorithm == "gossip":

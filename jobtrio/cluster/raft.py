@@ -23,6 +23,11 @@ Behaviour follows etcd (with ``PreVote`` and ``CheckQuorum`` on):
   from an older term is answered with our term so a stale leader learns and
   steps down.
 
+``expected_voters`` (Consul's ``bootstrap_expect``): a node that knows fewer
+voters than that does not campaign (it still votes). Without it, a node that
+boots before its seeds are reachable sees a cluster of one and elects itself;
+harmless under fencing, but two such nodes would both lead term 1.
+
 Voters are the configured peers plus every node ever reported alive by
 ``membership_changed``; a failed node stays a voter (otherwise a minority
 whose SWIM view dropped the others would compute a smaller quorum and elect
@@ -66,8 +71,10 @@ class RaftElection:
         *,
         pre_vote: bool = True,
         check_quorum: bool = True,
+        expected_voters: int = 0,
     ) -> None:
         self._me = me
+        self._expected_voters = expected_voters
         self._timing = timing
         self._rng = rng
         self._pre_vote = pre_vote
@@ -140,7 +147,8 @@ class RaftElection:
                 self._broadcast_heartbeat(now)
         elif now >= self._election_reset_at + self._randomized_timeout:
             self._election_reset_at = now
-            self._campaign(now, pre=self._pre_vote)
+            if len(self._voters) >= self._expected_voters:
+                self._campaign(now, pre=self._pre_vote)
         return self._flush()
 
     def step(self, sender: str, message: Message, now: float) -> list[Output]:
