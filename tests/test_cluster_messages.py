@@ -187,3 +187,66 @@ def test_decode_never_raises_anything_else_on_junk() -> None:
             decode(mutated)
         except ProtocolError:
             pass
+
+
+def _random_message(rng: Any, names: list[str]) -> Any:
+    def num() -> int:
+        return rng.choice([0, 1, 2, 3, rng.randrange(0, 50), 2**63 - 1])
+
+    def update() -> MemberUpdate:
+        state = rng.choice(["alive", "suspect", "dead", "left"])
+        node = rng.choice(names)
+        return MemberUpdate(node, f"addr:{rng.choice(names)}", num(), state, {"w": num()})
+
+    def updates() -> tuple[MemberUpdate, ...]:
+        return tuple(update() for _ in range(rng.randrange(0, 4)))
+
+    return rng.choice(
+        [
+            lambda: Ping(num(), rng.choice(names), updates()),
+            lambda: Ack(num(), updates()),
+            lambda: PingReq(num(), rng.choice(names), f"addr:{rng.choice(names)}", updates()),
+            lambda: Join(update()),
+            lambda: Sync(updates(), reply=rng.random() < 0.5),
+            lambda: Gossip(updates()),
+            lambda: RaftVote(num(), rng.random() < 0.5),
+            lambda: RaftVoteResponse(num(), rng.random() < 0.5, rng.random() < 0.5),
+            lambda: RaftHeartbeat(num()),
+            lambda: RaftHeartbeatResponse(num()),
+            lambda: BullyElect(num()),
+            lambda: BullyAnswer(num()),
+            lambda: BullyCoordinator(num()),
+        ]
+    )()
+
+
+@pytest.mark.parametrize("kind", ["swim", "raft", "bully", "gossip"])
+def test_machines_survive_arbitrary_valid_messages(kind: str) -> None:
+    """Peers are untrusted: whatever well-formed message arrives from whoever,
+    in whatever order, a machine neither raises nor stops scheduling itself."""
+    import random
+
+    from jobtrio.cluster.election import ElectionTiming, make_election
+    from jobtrio.cluster.swim import Swim, SwimTiming
+
+    names = ["me", "a", "b", "c", "zz"]
+    for seed in range(20):
+        rng = random.Random(seed)
+        if kind == "swim":
+            machine: Any = Swim("me", "addr:me", {}, SwimTiming(), random.Random(seed))
+        else:
+            timing = ElectionTiming.from_settings(1.0, 0.25)
+            machine = make_election(kind, "me", ["a", "b"], timing, random.Random(seed))
+        now = 0.0
+        machine.tick(now)
+        for _ in range(300):
+            now += rng.choice([0.0, 0.001, 0.1, 0.7])
+            if rng.random() < 0.2:
+                machine.tick(now)
+                deadline = machine.next_deadline()
+                assert deadline is None or deadline > now
+            else:
+                machine.step(rng.choice(names), _random_message(rng, names), now)
+            if kind != "swim" and rng.random() < 0.05:
+                alive = frozenset(rng.sample(names, rng.randrange(0, 5)))
+                machine.membership_changed(alive, now, frozenset(rng.sample(names, 1)))
