@@ -1,0 +1,93 @@
+"""The websocket peer transport on loopback: delivery, authentication, bad frames."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import trio
+from trio_websocket import open_websocket_url
+
+from jobtrio.cluster.transport import (
+    PROTOCOL_VERSION,
+    WebsocketTransport,
+    sign_hello,
+)
+from tests.waiting import wait_until
+
+
+async def start(nursery: trio.Nursery, node_id: str, secret: str = "s3cret") -> WebsocketTransport:
+    t = WebsocketTransport(node_id, "", secret, host="127.0.0.1", port=0)
+    port = await nursery.start(t.run)
+    t.advertise = f"127.0.0.1:{port}"
+    return t
+
+
+async def test_messages_flow_both_ways_and_addresses_are_learned():
+    async with trio.open_nursery() as nursery:
+        a = await start(nursery, "a")
+        b = await start(nursery, "b")
+        a.set_address("b", b.advertise)
+        a.send("b", {"kind": "ping", "n": 1})
+        got = await b.receive()
+        assert got.sender == "a" and got.message == {"kind": "ping", "n": 1}
+        # b learned a's address from the signed hello and can answer by id
+        b.send("a", {"kind": "ack", "n": 1})
+        back = await a.receive()
+        assert back.sender == "b" and back.message["kind"] == "ack"
+        # send_to_address works before the id is known
+        c = await start(nursery, "c")
+        c.send_to_address(a.advertise, {"kind": "join"})
+        assert (await a.receive()).sender == "c"
+        nursery.cancel_scope.cancel()
+
+
+async def test_wrong_secret_is_refused_and_the_node_lives_on():
+    async with trio.open_nursery() as nursery:
+        a = await start(nursery, "a", secret="right")
+        intruder = await start(nursery, "evil", secret="wrong")
+        intruder.send_to_address(a.advertise, {"kind": "coordinator", "epoch": 999})
+        await wait_until(lambda: a.rejected >= 1, timeout=5)
+        friend = await start(nursery, "friend", secret="right")
+        friend.send_to_address(a.advertise, {"kind": "hello-again"})
+        got = await a.receive()
+        assert got.sender == "friend"
+        nursery.cancel_scope.cancel()
+
+
+async def test_malformed_frames_are_dropped_with_a_reason():
+    async with trio.open_nursery() as nursery:
+        a = await start(nursery, "a")
+        url = f"ws://{a.advertise}/peer"
+        async with open_websocket_url(url) as ws:
+            token = sign_hello("s3cret", "raw", "", time.time())
+            await ws.send_message(
+                json.dumps({"v": PROTOCOL_VERSION, "from": "raw", "msg": {"hello": token}})
+            )
+            await ws.send_message("not json at all")
+            await ws.send_message(json.dumps([1, 2, 3]))
+            await ws.send_message(json.dumps({"v": 99, "from": "raw", "msg": {}}))
+            await ws.send_message(
+                json.dumps({"v": PROTOCOL_VERSION, "from": "someone-else", "msg": {}})
+            )
+            await ws.send_message(
+                json.dumps({"v": PROTOCOL_VERSION, "from": "raw", "msg": {"ok": 1}})
+            )
+            got = await a.receive()
+        assert got.sender == "raw" and got.message == {"ok": 1}
+        assert a.rejected == 4
+        nursery.cancel_scope.cancel()
+
+
+async def test_unreachable_peer_does_not_block_others():
+    async with trio.open_nursery() as nursery:
+        a = await start(nursery, "a")
+        b = await start(nursery, "b")
+        a.set_address("ghost", "127.0.0.1:1")
+        for i in range(5000):
+            a.send("ghost", {"n": i})  # fills and overflows its bounded queue
+        a.set_address("b", b.advertise)
+        a.send("b", {"kind": "still-works"})
+        assert (await b.receive()).message == {"kind": "still-works"}
+        assert a.dropped > 0
+        nursery.cancel_scope.cancel()
