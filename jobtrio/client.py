@@ -1,0 +1,845 @@
+"""Python clients for a jobtrio node: ``Client`` (blocking) and ``AsyncClient``.
+
+    from jobtrio.client import Client
+
+    with Client("http://127.0.0.1:8080") as jobs:
+        job = jobs.submit("email", {"recipient": "user@example.com"}, priority=10)
+        done = jobs.wait(job.id, timeout=30)
+        print(done.status, done.result)
+
+``AsyncClient`` has the same methods, awaited, and runs under trio (or
+asyncio: it only uses httpx and anyio). Both read ``JOBTRIO_URL`` and
+``JOBTRIO_TOKEN`` when no URL or token is given, like the CLI, so a script
+works against whatever node the shell points at.
+
+Results are typed: jobs come back as :class:`jobtrio.jobs.Job` (the same
+dataclass the node uses; times are Unix seconds), pages as :class:`JobPage`.
+Failures raise one family of exceptions, all :class:`JobtrioError` with the
+API's ``status``, ``code`` and ``field``, so a caller can catch broadly or
+precisely: ``NotFound``, ``Conflict``, ``InvalidJob`` (422, with ``errors``
+per batch item), ``InvalidRequest`` (400/413/415), ``AuthenticationFailed``,
+``PermissionDenied``, ``Unavailable`` (503), ``ServerError``,
+``ConnectionFailed`` (no HTTP answer at all) and ``WaitTimeout`` (also a
+``TimeoutError``).
+
+Both classes are thin: each method describes its request with a ``_Call``
+and hands the answer to the same parser, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from .jobs import TERMINAL_STATUSES, Job
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_TIMEOUT = 10.0
+MAX_BATCH = 10_000
+TERMINAL = ",".join(sorted(str(s) for s in TERMINAL_STATUSES))
+
+try:
+    USER_AGENT = f"jobtrio-python/{importlib.metadata.version('jobtrio')}"
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    USER_AGENT = "jobtrio-python"
+
+
+# --------------------------------------------------------------------------
+# errors
+
+
+class JobtrioError(Exception):
+    """Anything that went wrong talking to a node; ``status`` is None without an HTTP answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        field: str | None = None,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.field = field
+        #: For a refused batch: ``{"index", "field", "code", "message"}`` per invalid job.
+        self.errors = [dict(e) for e in errors]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConnectionFailed(JobtrioError):
+    """No HTTP answer: refused, unreachable, TLS failure or timed out."""
+
+
+class InvalidRequest(JobtrioError):
+    """400, 413 or 415: the request itself is malformed (a bug in the caller)."""
+
+
+class InvalidJob(InvalidRequest):
+    """422: well-formed, but not a valid job (``field`` names it; ``errors`` for batches)."""
+
+
+class AuthenticationFailed(JobtrioError):
+    """401: no token, or a bad one."""
+
+
+class PermissionDenied(JobtrioError):
+    """403: the token's role may not do this."""
+
+
+class NotFound(JobtrioError):
+    """404: no such job (or route)."""
+
+
+class Conflict(JobtrioError):
+    """409: the job exists but its state forbids the move (cancel a finished job...)."""
+
+
+class Unavailable(JobtrioError):
+    """503: the node cannot reach its queue; retrying later may work."""
+
+
+class ServerError(JobtrioError):
+    """Any other 5xx: a bug on the node; its log has the details."""
+
+
+class WaitTimeout(JobtrioError, TimeoutError):
+    """``wait`` ran out of time; ``job`` is the last state seen."""
+
+    def __init__(self, message: str, job: Job | None = None) -> None:
+        super().__init__(message, code="wait_timeout")
+        self.job = job
+
+
+_BY_STATUS: dict[int, type[JobtrioError]] = {
+    400: InvalidRequest,
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidRequest,
+    415: InvalidRequest,
+    422: InvalidJob,
+    503: Unavailable,
+}
+
+
+def error_from_response(response: httpx.Response) -> JobtrioError:
+    status = response.status_code
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else JobtrioError)
+    try:
+        body = response.json()
+        error = body["error"]
+        return cls(
+            str(error["message"]),
+            status=status,
+            code=error.get("code"),
+            field=error.get("field"),
+            errors=body.get("errors") or (),
+        )
+    except (ValueError, KeyError, TypeError):
+        reason = response.reason_phrase or "error"
+        return cls(f"HTTP {status} {reason} from {response.request.url}", status=status)
+
+
+# --------------------------------------------------------------------------
+# the shared half: building requests, reading answers
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of ``list_page``; pass ``next_cursor`` back for the next (older) page."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    #: Statuses whose body is returned rather than raised (readiness probes).
+    accept: tuple[int, ...] = ()
+
+
+Time = dt.datetime | str | float | int
+
+
+def _time(value: Time) -> str | float:
+    """A time for the wire; naive datetimes are UTC, as on the server."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _seconds(value: float | dt.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def job_submission(
+    type: str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    priority: int | None = None,
+    max_retries: int | None = None,
+    timeout: float | dt.timedelta | None = None,
+    delay: float | dt.timedelta | None = None,
+    scheduled_at: Time | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """The JSON of one job; ``delay`` becomes ``scheduled_at`` from this machine's clock."""
+    if delay is not None and scheduled_at is not None:
+        raise ValueError("give delay or scheduled_at, not both")
+    body: dict[str, Any] = {"type": type}
+    if payload is not None:
+        body["payload"] = dict(payload)
+    if priority is not None:
+        body["priority"] = priority
+    if max_retries is not None:
+        body["max_retries"] = max_retries
+    if timeout is not None:
+        body["timeout"] = _seconds(timeout)
+    if delay is not None:
+        body["scheduled_at"] = _time(time.time() + _seconds(delay))
+    elif scheduled_at is not None:
+        body["scheduled_at"] = _time(scheduled_at)
+    if idempotency_key is not None:
+        body["idempotency_key"] = idempotency_key
+    return body
+
+
+def _list_params(
+    status: str | Iterable[str] | None,
+    type: str | None,
+    created_after: Time | None,
+    created_before: Time | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, str]:
+    params: dict[str, str] = {"limit": str(limit)}
+    if status:
+        params["status"] = status if isinstance(status, str) else ",".join(map(str, status))
+    if type:
+        params["type"] = type
+    if created_after is not None:
+        params["created_after"] = str(_time(created_after))
+    if created_before is not None:
+        params["created_before"] = str(_time(created_before))
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
+def _job(data: Any) -> Job:
+    try:
+        return Job.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobtrioError(f"the node sent something that is not a job: {exc}") from None
+
+
+def _page(data: Any) -> JobPage:
+    return JobPage([_job(j) for j in data["jobs"]], data.get("next_cursor"))
+
+
+class _Backoff:
+    """Polling intervals: quick at first (most jobs are short), then patient."""
+
+    def __init__(self, first: float, maximum: float, deadline: float | None) -> None:
+        self.interval = first
+        self.maximum = maximum
+        self.deadline = deadline
+
+    def next(self) -> float | None:
+        """Seconds to sleep, or None when the deadline has passed."""
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            return None
+        delay = self.interval
+        self.interval = min(self.interval * 1.5, self.maximum)
+        if self.deadline is not None:
+            delay = min(delay, self.deadline - now)
+        return delay
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _wait_timeout(job_id: str, timeout: float | None, job: Job | None) -> WaitTimeout:
+    state = f" (still {job.status})" if job is not None else ""
+    return WaitTimeout(f"job {job_id} did not finish within {timeout:g}s{state}", job)
+
+
+def _resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
+    url = url or os.environ.get("JOBTRIO_URL") or DEFAULT_URL
+    if "://" not in url:
+        url = f"http://{url}"
+    return url.rstrip("/"), token if token is not None else os.environ.get("JOBTRIO_TOKEN")
+
+
+def _headers(token: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    headers.update(extra or {})
+    return headers
+
+
+def _connection_failed(url: str, exc: httpx.TransportError) -> ConnectionFailed:
+    if isinstance(exc, httpx.TimeoutException):
+        reason = "no answer in time"
+    else:
+        reason = str(exc) or type(exc).__name__
+    return ConnectionFailed(f"cannot reach {url}: {reason}")
+
+
+def _read(response: httpx.Response, call: _Call) -> Any:
+    if response.is_success or response.status_code in call.accept:
+        try:
+            return response.json()
+        except ValueError:
+            raise JobtrioError(
+                f"{response.request.url} answered without JSON; is it a jobtrio node?",
+                status=response.status_code,
+            ) from None
+    raise error_from_response(response)
+
+
+class _Calls:
+    """Every request the clients make, described once."""
+
+    @staticmethod
+    def submit(body: dict[str, Any]) -> _Call:
+        return _Call("POST", "/api/v1/jobs", json=body)
+
+    @staticmethod
+    def submit_many(items: Iterable[Mapping[str, Any]]) -> _Call:
+        return _Call("POST", "/api/v1/jobs/batch", json={"jobs": [dict(i) for i in items]})
+
+    @staticmethod
+    def get(job_id: str) -> _Call:
+        return _Call("GET", f"/api/v1/jobs/{job_id}")
+
+    @staticmethod
+    def cancel(job_id: str, purge: bool = False) -> _Call:
+        return _Call("DELETE", f"/api/v1/jobs/{job_id}", {"purge": "true"} if purge else {})
+
+    @staticmethod
+    def retry(job_id: str) -> _Call:
+        return _Call("POST", f"/api/v1/jobs/{job_id}/retry")
+
+    @staticmethod
+    def list_page(params: dict[str, str]) -> _Call:
+        return _Call("GET", "/api/v1/jobs", params)
+
+    @staticmethod
+    def view(path: str, accept: tuple[int, ...] = ()) -> _Call:
+        return _Call("GET", path, accept=accept)
+
+
+class _WaitMany:
+    """Bookkeeping of ``wait_many``: which jobs are still open, and how to look for them.
+
+    With many open jobs one listing of recently finished jobs (1000 per
+    request) beats a GET per job; with few, GETs are cheaper.
+    """
+
+    LIST_ABOVE = 20
+
+    def __init__(self, jobs: Iterable[Job | str]) -> None:
+        self.order: list[str] = []
+        self.done: dict[str, Job] = {}
+        oldest: float | None = None
+        for item in jobs:
+            job_id = item if isinstance(item, str) else item.id
+            self.order.append(job_id)
+            if isinstance(item, Job):
+                if item.terminal:
+                    self.done[job_id] = item
+                if oldest is None or item.created_at < oldest:
+                    oldest = item.created_at
+        # a second of margin: the ISO round trip must never drop the oldest job
+        self.since = None if oldest is None else oldest - 1.0
+        self.open: list[str] = []
+        self._open: set[str] = set()
+        self.settle()
+
+    @property
+    def total(self) -> int:
+        return len(self.order)
+
+    @property
+    def use_list(self) -> bool:
+        return self.since is not None and len(self.open) > self.LIST_ABOVE
+
+    def list_kwargs(self, cursor: str | None) -> dict[str, Any]:
+        return {"status": TERMINAL, "created_after": self.since, "limit": 1000, "cursor": cursor}
+
+    def seen(self, job: Job) -> None:
+        if job.terminal and job.id in self._open:
+            self.done[job.id] = job
+
+    def settle(self) -> None:
+        self.open = [i for i in dict.fromkeys(self.order) if i not in self.done]
+        self._open = set(self.open)
+
+    def timeout(self, timeout: float | None) -> WaitTimeout:
+        return WaitTimeout(
+            f"{len(self.open)} of {self.total} jobs did not finish within {timeout:g}s "
+            f"(the first: {self.open[0]})"
+        )
+
+    def result(self) -> list[Job]:
+        return [self.done[i] for i in self.order]
+
+
+# --------------------------------------------------------------------------
+# the blocking client
+
+
+class Client:
+    """A blocking client; use it as a context manager, or call ``close``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.url, token = _resolve(url, token)
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=_headers(token, headers),
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: _Call) -> Any:
+        try:
+            response = self._http.request(
+                call.method, call.path, params=call.params or None, json=call.json
+            )
+        except httpx.TransportError as exc:
+            raise _connection_failed(self.url, exc) from None
+        return _read(response, call)
+
+    # -- jobs ------------------------------------------------------------------------
+    def submit(
+        self,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | dt.timedelta | None = None,
+        delay: float | dt.timedelta | None = None,
+        scheduled_at: Time | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        body = job_submission(
+            type,
+            payload,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            delay=delay,
+            scheduled_at=scheduled_at,
+            idempotency_key=idempotency_key,
+        )
+        return _job(self._send(_Calls.submit(body)))
+
+    def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Up to 10,000 jobs (dicts, e.g. from ``job_submission``), all accepted or none."""
+        data = self._send(_Calls.submit_many(jobs))
+        return [_job(j) for j in data["jobs"]]
+
+    def get(self, job_id: str) -> Job:
+        return _job(self._send(_Calls.get(job_id)))
+
+    def cancel(self, job_id: str) -> Job:
+        return _job(self._send(_Calls.cancel(job_id)))
+
+    def purge(self, job_id: str) -> None:
+        """Cancel if live, then delete the job and its record."""
+        self._send(_Calls.cancel(job_id, purge=True))
+
+    def retry(self, job_id: str) -> Job:
+        return _job(self._send(_Calls.retry(job_id)))
+
+    def list_page(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        type: str | None = None,
+        created_after: Time | None = None,
+        created_before: Time | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        params = _list_params(status, type, created_after, created_before, limit, cursor)
+        return _page(self._send(_Calls.list_page(params)))
+
+    def list(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        type: str | None = None,
+        created_after: Time | None = None,
+        created_before: Time | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+    ) -> Iterator[Job]:
+        """Jobs newest first, fetching pages only as the iteration reaches them."""
+        cursor: str | None = None
+        yielded = 0
+        while True:
+            page = self.list_page(
+                status=status,
+                type=type,
+                created_after=created_after,
+                created_before=created_before,
+                limit=page_size if limit is None else max(1, min(page_size, limit - yielded)),
+                cursor=cursor,
+            )
+            for job in page.jobs:
+                yield job
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = 0.05,
+        max_interval: float = 1.0,
+    ) -> Job:
+        """Poll until the job is completed, failed or cancelled; ``WaitTimeout`` names it."""
+        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        last: Job | None = None
+        while True:
+            try:
+                last = self.get(job_id)
+                if last.terminal:
+                    return last
+            except Unavailable:
+                pass
+            delay = backoff.next()
+            if delay is None:
+                raise _wait_timeout(job_id, timeout, last)
+            time.sleep(delay)
+
+    def wait_many(
+        self,
+        jobs: Iterable[Job | str],
+        timeout: float | None = None,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+        poll_interval: float = 0.05,
+        max_interval: float = 1.0,
+    ) -> list[Job]:
+        """Wait for every job; returns them finished, in the order given."""
+        state = _WaitMany(jobs)
+        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        while True:
+            if on_progress is not None:
+                on_progress(state.total - len(state.open), state.total)
+            if not state.open:
+                return state.result()
+            try:
+                if state.use_list:
+                    cursor = None
+                    while True:
+                        page = self.list_page(**state.list_kwargs(cursor))
+                        for job in page.jobs:
+                            state.seen(job)
+                        if (cursor := page.next_cursor) is None:
+                            break
+                else:
+                    for job_id in state.open:
+                        state.seen(self.get(job_id))
+            except Unavailable:
+                pass
+            state.settle()
+            if not state.open:
+                continue
+            delay = backoff.next()
+            if delay is None:
+                raise state.timeout(timeout)
+            time.sleep(delay)
+
+    # -- views -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return self._send(_Calls.view("/api/v1/stats"))  # type: ignore[no-any-return]
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self._send(_Calls.view("/api/v1/workers"))["workers"]  # type: ignore[no-any-return]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self._send(_Calls.view("/api/v1/nodes"))["nodes"]  # type: ignore[no-any-return]
+
+    def leader(self) -> dict[str, Any]:
+        return self._send(_Calls.view("/api/v1/leader"))  # type: ignore[no-any-return]
+
+    def election(self) -> dict[str, Any]:
+        return self._send(_Calls.view("/api/v1/election"))  # type: ignore[no-any-return]
+
+    def cluster(self) -> dict[str, Any]:
+        return self._send(_Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
+
+    def health(self) -> dict[str, Any]:
+        """The node's health; answered (not raised) while it is starting or stopping."""
+        return self._send(_Calls.view("/health", accept=(503,)))  # type: ignore[no-any-return]
+
+    def ready(self) -> dict[str, Any]:
+        """Readiness; ``ready`` is False (not an exception) while a backend is down."""
+        return self._send(_Calls.view("/ready", accept=(503,)))  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------
+# the async client
+
+
+class AsyncClient:
+    """The same API as ``Client``, awaited; use ``async with``, or ``await aclose()``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.url, token = _resolve(url, token)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=_headers(token, headers),
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: _Call) -> Any:
+        try:
+            response = await self._http.request(
+                call.method, call.path, params=call.params or None, json=call.json
+            )
+        except httpx.TransportError as exc:
+            raise _connection_failed(self.url, exc) from None
+        return _read(response, call)
+
+    # -- jobs ------------------------------------------------------------------------
+    async def submit(
+        self,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | dt.timedelta | None = None,
+        delay: float | dt.timedelta | None = None,
+        scheduled_at: Time | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        body = job_submission(
+            type,
+            payload,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            delay=delay,
+            scheduled_at=scheduled_at,
+            idempotency_key=idempotency_key,
+        )
+        return _job(await self._send(_Calls.submit(body)))
+
+    async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        data = await self._send(_Calls.submit_many(jobs))
+        return [_job(j) for j in data["jobs"]]
+
+    async def get(self, job_id: str) -> Job:
+        return _job(await self._send(_Calls.get(job_id)))
+
+    async def cancel(self, job_id: str) -> Job:
+        return _job(await self._send(_Calls.cancel(job_id)))
+
+    async def purge(self, job_id: str) -> None:
+        await self._send(_Calls.cancel(job_id, purge=True))
+
+    async def retry(self, job_id: str) -> Job:
+        return _job(await self._send(_Calls.retry(job_id)))
+
+    async def list_page(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        type: str | None = None,
+        created_after: Time | None = None,
+        created_before: Time | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        params = _list_params(status, type, created_after, created_before, limit, cursor)
+        return _page(await self._send(_Calls.list_page(params)))
+
+    async def list(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        type: str | None = None,
+        created_after: Time | None = None,
+        created_before: Time | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+    ) -> AsyncIterator[Job]:
+        cursor: str | None = None
+        yielded = 0
+        while True:
+            page = await self.list_page(
+                status=status,
+                type=type,
+                created_after=created_after,
+                created_before=created_before,
+                limit=page_size if limit is None else max(1, min(page_size, limit - yielded)),
+                cursor=cursor,
+            )
+            for job in page.jobs:
+                yield job
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = 0.05,
+        max_interval: float = 1.0,
+    ) -> Job:
+        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        last: Job | None = None
+        while True:
+            try:
+                last = await self.get(job_id)
+                if last.terminal:
+                    return last
+            except Unavailable:
+                pass
+            delay = backoff.next()
+            if delay is None:
+                raise _wait_timeout(job_id, timeout, last)
+            await anyio.sleep(delay)
+
+    async def wait_many(
+        self,
+        jobs: Iterable[Job | str],
+        timeout: float | None = None,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+        poll_interval: float = 0.05,
+        max_interval: float = 1.0,
+    ) -> list[Job]:
+        state = _WaitMany(jobs)
+        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        while True:
+            if on_progress is not None:
+                on_progress(state.total - len(state.open), state.total)
+            if not state.open:
+                return state.result()
+            try:
+                if state.use_list:
+                    cursor = None
+                    while True:
+                        page = await self.list_page(**state.list_kwargs(cursor))
+                        for job in page.jobs:
+                            state.seen(job)
+                        if (cursor := page.next_cursor) is None:
+                            break
+                else:
+                    for job_id in state.open:
+                        state.seen(await self.get(job_id))
+            except Unavailable:
+                pass
+            state.settle()
+            if not state.open:
+                continue
+            delay = backoff.next()
+            if delay is None:
+                raise state.timeout(timeout)
+            await anyio.sleep(delay)
+
+    # -- views -------------------------------------------------------------------------
+    async def stats(self) -> dict[str, Any]:
+        return await self._send(_Calls.view("/api/v1/stats"))  # type: ignore[no-any-return]
+
+    async def workers(self) -> list[dict[str, Any]]:
+        return (await self._send(_Calls.view("/api/v1/workers")))["workers"]  # type: ignore[no-any-return]
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        return (await self._send(_Calls.view("/api/v1/nodes")))["nodes"]  # type: ignore[no-any-return]
+
+    async def leader(self) -> dict[str, Any]:
+        return await self._send(_Calls.view("/api/v1/leader"))  # type: ignore[no-any-return]
+
+    async def election(self) -> dict[str, Any]:
+        return await self._send(_Calls.view("/api/v1/election"))  # type: ignore[no-any-return]
+
+    async def cluster(self) -> dict[str, Any]:
+        return await self._send(_Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
+
+    async def health(self) -> dict[str, Any]:
+        return await self._send(_Calls.view("/health", accept=(503,)))  # type: ignore[no-any-return]
+
+    async def ready(self) -> dict[str, Any]:
+        return await self._send(_Calls.view("/ready", accept=(503,)))  # type: ignore[no-any-return]
