@@ -157,6 +157,8 @@ class Settings:
     cluster_advertise: str = ""
     cluster_peers: tuple[str, ...] = ()
     cluster_secret: str = ""
+    #: Voters Raft waits for before campaigning (0: CLUSTER_PEERS other than this node, + 1).
+    cluster_size: int = 0
     # dispatching
     load_balancer_strategy: str = "round_robin"
     dispatch_batch: int = 100
@@ -207,6 +209,27 @@ class Settings:
     @property
     def clustered(self) -> bool:
         return self.cluster_port != 0
+
+    @property
+    def advertise(self) -> str:
+        """host:port peers use to reach this node's cluster port."""
+        if self.cluster_advertise:
+            return self.cluster_advertise
+        host = self.cluster_host if self.cluster_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"{host}:{self.cluster_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The URL peers use to reach this node's HTTP API."""
+        host = self.advertise.rpartition(":")[0]
+        scheme = "https" if self.tls_enabled else "http"
+        return f"{scheme}://{host}:{self.server_port}"
+
+    @property
+    def expected_voters(self) -> int:
+        if self.cluster_size:
+            return self.cluster_size
+        return len({p for p in self.cluster_peers if p != self.advertise}) + 1
 
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -283,6 +306,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CLUSTER_ADVERTISE": ("cluster_advertise", lambda t: _host_port(t) if t.strip() else ""),
     "CLUSTER_PEERS": ("cluster_peers", _host_port_list),
     "CLUSTER_SECRET": ("cluster_secret", lambda t: t),
+    "CLUSTER_SIZE": ("cluster_size", _int(0, 1000)),
     "LOAD_BALANCER_STRATEGY": ("load_balancer_strategy", _choice(LOAD_BALANCER_STRATEGIES)),
     "DISPATCH_BATCH": ("dispatch_batch", _int(1, 10000)),
     "DISPATCH_PREFETCH": ("dispatch_prefetch", _int(-1, 100000)),

@@ -15,9 +15,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from .actors.cluster import ClusterActor, ClusterConfig
 from .actors.node import Node
 from .api.app import create_app
 from .backends import open_backends
+from .cluster.transport import WebsocketTransport
 from .config import Settings
 from .processors import Registry
 
@@ -36,9 +38,30 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfi
     return config
 
 
-async def build_node(settings: Settings, registry: Registry | None = None) -> Node:
-    broker, store = await open_backends(settings)
-    return Node(settings, broker, store, registry)
+def build_cluster(settings: Settings) -> tuple[ClusterActor, WebsocketTransport] | None:
+    if not settings.clustered:
+        return None
+    if not settings.cluster_secret:
+        log.warning("CLUSTER_SECRET is empty: any process that reaches CLUSTER_PORT can join")
+    transport = WebsocketTransport(
+        settings.node_id,
+        settings.advertise,
+        settings.cluster_secret,
+        host=settings.cluster_host,
+        port=settings.cluster_port,
+    )
+    config = ClusterConfig(
+        node_id=settings.node_id,
+        advertise=settings.advertise,
+        seeds=tuple(p for p in settings.cluster_peers if p != settings.advertise),
+        algorithm=settings.election_algorithm,
+        election_timeout=settings.election_timeout,
+        election_interval=settings.election_interval,
+        api_url=settings.api_url,
+        worker_count=settings.worker_count,
+        expected_voters=settings.expected_voters if settings.election_algorithm == "raft" else 0,
+    )
+    return ClusterActor(config, transport), transport
 
 
 async def serve(
@@ -48,11 +71,15 @@ async def serve(
     handle_signals: bool = True,
     task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    node = await build_node(settings, registry)
+    broker, store = await open_backends(settings)
+    cluster = build_cluster(settings)
+    node = Node(settings, broker, store, registry, cluster=cluster[0] if cluster else None)
     app = create_app(node)
     http_done = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
+            if cluster is not None:
+                await nursery.start(cluster[1].run)
             await nursery.start(node.run)
             binds = await nursery.start(
                 lambda task_status: hypercorn_serve(

@@ -36,6 +36,7 @@ from ..jobs import (
 )
 from ..metrics import NodeMetrics
 from ..processors import Registry
+from .cluster import ClusterActor
 from .dispatcher import CANCELLED, Dispatcher
 from .heartbeat import lease_heartbeat
 from .leader import LeaderDuties
@@ -103,7 +104,7 @@ class Node:
         *,
         clock: Callable[[], float] = wall_clock,
         rng: random.Random | None = None,
-        elector: Actor = standalone_elector,
+        cluster: ClusterActor | None = None,
         extra_actors: Sequence[tuple[str, Actor]] = (),
     ) -> None:
         self.settings = settings
@@ -142,7 +143,8 @@ class Node:
             clock,
             on_jobs_ready=self.dispatcher.wake,
         )
-        self._elector = elector
+        self.cluster = cluster
+        self._elector: Actor = cluster.run if cluster is not None else standalone_elector
         self._extra_actors = list(extra_actors)
         self._stop = trio.Event()
         self.stopped = trio.Event()
@@ -179,6 +181,9 @@ class Node:
             log.info("stopping: running jobs get %.1fs to finish", self.settings.shutdown_grace)
             self.events.publish("node.stopping")
             await self.dispatcher.drain(self.settings.shutdown_grace)
+            if self.cluster is not None:
+                self.cluster.leave()
+                await trio.sleep(0.2)  # let the transport deliver the leave
             if not await self.recorder.flush(10.0):
                 log.warning("store still has %d records waiting at stop", self.recorder.backlog)
             nursery.cancel_scope.cancel()
@@ -258,6 +263,8 @@ class Node:
             raise StateConflict(job, f"job {job_id} is already {job.status}")
         # cancelling twice is harmless: the second call returns the cancelled job
         self.dispatcher.interrupt(job_id, CANCELLED)
+        if self.cluster is not None:
+            self.cluster.broadcast_cancel(job_id)
         self.recorder.record_one(job)
         self.events.publish("job.cancelled", job=job.to_dict())
         return job
@@ -340,18 +347,39 @@ class Node:
     # -- the cluster as this node sees it (a single node until the cluster joins) ----
     async def members(self) -> list[dict[str, Any]]:
         """Every member of the cluster with its state, address, workers and last contact."""
-        view = self.leadership.view
+        leader = self.leadership.view.leader_id
+        if self.cluster is None:
+            return [
+                {
+                    "node_id": self.node_id,
+                    "state": "alive",
+                    "address": f"{self.settings.server_host}:{self.settings.server_port}",
+                    "api_url": None,
+                    "worker_count": self.settings.worker_count,
+                    "incarnation": 0,
+                    "last_contact_seconds_ago": 0.0,
+                    "is_leader": leader == self.node_id,
+                    "self": True,
+                }
+            ]
+        now = trio.current_time()
         return [
             {
-                "node_id": self.node_id,
-                "state": "alive",
-                "address": f"{self.settings.server_host}:{self.settings.server_port}",
-                "api_url": None,
-                "worker_count": self.settings.worker_count,
-                "last_contact": self.clock(),
-                "is_leader": view.leader_id == self.node_id,
-                "self": True,
+                "node_id": m.node_id,
+                "state": m.state,
+                "address": m.address,
+                "api_url": m.meta.get("api_url"),
+                "worker_count": m.meta.get("workers"),
+                "incarnation": m.incarnation,
+                "last_contact_seconds_ago": (
+                    0.0
+                    if m.node_id == self.node_id or m.last_contact is None
+                    else round(max(0.0, now - m.last_contact), 3)
+                ),
+                "is_leader": leader == m.node_id,
+                "self": m.node_id == self.node_id,
             }
+            for m in sorted(self.cluster.members(), key=lambda m: m.node_id)
         ]
 
     def election_info(self) -> dict[str, Any]:
@@ -366,8 +394,50 @@ class Node:
             "changes": self.leadership.changes,
             "election_timeout": self.settings.election_timeout,
             "election_interval": self.settings.election_interval,
+            "clustered": self.cluster is not None,
         }
 
     async def cluster_workers(self) -> list[dict[str, Any]]:
-        """Workers of every node (each with its current job)."""
-        return self.workers()
+        """Workers of every live node, each with its current job (peers asked over HTTP)."""
+        workers = self.workers()
+        if self.cluster is None:
+            return workers
+        peers = [
+            m
+            for m in self.cluster.members()
+            if m.node_id != self.node_id
+            and m.state in ("alive", "suspect")
+            and m.meta.get("api_url")
+        ]
+        if not peers:
+            return workers
+        import httpx
+
+        results: dict[str, list[dict[str, Any]]] = {}
+
+        async def fetch(client: httpx.AsyncClient, member: Any) -> None:
+            url = f"{member.meta['api_url']}/api/v1/workers"
+            try:
+                r = await client.get(url, params={"scope": "local"})
+                r.raise_for_status()
+                results[member.node_id] = list(r.json().get("workers", []))
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                results[member.node_id] = [
+                    {
+                        "node_id": member.node_id,
+                        "status": "unreachable",
+                        "error": type(exc).__name__,
+                    }
+                ]
+
+        async with httpx.AsyncClient(timeout=2.0, headers=self.peer_headers()) as client:
+            async with trio.open_nursery() as nursery:
+                for member in peers:
+                    nursery.start_soon(fetch, client, member)
+        for member in sorted(results):
+            workers.extend(results[member])
+        return workers
+
+    def peer_headers(self) -> dict[str, str]:
+        """Headers a node sends to a peer's HTTP API (auth is added by the security layer)."""
+        return {}
