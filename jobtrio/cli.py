@@ -1,49 +1,924 @@
-"""The ``jobtrio`` command line."""
+"""The ``jobtrio`` command line: run a node, and drive any node over HTTP.
+
+    jobtrio serve --app examples.processors:registry
+    jobtrio submit email --payload '{"recipient": "a@example.com"}' --priority 10 --wait
+    jobtrio submit noop --count 5000 --wait
+    jobtrio jobs list --status failed,cancelled
+    jobtrio jobs watch 01J9Z6N5G4X8W3QH2K7R1M0P9T
+    jobtrio cluster status
+
+Every command that talks to a node takes ``--url`` and ``--token`` (or
+``JOBTRIO_URL`` / ``JOBTRIO_TOKEN``) and ``--json``. Humans get tables and
+progress bars (on stderr, so stdout stays clean for pipes); scripts get
+JSON, the API's own shapes, on stdout.
+
+Exit codes are a contract for scripts: 0 success, 1 failure (an HTTP error,
+the node unreachable, a job that ended failed or cancelled under ``--wait``
+or ``watch``), 2 a usage error (bad flags, bad settings for ``serve``).
+Failures are one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
+import datetime as dt
+import functools
+import json
 import logging
+import os
 import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
-import trio
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
-from .config import ConfigError, Settings
-from .processors import Registry, load_app
+from .client import DEFAULT_URL, Client, ConnectionFailed, JobtrioError, job_submission
+from .durations import format_duration, parse_duration
+from .jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+#: Jobs per batch request when ``submit --count`` fans out (the API takes up to 10,000).
+SUBMIT_CHUNK = 1000
+#: ``jobs watch`` without an id: newest jobs compared per poll, and shown at start.
+WATCH_PAGE = 200
+WATCH_BACKLOG = 10
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATUS_STYLES = {
+    JobStatus.PENDING: "yellow",
+    JobStatus.SCHEDULED: "cyan",
+    JobStatus.RUNNING: "bold blue",
+    JobStatus.RETRYING: "magenta",
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "bold red",
+    JobStatus.CANCELLED: "dim",
+}
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
 
 
-def _serve(args: argparse.Namespace) -> int:
+class Failure(Exception):
+    """A failure the user must hear about in one line; the command exits 1."""
+
+
+class SettingsFailure(Exception):
+    """Settings or --app that cannot work: one line, exit 2, like a usage error."""
+
+
+# --------------------------------------------------------------------------
+# option types
+
+
+class DurationType(click.ParamType):
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 500ms, 10s, 2m or 1h", param, ctx)
+
+
+class AtType(click.ParamType):
+    """A wall-clock time: ISO 8601, or HH:MM[:SS] meaning its next occurrence.
+
+    A time without a zone is the local time of this machine: a person typing
+    ``--at 14:30`` means their 14:30 (the API itself takes naive times as UTC).
+    """
+
+    name = "time"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        text = str(value).strip()
+        try:
+            clock = dt.time.fromisoformat(text)
+        except ValueError:
+            clock = None
+        if clock is not None and clock.tzinfo is None and len(text) <= 8:
+            now = dt.datetime.now().astimezone()
+            at = now.replace(
+                hour=clock.hour, minute=clock.minute, second=clock.second, microsecond=0
+            )
+            return at if at > now else at + dt.timedelta(days=1)
+        try:
+            at = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            self.fail(
+                f"{text!r} is not a time; use ISO 8601 (2024-01-01T12:00:00Z) or HH:MM",
+                param,
+                ctx,
+            )
+        return at if at.tzinfo is not None else at.astimezone()
+
+
+DURATION = DurationType()
+AT = AtType()
+
+
+def _load_payload(value: str | None) -> dict[str, Any] | None:
+    """``--payload`` as JSON text, ``@file`` or ``@-`` (stdin)."""
+    if value is None:
+        return None
+    source = "--payload"
+    text = value
+    if value.startswith("@"):
+        name = value[1:]
+        source = "stdin" if name == "-" else name
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {name}: {exc.strerror}", param_hint="--payload"
+            ) from None
     try:
-        settings = Settings.from_env(dotenv_path=args.env_file)
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"{source} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            param_hint="--payload",
+        ) from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter("the payload must be a JSON object", param_hint="--payload")
+    return payload
+
+
+# --------------------------------------------------------------------------
+# talking to a node
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    url: str
+    token: str | None
+    json: bool
+    timeout: float
+
+    def client(self) -> Client:
+        return Client(self.url, token=self.token or None, timeout=self.timeout)
+
+
+def remote_command(fn: F) -> F:
+    """Give a command --url/--token/--json/--http-timeout, gathered into one ``remote``."""
+
+    @click.option(
+        "--url",
+        envvar="JOBTRIO_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        metavar="URL",
+        help="The node to talk to [env: JOBTRIO_URL].",
+    )
+    @click.option(
+        "--token",
+        envvar="JOBTRIO_TOKEN",
+        metavar="TOKEN",
+        help="Bearer token [env: JOBTRIO_TOKEN].",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's shapes).")
+    @click.option(
+        "--http-timeout",
+        type=DURATION,
+        default="10s",
+        show_default=True,
+        help="How long to wait for each HTTP answer.",
+    )
+    @functools.wraps(fn)
+    def wrapper(
+        url: str, token: str | None, as_json: bool, http_timeout: float, **kwargs: Any
+    ) -> Any:
+        return fn(Remote(url, token, as_json, http_timeout), **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_json_line(data: Any) -> None:
+    click.echo(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A bar on stderr (only on a terminal); yields ``update(completed)``."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda completed: bar.update(task, completed=completed)
+
+
+# --------------------------------------------------------------------------
+# human output
+
+
+def ago(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    seconds = time.time() - ts
+    if seconds < 0:
+        return "in " + format_duration(round(-seconds))
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)}s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h ago"
+    return f"{int(seconds // 86400)}d ago"
+
+
+def stamp(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def status_text(status: JobStatus) -> Text:
+    return Text(str(status), style=STATUS_STYLES.get(status, ""))
+
+
+def short(text: str | None, width: int = 60) -> str:
+    if not text:
+        return ""
+    line = text.splitlines()[0]
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def jobs_table(jobs: Sequence[Job]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("ID", "TYPE", "STATUS", "PRI", "TRIES", "CREATED", "NODE", "ERROR"):
+        table.add_column(name, no_wrap=name != "ERROR", overflow="fold")
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.type,
+            status_text(job.status),
+            str(job.priority),
+            f"{len(job.attempts)}/{job.max_retries + 1}",
+            ago(job.created_at),
+            job.node_id or "-",
+            short(job.error, 50),
+        )
+    return table
+
+
+def show_job(job: Job) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("id", job.id)
+    table.add_row("type", job.type)
+    table.add_row("status", status_text(job.status))
+    table.add_row("priority", str(job.priority))
+    table.add_row("retries", f"{job.retry_count} of {job.max_retries}")
+    table.add_row("created", f"{stamp(job.created_at)} ({ago(job.created_at)})")
+    if job.scheduled_at is not None:
+        table.add_row("scheduled", f"{stamp(job.scheduled_at)} ({ago(job.scheduled_at)})")
+    if job.started_at is not None:
+        table.add_row("started", stamp(job.started_at))
+    if job.completed_at is not None:
+        table.add_row("finished", stamp(job.completed_at))
+    if job.timeout is not None:
+        table.add_row("timeout", format_duration(job.timeout))
+    if job.idempotency_key:
+        table.add_row("idempotency key", job.idempotency_key)
+    if job.node_id:
+        table.add_row("node", f"{job.node_id} (worker {job.worker_id or '-'})")
+    table.add_row("payload", json.dumps(job.payload, ensure_ascii=False))
+    if job.result is not None:
+        table.add_row("result", json.dumps(job.result, ensure_ascii=False))
+    if job.error:
+        table.add_row("error", Text(job.error, style="red"))
+    out.print(table)
+    if job.attempts:
+        attempts = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
+        for name in ("#", "NODE", "WORKER", "STARTED", "TOOK", "OUTCOME", "ERROR"):
+            attempts.add_column(name, no_wrap=name != "ERROR", overflow="fold")
+        for a in job.attempts:
+            took = "-" if a.ended_at is None else f"{a.ended_at - a.started_at:.3f}s"
+            attempts.add_row(
+                str(a.number),
+                a.node_id,
+                a.worker_id or "-",
+                stamp(a.started_at),
+                took,
+                a.outcome or "running",
+                short(a.error, 50),
+            )
+        out.print()
+        out.print(attempts)
+
+
+def finished_ok(job: Job) -> bool:
+    return job.status == JobStatus.COMPLETED
+
+
+def job_line(job: Job, previous: JobStatus | None = None) -> Text:
+    line = Text(dt.datetime.now().strftime("%H:%M:%S "), style="dim")
+    line.append(f"{job.id}  {job.type}  ")
+    if previous is not None and previous != job.status:
+        line.append_text(status_text(previous))
+        line.append(" → ")
+    line.append_text(status_text(job.status))
+    if job.status == JobStatus.RUNNING and job.node_id:
+        line.append(f"  on {job.worker_id or job.node_id} (attempt {len(job.attempts)})")
+    if job.error and job.status in (JobStatus.FAILED, JobStatus.RETRYING):
+        line.append(f"  {short(job.error, 80)}", style="red")
+    return line
+
+
+# --------------------------------------------------------------------------
+# the commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="jobtrio", prog_name="jobtrio")
+def cli() -> None:
+    """jobtrio: a distributed, fault-tolerant background-job processor on trio.
+
+    Run a node with `jobtrio serve`; everything else talks to a node over its
+    REST API (--url, default http://127.0.0.1:8080, or JOBTRIO_URL).
+    """
+
+
+@cli.command()
+@click.option("--app", "app_spec", metavar="MODULE:ATTR", help="A Registry with your processors.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Settings file (default: .env if present). The environment wins over it.",
+)
+def serve(app_spec: str | None, env_file: str | None) -> int:
+    """Run a node (embedded SQLite unless Redis or MongoDB is configured).
+
+    Settings come from the environment and the .env file; see
+    deploy/.env.example for every variable. SIGTERM or Ctrl-C stops it
+    gracefully: running jobs get SHUTDOWN_GRACE to finish.
+    """
+    from .config import ConfigError, Settings
+    from .processors import Registry, load_app
+
+    if env_file is not None and not os.path.isfile(env_file):
+        usage_failure(f"--env-file {env_file}: no such file")
+    try:
+        settings = Settings.from_env(dotenv_path=env_file or ".env")
     except ConfigError as exc:
-        print(f"jobtrio: {exc}", file=sys.stderr)
-        return 2
+        usage_failure(str(exc))
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     registry = Registry()
-    if args.app:
+    if app_spec:
+        # like gunicorn and uvicorn: `--app myjobs:registry` finds ./myjobs.py
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
         try:
-            registry.update(load_app(args.app))
+            registry.update(load_app(app_spec))
         except ValueError as exc:
-            print(f"jobtrio: {exc}", file=sys.stderr)
-            return 2
-    from .server import serve
+            usage_failure(str(exc))
+    import trio
 
-    trio.run(serve, settings, registry)
-    return 0
+    from .backends.base import BackendUnavailable
+    from .server import serve as serve_node
+
+    try:
+        trio.run(serve_node, settings, registry)
+    except BackendUnavailable as exc:
+        raise Failure(str(exc)) from None
+    except OSError as exc:
+        raise Failure(
+            f"cannot serve on {settings.server_host}:{settings.server_port}: {exc}"
+        ) from None
+    return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobtrio", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run a node (embedded SQLite unless Redis is configured)")
-    serve.add_argument("--app", help="module:attribute of a Registry with your processors")
-    serve.add_argument("--env-file", default=".env", help="settings file (default .env)")
-    serve.set_defaults(func=_serve)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+def usage_failure(message: str) -> NoReturn:
+    """Bad settings for ``serve``: exit 2 with just the one line that names the culprit."""
+    raise SettingsFailure(message)
+
+
+@cli.command()
+@click.argument("job_type", metavar="TYPE")
+@click.option(
+    "--payload", "-p", metavar="JSON|@FILE", help="The job's payload: JSON, @file, or @- for stdin."
+)
+@click.option(
+    "--priority",
+    "-P",
+    type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
+    help="1 (low) to 10 (high); 5 when omitted.",
+)
+@click.option("--delay", type=DURATION, help="Run no earlier than this from now (10s, 5m).")
+@click.option("--at", "at", type=AT, help="Run no earlier than this time (ISO 8601 or HH:MM).")
+@click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after the first try.")
+@click.option("--timeout", type=DURATION, help="How long one attempt may run (30s, 5m).")
+@click.option("--idempotency-key", metavar="KEY", help="Submitting the same key again is a no-op.")
+@click.option(
+    "--count", "-n", type=click.IntRange(1, 1_000_000), default=1, help="Submit N copies."
+)
+@click.option(
+    "--wait", "-w", is_flag=True, help="Wait until the job(s) finish; exit 1 if any fail."
+)
+@click.option("--wait-timeout", type=DURATION, help="Give up waiting after this long (exit 1).")
+@remote_command
+def submit(
+    remote: Remote,
+    job_type: str,
+    payload: str | None,
+    priority: int | None,
+    delay: float | None,
+    at: dt.datetime | None,
+    max_retries: int | None,
+    timeout: float | None,
+    idempotency_key: str | None,
+    count: int,
+    wait: bool,
+    wait_timeout: float | None,
+) -> int:
+    """Submit a job of TYPE (or --count copies of it, through the batch route)."""
+    if delay is not None and at is not None:
+        raise click.UsageError("give --delay or --at, not both")
+    if count > 1 and idempotency_key:
+        raise click.UsageError("--idempotency-key would make --count copies one job; drop one")
+    if wait_timeout is not None and not wait:
+        raise click.UsageError("--wait-timeout needs --wait")
+    body = job_submission(
+        job_type,
+        _load_payload(payload),
+        priority=priority,
+        max_retries=max_retries,
+        timeout=timeout,
+        delay=delay,
+        scheduled_at=at,
+        idempotency_key=idempotency_key,
+    )
+    with remote.client() as client:
+        if count == 1:
+            return _submit_one(remote, client, body, wait, wait_timeout)
+        return _submit_many(remote, client, body, count, wait, wait_timeout)
+
+
+def _submit_one(
+    remote: Remote, client: Client, body: dict[str, Any], wait: bool, wait_timeout: float | None
+) -> int:
+    job = client.submit(**_submit_kwargs(body))
+    if not wait:
+        if remote.json:
+            print_json(job.to_dict())
+        else:
+            when = f", runs {ago(job.scheduled_at)}" if job.status == JobStatus.SCHEDULED else ""
+            out.print(
+                Text.assemble(
+                    "Submitted ",
+                    (job.id, "bold"),
+                    f" ({job.type}, priority {job.priority}, ",
+                    status_text(job.status),
+                    f"{when})",
+                )
+            )
+        return EXIT_OK
+    if not remote.json:
+        err.print(f"Submitted {job.id}; waiting for it to finish…")
+    job = client.wait(job.id, timeout=wait_timeout)
+    if remote.json:
+        print_json(job.to_dict())
+    else:
+        show_job(job)
+    return EXIT_OK if finished_ok(job) else EXIT_FAILURE
+
+
+def _submit_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    kwargs = dict(body)
+    kwargs["type"] = kwargs.pop("type")
+    return kwargs
+
+
+def _submit_many(
+    remote: Remote,
+    client: Client,
+    body: dict[str, Any],
+    count: int,
+    wait: bool,
+    wait_timeout: float | None,
+) -> int:
+    jobs: list[Job] = []
+    with progress("Submitting", count) as update:
+        while len(jobs) < count:
+            n = min(SUBMIT_CHUNK, count - len(jobs))
+            jobs += client.submit_many([body] * n)
+            update(len(jobs))
+    summary: dict[str, Any] = {"count": len(jobs), "ids": [j.id for j in jobs]}
+    if not wait:
+        if remote.json:
+            print_json(summary)
+        else:
+            out.print(f"Submitted {len(jobs)} {body['type']} jobs ({jobs[0].id} … {jobs[-1].id})")
+        return EXIT_OK
+    with progress("Finished", count) as update:
+        done = client.wait_many(jobs, timeout=wait_timeout, on_progress=lambda d, _t: update(d))
+    by_status: dict[str, int] = {}
+    for job in done:
+        by_status[str(job.status)] = by_status.get(str(job.status), 0) + 1
+    summary["statuses"] = by_status
+    failed = [j for j in done if not finished_ok(j)]
+    if remote.json:
+        print_json(summary)
+    else:
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+        out.print(f"{len(done)} {body['type']} jobs finished: {parts}")
+        if failed:
+            out.print(f"first failure: {failed[0].id}: {short(failed[0].error, 80)}")
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+
+@cli.group()
+def jobs() -> None:
+    """List, inspect, cancel, retry and watch jobs."""
+
+
+def _statuses(values: Sequence[str]) -> list[str] | None:
+    names = [p.strip().lower() for v in values for p in v.split(",") if p.strip()]
+    allowed = [s.value for s in JobStatus]
+    for name in names:
+        if name not in allowed:
+            raise click.BadParameter(
+                f"{name!r} is not a status; use {', '.join(allowed)}", param_hint="--status"
+            )
+    return names or None
+
+
+def _list_filters(fn: F) -> F:
+    fn = click.option("--created-before", type=AT, help="Only jobs created before this time.")(fn)
+    fn = click.option("--created-after", type=AT, help="Only jobs created at or after this time.")(
+        fn
+    )
+    fn = click.option("--type", "-t", "job_type", help="Only jobs of this type.")(fn)
+    fn = click.option(
+        "--status",
+        "-s",
+        multiple=True,
+        metavar="STATUS[,STATUS]",
+        help="Only jobs in these states (repeat, or separate with commas).",
+    )(fn)
+    return fn
+
+
+@jobs.command("list")
+@_list_filters
+@click.option("--limit", "-l", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after a previous page (its next_cursor).")
+@click.option("--all", "all_pages", is_flag=True, help="Follow the cursor through every page.")
+@remote_command
+def list_jobs(
+    remote: Remote,
+    status: Sequence[str],
+    job_type: str | None,
+    created_after: dt.datetime | None,
+    created_before: dt.datetime | None,
+    limit: int,
+    cursor: str | None,
+    all_pages: bool,
+) -> int:
+    """List jobs, newest first."""
+    filters: dict[str, Any] = {
+        "status": _statuses(status),
+        "type": job_type,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    with remote.client() as client:
+        if all_pages:
+            found = list(client.list(**filters, page_size=1000))
+            next_cursor = None
+        else:
+            page = client.list_page(**filters, limit=limit, cursor=cursor)
+            found, next_cursor = page.jobs, page.next_cursor
+    if remote.json:
+        print_json(
+            {"jobs": [j.to_dict() for j in found], "next_cursor": next_cursor, "count": len(found)}
+        )
+        return EXIT_OK
+    if not found:
+        err.print("No jobs.")
+        return EXIT_OK
+    out.print(jobs_table(found))
+    if next_cursor:
+        err.print(f"[dim]more: jobtrio jobs list --cursor {next_cursor}  (or --all)[/dim]")
+    return EXIT_OK
+
+
+@jobs.command("get")
+@click.argument("job_id")
+@remote_command
+def get_job(remote: Remote, job_id: str) -> int:
+    """Show one job with its attempts."""
+    with remote.client() as client:
+        job = client.get(job_id)
+    if remote.json:
+        print_json(job.to_dict())
+    else:
+        show_job(job)
+    return EXIT_OK
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.option("--purge", is_flag=True, help="Also delete the job and its record.")
+@remote_command
+def cancel_job(remote: Remote, job_id: str, purge: bool) -> int:
+    """Cancel a waiting or running job."""
+    with remote.client() as client:
+        if purge:
+            client.purge(job_id)
+            if remote.json:
+                print_json({"id": job_id, "deleted": True})
+            else:
+                out.print(f"Deleted {job_id}.")
+            return EXIT_OK
+        job = client.cancel(job_id)
+    if remote.json:
+        print_json(job.to_dict())
+    else:
+        out.print(Text.assemble("Job ", (job.id, "bold"), " is ", status_text(job.status), "."))
+    return EXIT_OK
+
+
+@jobs.command("retry")
+@click.argument("job_id")
+@remote_command
+def retry_job(remote: Remote, job_id: str) -> int:
+    """Run a failed or cancelled job again."""
+    with remote.client() as client:
+        job = client.retry(job_id)
+    if remote.json:
+        print_json(job.to_dict())
+    else:
+        out.print(
+            Text.assemble("Job ", (job.id, "bold"), " is ", status_text(job.status), " again.")
+        )
+    return EXIT_OK
+
+
+@jobs.command("watch")
+@click.argument("job_id", required=False)
+@_list_filters
+@click.option("--interval", type=DURATION, default="1s", show_default=True, help="Poll period.")
+@click.option("--timeout", type=DURATION, help="Stop after this long (exit 1 if a job is open).")
+@remote_command
+def watch(
+    remote: Remote,
+    job_id: str | None,
+    status: Sequence[str],
+    job_type: str | None,
+    created_after: dt.datetime | None,
+    created_before: dt.datetime | None,
+    interval: float,
+    timeout: float | None,
+) -> int:
+    """Follow a job until it finishes, or with no JOB_ID, follow new jobs and changes.
+
+    One line per change (JSON Lines with --json). Following one job exits 0
+    when it completes and 1 when it fails or is cancelled; following the list
+    runs until Ctrl-C.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with remote.client() as client:
+        try:
+            if job_id is not None:
+                return _watch_one(remote, client, job_id, interval, deadline)
+            filters = {
+                "status": _statuses(status),
+                "type": job_type,
+                "created_after": created_after,
+                "created_before": created_before,
+            }
+            return _watch_list(remote, client, filters, interval, deadline)
+        except KeyboardInterrupt:
+            return EXIT_OK
+
+
+def _emit(remote: Remote, job: Job, previous: JobStatus | None) -> None:
+    if remote.json:
+        print_json_line(job.to_dict())
+    else:
+        out.print(job_line(job, previous), soft_wrap=True)
+
+
+def _sleep_until_next(interval: float, deadline: float | None) -> bool:
+    """Sleep one poll period; False when the deadline has passed."""
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        interval = min(interval, left)
+    time.sleep(interval)
+    return True
+
+
+def _watch_one(
+    remote: Remote, client: Client, job_id: str, interval: float, deadline: float | None
+) -> int:
+    seen: tuple[JobStatus, int] | None = None
+    while True:
+        job = client.get(job_id)
+        key = (job.status, len(job.attempts))
+        if key != seen:
+            _emit(remote, job, None if seen is None else seen[0])
+            seen = key
+        if job.terminal:
+            return EXIT_OK if finished_ok(job) else EXIT_FAILURE
+        if not _sleep_until_next(interval, deadline):
+            raise Failure(f"job {job_id} is still {job.status} after the --timeout")
+
+
+def _watch_list(
+    remote: Remote,
+    client: Client,
+    filters: dict[str, Any],
+    interval: float,
+    deadline: float | None,
+) -> int:
+    known: dict[str, JobStatus] = {}
+    first = True
+    while True:
+        page = client.list_page(**filters, limit=WATCH_PAGE)
+        for age, job in reversed(list(enumerate(page.jobs))):
+            old = known.get(job.id)
+            # like `kubectl get -w`: a short look at the present, then only changes
+            if (first and age < WATCH_BACKLOG) or (not first and old != job.status):
+                _emit(remote, job, old)
+            known[job.id] = job.status
+        if len(known) > 10 * WATCH_PAGE:
+            current = {job.id for job in page.jobs}
+            known = {k: v for k, v in known.items() if k in current}
+        first = False
+        if not _sleep_until_next(interval, deadline):
+            return EXIT_OK
+
+
+# -- the cluster -------------------------------------------------------------------
+
+
+@cli.group()
+def cluster() -> None:
+    """The cluster as a node sees it."""
+
+
+@cluster.command("status")
+@remote_command
+def cluster_status(remote: Remote) -> int:
+    """Leader, election, storage, backends and members."""
+    with remote.client() as client:
+        view = client.cluster()
+        health = client.health()
+    if remote.json:
+        print_json({**view, "health": health})
+        return EXIT_OK
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("node", f"{view['node_id']} (health: {health['status']})")
+    leader = view["leader"] or "none yet"
+    if view.get("is_leader"):
+        leader += " (this node)"
+    grid.add_row("leader", leader)
+    epoch = "" if view.get("epoch") is None else f", epoch {view['epoch']}"
+    grid.add_row("election", f"{view['algorithm']}, term {view['term']}{epoch}")
+    grid.add_row("storage", view.get("storage") or "-")
+    for backend in health.get("backends", []):
+        state = Text("up", style="green") if backend["healthy"] else Text("down", style="bold red")
+        if backend.get("error"):
+            state.append(f" ({backend['error']})")
+        grid.add_row(f"  {backend['kind']}", Text.assemble(f"{backend['name']}: ", state))
+    grid.add_row("members", f"{view['alive']} alive of {view['size']}")
+    out.print(grid)
+    members = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("NODE", "STATE", "ADDRESS", "WORKERS", "LAST CONTACT", "ROLE"):
+        members.add_column(name, no_wrap=True)
+    for m in view["members"]:
+        state = m.get("state", "?")
+        style = {"alive": "green", "suspect": "yellow"}.get(state, "red")
+        last = m.get("last_contact_seconds_ago")
+        members.add_row(
+            m["node_id"] + (" *" if m.get("self") else ""),
+            Text(state, style=style),
+            m.get("address") or "-",
+            str(m.get("worker_count") if m.get("worker_count") is not None else "-"),
+            "now" if m.get("self") else ("-" if last is None else f"{last:.1f}s ago"),
+            "leader" if m.get("is_leader") else "",
+        )
+    out.print()
+    out.print(members)
+    return EXIT_OK
+
+
+@cli.command()
+@remote_command
+def stats(remote: Remote) -> int:
+    """Queue depths, job records, workers and counters of a node."""
+    with remote.client() as client:
+        data = client.stats()
+    if remote.json:
+        print_json(data)
+        return EXIT_OK
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("STATUS")
+    table.add_column("QUEUED", justify="right")
+    table.add_column("RECORDS", justify="right")
+    records = data.get("records") or {}
+    for status in JobStatus:
+        table.add_row(
+            status_text(status),
+            str(data["queue"].get(status.value, 0)),
+            str(records.get(status.value, "-")) if data.get("records") is not None else "?",
+        )
+    out.print(table)
+    workers = data["workers"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("node", f"{data['node_id']} (leader: {data.get('leader') or 'none'})")
+    grid.add_row("workers", f"{workers['busy']} busy, {workers['idle']} idle of {workers['total']}")
+    grid.add_row("finished here", str(data.get("finished", "-")))
+    uptime = data.get("uptime_seconds")
+    if uptime is not None:
+        grid.add_row("uptime", format_duration(round(uptime)))
+    grid.add_row("strategy", str(data.get("strategy", "-")))
+    grid.add_row("processors", ", ".join(data.get("processors", [])))
+    out.print()
+    out.print(grid)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code instead of raising SystemExit."""
+    try:
+        result = cli.main(args=argv, prog_name="jobtrio", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        err.print("Aborted.")
+        return 130
+    except ConnectionFailed as exc:
+        _fail(f"{exc} (is a node running there? set --url or JOBTRIO_URL)")
+        return EXIT_FAILURE
+    except JobtrioError as exc:
+        detail = f" (HTTP {exc.status}, {exc.code})" if exc.status else ""
+        _fail(f"{exc}{detail}")
+        return EXIT_FAILURE
+    except Failure as exc:
+        _fail(str(exc))
+        return EXIT_FAILURE
+    except SettingsFailure as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # `jobtrio jobs list | head`: the reader left; not an error worth a word
+        sys.stderr.close()
+        return EXIT_OK
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _fail(message: str) -> None:
+    click.echo(f"jobtrio: {message}", err=True)
 
 
 if __name__ == "__main__":

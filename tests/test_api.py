@@ -692,7 +692,11 @@ async def test_workers_and_nodes(client: TrioClient) -> None:
     [member] = data["nodes"]
     assert member["node_id"] == "api-node"
     assert member["state"] == "alive"
-    assert member["last_contact"].endswith("Z")
+    assert member["self"] is True and member["is_leader"] is True
+    data = await body(await client.get("/api/v1/workers?scope=local"))
+    assert data["scope"] == "local" and data["count"] == 3
+    response = await client.get("/api/v1/workers?scope=galaxy")
+    await expect_error(response, 400, "invalid_parameter", "scope")
     await client.delete(f"/api/v1/jobs/{job['id']}")
 
 

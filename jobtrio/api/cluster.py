@@ -17,7 +17,7 @@ from ..jobs import to_iso
 from .algorithms import ALGORITHMS, describe
 from .auth import Role, require
 from .context import current_node, storage_name
-from .errors import NotFound
+from .errors import BadRequest, NotFound
 from .parsing import reject_unknown
 
 bp = Blueprint("cluster", __name__)
@@ -63,9 +63,19 @@ async def stats() -> Response:
 @bp.get("/api/v1/workers")
 @require(Role.USER)
 async def workers() -> Response:
-    reject_unknown(request.args, ())
-    items = await current_node().cluster_workers()
-    return jsonify({"workers": items, "count": len(items)})
+    reject_unknown(request.args, ("scope",))
+    scope = (request.args.get("scope") or "cluster").strip().lower()
+    node = current_node()
+    if scope == "local":
+        # what peers ask each other: only this node's workers, no fan-out
+        items = node.workers()
+    elif scope == "cluster":
+        items = await node.cluster_workers()
+    else:
+        raise BadRequest(
+            "invalid_parameter", f"scope must be cluster or local, got {scope!r}", "scope"
+        )
+    return jsonify({"workers": items, "count": len(items), "scope": scope})
 
 
 @bp.get("/api/v1/nodes")

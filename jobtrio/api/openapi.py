@@ -98,7 +98,11 @@ def _schemas() -> dict[str, Any]:
             "address": _nullable(STRING),
             "api_url": _nullable(STRING),
             "worker_count": _nullable(INT),
-            "last_contact": _nullable(TIME),
+            "incarnation": {**INT, "description": "SWIM incarnation number"},
+            "last_contact_seconds_ago": {
+                **_nullable(NUMBER),
+                "description": "seconds since this node last heard from the member",
+            },
             "is_leader": BOOL,
             "self": BOOL,
         },
@@ -248,7 +252,12 @@ def _schemas() -> dict[str, Any]:
             {
                 "id": STRING,
                 "node_id": STRING,
-                "status": {"type": "string", "enum": ["idle", "busy"]},
+                "status": {
+                    "type": "string",
+                    "enum": ["idle", "busy", "unreachable"],
+                    "description": "unreachable: the worker's node did not answer (see error)",
+                },
+                "error": STRING,
                 "current_job": _nullable(STRING),
                 "current_job_type": _nullable(STRING),
                 "running_for": _nullable(NUMBER),
@@ -525,6 +534,14 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "operationId": "listWorkers",
             "tags": ["cluster"],
             "summary": "Workers of the cluster, each with its current job",
+            "parameters": [
+                _param(
+                    "scope",
+                    "query",
+                    {"type": "string", "enum": ["cluster", "local"], "default": "cluster"},
+                    "cluster: every live node's workers (peers asked over HTTP); local: this node",
+                )
+            ],
             "responses": {
                 **_ok("Workers", "WorkerList"),
                 **_errors("BadRequest", "Unauthorized", "Forbidden"),

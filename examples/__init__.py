@@ -1,0 +1,1 @@
+"""Examples: a processor module to serve and a producer that feeds it (see each file)."""
