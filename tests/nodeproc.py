@@ -40,11 +40,14 @@ class NodeProcess:
 
     def launch(self) -> NodeProcess:
         """Start the process without waiting for it to answer."""
-        args = [sys.executable, "-m", "jobtrio.cli", "serve", "--env-file", ""]
+        args = [sys.executable, "-m", "jobtrio.cli", "serve"]
         if self.app:
             args += ["--app", self.app]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, env=self.env, cwd=REPO, stdout=log, stderr=log)
+        # run in the test's own folder: no stray .env is read, relative paths stay there
+        self.proc = subprocess.Popen(
+            args, env=self.env, cwd=self.log_path.parent, stdout=log, stderr=log
+        )
         return self
 
     def healthy(self) -> bool:

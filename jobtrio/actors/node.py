@@ -24,6 +24,7 @@ import trio
 
 from ..backends import transitions
 from ..backends.base import BackendUnavailable, Broker, JobQuery, Page, StateConflict, Store
+from ..cluster.swim import MemberView
 from ..config import Settings
 from ..events import EventBus
 from ..jobs import (
@@ -32,6 +33,7 @@ from ..jobs import (
     JobStatus,
     SubmissionLimits,
     ValidationError,
+    to_iso,
     validate_submission,
 )
 from ..metrics import NodeMetrics
@@ -357,12 +359,20 @@ class Node:
                     "api_url": None,
                     "worker_count": self.settings.worker_count,
                     "incarnation": 0,
+                    "last_contact": to_iso(self.clock()),
                     "last_contact_seconds_ago": 0.0,
                     "is_leader": leader == self.node_id,
                     "self": True,
                 }
             ]
         now = trio.current_time()
+        wall = self.clock()
+
+        def ago(m: MemberView) -> float:
+            if m.node_id == self.node_id or m.last_contact is None:
+                return 0.0
+            return round(max(0.0, now - m.last_contact), 3)
+
         return [
             {
                 "node_id": m.node_id,
@@ -371,11 +381,8 @@ class Node:
                 "api_url": m.meta.get("api_url"),
                 "worker_count": m.meta.get("workers"),
                 "incarnation": m.incarnation,
-                "last_contact_seconds_ago": (
-                    0.0
-                    if m.node_id == self.node_id or m.last_contact is None
-                    else round(max(0.0, now - m.last_contact), 3)
-                ),
+                "last_contact": to_iso(wall - ago(m)),
+                "last_contact_seconds_ago": ago(m),
                 "is_leader": leader == m.node_id,
                 "self": m.node_id == self.node_id,
             }
