@@ -883,6 +883,28 @@ def stats(remote: Remote) -> int:
     return EXIT_OK
 
 
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> int:
+    """Measure drain throughput and idle latency of an in-process node (see --help)."""
+    import argparse
+
+    from . import bench as bench_module
+
+    parser = argparse.ArgumentParser(
+        prog="jobtrio bench", description=(bench_module.__doc__ or "").split("\n\n")[0]
+    )
+    bench_module.add_arguments(parser)
+    try:
+        namespace = parser.parse_args(list(args))
+    except SystemExit as exc:  # --help, or a usage error (argparse exits 2 after saying why)
+        return int(exc.code or 0)
+    return bench_module.main(namespace)
+
+
 # --------------------------------------------------------------------------
 # entry point
 

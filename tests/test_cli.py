@@ -347,3 +347,24 @@ def test_at_accepts_a_time_of_day_as_its_next_occurrence() -> None:
     assert at.hour == 0 and at.minute == 0
     utc = AT.convert("2030-05-01T10:00:00Z", None, None)
     assert utc == dt.datetime(2030, 5, 1, 10, tzinfo=dt.UTC)
+
+
+async def test_bench_passes_its_arguments_through(capsys: pytest.CaptureFixture[str]) -> None:
+    run = await run_plain(capsys, "bench", "--help")
+    assert run.code == 0 and "--backend" in run.out
+    run = await run_plain(capsys, "bench", "--backend", "paxos")
+    assert run.code == 2 and "invalid choice" in run.err
+    run = await run_plain(
+        capsys,
+        "bench",
+        "--backend",
+        "memory",
+        "--jobs",
+        "200",
+        "--runs",
+        "1",
+        "--latency-samples",
+        "5",
+        "--json",
+    )
+    assert run.code == 0 and json.loads(run.out)["backend"] == "memory"

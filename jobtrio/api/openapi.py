@@ -99,6 +99,10 @@ def _schemas() -> dict[str, Any]:
             "api_url": _nullable(STRING),
             "worker_count": _nullable(INT),
             "incarnation": {**INT, "description": "SWIM incarnation number"},
+            "last_contact": {
+                **_nullable(TIME),
+                "description": "when this node last heard from the member",
+            },
             "last_contact_seconds_ago": {
                 **_nullable(NUMBER),
                 "description": "seconds since this node last heard from the member",
