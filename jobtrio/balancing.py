@@ -18,8 +18,22 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 HIGH_PRIORITY = 8
+
+
+class Load(Protocol):
+    """What a strategy may know about a worker."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def idle(self) -> bool: ...
+    @property
+    def busy_seconds(self) -> float: ...
+    @property
+    def jobs_done(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -40,7 +54,7 @@ class Balancer:
         self._rng = rng or random.Random()
         self._last = -1
 
-    def choose(self, workers: Sequence[WorkerLoad], priority: int) -> int:
+    def choose(self, workers: Sequence[Load], priority: int) -> int:
         """Index of the worker for a job of ``priority``; ``workers`` has an idle one."""
         idle = [w for w in workers if w.idle]
         if not idle:

@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from ..backends.base import BackendUnavailable, Broker, Finish, Lease
-from ..balancing import Balancer, WorkerLoad
+from ..balancing import Balancer
 from ..config import Settings
 from ..events import EventBus
 from ..jobs import Job
@@ -66,6 +66,10 @@ class WorkerState:
     busy_seconds: float = 0.0
     jobs_done: int = 0
     inbox: Any = field(default=None, repr=False)
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy
 
 
 @dataclass(slots=True)
@@ -111,6 +115,7 @@ class Dispatcher:
         self._claiming = True
         self._drained = trio.Event()
         self._reports_send, self._reports_recv = trio.open_memory_channel[_Report](math.inf)
+        self._metric_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.broker_healthy = True
         self.last_error: str | None = None
         self.claimed = 0
@@ -239,16 +244,11 @@ class Dispatcher:
         """Deal ready jobs, best first, to idle workers with the strategy."""
         if not self._ready or not self._claiming:
             return
-        loads = None
         now = self._clock()
         started = []
+        workers = self.workers
         while self._ready:
-            if loads is None:
-                loads = [
-                    WorkerLoad(w.index, not w.busy, w.busy_seconds, w.jobs_done)
-                    for w in self.workers
-                ]
-            if not any(w.idle for w in loads):
+            if not any(not w.busy for w in workers):
                 break
             _, _, lease = heapq.heappop(self._ready)
             job = lease.job
@@ -257,14 +257,12 @@ class Dispatcher:
                 flight.finished = True
                 self._reports_send.send_nowait(_Report(None, job, -1, 0.0))
                 continue
-            index = self._balancer.choose(loads, job.priority)
-            loads[index].idle = False
-            worker = self.workers[index]
+            worker = workers[self._balancer.choose(workers, job.priority)]
             worker.busy = True
             worker.job_id = job.id
             worker.job_type = job.type
             worker.started_at = now
-            flight.worker = index
+            flight.worker = worker.index
             job.worker_id = worker.worker_id
             if job.attempts:
                 job.attempts[-1].worker_id = worker.worker_id
@@ -368,11 +366,9 @@ class Dispatcher:
             if flight.interrupted is not None:
                 return None  # cancelled or lease lost: the Broker already moved on
             outcome, error = "timeout", f"timed out after {timeout:g}s"
-        if outcome == "completed":
-            try:
-                json.dumps(result, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                outcome, error = "failed", f"result is not JSON-serialisable: {exc}"
+        if outcome == "completed" and not _json_safe(result):
+            outcome = "failed"
+            error = f"result is not JSON-serialisable: a {type(result).__name__} (or inside it)"
         if outcome == "completed":
             return Finish(job.id, lease.token, "completed", worker.worker_id, result=result)
         retry_at = None
@@ -418,6 +414,19 @@ class Dispatcher:
             self._metrics.worker_active.set(self.in_flight)
             self._capacity.set()
 
+    def _count(self, outcome: str, job_type: str, duration: float) -> None:
+        key = (outcome, job_type)
+        counters = self._metric_children.get(key)
+        if counters is None:
+            counters = (
+                self._metrics.jobs_total.labels(outcome),
+                self._metrics.job_processing_duration.labels(job_type, outcome),
+            )
+            self._metric_children[key] = counters
+        counters[0].inc()
+        if outcome != "released":
+            counters[1].observe(duration)
+
     def _account(self, reports: list[_Report], results: list[Job | None]) -> None:
         done: list[Job] = []
         for report, job in zip(reports, results, strict=True):
@@ -427,14 +436,21 @@ class Dispatcher:
                 continue
             self.finished += 1
             done.append(job)
-            self._metrics.jobs_total.labels(outcome).inc()
-            if outcome != "released":
-                self._metrics.job_processing_duration.labels(job.type, outcome).observe(
-                    report.duration
-                )
+            self._count(outcome, job.type, report.duration)
             if self._events.has_subscribers:
                 self._events.publish(f"job.{job.status}", job=job.to_dict())
         self._recorder.record(done)
+
+
+def _json_safe(value: Any) -> bool:
+    """Whether a result can be stored as JSON (cheap for the common scalar results)."""
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _describe(exc: BaseException) -> str:
