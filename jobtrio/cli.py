@@ -415,10 +415,16 @@ def serve(app_spec: str | None, env_file: str | None) -> int:
         trio.run(serve_node, settings, registry)
     except BackendUnavailable as exc:
         raise Failure(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return EXIT_FAILURE
     except OSError as exc:
         raise Failure(
             f"cannot serve on {settings.server_host}:{settings.server_port}: {exc}"
         ) from None
+    except Exception:
+        # a crashed node is a bug: its operator needs the traceback, in the log
+        logging.getLogger("jobtrio").critical("the node crashed", exc_info=True)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -936,6 +942,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `jobtrio jobs list | head`: the reader left; not an error worth a word
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:
+        # a bug of ours: one line by default, the whole story on request
+        if os.environ.get("JOBTRIO_DEBUG"):
+            raise
+        _fail(
+            f"unexpected error: {type(exc).__name__}: {exc} (JOBTRIO_DEBUG=1 shows the traceback)"
+        )
+        return EXIT_FAILURE
     return result if isinstance(result, int) else EXIT_OK
 
 

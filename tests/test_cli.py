@@ -368,3 +368,17 @@ async def test_bench_passes_its_arguments_through(capsys: pytest.CaptureFixture[
         "--json",
     )
     assert run.code == 0 and json.loads(run.out)["backend"] == "memory"
+
+
+async def test_a_bug_is_one_line_unless_debugging(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Client) -> dict[str, Any]:
+        raise KeyError("queue")
+
+    monkeypatch.setattr(Client, "stats", broken)
+    run = await cli("stats")
+    assert run.code == 1
+    assert one_line(run.err) == (
+        "jobtrio: unexpected error: KeyError: 'queue' (JOBTRIO_DEBUG=1 shows the traceback)"
+    )
