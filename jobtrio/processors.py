@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import trio
 
+from .schedules import Schedule, validate_schedule
+
 log = logging.getLogger("jobtrio.processors")
 
 Mode = Literal["async", "thread", "process"]
@@ -70,6 +72,7 @@ class Registry:
 
     def __init__(self, builtins: bool = True) -> None:
         self._processors: dict[str, Processor] = {}
+        self._schedules: dict[str, Schedule] = {}
         if builtins:
             register_builtins(self)
 
@@ -106,15 +109,50 @@ class Registry:
         *,
         blocking: bool | Literal["thread", "process"] = False,
         timeout: float | None = None,
+        schedule: str | None = None,
     ) -> Callable[[ProcessorFn], ProcessorFn]:
+        """Register ``fn`` for ``job_type``; ``schedule`` (a cron expression) also runs it
+        periodically with an empty payload."""
+
         def decorate(fn: ProcessorFn) -> ProcessorFn:
             self.register(job_type, fn, blocking=blocking, timeout=timeout)
+            if schedule is not None:
+                self.schedule(f"{job_type}:cron", job={"type": job_type}, cron=schedule)
             return fn
 
         return decorate
 
+    def schedule(
+        self,
+        name: str,
+        *,
+        job: dict[str, Any],
+        cron: str | None = None,
+        every: float | str | None = None,
+        misfire_grace: float = 60.0,
+    ) -> None:
+        """Submit ``job`` on every tick of ``cron`` (or ``every`` seconds), once cluster-wide."""
+        spec: dict[str, Any] = {"name": name, "job": job, "misfire_grace": misfire_grace}
+        if cron is not None:
+            spec["cron"] = cron
+        if every is not None:
+            spec["every"] = every
+        schedule = validate_schedule(spec, 0.0)
+        self._schedules[name] = Schedule(
+            name=schedule.name,
+            job=schedule.job,
+            cron=schedule.cron,
+            every=schedule.every,
+            misfire_grace=schedule.misfire_grace,
+            source="code",
+        )
+
+    def schedules(self) -> list[Schedule]:
+        return list(self._schedules.values())
+
     def update(self, other: Registry) -> None:
         self._processors.update(other._processors)
+        self._schedules.update(other._schedules)
 
     def get(self, job_type: str) -> Processor:
         try:

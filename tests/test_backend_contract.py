@@ -377,3 +377,17 @@ async def test_store_nodes_and_elections(store):
         )
     records = await store.list_elections(limit=2)
     assert [r["leader"] for r in records] == ["n2", "n1"]
+
+
+async def test_store_schedules(store):
+    a = {"name": "nightly", "cron": "0 3 * * *", "every": None, "job": {"type": "noop"}}
+    b = {"name": "beat", "cron": None, "every": 10.0, "job": {"type": "echo", "payload": {"x": 1}}}
+    await store.put_schedule(a)
+    await store.put_schedule(b)
+    assert [s["name"] for s in await store.list_schedules()] == ["beat", "nightly"]
+    await store.put_schedule({**b, "every": 20.0})
+    beat = [s for s in await store.list_schedules() if s["name"] == "beat"][0]
+    assert beat["every"] == 20.0 and beat["job"] == {"type": "echo", "payload": {"x": 1}}
+    assert await store.delete_schedule("nightly") is True
+    assert await store.delete_schedule("nightly") is False
+    assert [s["name"] for s in await store.list_schedules()] == ["beat"]

@@ -38,12 +38,14 @@ from ..jobs import (
 )
 from ..metrics import NodeMetrics
 from ..processors import Registry
+from ..schedules import Schedule, validate_schedule
 from .cluster import ClusterActor
 from .dispatcher import CANCELLED, Dispatcher
 from .heartbeat import lease_heartbeat
 from .leader import LeaderDuties
 from .leadership import Leadership
 from .recorder import Recorder
+from .scheduler import Scheduler
 from .supervisor import supervise
 
 log = logging.getLogger("jobtrio.node")
@@ -145,6 +147,17 @@ class Node:
             clock,
             on_jobs_ready=self.dispatcher.wake,
         )
+        self.scheduler = Scheduler(
+            broker,
+            store,
+            self.registry,
+            self.recorder,
+            self.events,
+            self.ids,
+            self.limits,
+            on_jobs_ready=self.dispatcher.wake,
+        )
+        self.duties.extra_duties.append(self.scheduler)
         self.cluster = cluster
         self._elector: Actor = cluster.run if cluster is not None else standalone_elector
         self._extra_actors = list(extra_actors)
@@ -300,6 +313,37 @@ class Node:
         # a snapshot on its way to the store would resurrect the record: flush first
         await self.recorder.flush(5.0)
         removed = await self.store.delete(job_id) or removed
+        return removed
+
+    # -- periodic jobs ------------------------------------------------------------------
+    async def put_schedule(self, data: Any) -> Schedule:
+        """Create or replace a stored schedule (``ValidationError`` for bad input)."""
+        schedule = validate_schedule(data, self.clock(), self.limits)
+        if any(s.name == schedule.name for s in self.registry.schedules()):
+            raise ValidationError(
+                f"schedule {schedule.name!r} is defined in code and cannot be replaced",
+                "name",
+                "conflict",
+            )
+        await self.store.put_schedule(schedule.to_dict())
+        self.events.publish("schedule.saved", schedule=schedule.to_dict())
+        return schedule
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        """Code and stored schedules, each with its next tick."""
+        now = self.clock()
+        by_name = {s.name: s for s in self.registry.schedules()}
+        for d in await self.store.list_schedules():
+            by_name.setdefault(d["name"], Schedule.from_dict(d))
+        return [
+            {**s.to_dict(), "next_tick": to_iso(s.next_tick(now))}
+            for s in sorted(by_name.values(), key=lambda s: s.name)
+        ]
+
+    async def delete_schedule(self, name: str) -> bool:
+        removed = await self.store.delete_schedule(name)
+        if removed:
+            self.events.publish("schedule.deleted", schedule=name)
         return removed
 
     # -- views -----------------------------------------------------------------------------

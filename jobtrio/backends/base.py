@@ -261,6 +261,17 @@ class Store(abc.ABC):
     async def list_elections(self, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first."""
 
+    @abc.abstractmethod
+    async def put_schedule(self, schedule: dict[str, Any]) -> None:
+        """Create or replace the periodic-job schedule named ``schedule["name"]``."""
+
+    @abc.abstractmethod
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        """Every stored schedule, by name."""
+
+    @abc.abstractmethod
+    async def delete_schedule(self, name: str) -> bool: ...
+
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` when the service cannot be reached."""
 

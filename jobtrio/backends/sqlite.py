@@ -693,7 +693,8 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, id);
 CREATE INDEX IF NOT EXISTS jobs_type ON jobs (type, id);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS elections (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL)
+CREATE TABLE IF NOT EXISTS elections (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, doc TEXT NOT NULL)
 """
 
 _PUT = """
@@ -757,6 +758,16 @@ class SqliteStore(Store):
 
     async def list_elections(self, limit: int = 50) -> list[dict[str, Any]]:
         return await self._db.read(_list_elections, limit)
+
+    async def put_schedule(self, schedule: dict[str, Any]) -> None:
+        doc = json.dumps(schedule, separators=(",", ":"))
+        await self._db.write(_put_schedule, schedule["name"], doc)
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        return await self._db.read(_list_schedules)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._db.write(_delete_schedule, name)
 
     async def ping(self) -> None:
         await self._db.read(_ping)
@@ -822,6 +833,23 @@ def _list_nodes(conn: sqlite3.Connection) -> list[NodeRecord]:
 
 def _delete_node(conn: sqlite3.Connection, node_id: str) -> bool:
     return conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,)).rowcount > 0
+
+
+def _put_schedule(conn: sqlite3.Connection, name: str, doc: str) -> None:
+    conn.execute(
+        "INSERT INTO schedules (name, doc) VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET doc = excluded.doc",
+        (name, doc),
+    )
+
+
+def _list_schedules(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT doc FROM schedules ORDER BY name")
+    return [json.loads(doc) for (doc,) in rows]
+
+
+def _delete_schedule(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
 
 
 def _add_election(conn: sqlite3.Connection, doc: str) -> None:
