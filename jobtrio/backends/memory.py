@@ -33,6 +33,10 @@ from .base import (
 
 class MemoryBroker(Broker):
     name = "memory"
+    #: The two safety checks; the simulator turns one off to plant a known bug
+    #: and show that its invariants catch it. Never off outside that.
+    check_fencing = True
+    check_lease_tokens = True
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
@@ -66,7 +70,7 @@ class MemoryBroker(Broker):
             self._finished_at[job.id] = now
 
     def _check_epoch(self, epoch: int) -> None:
-        if epoch < self._epoch:
+        if self.check_fencing and epoch < self._epoch:
             raise FencedError(epoch, self._epoch)
 
     # -- producers ------------------------------------------------------------
@@ -129,7 +133,7 @@ class MemoryBroker(Broker):
         out: list[Job | None] = []
         for item in items:
             held = self._leases.get(item.job_id)
-            if held is None or held[0] != item.token:
+            if self.check_lease_tokens and (held is None or held[0] != item.token):
                 out.append(None)
                 continue
             job = self._jobs[item.job_id]
@@ -260,6 +264,7 @@ class MemoryStore(Store):
         self._jobs: dict[str, Job] = {}
         self._nodes: dict[str, NodeRecord] = {}
         self._elections: list[dict[str, Any]] = []
+        self._schedules: dict[str, dict[str, Any]] = {}
 
     async def put_many(self, jobs: Sequence[Job]) -> None:
         await trio.lowlevel.checkpoint()
@@ -325,3 +330,15 @@ class MemoryStore(Store):
     async def list_elections(self, limit: int = 50) -> list[dict[str, Any]]:
         await trio.lowlevel.checkpoint()
         return [dict(r) for r in reversed(self._elections[-limit:])]
+
+    async def put_schedule(self, schedule: dict[str, Any]) -> None:
+        await trio.lowlevel.checkpoint()
+        self._schedules[schedule["name"]] = dict(schedule)
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        await trio.lowlevel.checkpoint()
+        return [dict(self._schedules[k]) for k in sorted(self._schedules)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._schedules.pop(name, None) is not None
