@@ -153,8 +153,9 @@ class LeaderDuties:
                 break
             cursor = page.next_cursor
         if restored:
-            if await self._broker.current_epoch() != epoch:
-                raise FencedError(epoch, await self._broker.current_epoch())
+            current = await self._broker.current_epoch()
+            if current > epoch:
+                raise FencedError(epoch, current)
             jobs = await self._broker.enqueue(restored, now)
             self._recorder.record(jobs)
             log.warning("reconciled %d jobs the broker had lost", len(jobs))
