@@ -375,7 +375,7 @@ def cli() -> None:
     "--env-file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Settings file (default: .env if present). The environment wins over it.",
+    help='Settings file (default: .env if present; "" for none). The environment wins.',
 )
 def serve(app_spec: str | None, env_file: str | None) -> int:
     """Run a node (embedded SQLite unless Redis or MongoDB is configured).
@@ -387,10 +387,11 @@ def serve(app_spec: str | None, env_file: str | None) -> int:
     from .config import ConfigError, Settings
     from .processors import Registry, load_app
 
-    if env_file is not None and not os.path.isfile(env_file):
+    if env_file and not os.path.isfile(env_file):
         usage_failure(f"--env-file {env_file}: no such file")
     try:
-        settings = Settings.from_env(dotenv_path=env_file or ".env")
+        # --env-file "" reads no file at all: the environment alone
+        settings = Settings.from_env(dotenv_path=".env" if env_file is None else env_file or None)
     except ConfigError as exc:
         usage_failure(str(exc))
     logging.basicConfig(

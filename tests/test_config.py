@@ -270,6 +270,16 @@ def test_serve_with_a_bad_value_in_dot_env_exits_2(tmp_path: Path) -> None:
     ]
 
 
+def test_serve_with_an_empty_env_file_option_ignores_dot_env(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SERVER_PORT=99999\n")
+    result = run_serve(tmp_path, {"WORKER_COUNT": "x"}, "--env-file", "")
+    assert result.returncode == 2
+    # the bad .env value is never read: only the environment's is reported
+    assert result.stderr.splitlines() == [
+        "jobtrio: WORKER_COUNT='x' is not valid: expected an integer from 1 to 10000"
+    ]
+
+
 def test_serve_with_a_missing_env_file_or_app_exits_2(tmp_path: Path) -> None:
     result = run_serve(tmp_path, {}, "--env-file", "missing.env")
     assert result.returncode == 2
