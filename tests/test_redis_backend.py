@@ -389,6 +389,27 @@ async def test_retry_conflict_carries_the_job(broker):
     assert info.value.job.id == job.id and info.value.job.status == JobStatus.PENDING
 
 
+async def test_batches_repeating_a_job_behave_like_the_reference(broker):
+    """One lease finished twice in a batch, one id enqueued twice in a batch."""
+    memory = MemoryBroker()
+    a, b = make(priority=3), make(priority=3)
+    again = a.copy()
+    again.payload = {"second": True}
+    for brk in (memory, broker):
+        out = await brk.enqueue([a, b, again], NOW)
+        assert [j.payload for j in out] == [{}, {}, {"second": True}]
+    m_leases = await memory.claim("n", 5, 30, NOW)
+    r_leases = await broker.claim("n", 5, 30, NOW)
+    # the replaced job went to the back of its band, after b
+    assert [x.job.dumps() for x in m_leases] == [x.job.dumps() for x in r_leases]
+    assert [x.job.id for x in r_leases] == [b.id, a.id]
+    m = await memory.finish([Finish(a.id, m_leases[1].token, "completed")] * 2, NOW + 1)
+    r = await broker.finish([Finish(a.id, r_leases[1].token, "completed")] * 2, NOW + 1)
+    assert r[1] is None and r[0] is not None
+    assert [_doc(j) for j in m] == [_doc(j) for j in r]
+    assert await broker.depths() == await memory.depths()
+
+
 # --------------------------------------------------------------------------- the reference
 
 
