@@ -2,7 +2,9 @@
 
 The Broker already holds every accepted job, so the Store write is off the
 critical path: snapshots queue here, newer versions replace older ones of
-the same job while they wait, and one ``put_many`` writes a batch. When the
+the same job while they wait (a short linger lets the snapshots of a job that
+ran in milliseconds collapse into one write), and one ``put_many`` writes a
+batch. When the
 Store is down the batch waits and is retried with backoff; nothing is
 dropped, and memory stays bounded by the number of distinct live jobs.
 """
@@ -22,9 +24,10 @@ log = logging.getLogger("jobtrio.recorder")
 
 
 class Recorder:
-    def __init__(self, store: Store, batch: int = 1000, on_health: object = None) -> None:
+    def __init__(self, store: Store, batch: int = 1000, linger: float = 0.02) -> None:
         self._store = store
         self._batch = batch
+        self._linger = linger
         self._pending: dict[str, Job] = {}
         self._wakeup = Wakeup()
         self._idle = trio.Event()
@@ -65,6 +68,9 @@ class Recorder:
                 self._idle.set()
                 await self._wakeup.wait(1.0)
                 continue
+            if len(self._pending) < self._batch and self._linger:
+                # let a fast job's submitted/running/completed snapshots collapse into one write
+                await trio.sleep(self._linger)
             keys = list(self._pending)[: self._batch]
             batch = [self._pending[k] for k in keys]
             try:
