@@ -391,3 +391,14 @@ async def test_store_schedules(store):
     assert await store.delete_schedule("nightly") is True
     assert await store.delete_schedule("nightly") is False
     assert [s["name"] for s in await store.list_schedules()] == ["beat"]
+
+
+async def test_claim_tick_memory_is_bounded_but_never_refires(broker):
+    e = await broker.acquire_epoch("a", NOW)
+    for i in range(1005):
+        assert await broker.claim_tick("fast", float(i), e) is True
+    # the oldest ticks were forgotten, yet none of them can fire again
+    for i in (0, 3, 4, 1004):
+        assert await broker.claim_tick("fast", float(i), e) is False
+    assert await broker.claim_tick("fast", 1005.0, e) is True
+    assert await broker.claim_tick("other", 0.0, e) is True

@@ -31,6 +31,10 @@ from .base import (
 )
 
 
+#: Ticks remembered per schedule (see ``claim_tick``).
+TICKS_KEPT = 1000
+
+
 class MemoryBroker(Broker):
     name = "memory"
     #: The two safety checks; the simulator turns one off to plant a known bug
@@ -48,7 +52,8 @@ class MemoryBroker(Broker):
         self._idempotency: dict[str, str] = {}
         self._seq = itertools.count()
         self._epoch = 0
-        self._ticks: set[tuple[str, float]] = set()
+        self._ticks: dict[str, set[float]] = {}
+        self._tick_floor: dict[str, float] = {}
 
     # -- internals ------------------------------------------------------------
     def _push_pending(self, job: Job) -> None:
@@ -251,9 +256,15 @@ class MemoryBroker(Broker):
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         await trio.lowlevel.checkpoint()
         self._check_epoch(epoch)
-        if (name, tick) in self._ticks:
+        ticks = self._ticks.setdefault(name, set())
+        if tick in ticks or tick <= self._tick_floor.get(name, float("-inf")):
             return False
-        self._ticks.add((name, tick))
+        ticks.add(tick)
+        if len(ticks) > TICKS_KEPT:
+            # forget the oldest, but refuse anything at or below it from now on
+            oldest = min(ticks)
+            ticks.discard(oldest)
+            self._tick_floor[name] = oldest
         return True
 
 

@@ -648,10 +648,33 @@ def _purge_finished(conn: sqlite3.Connection, older_than: float, epoch: int, lim
     return cursor.rowcount
 
 
+#: Ticks remembered per schedule; older ones are forgotten, and anything at or
+#: below the oldest forgotten tick is refused (the Redis broker does the same).
+TICKS_KEPT = 1000
+
+
 def _claim_tick(conn: sqlite3.Connection, name: str, tick: float, epoch: int) -> bool:
     _check_epoch(conn, epoch)
+    floor = conn.execute(
+        "SELECT MIN(tick) FROM ticks WHERE name = ? AND tick < 0", (name,)
+    ).fetchone()[0]
+    if floor is not None and tick <= -floor:
+        return False
     cursor = conn.execute("INSERT OR IGNORE INTO ticks (name, tick) VALUES (?, ?)", (name, tick))
-    return cursor.rowcount == 1
+    if cursor.rowcount != 1:
+        return False
+    gone = conn.execute(
+        "SELECT tick FROM ticks WHERE name = ? AND tick >= 0 ORDER BY tick DESC LIMIT 1 OFFSET ?",
+        (name, TICKS_KEPT),
+    ).fetchone()
+    if gone is not None:
+        conn.execute(
+            "DELETE FROM ticks WHERE name = ? AND tick >= 0 AND tick <= ?", (name, gone[0])
+        )
+        # the floor is kept as one negative row, so the table needs no new column
+        conn.execute("DELETE FROM ticks WHERE name = ? AND tick < 0", (name,))
+        conn.execute("INSERT INTO ticks (name, tick) VALUES (?, ?)", (name, -gone[0]))
+    return True
 
 
 # Shared by the Broker (table ``queue``) and the Store (table ``jobs``); the
