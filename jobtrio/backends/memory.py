@@ -30,7 +30,6 @@ from .base import (
     Store,
 )
 
-
 #: Ticks remembered per schedule (see ``claim_tick``).
 TICKS_KEPT = 1000
 
