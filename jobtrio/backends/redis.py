@@ -55,7 +55,8 @@ retrying); ``P leases`` zset by expiry with ``P tokens`` hash id -> token;
 Store keys: ``P rec:<id>`` hash {d: Job.dumps(), v, s, t, c}; zsets of ids
 with score 0 read with ZREVRANGEBYLEX for newest-first paging (ids are
 ULIDs): ``P rec-all``, ``P rec-st:<status>``, ``P rec-ty:<type>``;
-``P rec-created`` by created_at; ``P nodes`` hash; ``P elections`` capped list.
+``P rec-created`` by created_at; ``P nodes`` hash; ``P elections`` capped list;
+``P schedules`` hash name -> JSON.
 Broker and Store may share one prefix (a cluster on Redis alone): their key
 names never overlap.
 
