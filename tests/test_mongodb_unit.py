@@ -14,6 +14,7 @@ one only when MONGODB_URI is set). What can be checked here is checked here:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -48,6 +49,7 @@ from jobtrio.backends.mongodb import (
 )
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from tests import test_backend_contract as contract
 from tests.servers import free_port
 
 NOW = 1_700_000_000.123456
@@ -203,22 +205,18 @@ async def test_from_settings_reads_the_three_variables(monkeypatch):
 # --------------------------------------------------------------------------- on a fake
 
 
-def _fake_client() -> Any:
-    fake = pytest.importorskip(
-        "mongomock_ng", reason="mongomock-ng is not installed (in-process fake of pymongo)"
-    )
-    return fake.MongoClient()
-
-
-async def _fake_store() -> MongoStore:
-    store = MongoStore(_fake_client(), "jobtrio_unit")
-    store._jobs.create_indexes(INDEXES)  # the fake has no capped collections: no _setup()
-    return store
+needs_fake = pytest.mark.skipif(
+    importlib.util.find_spec("mongomock_ng") is None,
+    reason="mongomock-ng (an in-process fake of pymongo) is not installed",
+)
 
 
 @pytest.fixture
 async def store() -> AsyncIterator[MongoStore]:
-    s = await _fake_store()
+    import mongomock_ng
+
+    s = MongoStore(mongomock_ng.MongoClient(), "jobtrio_unit")
+    s._jobs.create_indexes(INDEXES)  # the fake has no capped collections: no _setup()
     try:
         yield s
     finally:
@@ -226,26 +224,40 @@ async def store() -> AsyncIterator[MongoStore]:
         await s.close()
 
 
-# The contract's Store tests, run here against MongoStore on the fake.
-from tests.test_backend_contract import (  # noqa: E402
-    test_store_delete,
-    test_store_nodes_and_elections,
-    test_store_put_get_and_version_guard,
-    test_store_query_filters_and_pages,
-    test_store_schedules,
-    test_store_status_change_moves_indexes,
-)
-
-__all__ = [
-    "test_store_delete",
-    "test_store_nodes_and_elections",
-    "test_store_put_get_and_version_guard",
-    "test_store_query_filters_and_pages",
-    "test_store_schedules",
-    "test_store_status_change_moves_indexes",
-]
+# The contract's Store tests, run against MongoStore on the fake.
 
 
+@needs_fake
+async def test_contract_put_get_and_version_guard(store):
+    await contract.test_store_put_get_and_version_guard(store)
+
+
+@needs_fake
+async def test_contract_query_filters_and_pages(store):
+    await contract.test_store_query_filters_and_pages(store)
+
+
+@needs_fake
+async def test_contract_status_change_moves_indexes(store):
+    await contract.test_store_status_change_moves_indexes(store)
+
+
+@needs_fake
+async def test_contract_delete(store):
+    await contract.test_store_delete(store)
+
+
+@needs_fake
+async def test_contract_nodes_and_elections(store):
+    await contract.test_store_nodes_and_elections(store)
+
+
+@needs_fake
+async def test_contract_schedules(store):
+    await contract.test_store_schedules(store)
+
+
+@needs_fake
 async def test_put_many_keeps_the_newest_within_and_across_batches(store):
     job = make(payload={"big": 2**70, "f": 1 / 3})
     versions = []
@@ -262,6 +274,7 @@ async def test_put_many_keeps_the_newest_within_and_across_batches(store):
     assert (await store.get(job.id)).version == 5
 
 
+@needs_fake
 async def test_put_many_resends_a_duplicate_that_lost_a_creation_race(store):
     """A writer that loses the race to create a record must not lose a newer version."""
     newer = make()
@@ -290,6 +303,7 @@ async def test_put_many_resends_a_duplicate_that_lost_a_creation_race(store):
     assert (await store.get(newer.id)).version == 9
 
 
+@needs_fake
 async def test_put_many_raises_other_write_errors(store):
     def failing_bulk_write(operations: list[UpdateOne], ordered: bool = True) -> Any:
         raise BulkWriteError(
@@ -301,6 +315,7 @@ async def test_put_many_raises_other_write_errors(store):
         await store.put_many([make()])
 
 
+@needs_fake
 async def test_outages_become_backend_unavailable(store):
     def down(*args: Any, **kwargs: Any) -> Any:
         raise ServerSelectionTimeoutError("no servers reachable")
@@ -310,6 +325,7 @@ async def test_outages_become_backend_unavailable(store):
         await store.get("x")
 
 
+@needs_fake
 async def test_elections_come_back_newest_first_without_ids(store):
     for i in range(4):
         await store.add_election({"leader": f"n{i}", "epoch": i, "at": NOW + i / 3})

@@ -211,6 +211,7 @@ class MongoStore(Store):
         client: pymongo.MongoClient[dict[str, Any]] | None = None,
     ) -> Self:
         """Connect and create the indexes; ``BackendUnavailable`` if MongoDB is not there."""
+        owned = client is None
         if client is None:
             client = await trio.to_thread.run_sync(
                 lambda: pymongo.MongoClient(uri, **client_options(timeout, pool_size))
@@ -219,7 +220,8 @@ class MongoStore(Store):
         try:
             await store._run(store._setup)
         except BaseException:
-            await trio.to_thread.run_sync(client.close)
+            if owned:
+                await trio.to_thread.run_sync(client.close)
             raise
         return store
 
