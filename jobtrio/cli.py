@@ -479,26 +479,26 @@ def submit(
         raise click.UsageError("--idempotency-key would make --count copies one job; drop one")
     if wait_timeout is not None and not wait:
         raise click.UsageError("--wait-timeout needs --wait")
-    body = job_submission(
-        job_type,
-        _load_payload(payload),
-        priority=priority,
-        max_retries=max_retries,
-        timeout=timeout,
-        delay=delay,
-        scheduled_at=at,
-        idempotency_key=idempotency_key,
-    )
+    data = _load_payload(payload)
+    options: dict[str, Any] = {
+        "priority": priority,
+        "max_retries": max_retries,
+        "timeout": timeout,
+        "delay": delay,
+        "scheduled_at": at,
+        "idempotency_key": idempotency_key,
+    }
     with remote.client() as client:
         if count == 1:
-            return _submit_one(remote, client, body, wait, wait_timeout)
+            job = client.submit(job_type, data, **options)
+            return _after_submit(remote, client, job, wait, wait_timeout)
+        body = job_submission(job_type, data, **options)
         return _submit_many(remote, client, body, count, wait, wait_timeout)
 
 
-def _submit_one(
-    remote: Remote, client: Client, body: dict[str, Any], wait: bool, wait_timeout: float | None
+def _after_submit(
+    remote: Remote, client: Client, job: Job, wait: bool, wait_timeout: float | None
 ) -> int:
-    job = client.submit(**_submit_kwargs(body))
     if not wait:
         if remote.json:
             print_json(job.to_dict())
@@ -522,12 +522,6 @@ def _submit_one(
     else:
         show_job(job)
     return EXIT_OK if finished_ok(job) else EXIT_FAILURE
-
-
-def _submit_kwargs(body: dict[str, Any]) -> dict[str, Any]:
-    kwargs = dict(body)
-    kwargs["type"] = kwargs.pop("type")
-    return kwargs
 
 
 def _submit_many(
