@@ -346,3 +346,30 @@ async def test_submit_refuses_invalid_jobs(bad):
     node = Node(Settings(), MemoryBroker(), MemoryStore())
     with pytest.raises(ValidationError):
         await node.submit(bad)
+
+
+async def test_outcome_whose_reply_was_lost_is_still_recorded(autojump_clock):
+    """The first finish call goes through but its reply is lost (an outage); the retry is
+    refused as a stale token, and the node records the Broker's completed copy anyway."""
+    from jobtrio.backends.base import BackendUnavailable
+
+    class LossyBroker(MemoryBroker):
+        lose_next_reply = True
+
+        async def finish(self, items, now):
+            result = await super().finish(items, now)
+            if self.lose_next_reply:
+                self.lose_next_reply = False
+                raise BackendUnavailable("memory", "connection reset after the write")
+            return result
+
+    store = MemoryStore()
+    async with running_node(broker=LossyBroker(), store=store) as node:
+        job = await node.submit({"type": "echo", "payload": {"n": 1}})
+        assert (await terminal(node, job.id)).status == JobStatus.COMPLETED
+
+        async def recorded():
+            record = await store.get(job.id)
+            return record is not None and record.status == JobStatus.COMPLETED
+
+        await wait_until(recorded, timeout=30, message="the completed record")

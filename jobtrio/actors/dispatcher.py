@@ -409,10 +409,26 @@ class Dispatcher:
                 results = []
             backoff = 0.05
             self._account(to_send, results)
+            refused = [r.job.id for r, job in zip(to_send, results, strict=True) if job is None]
+            if refused:
+                await self._record_current(refused)
             for report in reports:
                 self._inflight.pop(report.job.id, None)
             self._metrics.worker_active.set(self.in_flight)
             self._capacity.set()
+
+    async def _record_current(self, job_ids: list[str]) -> None:
+        """Record what the Broker holds for jobs whose outcome it refused.
+
+        A refusal means the lease moved on (cancelled, requeued), or that an
+        earlier try of this very call succeeded and only its reply was lost
+        (an outage): either way the Broker's copy is the truth to record.
+        """
+        try:
+            current = await self._broker.get_many(job_ids)
+        except BackendUnavailable:
+            return  # the leader's reconciliation and later snapshots catch up
+        self._recorder.record(current.values())
 
     def _count(self, outcome: str, job_type: str, duration: float) -> None:
         key = (outcome, job_type)

@@ -28,9 +28,11 @@ async def open_backends(settings: Settings) -> tuple[Broker, Store]:
 
         store = await MongoStore.from_settings(settings)
     elif settings.redis_configured:
-        from .redis import RedisStore
+        from .redis import RedisBroker, RedisStore
 
-        store = await RedisStore.from_settings(settings)
+        # one connection pool and one thread limiter for both
+        assert isinstance(broker, RedisBroker)
+        store = await RedisStore.from_settings(settings, connection=broker.connection)
     else:
         from .sqlite import SqliteStore
 
