@@ -76,19 +76,25 @@ async def serve(
     node = Node(settings, broker, store, registry, cluster=cluster[0] if cluster else None)
     app = create_app(node)
     http_done = trio.Event()
+    http_closed = trio.Event()
+
+    async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await hypercorn_serve(
+                app,
+                hypercorn_config(settings, settings.server_host, settings.server_port),
+                shutdown_trigger=http_done.wait,
+                task_status=task_status,
+            )
+        finally:
+            http_closed.set()
+
     try:
         async with trio.open_nursery() as nursery:
             if cluster is not None:
                 await nursery.start(cluster[1].run)
             await nursery.start(node.run)
-            binds = await nursery.start(
-                lambda task_status: hypercorn_serve(
-                    app,
-                    hypercorn_config(settings, settings.server_host, settings.server_port),
-                    shutdown_trigger=http_done.wait,
-                    task_status=task_status,
-                )
-            )
+            binds = await nursery.start(serve_http)
             log.info(
                 "node %s serving %s (storage: %s)",
                 node.node_id,
@@ -108,8 +114,10 @@ async def serve(
                 nursery.start_soon(_stop_on_signal, node)
             task_status.started(node)
             await node.stopped.wait()
-            http_done.set()
-            nursery.cancel_scope.deadline = trio.current_time() + 6.0
+            http_done.set()  # open requests get a few seconds to finish
+            with trio.move_on_after(6.0):
+                await http_closed.wait()
+            nursery.cancel_scope.cancel()
     finally:
         await node.broker.close()
         await node.store.close()
