@@ -46,6 +46,7 @@ from .leader import LeaderDuties
 from .leadership import Leadership
 from .recorder import Recorder
 from .scheduler import Scheduler
+from .submitter import GroupCommit
 from .supervisor import supervise
 
 log = logging.getLogger("jobtrio.node")
@@ -126,6 +127,7 @@ class Node:
         self.metrics = NodeMetrics(self.node_id)
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
         self.recorder = Recorder(store)
+        self.group_commit = GroupCommit(broker, clock)
         self.dispatcher = Dispatcher(
             self.node_id,
             settings,
@@ -178,6 +180,7 @@ class Node:
                 )
 
             start("recorder", self.recorder.run)
+            start("group-commit", self.group_commit.run)
             await nursery.start(self.dispatcher.run)
             start(
                 "heartbeat",
@@ -219,7 +222,7 @@ class Node:
     async def submit(self, data: Any) -> Job:
         """Validate and enqueue one job; returns it as accepted (or the idempotent original)."""
         job = self._validate(data)
-        [stored] = await self.broker.enqueue([job], self.clock())
+        [stored] = await self.group_commit.enqueue([job])
         self._accepted([stored])
         return stored
 

@@ -1,0 +1,93 @@
+"""Group commit: concurrent single submissions share one Broker enqueue.
+
+Each ``POST /api/v1/jobs`` wants its own durable enqueue before answering
+201. Done one by one, every request pays a full Broker round trip (an SQLite
+transaction, a Redis script) behind the others; measured on the 2-core
+machine, SQLite took about 620 single POSTs/s while batches reached 8,000+
+jobs/s. Here the requests that arrive while an enqueue is in flight wait for
+the next one, which carries all of them: each caller still returns only once
+its job is durable, and an outage fails exactly the callers of that batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from ..backends.base import BackendUnavailable, Broker
+from ..jobs import Job
+from .signals import Wakeup
+
+
+@dataclass(slots=True)
+class _Slot:
+    jobs: Sequence[Job]
+    done: trio.Event = field(default_factory=trio.Event)
+    result: list[Job] | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    def __init__(self, broker: Broker, clock: Callable[[], float], max_batch: int = 1000) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._max_batch = max_batch
+        self._waiting: list[_Slot] = []
+        self._wakeup = Wakeup()
+        self._running = False
+        self.batches = 0
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        if not self._running:  # before the node runs (or after): straight to the Broker
+            return await self._broker.enqueue(jobs, self._clock())
+        slot = _Slot(jobs)
+        self._waiting.append(slot)
+        self._wakeup.set()
+        await slot.done.wait()
+        if slot.error is not None:
+            raise slot.error
+        assert slot.result is not None
+        return slot.result
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            while True:
+                if not self._waiting:
+                    await self._wakeup.wait(1.0)
+                    continue
+                batch, size = [], 0
+                while self._waiting and (not batch or size < self._max_batch):
+                    slot = self._waiting.pop(0)
+                    batch.append(slot)
+                    size += len(slot.jobs)
+                await self._commit(batch)
+        finally:
+            self._running = False
+            for slot in self._waiting:
+                slot.error = BackendUnavailable("node", "the node is stopping")
+                slot.done.set()
+            self._waiting.clear()
+
+    async def _commit(self, batch: list[_Slot]) -> None:
+        jobs = [job for slot in batch for job in slot.jobs]
+        try:
+            stored = await self._broker.enqueue(jobs, self._clock())
+        except Exception as exc:
+            for slot in batch:
+                slot.error = exc
+                slot.done.set()
+            return
+        except BaseException:
+            for slot in batch:
+                slot.error = BackendUnavailable("node", "the node is stopping")
+                slot.done.set()
+            raise
+        self.batches += 1
+        start = 0
+        for slot in batch:
+            slot.result = stored[start : start + len(slot.jobs)]
+            start += len(slot.jobs)
+            slot.done.set()
