@@ -20,7 +20,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import copy as _shallow_copy
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -31,6 +31,7 @@ DEFAULT_PRIORITY = 5
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_TYPE_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_PAYLOAD_DEPTH = 64
 
 
 class JobStatus(enum.StrEnum):
@@ -108,9 +109,18 @@ def new_job_id(now: float | None = None) -> str:
     return _default_ids.new(now)
 
 
+def urandom_token() -> str:
+    return os.urandom(12).hex()
+
+
+#: Makes lease tokens. A seam for the simulator, which swaps in a seeded factory
+#: for the length of one run so that a seed fixes every token (and the trace).
+token_factory: Callable[[], str] = urandom_token
+
+
 def new_token() -> str:
     """An unguessable lease token."""
-    return os.urandom(12).hex()
+    return token_factory()
 
 
 # --------------------------------------------------------------------------
@@ -339,6 +349,24 @@ def _int_field(data: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
     return value
 
 
+def _nesting(value: Any) -> int:
+    """Depth of nested objects and arrays (MongoDB refuses documents deeper than 100)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_PAYLOAD_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def validate_submission(
     data: Any,
     now: float,
@@ -382,9 +410,18 @@ def validate_submission(
     if not isinstance(payload, dict):
         raise ValidationError("payload must be a JSON object", "payload", "invalid_type")
     try:
-        size = len(json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
-    except (TypeError, ValueError):
+        text = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise ValidationError(
+            "payload holds a lone UTF-16 surrogate, which is not valid text", "payload"
+        ) from None
+    except (TypeError, ValueError, RecursionError):
         raise ValidationError("payload must be JSON-serialisable", "payload") from None
+    if _nesting(payload) > MAX_PAYLOAD_DEPTH:
+        raise ValidationError(
+            f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels", "payload", "too_deep"
+        )
     if size > limits.max_payload_bytes:
         raise ValidationError(
             f"payload is {size} bytes; the limit is {limits.max_payload_bytes}",

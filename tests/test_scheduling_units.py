@@ -159,3 +159,22 @@ async def test_supervisor_lets_cancellation_through(autojump_clock):
     with trio.move_on_after(1) as scope:
         await supervise("forever", forever)
     assert scope.cancelled_caught
+
+
+# ------------------------------------------------------------------ submissions
+
+
+def test_payload_nesting_and_lone_surrogates_are_refused():
+    from jobtrio.jobs import ValidationError, validate_submission
+
+    deep: dict = {}
+    cursor = deep
+    for _ in range(70):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    with pytest.raises(ValidationError, match="nested deeper than 64"):
+        validate_submission({"type": "x", "payload": deep}, 1.0)
+    with pytest.raises(ValidationError, match="surrogate"):
+        validate_submission({"type": "x", "payload": {"s": "\ud800"}}, 1.0)
+    ok = validate_submission({"type": "x", "payload": {"l": [1, {"t": "é"}]}}, 1.0)
+    assert ok.payload == {"l": [1, {"t": "é"}]}
