@@ -26,7 +26,11 @@ Behaviour follows etcd (with ``PreVote`` and ``CheckQuorum`` on):
 ``expected_voters`` (Consul's ``bootstrap_expect``): a node that knows fewer
 voters than that does not campaign (it still votes). Without it, a node that
 boots before its seeds are reachable sees a cluster of one and elects itself;
-harmless under fencing, but two such nodes would both lead term 1.
+harmless under fencing, but two such nodes would both lead term 1. Like
+Consul's, it guards the bootstrap only: once the node has known that many
+voters, or heard a leader, it no longer applies, so graceful leaves can shrink
+the cluster below it (otherwise the survivors of a leader's leave would never
+campaign again).
 
 Voters are the configured peers plus every node ever reported alive by
 ``membership_changed``; a failed node stays a voter (otherwise a minority
@@ -80,6 +84,7 @@ class RaftElection:
         self._pre_vote = pre_vote
         self._check_quorum = check_quorum
         self._voters: set[str] = {me, *peers}
+        self._bootstrapped = len(self._voters) >= expected_voters
         self._state: RaftState = "follower"
         self._term = 0
         self._vote: str | None = None
@@ -147,7 +152,7 @@ class RaftElection:
                 self._broadcast_heartbeat(now)
         elif now >= self._election_reset_at + self._randomized_timeout:
             self._election_reset_at = now
-            if len(self._voters) >= self._expected_voters:
+            if self._bootstrapped:
                 self._campaign(now, pre=self._pre_vote)
         return self._flush()
 
@@ -171,6 +176,7 @@ class RaftElection:
         self._ensure_started(now)
         new = sorted(set(alive_ids) - self._voters - set(left))
         self._voters |= set(new)
+        self._bootstrapped |= len(self._voters) >= self._expected_voters
         self._voters -= set(left) - {self._me}
         if self._state == "leader":
             for node in new:
@@ -348,4 +354,5 @@ class RaftElection:
     def _handle_heartbeat(self, sender: str, now: float) -> None:
         self._election_reset_at = now
         self._lead = sender
+        self._bootstrapped = True  # a leader exists: the cluster is past its bootstrap
         self._out.append(Send(sender, RaftHeartbeatResponse(self._term)))
