@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
 from jobtrio.cluster.transport import (
     PROTOCOL_VERSION,
+    TransportError,
     WebsocketTransport,
     sign_hello,
+    verify_hello,
 )
 from tests.waiting import wait_until
 
@@ -91,3 +94,13 @@ async def test_unreachable_peer_does_not_block_others():
         assert (await b.receive()).message == {"kind": "still-works"}
         assert a.dropped > 0
         nursery.cancel_scope.cancel()
+
+
+def test_a_peer_whose_clock_runs_a_little_ahead_is_accepted():
+    # iat is whole seconds: a peer 2 s ahead always signs an iat in our future
+    ahead = sign_hello("s3cret", "fast-clock", "127.0.0.1:1", time.time() + 2.0)
+    assert verify_hello("s3cret", ahead) == ("fast-clock", "127.0.0.1:1")
+    # far apart is still refused, with the hint
+    stale = sign_hello("s3cret", "slow-clock", "127.0.0.1:1", time.time() - 120.0)
+    with pytest.raises(TransportError, match="clocks far apart"):
+        verify_hello("s3cret", stale)

@@ -48,6 +48,11 @@ log = logging.getLogger("jobtrio.transport")
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1024 * 1024
 HELLO_TTL = 60.0
+#: Clock difference between hosts a hello tolerates. Without it a peer whose
+#: clock is even a little ahead is refused whenever its second has ticked over
+#: and ours has not ("iat" in the future), so NTP-synced hosts would fail a
+#: fraction of their connections.
+CLOCK_SKEW = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ def verify_hello(secret: str, token: str) -> tuple[str, str]:
             _key(secret),
             algorithms=["HS256"],
             options={"require": ["sub", "exp", "iat"]},
+            leeway=CLOCK_SKEW,
         )
     except jwt.ExpiredSignatureError:
         raise TransportError("hello token expired (are the clocks far apart?)") from None
