@@ -104,3 +104,17 @@ def test_a_peer_whose_clock_runs_a_little_ahead_is_accepted():
     stale = sign_hello("s3cret", "slow-clock", "127.0.0.1:1", time.time() - 120.0)
     with pytest.raises(TransportError, match="clocks far apart"):
         verify_hello("s3cret", stale)
+
+
+async def test_forgetting_an_unreachable_peer_stops_dialing_it():
+    async with trio.open_nursery() as nursery:
+        a = await start(nursery, "a")
+        assert a._nursery is not None
+        baseline = len(a._nursery.child_tasks)
+        a.set_address("gone", "127.0.0.1:1")
+        a.send("gone", {"kind": "ping"})
+        assert len(a._nursery.child_tasks) == baseline + 1  # its dialing task
+        # it left the cluster and will never answer: no task may redial it forever
+        a.forget("gone")
+        await wait_until(lambda: len(a._nursery.child_tasks) == baseline, timeout=5)
+        nursery.cancel_scope.cancel()

@@ -289,6 +289,8 @@ class WebsocketTransport(PeerTransport):
                             pending = None
                 except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError) as exc:
                     log.debug("peer %s unreachable: %r", address, exc)
+                if outbox.statistics().open_send_channels == 0:
+                    return  # forgotten (it left): what is queued is for nobody
                 # what queued meanwhile waits (bounded): the protocols above
                 # tolerate stale and duplicated messages
                 await trio.sleep(backoff)
