@@ -125,7 +125,7 @@ class ClusterActor:
 
     # -- commands -----------------------------------------------------------------------------
     def broadcast_cancel(self, job_id: str) -> None:
-        for member in self.swim.alive_ids():
+        for member in sorted(self.swim.alive_ids()):  # sorted: a set's order varies by process
             if member != self.config.node_id:
                 self.transport.send(member, {"kind": CANCEL_KIND, "job_id": job_id})
 
@@ -141,6 +141,7 @@ class ClusterActor:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._apply_leadership, node)
             nursery.start_soon(self.record_members, node)
+            nursery.start_soon(self._retake_when_fenced, node)
             self._carry_out(self.swim.join(self.config.seeds, now))
             self._carry_out(self.election.tick(now))
             while True:
@@ -270,6 +271,25 @@ class ClusterActor:
                     )
             except BackendUnavailable as exc:
                 log.warning("could not record members: %s", exc)
+
+    async def _retake_when_fenced(self, node: Node) -> None:
+        """Take a fresh epoch if our duties were fenced off yet our election still names us.
+
+        Another node took a newer epoch while it believed it led (the other side
+        of a partition, a view still converging). If an election timeout later
+        our own election still says we lead, nobody else will act: gossip's
+        leader changes only with the view, so no new ``LeaderChanged`` would
+        ever come and the cluster would keep a leader that does no duties.
+        (Found by the simulator: ``jobtrio sim --seed 2 --algorithm gossip --duration 20``.)
+        """
+        me = self.config.node_id
+        while True:
+            await trio.sleep(self.config.election_timeout)
+            epoch = node.leadership.view.epoch
+            if epoch is not None and node.duties.last_fenced == epoch:
+                if self.election.leader == me:
+                    log.info("epoch %d was fenced off but we still lead: retaking", epoch)
+                    self._leader_changes_send.send_nowait(LeaderChanged(me, self.election.term))
 
     async def _take_epoch(self, node: Node) -> int | None:
         backoff = 0.05

@@ -65,6 +65,8 @@ class LeaderDuties:
         self.reconciled = 0
         self.purged = 0
         self.fenced = 0
+        #: The last epoch whose writes the Broker refused (the elector may retake).
+        self.last_fenced: int | None = None
 
     async def run(self) -> None:
         while True:
@@ -72,8 +74,14 @@ class LeaderDuties:
             log.info("leading with epoch %d: duties start", epoch)
             try:
                 await self._lead(epoch)
-            except FencedError as exc:
+            except* FencedError as group:
+                # except*: _lead's nursery wraps the error in an ExceptionGroup
+                exc: BaseException = group
+                while isinstance(exc, BaseExceptionGroup):
+                    exc = exc.exceptions[0]
+                assert isinstance(exc, FencedError)
                 self.fenced += 1
+                self.last_fenced = epoch
                 log.warning("duties stop: %s", exc)
                 self._events.publish("leader.fenced", epoch=epoch, current=exc.current)
                 # wait until the elector replaces this epoch (or takes a new one)
@@ -129,7 +137,8 @@ class LeaderDuties:
         self.reconciled += await self.reconcile(epoch, now)
 
     async def reconcile(self, epoch: int, now: float, settle: float = 60.0) -> int:
-        """Re-enqueue jobs the Store holds as live but the Broker lost (e.g. Redis lost data).
+        """Re-enqueue jobs the Store holds as live but the Broker lost (e.g. Redis lost data),
+        and refresh live records the Broker has moved past.
 
         Only records untouched for ``settle`` seconds are considered, so a job
         whose newest snapshot is still on its way to the Store is left alone.
@@ -149,6 +158,10 @@ class LeaderDuties:
                         job.status = waiting_status(job, now)
                         job.touch(now)
                         restored.append(job)
+                    elif held[job.id].version > job.version:
+                        # a node moved it, then died before its recorder wrote the
+                        # snapshot: the record would stay stale forever
+                        self._recorder.record_one(held[job.id])
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
