@@ -906,6 +906,18 @@ def bench(args: tuple[str, ...]) -> int:
     return bench_module.main(namespace)
 
 
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.pass_context
+def sim(ctx: click.Context) -> int:
+    """Deterministic simulation of a whole cluster with faults (jobtrio sim --help)."""
+    from .sim.cli import main as sim_main
+
+    return sim_main(list(ctx.args))
+
+
 # --------------------------------------------------------------------------
 # entry point
 

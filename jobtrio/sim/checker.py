@@ -1,0 +1,105 @@
+"""The end-of-run judgement: Jepsen's queue accounting over the Broker and the Store.
+
+Jepsen's total-queue checker sorts every element into ok, lost, duplicated
+or unexpected. Here the elements are jobs, named by the idempotency key the
+client gave them, and the Broker (the source of truth for a live job) and
+the Store (the record) are read directly once the run is over:
+
+* **lost**: a job the cluster acknowledged is in neither;
+* **unfinished**: an acknowledged job is not terminal after the liveness
+  drain (at-least-once means it must end, one way or another);
+* **unexpected**: a job no client ever tried to submit, or a Store record
+  the Broker does not hold;
+* **duplicated**: two jobs for one idempotency key (a retried submission
+  must return the original);
+* a job ``cancelled`` that no client asked to cancel, or a job that can only
+  fail by exhausting leases (``quick``, ``slow``) ending ``failed`` before
+  its poison limit.
+
+Completions under two lease tokens and stale-epoch writes are judged as they
+happen, in :mod:`.backends`; a single leader after healing, in
+:mod:`.runner`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..jobs import JobStatus
+
+if TYPE_CHECKING:
+    from .runner import Simulation
+
+
+def check_end(sim: Simulation) -> None:
+    history = sim.history
+    at = sim.ended_at
+    broker = sim.broker.snapshot()
+    store = sim.store._jobs  # the checker reads the shared Store's own table
+    acked = history.acked()
+    violate = history.violate
+    poison = sim.settings_base.poison_limit
+
+    for job_id, client_job in sorted(acked.items()):
+        job = broker.get(job_id)
+        if job is None:
+            where = "the Store" if job_id in store else "neither Broker nor Store"
+            violate(
+                "no_lost_jobs",
+                at,
+                f"acknowledged job {job_id} ({client_job.key}) is gone: in {where}",
+            )
+        elif not job.terminal:
+            violate(
+                "jobs_terminal",
+                at,
+                f"acknowledged job {job_id} ({client_job.key}, {job.type}) is still "
+                f"{job.status} after the drain (attempts {len(job.attempts)}, "
+                f"retries {job.retry_count}, lease expirations {job.lease_expirations})",
+            )
+
+    by_key: dict[str, list[str]] = {}
+    for job_id, job in sorted(broker.items()):
+        key = job.idempotency_key
+        if key is None or key not in history.client_jobs:
+            violate("no_unexpected_jobs", at, f"the Broker holds job {job_id} nobody submitted")
+            continue
+        by_key.setdefault(key, []).append(job_id)
+        client_job = history.client_jobs[key]
+        if client_job.acked_id is not None and client_job.acked_id != job_id:
+            violate(
+                "no_duplicate_jobs",
+                at,
+                f"{key} was acknowledged as {client_job.acked_id} but the Broker also "
+                f"holds {job_id} for it",
+            )
+        if job.status == JobStatus.CANCELLED and not client_job.cancel_requested:
+            violate("cancel_only_when_asked", at, f"job {job_id} ({key}) cancelled unasked")
+        if (
+            job.status == JobStatus.FAILED
+            and job.type in ("quick", "slow")
+            and job.lease_expirations < poison
+        ):
+            violate(
+                "fail_only_by_rule",
+                at,
+                f"{job.type} job {job_id} ({key}) failed ({job.error}) with only "
+                f"{job.lease_expirations} lease expirations",
+            )
+    for key, ids in sorted(by_key.items()):
+        if len(ids) > 1:
+            violate("no_duplicate_jobs", at, f"{key} is held {len(ids)} times: {', '.join(ids)}")
+
+    for job_id in sorted(store):
+        if job_id not in broker:
+            violate("no_unexpected_jobs", at, f"the Store holds job {job_id} the Broker does not")
+    for job_id, job in sorted(broker.items()):
+        record = store.get(job_id)
+        if record is None or record.status != job.status:
+            violate(
+                "store_matches_broker",
+                at,
+                f"job {job_id} is {job.status} (v{job.version}) in the Broker but "
+                + ("missing" if record is None else f"{record.status} (v{record.version})")
+                + " in the Store",
+            )

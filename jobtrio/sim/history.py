@@ -1,0 +1,103 @@
+"""What happened in a run, as the checker needs it, and the violations found.
+
+The Broker, the elections, the clients and the nemesis report here while the
+run goes; the invariants that can be judged on the spot (a stale leader
+acting, a job completed twice, two Raft leaders in one term) are judged at
+once, so the violation carries the simulated time it happened at. The rest
+(lost jobs, unexpected jobs, convergence) is judged at the end by
+:mod:`.checker`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .trace import Trace
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    at: float
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"invariant": self.invariant, "at": round(self.at, 6), "detail": self.detail}
+
+    def __str__(self) -> str:
+        return f"[{self.invariant} @ {self.at:.3f}s] {self.detail}"
+
+
+@dataclass(slots=True)
+class ClientJob:
+    """One job a client meant to submit, by its idempotency key."""
+
+    key: str
+    type: str
+    attempts: int = 0
+    #: The id the cluster acknowledged (None: every attempt failed, outcome unknown).
+    acked_id: str | None = None
+    cancel_requested: bool = False
+
+
+@dataclass(slots=True)
+class History:
+    trace: Trace
+    violations: list[Violation] = field(default_factory=list)
+    #: Fencing epoch -> the node that took it.
+    epochs: dict[int, str] = field(default_factory=dict)
+    #: Raft term -> the nodes whose state machine declared itself leader in it.
+    raft_leaders: dict[int, set[str]] = field(default_factory=dict)
+    #: Job id -> lease tokens whose "completed" the Broker accepted.
+    completions: dict[str, list[str]] = field(default_factory=dict)
+    client_jobs: dict[str, ClientJob] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    #: Violations explained by a known, reported limitation (see ``raft_leader``).
+    known: list[Violation] = field(default_factory=list)
+    #: (time, node) of every restart after a crash.
+    restarts: list[tuple[float, str]] = field(default_factory=list)
+    #: Raft term -> when its first leader was declared.
+    raft_term_started: dict[int, float] = field(default_factory=dict)
+    #: Known limitations count as violations (``jobtrio sim --strict``).
+    strict: bool = False
+
+    def violate(self, invariant: str, at: float, detail: str) -> None:
+        violation = Violation(invariant, at, detail)
+        self.violations.append(violation)
+        self.trace.record("VIOLATION", invariant, detail)
+
+    def fault(self, kind: str) -> None:
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    def raft_leader(self, node: str, term: int, at: float) -> None:
+        """Raft's election safety: one leader per term.
+
+        jobtrio's Raft keeps its term and vote in memory only, so a voter that
+        crashes and restarts within a term can vote in it twice, and the term
+        gets a second leader (the fencing epoch still keeps them from both
+        acting). Such a case, with a restart since the term's first leader,
+        is filed under ``known`` unless ``strict``; without a restart it is
+        a violation.
+        """
+        holders = self.raft_leaders.setdefault(term, set())
+        first = self.raft_term_started.setdefault(term, at)
+        holders.add(node)
+        if len(holders) != 2:
+            return
+        detail = f"raft term {term} has two leaders: {', '.join(sorted(holders))}"
+        restarted = sorted({n for t, n in self.restarts if first - 2.0 <= t <= at})
+        if restarted and not self.strict:
+            violation = Violation(
+                "one_leader_per_term",
+                at,
+                f"{detail} (known: votes are not persisted; {', '.join(restarted)} restarted)",
+            )
+            self.known.append(violation)
+            self.trace.record("KNOWN", violation.invariant, violation.detail)
+            return
+        self.violate("one_leader_per_term", at, detail)
+
+    def acked(self) -> dict[str, ClientJob]:
+        """Acknowledged jobs by id."""
+        return {j.acked_id: j for j in self.client_jobs.values() if j.acked_id is not None}

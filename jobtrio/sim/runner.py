@@ -1,0 +1,680 @@
+"""Run a whole cluster in one trio run: real nodes, a simulated world, two phases.
+
+Each simulated node is the production code: a ``Node`` (recorder,
+dispatcher and workers, lease heartbeat, leader duties) whose elector is a
+``ClusterActor`` driving the real SWIM and election state machines over a
+:class:`~.network.SimTransport`. Only the world around them is simulated:
+the clock (``MockClock``, autojumping, so idle time costs nothing), the
+network, the shared Broker/Store (the memory backends, standing in for
+Redis), the clients, and the nemesis that injects faults.
+
+A run has the two phases of TigerBeetle's VOPR:
+
+1. **Safety** (``duration`` simulated seconds): clients submit and cancel
+   jobs while the nemesis partitions, crashes and restarts nodes, drops,
+   duplicates and reorders messages and cuts nodes off from the Broker. The
+   invariants that can break at any moment are checked as events happen.
+2. **Liveness**: every fault is healed and every crashed node restarted;
+   then all live nodes must agree on one acting leader within
+   ``converge_within``, and every acknowledged job must reach a terminal
+   state within ``drain_within``. Lost, unexpected and unfinished jobs are
+   judged at the end (:mod:`.checker`).
+
+A crash cancels the node's scope: its actors die without their graceful
+stop (no drain, no leave, no final flush), its leases are left to expire,
+and a restart builds a fresh ``Node`` with the same id, empty memory and a
+new generation of seeds, on the same shared Broker and Store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+import trio.testing
+
+from ..actors.cluster import ClusterActor, ClusterConfig
+from ..actors.node import JobNotFound, Node
+from ..backends.memory import MemoryStore
+from ..cluster.election import Election
+from ..cluster.messages import LeaderChanged, Message, Output
+from ..config import ELECTION_ALGORITHMS, Settings
+from .backends import BrokerLink, Connection, ObservedBroker, StoreLink
+from .checker import check_end
+from .determinism import EPOCH, derive, deterministic_scheduling, rng, seeded_tokens
+from .history import History, Violation
+from .network import PARTITIONS, NetworkFaults, SimNetwork, address_of
+from .trace import Trace
+from .workload import Client, ClientConfig, NodeDown, sim_registry
+
+FAULT_KINDS = ("partition", "crash", "loss", "dup", "reorder", "broker")
+DEFAULT_FAULTS = FAULT_KINDS
+#: Planted bugs: a Broker safety check switched off, to show the checker catches it.
+PLANTS = ("fencing", "lease-tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    seed: int
+    nodes: int = 5
+    algorithm: str = "raft"
+    #: Simulated seconds of the safety phase (faults at random).
+    duration: float = 30.0
+    faults: tuple[str, ...] = DEFAULT_FAULTS
+    #: After healing: all live nodes agree on one acting leader within this.
+    converge_within: float = 30.0
+    #: After healing: every acknowledged job is terminal within this.
+    drain_within: float = 90.0
+    clients: int = 2
+    workers: int = 3
+    plant: str | None = None
+    #: Count known limitations (Raft votes lost on restart) as violations.
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ELECTION_ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ELECTION_ALGORITHMS)}")
+        if not 1 <= self.nodes <= 50:
+            raise ValueError("nodes must be from 1 to 50")
+        unknown = set(self.faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        if self.plant is not None and self.plant not in PLANTS:
+            raise ValueError(f"plant must be one of {PLANTS}")
+
+    def replay_command(self) -> str:
+        parts = [
+            "jobtrio sim",
+            f"--seed {self.seed}",
+            f"--nodes {self.nodes}",
+            f"--algorithm {self.algorithm}",
+            f"--duration {self.duration:g}",
+            f"--faults {','.join(self.faults) or 'none'}",
+        ]
+        defaults = {f.name: f.default for f in dataclasses.fields(SimConfig)}
+        if self.clients != defaults["clients"]:
+            parts.append(f"--clients {self.clients}")
+        if self.workers != defaults["workers"]:
+            parts.append(f"--workers {self.workers}")
+        if self.plant:
+            parts.append(f"--plant {self.plant}")
+        if self.strict:
+            parts.append("--strict")
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class SimResult:
+    config: SimConfig
+    trace_digest: str
+    violations: list[Violation]
+    known_issues: list[Violation]
+    jobs_submitted: int
+    jobs_acknowledged: int
+    jobs_completed: int
+    jobs_lost: int
+    simulated_seconds: float
+    wall_seconds: float
+    events: int
+    faults: dict[str, int]
+    network: dict[str, int]
+    converged_after: float | None
+    drained_after: float | None
+    trace_tail: list[str] = field(default_factory=list)
+    trace_lines: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.config.seed,
+            "algorithm": self.config.algorithm,
+            "nodes": self.config.nodes,
+            "duration": self.config.duration,
+            "faults": list(self.config.faults),
+            "plant": self.config.plant,
+            "ok": self.ok,
+            "trace_digest": self.trace_digest,
+            "violations": [v.to_dict() for v in self.violations],
+            "known_issues": [v.to_dict() for v in self.known_issues],
+            "jobs_submitted": self.jobs_submitted,
+            "jobs_acknowledged": self.jobs_acknowledged,
+            "jobs_completed": self.jobs_completed,
+            "jobs_lost": self.jobs_lost,
+            "simulated_seconds": round(self.simulated_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "events": self.events,
+            "fault_counts": self.faults,
+            "network": self.network,
+            "converged_after": _round(self.converged_after),
+            "drained_after": _round(self.drained_after),
+            "replay": self.config.replay_command(),
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+class ObservedElection:
+    """The node's real election machine, with its verdicts written to the history.
+
+    A wrapper, not a copy: every call goes to the machine ``ClusterActor``
+    built; only the ``LeaderChanged`` outputs are looked at on the way out.
+    """
+
+    def __init__(self, inner: Election, node_id: str, history: History) -> None:
+        self._inner = inner
+        self._node_id = node_id
+        self._history = history
+        self._raft = inner.algorithm == "raft"
+
+    @property
+    def algorithm(self) -> str:
+        return self._inner.algorithm
+
+    @property
+    def leader(self) -> str | None:
+        return self._inner.leader
+
+    @property
+    def term(self) -> int:
+        return self._inner.term
+
+    @property
+    def is_leader(self) -> bool:
+        return self._inner.is_leader
+
+    def tick(self, now: float) -> list[Output]:
+        return self._observe(self._inner.tick(now), now)
+
+    def step(self, sender: str, message: Message, now: float) -> list[Output]:
+        return self._observe(self._inner.step(sender, message, now), now)
+
+    def membership_changed(
+        self, alive_ids: frozenset[str], now: float, left: frozenset[str] = frozenset()
+    ) -> list[Output]:
+        return self._observe(self._inner.membership_changed(alive_ids, now, left), now)
+
+    def next_deadline(self) -> float | None:
+        return self._inner.next_deadline()
+
+    def _observe(self, outputs: list[Output], now: float) -> list[Output]:
+        for out in outputs:
+            if isinstance(out, LeaderChanged):
+                self._history.trace.record("leader", self._node_id, out.leader, out.term)
+                if self._raft and out.leader == self._node_id:
+                    self._history.raft_leader(self._node_id, out.term, now)
+        return outputs
+
+
+@dataclass(slots=True)
+class NodeSlot:
+    node_id: str
+    generation: int = 0
+    node: Node | None = None
+    connection: Connection | None = None
+    scope: trio.CancelScope | None = None
+    up: bool = False
+
+
+class Simulation:
+    def __init__(self, config: SimConfig, *, full_trace: bool = False) -> None:
+        self.config = config
+        self.seed = config.seed
+        self.trace = Trace(full=full_trace)
+        self.history = History(self.trace, strict=config.strict)
+        self.broker = ObservedBroker(self.history)
+        if config.plant == "fencing":
+            self.broker.check_fencing = False
+        elif config.plant == "lease-tokens":
+            self.broker.check_lease_tokens = False
+        self.store = MemoryStore()
+        self.node_ids = [f"n{i}" for i in range(1, config.nodes + 1)]
+        self.network = SimNetwork(self.node_ids, self.seed, self.trace)
+        self.registry = sim_registry()
+        self.slots = {n: NodeSlot(n) for n in self.node_ids}
+        self.settings_base = Settings(
+            worker_count=config.workers,
+            election_algorithm=config.algorithm,
+            election_timeout=1.0,
+            election_interval=0.25,
+            cluster_port=7946,
+            cluster_size=config.nodes,
+            job_lease=2.0,
+            poison_limit=5,
+            shutdown_grace=1.0,
+            retry_base_delay=0.2,
+            retry_max_delay=2.0,
+            max_retries=3,
+            dispatch_batch=10,
+            finished_job_ttl=0.0,  # keep every job in the Broker for the checker
+            metrics_enabled=False,
+        )
+        self.converged_after: float | None = None
+        self.ended_at = 0.0
+        self.drained_after: float | None = None
+        self._nursery: trio.Nursery | None = None
+        self._knob_tokens: dict[str, int] = {}
+
+    # -- the world's clock, as nodes see it ---------------------------------------------
+    @staticmethod
+    def wall() -> float:
+        return EPOCH + trio.current_time()
+
+    # -- nodes ----------------------------------------------------------------------------
+    def _settings(self, node_id: str) -> Settings:
+        return self.settings_base.replace(
+            node_id=node_id,
+            cluster_advertise=address_of(node_id),
+            cluster_peers=tuple(address_of(n) for n in self.node_ids),
+        )
+
+    def start_node(self, node_id: str) -> None:
+        assert self._nursery is not None
+        slot = self.slots[node_id]
+        slot.generation += 1
+        gen = slot.generation
+        settings = self._settings(node_id)
+        transport = self.network.attach(node_id)
+        voters = settings.expected_voters if settings.election_algorithm == "raft" else 0
+        cluster = ClusterActor(
+            ClusterConfig(
+                node_id=node_id,
+                advertise=settings.advertise,
+                seeds=tuple(a for a in settings.cluster_peers if a != settings.advertise),
+                algorithm=settings.election_algorithm,
+                election_timeout=settings.election_timeout,
+                election_interval=settings.election_interval,
+                api_url=f"http://{node_id}.sim:8080",
+                worker_count=settings.worker_count,
+                expected_voters=voters,
+            ),
+            transport,
+            rng=rng(self.seed, "cluster", node_id, gen),
+        )
+        cluster.election = ObservedElection(cluster.election, node_id, self.history)
+        connection = Connection(node_id, rng(self.seed, "connection", node_id, gen))
+        node = Node(
+            settings,
+            BrokerLink(self.broker, connection),
+            StoreLink(self.store, connection),
+            self.registry,
+            clock=self.wall,
+            rng=rng(self.seed, "node", node_id, gen),
+            cluster=cluster,
+        )
+        slot.node, slot.connection, slot.up = node, connection, True
+        slot.scope = trio.CancelScope()
+        self.trace.record("node.start", node_id, gen)
+        self._nursery.start_soon(self._run_node, slot, node, slot.scope)
+
+    async def _run_node(self, slot: NodeSlot, node: Node, scope: trio.CancelScope) -> None:
+        with scope:
+            try:
+                await node.run()
+            except Exception as exc:  # a node must never die of its own accord
+                self.history.violate(
+                    "nodes_do_not_die", trio.current_time(), f"{slot.node_id} died: {exc!r}"
+                )
+                self._down(slot)
+
+    def _down(self, slot: NodeSlot) -> None:
+        slot.up = False
+        if slot.connection is not None:
+            slot.connection.closed = True
+        self.network.detach(slot.node_id)
+
+    def crash(self, node_id: str) -> None:
+        slot = self.slots[node_id]
+        if not slot.up:
+            return
+        self.trace.record("fault.crash", node_id, slot.generation)
+        self.history.fault("crash")
+        assert slot.scope is not None
+        slot.scope.cancel()
+        self._down(slot)
+
+    def restart(self, node_id: str) -> None:
+        if not self.slots[node_id].up:
+            self.trace.record("heal.restart", node_id)
+            self.history.restarts.append((trio.current_time(), node_id))
+            self.start_node(node_id)
+
+    def up_nodes(self) -> list[str]:
+        return [n for n in self.node_ids if self.slots[n].up]
+
+    # -- clients ------------------------------------------------------------------------------
+    async def call(self, node_id: str, op: str, arg: Any) -> Any:
+        """One request from a client to a node, over a client link with its own latency."""
+        slot = self.slots[node_id]
+        if not slot.up or slot.node is None:
+            raise NodeDown(node_id)
+        node = slot.node
+        await trio.sleep(0.001)
+        if slot.node is not node or not slot.up:
+            raise NodeDown(node_id)
+        if op == "submit":
+            result = await node.submit(arg)
+        elif op == "cancel":
+            try:
+                result = await node.cancel(arg)
+            except JobNotFound:
+                self.history.violate(
+                    "no_lost_jobs",
+                    trio.current_time(),
+                    f"cancel of acknowledged job {arg} on {node_id}: not found",
+                )
+                raise NodeDown(node_id) from None
+        else:
+            raise ValueError(op)
+        await trio.sleep(0.001)
+        if slot.node is not node or not slot.up:
+            raise NodeDown(node_id)  # the reply was lost with the node
+        return result
+
+    # -- the nemesis --------------------------------------------------------------------------
+    def _knob(self, name: str) -> int:
+        """A token so that only the latest fault on a knob heals it."""
+        self._knob_tokens[name] = self._knob_tokens.get(name, 0) + 1
+        return self._knob_tokens[name]
+
+    async def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        await trio.sleep(delay)
+        fn()
+
+    async def nemesis(self, r: random.Random, nursery: trio.Nursery) -> None:
+        kinds = self.config.faults
+        if not kinds:
+            await trio.sleep_forever()
+        net = self.network
+        while True:
+            await trio.sleep(r.uniform(0.5, 3.0))
+            kind = r.choice(kinds)
+            self.history.fault(kind)
+            if kind == "partition":
+                if net.partition is not None:
+                    net.heal_partition()
+                    continue
+                shape = r.choice(PARTITIONS)
+                name, links = shape(self.node_ids, r)
+                net.partition_links(name, links)
+                token = self._knob("partition")
+
+                def heal(token: int = token) -> None:
+                    if self._knob_tokens["partition"] == token:
+                        net.heal_partition()
+
+                nursery.start_soon(self._later, r.uniform(1.0, 8.0), heal)
+            elif kind == "crash":
+                up = self.up_nodes()
+                if len(up) <= 1:
+                    continue
+                victim = r.choice(up)
+                self.crash(victim)
+                nursery.start_soon(
+                    self._later, r.uniform(0.5, 8.0), lambda v=victim: self.restart(v)
+                )
+            elif kind == "broker":
+                up = self.up_nodes()
+                if not up:
+                    continue
+                victim = r.choice(up)
+                conn = self.slots[victim].connection
+                assert conn is not None
+                conn.cut = True
+                self.trace.record("fault.broker", victim)
+
+                def reconnect(conn: Connection = conn, victim: str = victim) -> None:
+                    if conn.cut:
+                        conn.cut = False
+                        self.trace.record("heal.broker", victim)
+
+                nursery.start_soon(self._later, r.uniform(0.5, 5.0), reconnect)
+            else:
+                attr = {"loss": "loss", "dup": "duplicate", "reorder": "reorder"}[kind]
+                value = r.uniform(0.05, 0.4) if kind != "reorder" else r.uniform(0.01, 0.3)
+                setattr(net.faults, attr, value)
+                self.trace.record(f"fault.{kind}", f"{value:.3f}")
+                token = self._knob(kind)
+
+                def reset(attr: str = attr, kind: str = kind, token: int = token) -> None:
+                    if self._knob_tokens[kind] == token:
+                        setattr(net.faults, attr, 0.0)
+                        self.trace.record(f"heal.{kind}")
+
+                nursery.start_soon(self._later, r.uniform(1.0, 6.0), reset)
+
+    def heal_all(self) -> None:
+        self.network.heal_partition()
+        self.network.faults = NetworkFaults()
+        for name in list(self._knob_tokens):
+            self._knob(name)  # orphan pending heals
+        for slot in self.slots.values():
+            if slot.connection is not None:
+                slot.connection.cut = False
+        for node_id in self.node_ids:
+            self.restart(node_id)
+        self.trace.record("heal.all")
+
+    # -- the run ---------------------------------------------------------------------------------
+    async def main(self) -> None:
+        config = self.config
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.network.run)
+            for node_id in self.node_ids:
+                self.start_node(node_id)
+            # phase 1: safety, faults at random while clients work
+            async with trio.open_nursery() as chaos:
+                for i in range(config.clients):
+                    client = Client(
+                        f"c{i + 1}",
+                        self.history,
+                        rng(self.seed, "client", i),
+                        lambda: self.node_ids,
+                        self.call,
+                        self.wall,
+                        ClientConfig(),
+                    )
+                    chaos.start_soon(client.run)
+                chaos.start_soon(self.nemesis, rng(self.seed, "nemesis"), chaos)
+                await trio.sleep(config.duration)
+                chaos.cancel_scope.cancel()
+            # phase 2: liveness, everything healed
+            healed_at = trio.current_time()
+            self.trace.record("phase", "liveness")
+            self.heal_all()
+            await self._converge(healed_at)
+            await self._drain(healed_at)
+            await self._settle_store()
+            self.ended_at = trio.current_time()
+            self.trace.record("phase", "end")
+            nursery.cancel_scope.cancel()
+
+    def livelocked(self, task: str, steps: int) -> None:
+        now = trio.current_time()
+        self.history.violate(
+            "no_livelock",
+            now,
+            f"simulated time stuck at {now:.6f}s for {steps} task steps (last: {task})",
+        )
+        self.ended_at = now
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def leader_agreed(self) -> str | None:
+        """The one acting leader every live node names, if there is one."""
+        nodes = [self.slots[n].node for n in self.up_nodes()]
+        views = {node.leadership.view.leader_id for node in nodes if node is not None}
+        if len(views) != 1:
+            return None
+        (leader,) = views
+        if leader is None or not self.slots[leader].up:
+            return None
+        node = self.slots[leader].node
+        assert node is not None
+        if node.leadership.view.epoch != self.broker.epoch:
+            return None
+        return leader
+
+    async def _converge(self, since: float) -> None:
+        deadline = since + self.config.converge_within
+        while trio.current_time() < deadline:
+            leader = self.leader_agreed()
+            if leader is not None:
+                self.converged_after = trio.current_time() - since
+                self.trace.record("converged", leader, self.broker.epoch)
+                return
+            await trio.sleep(0.05)
+        views = {
+            n: (s.node.leadership.view.leader_id if s.node else None)
+            for n, s in self.slots.items()
+            if s.up
+        }
+        self.history.violate(
+            "leader_after_heal",
+            trio.current_time(),
+            f"no single acting leader {self.config.converge_within:g}s after healing: "
+            f"views {views}, broker epoch {self.broker.epoch} held by "
+            f"{self.history.epochs.get(self.broker.epoch)}",
+        )
+
+    def store_lag(self) -> list[str]:
+        """Jobs whose Store record does not show the Broker's state."""
+        store = self.store._jobs
+        return [
+            job_id
+            for job_id, status in sorted(self.broker.status.items())
+            if job_id not in store or store[job_id].status != status
+        ]
+
+    async def _settle_store(self) -> None:
+        """Wait for the Store to catch up with the Broker.
+
+        Recorders write within moments; a snapshot lost with a crashed node is
+        repaired only by the leader's reconcile, which looks at records
+        untouched for a minute, every half minute: so wait up to 100 s.
+        """
+        await trio.sleep(1.0)
+        deadline = trio.current_time() + 100.0
+        while self.store_lag() and trio.current_time() < deadline:
+            await trio.sleep(1.0)
+
+    async def _drain(self, since: float) -> None:
+        deadline = since + self.config.drain_within
+        acked = self.history.acked()
+        while True:
+            status = self.broker.status
+            open_ = [i for i in acked if i not in status or not status[i].terminal]
+            if not open_:
+                self.drained_after = trio.current_time() - since
+                self.trace.record("drained")
+                return
+            if trio.current_time() >= deadline:
+                return  # the checker names what is left
+            await trio.sleep(0.25)
+
+
+class _Watchdog(trio.abc.Instrument):
+    """Stops a run whose simulated time no longer moves while tasks keep stepping.
+
+    Under an autojumping MockClock a task that loops without ever sleeping
+    (a livelock: a retry without backoff, a wake-up that re-arms itself)
+    freezes the simulated world and would hang the run, and CI, forever.
+    """
+
+    def __init__(self, sim: Simulation, limit: int = 100_000) -> None:
+        self._sim = sim
+        self._limit = limit
+        self._at = -1.0
+        self._steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = trio.current_time()
+        if now != self._at:
+            self._at, self._steps = now, 0
+            return
+        self._steps += 1
+        if self._steps == self._limit:
+            self._sim.livelocked(task.name, self._limit)
+
+
+@contextlib.contextmanager
+def _quiet_logs(history: History) -> Iterator[None]:
+    """Keep the nodes' expected warnings off the terminal; an actor crash is a violation."""
+
+    class _ActorCrash(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                now = trio.current_time()
+            except RuntimeError:
+                now = math.nan
+            history.violate("actors_do_not_crash", now, record.getMessage())
+
+    root = logging.getLogger("jobtrio")
+    supervisor = logging.getLogger("jobtrio.supervisor")
+    handler = _ActorCrash(logging.ERROR)
+    saved = (root.level, root.propagate, supervisor.propagate)
+    root.setLevel(logging.ERROR)
+    root.propagate = False
+    supervisor.addHandler(handler)
+    try:
+        yield
+    finally:
+        supervisor.removeHandler(handler)
+        root.setLevel(saved[0])
+        root.propagate = saved[1]
+
+
+def run(config: SimConfig, *, full_trace: bool = False) -> SimResult:
+    """Run one seed to the end and judge it."""
+    sim = Simulation(config, full_trace=full_trace)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    started = time.perf_counter()
+    with (
+        deterministic_scheduling(config.seed),
+        seeded_tokens(config.seed),
+        _quiet_logs(sim.history),
+    ):
+        sim.trace.record("sim", config.replay_command(), derive(config.seed, "check"))
+        trio.run(sim.main, clock=clock, instruments=[_Watchdog(sim)])
+        simulated = clock.current_time()
+        check_end(sim)
+    wall = time.perf_counter() - started
+    snapshot = sim.broker.snapshot()
+    acked = sim.history.acked()
+    lost = sum(1 for i in acked if i not in snapshot)
+    return SimResult(
+        config=config,
+        trace_digest=sim.trace.digest,
+        violations=list(sim.history.violations),
+        known_issues=list(sim.history.known),
+        jobs_submitted=len(sim.history.client_jobs),
+        jobs_acknowledged=len(acked),
+        jobs_completed=sum(1 for j in snapshot.values() if j.status == "completed"),
+        jobs_lost=lost,
+        simulated_seconds=simulated,
+        wall_seconds=wall,
+        events=sim.trace.events,
+        faults=dict(sorted(sim.history.faults.items())),
+        network=dict(vars_of(sim.network.stats)),
+        converged_after=sim.converged_after,
+        drained_after=sim.drained_after,
+        trace_tail=list(sim.trace.tail),
+        trace_lines=sim.trace.lines,
+    )
+
+
+def vars_of(obj: object) -> Sequence[tuple[str, int]]:
+    return [(name, getattr(obj, name)) for name in obj.__slots__]  # type: ignore[attr-defined]
