@@ -1,8 +1,8 @@
 """The Quart-Trio application: one node's REST surface.
 
-``create_app(node)`` assembles the blueprints (``jobs``, ``cluster``,
-``ops``), the error handlers that give every failure one JSON shape, and the
-body limits. The node must be running for the routes to be useful, but the
+``create_app(node)`` assembles the blueprints (``jobs``, ``schedules``,
+``cluster``, ``ops``), the error handlers that give every failure one JSON
+shape, and the body limits. The node must be running for the routes to be useful, but the
 app holds no state of its own: ``server.serve`` runs it under hypercorn in
 the node's nursery, tests drive it with ``app.test_client()``.
 """
@@ -13,7 +13,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from ..actors.node import Node
-from . import cluster, jobs, ops
+from . import cluster, jobs, ops, schedules
 from .auth import AUTHORIZER_KEY, Authorizer
 from .context import NODE_KEY, batch_body_limit
 from .errors import register_error_handlers
@@ -29,6 +29,7 @@ def create_app(node: Node, *, authorizer: Authorizer | None = None) -> QuartTrio
         app.extensions[AUTHORIZER_KEY] = authorizer
     register_error_handlers(app)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(schedules.bp)
     app.register_blueprint(cluster.bp)
     app.register_blueprint(ops.bp)
 

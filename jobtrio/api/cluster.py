@@ -2,7 +2,9 @@
 
 These read what the node already knows (its own counters, its leadership
 view, its membership view) and never block on other nodes, so an operator
-can still ask a node what it thinks while the cluster is in trouble.
+can still ask a node what it thinks while the cluster is in trouble. The
+one exception is the leadership history (``/api/v1/elections``): it lives
+in the Store, because a node only remembers the leaderships it saw itself.
 Times are ISO 8601 on the wire, like the job routes.
 """
 
@@ -18,11 +20,13 @@ from .algorithms import ALGORITHMS, describe
 from .auth import Role, require
 from .context import current_node, storage_name
 from .errors import BadRequest, NotFound
-from .parsing import reject_unknown
+from .parsing import parse_limit, reject_unknown
 
 bp = Blueprint("cluster", __name__)
 
 _TIME_FIELDS = ("last_contact", "last_seen", "since", "started_at", "at")
+DEFAULT_ELECTIONS = 50
+MAX_ELECTIONS = 1000
 
 
 def _iso_times(item: Mapping[str, Any], names: Iterable[str] = _TIME_FIELDS) -> dict[str, Any]:
@@ -110,6 +114,15 @@ async def leader() -> Response:
 async def election() -> Response:
     reject_unknown(request.args, ())
     return jsonify(_election())
+
+
+@bp.get("/api/v1/elections")
+@require(Role.USER)
+async def elections() -> Response:
+    reject_unknown(request.args, ("limit",))
+    limit = parse_limit(request.args, "limit", DEFAULT_ELECTIONS, MAX_ELECTIONS)
+    items = [_iso_times(e) for e in await current_node().store.list_elections(limit)]
+    return jsonify({"elections": items, "count": len(items)})
 
 
 @bp.get("/api/v1/election/algorithms")

@@ -63,8 +63,13 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(409, code, message)
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(409, code, message, field)
+
+
+#: Refusing a body without reading it leaves its bytes on the connection, where
+#: they would be parsed as the next request: the client must open a new one.
+CLOSE_CONNECTION = {"Connection": "close"}
 
 
 class PayloadTooLarge(ApiError):
@@ -73,6 +78,7 @@ class PayloadTooLarge(ApiError):
             413,
             "payload_too_large",
             f"the request body is larger than the limit of {limit} bytes",
+            headers=CLOSE_CONNECTION,
         )
 
 
@@ -196,6 +202,7 @@ def register_error_handlers(app: QuartTrio) -> None:
             message = f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}"
             headers["Allow"] = ", ".join(exc.valid_methods or ())
         elif status == 413:
+            headers.update(CLOSE_CONNECTION)
             limit = request.max_content_length
             message = (
                 f"the request body is larger than the limit of {limit} bytes"

@@ -23,8 +23,10 @@ from ..jobs import (
     MIN_PRIORITY,
     JobStatus,
 )
+from ..schedules import DEFAULT_MISFIRE_GRACE, NAME_PATTERN
 from .algorithms import ALGORITHMS
 from .auth import required_role
+from .cluster import DEFAULT_ELECTIONS, MAX_ELECTIONS
 from .context import MAX_BATCH_JOBS
 from .parsing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -65,6 +67,51 @@ JOB_ID = {
     "pattern": "^[0-9A-HJKMNP-TV-Z]{26}$",
     "example": "01J9Z6N5G4X8W3QH2K7R1M0P9T",
 }
+
+
+def _submission_properties() -> dict[str, Any]:
+    return {
+        "type": {
+            **STRING,
+            "minLength": 1,
+            "maxLength": MAX_TYPE_LENGTH,
+            "description": "the registered processor that runs the job",
+            "example": "email",
+        },
+        "priority": {
+            **INT,
+            "minimum": MIN_PRIORITY,
+            "maximum": MAX_PRIORITY,
+            "default": 5,
+            "description": "higher runs first (Low=1, Normal=5, High=10)",
+        },
+        "payload": {
+            "type": "object",
+            "description": "the job's input, up to MAX_PAYLOAD_BYTES as JSON",
+            "example": {"recipient": "user@example.com", "subject": "Hello"},
+        },
+        "max_retries": {
+            **INT,
+            "minimum": 0,
+            "maximum": 1000,
+            "description": "retries after the first attempt (default MAX_RETRIES)",
+        },
+        "scheduled_at": {
+            "oneOf": [TIME, NUMBER],
+            "description": "run no earlier than this (ISO 8601 or Unix seconds)",
+        },
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "seconds an attempt may run before it fails",
+        },
+        "idempotency_key": {
+            **STRING,
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+            "description": "a second submission with the same key returns the first job",
+        },
+    }
 
 
 def _schemas() -> dict[str, Any]:
@@ -112,6 +159,9 @@ def _schemas() -> dict[str, Any]:
         },
         required=["node_id", "state"],
     )
+    submission = _submission_properties()
+    # a schedule's job gets its idempotency key from the tick and runs when due
+    template = {k: v for k, v in submission.items() if k not in ("scheduled_at", "idempotency_key")}
     return {
         "Error": _obj({"error": _ref("ErrorDetail")}),
         "ErrorDetail": error_detail,
@@ -157,51 +207,77 @@ def _schemas() -> dict[str, Any]:
                 "version": {**INT, "minimum": 0},
             }
         ),
-        "JobSubmission": _obj(
+        "JobSubmission": _obj(submission, required=["type"], extra=False),
+        "ScheduledJob": _obj(template, required=["type"], extra=False),
+        "ScheduleSubmission": {
+            **_obj(
+                {
+                    "name": {
+                        **STRING,
+                        "pattern": NAME_PATTERN.pattern,
+                        "description": "identifies the schedule; posting it again replaces it",
+                        "example": "nightly-report",
+                    },
+                    "cron": {
+                        **STRING,
+                        "description": "5 fields, or 6 with seconds last (UTC)",
+                        "example": "0 6 * * *",
+                    },
+                    "every": {
+                        "oneOf": [STRING, {"type": "number", "minimum": 1}],
+                        "description": "an interval: a duration (30s, 5m) or seconds, at least 1s",
+                    },
+                    "job": _ref("ScheduledJob"),
+                    "enabled": {**BOOL, "default": True},
+                    "misfire_grace": {
+                        "type": "number",
+                        "minimum": 0,
+                        "default": DEFAULT_MISFIRE_GRACE,
+                        "description": "seconds a missed tick may still fire late",
+                    },
+                },
+                required=["name", "job"],
+                extra=False,
+            ),
+            "oneOf": [{"required": ["cron"]}, {"required": ["every"]}],
+        },
+        "Schedule": _obj(
             {
-                "type": {
-                    **STRING,
-                    "minLength": 1,
-                    "maxLength": MAX_TYPE_LENGTH,
-                    "description": "the registered processor that runs the job",
-                    "example": "email",
+                "name": STRING,
+                "cron": _nullable(STRING),
+                "every": {**_nullable(NUMBER), "description": "interval in seconds"},
+                "job": _ref("ScheduledJob"),
+                "enabled": BOOL,
+                "misfire_grace": {**NUMBER, "description": "seconds"},
+                "source": {
+                    "type": "string",
+                    "enum": ["api", "code"],
+                    "description": "code: registered by the deployment, read-only over HTTP",
                 },
-                "priority": {
-                    **INT,
-                    "minimum": MIN_PRIORITY,
-                    "maximum": MAX_PRIORITY,
-                    "default": 5,
-                    "description": "higher runs first (Low=1, Normal=5, High=10)",
-                },
-                "payload": {
-                    "type": "object",
-                    "description": "the job's input, up to MAX_PAYLOAD_BYTES as JSON",
-                    "example": {"recipient": "user@example.com", "subject": "Hello"},
-                },
-                "max_retries": {
-                    **INT,
-                    "minimum": 0,
-                    "maximum": 1000,
-                    "description": "retries after the first attempt (default MAX_RETRIES)",
-                },
-                "scheduled_at": {
-                    "oneOf": [TIME, NUMBER],
-                    "description": "run no earlier than this (ISO 8601 or Unix seconds)",
-                },
-                "timeout": {
-                    "type": "number",
-                    "exclusiveMinimum": 0,
-                    "description": "seconds an attempt may run before it fails",
-                },
-                "idempotency_key": {
-                    **STRING,
-                    "minLength": 1,
-                    "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
-                    "description": "a second submission with the same key returns the first job",
+                "next_tick": {**TIME, "description": "when it fires next (if enabled)"},
+            }
+        ),
+        "ScheduleList": _obj(
+            {"schedules": {"type": "array", "items": _ref("Schedule")}, "count": INT}
+        ),
+        "ScheduleDeleted": _obj({"name": STRING, "deleted": {"type": "boolean", "const": True}}),
+        "ElectionRecord": _obj(
+            {
+                "leader": STRING,
+                "term": INT,
+                "epoch": {**INT, "description": "the fencing epoch the leader took"},
+                "algorithm": STRING,
+                "at": TIME,
+                "members": {
+                    "type": "array",
+                    "items": STRING,
+                    "description": "members alive in the leader's view when it took office",
                 },
             },
-            required=["type"],
-            extra=False,
+            required=["leader", "term", "epoch", "algorithm", "at"],
+        ),
+        "ElectionHistory": _obj(
+            {"elections": {"type": "array", "items": _ref("ElectionRecord")}, "count": INT}
         ),
         "BatchSubmission": _obj(
             {
@@ -370,11 +446,13 @@ RESPONSES: dict[str, Any] = {
     ),
     "Unauthorized": _error_response("Missing or invalid Bearer token (with AUTH_ENABLED)"),
     "Forbidden": _error_response("The token's role may not do this"),
-    "NotFound": _error_response("No such job (or route)"),
-    "Conflict": _error_response("The job exists but its state does not allow this"),
+    "NotFound": _error_response("No such job or schedule (or route)"),
+    "Conflict": _error_response(
+        "The job's state does not allow this, or the schedule is defined in code"
+    ),
     "PayloadTooLarge": _error_response("The body is larger than the limit"),
     "UnsupportedMediaType": _error_response("The body is not sent as application/json"),
-    "Unprocessable": _error_response("The JSON is not a valid job"),
+    "Unprocessable": _error_response("The JSON is not a valid job (or schedule)"),
     "Unavailable": _error_response("The queue (broker) is unavailable; retry later"),
     "Internal": _error_response("A bug; the node's log has the details"),
 }
@@ -412,6 +490,7 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str) -> d
 
 
 JOB_ID_PARAM = _param("job_id", "path", STRING, "the job's id")
+SCHEDULE_NAME_PARAM = _param("name", "path", STRING, "the schedule's name")
 JSON_BODY_ERRORS = ("BadRequest", "PayloadTooLarge", "UnsupportedMediaType", "Unprocessable")
 
 
@@ -523,6 +602,73 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(
                     "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable"
                 ),
+            },
+        },
+        ("/api/v1/schedules", "get"): {
+            "operationId": "listSchedules",
+            "tags": ["schedules"],
+            "summary": "Periodic jobs, from code and the API, by name, each with its next tick",
+            "responses": {
+                **_ok("Every schedule", "ScheduleList"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/schedules", "post"): {
+            "operationId": "putSchedule",
+            "tags": ["schedules"],
+            "summary": "Create a periodic job, or replace the one with the same name",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("ScheduleSubmission")}},
+            },
+            "responses": {
+                "201": {
+                    "description": "Saved; the leader picks it up within a few seconds",
+                    "headers": {"Location": {"schema": STRING}},
+                    "content": {JSON: {"schema": _ref("Schedule")}},
+                },
+                **_errors(
+                    *JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Conflict", "Unavailable"
+                ),
+            },
+        },
+        ("/api/v1/schedules/{name}", "get"): {
+            "operationId": "getSchedule",
+            "tags": ["schedules"],
+            "summary": "One schedule with its next tick",
+            "parameters": [SCHEDULE_NAME_PARAM],
+            "responses": {
+                **_ok("The schedule", "Schedule"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Unavailable"),
+            },
+        },
+        ("/api/v1/schedules/{name}", "delete"): {
+            "operationId": "deleteSchedule",
+            "tags": ["schedules"],
+            "summary": "Delete a schedule made over the API (code schedules cannot be deleted)",
+            "parameters": [SCHEDULE_NAME_PARAM],
+            "responses": {
+                **_ok("Deleted; jobs it already submitted are untouched", "ScheduleDeleted"),
+                **_errors(
+                    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable"
+                ),
+            },
+        },
+        ("/api/v1/elections", "get"): {
+            "operationId": "listElections",
+            "tags": ["cluster"],
+            "summary": "Leadership history recorded in the Store, newest first",
+            "parameters": [
+                _param(
+                    "limit",
+                    "query",
+                    {**INT, "minimum": 1, "maximum": MAX_ELECTIONS, "default": DEFAULT_ELECTIONS},
+                    "most records to return",
+                )
+            ],
+            "responses": {
+                **_ok("Leaderships, newest first", "ElectionHistory"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
             },
         },
         ("/api/v1/stats", "get"): {
@@ -690,6 +836,7 @@ def build_spec(app: QuartTrio, version: str) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": [
             {"name": "jobs", "description": "Submit, inspect, cancel and retry jobs"},
+            {"name": "schedules", "description": "Periodic jobs: cron expressions and intervals"},
             {"name": "cluster", "description": "Nodes, workers, leader and elections"},
             {"name": "operations", "description": "Probes and this document"},
         ],

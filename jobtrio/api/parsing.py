@@ -235,6 +235,29 @@ def _parse_time_param(args: MultiDict[str, str], name: str) -> float | None:
         raise BadRequest("invalid_parameter", exc.message, name) from None
 
 
+def parse_limit(
+    args: MultiDict[str, str],
+    name: str = "limit",
+    default: int = DEFAULT_PAGE_SIZE,
+    maximum: int = MAX_PAGE_SIZE,
+) -> int:
+    """A page size: an integer from 1 to ``maximum``, never silently clamped."""
+    text = _single(args, name)
+    if text is None:
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = -1
+    if not 1 <= value <= maximum:
+        raise BadRequest(
+            "invalid_parameter",
+            f"{name} must be an integer from 1 to {maximum}, got {text!r}",
+            name,
+        )
+    return value
+
+
 def parse_job_query(args: MultiDict[str, str]) -> JobQuery:
     reject_unknown(args, LIST_PARAMETERS)
     statuses: set[JobStatus] = set()
@@ -253,19 +276,7 @@ def parse_job_query(args: MultiDict[str, str]) -> JobQuery:
                     "status",
                 ) from None
     job_type = _single(args, "type")
-    limit_text = _single(args, "limit")
-    limit = DEFAULT_PAGE_SIZE
-    if limit_text is not None:
-        try:
-            limit = int(limit_text.strip())
-        except ValueError:
-            limit = -1
-        if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise BadRequest(
-                "invalid_parameter",
-                f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit_text!r}",
-                "limit",
-            )
+    limit = parse_limit(args)
     cursor = _single(args, "cursor")
     if cursor is not None:
         cursor = cursor.strip() or None
