@@ -964,5 +964,7 @@ def _fail(message: str) -> None:
     click.echo(f"jobtrio: {message}", err=True)
 
 
+from . import cli_schedules  # noqa: E402, F401 - registers `jobtrio schedules` on `cli`
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,12 +8,16 @@
         print(done.status, done.result)
 
 ``AsyncClient`` has the same methods, awaited, and runs under trio (or
-asyncio: it only uses httpx and anyio). Both read ``JOBTRIO_URL`` and
+asyncio: it only uses httpx and anyio). Periodic jobs are managed with
+``schedules``, ``get_schedule``, ``add_schedule`` and ``delete_schedule``;
+``elections`` reads the cluster's leadership history. Both read ``JOBTRIO_URL`` and
 ``JOBTRIO_TOKEN`` when no URL or token is given, like the CLI, so a script
 works against whatever node the shell points at.
 
 Results are typed: jobs come back as :class:`jobtrio.jobs.Job` (the same
-dataclass the node uses; times are Unix seconds), pages as :class:`JobPage`.
+dataclass the node uses; times are Unix seconds), pages as :class:`JobPage`;
+schedules and the cluster views come back as the API's JSON objects (dicts,
+times as ISO 8601 strings).
 Failures raise one family of exceptions, all :class:`JobtrioError` with the
 API's ``status``, ``code`` and ``field``, so a caller can catch broadly or
 precisely: ``NotFound``, ``Conflict``, ``InvalidJob`` (422, with ``errors``
@@ -32,6 +36,7 @@ import datetime as dt
 import importlib.metadata
 import os
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +94,8 @@ class InvalidRequest(JobtrioError):
 
 
 class InvalidJob(InvalidRequest):
-    """422: well-formed, but not a valid job (``field`` names it; ``errors`` for batches)."""
+    """422: well-formed, but not a valid job or schedule (``field`` names it; ``errors``
+    for batches)."""
 
 
 class AuthenticationFailed(JobtrioError):
@@ -101,11 +107,12 @@ class PermissionDenied(JobtrioError):
 
 
 class NotFound(JobtrioError):
-    """404: no such job (or route)."""
+    """404: no such job or schedule (or route)."""
 
 
 class Conflict(JobtrioError):
-    """409: the job exists but its state forbids the move (cancel a finished job...)."""
+    """409: the job's state forbids the move (cancel a finished job...), or the schedule
+    is defined in code and cannot be changed over HTTP."""
 
 
 class Unavailable(JobtrioError):
@@ -222,6 +229,38 @@ def job_submission(
         body["scheduled_at"] = _time(scheduled_at)
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
+    return body
+
+
+def schedule_submission(
+    name: str,
+    type: str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    cron: str | None = None,
+    every: str | float | dt.timedelta | None = None,
+    priority: int | None = None,
+    max_retries: int | None = None,
+    timeout: float | dt.timedelta | None = None,
+    enabled: bool = True,
+    misfire_grace: float | dt.timedelta | None = None,
+) -> dict[str, Any]:
+    """The JSON of one schedule; ``every`` is a duration (``"30s"``) or seconds.
+
+    Refusing cron and every together here, rather than waiting for the node's
+    422, points at the calling line instead of at a server answer.
+    """
+    if (cron is None) == (every is None):
+        raise ValueError("give exactly one of cron or every")
+    job = job_submission(type, payload, priority=priority, max_retries=max_retries, timeout=timeout)
+    body: dict[str, Any] = {"name": name, "job": job}
+    if cron is not None:
+        body["cron"] = cron
+    else:
+        body["every"] = _seconds(every) if isinstance(every, dt.timedelta) else every
+    body["enabled"] = enabled
+    if misfire_grace is not None:
+        body["misfire_grace"] = _seconds(misfire_grace)
     return body
 
 
@@ -352,6 +391,23 @@ class _Calls:
     @staticmethod
     def view(path: str, accept: tuple[int, ...] = ()) -> _Call:
         return _Call("GET", path, accept=accept)
+
+    @staticmethod
+    def schedules() -> _Call:
+        return _Call("GET", "/api/v1/schedules")
+
+    @staticmethod
+    def schedule(method: str, name: str) -> _Call:
+        # quoted: a name with "/" must reach the route as one segment (and get a 404 there)
+        return _Call(method, f"/api/v1/schedules/{urllib.parse.quote(name, safe='')}")
+
+    @staticmethod
+    def add_schedule(body: dict[str, Any]) -> _Call:
+        return _Call("POST", "/api/v1/schedules", json=body)
+
+    @staticmethod
+    def elections(limit: int) -> _Call:
+        return _Call("GET", "/api/v1/elections", {"limit": str(limit)})
 
 
 class _WaitMany:
@@ -603,6 +659,51 @@ class Client:
                 raise state.timeout(timeout)
             time.sleep(delay)
 
+    # -- periodic jobs -------------------------------------------------------------------
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule (from code and from the API), by name, each with ``next_tick``."""
+        return self._send(_Calls.schedules())["schedules"]  # type: ignore[no-any-return]
+
+    def get_schedule(self, name: str) -> dict[str, Any]:
+        return self._send(_Calls.schedule("GET", name))  # type: ignore[no-any-return]
+
+    def add_schedule(
+        self,
+        name: str,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: str | float | dt.timedelta | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | dt.timedelta | None = None,
+        enabled: bool = True,
+        misfire_grace: float | dt.timedelta | None = None,
+    ) -> dict[str, Any]:
+        """Create the schedule, or replace the one with the same name (idempotent)."""
+        body = schedule_submission(
+            name,
+            type,
+            payload,
+            cron=cron,
+            every=every,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            enabled=enabled,
+            misfire_grace=misfire_grace,
+        )
+        return self._send(_Calls.add_schedule(body))  # type: ignore[no-any-return]
+
+    def delete_schedule(self, name: str) -> None:
+        """``NotFound`` if there is none; ``Conflict`` if it is defined in code."""
+        self._send(_Calls.schedule("DELETE", name))
+
+    def elections(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The cluster's leadership history (from the Store), newest first; limit 1..1000."""
+        return self._send(_Calls.elections(limit))["elections"]  # type: ignore[no-any-return]
+
     # -- views -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         return self._send(_Calls.view("/api/v1/stats"))  # type: ignore[no-any-return]
@@ -818,6 +919,47 @@ class AsyncClient:
             if delay is None:
                 raise state.timeout(timeout)
             await anyio.sleep(delay)
+
+    # -- periodic jobs -------------------------------------------------------------------
+    async def schedules(self) -> list[dict[str, Any]]:
+        return (await self._send(_Calls.schedules()))["schedules"]  # type: ignore[no-any-return]
+
+    async def get_schedule(self, name: str) -> dict[str, Any]:
+        return await self._send(_Calls.schedule("GET", name))  # type: ignore[no-any-return]
+
+    async def add_schedule(
+        self,
+        name: str,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: str | float | dt.timedelta | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | dt.timedelta | None = None,
+        enabled: bool = True,
+        misfire_grace: float | dt.timedelta | None = None,
+    ) -> dict[str, Any]:
+        body = schedule_submission(
+            name,
+            type,
+            payload,
+            cron=cron,
+            every=every,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            enabled=enabled,
+            misfire_grace=misfire_grace,
+        )
+        return await self._send(_Calls.add_schedule(body))  # type: ignore[no-any-return]
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._send(_Calls.schedule("DELETE", name))
+
+    async def elections(self, limit: int = 50) -> list[dict[str, Any]]:
+        return (await self._send(_Calls.elections(limit)))["elections"]  # type: ignore[no-any-return]
 
     # -- views -------------------------------------------------------------------------
     async def stats(self) -> dict[str, Any]:
