@@ -373,3 +373,16 @@ async def test_outcome_whose_reply_was_lost_is_still_recorded(autojump_clock):
             return record is not None and record.status == JobStatus.COMPLETED
 
         await wait_until(recorded, timeout=30, message="the completed record")
+
+
+async def test_standalone_nodes_sharing_a_broker_take_turns_at_leader_duties(autojump_clock):
+    """Two nodes without cluster settings on one Broker: duties never stop for good."""
+    broker, store = MemoryBroker(), MemoryStore()
+    settings = {"election_timeout": 2.0, "worker_count": 1}
+    async with running_node(broker=broker, store=store, node_id="a", **settings) as a:
+        async with running_node(broker=broker, store=store, node_id="b", **settings) as b:
+            await wait_until(lambda: a.duties.fenced >= 1)  # b's newer epoch fenced a off
+            await wait_until(lambda: b.duties.fenced >= 1, timeout=30)  # a retook
+        # b is gone: a alone must keep promoting scheduled jobs
+        job = await a.submit({"type": "noop", "scheduled_at": to_iso(trio_clock() + 5)})
+        assert (await terminal(a, job.id)).status == JobStatus.COMPLETED

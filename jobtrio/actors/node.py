@@ -82,21 +82,34 @@ def wall_clock() -> float:
 
 
 async def standalone_elector(node: Node) -> None:
-    """A node without a cluster leads alone, with an epoch from the Broker all the same."""
+    """A node without a cluster leads alone, with an epoch from the Broker all the same.
+
+    Several such nodes may share one Broker (workers started without cluster
+    settings). Each takes an epoch; the newest fences the others off, and a
+    fenced node takes a fresh epoch after ``ELECTION_TIMEOUT``. So exactly one
+    of them performs leader duties at any time (they take turns), and if the
+    acting one dies another resumes the duties within a timeout.
+    """
+    while True:
+        epoch = await _take_epoch(node)
+        node.leadership.set(node.node_id, epoch, epoch, node.clock())
+        node.metrics.leader_changes.inc()
+        node.metrics.is_leader.set(1)
+        node.events.publish("leader.changed", leader=node.node_id, term=epoch)
+        while node.duties.last_fenced != epoch:
+            await trio.sleep(node.settings.election_timeout)
+        log.info("epoch %d was fenced off by another node on this broker; retaking", epoch)
+
+
+async def _take_epoch(node: Node) -> int:
     backoff = 0.1
     while True:
         try:
-            epoch = await node.broker.acquire_epoch(node.node_id, node.clock())
-            break
+            return await node.broker.acquire_epoch(node.node_id, node.clock())
         except BackendUnavailable as exc:
             log.warning("cannot take a leader epoch yet: %s", exc)
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
-    node.leadership.set(node.node_id, epoch, epoch, node.clock())
-    node.metrics.leader_changes.inc()
-    node.metrics.is_leader.set(1)
-    node.events.publish("leader.changed", leader=node.node_id, term=epoch)
-    await trio.sleep_forever()
 
 
 class Node:
