@@ -251,3 +251,60 @@ def test_a_livelock_stops_the_run_instead_of_hanging_it(monkeypatch: pytest.Monk
     monkeypatch.setattr(workload, "_quick", spin)
     result = run(SimConfig(seed=1, algorithm="raft", nodes=3, duration=5.0, faults=()))
     assert "no_livelock" in {v.invariant for v in result.violations}
+
+
+async def test_a_job_reissued_to_the_node_still_running_it_is_not_run_twice(
+    autojump_clock: object,
+) -> None:
+    """The node was cut off from the Broker past its lease; the leader requeued the job
+    and the same node claimed it again while its first attempt still ran. The table of
+    attempts, keyed by job id, lost track and the dispatcher died of a KeyError, taking
+    the node with it (``jobtrio sim --seed 305 --nodes 7 --algorithm bully --duration 40
+    --clients 4``). Now the stale attempt stops and the new lease is handed back."""
+    from jobtrio.actors.dispatcher import Dispatcher
+    from jobtrio.metrics import NodeMetrics
+    from jobtrio.processors import Registry
+
+    running = 0
+    most = 0
+
+    async def slow(ctx: object) -> str:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await trio.sleep(2.0)
+        finally:
+            running -= 1
+        return "done"
+
+    registry = Registry(builtins=False)
+    registry.register("slow", slow)
+    broker, store = MemoryBroker(), MemoryStore()
+    settings = Settings(node_id="n1", worker_count=2, job_lease=1.0)
+    dispatcher = Dispatcher(
+        "n1",
+        settings,
+        broker,
+        registry,
+        Recorder(store),
+        EventBus("n1"),
+        NodeMetrics("n1"),
+        trio.current_time,
+    )
+    job = validate_submission({"type": "slow"}, 0.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dispatcher.run)
+        await broker.enqueue([job], trio.current_time())
+        dispatcher.wake()
+        await trio.sleep(0.5)
+        assert running == 1
+        epoch = await broker.acquire_epoch("leader", trio.current_time())
+        [expired] = await broker.requeue_expired(trio.current_time() + 5.0, epoch, 5)
+        assert expired.status == JobStatus.PENDING  # n1 never heard: it was cut off
+        dispatcher.wake()
+        await trio.sleep(10.0)
+        nursery.cancel_scope.cancel()
+    assert most == 1
+    final = await broker.get(job.id)
+    assert final is not None and final.status == JobStatus.COMPLETED

@@ -233,6 +233,16 @@ class Dispatcher:
             poll = 0.001
             self.claimed += len(leases)
             for lease in leases:
+                if lease.job.id in self._inflight:
+                    # The Broker re-issued a job whose older attempt is still here, so
+                    # that lease is gone (it expired while we were cut off): stop the old
+                    # attempt and hand this lease back. One table entry per job, never
+                    # two runs at once (jobtrio sim --seed 305 --nodes 7 --algorithm
+                    # bully --duration 40 --clients 4 died of a KeyError here).
+                    self.leases_lost([lease.job.id])
+                    finish = Finish(lease.job.id, lease.token, "released")
+                    self._reports_send.send_nowait(_Report(finish, lease.job, -1, 0.0))
+                    continue
                 self._inflight[lease.job.id] = InFlight(lease, -1)
                 heapq.heappush(self._ready, (-lease.job.priority, next(self._seq), lease))
             if not self._claiming:  # drain started while we were claiming
@@ -413,7 +423,9 @@ class Dispatcher:
             if refused:
                 await self._record_current(refused)
             for report in reports:
-                self._inflight.pop(report.job.id, None)
+                flight = self._inflight.get(report.job.id)
+                if flight is not None and flight.lease.job is report.job:  # this attempt's
+                    del self._inflight[report.job.id]
             self._metrics.worker_active.set(self.in_flight)
             self._capacity.set()
 
