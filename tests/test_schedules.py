@@ -6,6 +6,7 @@ import pytest
 import trio
 
 from jobtrio.actors.node import Node
+from jobtrio.backends.base import JobQuery
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.jobs import JobStatus, ValidationError
@@ -110,3 +111,22 @@ async def test_schedule_in_code_cannot_be_replaced_over_the_api():
     node = Node(Settings(), MemoryBroker(), MemoryStore(), r)
     with pytest.raises(ValidationError):
         await node.put_schedule({"name": "fixed", "every": 5, "job": {"type": "noop"}})
+
+
+async def test_a_schedule_in_code_wins_over_a_stored_one_of_the_same_name(autojump_clock):
+    store = MemoryStore()
+    await store.put_schedule(
+        {"name": "x", "every": 10.0, "cron": None, "job": {"type": "echo", "payload": {"v": "old"}}}
+    )
+    registry = Registry()
+    registry.schedule("x", job={"type": "echo", "payload": {"v": "code"}}, every=10)
+    broker = MemoryBroker()
+    node = Node(Settings(worker_count=1), broker, store, registry, clock=clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await trio.sleep(25)
+        node.request_stop()
+    depths = await broker.depths()
+    page = await store.query(JobQuery(limit=100))
+    assert page.jobs and {j.payload["v"] for j in page.jobs} == {"code"}
+    assert depths["completed"] == len(page.jobs)

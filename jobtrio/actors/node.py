@@ -96,6 +96,19 @@ async def standalone_elector(node: Node) -> None:
         node.metrics.leader_changes.inc()
         node.metrics.is_leader.set(1)
         node.events.publish("leader.changed", leader=node.node_id, term=epoch)
+        try:
+            await node.store.add_election(
+                {
+                    "leader": node.node_id,
+                    "term": epoch,
+                    "epoch": epoch,
+                    "algorithm": "standalone",
+                    "at": node.clock(),
+                    "members": [node.node_id],
+                }
+            )
+        except BackendUnavailable as exc:
+            log.warning("could not record the election: %s", exc)
         while node.duties.last_fenced != epoch:
             await trio.sleep(node.settings.election_timeout)
         log.info("epoch %d was fenced off by another node on this broker; retaking", epoch)

@@ -57,8 +57,10 @@ class Scheduler:
             except BackendUnavailable as exc:
                 log.warning("schedules not refreshed: %s", exc)
             else:
-                by_name = {s.name: s for s in self._registry.schedules()}
-                by_name.update({s.name: s for s in stored})
+                # a schedule defined in code wins over a stored one of the same name,
+                # as the API shows it
+                by_name = {s.name: s for s in stored}
+                by_name.update({s.name: s for s in self._registry.schedules()})
                 self._schedules = list(by_name.values())
             self._next_refresh = now + self._refresh_every
         for schedule in self._schedules:
