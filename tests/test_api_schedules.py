@@ -282,15 +282,21 @@ async def test_unsupported_methods_are_405_in_our_shape(client: TrioClient) -> N
 # GET /api/v1/elections
 
 
-async def test_elections_is_an_empty_list_before_any_is_recorded(client: TrioClient) -> None:
-    response = await client.get("/api/v1/elections")
-    assert response.status_code == 200
-    assert await body(response) == {"elections": [], "count": 0}
+async def test_a_single_node_records_its_own_leadership(client: TrioClient) -> None:
+    async def recorded() -> dict[str, Any] | None:
+        page = await body(await client.get("/api/v1/elections"))
+        return page if page["count"] else None
+
+    page = await wait_until(recorded, message="the standalone leadership record")
+    assert page["count"] == 1
+    [record] = page["elections"]
+    assert record["algorithm"] == "standalone" and record["members"] == [record["leader"]]
 
 
 async def test_elections_newest_first_with_iso_times_and_a_limit(
     node: Node, client: TrioClient, spec: dict[str, Any]
 ) -> None:
+    await wait_until(node.store.list_elections, message="the node's own leadership record")
     for epoch in range(1, 61):
         await node.store.add_election(
             {
@@ -314,7 +320,8 @@ async def test_elections_newest_first_with_iso_times_and_a_limit(
     page = await body(await client.get("/api/v1/elections?limit=3"))
     assert [e["epoch"] for e in page["elections"]] == [60, 59, 58] and page["count"] == 3
     page = await body(await client.get("/api/v1/elections?limit=1000"))
-    assert page["count"] == 60
+    assert page["count"] == 61  # with the node's own standalone leadership, recorded first
+    assert page["elections"][-1]["algorithm"] == "standalone"
 
 
 @pytest.mark.parametrize(
