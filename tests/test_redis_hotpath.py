@@ -1,0 +1,177 @@
+"""The Redis hot path's shortcuts are invisible: lazily parsed jobs and raw Store writes.
+
+``RedisBroker.finish`` and ``enqueue`` return jobs that keep their storage
+document and parse it only when a field beyond the header is read; the Store
+writes that document as it came. Each test checks a shortcut against the slow
+path it replaces: the same bytes, the same fields, the same behaviour under
+copy, pickle, equality and mutation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jobtrio.backends import redis as redis_backend
+from jobtrio.backends.base import Finish, JobQuery
+from jobtrio.backends.memory import MemoryBroker
+from jobtrio.backends.redis import RedisBroker, RedisStore
+from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+
+NOW = 1_700_000_000.123456
+ids = IdGenerator()
+
+#: Payloads and names that could fool a positional cut of the body.
+AWKWARD = {
+    "created_at": 1.5,
+    "x": ',"created_at":2,"max_retries":9,"idempotency_key":"k"',
+    "max_retries": [{"idempotency_key": None}],
+    "unicode": 'żółw 🐢 \u2028 "quoted" \\ back',
+    "precise": 1700000000.123456,
+    "big_int": 2**64 + 1,
+}
+
+
+def make(job_type: str = "noop", **fields) -> Job:
+    return validate_submission({"type": job_type, **fields}, NOW, ids=ids)
+
+
+def is_unparsed(job: Job) -> bool:
+    return redis_backend._doc_of(job) is not None  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def pair(redis_server) -> AsyncIterator[tuple[RedisBroker, RedisStore]]:
+    prefix = "h" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
+    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
+    try:
+        yield broker, store
+    finally:
+        await broker.close()
+
+
+def awkward_jobs() -> list[Job]:
+    return [
+        make(),
+        make('type "with" quotes \\ and \x1f unit separator', payload=AWKWARD),
+        make("ünïcode", payload=AWKWARD, idempotency_key=',"created_at":"k"' + uuid.uuid4().hex),
+        make("t", timeout=0.1 + 0.2, max_retries=0, priority=10),
+    ]
+
+
+async def test_finished_jobs_are_the_reference_documents_unparsed(pair):
+    broker, _ = pair
+    memory = MemoryBroker()
+    jobs = awkward_jobs()
+    for b in (broker, memory):
+        stored = await b.enqueue(jobs, NOW)
+        if b is broker:
+            assert all(is_unparsed(j) for j in stored)
+            r_stored = stored
+        else:
+            m_stored = stored
+    assert [j.dumps() for j in r_stored] == [j.dumps() for j in m_stored]
+    leases = {b: await b.claim("n1", 10, 30.0, NOW + 1) for b in (broker, memory)}
+    results = {}
+    for b, held in leases.items():
+        outcomes = ["completed", "failed", "timeout", "released"]
+        results[b] = await b.finish(
+            [
+                Finish(
+                    lease.job.id,
+                    lease.token,
+                    outcomes[i % 4],  # type: ignore[arg-type]
+                    "n1/w0",
+                    result={"r": AWKWARD} if i % 4 == 0 else None,
+                    error=None if i % 4 == 0 else "boom \x00",
+                    retry_at=NOW + 5 if i % 4 == 2 else None,
+                )
+                for i, lease in enumerate(sorted(held, key=lambda x: x.job.id))
+            ],
+            NOW + 2,
+        )
+    r_done, m_done = results[broker], results[memory]
+    assert all(j is not None and is_unparsed(j) for j in r_done)
+    # the document held is Job.dumps() of the job it stands for, byte for byte
+    assert [j.dumps() for j in r_done] == [j.dumps() for j in m_done]  # type: ignore[union-attr]
+    for r, m in zip(r_done, m_done, strict=True):
+        assert r is not None and m is not None
+        assert (r.id, r.type, r.status, r.version) == (m.id, m.type, m.status, m.version)
+        assert is_unparsed(r)  # the header alone did not parse it
+        assert r == m and m == r  # equality parses, and works both ways
+        assert not is_unparsed(r)
+        assert r.dumps() == m.dumps()
+
+
+async def test_a_lazy_job_behaves_as_a_plain_one(pair):
+    broker, _ = pair
+    [job] = await broker.enqueue([make(payload=AWKWARD)], NOW)
+    plain = Job.loads(job.dumps())
+    assert isinstance(job, Job) and dataclasses.is_dataclass(job)
+
+    twin = copy.copy(job)
+    assert type(twin) is Job and twin == plain
+    assert job.copy() == plain and type(job.copy()) is Job
+    assert pickle.loads(pickle.dumps(job)) == plain
+    assert dataclasses.replace(job, priority=1).priority == 1
+    assert dataclasses.asdict(job) == dataclasses.asdict(plain)
+    assert repr(job) == repr(plain)
+
+    # an assignment to a header field parses first: the document is never stale
+    [job] = await broker.enqueue([make(payload=AWKWARD)], NOW)
+    job.status = JobStatus.FAILED
+    assert not is_unparsed(job)
+    assert '"status":"failed"' in job.dumps() and job.payload == AWKWARD
+
+    # a nested change needs a field read, which parses
+    [job] = await broker.enqueue([make()], NOW)
+    job.payload["added"] = 1
+    assert job.dumps() == dataclasses.replace(job).dumps()
+    assert '"added":1' in job.dumps()
+
+
+async def test_store_writes_lazy_and_plain_jobs_alike(pair):
+    broker, store = pair
+    stored = await broker.enqueue(awkward_jobs(), NOW)
+    plain = [Job.loads(j.dumps()) for j in stored]
+    await store.put_many(stored)
+    assert all(is_unparsed(j) for j in stored)  # written without parsing
+    for job in plain:
+        got = await store.get(job.id)
+        assert got is not None and got.dumps() == job.dumps()
+    page = await store.query(JobQuery(limit=50))
+    assert sorted(j.dumps() for j in page.jobs) == sorted(j.dumps() for j in plain)
+    for job in plain:
+        [found] = (await store.query(JobQuery(type=job.type, limit=50))).jobs
+        assert found.id == job.id
+
+
+async def test_store_batch_repeating_a_job_keeps_its_indexes_right(pair):
+    _, store = pair
+    job = make("a")
+    later = Job.loads(job.dumps())
+    later.status, later.type, later.version = JobStatus.COMPLETED, "b", job.version + 1
+    latest = Job.loads(later.dumps())
+    latest.status, latest.version = JobStatus.FAILED, later.version + 1
+    other = make("a")
+    await store.put_many([job, other, later, latest])
+    assert (await store.get(job.id)).dumps() == latest.dumps()  # type: ignore[union-attr]
+    by_status = {
+        s: [j.id for j in (await store.query(JobQuery(statuses=frozenset({s})))).jobs]
+        for s in (JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED)
+    }
+    assert by_status == {
+        JobStatus.PENDING: [other.id],
+        JobStatus.COMPLETED: [],
+        JobStatus.FAILED: [job.id],
+    }
+    assert [j.id for j in (await store.query(JobQuery(type="a"))).jobs] == [other.id]
+    assert [j.id for j in (await store.query(JobQuery(type="b"))).jobs] == [job.id]
+    counts = await store.count_by_status()
+    assert counts["pending"] == 1 and counts["failed"] == 1 and counts["completed"] == 0
