@@ -55,8 +55,11 @@ from .network import PARTITIONS, NetworkFaults, SimNetwork, address_of
 from .trace import Trace
 from .workload import Client, ClientConfig, NodeDown, sim_registry
 
-FAULT_KINDS = ("partition", "crash", "loss", "dup", "reorder", "broker")
-DEFAULT_FAULTS = FAULT_KINDS
+FAULT_KINDS = ("partition", "crash", "loss", "dup", "reorder", "broker", "skew")
+#: ``skew`` (each node's wall clock off by up to 0.5 s) is opt-in: it changes every
+#: lease and timestamp of a run, so seeds replay differently with and without it.
+DEFAULT_FAULTS = ("partition", "crash", "loss", "dup", "reorder", "broker")
+MAX_SKEW = 0.5
 #: Planted bugs: a Broker safety check switched off, to show the checker catches it.
 PLANTS = ("fencing", "lease-tokens")
 
@@ -272,6 +275,13 @@ class Simulation:
     def wall() -> float:
         return EPOCH + trio.current_time()
 
+    def _node_clock(self, node_id: str, generation: int) -> Callable[[], float]:
+        """The node's wall clock: the world's, off by a fixed skew when ``skew`` is on."""
+        if "skew" not in self.config.faults:
+            return self.wall
+        offset = rng(self.seed, "skew", node_id, generation).uniform(-MAX_SKEW, MAX_SKEW)
+        return lambda: EPOCH + trio.current_time() + offset
+
     # -- nodes ----------------------------------------------------------------------------
     def _settings(self, node_id: str) -> Settings:
         return self.settings_base.replace(
@@ -310,13 +320,13 @@ class Simulation:
             BrokerLink(self.broker, connection),
             StoreLink(self.store, connection),
             self.registry,
-            clock=self.wall,
+            clock=self._node_clock(node_id, gen),
             rng=rng(self.seed, "node", node_id, gen),
             cluster=cluster,
         )
         slot.node, slot.connection, slot.up = node, connection, True
         slot.scope = trio.CancelScope()
-        self.trace.record("node.start", node_id, gen)
+        self.trace.record("node.start", node_id, gen, f"{node.clock() - self.wall():+.6f}")
         self._nursery.start_soon(self._run_node, slot, node, slot.scope)
 
     async def _run_node(self, slot: NodeSlot, node: Node, scope: trio.CancelScope) -> None:
@@ -394,7 +404,7 @@ class Simulation:
         fn()
 
     async def nemesis(self, r: random.Random, nursery: trio.Nursery) -> None:
-        kinds = self.config.faults
+        kinds = tuple(k for k in self.config.faults if k != "skew")  # skew is set at start
         if not kinds:
             await trio.sleep_forever()
         net = self.network
