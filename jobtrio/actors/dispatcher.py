@@ -3,16 +3,25 @@
 Three loops share one table of in-flight attempts, all in this actor:
 
 - the claim loop takes a batch from the Broker only when workers are idle
-  (credit-based: never more jobs than idle workers, so nothing waits on a
-  node while another could run it), and deals each job to a worker with the
-  configured load-balancing strategy;
+  (credit-based: never more jobs than idle workers plus a small prefetch, so
+  nothing waits long on a node while another could run it), and deals each
+  job to a worker with the configured load-balancing strategy;
 - ``WORKER_COUNT`` worker loops each run one attempt at a time under a
-  cancel scope carrying the job's timeout;
+  cancel scope carrying the job's timeout; a worker that finishes deals the
+  ready jobs itself, and runs the one the strategy deals to it without a
+  channel hop;
 - the finisher sends outcomes to the Broker in batches (one round trip for
   many jobs), with the lease token, and records the jobs it gets back.
 
 The table is also what the lease heartbeat renews, what a cancel request
 interrupts and what a graceful shutdown hands back.
+
+The prefetch (``DISPATCH_PREFETCH``, -1 by default) adapts when left at -1:
+``WORKER_COUNT`` jobs, or what this node starts in ``PREFETCH_HORIZON``
+seconds at its recent rate if that is more (at most two claim batches). Short
+jobs then come in claims of tens instead of a handful (per-call costs were
+most of a noop job's cost on Redis), while a claimed job still waits here
+about ``PREFETCH_HORIZON`` at most, and long jobs keep the plain credit.
 """
 
 from __future__ import annotations
@@ -44,6 +53,10 @@ log = logging.getLogger("jobtrio.dispatcher")
 
 #: Why an attempt was interrupted from outside (its outcome is not reported as a failure).
 CANCELLED, LEASE_LOST, SHUTDOWN = "cancelled", "lease lost", "shutdown"
+#: Seconds of this node's recent start rate it may claim ahead (automatic prefetch).
+PREFETCH_HORIZON = 0.01
+#: Seconds over which the start rate is measured.
+RATE_INTERVAL = 0.05
 
 
 @dataclass(slots=True)
@@ -107,8 +120,16 @@ class Dispatcher:
         self._limiter = trio.CapacityLimiter(settings.worker_count)
         self.workers = [WorkerState(i, f"{node_id}/w{i}") for i in range(settings.worker_count)]
         self._inflight: dict[str, InFlight] = {}
-        #: Claimed, not yet started: (-priority, seq, lease), a local priority queue.
-        self._ready: list[tuple[int, int, Lease]] = []
+        #: Claimed, not yet started: (-priority, seq, attempt), a local priority queue.
+        self._ready: list[tuple[int, int, InFlight]] = []
+        self._idle = len(self.workers)
+        self._prefetch = settings.prefetch
+        self._auto_prefetch = settings.dispatch_prefetch < 0
+        self._max_window = max(self._prefetch, 2 * settings.dispatch_batch)
+        self._window = self._prefetch
+        self._rate = 0.0
+        self._rate_since = -math.inf
+        self._rate_started = 0
         self._seq = itertools.count()
         self._wakeup = Wakeup()
         self._capacity = Wakeup()
@@ -117,8 +138,10 @@ class Dispatcher:
         self._reports_send, self._reports_recv = trio.open_memory_channel[_Report](math.inf)
         self._metric_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.broker_healthy = True
+        self._broker_marked = False
         self.last_error: str | None = None
         self.claimed = 0
+        self.started = 0
         self.finished = 0
 
     # -- views for other actors ---------------------------------------------------
@@ -131,7 +154,7 @@ class Dispatcher:
         return len(self._inflight)
 
     def idle_workers(self) -> int:
-        return sum(1 for w in self.workers if not w.busy)
+        return self._idle
 
     def worker_views(self) -> list[dict[str, Any]]:
         now = self._clock()
@@ -194,7 +217,7 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             for worker in self.workers:
-                send, recv = trio.open_memory_channel[Lease](1)
+                send, recv = trio.open_memory_channel[InFlight](1)
                 worker.inbox = send
                 nursery.start_soon(self._worker_loop, worker, recv)
             nursery.start_soon(self._finisher_loop)
@@ -203,13 +226,37 @@ class Dispatcher:
             # claiming stopped (drain); keep workers and finisher until drained
             await trio.sleep_forever()
 
+    def _update_window(self) -> None:
+        """Re-measure the start rate and size the prefetch from it (see the module doc)."""
+        if not self._auto_prefetch:
+            return
+        now = trio.current_time()
+        elapsed = now - self._rate_since
+        if elapsed < RATE_INTERVAL:
+            return
+        if elapsed < math.inf:
+            rate = (self.started - self._rate_started) / elapsed
+            # rise at once, fall by halves: a pause between bursts keeps most of the window
+            self._rate = rate if rate >= self._rate else (self._rate + rate) / 2
+        self._rate_since, self._rate_started = now, self.started
+        window = int(self._rate * PREFETCH_HORIZON)
+        self._window = max(self._prefetch, min(self._max_window, window))
+
+    def _claim_wanted(self) -> int:
+        """How many jobs to claim now: 0 until the ready queue is half spent."""
+        window = self._window
+        want = self._idle + window - len(self._ready)
+        if want <= 0 or (self._ready and want < window // 2):
+            return 0
+        return want
+
     async def _claim_loop(self) -> None:
         poll, max_poll = 0.001, 0.1
         backoff = 0.05
-        prefetch = self._settings.prefetch
         while self._claiming:
-            want = self.idle_workers() + prefetch - len(self._ready)
-            if want <= 0 or (self._ready and want < prefetch // 2):
+            self._update_window()
+            want = self._claim_wanted()
+            if not want:
                 await self._capacity.wait(1.0)
                 continue
             try:
@@ -225,15 +272,17 @@ class Dispatcher:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.05
-            self._mark_broker(True, None)
+            if self.last_error is not None or not self._broker_marked:
+                self._mark_broker(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
                 await self._wakeup.wait(poll)
                 poll = min(poll * 2, max_poll)
                 continue
             poll = 0.001
             self.claimed += len(leases)
+            inflight, ready, seq = self._inflight, self._ready, self._seq
             for lease in leases:
-                if lease.job.id in self._inflight:
+                if lease.job.id in inflight:
                     # The Broker re-issued a job whose older attempt is still here, so
                     # that lease is gone (it expired while we were cut off): stop the old
                     # attempt and hand this lease back. One table entry per job, never
@@ -243,32 +292,38 @@ class Dispatcher:
                     finish = Finish(lease.job.id, lease.token, "released")
                     self._reports_send.send_nowait(_Report(finish, lease.job, -1, 0.0))
                     continue
-                self._inflight[lease.job.id] = InFlight(lease, -1)
-                heapq.heappush(self._ready, (-lease.job.priority, next(self._seq), lease))
+                flight = InFlight(lease, -1)
+                inflight[lease.job.id] = flight
+                heapq.heappush(ready, (-lease.job.priority, next(seq), flight))
             if not self._claiming:  # drain started while we were claiming
                 break
             self._dispatch_ready()
         self._release_ready()
 
-    def _dispatch_ready(self) -> None:
-        """Deal ready jobs, best first, to idle workers with the strategy."""
-        if not self._ready or not self._claiming:
-            return
+    def _dispatch_ready(self, me: WorkerState | None = None) -> InFlight | None:
+        """Deal ready jobs, best first, to idle workers with the strategy.
+
+        ``me`` is the calling worker, just idle: a job the strategy deals to it
+        is returned for it to run at once instead of going through its inbox.
+        """
+        ready = self._ready
+        if not ready or not self._idle or not self._claiming:
+            return None
         now = self._clock()
-        started = []
-        workers = self.workers
-        while self._ready:
-            if not any(not w.busy for w in workers):
-                break
-            _, _, lease = heapq.heappop(self._ready)
-            job = lease.job
-            flight = self._inflight[job.id]
+        started: list[Job] = []
+        mine = None
+        workers, choose = self.workers, self._balancer.choose
+        observe = self._metrics.queue_wait.observe
+        while ready and self._idle:
+            flight = heapq.heappop(ready)[2]
+            job = flight.lease.job
             if flight.interrupted is not None:  # cancelled or lost while it waited
                 flight.finished = True
                 self._reports_send.send_nowait(_Report(None, job, -1, 0.0))
                 continue
-            worker = workers[self._balancer.choose(workers, job.priority)]
+            worker = workers[choose(workers, job.priority)]
             worker.busy = True
+            self._idle -= 1
             worker.job_id = job.id
             worker.job_type = job.type
             worker.started_at = now
@@ -276,25 +331,29 @@ class Dispatcher:
             job.worker_id = worker.worker_id
             if job.attempts:
                 job.attempts[-1].worker_id = worker.worker_id
-            worker.inbox.send_nowait(lease)
+            if worker is me:
+                mine = flight
+            else:
+                worker.inbox.send_nowait(flight)
             started.append(job)
             due = job.scheduled_at if job.scheduled_at is not None else job.created_at
-            self._metrics.queue_wait.observe(max(0.0, now - due))
+            observe(now - due if now > due else 0.0)
         if started:
+            self.started += len(started)
             self._recorder.record(started)
-            self._metrics.worker_active.set(len(self.workers) - self.idle_workers())
+            self._metrics.worker_active.set(len(workers) - self._idle)
             if self._events.has_subscribers:
                 for job in started:
                     self._events.publish("job.started", job=job.to_dict())
+        return mine
 
     def _release_ready(self) -> None:
         """Hand back every claimed job no worker has started (graceful stop)."""
         while self._ready:
-            _, _, lease = heapq.heappop(self._ready)
-            self._hand_back_unstarted(lease)
+            self._hand_back_unstarted(heapq.heappop(self._ready)[2])
 
-    def _hand_back_unstarted(self, lease: Lease) -> None:
-        flight = self._inflight[lease.job.id]
+    def _hand_back_unstarted(self, flight: InFlight) -> None:
+        lease = flight.lease
         flight.finished = True
         if flight.interrupted not in (None, SHUTDOWN):
             self._reports_send.send_nowait(_Report(None, lease.job, -1, 0.0))
@@ -311,14 +370,22 @@ class Dispatcher:
                 log.warning("broker unavailable: %s", error)
         self.broker_healthy = healthy
         self.last_error = error
+        self._broker_marked = True
         self._metrics.backend_up.labels("broker").set(1 if healthy else 0)
 
     # -- workers -----------------------------------------------------------------------
     async def _worker_loop(
-        self, worker: WorkerState, inbox: trio.MemoryReceiveChannel[Lease]
+        self, worker: WorkerState, inbox: trio.MemoryReceiveChannel[InFlight]
     ) -> None:
-        async for lease in inbox:
-            flight = self._inflight[lease.job.id]
+        flight: InFlight | None = None
+        while True:
+            if flight is None:
+                flight = await inbox.receive()
+            else:
+                # dealt to us directly: yield once, as the inbox would, so that the
+                # claim loop and the finisher keep pace with back-to-back short jobs
+                await trio.lowlevel.checkpoint()
+            lease = flight.lease
             started = trio.current_time()
             if flight.interrupted is not None or not self._claiming:
                 finish = (
@@ -331,12 +398,14 @@ class Dispatcher:
             duration = trio.current_time() - started
             flight.finished = True
             worker.busy = False
+            self._idle += 1
             worker.job_id = worker.job_type = worker.started_at = None
             worker.busy_seconds += duration
             worker.jobs_done += 1
             self._reports_send.send_nowait(_Report(finish, lease.job, worker.index, duration))
-            self._dispatch_ready()
-            self._capacity.set()
+            flight = self._dispatch_ready(worker)
+            if self._claim_wanted():
+                self._capacity.set()
 
     async def _attempt(self, worker: WorkerState, flight: InFlight) -> Finish | None:
         lease = flight.lease
@@ -359,14 +428,16 @@ class Dispatcher:
             return Finish(job.id, lease.token, "failed", worker.worker_id, error=str(exc))
         timeout = job.timeout if job.timeout is not None else processor.default_timeout
         outcome, result, error = "completed", None, None
-        with trio.CancelScope() as scope:
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        with trio.CancelScope(deadline=deadline) as scope:
             flight.scope = scope
-            if timeout is not None:
-                scope.deadline = trio.current_time() + timeout
             if flight.interrupted is not None:
                 scope.cancel()
             try:
-                result = await run_processor(processor, ctx, self._limiter)
+                if processor.mode == "async":  # one coroutine frame less per job
+                    result = await processor.fn(ctx)  # type: ignore[misc]
+                else:
+                    result = await run_processor(processor, ctx, self._limiter)
             except Exception as exc:
                 outcome, error = "failed", _describe(exc)
         flight.scope = None
