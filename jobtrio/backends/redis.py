@@ -901,6 +901,11 @@ def _num(value: float) -> str:
     return json.dumps(value)
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call
+#: (json.dumps does for any non-default argument: about 1 us of a 2 us call).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _enc(value: Any) -> str:
     """One JSON fragment; the common scalars skip the json module (hot path)."""
     if value is None:
@@ -908,7 +913,7 @@ def _enc(value: Any) -> str:
     kind = type(value)
     if kind is int or (kind is float and math.isfinite(value)):
         return repr(value)
-    return json.dumps(value, separators=(",", ":"))
+    return _compact(value)
 
 
 def _check_name(value: str, what: str) -> str:
@@ -923,7 +928,7 @@ def _job_fields(job: Job, status: JobStatus) -> tuple[str, list[str]]:
     The idempotency key travels as JSON text too, so no raw caller string ever
     meets the separator.
     """
-    body = json.dumps(
+    body = _compact(
         {
             "id": job.id,
             "type": job.type,
@@ -933,8 +938,7 @@ def _job_fields(job: Job, status: JobStatus) -> tuple[str, list[str]]:
             "max_retries": job.max_retries,
             "timeout": job.timeout,
             "idempotency_key": job.idempotency_key,
-        },
-        separators=(",", ":"),
+        }
     )[1:-1]
     if job.attempts:
         attempts = [
@@ -947,7 +951,7 @@ def _job_fields(job: Job, status: JobStatus) -> tuple[str, list[str]]:
     if job.attempts and job.attempts[-1].ended_at is None:
         last = job.attempts[-1]
         attempts.pop()
-        open_head = json.dumps([last.number, last.node_id], separators=(",", ":"))[1:-1]
+        open_head = _compact([last.number, last.node_id])[1:-1]
         open_worker = _enc(last.worker_id)
         open_start = _enc(last.started_at)
     return body, [
@@ -966,7 +970,7 @@ def _job_fields(job: Job, status: JobStatus) -> tuple[str, list[str]]:
         _enc(job.lease_expirations),
         _enc(job.version),
         str(len(attempts)),
-        json.dumps(attempts, separators=(",", ":")) if attempts else "[]",
+        _compact(attempts) if attempts else "[]",
         open_head,
         open_worker,
         open_start,
