@@ -9,7 +9,9 @@ Three loops share one table of in-flight attempts, all in this actor:
 - ``WORKER_COUNT`` worker loops each run one attempt at a time under a
   cancel scope carrying the job's timeout; a worker that finishes deals the
   ready jobs itself, and runs the one the strategy deals to it without a
-  channel hop;
+  channel hop. A worker keeps one cancel scope for attempt after attempt
+  until one is cancelled or times out (then it opens a new one): entering
+  and leaving a scope per attempt cost more than a noop job's own work;
 - the finisher sends outcomes to the Broker in batches (one round trip for
   many jobs), with the lease token, and records the jobs it gets back.
 
@@ -79,6 +81,12 @@ class WorkerState:
     busy_seconds: float = 0.0
     jobs_done: int = 0
     inbox: Any = field(default=None, repr=False)
+    #: Dealt to this worker directly, not started yet.
+    pending: InFlight | None = field(default=None, repr=False)
+    #: The attempt running under the worker's cancel scope, with its timeout and start.
+    running: InFlight | None = field(default=None, repr=False)
+    timeout: float | None = None
+    began: float = 0.0
 
     @property
     def idle(self) -> bool:
@@ -377,16 +385,33 @@ class Dispatcher:
     async def _worker_loop(
         self, worker: WorkerState, inbox: trio.MemoryReceiveChannel[InFlight]
     ) -> None:
-        flight: InFlight | None = None
         while True:
-            if flight is None:
+            with trio.CancelScope() as scope:
+                await self._work(worker, inbox, scope)  # leaves only by cancellation
+            # The scope caught a cancellation: the running attempt was interrupted or
+            # timed out (or, rarely, one that had just returned was: nothing runs then).
+            flight = worker.running
+            if flight is not None:
+                worker.running = flight.scope = None
+                self._attempt_done(worker, flight, self._cut_off(worker, flight))
+
+    async def _work(
+        self,
+        worker: WorkerState,
+        inbox: trio.MemoryReceiveChannel[InFlight],
+        scope: trio.CancelScope,
+    ) -> None:
+        """Run attempt after attempt under ``scope``; nothing but an attempt cancels it."""
+        while True:
+            if worker.pending is None:
                 flight = await inbox.receive()
             else:
                 # dealt to us directly: yield once, as the inbox would, so that the
                 # claim loop and the finisher keep pace with back-to-back short jobs
                 await trio.lowlevel.checkpoint()
+                flight, worker.pending = worker.pending, None
             lease = flight.lease
-            started = trio.current_time()
+            worker.began = trio.current_time()
             if flight.interrupted is not None or not self._claiming:
                 finish = (
                     Finish(lease.job.id, lease.token, "released")
@@ -394,22 +419,32 @@ class Dispatcher:
                     else None
                 )
             else:
-                finish = await self._attempt(worker, flight)
-            duration = trio.current_time() - started
-            flight.finished = True
-            worker.busy = False
-            self._idle += 1
-            worker.job_id = worker.job_type = worker.started_at = None
-            worker.busy_seconds += duration
-            worker.jobs_done += 1
-            self._reports_send.send_nowait(_Report(finish, lease.job, worker.index, duration))
-            flight = self._dispatch_ready(worker)
-            if self._claim_wanted():
-                self._capacity.set()
+                finish = await self._attempt(worker, flight, scope)
+            self._attempt_done(worker, flight, finish)
 
-    async def _attempt(self, worker: WorkerState, flight: InFlight) -> Finish | None:
+    def _attempt_done(self, worker: WorkerState, flight: InFlight, finish: Finish | None) -> None:
+        duration = trio.current_time() - worker.began
+        flight.finished = True
+        worker.busy = False
+        self._idle += 1
+        worker.job_id = worker.job_type = worker.started_at = None
+        worker.busy_seconds += duration
+        worker.jobs_done += 1
+        self._reports_send.send_nowait(_Report(finish, flight.lease.job, worker.index, duration))
+        worker.pending = self._dispatch_ready(worker)
+        if self._claim_wanted():
+            self._capacity.set()
+
+    async def _attempt(
+        self, worker: WorkerState, flight: InFlight, scope: trio.CancelScope
+    ) -> Finish | None:
         lease = flight.lease
         job = lease.job
+        try:
+            processor = self._registry.get(job.type)
+        except UnknownJobType as exc:
+            # no retry on this node can help: fail now with the reason
+            return Finish(job.id, lease.token, "failed", worker.worker_id, error=str(exc))
         ctx = JobContext(
             job_id=job.id,
             type=job.type,
@@ -421,44 +456,54 @@ class Dispatcher:
             node_id=self.node_id,
             worker_id=worker.worker_id,
         )
-        try:
-            processor = self._registry.get(job.type)
-        except UnknownJobType as exc:
-            # no retry on this node can help: fail now with the reason
-            return Finish(job.id, lease.token, "failed", worker.worker_id, error=str(exc))
         timeout = job.timeout if job.timeout is not None else processor.default_timeout
+        worker.timeout = timeout
         outcome, result, error = "completed", None, None
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
-        with trio.CancelScope(deadline=deadline) as scope:
-            flight.scope = scope
-            if flight.interrupted is not None:
-                scope.cancel()
-            try:
-                if processor.mode == "async":  # one coroutine frame less per job
-                    result = await processor.fn(ctx)  # type: ignore[misc]
-                else:
-                    result = await run_processor(processor, ctx, self._limiter)
-            except Exception as exc:
-                outcome, error = "failed", _describe(exc)
-        flight.scope = None
-        if scope.cancelled_caught:
-            if flight.interrupted == SHUTDOWN:
-                return Finish(job.id, lease.token, "released", worker.worker_id)
-            if flight.interrupted is not None:
-                return None  # cancelled or lease lost: the Broker already moved on
-            outcome, error = "timeout", f"timed out after {timeout:g}s"
+        # From here until the scope is cleared, interrupt() may cancel the scope: the
+        # Cancelled leaves _work and _worker_loop reports the attempt (see _cut_off).
+        worker.running = flight
+        flight.scope = scope
+        if timeout is not None:
+            scope.deadline = worker.began + timeout
+        try:
+            if processor.mode == "async":  # one coroutine frame less per job
+                result = await processor.fn(ctx)  # type: ignore[misc]
+            else:
+                result = await run_processor(processor, ctx, self._limiter)
+        except Exception as exc:
+            outcome, error = "failed", _describe(exc)
+        if timeout is not None:
+            scope.deadline = math.inf  # before any checkpoint: a finished attempt is not cut off
+        worker.running = flight.scope = None
         if outcome == "completed" and not _json_safe(result):
             outcome = "failed"
             error = f"result is not JSON-serialisable: a {type(result).__name__} (or inside it)"
         if outcome == "completed":
             return Finish(job.id, lease.token, "completed", worker.worker_id, result=result)
+        return self._failed(worker, flight, outcome, error)
+
+    def _cut_off(self, worker: WorkerState, flight: InFlight) -> Finish | None:
+        """The outcome of an attempt whose scope was cancelled while it ran."""
+        lease = flight.lease
+        if flight.interrupted == SHUTDOWN:
+            return Finish(lease.job.id, lease.token, "released", worker.worker_id)
+        if flight.interrupted is not None:
+            return None  # cancelled or lease lost: the Broker already moved on
+        timeout = worker.timeout  # only a deadline or interrupt() cancels the scope
+        why = "interrupted" if timeout is None else f"timed out after {timeout:g}s"
+        return self._failed(worker, flight, "timeout", why)
+
+    def _failed(
+        self, worker: WorkerState, flight: InFlight, outcome: str, error: str | None
+    ) -> Finish:
+        job = flight.lease.job
         retry_at = None
         if job.retry_count < job.max_retries:
             retry_at = self._clock() + self._retry.delay(job.retry_count + 1, self._rng)
         return Finish(
             job.id,
-            lease.token,
-            outcome,
+            flight.lease.token,
+            outcome,  # type: ignore[arg-type]
             worker.worker_id,
             error=error,
             retry_at=retry_at,  # type: ignore[arg-type]

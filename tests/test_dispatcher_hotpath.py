@@ -1,0 +1,138 @@
+"""The dispatcher's fast paths keep every guarantee of the slow ones.
+
+A worker keeps one cancel scope across attempts and takes the job dealt to it
+without its inbox; the prefetch grows with the start rate. These tests pin
+what must not change: a timeout or a cancel cuts off exactly the attempt it
+targets and the next job still runs on that worker, a cancellation that lands
+after its attempt returned hurts nothing, every job of a burst runs once, and
+a node with slow jobs claims no more than its workers and the configured
+prefetch.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from jobtrio.backends.memory import MemoryBroker
+from jobtrio.jobs import JobStatus
+from jobtrio.processors import JobContext, Registry
+from tests.test_node import running_node, terminal
+from tests.waiting import wait_until
+
+
+async def test_one_worker_alternating_timeouts_and_quick_jobs(autojump_clock):
+    """Each timeout cuts off its own attempt only; the job after it runs normally."""
+    async with running_node(worker_count=1) as node:
+        jobs = []
+        for i in range(6):
+            if i % 2:
+                data = {"type": "sleep", "payload": {"seconds": 50}, "timeout": 1}
+            else:
+                data = {"type": "echo", "payload": {"i": i}}
+            jobs.append(await node.submit({**data, "max_retries": 0}))
+        done = [await terminal(node, j.id) for j in jobs]
+    for i, job in enumerate(done):
+        if i % 2:
+            assert job.status == JobStatus.FAILED and job.error == "timed out after 1s"
+            assert [a.outcome for a in job.attempts] == ["timeout"]
+        else:
+            assert job.status == JobStatus.COMPLETED and job.result == {"i": i}
+
+
+async def test_a_deadline_met_does_not_follow_the_worker_to_its_next_job(autojump_clock):
+    async with running_node(worker_count=1) as node:
+        quick = await node.submit({"type": "echo", "timeout": 1, "max_retries": 0})
+        slow = await node.submit({"type": "sleep", "payload": {"seconds": 3}, "max_retries": 0})
+        assert (await terminal(node, quick.id)).status == JobStatus.COMPLETED
+        done = await terminal(node, slow.id)
+        assert done.status == JobStatus.COMPLETED and done.result == {"slept": 3}
+
+
+async def test_cancel_running_job_then_the_same_worker_runs_the_next(autojump_clock):
+    async with running_node(worker_count=1) as node:
+        first = await node.submit({"type": "sleep", "payload": {"seconds": 1000}})
+        queued = await node.submit({"type": "echo", "payload": {"after": "cancel"}})
+        await wait_until(lambda: node.dispatcher.workers[0].job_id == first.id)
+        await node.cancel(first.id)
+        assert (await terminal(node, queued.id)).result == {"after": "cancel"}
+        assert (await node.get(first.id)).status == JobStatus.CANCELLED  # type: ignore[union-attr]
+        assert node.dispatcher.in_flight == 0
+
+
+async def test_cancellation_landing_after_the_attempt_returned_loses_nothing(autojump_clock):
+    """A processor that swallows its cancellation returns normally: its outcome stands,
+    and the cancel still pending on the worker's scope does not cost the next job."""
+    registry = Registry()
+
+    @registry.processor("stubborn")
+    async def stubborn(ctx: JobContext) -> str:
+        try:
+            await trio.sleep(1000)
+        except trio.Cancelled:
+            return "ignored the cancel"
+        return "slept"
+
+    async with running_node(registry, worker_count=1) as node:
+        job = await node.submit({"type": "stubborn", "timeout": 1, "max_retries": 0})
+        after = [await node.submit({"type": "echo", "payload": {"n": n}}) for n in range(3)]
+        done = await terminal(node, job.id)
+        assert done.status == JobStatus.COMPLETED and done.result == "ignored the cancel"
+        for n, j in enumerate(after):
+            assert (await terminal(node, j.id)).result == {"n": n}
+
+
+async def test_a_burst_of_short_jobs_runs_each_once(autojump_clock):
+    broker = MemoryBroker()
+    async with running_node(broker=broker, worker_count=4) as node:
+        jobs = await node.submit_many([{"type": "echo", "payload": {"n": n}} for n in range(500)])
+        await wait_until(lambda: node.dispatcher.finished == 500, timeout=60)
+        for n, job in enumerate(jobs):
+            done = await node.get(job.id)
+            assert done is not None and done.result == {"n": n}
+            assert len(done.attempts) == 1 and done.attempts[0].outcome == "completed"
+        assert node.dispatcher.claimed == 500
+
+
+def record_claims(broker: MemoryBroker) -> list[int]:
+    """Every claim's requested size, in order."""
+    asked: list[int] = []
+    claim = broker.claim
+
+    async def counting(node_id: str, n: int, lease: float, now: float):  # type: ignore[no-untyped-def]
+        asked.append(n)
+        return await claim(node_id, n, lease, now)
+
+    broker.claim = counting  # type: ignore[method-assign]
+    return asked
+
+
+async def test_slow_jobs_keep_the_plain_credit(autojump_clock):
+    """With jobs that take seconds, the automatic prefetch stays WORKER_COUNT."""
+    broker = MemoryBroker()
+    asked = record_claims(broker)
+    async with running_node(broker=broker, worker_count=2) as node:
+        await node.submit_many([{"type": "sleep", "payload": {"seconds": 2}}] * 20)
+        await wait_until(lambda: node.dispatcher.finished == 20, timeout=100)
+        assert max(asked) <= 2 + 2  # idle workers + WORKER_COUNT
+        assert node.dispatcher._window == 2
+
+
+async def test_short_jobs_grow_the_automatic_prefetch():
+    """Real time: the start rate is measured on trio's clock."""
+    broker = MemoryBroker()
+    asked = record_claims(broker)
+    async with running_node(broker=broker, worker_count=2, dispatch_batch=50) as node:
+        await node.submit_many([{"type": "noop"}] * 2000)
+        await wait_until(lambda: node.dispatcher.finished == 2000, timeout=100)
+        assert max(asked) == 50  # claims as large as DISPATCH_BATCH, not 2 + 2
+        assert 2 < node.dispatcher._window <= 100
+
+
+async def test_explicit_prefetch_is_never_exceeded(autojump_clock):
+    """DISPATCH_PREFETCH set by hand is a hard limit, however fast jobs run."""
+    broker = MemoryBroker()
+    asked = record_claims(broker)
+    async with running_node(broker=broker, worker_count=2, dispatch_prefetch=1) as node:
+        await node.submit_many([{"type": "noop"}] * 300)
+        await wait_until(lambda: node.dispatcher.finished == 300, timeout=60)
+        assert max(asked) <= 2 + 1 and node.dispatcher._window == 1
