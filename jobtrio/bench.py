@@ -1,22 +1,27 @@
 """``jobtrio bench``: drain throughput and queue-to-start latency of one node.
 
-Two measurements, each repeated and reported as the median of the runs:
+Three measurements, each repeated and reported as the median of the runs:
 
-- drain: N noop jobs are queued in batches, a node with WORKER_COUNT workers
-  runs them; jobs/s is N over the time from the first enqueue to the last
-  completion.
+- drain: N noop jobs are queued in batches of 1000 while a node with
+  WORKER_COUNT workers runs them; jobs/s is N over the time from the first
+  enqueue to the last completion (the enqueue shares the process and CPU);
+- preloaded drain: the same N jobs queued before the node starts, so jobs/s
+  is the claim-run-finish-record path alone;
 - idle latency: one job at a time is submitted to an idle node and the time
   from its enqueue to its attempt start (the record's ``started_at`` minus
   ``created_at``) is collected; p50 and p99 are reported.
 
 The node runs in this process with the chosen backend (embedded SQLite by
-default), exactly as ``jobtrio serve`` would build it, minus HTTP.
+default), built by ``open_backends`` exactly as ``jobtrio serve`` builds it
+(on Redis: one connection pool for broker and store), minus HTTP. On Redis
+each run uses its own key prefix and deletes its keys afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -44,14 +49,33 @@ async def _backends(kind: str, directory: str, redis_url: str | None) -> tuple[B
     if kind == "redis":
         if not redis_url:
             raise SystemExit("jobtrio bench: --backend redis needs --redis-url")
-        from .backends.redis import RedisBroker, RedisStore
+        from .backends import open_backends
 
-        prefix = f"bench{time.monotonic_ns()}"
-        return (
-            await RedisBroker.open(redis_url, prefix=prefix),
-            await RedisStore.open(redis_url, prefix=prefix),
-        )
+        settings = Settings(redis_url=redis_url, redis_key_prefix=f"bench{time.monotonic_ns()}")
+        return await open_backends(settings)
     raise SystemExit(f"jobtrio bench: unknown backend {kind!r}")
+
+
+async def _close(broker: Broker, store: Store) -> None:
+    """Close both; on Redis delete the run's keys first (every one carries its prefix)."""
+    from .backends.redis import RedisBroker
+
+    if isinstance(broker, RedisBroker):
+        client, pattern = broker.connection.client, broker._p + "*"
+
+        def delete() -> None:
+            batch = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+
+        await trio.to_thread.run_sync(delete)
+    await broker.close()
+    await store.close()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -59,7 +83,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def drain_once(args: argparse.Namespace, directory: str) -> dict[str, float]:
+async def drain_once(
+    args: argparse.Namespace, directory: str, preload: bool = False
+) -> dict[str, float]:
     broker, store = await _backends(args.backend, directory, args.redis_url)
     settings = Settings(
         worker_count=args.workers,
@@ -68,12 +94,20 @@ async def drain_once(args: argparse.Namespace, directory: str) -> dict[str, floa
         dispatch_prefetch=args.prefetch,
     )
     node = Node(settings, broker, store)
+
+    async def enqueue() -> None:
+        for i in range(0, args.jobs, 1000):
+            await node.submit_many([{"type": "noop"}] * min(1000, args.jobs - i))
+
     try:
+        start = time.perf_counter()
+        if preload:
+            await enqueue()  # the node is not running: nothing is claimed yet
+            start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
-            start = time.perf_counter()
-            for i in range(0, args.jobs, 1000):
-                await node.submit_many([{"type": "noop"}] * min(1000, args.jobs - i))
+            if not preload:
+                await enqueue()
             enqueued = time.perf_counter()
             while node.dispatcher.finished < args.jobs:
                 await trio.sleep(0.005)
@@ -82,11 +116,10 @@ async def drain_once(args: argparse.Namespace, directory: str) -> dict[str, floa
             recorded = time.perf_counter()
             node.request_stop()
     finally:
-        await broker.close()
-        await store.close()
+        await _close(broker, store)
     return {
         "jobs": args.jobs,
-        "enqueue_jobs_per_s": args.jobs / (enqueued - start),
+        "enqueue_jobs_per_s": args.jobs / (enqueued - start) if not preload else math.nan,
         "drain_jobs_per_s": args.jobs / (drained - start),
         "recorded_jobs_per_s": args.jobs / (recorded - start),
     }
@@ -112,8 +145,7 @@ async def latency_once(args: argparse.Namespace, directory: str) -> dict[str, fl
                 await trio.sleep(0.01)  # idle again before the next one
             node.request_stop()
     finally:
-        await broker.close()
-        await store.close()
+        await _close(broker, store)
     return {
         "p50_ms": _percentile(waits, 0.5) * 1000,
         "p99_ms": _percentile(waits, 0.99) * 1000,
@@ -123,6 +155,7 @@ async def latency_once(args: argparse.Namespace, directory: str) -> dict[str, fl
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as directory:
         drains = [await drain_once(args, directory) for _ in range(args.runs)]
+        preloaded = [await drain_once(args, directory, preload=True) for _ in range(args.runs)]
         latencies = [await latency_once(args, directory) for _ in range(args.runs)]
 
     def median(rows: list[dict[str, float]], key: str) -> float:
@@ -136,9 +169,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "enqueue_jobs_per_s": median(drains, "enqueue_jobs_per_s"),
         "drain_jobs_per_s": median(drains, "drain_jobs_per_s"),
         "recorded_jobs_per_s": median(drains, "recorded_jobs_per_s"),
+        "preloaded_drain_jobs_per_s": median(preloaded, "drain_jobs_per_s"),
         "idle_queue_to_start_p50_ms": median(latencies, "p50_ms"),
         "idle_queue_to_start_p99_ms": median(latencies, "p99_ms"),
-        "per_run": {"drain": drains, "latency": latencies},
+        "per_run": {"drain": drains, "preloaded": preloaded, "latency": latencies},
     }
 
 
@@ -149,7 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--batch", type=int, default=100, help="DISPATCH_BATCH")
     parser.add_argument(
-        "--prefetch", type=int, default=-1, help="DISPATCH_PREFETCH (-1: WORKER_COUNT)"
+        "--prefetch", type=int, default=-1, help="DISPATCH_PREFETCH (-1: automatic)"
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-samples", type=int, default=200)
@@ -168,6 +202,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"  enqueue         {result['enqueue_jobs_per_s']:>10,.0f} jobs/s")
     print(f"  drain           {result['drain_jobs_per_s']:>10,.0f} jobs/s")
     print(f"  recorded        {result['recorded_jobs_per_s']:>10,.0f} jobs/s (store caught up)")
+    print(f"  drain preloaded {result['preloaded_drain_jobs_per_s']:>10,.0f} jobs/s (queue full)")
     print(
         f"  idle queue-to-start p50 {result['idle_queue_to_start_p50_ms']:.2f} ms, "
         f"p99 {result['idle_queue_to_start_p99_ms']:.2f} ms"
