@@ -582,6 +582,7 @@ class Simulation:
             await trio.sleep(1.0)
 
     async def _drain(self, since: float) -> None:
+        """At-least-once means every acknowledged job ends; the Broker is where it ends first."""
         deadline = since + self.config.drain_within
         acked = self.history.acked()
         while True:
@@ -635,7 +636,7 @@ def _quiet_logs(history: History) -> Iterator[None]:
     root = logging.getLogger("jobtrio")
     supervisor = logging.getLogger("jobtrio.supervisor")
     handler = _ActorCrash(logging.ERROR)
-    saved = (root.level, root.propagate, supervisor.propagate)
+    saved = (root.level, root.propagate)
     root.setLevel(logging.ERROR)
     root.propagate = False
     supervisor.addHandler(handler)
