@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import pickle
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
+import trio
 
 from jobtrio.backends import redis as redis_backend
-from jobtrio.backends.base import Finish, JobQuery
+from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
@@ -175,3 +178,101 @@ async def test_store_batch_repeating_a_job_keeps_its_indexes_right(pair):
     assert [j.id for j in (await store.query(JobQuery(type="b"))).jobs] == [job.id]
     counts = await store.count_by_status()
     assert counts["pending"] == 1 and counts["failed"] == 1 and counts["completed"] == 0
+
+
+# --------------------------------------------------------------------------- trio's own wire
+
+
+async def run_scenario(url: str) -> list[str]:
+    """Enqueue, claim, finish and store a few jobs; the documents that came back."""
+    prefix = "w" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(url, prefix=prefix)
+    store = await RedisStore.open(url, prefix=prefix, connection=broker.connection)
+    try:
+        jobs = [make("w", payload={"i": i}) for i in range(5)]
+        for i, job in enumerate(jobs):
+            job.id = f"{i:026d}"
+        out = [j.dumps() for j in await broker.enqueue(jobs, NOW)]
+        leases = await broker.claim("n1", 3, 30.0, NOW + 1)
+        for lease in leases:
+            lease.token = "t"  # the same token text on both paths
+        done = await broker.finish([Finish(x.job.id, "t", "completed") for x in leases], NOW + 2)
+        out += [j.dumps() if j is not None else "refused" for j in done]
+        await store.put_many([j for j in done if j is not None])
+        out += [j.dumps() for j in (await store.query(JobQuery(limit=10))).jobs]
+        out.append(json.dumps(await broker.depths(), sort_keys=True))
+        return out
+    finally:
+        await broker.close()
+
+
+async def test_native_and_threaded_scripts_answer_alike(redis_server, monkeypatch):
+    native = await run_scenario(redis_server.url)
+    monkeypatch.setattr(redis_backend, "NATIVE_SCRIPTS", False)
+    threaded = await run_scenario(redis_server.url)
+    assert native == threaded
+
+
+async def test_a_flushed_script_cache_is_reloaded_once(pair, redis_server):
+    broker, _ = pair
+    await broker.enqueue([make()], NOW)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        raw.script_flush()
+    finally:
+        raw.close()
+    [lease] = await broker.claim("n1", 5, 30.0, NOW)
+    assert lease.job.status == JobStatus.RUNNING
+
+
+async def test_a_cancelled_caller_leaves_the_wire_in_step(pair, redis_server):
+    """The call is shielded: sent, it runs whole and its reply is read off the wire."""
+    broker, _ = pair
+    await broker.enqueue([make() for _ in range(3)], NOW)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        raw.client_pause(300, all=False)  # the claim waits for its reply a while
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(broker.claim, "n1", 1, 30.0, NOW)
+                await trio.sleep(0.1)
+                scope.cancel()  # while the claim is on the wire
+        assert (await broker.depths())["running"] == 1  # it ran, whole
+        leases = await broker.claim("n1", 5, 30.0, NOW)  # and the next reply is its own
+        assert len(leases) == 2
+    finally:
+        raw.client_unpause()
+        raw.close()
+
+
+async def test_a_slow_reply_times_out_and_the_wire_is_replaced(redis_server):
+    prefix = "t" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix, socket_timeout=0.3)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        await broker.enqueue([make()], NOW)
+        raw.client_pause(1000, all=False)  # writes wait a second
+        with pytest.raises(BackendUnavailable):
+            await broker.claim("n1", 1, 30.0, NOW)
+        await trio.sleep(1.0)
+        # a new connection: the old one's late reply can never be read as this one's
+        leases = await broker.claim("n1", 5, 30.0, NOW)
+        assert len(leases) <= 1  # the timed-out claim may have run after the pause
+        assert (await broker.depths())["running"] == 1
+    finally:
+        raw.client_unpause()
+        raw.close()
+        await broker.close()
+
+
+async def test_scripts_reach_the_database_of_the_url(redis_server):
+    url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    prefix = "d" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(url, prefix=prefix)
+    raw = redis.Redis.from_url(url)
+    try:
+        [job] = await broker.enqueue([make()], NOW)
+        assert raw.exists("{" + prefix + "}:j:" + job.id)
+    finally:
+        raw.close()
+        await broker.close()

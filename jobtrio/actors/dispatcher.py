@@ -56,7 +56,7 @@ log = logging.getLogger("jobtrio.dispatcher")
 #: Why an attempt was interrupted from outside (its outcome is not reported as a failure).
 CANCELLED, LEASE_LOST, SHUTDOWN = "cancelled", "lease lost", "shutdown"
 #: Seconds of this node's recent start rate it may claim ahead (automatic prefetch).
-PREFETCH_HORIZON = 0.01
+PREFETCH_HORIZON = 0.02
 #: Seconds over which the start rate is measured.
 RATE_INTERVAL = 0.05
 
