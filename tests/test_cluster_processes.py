@@ -126,7 +126,7 @@ def api(node: NodeProcess, path: str) -> dict[str, Any]:
 
 def agreed_leader(nodes: dict[str, NodeProcess], algorithm: str) -> str | None:
     """The one leader every given node names, if they all name the same live one."""
-    leaders = set()
+    leaders, epochs = set(), set()
     for node in nodes.values():
         try:
             view = api(node, "/api/v1/leader")
@@ -135,7 +135,9 @@ def agreed_leader(nodes: dict[str, NodeProcess], algorithm: str) -> str | None:
             return None
         assert election["algorithm"] == algorithm
         leaders.add(view["leader"])
-    if len(leaders) != 1:
+        epochs.add(election["fencing_epoch"])
+    # every node reports the same leader and the same fencing epoch (a gossip term is local)
+    if len(leaders) != 1 or len(epochs) != 1:
         return None
     [leader] = leaders
     if leader not in nodes:

@@ -15,6 +15,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from ..backends.base import BackendUnavailable
 from ..jobs import to_iso
 from .algorithms import ALGORITHMS, describe
 from .auth import Role, require
@@ -50,10 +51,17 @@ def _leader_url(members: list[dict[str, Any]], leader: str | None) -> str | None
     return None
 
 
-def _election() -> dict[str, Any]:
-    info = _iso_times(current_node().election_info(), ("since",))
+async def _election() -> dict[str, Any]:
+    node = current_node()
+    info = _iso_times(node.election_info(), ("since",))
     if info.get("leader") is None:
         info["since"] = None
+    # the Broker's newest fencing epoch: the one number every node reports alike,
+    # whatever the algorithm (a gossip term is local to each node)
+    try:
+        info["fencing_epoch"] = await node.broker.current_epoch()
+    except BackendUnavailable:
+        info["fencing_epoch"] = None
     return info
 
 
@@ -95,7 +103,7 @@ async def nodes() -> Response:
 async def leader() -> Response:
     reject_unknown(request.args, ())
     node = current_node()
-    info = _election()
+    info = await _election()
     return jsonify(
         {
             "leader": info["leader"],
@@ -113,7 +121,7 @@ async def leader() -> Response:
 @require(Role.USER)
 async def election() -> Response:
     reject_unknown(request.args, ())
-    return jsonify(_election())
+    return jsonify(await _election())
 
 
 @bp.get("/api/v1/elections")
@@ -152,7 +160,7 @@ async def algorithm(algorithm: str) -> Response:
 async def cluster() -> Response:
     reject_unknown(request.args, ())
     node = current_node()
-    info = _election()
+    info = await _election()
     members = await _members()
     return jsonify(
         {
@@ -162,6 +170,7 @@ async def cluster() -> Response:
             "is_leader": info["leader"] == node.node_id,
             "term": info["term"],
             "epoch": info["epoch"],
+            "fencing_epoch": info["fencing_epoch"],
             "algorithm": info["algorithm"],
             "since": info["since"],
             "storage": storage_name(node),

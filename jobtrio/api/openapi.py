@@ -369,6 +369,11 @@ def _schemas() -> dict[str, Any]:
                     **_nullable(INT),
                     "description": "fencing epoch, only while this node leads",
                 },
+                "fencing_epoch": {
+                    **_nullable(INT),
+                    "description": "the Broker's newest fencing epoch, the same on every node "
+                    "(null while the Broker is unreachable)",
+                },
                 "is_leader": BOOL,
                 "since": _nullable(TIME),
                 "changes": INT,
@@ -400,6 +405,7 @@ def _schemas() -> dict[str, Any]:
                 "is_leader": BOOL,
                 "term": INT,
                 "epoch": _nullable(INT),
+                "fencing_epoch": _nullable(INT),
                 "algorithm": STRING,
                 "since": _nullable(TIME),
                 "storage": STRING,
