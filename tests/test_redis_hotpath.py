@@ -13,8 +13,11 @@ import copy
 import dataclasses
 import json
 import pickle
+import socket
+import struct
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 import redis
@@ -276,3 +279,29 @@ async def test_scripts_reach_the_database_of_the_url(redis_server):
     finally:
         raw.close()
         await broker.close()
+
+
+async def test_a_connection_cut_under_a_call_is_backend_unavailable():
+    """A peer that hangs up mid-reply (a crashing server) is an outage, not a crash."""
+
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1 << 16)
+        await stream.send_all(b"$100\r\nonly part of it")
+        await trio.sleep(0.05)
+        # a reset, not a clean close: the client's read fails with ECONNRESET
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, hang_up, 0, host="127.0.0.1"))
+        listener = listeners[0]
+        port = listener.socket.getsockname()[1]
+        broker = await RedisBroker.open(f"redis://127.0.0.1:{port}/0", prefix="cut")
+        try:
+            with pytest.raises(BackendUnavailable):
+                await broker.claim("n1", 1, 30.0, NOW)
+            with pytest.raises(BackendUnavailable):  # and again, on a new connection
+                await broker.finish([Finish("x", "t", "completed")], NOW)
+        finally:
+            await broker.close()
+            nursery.cancel_scope.cancel()

@@ -1098,15 +1098,24 @@ def _doc_of(job: _StoredJob) -> str | None:
 
 def _stored(doc: str, job_id: str, job_type: str, status: str, version: int, created: str) -> Job:
     """A ``_StoredJob`` from its document and header (``created``: created_at as JSON text)."""
-    job = _StoredJob.__new__(_StoredJob)
-    setter = object.__setattr__
-    setter(job, "_doc", doc)
-    setter(job, "_created", created)
-    setter(job, "id", job_id)
-    setter(job, "type", job_type)
-    setter(job, "status", _STATUS[status])
-    setter(job, "version", version)
+    job = _new_stored(_StoredJob)
+    _set_doc(job, doc)
+    _set_created(job, created)
+    _set_id(job, job_id)
+    _set_type(job, job_type)
+    _set_status(job, _STATUS[status])
+    _set_version(job, version)
     return job
+
+
+# the slots' own setters: object.__setattr__ looks each one up again (0.67 -> 0.40 us a job)
+_new_stored = _StoredJob.__new__
+_set_doc = _StoredJob._doc.__set__  # type: ignore[attr-defined]
+_set_created = _StoredJob._created.__set__  # type: ignore[attr-defined]
+_set_id = Job.id.__set__  # type: ignore[attr-defined]
+_set_type = Job.type.__set__  # type: ignore[attr-defined]
+_set_status = Job.status.__set__  # type: ignore[attr-defined]
+_set_version = Job.version.__set__  # type: ignore[attr-defined]
 
 
 def _stored_from_fields(body: str, f: list[str]) -> Job:
@@ -1158,6 +1167,8 @@ def _text(value: bytes | str) -> str:
 
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError)
+#: trio's words for a connection that broke under a call.
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 #: Refusals that mean "not now" (a failover, a restart loading its data), not "never".
 _TRANSIENT = (MasterDownError, TryAgainError, ClusterDownError)
 _TRANSIENT_PREFIXES = ("MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")
@@ -1167,7 +1178,7 @@ NATIVE_SCRIPTS = True
 
 def _translated(exc: Exception) -> Exception:
     """The error a caller sees: an outage is ``BackendUnavailable``, the rest as raised."""
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, _UNAVAILABLE + _BROKEN):
         return BackendUnavailable("redis", str(exc) or type(exc).__name__)
     if isinstance(exc, _TRANSIENT) or (
         isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
@@ -1408,7 +1419,12 @@ class RedisConnection:
                         if isinstance(reply, redis.exceptions.NoScriptError):
                             load = _command(b"SCRIPT", b"LOAD", _arg(script.script))
                             reply = (await wire.request(load + payload, 2))[1]
-                except (redis.RedisError, OSError, trio.BrokenResourceError) as exc:
+                except (
+                    redis.RedisError,
+                    OSError,
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                ) as exc:
                     self._discard(wire)
                     raise _translated(exc) from exc
                 except trio.TooSlowError:
