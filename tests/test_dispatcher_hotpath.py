@@ -136,3 +136,24 @@ async def test_explicit_prefetch_is_never_exceeded(autojump_clock):
         await node.submit_many([{"type": "noop"}] * 300)
         await wait_until(lambda: node.dispatcher.finished == 300, timeout=60)
         assert max(asked) <= 2 + 1 and node.dispatcher._window == 1
+
+
+def test_batched_histogram_observations_equal_single_ones():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from jobtrio.actors.dispatcher import _observe_all
+
+    values = [0.0, 0.0004, 0.0005, 0.0006, 0.002, 0.7, 5.0, 31.0, 1e9, 0.001, 0.001]
+    exposed = []
+    for batched in (False, True):
+        registry = CollectorRegistry()
+        h = Histogram("h", "h", registry=registry, buckets=(0.0005, 0.001, 0.002, 0.5, 1, 30))
+        if batched:
+            _observe_all(h, values)
+        else:
+            for v in values:
+                h.observe(v)
+        lines = generate_latest(registry).decode().splitlines()
+        exposed.append([line for line in lines if "_created" not in line])
+    assert exposed[0] == exposed[1]
+    assert 'h_bucket{le="0.0005"} 3.0' in exposed[1]  # a bound holds the values equal to it
