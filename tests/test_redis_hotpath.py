@@ -305,3 +305,39 @@ async def test_a_connection_cut_under_a_call_is_backend_unavailable():
         finally:
             await broker.close()
             nursery.cancel_scope.cancel()
+
+
+def test_claim_parse_equals_the_document_parse():
+    """``_job`` reads the claim reply's fragments as ``Job.loads`` reads the document."""
+    import random
+
+    from jobtrio.jobs import Attempt
+
+    rng = random.Random(7)
+    values = [None, 0, -3, 2**70, 1.5, -0.0, 1e-7, 1e300, "", 'q"u\\o', "ž🐢"]
+    values += [True, False, [1, {"a": None}], {"k": [1.25]}]
+    for i in range(300):
+        job = make(rng.choice(["t", 'x"y', "ü"]), payload={"v": rng.choice(values)})
+        job.status = rng.choice(list(JobStatus))
+        for name in ("scheduled_at", "started_at", "completed_at"):
+            setattr(job, name, rng.choice([None, NOW + rng.random(), 17, 1e9]))
+        job.result = rng.choice(values)
+        job.error = rng.choice([None, "boom", 'q"\\x'])
+        job.node_id = rng.choice([None, "n1", 'n"2'])
+        job.worker_id = rng.choice([None, "n1/w0"])
+        job.retry_count, job.lease_expirations, job.version = i % 3, i % 2, i
+        job.attempts = [
+            Attempt(n + 1, "n1", rng.choice([None, "w"]), NOW + n, NOW + n + 1, "failed", "e")
+            for n in range(i % 3)
+        ]
+        if i % 2:
+            job.attempts.append(Attempt(len(job.attempts) + 1, 'n"1', None, NOW + 9))
+        body, fields = redis_backend._job_fields(job, job.status)
+        doc = redis_backend._doc_from_fields(body, fields)
+        fast = redis_backend._job(body, redis_backend._SEP.join(fields))
+        slow = Job.loads(doc)
+        assert fast.dumps() == slow.dumps()
+        assert fast == slow
+        assert [type(getattr(fast, n)) for n in redis_backend._FIELDS] == [
+            type(getattr(slow, n)) for n in redis_backend._FIELDS
+        ]

@@ -94,7 +94,7 @@ from redis.exceptions import ClusterDownError, MasterDownError, TryAgainError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from ..jobs import Job, JobStatus, new_token
+from ..jobs import Attempt, Job, JobStatus, new_token
 from . import transitions
 from .base import (
     BackendUnavailable,
@@ -1025,8 +1025,75 @@ def _dumps_from_fields(body: str, f: list[str]) -> str:
 
 
 def _job(body: str, m: str) -> Job:
-    """A job from a script's raw ``b`` and ``m``."""
-    return Job.loads(_doc_from_fields(body, m.split(_SEP)))
+    """A job from a script's raw ``b`` and ``m``: ``Job.loads`` of its document, faster.
+
+    Claimed jobs are parsed whole (a worker needs every field), 7.5 us a job
+    through the document. Here json parses only the body; the values in ``m``
+    are each one JSON fragment, read by kind: a word, a number, null, or JSON
+    text for json (strings, results, closed attempts).
+    """
+    f = m.split(_SEP)
+    d = _loads("{" + body + "}")
+    attempts = [Attempt(*a) for a in _loads(f[15])] if f[15] != "[]" else []
+    if f[16]:
+        number, node = f[16].split(",", 1)
+        attempts.append(Attempt(int(number), _text_of(node), _value(f[17]), _value(f[18])))
+    return Job(
+        d["id"],
+        d["type"],
+        d["priority"],
+        d["payload"],
+        _STATUS[f[0]],
+        d["created_at"],
+        _value(f[3]),
+        _value(f[4]),
+        _value(f[5]),
+        _value(f[6]),
+        _value(f[7]),
+        d["max_retries"],
+        d["timeout"],
+        _value(f[8]),
+        _value(f[9]),
+        _value(f[10]),
+        _value(f[11]),
+        attempts,
+        d["idempotency_key"],
+        _value(f[12]),
+        _value(f[13]),
+    )
+
+
+_loads = json.loads
+# _job passes the fields by position: a new field of Job must be placed there too
+assert tuple(f.name for f in dataclasses.fields(Job)) == (
+    "id", "type", "priority", "payload", "status", "created_at", "updated_at",
+    "scheduled_at", "started_at", "completed_at", "retry_count", "max_retries", "timeout",
+    "result", "error", "node_id", "worker_id", "attempts", "idempotency_key",
+    "lease_expirations", "version",
+), "Job's fields changed: update _job in jobtrio/backends/redis.py"  # fmt: skip
+
+
+def _value(text: str) -> Any:
+    """One JSON fragment as json.loads reads it; the usual null, numbers and plain
+    strings without the json module."""
+    if text == "null":
+        return None
+    first = text[0]
+    if first == '"':
+        return _text_of(text)
+    if first.isdigit() or first == "-":
+        if text.isdigit():
+            return int(text)
+        try:
+            return int(text) if text[1:].isdigit() else float(text)
+        except ValueError:
+            pass
+    return _loads(text)
+
+
+def _text_of(text: str) -> str:
+    """A JSON string's value (no escape inside: the text between the quotes)."""
+    return text[1:-1] if "\\" not in text else _loads(text)  # type: ignore[no-any-return]
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Job))
