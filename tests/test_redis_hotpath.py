@@ -341,3 +341,33 @@ def test_claim_parse_equals_the_document_parse():
         assert [type(getattr(fast, n)) for n in redis_backend._FIELDS] == [
             type(getattr(slow, n)) for n in redis_backend._FIELDS
         ]
+
+
+def test_hand_written_body_equals_the_encoded_dict():
+    import random
+
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    rng = random.Random(3)
+    for i in range(500):
+        job = make(
+            rng.choice(["t", 'q"\\', "ž🐢\u2028", "a\x1fb"]),
+            payload=rng.choice([{}, {"a": [1, 2.5, None]}, {"ž": "🐢"}, {"created_at": 1}]),
+            priority=rng.randint(1, 10),
+            timeout=rng.choice([None, 0.1 + 0.2, 5]),
+            idempotency_key=rng.choice([None, 'k"ž' + str(i)]),
+        )
+        if i % 3 == 0:
+            job.created_at = 17  # an int from elsewhere stays an int
+        reference = encode(
+            {
+                "id": job.id,
+                "type": job.type,
+                "priority": job.priority,
+                "payload": job.payload,
+                "created_at": job.created_at,
+                "max_retries": job.max_retries,
+                "timeout": job.timeout,
+                "idempotency_key": job.idempotency_key,
+            }
+        )[1:-1]
+        assert redis_backend._job_fields(job, job.status)[0] == reference

@@ -922,6 +922,14 @@ def _enc(value: Any) -> str:
     return _compact(value)
 
 
+_encode_str = json.encoder.encode_basestring_ascii  # what the encoder writes for a str
+
+
+def _jtext(value: Any) -> str:
+    """One JSON fragment for a value that is usually a str (or None)."""
+    return _encode_str(value) if type(value) is str else _enc(value)
+
+
 def _check_name(value: str, what: str) -> str:
     if _SEP in value:
         raise ValueError(f"{what} {value!r} contains the byte 0x1f, which the scripts reserve")
@@ -934,18 +942,16 @@ def _job_fields(job: Job, status: JobStatus) -> tuple[str, list[str]]:
     The idempotency key travels as JSON text too, so no raw caller string ever
     meets the separator.
     """
-    body = _compact(
-        {
-            "id": job.id,
-            "type": job.type,
-            "priority": job.priority,
-            "payload": job.payload,
-            "created_at": job.created_at,
-            "max_retries": job.max_retries,
-            "timeout": job.timeout,
-            "idempotency_key": job.idempotency_key,
-        }
-    )[1:-1]
+    payload = job.payload
+    # what _compact({"id": .., "type": .., ..})[1:-1] writes, without building the dict
+    body = (
+        '"id":' + _jtext(job.id) + ',"type":' + _jtext(job.type)
+        + ',"priority":' + _enc(job.priority)
+        + ',"payload":' + ("{}" if type(payload) is dict and not payload else _compact(payload))
+        + ',"created_at":' + _enc(job.created_at) + ',"max_retries":' + _enc(job.max_retries)
+        + ',"timeout":' + _enc(job.timeout)
+        + ',"idempotency_key":' + _jtext(job.idempotency_key)
+    )  # fmt: skip
     if job.attempts:
         attempts = [
             [a.number, a.node_id, a.worker_id, a.started_at, a.ended_at, a.outcome, a.error]
