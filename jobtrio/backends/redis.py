@@ -729,8 +729,20 @@ for i = 1, #ARGV do
   seen[id] = true
   local key = P .. 'rec:' .. id
   local cur = redis.call('HMGET', key, 'v', 's', 't', 'c')
-  if not cur[1] or tonumber(v) >= tonumber(cur[1]) then
+  if not cur[1] then
     redis.call('HSET', key, 'd', d, 'v', v, 's', s, 't', t, 'c', c)
+  elseif tonumber(v) >= tonumber(cur[1]) then
+    -- a newer snapshot of a known record: type and created_at never change, so
+    -- they are written only if they did (three fields a write, not five)
+    if cur[3] == t and cur[4] == c then
+      redis.call('HSET', key, 'd', d, 'v', v, 's', s)
+    else
+      redis.call('HSET', key, 'd', d, 'v', v, 's', s, 't', t, 'c', c)
+    end
+  else
+    cur = false
+  end
+  if cur then
     if not cur[1] then queue(adds, P .. 'rec-all', '0', id) end
     if cur[2] ~= s then
       if cur[2] then queue(rems, P .. 'rec-st:' .. cur[2], id) end
