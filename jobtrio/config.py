@@ -162,7 +162,7 @@ class Settings:
     # dispatching
     load_balancer_strategy: str = "round_robin"
     dispatch_batch: int = 100
-    #: Jobs claimed ahead of free workers (-1: as many as WORKER_COUNT).
+    #: Jobs claimed ahead of free workers (-1: automatic, WORKER_COUNT or more; see dispatcher).
     dispatch_prefetch: int = -1
     # retries
     retry_policy: str = "exponential"
