@@ -392,7 +392,7 @@ def validate_submission(
     ``status`` or ``retry_count`` from clients, which let a client forge
     history; here they are refused by name.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # dict: skip the ABC check
         raise ValidationError("a job must be a JSON object", None, "invalid_type")
     for key in data:
         if key in SERVER_OWNED_FIELDS:
@@ -431,7 +431,7 @@ def validate_submission(
         ) from None
     except (TypeError, ValueError, RecursionError):
         raise ValidationError("payload must be JSON-serialisable", "payload") from None
-    if _nesting(payload) > MAX_PAYLOAD_DEPTH:
+    if payload and _nesting(payload) > MAX_PAYLOAD_DEPTH:  # {} is one level deep
         raise ValidationError(
             f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels", "payload", "too_deep"
         )
