@@ -86,7 +86,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+import hiredis
 import redis
+import redis.exceptions
 import trio
 from redis._parsers import BaseParser
 from redis.backoff import NoBackoff
@@ -1272,43 +1274,6 @@ def _translated(exc: Exception) -> Exception:
     return exc
 
 
-class _Incomplete(Exception):
-    """The buffer does not hold a whole reply yet."""
-
-
-def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
-    """One RESP reply from ``buf[pos:]`` and where it ends; errors come back as exceptions."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind = buf[pos]
-    if kind == 36:  # $ bulk string
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        stop = end + 2 + size
-        if len(buf) < stop + 2:
-            raise _Incomplete
-        return bytes(buf[end + 2 : stop]), stop + 2
-    if kind == 42:  # * array
-        count = int(buf[pos + 1 : end])
-        pos = end + 2
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = _parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 58:  # : integer
-        return int(buf[pos + 1 : end]), end + 2
-    if kind == 43:  # + simple string
-        return bytes(buf[pos + 1 : end]), end + 2
-    if kind == 45:  # - error, as redis-py would raise it
-        return BaseParser.parse_error(buf[pos + 1 : end].decode(errors="replace")), end + 2
-    raise redis.ConnectionError(f"unexpected reply type {chr(kind)!r} from redis")
-
-
 def _arg(value: Any) -> bytes:
     """An argument as redis-py's encoder writes it."""
     kind = type(value)
@@ -1329,32 +1294,36 @@ def _command(*parts: bytes) -> bytes:
 
 
 class _Wire:
-    """One connection of trio's own, speaking just enough RESP2 to run scripts."""
+    """One connection of trio's own; replies are read by hiredis' RESP parser.
 
-    __slots__ = ("stream", "buffer", "idle_since")
+    hiredis (the C parser redis-py itself uses when installed) is sans-IO:
+    bytes go in with ``feed``, whole replies come out of ``gets``, so it works
+    over a trio stream unchanged. Error replies come back as the exception
+    objects redis-py would raise (``NoScriptError``...), not raised.
+    """
+
+    __slots__ = ("stream", "reader", "idle_since")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.buffer = bytearray()
+        self.reader = hiredis.Reader(
+            protocolError=redis.exceptions.InvalidResponse, replyError=BaseParser.parse_error
+        )
         self.idle_since = trio.current_time()
 
     async def request(self, payload: bytes, replies: int = 1) -> list[Any]:
         await self.stream.send_all(payload)
-        out = []
-        buf = self.buffer
-        pos = 0
+        out: list[Any] = []
+        reader = self.reader
         while len(out) < replies:
-            try:
-                value, pos = _parse(buf, pos)
+            value = reader.gets()
+            if value is not False:
                 out.append(value)
                 continue
-            except _Incomplete:
-                pass
             data = await self.stream.receive_some(1 << 18)
             if not data:
                 raise redis.ConnectionError("redis closed the connection")
-            buf += data
-        del buf[:pos]
+            reader.feed(data)
         return out
 
 
