@@ -1612,7 +1612,46 @@ def _fenced(exc: redis.ResponseError, epoch: int) -> FencedError | None:
 # --------------------------------------------------------------------------- broker
 
 
-class RedisBroker(Broker):
+class _OnRedis:
+    """How the Broker and the Store reach Redis: opening, and running a script.
+
+    Both are built as ``cls(connection, prefix, owns_connection=...)``; one
+    that is handed a connection shares it (one pool, one limiter per node)
+    and leaves closing it to its owner.
+    """
+
+    connection: RedisConnection
+    _keys: list[str]
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        prefix: str = "jobtrio",
+        *,
+        connection: RedisConnection | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> Self:
+        """Connects lazily: a node may start before Redis and catch up when it appears."""
+        if connection is not None:
+            return cls(connection, prefix, owns_connection=False)
+        conn = RedisConnection.from_url(url, pool_size=pool_size, socket_timeout=socket_timeout)
+        return cls(conn, prefix)
+
+    @classmethod
+    async def from_settings(
+        cls, settings: Settings, *, connection: RedisConnection | None = None
+    ) -> Self:
+        if connection is not None:
+            return cls(connection, settings.redis_key_prefix, owns_connection=False)
+        return cls(RedisConnection.from_settings(settings), settings.redis_key_prefix)
+
+    async def _call(self, script: Any, args: Sequence[Any]) -> Any:
+        return await self.connection.script(script, self._keys, args)
+
+
+class RedisBroker(_OnRedis, Broker):
     name = "redis"
 
     def __init__(
@@ -1641,33 +1680,6 @@ class RedisBroker(Broker):
         self._requeue = script(_LUA_REQUEUE)
         self._purge = script(_LUA_PURGE)
         self._claim_tick = script(_LUA_CLAIM_TICK)
-
-    @classmethod
-    async def open(
-        cls,
-        url: str,
-        prefix: str = "jobtrio",
-        *,
-        connection: RedisConnection | None = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-    ) -> Self:
-        """Connects lazily: a node may start before Redis and catch up when it appears."""
-        if connection is not None:
-            return cls(connection, prefix, owns_connection=False)
-        conn = RedisConnection.from_url(url, pool_size=pool_size, socket_timeout=socket_timeout)
-        return cls(conn, prefix)
-
-    @classmethod
-    async def from_settings(
-        cls, settings: Settings, *, connection: RedisConnection | None = None
-    ) -> Self:
-        if connection is not None:
-            return cls(connection, settings.redis_key_prefix, owns_connection=False)
-        return cls(RedisConnection.from_settings(settings), settings.redis_key_prefix)
-
-    async def _call(self, script: Any, args: Sequence[Any]) -> Any:
-        return await self.connection.script(script, self._keys, args)
 
     async def _leader_call(self, script: Any, args: Sequence[Any], epoch: int) -> Any:
         try:
@@ -1844,7 +1856,7 @@ class RedisBroker(Broker):
 # --------------------------------------------------------------------------- store
 
 
-class RedisStore(Store):
+class RedisStore(_OnRedis, Store):
     name = "redis"
 
     def __init__(
@@ -1859,32 +1871,6 @@ class RedisStore(Store):
         self._put = client.register_script(_LUA_STORE_PUT)
         self._delete = client.register_script(_LUA_STORE_DELETE)
         self._query = client.register_script(_LUA_STORE_QUERY)
-
-    @classmethod
-    async def open(
-        cls,
-        url: str,
-        prefix: str = "jobtrio",
-        *,
-        connection: RedisConnection | None = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-    ) -> Self:
-        if connection is not None:
-            return cls(connection, prefix, owns_connection=False)
-        conn = RedisConnection.from_url(url, pool_size=pool_size, socket_timeout=socket_timeout)
-        return cls(conn, prefix)
-
-    @classmethod
-    async def from_settings(
-        cls, settings: Settings, *, connection: RedisConnection | None = None
-    ) -> Self:
-        if connection is not None:
-            return cls(connection, settings.redis_key_prefix, owns_connection=False)
-        return cls(RedisConnection.from_settings(settings), settings.redis_key_prefix)
-
-    async def _call(self, script: Any, args: Sequence[Any]) -> Any:
-        return await self.connection.script(script, self._keys, args)
 
     async def put_many(self, jobs: Sequence[Job]) -> None:
         for start in range(0, len(jobs), PUT_CHUNK):
