@@ -17,7 +17,8 @@ import pytest
 from jobtrio.backends.base import Broker, Store
 from tests.servers import RedisServer
 
-BROKERS = ["memory", "sqlite", "redis"]
+#: "redis-records": a RedisBroker that keeps a RedisStore's records itself (Redis alone)
+BROKERS = ["memory", "sqlite", "redis", "redis-records"]
 STORES = [
     "memory",
     "sqlite",
@@ -68,7 +69,9 @@ async def broker(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Brok
         from jobtrio.backends.redis import RedisBroker
 
         server: RedisServer = request.getfixturevalue("redis_server")
-        b = await RedisBroker.open(server.url, prefix=_unique_prefix())
+        b = await RedisBroker.open(
+            server.url, prefix=_unique_prefix(), records=kind == "redis-records"
+        )
     try:
         yield b
     finally:

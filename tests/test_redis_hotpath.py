@@ -48,7 +48,7 @@ def make(job_type: str = "noop", **fields) -> Job:
 
 
 def is_unparsed(job: Job) -> bool:
-    return redis_backend._doc_of(job) is not None  # type: ignore[arg-type]
+    return redis_backend._raw_of(job) is not None  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -142,7 +142,11 @@ class LeaderDuties:
 
         Only records untouched for ``settle`` seconds are considered, so a job
         whose newest snapshot is still on its way to the Store is left alone.
+        Nothing to do when the Broker writes the records itself: they live and
+        die with its data and move in the same step as its jobs.
         """
+        if self._broker.writes_records_of(self._store):
+            return 0
         await self._broker.current_epoch()  # fail fast when the broker is down
         restored: list[Job] = []
         cursor = None

@@ -152,7 +152,7 @@ class Node:
         self.events = EventBus(self.node_id, clock)
         self.metrics = NodeMetrics(self.node_id)
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
-        self.recorder = Recorder(store)
+        self.recorder = Recorder(store, copies=not broker.writes_records_of(store))
         self.group_commit = GroupCommit(broker, clock)
         self.dispatcher = Dispatcher(
             self.node_id,

@@ -20,6 +20,11 @@ When a snapshot is written depends on whether it can still be superseded:
 
 A job's place in the queue is its first unwritten snapshot's arrival, so a
 job whose state keeps changing still reaches the Store within ``linger``.
+
+When the Broker writes the Store's records itself in every move
+(``Broker.writes_records_of``: Redis as the whole backend), every snapshot the
+node sees is recorded already: the recorder is built with ``copies=False``
+and takes nothing in.
 """
 
 from __future__ import annotations
@@ -38,8 +43,12 @@ log = logging.getLogger("jobtrio.recorder")
 
 
 class Recorder:
-    def __init__(self, store: Store, batch: int = 1000, linger: float = 0.02) -> None:
+    def __init__(
+        self, store: Store, batch: int = 1000, linger: float = 0.02, *, copies: bool = True
+    ) -> None:
         self._store = store
+        #: False when the Broker writes the records itself: ``record`` then keeps nothing.
+        self.copies = copies
         self._batch = batch
         self._linger = linger
         #: id -> (newest snapshot, arrival of the first unwritten one); in arrival order.
@@ -58,6 +67,8 @@ class Recorder:
         return len(self._pending)
 
     def record(self, jobs: Iterable[Job]) -> None:
+        if not self.copies:
+            return
         pending, final = self._pending, self._final
         wake = not pending  # the writer sleeps until something arrives
         now = trio.current_time()

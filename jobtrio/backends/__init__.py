@@ -18,7 +18,8 @@ async def open_backends(settings: Settings) -> tuple[Broker, Store]:
     if settings.redis_configured:
         from .redis import RedisBroker
 
-        broker = await RedisBroker.from_settings(settings)
+        # without MongoDB the Broker keeps the RedisStore's records itself, in its moves
+        broker = await RedisBroker.from_settings(settings, records=not settings.mongodb_uri)
     else:
         from .sqlite import SqliteBroker
 

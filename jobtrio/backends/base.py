@@ -129,6 +129,15 @@ class Broker(abc.ABC):
 
     name: str = "broker"
 
+    def writes_records_of(self, store: Store) -> bool:
+        """True when this Broker's own moves already write ``store``'s job records.
+
+        Then every snapshot it hands back is recorded already, and the node's
+        recorder copies nothing (a Redis Broker keeping a RedisStore's records
+        on the same prefix; see ``RedisBroker``).
+        """
+        return False
+
     # -- producers --------------------------------------------------------
     @abc.abstractmethod
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:

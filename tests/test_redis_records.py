@@ -1,0 +1,228 @@
+"""A RedisBroker that keeps the RedisStore's records itself (Redis as the whole backend).
+
+Every Broker move writes the job's record and refiles it in the same script,
+so the node's recorder copies nothing. These tests hold the records to what
+the Broker holds after every kind of move, check the indexes the Store's
+queries read, and check the records that outlive the Broker's copy
+(retention, purge) and the writes the Store must refuse.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from jobtrio.actors.node import Node
+from jobtrio.backends import open_backends
+from jobtrio.backends.base import Finish, JobQuery, Lease, StateConflict
+from jobtrio.backends.redis import RedisBroker, RedisStore
+from jobtrio.config import Settings
+from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from tests.waiting import wait_until
+
+NOW = 1_700_000_000.25
+ids = IdGenerator()
+
+
+def make(job_type: str = "noop", **fields) -> Job:
+    return validate_submission({"type": job_type, **fields}, NOW, ids=ids)
+
+
+@pytest.fixture
+async def kept(redis_server) -> AsyncIterator[tuple[RedisBroker, RedisStore]]:
+    prefix = "k" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
+    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
+    try:
+        yield broker, store
+    finally:
+        await broker.close()
+
+
+async def assert_records_match(broker: RedisBroker, store: RedisStore, known: set[str]) -> None:
+    """Each job the Broker holds has the very same record; indexes agree with records."""
+    records: dict[str, Job] = {}
+    for job_id in known:
+        record = await store.get(job_id)
+        live = await broker.get(job_id)
+        if live is not None:
+            assert record is not None, f"no record for held job {job_id}"
+            assert record.dumps() == live.dumps()
+        if record is not None:
+            records[job_id] = record
+    counts = await store.count_by_status()
+    for status in JobStatus:
+        want = sorted((i for i, r in records.items() if r.status == status), reverse=True)
+        page = await store.query(JobQuery(statuses=frozenset({status}), limit=1000))
+        assert [j.id for j in page.jobs] == want, status
+        assert counts[str(status)] == len(want), status
+    everything = await store.query(JobQuery(limit=1000))
+    assert [j.id for j in everything.jobs] == sorted(records, reverse=True)
+    for job_type in {r.type for r in records.values()}:
+        page = await store.query(JobQuery(type=job_type, limit=1000))
+        assert {j.id for j in page.jobs} == {i for i, r in records.items() if r.type == job_type}
+
+
+async def test_every_move_leaves_the_record_equal_to_the_broker_copy(kept):
+    broker, store = kept
+    assert broker.writes_records_of(store)
+    rng = random.Random(11)
+    epoch = await broker.acquire_epoch("leader", NOW)
+    known: set[str] = set()
+    leases: list[Lease] = []
+    now = NOW
+    for step in range(120):
+        now += 1.0
+        op = rng.choice(
+            ["enqueue", "enqueue", "claim", "finish", "finish", "cancel", "retry", "promote",
+             "requeue", "purge", "delete", "replace"]
+        )  # fmt: skip
+        if op == "enqueue":
+            batch = [
+                make(
+                    rng.choice(["a", "b", 'ty"pe\x1f']),
+                    payload={"step": step},
+                    scheduled_at=now + rng.choice([0, 0, 3]),
+                    idempotency_key=rng.choice([None, None, f"k{rng.randrange(5)}"]),
+                )
+                for _ in range(rng.randrange(1, 4))
+            ]
+            known.update(j.id for j in await broker.enqueue(batch, now))
+        elif op == "claim":
+            leases += await broker.claim("n1", rng.randrange(1, 4), 2.0, now)
+        elif op == "finish" and leases:
+            chosen = [leases.pop(rng.randrange(len(leases))) for _ in range(min(2, len(leases)))]
+            outcome = rng.choice(["completed", "failed", "timeout", "released"])
+            await broker.finish(
+                [
+                    Finish(
+                        lease.job.id,
+                        lease.token,
+                        outcome,  # type: ignore[arg-type]
+                        "n1/w0",
+                        result={"ok": step} if outcome == "completed" else None,
+                        error=None if outcome == "completed" else "boom",
+                        retry_at=now + 2 if outcome == "failed" and rng.random() < 0.5 else None,
+                    )
+                    for lease in chosen
+                ],
+                now,
+            )
+        elif op == "cancel" and known:
+            await broker.cancel(rng.choice(sorted(known)), now)
+        elif op == "retry" and known:
+            try:
+                await broker.retry(rng.choice(sorted(known)), now)
+            except StateConflict:
+                pass  # not failed or cancelled: refused, nothing moved
+        elif op == "promote":
+            await broker.promote_due(now, epoch)
+        elif op == "requeue":
+            await broker.requeue_expired(now, epoch, poison_limit=2)
+        elif op == "purge":
+            await broker.purge_finished(now - rng.choice([0, 5]), epoch)
+        elif op == "delete" and known:
+            victim = rng.choice(sorted(known))
+            await broker.delete(victim)
+            await store.delete(victim)
+        elif op == "replace" and known:
+            # the same id enqueued again replaces the job (what retry of a purged job does)
+            old = await store.get(rng.choice(sorted(known)))
+            if old is not None:
+                again = make("c", payload={"again": step})
+                again.id, again.version = old.id, old.version + 1
+                await broker.enqueue([again], now)
+        await assert_records_match(broker, store, known)
+    assert known
+
+
+async def test_records_outlive_retention_and_a_purge_deletes_them(kept):
+    broker, store = kept
+    epoch = await broker.acquire_epoch("leader", NOW)
+    [job] = await broker.enqueue([make(idempotency_key="once")], NOW)
+    [lease] = await broker.claim("n1", 1, 30, NOW + 1)
+    [done] = await broker.finish([Finish(job.id, lease.token, "completed", "n1/w0")], NOW + 2)
+    assert done is not None
+    assert await broker.purge_finished(NOW + 10, epoch) == 1
+    assert await broker.get(job.id) is None  # the queue let go of it
+    record = await store.get(job.id)
+    assert record is not None and record.dumps() == done.dumps()  # the record stays
+    assert (await broker.depths())["completed"] == 0
+    assert (await store.count_by_status())["completed"] == 1
+    # its idempotency key went with the queue's copy: the key is free again
+    [fresh] = await broker.enqueue([make(idempotency_key="once")], NOW + 11)
+    assert fresh.id != job.id
+    # a job the queue no longer holds is deleted from the Store alone
+    assert await store.delete(job.id)
+    assert await store.get(job.id) is None
+    assert (await store.count_by_status())["completed"] == 0
+
+
+async def test_the_store_leaves_a_job_the_broker_holds_to_the_broker(kept):
+    broker, store = kept
+    [job] = await broker.enqueue([make()], NOW)
+    newer = Job.loads(job.dumps())
+    newer.status, newer.version = JobStatus.COMPLETED, job.version + 5
+    await store.put_many([newer])  # the Broker's copy is never older than one handed out
+    assert (await store.get(job.id)).status == JobStatus.PENDING  # type: ignore[union-attr]
+    assert not await store.delete(job.id)  # deleted through the Broker first
+    [lease] = await broker.claim("n1", 1, 30, NOW + 1)
+    assert lease.job.id == job.id
+    assert await broker.delete(job.id)
+    record = await store.get(job.id)
+    assert record is not None and record.status == JobStatus.RUNNING
+    assert await store.delete(job.id)
+    await assert_records_match(broker, store, {job.id})
+
+
+async def test_a_store_on_another_connection_is_copied_to_by_the_recorder(redis_server):
+    prefix = "k" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
+    other = await RedisStore.open(redis_server.url, prefix=prefix)
+    plain = await RedisBroker.open(redis_server.url, prefix=prefix, connection=broker.connection)
+    try:
+        assert not broker.writes_records_of(other)  # it cannot know the two share a server
+        assert not plain.writes_records_of(
+            await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
+        )
+    finally:
+        await other.close()
+        await broker.close()
+
+
+async def test_a_node_on_redis_alone_records_through_the_broker(redis_server):
+    settings = Settings(
+        redis_url=redis_server.url,
+        redis_key_prefix="k" + uuid.uuid4().hex[:12],
+        node_id="kept",
+        worker_count=4,
+    )
+    broker, store = await open_backends(settings)
+    node = Node(settings, broker, store)
+    try:
+        assert broker.writes_records_of(store) and not node.recorder.copies
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            jobs = await node.submit_many(
+                [{"type": "echo", "payload": {"i": i}} for i in range(40)]
+                + [{"type": "fail", "max_retries": 0}]
+            )
+            await wait_until(lambda: node.dispatcher.finished == len(jobs))
+            counts = await store.count_by_status()
+            assert counts["completed"] == 40 and counts["failed"] == 1
+            for job in jobs:
+                record = await store.get(job.id)
+                assert record is not None and record.terminal
+                assert record.attempts[-1].node_id == "kept"
+                assert record.dumps() == (await broker.get(job.id)).dumps()  # type: ignore[union-attr]
+            assert node.recorder.written == 0  # nothing was copied
+            epoch = node.leadership.view.epoch
+            assert epoch is not None
+            assert await node.duties.reconcile(epoch, NOW + 1e9) == 0
+            node.request_stop()
+    finally:
+        await broker.close()
