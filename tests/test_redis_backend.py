@@ -320,7 +320,7 @@ async def test_purge_frees_every_finished_key(redis_server, raw):
         await broker.finish([Finish(r.job.id, r.token, "completed") for r in rest], NOW + 3)
         assert await broker.purge_finished(NOW + 4, epoch) == 19
         broker_keys = {k for k in keys_of(raw, prefix) if not k.startswith(p + "rec")}
-        assert broker_keys <= {p + "seq", p + "counts", p + "epoch"}
+        assert broker_keys <= {p + "seq", p + "counts", p + "epoch", p + "layout"}
         assert all(int(v) == 0 for v in raw.hvals(p + "counts"))
     finally:
         await broker.close()

@@ -18,7 +18,7 @@ import trio
 
 from jobtrio.actors.node import Node
 from jobtrio.backends import open_backends
-from jobtrio.backends.base import Finish, JobQuery, Lease, StateConflict
+from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery, Lease, StateConflict
 from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
@@ -226,3 +226,37 @@ async def test_a_node_on_redis_alone_records_through_the_broker(redis_server):
             node.request_stop()
     finally:
         await broker.close()
+
+
+async def test_a_broker_laid_out_the_other_way_refuses_instead_of_dropping_jobs(redis_server):
+    """Nodes must agree on the layout (MONGODB_URI set or not); one that does not is told."""
+    prefix = "k" + uuid.uuid4().hex[:12]
+    kept = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
+    plain = await RedisBroker.open(redis_server.url, prefix=prefix)
+    try:
+        epoch = await kept.acquire_epoch("leader", NOW)
+        await kept.enqueue([make(), make(), make(scheduled_at=NOW + 5)], NOW)
+        calls = [
+            lambda: plain.claim("n2", 10, 30, NOW),
+            lambda: plain.enqueue([make()], NOW),
+            lambda: plain.promote_due(NOW + 10, epoch),
+            lambda: plain.requeue_expired(NOW + 100, epoch, 5),
+            plain.ping,
+        ]
+        for call in calls:
+            with pytest.raises(BackendUnavailable, match="MONGODB_URI"):
+                await call()
+        # nothing was taken off the queue: the node laid out for it runs every job
+        assert len(await kept.promote_due(NOW + 10, epoch)) == 1
+        leases = await kept.claim("n1", 10, 30, NOW + 10)
+        assert len(leases) == 3
+        await kept.finish([Finish(x.job.id, x.token, "completed") for x in leases], NOW + 11)
+        # an empty queue takes the layout of whoever comes next
+        [job] = await plain.enqueue([make()], NOW + 12)
+        with pytest.raises(BackendUnavailable, match="layout"):
+            await kept.claim("n1", 10, 30, NOW + 12)
+        [lease] = await plain.claim("n2", 10, 30, NOW + 12)
+        assert lease.job.id == job.id
+    finally:
+        await plain.close()
+        await kept.close()

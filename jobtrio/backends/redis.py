@@ -442,6 +442,25 @@ local function open_attempt(j, now, node_json)
   j[AOS] = now
 end
 
+-- The key layout is the queue's, not a node's: a node configured the other way (records
+-- kept by the Broker or not) would look for jobs where they are not, and drop what it
+-- pops. So the scripts that take jobs off an index refuse while the queue holds live
+-- jobs laid out the other way; an empty queue takes the layout of whoever comes.
+local K_LAYOUT = P .. 'layout'
+local LAYOUT = RECORD and 'records' or 'jobs'
+local function layout_refused()
+  local held = redis.call('GET', K_LAYOUT)
+  if held == LAYOUT then return nil end
+  if held then
+    local c = redis.call('HMGET', K_COUNTS, 'pending', 'scheduled', 'running', 'retrying')
+    local live = 0
+    for i = 1, 4 do live = live + (tonumber(c[i]) or 0) end
+    if live > 0 then return redis.error_reply('LAYOUT ' .. held .. ' ' .. LAYOUT) end
+  end
+  redis.call('SET', K_LAYOUT, LAYOUT)
+  return nil
+end
+
 local function fenced(epoch)
   local current = tonumber(redis.call('GET', K_EPOCH) or '0')
   if tonumber(epoch) < current then
@@ -452,17 +471,22 @@ end
 """
 
 _LUA_ENQUEUE = r"""
--- ARGV: now, then one argument per job: id, created_at text, b, the m values and the
--- type, joined by \31 (the type last: the one raw caller string that may hold the byte).
--- The job hash keeps the type and created_at text too (t, c), for its Store record.
+-- ARGV: now, then one argument per job joined by \31: id, created_at text, then the m
+-- values this script reads (status, priority, scheduled_at, version, key: cutting them
+-- out of m cost more than the rest of an enqueue), b, the m values, and the type last
+-- (the one raw caller string that may hold the byte). The job hash keeps the type and
+-- created_at text too (t, c), for its Store record.
 -- Returns per job, joined by \31: '' when stored as sent, else the job holding its key.
+local refused = layout_refused()
+if refused then return refused end
 local now = ARGV[1]
-local EPAT = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31(' .. string.rep('[^\31]*\31', NF - 1)
+local EPAT = '^' .. string.rep('([^\31]*)\31', 8) .. '(' .. string.rep('[^\31]*\31', NF - 1)
   .. '[^\31]*)\31(.*)$'
 local out = {}
 for i = 2, #ARGV do
-  local id, c, b, m, t = string.match(ARGV[i], EPAT)
-  local j = {id = id, b = b, string.match(m, MPAT)}
+  local id, c, s, pr, sa, v, k, b, m, t = string.match(ARGV[i], EPAT)
+  local j = {id = id, b = b}
+  j[S], j[PR], j[SA], j[V], j[K] = s, pr, sa, v, k
   local k = j[K]
   local held = false
   if k ~= '' then
@@ -510,6 +534,8 @@ _LUA_CLAIM = r"""
 -- ARGV: now, node_id (JSON), lease expiry, n, n fresh tokens joined by \31
 -- Returns a record per claimed job: token, b and m joined by \31; records joined by \30.
 -- Python builds the documents from b and m: client CPU scales out, the server's does not.
+local refused = layout_refused()
+if refused then return refused end
 local now, node_json, expires = ARGV[1], ARGV[2], ARGV[3]
 local tokens = split(ARGV[5])
 local popped = redis.call('ZPOPMIN', K_PENDING, tonumber(ARGV[4]))
@@ -727,7 +753,7 @@ return out
 _LUA_PROMOTE = r"""
 -- ARGV: now, epoch, limit
 local now = ARGV[1]
-local err = fenced(ARGV[2])
+local err = fenced(ARGV[2]) or layout_refused()
 if err then return err end
 local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -752,7 +778,7 @@ _LUA_REQUEUE = r"""
 -- ARGV: now, epoch, poison limit, limit, poison error JSON with a literal {n},
 --       'lease expired' as JSON
 local now = ARGV[1]
-local err = fenced(ARGV[2])
+local err = fenced(ARGV[2]) or layout_refused()
 if err then return err end
 local poison = tonumber(ARGV[3])
 local template, lost_error = ARGV[5], ARGV[6]
@@ -807,6 +833,12 @@ for c = 1, #old, 1000 do
 end
 flush()
 return #old
+"""
+
+_LUA_LAYOUT = r"""
+local refused = layout_refused()
+if refused then return refused end
+return 1
 """
 
 _LUA_CLAIM_TICK = r"""
@@ -1366,6 +1398,14 @@ NATIVE_SCRIPTS = True
 
 def _translated(exc: Exception) -> Exception:
     """The error a caller sees: an outage is ``BackendUnavailable``, the rest as raised."""
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith("LAYOUT "):
+        _, held, mine = str(exc).split()
+        return BackendUnavailable(
+            "redis",
+            f"the queue holds live jobs in the {held!r} key layout and this node uses "
+            f"{mine!r} ('records' is Redis alone, 'jobs' is Redis with MongoDB): give "
+            "every node the same MONGODB_URI setting, or drain the queue before changing it",
+        )
     if isinstance(exc, _UNAVAILABLE + _BROKEN):
         return BackendUnavailable("redis", str(exc) or type(exc).__name__)
     if isinstance(exc, _TRANSIENT) or (
@@ -1803,6 +1843,7 @@ class RedisBroker(_OnRedis, Broker):
         self._requeue = script(_LUA_REQUEUE)
         self._purge = script(_LUA_PURGE)
         self._claim_tick = script(_LUA_CLAIM_TICK)
+        self._layout = script(_LUA_LAYOUT)
 
     def writes_records_of(self, store: Store) -> bool:
         return (
@@ -1831,10 +1872,22 @@ class RedisBroker(_OnRedis, Broker):
         encoded = [_job_fields(job, status) for job, status in zip(jobs, statuses, strict=True)]
         args = [_num(now)]
         args += (
-            _check_name(job.id, "job id") + _SEP + _num(job.created_at) + _SEP + body + _SEP
-            + _SEP.join(fields) + _SEP + job.type
-            for job, (body, fields) in zip(jobs, encoded, strict=True)
-        )  # fmt: skip
+            _SEP.join(
+                (
+                    _check_name(job.id, "job id"),
+                    _num(job.created_at),
+                    f[0],  # the values the script reads: status, priority,
+                    f[1],  # scheduled_at, version and key (see _LUA_ENQUEUE)
+                    f[4],
+                    f[13],
+                    f[2],
+                    body,
+                    *f,
+                    job.type,
+                )
+            )
+            for job, (body, f) in zip(jobs, encoded, strict=True)
+        )
         reply = (await self._call(self._enqueue, args)).split(_BSEP)
         return [
             Job.loads(held) if held else _stored_from_fields(body, fields)
@@ -1978,7 +2031,8 @@ class RedisBroker(_OnRedis, Broker):
 
     # -- life cycle ----------------------------------------------------------------
     async def ping(self) -> None:
-        await self.connection.ping()
+        """Reachable, and laid out as this Broker expects (else ``/ready`` says why)."""
+        await self._call(self._layout, [])
 
     async def close(self) -> None:
         if self._owns:
