@@ -13,6 +13,7 @@ it leads again.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -30,6 +31,12 @@ log = logging.getLogger("jobtrio.leader")
 LIVE_STATUSES = frozenset(
     {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.RUNNING}
 )
+
+#: The share of the leader's time reconciliation may take: it reads every live record,
+#: which on a backlog of a million jobs takes seconds, so a pass that took t seconds
+#: waits at least t / RECONCILE_SHARE before the next (housekeeping runs it at most
+#: every ``housekeeping_every`` seconds anyway).
+RECONCILE_SHARE = 0.05
 
 #: An extra duty run every tick while leading: ``(epoch, now) -> None``.
 Duty = Callable[[int, float], Awaitable[None]]
@@ -65,6 +72,8 @@ class LeaderDuties:
         self.reconciled = 0
         self.purged = 0
         self.fenced = 0
+        #: When the next reconciliation may start (``trio.current_time()``).
+        self.next_reconcile = -math.inf
         #: The last epoch whose writes the Broker refused (the elector may retake).
         self.last_fenced: int | None = None
 
@@ -134,7 +143,11 @@ class LeaderDuties:
             self.purged += await self._broker.purge_finished(
                 now - self._settings.finished_job_ttl, epoch
             )
-        self.reconciled += await self.reconcile(epoch, now)
+        started = trio.current_time()
+        if started >= self.next_reconcile:
+            self.reconciled += await self.reconcile(epoch, now)
+            spent = trio.current_time() - started
+            self.next_reconcile = started + spent / RECONCILE_SHARE
 
     async def reconcile(self, epoch: int, now: float, settle: float = 60.0) -> int:
         """Re-enqueue jobs the Store holds as live but the Broker lost (e.g. Redis lost data),
