@@ -194,17 +194,7 @@ local function records_flush()
   R.add, R.rem, R.seen = {}, {}, {}
 end
 
--- Index key names, made once per script run (a string built is a string hashed).
-local RK = {}
-local function rkey(kind, name)
-  local k = kind .. name
-  local v = RK[k]
-  if not v then
-    v = P .. k
-    RK[k] = v
-  end
-  return v
-end
+local function rkey(kind, name) return P .. kind .. name end
 
 -- Moves a record between status indexes (queued).
 local function refile(id, old, new)
@@ -214,16 +204,11 @@ local function refile(id, old, new)
   rq(R.add, rkey('rec-st:', new), '0', id)
 end
 
--- The Store's put: write a whole snapshot unless the one held is newer, or unless the
--- Broker holds the job in this very hash (q: a Broker keeping the records moves it
--- itself, and its copy is never older than one handed out).
-local function put_record(id, v, s, b, m, t, c)
+-- Files a whole record written over cur = {v, s, t, c} of the one it replaces (all
+-- nil for a new record) under every index that changed.
+local function file_record(id, cur, s, t, c)
   if R.seen[id] then records_flush() end
-  local key = P .. 'rec:' .. id
-  local cur = redis.call('HMGET', key, 'v', 's', 't', 'c', 'q')
-  if cur[5] or (cur[1] and tonumber(v) < tonumber(cur[1])) then return end
   R.seen[id] = true
-  redis.call('HSET', key, 'b', b, 'm', m, 'v', v, 's', s, 't', t, 'c', c)
   if not cur[1] then rq(R.add, rkey('rec-all', ''), '0', id) end
   if cur[2] ~= s then
     if cur[2] then rq(R.rem, rkey('rec-st:', cur[2]), id) end
@@ -234,6 +219,17 @@ local function put_record(id, v, s, b, m, t, c)
     rq(R.add, rkey('rec-ty:', t), '0', id)
   end
   if cur[4] ~= c then rq(R.add, rkey('rec-created', ''), c, id) end
+end
+
+-- The Store's put: write a whole snapshot unless the one held is newer, or unless the
+-- Broker holds the job in this very hash (q: a Broker keeping the records moves it
+-- itself, and its copy is never older than one handed out).
+local function put_record(id, v, s, b, m, t, c)
+  local key = P .. 'rec:' .. id
+  local cur = redis.call('HMGET', key, 'v', 's', 't', 'c', 'q')
+  if cur[5] or (cur[1] and tonumber(v) < tonumber(cur[1])) then return end
+  redis.call('HSET', key, 'b', b, 'm', m, 'v', v, 's', s, 't', t, 'c', c)
+  file_record(id, cur, s, t, c)
 end
 """
 
@@ -496,24 +492,20 @@ for i = 2, #ARGV do
   if held then
     out[#out + 1] = doc(load(held))
   else
-    local old = redis.call('HMGET', jkey(id), 'q', 'm', 't')
+    local key = jkey(id)
+    local old = redis.call('HMGET', key, 'q', 'm', 't', 'c')
     if old[1] then -- the same id again replaces the job, as the reference broker does
       unplace(id)
       count(status_of(old[2]), -1)
     end
-    if old[2] then redis.call('DEL', jkey(id)) end
-    local key = jkey(id)
+    if old[2] then redis.call('DEL', key) end
     if RECORD then
       redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'v', j[V], 's', j[S])
       if old[2] then
-        if old[3] ~= t then rq(R.rem, rkey('rec-ty:', old[3]), id) end
-        refile(id, status_of(old[2]), j[S])
+        file_record(id, {'', status_of(old[2]), old[3], old[4]}, j[S], t, c)
       else
-        rq(R.add, rkey('rec-all', ''), '0', id)
-        refile(id, nil, j[S])
+        file_record(id, {}, j[S], t, c)
       end
-      rq(R.add, rkey('rec-ty:', t), '0', id)
-      rq(R.add, rkey('rec-created', ''), c, id)
     else
       redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1')
     end
