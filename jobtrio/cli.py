@@ -39,7 +39,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .client import DEFAULT_URL, Client, ConnectionFailed, JobtrioError, job_submission
+from .client import (
+    DEFAULT_URL,
+    Client,
+    ConnectionFailed,
+    JobtrioError,
+    NotFound,
+    Unavailable,
+    job_submission,
+)
 from .durations import format_duration, parse_duration
 from .jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
 
@@ -696,7 +704,13 @@ def retry_job(remote: Remote, job_id: str) -> int:
 @jobs.command("watch")
 @click.argument("job_id", required=False)
 @_list_filters
-@click.option("--interval", type=DURATION, default="1s", show_default=True, help="Poll period.")
+@click.option(
+    "--interval",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="Poll period, used only when the node has no event stream.",
+)
 @click.option("--timeout", type=DURATION, help="Stop after this long (exit 1 if a job is open).")
 @remote_command
 def watch(
@@ -711,24 +725,135 @@ def watch(
 ) -> int:
     """Follow a job until it finishes, or with no JOB_ID, follow new jobs and changes.
 
-    One line per change (JSON Lines with --json). Following one job exits 0
-    when it completes and 1 when it fails or is cancelled; following the list
-    runs until Ctrl-C.
+    Changes arrive live over the node's event stream (/api/v1/events), which
+    covers the whole cluster when it shares Redis; against a node without
+    one, the command polls every --interval. One line per change (JSON Lines
+    with --json). Following one job exits 0 when it completes and 1 when it
+    fails or is cancelled; following the list runs until Ctrl-C or --timeout.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     with remote.client() as client:
         try:
             if job_id is not None:
-                return _watch_one(remote, client, job_id, interval, deadline)
+                events = _live_events(client, deadline, job_id=job_id.strip().upper())
+                if events is None:
+                    return _watch_one(remote, client, job_id, interval, deadline)
+                return _watch_one_live(remote, client, job_id, events)
             filters = {
                 "status": _statuses(status),
                 "type": job_type,
                 "created_after": created_after,
                 "created_before": created_before,
             }
-            return _watch_list(remote, client, filters, interval, deadline)
+            events = _live_events(client, deadline, kind="job", type=job_type)
+            if events is None:
+                return _watch_list(remote, client, filters, interval, deadline)
+            return _watch_list_live(remote, client, filters, events)
         except KeyboardInterrupt:
             return EXIT_OK
+
+
+def _live_events(
+    client: Client, deadline: float | None, **filters: Any
+) -> Iterator[dict[str, Any]] | None:
+    """The event stream, already subscribed; None if the node has none (then poll)."""
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    events = client.events(control=True, timeout=timeout, **filters)
+    try:
+        next(events)  # stream.ready: from here on nothing is missed
+    except StopIteration:
+        return iter(())
+    except (NotFound, Unavailable):
+        return None  # an older node, or EVENT_STREAM_MAXLEN=0
+    return events
+
+
+def _watch_one_live(
+    remote: Remote, client: Client, job_id: str, events: Iterator[dict[str, Any]]
+) -> int:
+    """Show the job, then re-read it at each of its events (and after any reconnection)."""
+    seen: tuple[JobStatus, int] | None = None
+
+    def show() -> Job:
+        nonlocal seen
+        job = client.get(job_id)
+        key = (job.status, len(job.attempts))
+        if key != seen:
+            _emit(remote, job, None if seen is None else seen[0])
+            seen = key
+        return job
+
+    job = show()
+    if job.terminal:
+        return EXIT_OK if finished_ok(job) else EXIT_FAILURE
+    for _event in events:
+        job = show()
+        if job.terminal:
+            return EXIT_OK if finished_ok(job) else EXIT_FAILURE
+    raise Failure(f"job {job_id} is still {job.status} after the --timeout")
+
+
+def _event_job(event: dict[str, Any]) -> dict[str, Any]:
+    """A job event as the job fields it carries (what --json prints per change)."""
+    return {
+        "id": event.get("job_id"),
+        "type": event.get("type"),
+        "status": event.get("status"),
+        "priority": event.get("priority"),
+        "retry_count": event.get("retry_count"),
+        "attempt": event.get("attempt"),
+        "worker_id": event.get("worker_id"),
+        "error": event.get("error"),
+        "node": event.get("node"),
+        "event": event.get("kind"),
+        "event_id": event.get("id"),
+        "at": event.get("at"),
+    }
+
+
+def _watch_list_live(
+    remote: Remote,
+    client: Client,
+    filters: dict[str, Any],
+    events: Iterator[dict[str, Any]],
+) -> int:
+    page = client.list_page(**filters, limit=WATCH_BACKLOG)
+    for job in reversed(page.jobs):  # a short look at the present, oldest first
+        _emit(remote, job, None)
+    statuses = filters["status"]
+    previous: dict[str, JobStatus] = {job.id: job.status for job in page.jobs}
+    for event in events:
+        kind = str(event.get("kind"))
+        if kind == "stream.gap":
+            err.print(f"[yellow]{event.get('message')}[/yellow]")
+            continue
+        if not kind.startswith("job.") or not event.get("job_id"):
+            continue
+        if statuses and event.get("status") not in statuses:
+            continue
+        if remote.json:
+            print_json_line(_event_job(event))
+            continue
+        try:
+            state = JobStatus(str(event.get("status")))
+        except ValueError:
+            continue
+        line = Text(dt.datetime.now().strftime("%H:%M:%S "), style="dim")
+        line.append(f"{event['job_id']}  {event.get('type')}  ")
+        old = previous.get(event["job_id"])
+        if old is not None and old != state:
+            line.append_text(status_text(old))
+            line.append(" → ")
+        line.append_text(status_text(state))
+        if state == JobStatus.RUNNING:
+            line.append(f"  on {event.get('worker_id') or event.get('node')}")
+        if event.get("error") and state in (JobStatus.FAILED, JobStatus.RETRYING):
+            line.append(f"  {short(event.get('error'), 80)}", style="red")
+        previous[event["job_id"]] = state
+        if len(previous) > 10 * WATCH_PAGE:
+            previous.clear()
+        out.print(line, soft_wrap=True)
+    return EXIT_OK
 
 
 def _emit(remote: Remote, job: Job, previous: JobStatus | None) -> None:

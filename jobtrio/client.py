@@ -34,15 +34,26 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import os
+import queue
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
+from httpx_ws import (
+    HTTPXWSException,
+    WebSocketDisconnect,
+    WebSocketUpgradeError,
+    aconnect_ws,
+    connect_ws,
+)
 
 from .jobs import TERMINAL_STATUSES, Job
 
@@ -470,6 +481,85 @@ class _WaitMany:
 # the blocking client
 
 
+# --------------------------------------------------------------------------
+# the event stream
+
+#: Close codes after which reconnecting cannot help (the request itself is refused).
+_FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+EVENTS_PATH = "/api/v1/events"
+
+
+class _EventFollow:
+    """What both clients do with the event stream, without the I/O.
+
+    It builds the query (filters, ``since`` = the last id seen), reads each
+    message (``stream.ready`` is kept to itself, the rest are yielded) and
+    decides after a disconnection whether and when to connect again: slow
+    consumer drops (4001), a node stopping (1001) and lost connections are
+    resumed from the last id with a growing delay; refusals are raised.
+    """
+
+    def __init__(
+        self,
+        kind: str | Iterable[str] | None,
+        type: str | Iterable[str] | None,
+        job_id: str | Iterable[str] | None,
+        node: str | Iterable[str] | None,
+        since: str | None,
+        reconnect: bool,
+    ) -> None:
+        self.filters: dict[str, str] = {}
+        for name, value in (("kind", kind), ("type", type), ("job_id", job_id), ("node", node)):
+            if value:
+                self.filters[name] = value if isinstance(value, str) else ",".join(value)
+        self.last = since
+        self.reconnect = reconnect
+        self.delay = 0.1
+        #: The node's ``stream.ready`` message of the current connection.
+        self.ready: dict[str, Any] | None = None
+
+    def params(self) -> dict[str, str]:
+        params = dict(self.filters)
+        if self.last:
+            params["since"] = self.last
+        return params
+
+    def message(self, text: str) -> dict[str, Any] | None:
+        try:
+            event = json.loads(text)
+        except ValueError:
+            raise JobtrioError("the event stream sent a message that is not JSON") from None
+        if not isinstance(event, dict):
+            raise JobtrioError("the event stream sent a message that is not a JSON object")
+        if event.get("kind") == "stream.ready":
+            self.ready = event
+            self.delay = 0.1
+            return None
+        if isinstance(event.get("id"), str):
+            self.last = event["id"]
+        return event
+
+    def refused(self, exc: WebSocketUpgradeError) -> JobtrioError:
+        response = exc.response
+        try:
+            response.read()
+        except httpx.HTTPError:
+            pass
+        return error_from_response(response)
+
+    def closed(self, url: str, exc: Exception) -> float:
+        """Seconds to wait before connecting again; raises when that would not help."""
+        if isinstance(exc, WebSocketDisconnect):
+            if exc.code in _FINAL_CLOSES or not self.reconnect:
+                raise ConnectionFailed(
+                    f"the event stream of {url} closed ({exc.code}): {exc.reason or 'no reason'}"
+                ) from None
+        elif not self.reconnect:
+            raise ConnectionFailed(f"the event stream of {url} was lost: {exc}") from None
+        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
+        return delay
+
+
 class Client:
     """A blocking client; use it as a context manager, or call ``close``."""
 
@@ -722,6 +812,56 @@ class Client:
 
     def cluster(self) -> dict[str, Any]:
         return self._send(_Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
+
+    def events(
+        self,
+        *,
+        kind: str | Iterable[str] | None = None,
+        type: str | Iterable[str] | None = None,
+        job_id: str | Iterable[str] | None = None,
+        node: str | Iterable[str] | None = None,
+        since: str | None = None,
+        reconnect: bool = True,
+        timeout: float | None = None,
+        control: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Follow the live event stream: one dict per event (``id``, ``kind``, ``at``, ``node``...).
+
+        Filters take one value or several (``kind`` also a family: ``"job"``).
+        ``since`` resumes after an event id. When the connection is lost, the
+        node drops this reader for being slow, or the node stops, it
+        reconnects by itself from the last id seen (``reconnect=False``
+        raises ``ConnectionFailed`` instead). A ``{"kind": "stream.gap"}``
+        message says that events after ``since`` are no longer kept.
+        ``timeout`` ends the iteration after that many seconds in all;
+        ``control=True`` also yields the node's ``stream.ready`` message at
+        each (re)connection, which says the subscription is live.
+        """
+        follow = _EventFollow(kind, type, job_id, node, since, reconnect)
+        deadline = _deadline(timeout)
+        while True:
+            try:
+                with connect_ws(EVENTS_PATH, self._http, params=follow.params()) as ws:
+                    while True:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            return
+                        try:
+                            text = ws.receive_text(timeout=left)
+                        except queue.Empty:
+                            return
+                        event = follow.message(text)
+                        if event is not None:
+                            yield event
+                        elif control and follow.ready is not None:
+                            yield follow.ready
+            except WebSocketUpgradeError as exc:
+                raise follow.refused(exc) from None
+            except (HTTPXWSException, httpx.TransportError) as exc:
+                delay = follow.closed(self.url, exc)
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(delay)
 
     def health(self) -> dict[str, Any]:
         """The node's health; answered (not raised) while it is starting or stopping."""
@@ -979,6 +1119,58 @@ class AsyncClient:
 
     async def cluster(self) -> dict[str, Any]:
         return await self._send(_Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
+
+    @asynccontextmanager
+    async def events(
+        self,
+        *,
+        kind: str | Iterable[str] | None = None,
+        type: str | Iterable[str] | None = None,
+        job_id: str | Iterable[str] | None = None,
+        node: str | Iterable[str] | None = None,
+        since: str | None = None,
+        reconnect: bool = True,
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """``Client.events`` for async code, as a context manager around the iterator::
+
+            async with client.events(kind="job") as events:
+                async for event in events:
+                    ...
+
+        (A context manager, because the connection lives in a task of its own,
+        which must end when the block does, not whenever an abandoned iterator
+        is collected.)
+        """
+        follow = _EventFollow(kind, type, job_id, node, since, reconnect)
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](16)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._follow_events, follow, send)
+                async with receive:
+                    yield receive
+                tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # the follower's refusal, raised as itself rather than wrapped in a group
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], JobtrioError):
+                raise group.exceptions[0] from None
+            raise
+
+    async def _follow_events(
+        self, follow: _EventFollow, send: anyio.abc.ObjectSendStream[Any]
+    ) -> None:
+        async with send:
+            while True:
+                try:
+                    async with aconnect_ws(EVENTS_PATH, self._http, params=follow.params()) as ws:
+                        while True:
+                            event = follow.message(await ws.receive_text())
+                            if event is not None:
+                                await send.send(event)
+                except WebSocketUpgradeError as exc:
+                    raise follow.refused(exc) from None
+                except (HTTPXWSException, httpx.TransportError) as exc:
+                    delay = follow.closed(self.url, exc)
+                await anyio.sleep(delay)
 
     async def health(self) -> dict[str, Any]:
         return await self._send(_Calls.view("/health", accept=(503,)))  # type: ignore[no-any-return]

@@ -186,6 +186,8 @@ class Settings:
     # monitoring
     metrics_enabled: bool = True
     metrics_port: int = 9090
+    #: Events the event log keeps (the Redis Stream's MAXLEN, or the node's own); 0: no stream.
+    event_stream_maxlen: int = 100_000
     log_level: str = "info"
 
     @property
@@ -328,6 +330,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TLS_KEY_FILE": ("tls_key_file", _str),
     "METRICS_ENABLED": ("metrics_enabled", _bool),
     "METRICS_PORT": ("metrics_port", _int(0, 65535)),
+    "EVENT_STREAM_MAXLEN": ("event_stream_maxlen", _int(0, 100_000_000)),
     "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
 }
 

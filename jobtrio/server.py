@@ -8,6 +8,7 @@ down, then closes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 
@@ -18,6 +19,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .actors.cluster import ClusterActor, ClusterConfig
 from .actors.node import Node
 from .api.app import create_app
+from .api.metrics_app import create_metrics_app
 from .backends import open_backends
 from .cluster.transport import WebsocketTransport
 from .config import Settings
@@ -102,14 +104,19 @@ async def serve(
                 settings.storage,
             )
             if settings.metrics_enabled and settings.metrics_port:
-                from prometheus_client import start_http_server
-
-                server, _thread = start_http_server(
-                    settings.metrics_port,
-                    addr=settings.server_host,
-                    registry=node.metrics.registry,
+                metrics_config = HypercornConfig()
+                metrics_config.bind = [f"{settings.server_host}:{settings.metrics_port}"]
+                metrics_config.accesslog = None
+                metrics_config.errorlog = logging.getLogger("hypercorn.error")
+                metrics_config.graceful_timeout = 0.5
+                await nursery.start(
+                    functools.partial(
+                        hypercorn_serve,
+                        create_metrics_app(node),
+                        metrics_config,
+                        shutdown_trigger=http_done.wait,
+                    )
                 )
-                nursery.start_soon(_close_on_cancel, server)
             if handle_signals:
                 nursery.start_soon(_stop_on_signal, node)
             task_status.started(node)
@@ -121,13 +128,6 @@ async def serve(
     finally:
         await node.broker.close()
         await node.store.close()
-
-
-async def _close_on_cancel(server: object) -> None:
-    try:
-        await trio.sleep_forever()
-    finally:
-        server.shutdown()  # type: ignore[attr-defined]
 
 
 async def _stop_on_signal(node: Node) -> None:

@@ -45,6 +45,7 @@ from ..backends.base import BackendUnavailable, Broker, Finish, Lease
 from ..balancing import Balancer
 from ..config import Settings
 from ..events import EventBus
+from ..eventstream import job_fields
 from ..jobs import Job
 from ..metrics import NodeMetrics
 from ..processors import JobContext, Registry, UnknownJobType, run_processor
@@ -198,8 +199,11 @@ class Dispatcher:
 
     def leases_lost(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
+            flight = self._inflight.get(job_id)
             if self.interrupt(job_id, LEASE_LOST):
                 self._metrics.lease_lost.inc()
+                if flight is not None:
+                    self._events.publish("job.lease_lost", job=job_fields(flight.lease.job))
                 log.warning("lease of job %s lost; its attempt is abandoned", job_id)
 
     async def drain(self, grace: float) -> None:
@@ -360,7 +364,7 @@ class Dispatcher:
             self._metrics.worker_active.set(len(workers) - self._idle)
             if self._events.has_subscribers:
                 for job in started:
-                    self._events.publish("job.started", job=job.to_dict())
+                    self._events.publish("job.started", job=job_fields(job))
         return mine
 
     def _release_ready(self) -> None:
@@ -594,7 +598,7 @@ class Dispatcher:
             else:
                 spent.append(report.duration)
             if publish:
-                self._events.publish(f"job.{job.status}", job=job.to_dict())
+                self._events.publish(f"job.{job.status}", job=job_fields(job))
         self.finished += len(done)
         for (outcome, job_type), spent in durations.items():
             counter, histogram = self._metric_pair(outcome, job_type)

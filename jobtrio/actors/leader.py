@@ -22,6 +22,7 @@ from ..backends.base import BackendUnavailable, Broker, FencedError, JobQuery, S
 from ..backends.transitions import waiting_status
 from ..config import Settings
 from ..events import EventBus
+from ..eventstream import job_fields
 from ..jobs import Job, JobStatus
 from .leadership import Leadership
 from .recorder import Recorder
@@ -133,7 +134,7 @@ class LeaderDuties:
                     job.lease_expirations,
                     job.status,
                 )
-                self._events.publish("job.lease_expired", job=job.to_dict())
+                self._events.publish("job.lease_expired", job=job_fields(job))
             self._on_jobs_ready()
         for duty in self.extra_duties:
             await duty(epoch, now)

@@ -26,7 +26,9 @@ from ..backends import transitions
 from ..backends.base import BackendUnavailable, Broker, JobQuery, Page, StateConflict, Store
 from ..cluster.swim import MemberView
 from ..config import Settings
+from ..eventlog import open_event_log
 from ..events import EventBus
+from ..eventstream import EventStream, job_fields
 from ..jobs import (
     IdGenerator,
     Job,
@@ -36,7 +38,8 @@ from ..jobs import (
     to_iso,
     validate_submission,
 )
-from ..metrics import NodeMetrics
+from ..metrics import NodeMetrics, peer_message_kinds
+from ..observer import NodeObserver
 from ..processors import Registry
 from ..schedules import Schedule, validate_schedule
 from .cluster import ClusterActor
@@ -151,6 +154,15 @@ class Node:
         )
         self.events = EventBus(self.node_id, clock)
         self.metrics = NodeMetrics(self.node_id)
+        self.metrics.instrument_backend(broker, "broker")
+        self.metrics.instrument_backend(store, "store")
+        if cluster is not None:
+            self.metrics.instrument_transport(cluster.transport, peer_message_kinds())
+        #: The websocket event stream's source: this node's events, into the (cluster's) log.
+        self.event_stream = EventStream(
+            self.events, open_event_log(broker, settings, clock), self.metrics, clock
+        )
+        self.observer = NodeObserver(self)
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
         self.recorder = Recorder(store, copies=not broker.writes_records_of(store))
         self.group_commit = GroupCommit(broker, clock)
@@ -205,6 +217,8 @@ class Node:
                     lambda: supervise(name, fn, on_restart=self._on_restart), name=name
                 )
 
+            start("event-stream", self.event_stream.run)
+            start("observer", self.observer.run)
             start("recorder", self.recorder.run)
             start("group-commit", self.group_commit.run)
             await nursery.start(self.dispatcher.run)
@@ -269,11 +283,10 @@ class Node:
 
     def _accepted(self, jobs: list[Job]) -> None:
         self.recorder.record(jobs)
-        self.metrics.jobs_submitted.inc(len(jobs))
         self.dispatcher.wake()
         if self.events.has_subscribers:
             for job in jobs:
-                self.events.publish("job.submitted", job=job.to_dict())
+                self.events.publish("job.submitted", job=job_fields(job))
 
     async def get(self, job_id: str) -> Job | None:
         """The freshest view: the Broker's live copy if newer than the Store's record."""
@@ -310,7 +323,7 @@ class Node:
         if self.cluster is not None:
             self.cluster.broadcast_cancel(job_id)
         self.recorder.record_one(job)
-        self.events.publish("job.cancelled", job=job.to_dict())
+        self.events.publish("job.cancelled", job=job_fields(job))
         return job
 
     async def retry(self, job_id: str) -> Job:
@@ -329,7 +342,7 @@ class Node:
             [job] = await self.broker.enqueue([record], now)
         self.recorder.record_one(job)
         self.dispatcher.wake()
-        self.events.publish("job.retried", job=job.to_dict())
+        self.events.publish("job.retried", job=job_fields(job))
         return job
 
     async def purge(self, job_id: str) -> bool:

@@ -1,10 +1,12 @@
 """The Quart-Trio application: one node's REST surface.
 
 ``create_app(node)`` assembles the blueprints (``jobs``, ``schedules``,
-``cluster``, ``ops``), the error handlers that give every failure one JSON
-shape, and the body limits. The node must be running for the routes to be useful, but the
-app holds no state of its own: ``server.serve`` runs it under hypercorn in
-the node's nursery, tests drive it with ``app.test_client()``.
+``cluster``, ``ops``, the ``events`` websocket and the ``dashboard``), the
+request timing of ``api_request_duration_seconds``, the error handlers that
+give every failure one JSON shape, and the body limits. The node must be
+running for the routes to be useful, but the app holds no state of its own:
+``server.serve`` runs it under hypercorn in the node's nursery, tests drive
+it with ``app.test_client()``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from ..actors.node import Node
-from . import cluster, jobs, ops, schedules
+from . import cluster, dashboard, events, jobs, ops, schedules
 from .auth import AUTHORIZER_KEY, Authorizer
 from .context import NODE_KEY, batch_body_limit
 from .errors import register_error_handlers
+from .request_metrics import install_request_metrics
 
 
 def create_app(node: Node, *, authorizer: Authorizer | None = None) -> QuartTrio:
@@ -32,6 +35,9 @@ def create_app(node: Node, *, authorizer: Authorizer | None = None) -> QuartTrio
     app.register_blueprint(schedules.bp)
     app.register_blueprint(cluster.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(dashboard.bp)
+    install_request_metrics(app, node.metrics)
 
     @app.after_request
     async def tag_node(response: Response) -> Response:

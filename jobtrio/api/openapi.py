@@ -762,6 +762,47 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors("BadRequest", "Unauthorized", "Forbidden"),
             },
         },
+        ("/api/v1/events", "get"): {
+            "operationId": "events",
+            "tags": ["operations"],
+            "summary": "The live event stream (a websocket: connect with an Upgrade request)",
+            "description": (
+                "JSON messages with id, kind, at, node and the job or node fields; first a "
+                "stream.ready message, a stream.gap message when events after since are no "
+                "longer kept. A consumer that falls behind is closed with code 4001. "
+                "Browsers pass their token as the token parameter. See docs/observability.md."
+            ),
+            "parameters": [
+                _param("kind", "query", STRING, "event kinds or families, comma-separated"),
+                _param("type", "query", STRING, "job types, comma-separated"),
+                _param("job_id", "query", STRING, "job ids, comma-separated"),
+                _param("node", "query", STRING, "ids of the nodes that emitted, comma-separated"),
+                _param("since", "query", STRING, "resume after this event id"),
+                _param("token", "query", STRING, "a Bearer token (for browsers)"),
+            ],
+            "responses": {
+                "101": {"description": "Switching to the websocket protocol"},
+                **_errors("BadRequest"),
+                "503": {"description": "This node keeps no event stream"},
+            },
+        },
+        ("/", "get"): {
+            "operationId": "dashboard",
+            "tags": ["operations"],
+            "summary": "The web dashboard (HTML)",
+            "security": [],
+            "responses": {
+                "200": {"description": "The dashboard page", "content": {"text/html": {}}}
+            },
+        },
+        ("/dashboard/{name}", "get"): {
+            "operationId": "dashboardFile",
+            "tags": ["operations"],
+            "summary": "A file of the dashboard (app.js, style.css)",
+            "security": [],
+            "parameters": [_param("name", "path", STRING, "the file name")],
+            "responses": {"200": {"description": "The file"}, **_errors("NotFound")},
+        },
         ("/health", "get"): {
             "operationId": "health",
             "tags": ["operations"],

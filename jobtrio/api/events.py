@@ -1,0 +1,128 @@
+"""``/api/v1/events``: the live event stream over a websocket.
+
+The handshake is refused with the API's usual JSON error (HTTP 400) when a
+filter or ``since`` is malformed, and with 503 when the node keeps no event
+log (``EVENT_STREAM_MAXLEN=0``). After it, every message is one JSON
+object: first ``{"kind": "stream.ready", ...}`` (what the stream covers),
+then, when resuming, a ``stream.gap`` message if events after ``since`` are
+no longer kept, the kept history after ``since``, and the live events, each
+with its ``id`` (pass the last one as ``since`` to resume).
+
+A consumer that falls ``EventStream.consumer_buffer`` events behind is
+closed with code 4001 (``SLOW_CONSUMER_CLOSE``) and a reason naming the id to
+resume from; the node never waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import trio
+from quart import Blueprint, websocket
+
+from ..eventlog import EventIdError, format_id
+from ..eventstream import (
+    SLOW_CONSUMER_CLOSE,
+    ConsumerDropped,
+    EventFilter,
+    FilterError,
+    Subscription,
+    parse_since,
+)
+from .auth import Role, require
+from .context import current_node
+from .errors import ApiError, BadRequest
+from .parsing import reject_unknown
+
+log = logging.getLogger("jobtrio.api.events")
+
+bp = Blueprint("events", __name__)
+
+#: Query parameters the route takes (``token``: the credentials of a browser, which cannot
+#: set headers on a websocket; the authorizer reads it).
+PARAMETERS = ("kind", "type", "job_id", "node", "since", "token")
+#: Seconds a close handshake may take with a client that stopped reading.
+CLOSE_TIMEOUT = 2.0
+#: Seconds one message may take to leave; longer, and the client is taken as gone.
+SEND_TIMEOUT = 30.0
+
+
+@bp.websocket("/api/v1/events")
+@require(Role.USER)
+async def events() -> None:
+    node = current_node()
+    stream = node.event_stream
+    args = websocket.args
+    reject_unknown(args, PARAMETERS)
+    for name in args:
+        if len(args.getlist(name)) > 1:
+            raise BadRequest(
+                "invalid_parameter", f"give {name} once (separate values with commas)", name
+            )
+    try:
+        filter = EventFilter.parse(args)
+    except FilterError as exc:
+        raise BadRequest("invalid_parameter", str(exc), exc.field) from None
+    try:
+        since = parse_since(args.get("since"))
+    except EventIdError as exc:
+        raise BadRequest("invalid_parameter", f"since: {exc}", "since") from None
+    if not stream.enabled:
+        raise ApiError(
+            503,
+            "events_disabled",
+            "this node keeps no event stream (EVENT_STREAM_MAXLEN=0)",
+        )
+    async with stream.subscribe(filter) as sub:
+        await websocket.accept()
+        await websocket.send(
+            _dumps(
+                {
+                    "kind": "stream.ready",
+                    "node": node.node_id,
+                    "scope": stream.scope,
+                    "keeps": stream.maxlen,
+                    "since": None if since is None else format_id(since),
+                    "filters": filter.describe(),
+                }
+            )
+        )
+        try:
+            if since is not None:
+                gap = await sub.gap(since)
+                if gap is not None:
+                    await websocket.send(_dumps(gap))
+                async for batch in sub.replay(since):
+                    await _send(sub, batch)
+            while True:
+                await _send(sub, await sub.take())
+        except ConsumerDropped as exc:
+            if exc.code == SLOW_CONSUMER_CLOSE:
+                reason = f"too slow; resume with since={format_id(sub.last)}"
+            else:
+                reason = f"node stopping; resume with since={format_id(sub.last)}"
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await websocket.close(exc.code, reason)
+        except _Stuck:
+            log.warning("an event-stream consumer stopped reading; connection abandoned")
+
+
+class _Stuck(Exception):
+    """One message could not be sent within SEND_TIMEOUT: the client stopped reading."""
+
+
+async def _send(sub: Subscription, batch: list[str]) -> None:
+    """Send in order; stop as soon as the follower dropped this consumer."""
+    for text in batch:
+        if sub.dropped is not None:
+            raise ConsumerDropped(sub.dropped, sub.close_code)
+        with trio.move_on_after(SEND_TIMEOUT) as scope:
+            await websocket.send(text)
+        if scope.cancelled_caught:
+            raise _Stuck
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))

@@ -1,0 +1,553 @@
+"""The node's event stream: the bus's events into the log, the log out to consumers.
+
+Two halves, both in the node's nursery:
+
+- the *recorder of events* subscribes to the node's ``EventBus``, turns each
+  event into its public shape (``normalize``), counts it in the metrics and
+  appends it to the ``EventLog`` in batches. It never waits on the log: a
+  log that is down (Redis restarting) makes events queue here, up to
+  ``pending_limit``; past that they are counted as lost and a
+  ``stream.lost`` event says so once the log is back;
+- the *follower* runs while at least one consumer is connected: it reads the
+  log from where it is (one reader per node whatever the number of
+  consumers) and offers each entry to every consumer whose filter matches.
+
+A consumer is a bounded buffer. Offering never blocks: a consumer whose
+buffer is full is dropped on the spot (``SLOW_CONSUMER_CLOSE``), so a
+consumer that stops reading costs the node one buffer of memory and never a
+wait, and the others go on. A consumer that comes back with the last id it
+saw resumes where it was: first the log's history after that id, then the
+live entries, each delivered once (``Subscription.replay`` and ``take``
+skip anything at or before the last id sent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .backends.base import BackendUnavailable
+from .eventlog import ZERO_ID, EventId, EventLog, LogEntry, format_id, parse_id
+from .jobs import Job, to_iso
+
+if TYPE_CHECKING:
+    from .events import EventBus
+    from .metrics import NodeMetrics
+
+log = logging.getLogger("jobtrio.eventstream")
+
+#: Every kind of event the stream carries, with what it means (docs and filters use this).
+KINDS: dict[str, str] = {
+    "job.submitted": "a job was accepted (by the node that took the request)",
+    "job.started": "an attempt started (on the node that runs it)",
+    "job.retrying": "an attempt failed or timed out; the job will run again after its delay",
+    "job.completed": "an attempt succeeded",
+    "job.failed": "retries exhausted (or poisoned): the job is in the dead letter",
+    "job.cancelled": "a job was cancelled",
+    "job.retried": "a failed or cancelled job was sent to run again by hand",
+    "job.lease_lost": "a node abandoned an attempt because its lease was gone",
+    "job.lease_expired": "the leader found an expired lease and requeued (or failed) the job",
+    "leader.changed": "a node saw a new leader (fields: leader, term, epoch)",
+    "leader.fenced": "a leader's writes were refused: a newer epoch exists",
+    "member.up": "a member joined or came back (fields: member, address)",
+    "member.suspect": "a member stopped answering probes and is suspected",
+    "member.down": "a member was declared dead, or left (field: left)",
+    "backend.down": "the broker or the store stopped answering (fields: backend, name, error)",
+    "backend.up": "the broker or the store answers again",
+    "schedule.fired": "a periodic job's tick submitted its job",
+    "schedule.saved": "a schedule was created or replaced",
+    "schedule.deleted": "a schedule was deleted",
+    "jobs.reconciled": "the leader re-enqueued jobs the broker had lost",
+    "actor.restarted": "an actor of the node crashed and was restarted",
+    "node.stopping": "a node began its graceful stop",
+    "stream.lost": "a node could not record some of its events (field: lost)",
+}
+PREFIXES = frozenset(kind.partition(".")[0] for kind in KINDS)
+
+#: Close code for a consumer that fell too far behind (an application code, RFC 6455 4000-4999).
+SLOW_CONSUMER_CLOSE = 4001
+#: Events a consumer may have waiting before it is dropped.
+DEFAULT_CONSUMER_BUFFER = 10_000
+#: Events waiting for the log (while it is down) before new ones are counted as lost.
+DEFAULT_PENDING_LIMIT = 100_000
+#: Entries read from the log in one call.
+READ_BATCH = 1000
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    """What an event says about a job: enough to show it, never its payload or result."""
+    return {
+        "job_id": job.id,
+        "type": job.type,
+        "status": str(job.status),
+        "priority": job.priority,
+        "retry_count": job.retry_count,
+        "max_retries": job.max_retries,
+        "attempt": len(job.attempts),
+        "worker_id": job.worker_id,
+        "error": job.error,
+    }
+
+
+_JOB_KEYS = ("type", "status", "priority", "retry_count", "max_retries", "worker_id", "error")
+
+
+def _job_view(job: Mapping[str, Any]) -> dict[str, Any]:
+    """``job_fields`` of an event, also from a full ``Job.to_dict()`` (some publishers send one)."""
+    if "job_id" in job:
+        return dict(job)
+    view = {"job_id": job.get("id")}
+    for key in _JOB_KEYS:
+        view[key] = job.get(key)
+    attempts = job.get("attempts")
+    view["attempt"] = len(attempts) if isinstance(attempts, list) else None
+    return view
+
+
+def normalize(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A bus event (``type``, ``node_id``, ``at``, data) in the stream's shape (without id)."""
+    at = event.get("at")
+    out: dict[str, Any] = {
+        "kind": event.get("type"),
+        "at": to_iso(at) if isinstance(at, int | float) else at,
+        "node": event.get("node_id"),
+    }
+    for key, value in event.items():
+        if key in ("type", "node_id", "at"):
+            continue
+        if key == "job" and isinstance(value, Mapping):
+            out.update(_job_view(value))
+        else:
+            out[key] = value
+    return out
+
+
+def encode(event: Mapping[str, Any]) -> str:
+    return _ENCODER.encode(event)
+
+
+def with_id(event_id: EventId, body: str) -> str:
+    """The message a consumer receives: the stored body with its id first."""
+    return f'{{"id":"{format_id(event_id)}",{body[1:]}'
+
+
+class FilterError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _values(args: Mapping[str, str], name: str) -> list[str]:
+    raw = args.get(name)
+    if raw is None:
+        return []
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    if not values:
+        raise FilterError(name, f"{name} is empty; give one or more values separated by commas")
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a consumer wants; every given criterion must match (values: any of them)."""
+
+    kinds: frozenset[str] = frozenset()
+    prefixes: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+    job_ids: frozenset[str] = frozenset()
+    nodes: frozenset[str] = frozenset()
+
+    FIELDS = ("kind", "type", "job_id", "node")
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> EventFilter:
+        """From a query string: ``kind=job.completed,leader`` (a kind or a family), ``type``,
+        ``job_id`` and ``node`` (comma-separated). ``FilterError`` names a bad value."""
+        kinds, prefixes = set(), set()
+        for value in _values(args, "kind"):
+            name = value.lower()
+            family = name[:-2] if name.endswith(".*") else name
+            if name in KINDS:
+                kinds.add(name)
+            elif family in PREFIXES:
+                prefixes.add(family)
+            else:
+                raise FilterError(
+                    "kind",
+                    f"unknown event kind {value[:60]!r}; use a kind such as job.completed or a "
+                    f"family ({', '.join(sorted(PREFIXES))})",
+                )
+        job_ids = set()
+        for value in _values(args, "job_id"):
+            job_id = value.upper()
+            if len(job_id) != 26 or not job_id.isalnum():
+                raise FilterError("job_id", f"{value[:60]!r} is not a job id")
+            job_ids.add(job_id)
+        return cls(
+            frozenset(kinds),
+            frozenset(prefixes),
+            frozenset(_values(args, "type")),
+            frozenset(job_ids),
+            frozenset(_values(args, "node")),
+        )
+
+    @property
+    def everything(self) -> bool:
+        return not (self.kinds or self.prefixes or self.types or self.job_ids or self.nodes)
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("kind")
+        if kind == "stream.lost":
+            return True  # a consumer must always hear that something is missing
+        if self.kinds or self.prefixes:
+            if kind not in self.kinds and str(kind).partition(".")[0] not in self.prefixes:
+                return False
+        if self.types and event.get("type") not in self.types:
+            return False
+        if self.job_ids and event.get("job_id") not in self.job_ids:
+            return False
+        return not (self.nodes and event.get("node") not in self.nodes)
+
+    def describe(self) -> dict[str, list[str]]:
+        return {
+            "kind": sorted(self.kinds) + sorted(p + ".*" for p in self.prefixes),
+            "type": sorted(self.types),
+            "job_id": sorted(self.job_ids),
+            "node": sorted(self.nodes),
+        }
+
+
+#: Close code when the node stops (RFC 6455 "going away"): reconnect, to another node if need be.
+GOING_AWAY_CLOSE = 1001
+
+
+class ConsumerDropped(Exception):
+    """The stream ended for this consumer: it fell too far behind, or the node is stopping."""
+
+    def __init__(self, reason: str, code: int = SLOW_CONSUMER_CLOSE) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class Subscription:
+    """One consumer: a bounded buffer the follower fills and the consumer drains."""
+
+    def __init__(self, stream: EventStream, filter: EventFilter, limit: int) -> None:
+        self._stream = stream
+        self.filter = filter
+        self.limit = limit
+        self._buffer: deque[tuple[EventId, str]] = deque()
+        self._ready = trio.Event()
+        #: Why it was dropped (None while it is served), and the close code that says so.
+        self.dropped: str | None = None
+        self.close_code = SLOW_CONSUMER_CLOSE
+        #: The id of the last event handed to the consumer.
+        self.last: EventId = ZERO_ID
+
+    def offer(self, entry_id: EventId, text: str) -> None:
+        """Called by the follower; never blocks. Drops the consumer when its buffer is full."""
+        if self.dropped is not None:
+            return
+        if len(self._buffer) >= self.limit:
+            self.dropped = (
+                f"too slow: {self.limit} events waiting to be sent; reconnect with "
+                f"since={format_id(self.last)} to resume"
+            )
+            self._buffer.clear()
+            self._stream._drop(self)
+            self._ready.set()
+            return
+        self._buffer.append((entry_id, text))
+        self._ready.set()
+
+    def end(self, reason: str, code: int) -> None:
+        """Stop serving this consumer (the node is stopping)."""
+        if self.dropped is None:
+            self.dropped, self.close_code = reason, code
+            self._ready.set()
+
+    async def take(self) -> list[str]:
+        """The next messages, oldest first (waits for one); ``ConsumerDropped`` if dropped."""
+        while True:
+            if self.dropped is not None:
+                raise ConsumerDropped(self.dropped, self.close_code)
+            out = []
+            last = self.last
+            while self._buffer:
+                entry_id, text = self._buffer.popleft()
+                if entry_id > last:  # already sent from the history
+                    out.append(text)
+                    last = entry_id
+            self.last = last
+            if out:
+                return out
+            self._ready = trio.Event()
+            await self._ready.wait()
+
+    async def gap(self, since: EventId) -> dict[str, Any] | None:
+        """The message for a resume id whose successors were (partly) thrown away, if so."""
+        lost = await self._stream.lost_after(since)
+        if lost is None:
+            return None
+        return {
+            "kind": "stream.gap",
+            "since": format_id(since),
+            "lost_upto": format_id(lost),
+            "message": (
+                f"events after {format_id(since)} up to {format_id(lost)} are no longer kept "
+                f"(the stream keeps the newest {self._stream.maxlen} events, and a node's own "
+                "stream starts empty when it starts); the stream resumes with the oldest event "
+                "still kept: reload what you show from the REST API"
+            ),
+        }
+
+    async def replay(self, since: EventId) -> AsyncIterator[list[str]]:
+        """The history after ``since`` that matches, in batches; then ``take`` goes on live."""
+        position = since
+        self.last = max(self.last, since)
+        while True:
+            entries = await self._stream.read_after(position, READ_BATCH)
+            if not entries:
+                return
+            position = entries[-1].id
+            out = [
+                with_id(e.id, e.body)
+                for e in entries
+                if e.id > self.last and self.filter.matches(json.loads(e.body))
+            ]
+            self.last = max(self.last, position)
+            if out:
+                yield out
+
+
+class EventStream:
+    """Records the node's events in the log and serves them to subscriptions (see module doc)."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        event_log: EventLog | None,
+        metrics: NodeMetrics,
+        clock: Callable[[], float],
+        *,
+        consumer_buffer: int = DEFAULT_CONSUMER_BUFFER,
+        pending_limit: int = DEFAULT_PENDING_LIMIT,
+    ) -> None:
+        self._bus = bus
+        self.log = event_log
+        self._metrics = metrics
+        self._clock = clock
+        self.consumer_buffer = consumer_buffer
+        self._pending_limit = pending_limit
+        self._pending: deque[str] = deque()
+        self._pending_ready = trio.Event()
+        self._subscriptions: set[Subscription] = set()
+        self._follow_wanted = trio.Event()
+        self._follow_started: trio.Event | None = None
+        self._bus_dropped = 0
+        self.lost = 0
+        self.recorded = 0
+        self.log_healthy = True
+
+    # -- facts for the route and the dashboard ---------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        return self.log is not None
+
+    @property
+    def scope(self) -> str:
+        return self.log.scope if self.log is not None else "none"
+
+    @property
+    def maxlen(self) -> int:
+        return self.log.maxlen if self.log is not None else 0
+
+    @property
+    def consumers(self) -> int:
+        return len(self._subscriptions)
+
+    async def read_after(self, after: EventId, count: int) -> list[LogEntry]:
+        assert self.log is not None
+        return await self.log.read_after(after, count)
+
+    async def lost_after(self, since: EventId) -> EventId | None:
+        assert self.log is not None
+        return await self.log.lost_after(since)
+
+    # -- subscriptions -------------------------------------------------------------------
+    @asynccontextmanager
+    async def subscribe(self, filter: EventFilter) -> AsyncIterator[Subscription]:
+        """A consumer, live from now on (``replay`` first to resume from an id)."""
+        if self.log is None:
+            raise RuntimeError("the event stream is disabled (EVENT_STREAM_MAXLEN=0)")
+        sub = Subscription(self, filter, self.consumer_buffer)
+        self._subscriptions.add(sub)
+        self._metrics.stream_consumers.set(len(self._subscriptions))
+        try:
+            # the follower's starting point must be fixed before a replay reads the history,
+            # or entries appended in between would be in neither
+            started = self._follow_started
+            if started is None:
+                started = self._follow_started = trio.Event()
+                self._follow_wanted.set()
+            await started.wait()
+            yield sub
+        finally:
+            self._subscriptions.discard(sub)
+            self._metrics.stream_consumers.set(len(self._subscriptions))
+
+    def _drop(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)
+        self._metrics.stream_consumers.set(len(self._subscriptions))
+        self._metrics.stream_dropped.inc()
+        log.warning("dropped a slow event-stream consumer: %s", sub.dropped)
+
+    # -- the actor ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            with self._bus.subscribe(buffer=self._pending_limit) as events:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._receive, events)
+                    if self.log is not None:
+                        nursery.start_soon(self._flush)
+                        nursery.start_soon(self._follow)
+        finally:
+            for sub in list(self._subscriptions):
+                sub.end(
+                    f"the node is stopping; reconnect with since={format_id(sub.last)}",
+                    GOING_AWAY_CLOSE,
+                )
+
+    async def _receive(self, events: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
+        account = self._metrics.account_event
+        pending, recording = self._pending, self.log is not None
+        async for event in events:
+            batch = [event]
+            while len(batch) < READ_BATCH:
+                try:
+                    batch.append(events.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            for item in batch:
+                account(item)
+            if not recording:
+                continue
+            dropped = self._bus.dropped - self._bus_dropped
+            if dropped:
+                self._bus_dropped += dropped
+                self._lose(dropped)
+            room = self._pending_limit - len(pending)
+            if room < len(batch):
+                self._lose(len(batch) - max(room, 0))
+                batch = batch[: max(room, 0)]
+            for item in batch:
+                pending.append(encode(normalize(item)))
+            if pending:
+                self._pending_ready.set()
+
+    def _lose(self, n: int) -> None:
+        """Say in the log itself that ``n`` events of this node are missing (past the limit)."""
+        self.lost += n
+        self._metrics.stream_lost.inc(n)
+        event = {
+            "type": "stream.lost",
+            "node_id": self._bus.node_id,
+            "at": self._clock(),
+            "lost": n,
+        }
+        self._pending.append(encode(normalize(event)))
+
+    async def _flush(self) -> None:
+        assert self.log is not None
+        pending, backoff = self._pending, 0.05
+        while True:
+            if not pending:
+                self._pending_ready = trio.Event()
+                await self._pending_ready.wait()
+            batch = [pending[i] for i in range(min(len(pending), READ_BATCH))]
+            try:
+                await self.log.append(batch)
+            except BackendUnavailable as exc:
+                if self.log_healthy:
+                    log.warning("event log unavailable, %d events wait: %s", len(pending), exc)
+                self.log_healthy = False
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.log_healthy, backoff = True, 0.05
+            for _ in batch:
+                pending.popleft()
+            self.recorded += len(batch)
+            self._metrics.stream_events.inc(len(batch))
+
+    async def _follow(self) -> None:
+        """While anyone is subscribed: read the log from where it was, offer to each."""
+        assert self.log is not None
+        backoff = 0.05
+        while True:
+            await self._follow_wanted.wait()
+            while True:
+                try:
+                    position = await self.log.last_id()
+                    break
+                except BackendUnavailable:
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            assert self._follow_started is not None
+            self._follow_started.set()
+            while self._subscriptions:
+                try:
+                    entries = await self.log.wait_after(position, READ_BATCH, 1.0)
+                except BackendUnavailable:
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.05
+                if entries:
+                    position = entries[-1].id
+                    self._offer(entries)
+            self._follow_wanted = trio.Event()
+            self._follow_started = None
+
+    def _offer(self, entries: list[LogEntry]) -> None:
+        subs = list(self._subscriptions)
+        if not subs:
+            return
+        need_parse = any(not s.filter.everything for s in subs)
+        for entry in entries:
+            text = with_id(entry.id, entry.body)
+            event = json.loads(entry.body) if need_parse else None
+            for sub in subs:
+                if event is None or sub.filter.matches(event):
+                    sub.offer(entry.id, text)
+
+
+def parse_since(text: str | None) -> EventId | None:
+    """The ``since`` query parameter (``EventIdError`` names a bad one)."""
+    if text is None:
+        return None
+    return parse_id(text)
+
+
+__all__ = [
+    "KINDS",
+    "SLOW_CONSUMER_CLOSE",
+    "ConsumerDropped",
+    "EventFilter",
+    "EventStream",
+    "FilterError",
+    "Subscription",
+    "job_fields",
+    "normalize",
+    "parse_since",
+]
