@@ -141,7 +141,9 @@ async def test_a_job_completes_live_and_another_is_cancelled_with_the_button(
                 )
                 # the same page: nothing reloaded it
                 assert driver.execute_script("return window.loadedOnce") == "yes"
-                later = api.post("/api/v1/jobs", json={"type": "noop", "scheduled_at": time.time() + 3600})
+                later = api.post(
+                    "/api/v1/jobs", json={"type": "noop", "scheduled_at": time.time() + 3600}
+                )
                 assert later.status_code == 201, later.text
                 later_id = later.json()["id"]
                 wait_for(driver, lambda d: row_status(d, later_id) == "scheduled", "the new row")
