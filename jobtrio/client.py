@@ -487,6 +487,13 @@ class _WaitMany:
 #: Close codes after which reconnecting cannot help (the request itself is refused).
 _FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 EVENTS_PATH = "/api/v1/events"
+#: A websocket handshake's headers, to read the JSON reason of a refused one.
+_UPGRADE_HEADERS = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "am9idHJpby1yZWZ1c2FsIQ==",
+}
 
 
 class _EventFollow:
@@ -539,12 +546,8 @@ class _EventFollow:
             self.last = event["id"]
         return event
 
-    def refused(self, exc: WebSocketUpgradeError) -> JobtrioError:
-        response = exc.response
-        try:
-            response.read()
-        except httpx.HTTPError:
-            pass
+    def refused(self, response: httpx.Response) -> JobtrioError:
+        """The handshake's refusal (its body already read) as the client's exception."""
         return error_from_response(response)
 
     def closed(self, url: str, exc: Exception) -> float:
@@ -856,7 +859,14 @@ class Client:
                         elif control and follow.ready is not None:
                             yield follow.ready
             except WebSocketUpgradeError as exc:
-                raise follow.refused(exc) from None
+                # httpx-ws has closed the refusal's body: ask again to read why
+                try:
+                    answer = self._http.get(
+                        EVENTS_PATH, params=follow.params(), headers=_UPGRADE_HEADERS
+                    )
+                except httpx.HTTPError:
+                    answer = exc.response
+                raise follow.refused(answer) from None
             except (HTTPXWSException, httpx.TransportError) as exc:
                 delay = follow.closed(self.url, exc)
             if deadline is not None:
@@ -1167,7 +1177,13 @@ class AsyncClient:
                             if event is not None:
                                 await send.send(event)
                 except WebSocketUpgradeError as exc:
-                    raise follow.refused(exc) from None
+                    try:
+                        answer = await self._http.get(
+                            EVENTS_PATH, params=follow.params(), headers=_UPGRADE_HEADERS
+                        )
+                    except httpx.HTTPError:
+                        answer = exc.response
+                    raise follow.refused(answer) from None
                 except (HTTPXWSException, httpx.TransportError) as exc:
                     delay = follow.closed(self.url, exc)
                 await anyio.sleep(delay)
