@@ -1147,7 +1147,9 @@ class AsyncClient:
                 async for event in events:
                     ...
 
-        (A context manager, because the connection lives in a task of its own,
+        The block starts once the node has subscribed this client (its
+        ``stream.ready``), so nothing that happens inside it is missed. (A
+        context manager, because the connection lives in a task of its own,
         which must end when the block does, not whenever an abandoned iterator
         is collected.)
         """
@@ -1155,7 +1157,8 @@ class AsyncClient:
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](16)
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._follow_events, follow, send)
+                # the block starts once the node has subscribed us: nothing after is missed
+                await tasks.start(self._follow_events, follow, send)
                 async with receive:
                     yield receive
                 tasks.cancel_scope.cancel()
@@ -1166,8 +1169,13 @@ class AsyncClient:
             raise
 
     async def _follow_events(
-        self, follow: _EventFollow, send: anyio.abc.ObjectSendStream[Any]
+        self,
+        follow: _EventFollow,
+        send: anyio.abc.ObjectSendStream[Any],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
+        started = False
         async with send:
             while True:
                 try:
@@ -1176,6 +1184,9 @@ class AsyncClient:
                             event = follow.message(await ws.receive_text())
                             if event is not None:
                                 await send.send(event)
+                            elif not started:
+                                started = True
+                                task_status.started()
                 except WebSocketUpgradeError as exc:
                     try:
                         answer = await self._http.get(
