@@ -77,6 +77,10 @@ SLOW_CONSUMER_CLOSE = 4001
 DEFAULT_CONSUMER_BUFFER = 10_000
 #: Events waiting for the log (while it is down) before new ones are counted as lost.
 DEFAULT_PENDING_LIMIT = 100_000
+#: Events the bus holds for the recorder between two of its turns (it takes them in batches).
+BUS_BUFFER = 100_000
+#: Most seconds between two tries to append to a log that is down.
+RETRY_MAX = 1.0
 #: Entries read from the log in one call.
 READ_BATCH = 1000
 
@@ -415,7 +419,7 @@ class EventStream:
     # -- the actor ---------------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            with self._bus.subscribe(buffer=self._pending_limit) as events:
+            with self._bus.subscribe(buffer=BUS_BUFFER) as events:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._receive, events)
                     if self.log is not None:
@@ -446,12 +450,11 @@ class EventStream:
             if dropped:
                 self._bus_dropped += dropped
                 self._lose(dropped)
-            room = self._pending_limit - len(pending)
-            if room < len(batch):
-                self._lose(len(batch) - max(room, 0))
-                batch = batch[: max(room, 0)]
-            for item in batch:
+            room = max(self._pending_limit - len(pending), 0)
+            for item in batch[:room]:
                 pending.append(encode(normalize(item)))
+            if room < len(batch):
+                self._lose(len(batch) - room)  # the newest are the ones that did not fit
             if pending:
                 self._pending_ready.set()
 
@@ -482,7 +485,7 @@ class EventStream:
                     log.warning("event log unavailable, %d events wait: %s", len(pending), exc)
                 self.log_healthy = False
                 await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RETRY_MAX)
                 continue
             self.log_healthy, backoff = True, 0.05
             for _ in batch:
