@@ -15,6 +15,12 @@ The node runs in this process with the chosen backend (embedded SQLite by
 default), built by ``open_backends`` exactly as ``jobtrio serve`` builds it
 (on Redis: one connection pool for broker and store), minus HTTP. On Redis
 each run uses its own key prefix and deletes its keys afterwards.
+
+The node records its events for the event stream as ``jobtrio serve`` does
+(``--event-stream-maxlen``, 0 to record none). With ``--event-consumers N``
+the drains also serve the HTTP API and another process holds N websocket
+consumers of ``/api/v1/events`` reading every event, so the figures include
+what the stream costs the node with N readers attached.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import argparse
 import json
 import math
 import os
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,6 +92,73 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def _serve_consumers(nursery: trio.Nursery, node: Node, consumers: int) -> trio.Process:
+    """Serve the node's API here and start ``consumers`` websocket readers in another process."""
+    import functools
+
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from .api.app import create_app
+    from .server import hypercorn_config
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = hypercorn_config(node.settings, "127.0.0.1", port)
+    config.graceful_timeout = 0.1
+    await nursery.start(functools.partial(hypercorn_serve, create_app(node), config))
+    url = f"ws://127.0.0.1:{port}/api/v1/events"
+    process = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "jobtrio.bench",
+            "--consume",
+            url,
+            "--event-consumers",
+            str(consumers),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    ready = b""
+    with trio.fail_after(30):
+        while b"ready" not in ready:
+            chunk = await process.stdout.receive_some(100)
+            if not chunk:
+                raise SystemExit("jobtrio bench: the consumers' process ended early")
+            ready += chunk
+    return process
+
+
+async def consume(url: str, consumers: int) -> None:
+    """``--consume``: hold ``consumers`` websocket readers on ``url`` until terminated."""
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    received = [0] * consumers
+
+    async def reader(i: int, task_status: trio.TaskStatus[None]) -> None:
+        async with open_websocket_url(url) as ws:
+            await ws.get_message()  # stream.ready: subscribed
+            task_status.started()
+            try:
+                while True:
+                    await ws.get_message()
+                    received[i] += 1
+            except ConnectionClosed:
+                await trio.sleep_forever()  # the node stopped: wait for SIGTERM
+
+    async with trio.open_nursery() as nursery:
+        for i in range(consumers):
+            await nursery.start(reader, i)
+        print("ready", flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        print(json.dumps({"received": received}), flush=True)
+        nursery.cancel_scope.cancel()
+
+
 async def drain_once(
     args: argparse.Namespace, directory: str, preload: bool = False
 ) -> dict[str, float]:
@@ -92,8 +168,10 @@ async def drain_once(
         node_id="bench",
         dispatch_batch=args.batch,
         dispatch_prefetch=args.prefetch,
+        event_stream_maxlen=args.event_stream_maxlen,
     )
     node = Node(settings, broker, store)
+    consumers: trio.Process | None = None
 
     async def enqueue() -> None:
         for i in range(0, args.jobs, 1000):
@@ -106,6 +184,9 @@ async def drain_once(
             start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
+            if args.event_consumers:
+                consumers = await _serve_consumers(nursery, node, args.event_consumers)
+                start = time.perf_counter() if not preload else start
             if not preload:
                 await enqueue()
             enqueued = time.perf_counter()
@@ -114,8 +195,15 @@ async def drain_once(
             drained = time.perf_counter()
             await node.recorder.flush(60)
             recorded = time.perf_counter()
+            if consumers is not None:
+                consumers.terminate()
+                await consumers.wait()
             node.request_stop()
+            await node.stopped.wait()
+            nursery.cancel_scope.cancel()
     finally:
+        if consumers is not None and consumers.returncode is None:
+            consumers.kill()
         await _close(broker, store)
     return {
         "jobs": args.jobs,
@@ -188,16 +276,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--event-consumers",
+        type=int,
+        default=0,
+        help="websocket consumers of the event stream reading during the drains",
+    )
+    parser.add_argument(
+        "--event-stream-maxlen",
+        type=int,
+        default=100_000,
+        help="EVENT_STREAM_MAXLEN of the node (0: it records no events)",
+    )
+    parser.add_argument("--consume", metavar="URL", help=argparse.SUPPRESS)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.consume:
+        trio.run(consume, args.consume, args.event_consumers)
+        return 0
     result = trio.run(run, args)
     if args.json:
         print(json.dumps(result))
         return 0
     print(
         f"backend {result['backend']}, {result['workers']} workers, "
-        f"{result['jobs']} noop jobs, median of {result['runs']} runs"
+        f"{result['jobs']} noop jobs, median of {result['runs']} runs, "
+        f"{args.event_consumers} event-stream consumers"
     )
     print(f"  enqueue         {result['enqueue_jobs_per_s']:>10,.0f} jobs/s")
     print(f"  drain           {result['drain_jobs_per_s']:>10,.0f} jobs/s")
