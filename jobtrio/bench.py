@@ -132,21 +132,35 @@ async def _serve_consumers(nursery: trio.Nursery, node: Node, consumers: int) ->
 
 
 async def consume(url: str, consumers: int) -> None:
-    """``--consume``: hold ``consumers`` websocket readers on ``url`` until terminated."""
+    """``--consume``: hold ``consumers`` websocket readers on ``url`` until terminated.
+
+    Each reads every event; one dropped for being slow (4001) reconnects from
+    the last id it saw, as the Python client does. At SIGTERM it prints what
+    each received and how often it was dropped.
+    """
     from trio_websocket import ConnectionClosed, open_websocket_url
 
     received = [0] * consumers
+    drops = [0] * consumers
 
     async def reader(i: int, task_status: trio.TaskStatus[None]) -> None:
-        async with open_websocket_url(url) as ws:
-            await ws.get_message()  # stream.ready: subscribed
-            task_status.started()
-            try:
-                while True:
-                    await ws.get_message()
-                    received[i] += 1
-            except ConnectionClosed:
-                await trio.sleep_forever()  # the node stopped: wait for SIGTERM
+        last = None
+        while True:
+            query = "?lines=true" + (f"&since={last}" if last else "")
+            async with open_websocket_url(url + query) as ws:
+                await ws.get_message()  # stream.ready: subscribed
+                if last is None:
+                    task_status.started()
+                try:
+                    while True:
+                        message = await ws.get_message()
+                        lines = message.split("\n")
+                        received[i] += len(lines)
+                        last = json.loads(lines[-1]).get("id") or last
+                except ConnectionClosed as exc:
+                    if exc.reason.code != 4001:
+                        await trio.sleep_forever()  # the node stopped: wait for SIGTERM
+                    drops[i] += 1
 
     async with trio.open_nursery() as nursery:
         for i in range(consumers):
@@ -155,7 +169,7 @@ async def consume(url: str, consumers: int) -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async for _ in signals:
                 break
-        print(json.dumps({"received": received}), flush=True)
+        print(json.dumps({"received": received, "drops": drops}), flush=True)
         nursery.cancel_scope.cancel()
 
 
@@ -195,9 +209,16 @@ async def drain_once(
             drained = time.perf_counter()
             await node.recorder.flush(60)
             recorded = time.perf_counter()
+            report: dict[str, Any] = {}
             if consumers is not None:
                 consumers.terminate()
+                assert consumers.stdout is not None
+                output = b""
+                with trio.move_on_after(10):
+                    while chunk := await consumers.stdout.receive_some(65536):
+                        output += chunk
                 await consumers.wait()
+                report = json.loads(output.decode().strip().splitlines()[-1])
             node.request_stop()
             await node.stopped.wait()
             nursery.cancel_scope.cancel()
@@ -210,6 +231,9 @@ async def drain_once(
         "enqueue_jobs_per_s": args.jobs / (enqueued - start) if not preload else math.nan,
         "drain_jobs_per_s": args.jobs / (drained - start),
         "recorded_jobs_per_s": args.jobs / (recorded - start),
+        "events_recorded": node.event_stream.recorded,
+        "consumers_received": sum(report.get("received", [])),
+        "consumer_drops": sum(report.get("drops", [])),
     }
 
 

@@ -526,25 +526,29 @@ class _EventFollow:
         self.ready: dict[str, Any] | None = None
 
     def params(self) -> dict[str, str]:
-        params = dict(self.filters)
+        params = dict(self.filters, lines="true")
         if self.last:
             params["since"] = self.last
         return params
 
-    def message(self, text: str) -> dict[str, Any] | None:
-        try:
-            event = json.loads(text)
-        except ValueError:
-            raise JobtrioError("the event stream sent a message that is not JSON") from None
-        if not isinstance(event, dict):
-            raise JobtrioError("the event stream sent a message that is not a JSON object")
-        if event.get("kind") == "stream.ready":
-            self.ready = event
-            self.delay = 0.1
-            return None
-        if isinstance(event.get("id"), str):
-            self.last = event["id"]
-        return event
+    def message(self, text: str) -> list[dict[str, Any]]:
+        """The events of one message (``lines=true``: one JSON object a line)."""
+        out = []
+        for line in text.split("\n"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                raise JobtrioError("the event stream sent a message that is not JSON") from None
+            if not isinstance(event, dict):
+                raise JobtrioError("the event stream sent a message that is not a JSON object")
+            if event.get("kind") == "stream.ready":
+                self.ready = event
+                self.delay = 0.1
+                continue
+            if isinstance(event.get("id"), str):
+                self.last = event["id"]
+            out.append(event)
+        return out
 
     def refused(self, response: httpx.Response) -> JobtrioError:
         """The handshake's refusal (its body already read) as the client's exception."""
@@ -853,11 +857,10 @@ class Client:
                             text = ws.receive_text(timeout=left)
                         except queue.Empty:
                             return
-                        event = follow.message(text)
-                        if event is not None:
-                            yield event
-                        elif control and follow.ready is not None:
+                        events = follow.message(text)
+                        if not events and control and follow.ready is not None:
                             yield follow.ready
+                        yield from events
             except WebSocketUpgradeError as exc:
                 # httpx-ws has closed the refusal's body: ask again to read why
                 try:
@@ -1181,10 +1184,10 @@ class AsyncClient:
                 try:
                     async with aconnect_ws(EVENTS_PATH, self._http, params=follow.params()) as ws:
                         while True:
-                            event = follow.message(await ws.receive_text())
-                            if event is not None:
+                            events = follow.message(await ws.receive_text())
+                            for event in events:
                                 await send.send(event)
-                            elif not started:
+                            if not events and not started:
                                 started = True
                                 task_status.started()
                 except WebSocketUpgradeError as exc:

@@ -49,11 +49,13 @@ KINDS: dict[str, str] = {
     "job.started": "an attempt started (on the node that runs it)",
     "job.retrying": "an attempt failed or timed out; the job will run again after its delay",
     "job.completed": "an attempt succeeded",
-    "job.failed": "retries exhausted (or poisoned): the job is in the dead letter",
+    "job.failed": "retries exhausted: the job is in the dead letter",
     "job.cancelled": "a job was cancelled",
     "job.retried": "a failed or cancelled job was sent to run again by hand",
     "job.lease_lost": "a node abandoned an attempt because its lease was gone",
-    "job.lease_expired": "the leader found an expired lease and requeued (or failed) the job",
+    "job.lease_expired": (
+        "the leader found an expired lease and requeued the job (status failed: poisoned)"
+    ),
     "leader.changed": "a node saw a new leader (fields: leader, term, epoch)",
     "leader.fenced": "a leader's writes were refused: a newer epoch exists",
     "member.up": "a member joined or came back (fields: member, address)",

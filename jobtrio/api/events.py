@@ -6,7 +6,10 @@ log (``EVENT_STREAM_MAXLEN=0``). After it, every message is one JSON
 object: first ``{"kind": "stream.ready", ...}`` (what the stream covers),
 then, when resuming, a ``stream.gap`` message if events after ``since`` are
 no longer kept, the kept history after ``since``, and the live events, each
-with its ``id`` (pass the last one as ``since`` to resume).
+with its ``id`` (pass the last one as ``since`` to resume). With
+``lines=true`` a message may carry several events, one JSON object a line:
+a node sends tens of thousands of events a second, and each websocket
+message costs the node more than the event itself.
 
 A consumer that falls ``EventStream.consumer_buffer`` events behind is
 closed with code 4001 (``SLOW_CONSUMER_CLOSE``) and a reason naming the id to
@@ -34,7 +37,7 @@ from ..eventstream import (
 from .auth import Role, require
 from .context import current_node
 from .errors import ApiError, BadRequest
-from .parsing import reject_unknown
+from .parsing import parse_bool, reject_unknown
 
 log = logging.getLogger("jobtrio.api.events")
 
@@ -42,7 +45,9 @@ bp = Blueprint("events", __name__)
 
 #: Query parameters the route takes (``token``: the credentials of a browser, which cannot
 #: set headers on a websocket; the authorizer reads it).
-PARAMETERS = ("kind", "type", "job_id", "node", "since", "token")
+PARAMETERS = ("kind", "type", "job_id", "node", "since", "lines", "token")
+#: Most events in one message with ``lines=true``.
+LINES_PER_MESSAGE = 500
 #: Seconds a close handshake may take with a client that stopped reading.
 CLOSE_TIMEOUT = 2.0
 #: Seconds one message may take to leave; longer, and the client is taken as gone.
@@ -61,6 +66,7 @@ async def events() -> None:
             raise BadRequest(
                 "invalid_parameter", f"give {name} once (separate values with commas)", name
             )
+    lines = parse_bool(args, "lines")
     try:
         filter = EventFilter.parse(args)
     except FilterError as exc:
@@ -95,9 +101,9 @@ async def events() -> None:
                 if gap is not None:
                     await websocket.send(_dumps(gap))
                 async for batch in sub.replay(since):
-                    await _send(sub, batch)
+                    await _send(sub, batch, lines)
             while True:
-                await _send(sub, await sub.take())
+                await _send(sub, await sub.take(), lines)
         except ConsumerDropped as exc:
             if exc.code == SLOW_CONSUMER_CLOSE:
                 reason = f"too slow; resume with since={format_id(sub.last)}"
@@ -113,8 +119,12 @@ class _Stuck(Exception):
     """One message could not be sent within SEND_TIMEOUT: the client stopped reading."""
 
 
-async def _send(sub: Subscription, batch: list[str]) -> None:
-    """Send in order; stop as soon as the follower dropped this consumer."""
+async def _send(sub: Subscription, batch: list[str], lines: bool) -> None:
+    """Send in order, one event a message (or up to LINES_PER_MESSAGE lines with ``lines``);
+    stop as soon as the follower dropped this consumer."""
+    if lines:
+        step = LINES_PER_MESSAGE
+        batch = ["\n".join(batch[i : i + step]) for i in range(0, len(batch), step)]
     for text in batch:
         if sub.dropped is not None:
             raise ConsumerDropped(sub.dropped, sub.close_code)

@@ -351,7 +351,7 @@ function closeStream() {
 
 function connect() {
   closeStream();
-  const params = new URLSearchParams();
+  const params = new URLSearchParams({ lines: "true" }); // several events a message, one a line
   if (state.lastId) params.set("since", state.lastId);
   if (state.token) params.set("token", state.token);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -359,16 +359,18 @@ function connect() {
   const socket = new WebSocket(scheme + "//" + location.host + "/api/v1/events" + (query ? "?" + query : ""));
   state.socket = socket;
   socket.onmessage = (message) => {
-    const event = JSON.parse(message.data);
-    if (event.id) state.lastId = event.id;
-    if (event.kind === "stream.ready") {
-      state.backoff = 500;
-      $("scope").textContent = event.scope === "cluster" ? "whole cluster" : "this node";
-      setLive(true, "live");
-      return;
+    for (const line of message.data.split("\n")) {
+      const event = JSON.parse(line);
+      if (event.id) state.lastId = event.id;
+      if (event.kind === "stream.ready") {
+        state.backoff = 500;
+        $("scope").textContent = event.scope === "cluster" ? "whole cluster" : "this node";
+        setLive(true, "live");
+        continue;
+      }
+      state.pending.push(event);
+      if (state.pending.length === 1) requestAnimationFrame(flushEvents);
     }
-    state.pending.push(event);
-    if (state.pending.length === 1) requestAnimationFrame(flushEvents);
   };
   socket.onclose = (close) => {
     state.socket = null;
