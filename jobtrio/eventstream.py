@@ -326,10 +326,11 @@ class Subscription:
             if not entries:
                 return
             position = entries[-1].id
+            everything = self.filter.everything
             out = [
                 with_id(e.id, e.body)
                 for e in entries
-                if e.id > self.last and self.filter.matches(json.loads(e.body))
+                if e.id > self.last and (everything or self.filter.matches(json.loads(e.body)))
             ]
             self.last = max(self.last, position)
             if out:

@@ -25,6 +25,7 @@ from typing import Any
 import trio
 from quart import Blueprint, websocket
 
+from ..backends.base import BackendUnavailable
 from ..eventlog import EventIdError, format_id
 from ..eventstream import (
     SLOW_CONSUMER_CLOSE,
@@ -50,6 +51,8 @@ PARAMETERS = ("kind", "type", "job_id", "node", "since", "lines", "token")
 LINES_PER_MESSAGE = 500
 #: Seconds a close handshake may take with a client that stopped reading.
 CLOSE_TIMEOUT = 2.0
+#: Close code when the log cannot be read (RFC 6455 1011, "internal error"); reconnect later.
+UNAVAILABLE_CLOSE = 1011
 #: Seconds one message may take to leave; longer, and the client is taken as gone.
 SEND_TIMEOUT = 30.0
 
@@ -113,6 +116,14 @@ async def events() -> None:
                 await websocket.close(exc.code, reason)
         except _Stuck:
             log.warning("an event-stream consumer stopped reading; connection abandoned")
+        except BackendUnavailable as exc:
+            # the log (Redis) went away while replaying: the client resumes when it is back
+            log.warning("event log unavailable during a replay: %s", exc)
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await websocket.close(
+                    UNAVAILABLE_CLOSE,
+                    f"event log unavailable; resume with since={format_id(sub.last)}",
+                )
 
 
 class _Stuck(Exception):
