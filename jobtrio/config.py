@@ -240,13 +240,21 @@ class Settings:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, dotenv_path: str | None = ".env"
+        cls,
+        env: Mapping[str, str] | None = None,
+        dotenv_path: str | None = ".env",
+        overrides: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Read settings: the process environment wins over the ``.env`` file."""
+        """Read settings: the process environment wins over the ``.env`` file.
+
+        ``overrides`` (variable name -> raw text, e.g. from ``jobtrio serve``'s
+        flags) win over both and are parsed and checked like the rest.
+        """
         merged: dict[str, str] = {}
         if dotenv_path and os.path.exists(dotenv_path):
             merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
         merged.update(os.environ if env is None else env)
+        merged.update(overrides or {})
         values: dict[str, Any] = {}
         for name, (attr, parser) in _VARIABLES.items():
             if name not in merged:
