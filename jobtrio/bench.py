@@ -70,19 +70,7 @@ async def _close(broker: Broker, store: Store) -> None:
     from .backends.redis import RedisBroker
 
     if isinstance(broker, RedisBroker):
-        client, pattern = broker.connection.client, broker._p + "*"
-
-        def delete() -> None:
-            batch = []
-            for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                client.unlink(*batch)
-
-        await trio.to_thread.run_sync(delete)
+        await broker.delete_keyspace()
     await broker.close()
     await store.close()
 

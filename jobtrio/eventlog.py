@@ -15,7 +15,7 @@ compare as pairs of integers. Two implementations:
   SQLite store and the memory backends). A restart empties it; ids keep
   growing with the wall clock, and an id from before the restart is reported
   as missed, never mistaken for a recent one.
-- ``RedisEventLog`` (``backends/redis_events.py``): a capped Redis Stream
+- ``RedisEventLog`` (``backends/redis/events.py``): a capped Redis Stream
   that every node of a cluster appends to, so a client connected to any node
   sees the whole cluster's events.
 """
@@ -188,7 +188,7 @@ def open_event_log(
     connection = getattr(broker, "connection", None)
     prefix = getattr(broker, "prefix", None)
     if broker.name == "redis" and connection is not None and isinstance(prefix, str):
-        from .backends.redis_events import RedisEventLog
+        from .backends.redis.events import RedisEventLog
 
         return RedisEventLog(connection, prefix, maxlen)
     return MemoryEventLog(maxlen, clock)

@@ -22,7 +22,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from jobtrio.actors.node import Node
 from jobtrio.api.app import create_app
 from jobtrio.backends import open_backends
-from jobtrio.backends.redis_events import RedisEventLog
+from jobtrio.backends.redis.events import RedisEventLog
 from jobtrio.client import AsyncClient
 from jobtrio.config import Settings
 from jobtrio.eventlog import parse_id

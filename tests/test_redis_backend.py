@@ -21,10 +21,11 @@ import redis
 import trio
 from redis.crc import key_slot
 
-from jobtrio.backends import redis as redis_backend
 from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery, NodeRecord, StateConflict
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.backends.redis import RedisBroker, RedisConnection, RedisStore
+from jobtrio.backends.redis import broker as redis_broker
+from jobtrio.backends.redis import store as redis_store
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
 from tests.servers import RedisServer, free_port
@@ -371,7 +372,7 @@ def test_prefix_with_braces_is_refused():
 
 
 async def test_claim_tick_forgets_old_ticks_but_never_fires_twice(broker, monkeypatch):
-    monkeypatch.setattr(redis_backend, "TICKS_KEPT", 3)
+    monkeypatch.setattr(redis_broker, "TICKS_KEPT", 3)
     e = await broker.acquire_epoch("a", NOW)
     for tick in range(10):
         assert await broker.claim_tick("every-minute", tick * 60.0, e) is True
@@ -547,7 +548,7 @@ async def test_matches_the_memory_broker_step_by_step(broker, seed):
 
 async def test_store_queries_match_the_memory_store(redis_server, monkeypatch):
     """Every filter combination pages like the reference, across chunk and budget edges."""
-    monkeypatch.setattr(redis_backend, "QUERY_BUDGET", 37)  # force continuation calls
+    monkeypatch.setattr(redis_store, "QUERY_BUDGET", 37)  # force continuation calls
     rng = random.Random(99)
     store = await RedisStore.open(redis_server.url, prefix=unique_prefix())
     memory = MemoryStore()
@@ -604,7 +605,7 @@ async def test_store_queries_match_the_memory_store(redis_server, monkeypatch):
 
 
 async def test_store_elections_are_capped(redis_server, monkeypatch):
-    monkeypatch.setattr(redis_backend, "ELECTIONS_KEPT", 5)
+    monkeypatch.setattr(redis_store, "ELECTIONS_KEPT", 5)
     store = await RedisStore.open(redis_server.url, prefix=unique_prefix())
     try:
         for i in range(8):

@@ -23,10 +23,9 @@ import pytest
 import redis
 import trio
 
-from jobtrio.backends import redis as redis_backend
 from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery
 from jobtrio.backends.memory import MemoryBroker
-from jobtrio.backends.redis import RedisBroker, RedisStore
+from jobtrio.backends.redis import RedisBroker, RedisStore, codec, wire
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
 
 NOW = 1_700_000_000.123456
@@ -48,7 +47,7 @@ def make(job_type: str = "noop", **fields) -> Job:
 
 
 def is_unparsed(job: Job) -> bool:
-    return redis_backend._raw_of(job) is not None  # type: ignore[arg-type]
+    return codec.raw_of(job) is not None  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -211,7 +210,7 @@ async def run_scenario(url: str) -> list[str]:
 
 async def test_native_and_threaded_scripts_answer_alike(redis_server, monkeypatch):
     native = await run_scenario(redis_server.url)
-    monkeypatch.setattr(redis_backend, "NATIVE_SCRIPTS", False)
+    monkeypatch.setattr(wire, "NATIVE_SCRIPTS", False)
     threaded = await run_scenario(redis_server.url)
     assert native == threaded
 
@@ -332,14 +331,14 @@ def test_claim_parse_equals_the_document_parse():
         ]
         if i % 2:
             job.attempts.append(Attempt(len(job.attempts) + 1, 'n"1', None, NOW + 9))
-        body, fields = redis_backend._job_fields(job, job.status)
-        doc = redis_backend._doc_from_fields(body, fields)
-        fast = redis_backend._job(body, redis_backend._SEP.join(fields))
+        body, fields = codec.job_fields(job, job.status)
+        doc = codec.doc_from_fields(body, fields)
+        fast = codec.job_from_raw(body, codec.SEP.join(fields))
         slow = Job.loads(doc)
         assert fast.dumps() == slow.dumps()
         assert fast == slow
-        assert [type(getattr(fast, n)) for n in redis_backend._FIELDS] == [
-            type(getattr(slow, n)) for n in redis_backend._FIELDS
+        assert [type(getattr(fast, n)) for n in codec.FIELDS] == [
+            type(getattr(slow, n)) for n in codec.FIELDS
         ]
 
 
@@ -370,4 +369,4 @@ def test_hand_written_body_equals_the_encoded_dict():
                 "idempotency_key": job.idempotency_key,
             }
         )[1:-1]
-        assert redis_backend._job_fields(job, job.status)[0] == reference
+        assert codec.job_fields(job, job.status)[0] == reference

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import redis
 import trio
 
-from ..eventlog import ZERO_ID, EventId, EventLog, LogEntry, format_id
-from .base import BackendUnavailable
+from ...eventlog import ZERO_ID, EventId, EventLog, LogEntry, format_id
+from ..base import BackendUnavailable
 
 T = TypeVar("T")
 

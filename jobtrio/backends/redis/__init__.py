@@ -1,0 +1,101 @@
+"""Redis Broker and Store: the production queue, and a record for clusters without MongoDB.
+
+The package: ``broker.py`` (the queue) and ``store.py`` (the records) are thin
+callers of the Lua scripts in ``lua/`` (loaded by ``scripts.py``);
+``codec.py`` writes a job for the scripts and reads their replies;
+``wire.py`` is the connection; ``events.py`` the event stream's Redis Stream.
+
+redis-py for connecting and for everything but scripts: its sync client is
+called through ``trio.to_thread.run_sync`` with one ``trio.CapacityLimiter``
+per connection (8 calls at once by default) in front of a ``ConnectionPool``.
+Scripts, which are every Broker move and every Store write, run over
+connections of trio's own when that pool is plain TCP (``_Wire``: a call costs
+70-90 us of CPU there, 250-300 us through a thread). Either way a call is a
+round trip, so the hot path is batched: one script claims n jobs, one
+finishes or renews many.
+
+One script per move. Every change touching more than one key is a single Lua
+script (``register_script``; EVALSHA, loaded again once after a restart
+empties the script cache), so Redis applies it whole and a crash never leaves
+a job half moved. Every key starts with the hash tag ``{prefix}``, which puts
+them all in one Cluster slot. The scripts build per-job key names from
+``KEYS[1]`` (BullMQ does the same), which is allowed because the hash tag
+keeps every name in the slot the script was routed to.
+
+Floats and JSON stay exact because Lua never parses or re-encodes JSON.
+Redis' cjson writes numbers with ``%.14g`` (its ``encode_number_precision``
+refuses more than 14), so 1700000000.123456 would come back as 1700000000.1235.
+It also turns ``[]`` into ``{}``, loses integers above 2**53 and reorders
+object keys. So a broker job is kept as JSON *fragments*, each written by
+Python's ``json`` (or copied from an argument Python encoded) and only ever
+cut and concatenated by Lua. The job hash ``P j:<id>`` has these fields:
+
+``b``  the immutable body, ``"id":..,"type":..,"priority":..,"payload":..,
+       "created_at":..,"max_retries":..,"timeout":..,"idempotency_key":..``
+``k``  the idempotency key as JSON text, when the job has one
+``m``  the mutable values joined by 0x1f: status (a bare word), priority,
+       key, then each time, count and text as JSON (``null`` included), the
+       closed attempts as a JSON array text, and the open attempt's
+       ``number,"node"``, worker and start ('' when there is none)
+``t``, ``c``  the type (raw) and ``created_at`` text, for the job's record
+``q``  '1': the Broker holds the job (see records below)
+
+A move reads three fields, cuts ``m`` with one ``string.match``, and writes
+``m`` back with one ``table.concat``: measured here, a 20-field HMGET alone
+cost more than the rest of a claim. Times a script writes are the caller's
+``now`` (or ``retry_at``, or the lease expiry) sent as ``repr(float)`` text:
+the shortest text that parses back to the same double, so they round-trip
+bit for bit. Scores are always passed to ZADD/ZRANGEBYSCORE as those texts
+(Redis parses them with ``strtod``), never as Lua numbers, which
+``redis.call`` would format with ``%.14g``. Claim and finish return ``b``
+and ``m`` and Python builds the ``Job.dumps()``-shaped document (client CPU
+scales out with nodes, the server's does not); the colder scripts return the
+document concatenated in Lua. Arguments and replies of the hot scripts carry
+many values joined by 0x1f, and records by 0x1e, which JSON text never holds
+raw: redis-py packs and parses each argument in pure Python (~0.7 us each).
+Enqueue and finish hand back a ``_StoredJob``: the raw values with the header
+(id, type, status, version) set and nothing parsed until another field is
+read, so a finished job reaches the metrics, and its Store record where the
+recorder copies it, without being parsed and encoded again (~18 us a job).
+
+Broker keys (``P`` = ``{prefix}:``): ``P j:<id>`` the job; ``P pending``
+zset scored ``(10 - priority) * 2**42 + seq`` (strict priority, then FIFO;
+``seq`` from ``INCRBY P seq``); ``P delayed`` zset by run-at (scheduled and
+retrying); ``P leases`` zset by expiry with ``P tokens`` hash id -> token;
+``P finished`` zset by end time (for retention); ``P idem`` hash key -> id;
+``P counts`` hash status -> jobs (depths without a scan); ``P epoch``;
+``P tick:<name>`` zset and ``P tickfloor`` hash (cron ticks claimed).
+
+Store keys: ``P rec:<id>`` hash {b, m (as in a job hash), v: version,
+s: status, t: type, c: created_at text}; zsets of ids with score 0 read with
+ZREVRANGEBYLEX for newest-first paging (ids are ULIDs): ``P rec-all``,
+``P rec-st:<status>``, ``P rec-ty:<type>``; ``P rec-created`` by created_at;
+``P nodes`` hash; ``P elections`` capped list; ``P schedules`` hash name -> JSON.
+Broker and Store may share one prefix: their key names never overlap.
+
+Records kept by the Broker (``RedisBroker(records=True)``, what
+``open_backends`` builds for Redis without MongoDB): the Broker keeps each
+job *in its record*, ``P rec:<id>`` in place of ``P j:<id>``, writes ``v``
+and ``s`` with every ``m`` and files the record under its new status in the
+same script, so a move costs the record nothing but two index updates. The
+Store then only reads, and its put leaves a hash marked ``q`` alone (the
+Broker's copy is never older than one it handed out). When the Broker lets
+go of a job (retention, delete) it drops ``q`` (and ``k``) and the record
+stays. Measured here (bench/bench_redis.py, preloaded drain, median of 3):
+12,074 jobs/s with the recorder's Store writes, 22,780 with the records kept
+by the Broker; a record written beside the job in the same scripts instead
+cost 5.5 us more Redis time per move.
+
+Failures: connection errors and timeouts become ``BackendUnavailable``.
+redis-py's automatic retries are switched off: re-sending a claim or a finish
+whose reply was lost would claim twice or report a done job as a stale token.
+The pool checks a connection when handing it out (a socket the restarted
+server closed is replaced), so the first call after Redis returns succeeds
+and nothing needs restarting.
+"""
+
+from .broker import RedisBroker
+from .store import RedisStore
+from .wire import RedisConnection
+
+__all__ = ["RedisBroker", "RedisConnection", "RedisStore"]

@@ -1,0 +1,232 @@
+--@include prelude
+--@include records
+local K_PENDING = P .. 'pending'
+local K_DELAYED = P .. 'delayed'
+local K_LEASES = P .. 'leases'
+local K_TOKENS = P .. 'tokens'
+local K_FINISHED = P .. 'finished'
+local K_IDEM = P .. 'idem'
+local K_SEQ = P .. 'seq'
+local K_COUNTS = P .. 'counts'
+local K_EPOCH = P .. 'epoch'
+local SEP = '\31'
+local RS = '\30' -- between the records of a reply whose records hold \31
+local BAND = 4398046511104 -- 2^42 sequence numbers per priority band
+
+-- A job hash holds b (the immutable body), k (the idempotency key as JSON, if any) and m:
+-- the mutable values below joined by \31. A move reads two fields and writes one, and a
+-- loaded job is an array filled by one string.match: per-field hash commands and Lua
+-- tables grown key by key cost more than the rest of a claim. '' marks an absent value:
+-- no idempotency key (K), no open attempt (AON, AOW, AOS).
+local S, PR, K, UA, SA, STA, CA, RC, RES, ERR, ND, WK, LE, V, AN, ATT, AON, AOW, AOS =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
+local MPAT = '^' .. string.rep('([^\31]*)\31', NF - 1) .. '([^\31]*)$'
+local STATUSES = {'pending', 'scheduled', 'running', 'retrying', 'completed', 'failed',
+                  'cancelled'}
+local TERMINAL = {completed = true, failed = true, cancelled = true}
+
+-- a Broker keeping the Store's records keeps each job in its record (see _LUA_RECORDS)
+local JOBS = RECORD and (P .. 'rec:') or (P .. 'j:')
+local function jkey(id) return JOBS .. id end
+local function int(n) return string.format('%d', n) end
+
+-- one argument carries many values joined by \31, which JSON text never holds raw
+local function split(s)
+  local out, pos = {}, 1
+  while true do
+    local a = string.find(s, SEP, pos, true)
+    if not a then
+      out[#out + 1] = string.sub(s, pos)
+      return out
+    end
+    out[#out + 1] = string.sub(s, pos, a - 1)
+    pos = a + 1
+  end
+end
+
+-- Index writes and status counts are queued and applied by flush() with one command
+-- per index. A job is queued at most once per flush: moves that unfile a job first
+-- (unplace) flush, and the batched moves touch each job once.
+local Q = {delta = {}, place = {}}
+
+local function zadd_many(key, args)
+  for i = 1, #args, 1000 do
+    redis.call('ZADD', key, unpack(args, i, math.min(i + 999, #args)))
+  end
+end
+
+local function flush()
+  local pend, delayed, finished = {}, {}, {}
+  local n = 0
+  for _, pl in ipairs(Q.place) do
+    if pl.kind == 'p' then n = n + 1 end
+  end
+  local seq = 0
+  if n > 0 then seq = redis.call('INCRBY', K_SEQ, n) - n end
+  for _, pl in ipairs(Q.place) do
+    if pl.kind == 'p' then
+      seq = seq + 1
+      pend[#pend + 1] = int((10 - pl.prio) * BAND + seq)
+      pend[#pend + 1] = pl.id
+    elseif pl.kind == 'd' then
+      delayed[#delayed + 1] = pl.at
+      delayed[#delayed + 1] = pl.id
+    else
+      finished[#finished + 1] = pl.at
+      finished[#finished + 1] = pl.id
+    end
+  end
+  zadd_many(K_PENDING, pend)
+  zadd_many(K_DELAYED, delayed)
+  zadd_many(K_FINISHED, finished)
+  for _, s in ipairs(STATUSES) do
+    local d = Q.delta[s]
+    if d and d ~= 0 then redis.call('HINCRBY', K_COUNTS, s, d) end
+  end
+  Q.delta, Q.place = {}, {}
+  if RECORD then records_flush() end
+end
+
+local function count(s, d) Q.delta[s] = (Q.delta[s] or 0) + d end
+
+-- file a job under its status's index (MemoryBroker._place); the caller has unfiled it
+local function place(j, now)
+  local s, pl = j[S], nil
+  if s == 'pending' then
+    pl = {id = j.id, kind = 'p', prio = tonumber(j[PR])}
+  elseif s == 'scheduled' or s == 'retrying' then
+    local at = j[SA]
+    if at == 'null' then at = now end
+    pl = {id = j.id, kind = 'd', at = at}
+  elseif TERMINAL[s] then
+    pl = {id = j.id, kind = 'f', at = now}
+  end
+  if pl then Q.place[#Q.place + 1] = pl end
+end
+
+local function unplace(id)
+  flush()
+  redis.call('ZREM', K_PENDING, id)
+  redis.call('ZREM', K_DELAYED, id)
+  redis.call('ZREM', K_LEASES, id)
+  redis.call('HDEL', K_TOKENS, id)
+  redis.call('ZREM', K_FINISHED, id)
+end
+
+-- a job the Broker holds (q: a record the Broker let go of stays behind without it)
+local function load(id)
+  local v = redis.call('HMGET', jkey(id), 'b', 'm', 'q')
+  if not v[3] then return nil end
+  return {id = id, b = v[1], string.match(v[2], MPAT)}
+end
+
+local function save(j)
+  local m = table.concat(j, SEP, 1, NF)
+  if RECORD then
+    redis.call('HSET', jkey(j.id), 'm', m, 'v', j[V], 's', j[S])
+  else
+    redis.call('HSET', jkey(j.id), 'm', m)
+  end
+  return m
+end
+
+-- the Broker lets go of a job: a kept record stays, without q (and the idempotency key)
+local function release(id)
+  if RECORD then
+    redis.call('HDEL', jkey(id), 'q', 'k')
+  else
+    redis.call('DEL', jkey(id))
+  end
+end
+
+-- the status of a stored job without loading it (it leads m)
+local function status_of(m) return string.match(m, '^[^\31]*') end
+
+local function set_status(j, s)
+  if j[S] ~= s then
+    count(j[S], -1)
+    count(s, 1)
+    if RECORD then refile(j.id, j[S], s) end
+    j[S] = s
+  end
+end
+
+local function touch(j, now)
+  j[UA] = now
+  j[V] = int(tonumber(j[V]) + 1)
+end
+
+-- append one JSON text to a JSON array text
+local function append(arr, item)
+  if arr == '[]' then return '[' .. item .. ']' end
+  return string.sub(arr, 1, -2) .. ',' .. item .. ']'
+end
+
+local function open_text(j)
+  return '[' .. j[AON] .. ',' .. j[AOW] .. ',' .. j[AOS] .. ',null,null,null]'
+end
+
+local function doc(j)
+  local atts = j[ATT]
+  if j[AON] ~= '' then atts = append(atts, open_text(j)) end
+  return '{' .. j.b .. ',"status":"' .. j[S] .. '","updated_at":' .. j[UA]
+    .. ',"scheduled_at":' .. j[SA] .. ',"started_at":' .. j[STA] .. ',"completed_at":' .. j[CA]
+    .. ',"retry_count":' .. j[RC] .. ',"result":' .. j[RES] .. ',"error":' .. j[ERR]
+    .. ',"node_id":' .. j[ND] .. ',"worker_id":' .. j[WK] .. ',"attempts":' .. atts
+    .. ',"lease_expirations":' .. j[LE] .. ',"version":' .. j[V] .. '}'
+end
+
+local function drop_open_attempt(j)
+  j[AON], j[AOW], j[AOS] = '', '', ''
+end
+
+-- transitions._close_attempt: only a trailing open attempt is closed
+local function close_attempt(j, now, outcome_json, error_json, worker_json)
+  if j[AON] ~= '' then
+    local closed = '[' .. j[AON] .. ',' .. (worker_json or j[AOW]) .. ',' .. j[AOS] .. ','
+      .. now .. ',' .. outcome_json .. ',' .. error_json .. ']'
+    j[ATT] = append(j[ATT], closed)
+    j[AN] = int(tonumber(j[AN]) + 1)
+    drop_open_attempt(j)
+  end
+end
+
+local function open_attempt(j, now, node_json)
+  local n = tonumber(j[AN])
+  if j[AON] ~= '' then
+    -- an attempt left open by whoever enqueued the job stays in the history as it was
+    j[ATT] = append(j[ATT], open_text(j))
+    n = n + 1
+    j[AN] = int(n)
+  end
+  j[AON] = int(n + 1) .. ',' .. node_json
+  j[AOW] = 'null'
+  j[AOS] = now
+end
+
+-- The key layout is the queue's, not a node's: a node configured the other way (records
+-- kept by the Broker or not) would look for jobs where they are not, and drop what it
+-- pops. So the scripts that take jobs off an index refuse while the queue holds live
+-- jobs laid out the other way; an empty queue takes the layout of whoever comes.
+local K_LAYOUT = P .. 'layout'
+local LAYOUT = RECORD and 'records' or 'jobs'
+local function layout_refused()
+  local held = redis.call('GET', K_LAYOUT)
+  if held == LAYOUT then return nil end
+  if held then
+    local c = redis.call('HMGET', K_COUNTS, 'pending', 'scheduled', 'running', 'retrying')
+    local live = 0
+    for i = 1, 4 do live = live + (tonumber(c[i]) or 0) end
+    if live > 0 then return redis.error_reply('LAYOUT ' .. held .. ' ' .. LAYOUT) end
+  end
+  redis.call('SET', K_LAYOUT, LAYOUT)
+  return nil
+end
+
+local function fenced(epoch)
+  local current = tonumber(redis.call('GET', K_EPOCH) or '0')
+  if tonumber(epoch) < current then
+    return redis.error_reply('FENCED ' .. int(current))
+  end
+  return nil
+end

@@ -1,0 +1,54 @@
+--@include broker_common
+-- ARGV: now, then one argument per job joined by \31: id, created_at text, then the m
+-- values this script reads (status, priority, scheduled_at, version, key: cutting them
+-- out of m cost more than the rest of an enqueue), b, the m values, and the type last
+-- (the one raw caller string that may hold the byte). The job hash keeps the type and
+-- created_at text too (t, c), for its Store record.
+-- Returns per job, joined by \31: '' when stored as sent, else the job holding its key.
+local refused = layout_refused()
+if refused then return refused end
+local now = ARGV[1]
+local EPAT = '^' .. string.rep('([^\31]*)\31', 8) .. '(' .. string.rep('[^\31]*\31', NF - 1)
+  .. '[^\31]*)\31(.*)$'
+local out = {}
+for i = 2, #ARGV do
+  local id, c, s, pr, sa, v, k, b, m, t = string.match(ARGV[i], EPAT)
+  local j = {id = id, b = b}
+  j[S], j[PR], j[SA], j[V], j[K] = s, pr, sa, v, k
+  local k = j[K]
+  local held = false
+  if k ~= '' then
+    held = redis.call('HGET', K_IDEM, k)
+    if held and redis.call('HEXISTS', jkey(held), 'q') == 0 then held = false end
+  end
+  if held then
+    out[#out + 1] = doc(load(held))
+  else
+    local key = jkey(id)
+    local old = redis.call('HMGET', key, 'q', 'm', 't', 'c')
+    if old[1] then -- the same id again replaces the job, as the reference broker does
+      unplace(id)
+      count(status_of(old[2]), -1)
+    end
+    if old[2] then redis.call('DEL', key) end
+    if RECORD then
+      redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'v', j[V], 's', j[S])
+      if old[2] then
+        file_record(id, {'', status_of(old[2]), old[3], old[4]}, j[S], t, c)
+      else
+        file_record(id, {}, j[S], t, c)
+      end
+    else
+      redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1')
+    end
+    if k ~= '' then
+      redis.call('HSET', key, 'k', k)
+      redis.call('HSET', K_IDEM, k, id)
+    end
+    count(j[S], 1)
+    place(j, now)
+    out[#out + 1] = ''
+  end
+end
+flush()
+return table.concat(out, SEP)

@@ -1,0 +1,68 @@
+--@include broker_common
+-- ARGV: now, then per item joined by \31: id, token, outcome, worker ('' = none),
+-- result, error, retry_at ('' = none). Returns a record per item, b and m joined by \31
+-- ('' for a stale token); records joined by \30.
+local now = ARGV[1]
+local IPAT = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
+local items, ids = {}, {}
+for i = 2, #ARGV do
+  local v = {string.match(ARGV[i], IPAT)}
+  items[i - 1] = v
+  ids[i - 1] = v[1]
+end
+local toks = {}
+for c = 1, #ids, 1000 do
+  local part = redis.call('HMGET', K_TOKENS, unpack(ids, c, math.min(c + 999, #ids)))
+  for i = 1, #part do toks[c + i - 1] = part[i] end
+end
+local out, used, gone = {}, {}, {}
+for i, v in ipairs(items) do
+  local id, outcome = v[1], v[3]
+  local worker, result, err, retry_at = v[4], v[5], v[6], v[7]
+  local j = nil
+  -- the lease is spent by its first finish: a repeat in the same batch is stale
+  if toks[i] == v[2] and not used[id] then j = load(id) end
+  if j then
+    used[id] = true
+    gone[#gone + 1] = id
+    if worker == '' then worker = false else j[WK] = worker end
+    if outcome == 'released' then
+      -- closed then popped: an attempt handed back unrun is not an attempt. A held
+      -- lease always has its open attempt (claim made it; only lease-ending moves close it).
+      drop_open_attempt(j)
+      set_status(j, 'pending')
+    else
+      close_attempt(j, now, '"' .. outcome .. '"', err, worker)
+      if outcome == 'completed' then
+        set_status(j, 'completed')
+        j[RES] = result
+        j[ERR] = 'null'
+        j[CA] = now
+      elseif retry_at ~= '' then
+        set_status(j, 'retrying')
+        j[RC] = int(tonumber(j[RC]) + 1)
+        j[ERR] = err
+        j[SA] = retry_at
+      else
+        set_status(j, 'failed')
+        j[ERR] = err
+        j[CA] = now
+      end
+    end
+    touch(j, now)
+    out[4 * i - 3] = j.b
+    out[4 * i - 2] = SEP
+    out[4 * i - 1] = save(j)
+    place(j, now)
+  else
+    out[4 * i - 3], out[4 * i - 2], out[4 * i - 1] = '', SEP, ''
+  end
+  out[4 * i] = RS
+end
+for i = 1, #gone, 1000 do
+  local part = {unpack(gone, i, math.min(i + 999, #gone))}
+  redis.call('HDEL', K_TOKENS, unpack(part))
+  redis.call('ZREM', K_LEASES, unpack(part))
+end
+flush()
+return table.concat(out, '', 1, #out - 1)

@@ -1,0 +1,2 @@
+local P = KEYS[1]
+local NF = 19

@@ -1,0 +1,22 @@
+--@include broker_common
+-- ARGV: now, epoch, limit
+local now = ARGV[1]
+local err = fenced(ARGV[2]) or layout_refused()
+if err then return err end
+local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for c = 1, #due, 1000 do
+  redis.call('ZREM', K_DELAYED, unpack(due, c, math.min(c + 999, #due)))
+end
+for _, id in ipairs(due) do
+  local j = load(id)
+  if j then
+    set_status(j, 'pending')
+    touch(j, now)
+    save(j)
+    place(j, now)
+    out[#out + 1] = doc(j)
+  end
+end
+flush()
+return out

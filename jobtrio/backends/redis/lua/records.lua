@@ -1,0 +1,67 @@
+-- Store records (the RedisStore's ``P rec:<id>``): a job's b and m (as in a job hash)
+-- with v (version), s (status), t (type) and c (created_at text) beside them for the
+-- indexes and the version guard. The Store's put script writes them; a Broker keeping the
+-- records itself (RECORD) keeps its jobs in these very hashes, marked q while it holds
+-- them, and files them under their status as it moves them. Index changes are queued and
+-- applied with one ZADD or ZREM per index by records_flush(): one redis.call per index
+-- and record cost more than the record's own HMGET and HSET. A record repeating an id
+-- applies the queue first, so the moves of one id keep their order.
+local R = {add = {}, rem = {}, seen = {}}
+
+local function rq(t, key, a, b)
+  local l = t[key]
+  if not l then
+    l = {}
+    t[key] = l
+  end
+  l[#l + 1] = a
+  if b then l[#l + 1] = b end
+end
+
+local function records_flush()
+  for key, l in pairs(R.rem) do
+    for i = 1, #l, 1000 do redis.call('ZREM', key, unpack(l, i, math.min(i + 999, #l))) end
+  end
+  for key, l in pairs(R.add) do
+    for i = 1, #l, 1000 do redis.call('ZADD', key, unpack(l, i, math.min(i + 999, #l))) end
+  end
+  R.add, R.rem, R.seen = {}, {}, {}
+end
+
+local function rkey(kind, name) return P .. kind .. name end
+
+-- Moves a record between status indexes (queued).
+local function refile(id, old, new)
+  if R.seen[id] then records_flush() end
+  R.seen[id] = true
+  if old then rq(R.rem, rkey('rec-st:', old), id) end
+  rq(R.add, rkey('rec-st:', new), '0', id)
+end
+
+-- Files a whole record written over cur = {v, s, t, c} of the one it replaces (all
+-- nil for a new record) under every index that changed.
+local function file_record(id, cur, s, t, c)
+  if R.seen[id] then records_flush() end
+  R.seen[id] = true
+  if not cur[1] then rq(R.add, rkey('rec-all', ''), '0', id) end
+  if cur[2] ~= s then
+    if cur[2] then rq(R.rem, rkey('rec-st:', cur[2]), id) end
+    rq(R.add, rkey('rec-st:', s), '0', id)
+  end
+  if cur[3] ~= t then
+    if cur[3] then rq(R.rem, rkey('rec-ty:', cur[3]), id) end
+    rq(R.add, rkey('rec-ty:', t), '0', id)
+  end
+  if cur[4] ~= c then rq(R.add, rkey('rec-created', ''), c, id) end
+end
+
+-- The Store's put: write a whole snapshot unless the one held is newer, or unless the
+-- Broker holds the job in this very hash (q: a Broker keeping the records moves it
+-- itself, and its copy is never older than one handed out).
+local function put_record(id, v, s, b, m, t, c)
+  local key = P .. 'rec:' .. id
+  local cur = redis.call('HMGET', key, 'v', 's', 't', 'c', 'q')
+  if cur[5] or (cur[1] and tonumber(v) < tonumber(cur[1])) then return end
+  redis.call('HSET', key, 'b', b, 'm', m, 'v', v, 's', s, 't', t, 'c', c)
+  file_record(id, cur, s, t, c)
+end

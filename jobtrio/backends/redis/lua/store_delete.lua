@@ -1,0 +1,12 @@
+local P = KEYS[1]
+local id = ARGV[1]
+local key = P .. 'rec:' .. id
+local cur = redis.call('HMGET', key, 's', 't', 'q')
+-- a job the Broker still holds in this hash (it keeps the records) goes through it first
+if not cur[1] or cur[3] then return 0 end
+redis.call('DEL', key)
+redis.call('ZREM', P .. 'rec-all', id)
+redis.call('ZREM', P .. 'rec-st:' .. cur[1], id)
+redis.call('ZREM', P .. 'rec-ty:' .. cur[2], id)
+redis.call('ZREM', P .. 'rec-created', id)
+return 1

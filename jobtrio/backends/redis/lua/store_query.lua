@@ -1,0 +1,135 @@
+-- Newest first below a cursor, filtered, examining at most `budget` ids.
+-- ARGV: cursor ('' = newest), want, budget, created_after, created_before, type
+--       ('' = any of the three), number of statuses (-1 = any), statuses...
+-- Returns {last id examined, '1' if nothing is left below it else '0', then b and m of
+-- each record found}.
+local P = KEYS[1]
+local cursor, want, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local after, before = tonumber(ARGV[4]), tonumber(ARGV[5])
+local jtype = ARGV[6]
+if jtype == '' then jtype = nil end
+local nstatus = tonumber(ARGV[7])
+local statuses, skeys = nil, {}
+if nstatus >= 0 then
+  statuses = {}
+  for i = 8, 7 + nstatus do
+    statuses[ARGV[i]] = true
+    skeys[#skeys + 1] = P .. 'rec-st:' .. ARGV[i]
+  end
+end
+local TMP = P .. 'rec-tmp'
+local CHUNK, WINDOW_MAX = 200, 5000
+
+local function size(keys)
+  local n = 0
+  for _, k in ipairs(keys) do n = n + redis.call('ZCARD', k) end
+  return n
+end
+
+-- byte order, as Redis orders members; Lua's own '<' follows the server's locale
+local function lt(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local streams
+if jtype then
+  local tkey = P .. 'rec-ty:' .. jtype
+  if statuses and size(skeys) < redis.call('ZCARD', tkey) then streams = skeys
+  else streams = {tkey} end
+elseif statuses then
+  streams = skeys
+else
+  streams = {P .. 'rec-all'}
+end
+
+local found = {}
+local function consider(id)
+  local f = redis.call('HMGET', P .. 'rec:' .. id, 's', 't', 'c')
+  if not f[1] then return end
+  if statuses and not statuses[f[1]] then return end
+  if jtype and f[2] ~= jtype then return end
+  local c = tonumber(f[3])
+  if after and c < after then return end
+  if before and c >= before then return end
+  local r = redis.call('HMGET', P .. 'rec:' .. id, 'b', 'm')
+  found[#found + 1] = r[1]
+  found[#found + 1] = r[2]
+end
+
+local function sorted_desc(ids, max, min)
+  -- order ids newest first through a scratch sorted set (score 0: byte order)
+  redis.call('DEL', TMP)
+  for i = 1, #ids, 500 do
+    local args = {}
+    for k = i, math.min(i + 499, #ids) do args[#args + 1] = 0; args[#args + 1] = ids[k] end
+    redis.call('ZADD', TMP, unpack(args))
+  end
+  local out = redis.call('ZREVRANGEBYLEX', TMP, max, min)
+  redis.call('DEL', TMP)
+  return out
+end
+
+local top = '+'
+if cursor ~= '' then top = '(' .. cursor end
+
+-- a narrow creation window: read it from the created_at index instead of scanning
+if after or before then
+  local lo, hi = '-inf', '+inf'
+  if after then lo = ARGV[4] end
+  if before then hi = '(' .. ARGV[5] end
+  local count = redis.call('ZCOUNT', P .. 'rec-created', lo, hi)
+  if count <= WINDOW_MAX and count < size(streams) then
+    local ids = sorted_desc(redis.call('ZRANGEBYSCORE', P .. 'rec-created', lo, hi), top, '-')
+    local last = cursor
+    for _, id in ipairs(ids) do
+      last = id
+      consider(id)
+      if #found >= 2 * want then break end
+    end
+    local out = {last, '1'}
+    for _, d in ipairs(found) do out[#out + 1] = d end
+    return out
+  end
+end
+
+local examined, last, exhausted = 0, cursor, false
+while examined < budget and #found < 2 * want and not exhausted do
+  local chunk = math.min(CHUNK, budget - examined)
+  local max = '+'
+  if last ~= '' then max = '(' .. last end
+  local ids
+  if #streams == 1 then
+    ids = redis.call('ZREVRANGEBYLEX', streams[1], max, '-', 'LIMIT', 0, chunk)
+    exhausted = #ids < chunk
+  else
+    -- merge several status indexes: below the highest last id of a stream that
+    -- filled its chunk, that stream may hold ids not fetched yet, so stop there
+    local all, bound = {}, nil
+    exhausted = true
+    for _, key in ipairs(streams) do
+      local part = redis.call('ZREVRANGEBYLEX', key, max, '-', 'LIMIT', 0, chunk)
+      for _, id in ipairs(part) do all[#all + 1] = id end
+      if #part == chunk then
+        exhausted = false
+        if bound == nil or lt(bound, part[#part]) then bound = part[#part] end
+      end
+    end
+    local min = '-'
+    if bound then min = '[' .. bound end
+    ids = sorted_desc(all, '+', min)
+  end
+  for _, id in ipairs(ids) do
+    examined = examined + 1
+    last = id
+    consider(id)
+    if #found >= 2 * want then break end
+  end
+  if #ids == 0 then exhausted = true end
+end
+local out = {last, exhausted and '1' or '0'}
+for _, d in ipairs(found) do out[#out + 1] = d end
+return out

@@ -1,0 +1,402 @@
+"""The connection to Redis: redis-py's client in threads, and trio's own sockets for scripts.
+
+redis-py's sync client is called through ``trio.to_thread.run_sync`` with one
+``trio.CapacityLimiter`` per connection (8 calls at once by default) in front
+of a ``ConnectionPool``. Scripts, which are every Broker move and every Store
+write, run over connections of trio's own when that pool is plain TCP
+(``_Wire``: a call costs 70-90 us of CPU there, 250-300 us through a thread).
+
+Failures: connection errors and timeouts become ``BackendUnavailable``.
+redis-py's automatic retries are switched off: re-sending a claim or a finish
+whose reply was lost would claim twice or report a done job as a stale token.
+The pool checks a connection when handing it out (a socket the restarted
+server closed is replaced), so the first call after Redis returns succeeds
+and nothing needs restarting.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import hiredis
+import redis
+import redis.exceptions
+import trio
+from redis._parsers import BaseParser
+from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, MasterDownError, TryAgainError
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from ..base import BackendUnavailable
+
+if TYPE_CHECKING:
+    from ...config import Settings
+
+T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 8
+DEFAULT_SOCKET_TIMEOUT = 5.0
+DEFAULT_CONNECT_TIMEOUT = 2.0
+#: Seconds a pooled connection may idle before it is PINGed prior to use; catches
+#: connections a failover or a NAT silently cut.
+HEALTH_CHECK_INTERVAL = 15
+
+
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError)
+#: trio's words for a connection that broke under a call.
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+#: Refusals that mean "not now" (a failover, a restart loading its data), not "never".
+_TRANSIENT = (MasterDownError, TryAgainError, ClusterDownError)
+_TRANSIENT_PREFIXES = ("MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")
+#: Scripts go over trio's own sockets when the pool allows it (see ``RedisConnection``).
+NATIVE_SCRIPTS = True
+
+
+def translated_error(exc: Exception) -> Exception:
+    """The error a caller sees: an outage is ``BackendUnavailable``, the rest as raised."""
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith("LAYOUT "):
+        _, held, mine = str(exc).split()
+        return BackendUnavailable(
+            "redis",
+            f"the queue holds live jobs in the {held!r} key layout and this node uses "
+            f"{mine!r} ('records' is Redis alone, 'jobs' is Redis with MongoDB): give "
+            "every node the same MONGODB_URI setting, or drain the queue before changing it",
+        )
+    if isinstance(exc, _UNAVAILABLE + _BROKEN):
+        return BackendUnavailable("redis", str(exc) or type(exc).__name__)
+    if isinstance(exc, _TRANSIENT) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
+    ):
+        return BackendUnavailable("redis", str(exc) or type(exc).__name__)
+    return exc
+
+
+def _arg(value: Any) -> bytes:
+    """An argument as redis-py's encoder writes it."""
+    kind = type(value)
+    if kind is str:
+        return value.encode()  # type: ignore[no-any-return]
+    if kind is bytes:
+        return value  # type: ignore[no-any-return]
+    if kind is int or kind is float:
+        return repr(value).encode()
+    raise TypeError(f"a redis argument must be str, bytes, int or float, not {kind.__name__}")
+
+
+def _command(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out += (b"$%d\r\n" % len(part), part, b"\r\n")
+    return b"".join(out)
+
+
+class _Wire:
+    """One connection of trio's own; replies are read by hiredis' RESP parser.
+
+    hiredis (the C parser redis-py itself uses when installed) is sans-IO:
+    bytes go in with ``feed``, whole replies come out of ``gets``, so it works
+    over a trio stream unchanged. Error replies come back as the exception
+    objects redis-py would raise (``NoScriptError``...), not raised.
+    """
+
+    __slots__ = ("stream", "reader", "idle_since")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.reader = hiredis.Reader(
+            protocolError=redis.exceptions.InvalidResponse, replyError=BaseParser.parse_error
+        )
+        self.idle_since = trio.current_time()
+
+    async def request(self, payload: bytes, replies: int = 1) -> list[Any]:
+        await self.stream.send_all(payload)
+        out: list[Any] = []
+        reader = self.reader
+        while len(out) < replies:
+            value = reader.gets()
+            if value is not False:
+                out.append(value)
+                continue
+            data = await self.stream.receive_some(1 << 18)
+            if not data:
+                raise redis.ConnectionError("redis closed the connection")
+            reader.feed(data)
+        return out
+
+
+class RedisConnection:
+    """A redis-py client plus the limiter every call goes through.
+
+    The Broker and the Store of one node can share one (``connection=``), so
+    the node holds one pool and one bound on calls in flight to Redis.
+
+    Scripts (every move of the Broker and every Store write) do not go through
+    redis-py when its pool is plain TCP: they go over connections of trio's
+    own (``_Wire``), with the pool's address, credentials, database and
+    timeouts. A call through a thread cost 250-300 us of CPU here against
+    70-90 us for the same EVALSHA on trio's socket (thread wake-ups, the
+    result's trip back to trio, redis-py's pure-Python packing and parsing
+    under the GIL): 15 us of every drained job. TLS, Unix sockets, Sentinel
+    and other pools keep the threads, as does every other command.
+    """
+
+    def __init__(self, client: redis.Redis, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self.client = client
+        self.limiter = trio.CapacityLimiter(pool_size)
+        self._wire_options = _wire_options(client)
+        self._wires: list[_Wire] = []
+
+    @staticmethod
+    def _options(socket_timeout: float, pool_size: int) -> dict[str, Any]:
+        return {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": min(DEFAULT_CONNECT_TIMEOUT, socket_timeout),
+            "socket_keepalive": True,
+            "health_check_interval": HEALTH_CHECK_INTERVAL,
+            # no blind re-sends: a retried claim or finish would not be idempotent
+            "retry": Retry(NoBackoff(), 0),
+            "max_connections": pool_size * 2,
+        }
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        db: int | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> RedisConnection:
+        """redis:// or rediss://; a password or db in the URL wins over the arguments."""
+        options = cls._options(socket_timeout, pool_size)
+        if password:
+            options["password"] = password
+        if db is not None:
+            options["db"] = db
+        pool = redis.ConnectionPool.from_url(url, **options)
+        return cls(redis.Redis(connection_pool=pool), pool_size)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> RedisConnection:
+        """REDIS_SENTINELS first, then REDIS_URL, then REDIS_ADDR (+ REDIS_PASSWORD, REDIS_DB)."""
+        password = settings.redis_password or None
+        if settings.redis_sentinels:
+            options = cls._options(socket_timeout, pool_size)
+            hosts = [_split_host_port(item) for item in settings.redis_sentinels]
+            sentinel = Sentinel(
+                hosts,
+                sentinel_kwargs={
+                    "socket_timeout": socket_timeout,
+                    "socket_connect_timeout": options["socket_connect_timeout"],
+                },
+                **{k: v for k, v in options.items() if k != "max_connections"},
+            )
+            client = sentinel.master_for(
+                settings.redis_sentinel_master,
+                password=password,
+                db=settings.redis_db,
+                max_connections=options["max_connections"],
+            )
+            return cls(client, pool_size)
+        if settings.redis_url:
+            return cls.from_url(
+                settings.redis_url,
+                password=password,
+                db=settings.redis_db,
+                pool_size=pool_size,
+                socket_timeout=socket_timeout,
+            )
+        if settings.redis_addr:
+            host, port = _split_host_port(settings.redis_addr)
+            pool = redis.ConnectionPool(
+                host=host,
+                port=port,
+                password=password,
+                db=settings.redis_db,
+                **cls._options(socket_timeout, pool_size),
+            )
+            return cls(redis.Redis(connection_pool=pool), pool_size)
+        raise ValueError("redis is not configured: set REDIS_ADDR, REDIS_URL or REDIS_SENTINELS")
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run one blocking client call in a worker thread, translating outages.
+
+        The thread is never abandoned on cancellation: a claim whose reply
+        was dropped would leave jobs running nowhere until their lease ends.
+        ``socket_timeout`` bounds the wait.
+        """
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self.limiter)
+        except (redis.RedisError, OSError) as exc:
+            translated = translated_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a registered script (EVALSHA, loading it once if the server lost it).
+
+        On trio's own connections when the pool allows (see the class), else
+        through ``run``. Either way the call is never abandoned on
+        cancellation (shielded, bounded by ``socket_timeout``): a claim whose
+        reply was dropped would leave jobs running nowhere until their lease
+        ends; and redis-py's rule of no blind re-sends holds, since only a
+        NOSCRIPT refusal (the script did not run) is sent again.
+        """
+        options = self._wire_options
+        if options is None or not NATIVE_SCRIPTS:
+            return await self.run(lambda: script(keys=keys, args=args))
+        payload = _command(
+            b"EVALSHA",
+            script.sha.encode(),
+            b"%d" % len(keys),
+            *(_arg(k) for k in keys),
+            *(_arg(a) for a in args),
+        )
+        async with self.limiter:
+            with trio.CancelScope(shield=True):
+                wire = None
+                try:
+                    with trio.fail_after(options["socket_timeout"]):
+                        wire = await self._wire()
+                        [reply] = await wire.request(payload)
+                        if isinstance(reply, redis.exceptions.NoScriptError):
+                            load = _command(b"SCRIPT", b"LOAD", _arg(script.script))
+                            reply = (await wire.request(load + payload, 2))[1]
+                except (
+                    redis.RedisError,
+                    OSError,
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                ) as exc:
+                    self._discard(wire)
+                    raise translated_error(exc) from exc
+                except trio.TooSlowError:
+                    self._discard(wire)  # its reply may still come: never reuse it
+                    raise BackendUnavailable("redis", "Timeout reading from socket") from None
+                except BaseException:
+                    self._discard(wire)
+                    raise
+                wire.idle_since = trio.current_time()
+                self._wires.append(wire)
+        if isinstance(reply, Exception):
+            raise translated_error(reply)
+        return reply
+
+    async def _wire(self) -> _Wire:
+        """An idle connection, or a new one (one idle too long is replaced, not trusted)."""
+        now = trio.current_time()
+        while self._wires:
+            wire = self._wires.pop()
+            if now - wire.idle_since < HEALTH_CHECK_INTERVAL:
+                return wire
+            self._discard(wire)
+        options = self._wire_options
+        assert options is not None
+        with trio.fail_after(options["socket_connect_timeout"]):
+            stream = await trio.open_tcp_stream(options["host"], options["port"])
+        wire = _Wire(stream)
+        if options["socket_keepalive"]:
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        hello = []
+        if options["password"] is not None:
+            credentials = [options["password"]]
+            if options["username"] is not None:
+                credentials.insert(0, options["username"])
+            hello.append(_command(b"AUTH", *(_arg(c) for c in credentials)))
+        if options["db"]:
+            hello.append(_command(b"SELECT", _arg(int(options["db"]))))
+        if options["client_name"] is not None:
+            hello.append(_command(b"CLIENT", b"SETNAME", _arg(options["client_name"])))
+        if hello:
+            try:
+                for reply in await wire.request(b"".join(hello), len(hello)):
+                    if isinstance(reply, Exception):
+                        raise reply
+            except BaseException:
+                self._discard(wire)
+                raise
+        return wire
+
+    def _discard(self, wire: _Wire | None) -> None:
+        if wire is not None:
+            wire.stream.socket.close()  # no await: closing must not wait on a dead peer
+
+    async def ping(self) -> None:
+        await self.run(self.client.ping)
+
+    async def close(self) -> None:
+        while self._wires:
+            self._discard(self._wires.pop())
+        await trio.to_thread.run_sync(self.client.close)
+
+
+_WIRE_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "db",
+        "username",
+        "password",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "client_name",
+    }
+)
+#: Options of a plain pool that only redis-py's own connections act on, harmless to ours.
+_WIRE_IGNORED = frozenset(
+    {
+        "health_check_interval",
+        "retry",
+        "retry_on_timeout",
+        "retry_on_error",
+        "encoding",
+        "encoding_errors",
+        "socket_keepalive_options",
+        "himport_registry",
+        "maint_notifications_pool_handler",
+        "maint_notifications_config",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+    }
+)
+
+
+def _wire_options(client: redis.Redis) -> dict[str, Any] | None:
+    """Where and how trio's own connections reach this client's server; None: use threads.
+
+    Only a plain ``ConnectionPool`` of TCP ``Connection``s with options we
+    understand qualifies; any other option (TLS, a credential provider,
+    decoded replies, RESP3 push handlers...) keeps redis-py in charge.
+    """
+    pool = client.connection_pool
+    if type(pool) is not redis.ConnectionPool or pool.connection_class is not redis.Connection:
+        return None
+    kwargs = pool.connection_kwargs
+    if set(kwargs) - _WIRE_KEYS - _WIRE_IGNORED:
+        return None
+    options = {key: kwargs.get(key) for key in _WIRE_KEYS}
+    options["host"] = options["host"] or "localhost"
+    options["port"] = int(options["port"] or 6379)
+    options["socket_timeout"] = options["socket_timeout"] or DEFAULT_SOCKET_TIMEOUT
+    options["socket_connect_timeout"] = (
+        options["socket_connect_timeout"] or options["socket_timeout"]
+    )
+    return options
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    return host.strip("[]"), int(port)
