@@ -55,6 +55,7 @@ from httpx_ws import (
     connect_ws,
 )
 
+from .backoff import Backoff
 from .jobs import TERMINAL_STATUSES, Job
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -306,26 +307,6 @@ def _job(data: Any) -> Job:
 
 def _page(data: Any) -> JobPage:
     return JobPage([_job(j) for j in data["jobs"]], data.get("next_cursor"))
-
-
-class _Backoff:
-    """Polling intervals: quick at first (most jobs are short), then patient."""
-
-    def __init__(self, first: float, maximum: float, deadline: float | None) -> None:
-        self.interval = first
-        self.maximum = maximum
-        self.deadline = deadline
-
-    def next(self) -> float | None:
-        """Seconds to sleep, or None when the deadline has passed."""
-        now = time.monotonic()
-        if self.deadline is not None and now >= self.deadline:
-            return None
-        delay = self.interval
-        self.interval = min(self.interval * 1.5, self.maximum)
-        if self.deadline is not None:
-            delay = min(delay, self.deadline - now)
-        return delay
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -703,7 +684,7 @@ class Client:
         max_interval: float = 1.0,
     ) -> Job:
         """Poll until the job is completed, failed or cancelled; ``WaitTimeout`` names it."""
-        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
         last: Job | None = None
         while True:
             try:
@@ -712,7 +693,7 @@ class Client:
                     return last
             except Unavailable:
                 pass
-            delay = backoff.next()
+            delay = backoff.next_within(deadline, time.monotonic())
             if delay is None:
                 raise _wait_timeout(job_id, timeout, last)
             time.sleep(delay)
@@ -728,7 +709,7 @@ class Client:
     ) -> list[Job]:
         """Wait for every job; returns them finished, in the order given."""
         state = _WaitMany(jobs)
-        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
         while True:
             if on_progress is not None:
                 on_progress(state.total - len(state.open), state.total)
@@ -751,7 +732,7 @@ class Client:
             state.settle()
             if not state.open:
                 continue
-            delay = backoff.next()
+            delay = backoff.next_within(deadline, time.monotonic())
             if delay is None:
                 raise state.timeout(timeout)
             time.sleep(delay)
@@ -1021,7 +1002,7 @@ class AsyncClient:
         poll_interval: float = 0.05,
         max_interval: float = 1.0,
     ) -> Job:
-        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
         last: Job | None = None
         while True:
             try:
@@ -1030,7 +1011,7 @@ class AsyncClient:
                     return last
             except Unavailable:
                 pass
-            delay = backoff.next()
+            delay = backoff.next_within(deadline, time.monotonic())
             if delay is None:
                 raise _wait_timeout(job_id, timeout, last)
             await anyio.sleep(delay)
@@ -1045,7 +1026,7 @@ class AsyncClient:
         max_interval: float = 1.0,
     ) -> list[Job]:
         state = _WaitMany(jobs)
-        backoff = _Backoff(poll_interval, max_interval, _deadline(timeout))
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
         while True:
             if on_progress is not None:
                 on_progress(state.total - len(state.open), state.total)
@@ -1068,7 +1049,7 @@ class AsyncClient:
             state.settle()
             if not state.open:
                 continue
-            delay = backoff.next()
+            delay = backoff.next_within(deadline, time.monotonic())
             if delay is None:
                 raise state.timeout(timeout)
             await anyio.sleep(delay)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .backends.base import BackendUnavailable
+from .backoff import Backoff
 from .eventlog import ZERO_ID, EventId, EventLog, LogEntry, format_id, parse_id
 from .jobs import Job, to_iso
 
@@ -475,7 +476,7 @@ class EventStream:
 
     async def _flush(self) -> None:
         assert self.log is not None
-        pending, backoff = self._pending, 0.05
+        pending, backoff = self._pending, Backoff(0.05, RETRY_MAX)
         while True:
             if not pending:
                 self._pending_ready = trio.Event()
@@ -487,10 +488,10 @@ class EventStream:
                 if self.log_healthy:
                     log.warning("event log unavailable, %d events wait: %s", len(pending), exc)
                 self.log_healthy = False
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
+                await trio.sleep(backoff.next())
                 continue
-            self.log_healthy, backoff = True, 0.05
+            self.log_healthy = True
+            backoff.reset()
             for _ in batch:
                 pending.popleft()
             self.recorded += len(batch)
@@ -499,7 +500,7 @@ class EventStream:
     async def _follow(self) -> None:
         """While anyone is subscribed: read the log from where it was, offer to each."""
         assert self.log is not None
-        backoff = 0.05
+        backoff = Backoff(0.05, 5.0)
         while True:
             await self._follow_wanted.wait()
             while True:
@@ -507,18 +508,16 @@ class EventStream:
                     position = await self.log.last_id()
                     break
                 except BackendUnavailable:
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await trio.sleep(backoff.next())
             assert self._follow_started is not None
             self._follow_started.set()
             while self._subscriptions:
                 try:
                     entries = await self.log.wait_after(position, READ_BATCH, 1.0)
                 except BackendUnavailable:
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await trio.sleep(backoff.next())
                     continue
-                backoff = 0.05
+                backoff.reset()
                 if entries:
                     position = entries[-1].id
                     self._offer(entries)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..backends.base import BackendUnavailable, NodeRecord
+from ..backoff import Backoff
 from ..cluster.election import Election, ElectionTiming, make_election
 from ..cluster.messages import (
     BULLY_MESSAGES,
@@ -292,12 +293,11 @@ class ClusterActor:
                     self._leader_changes_send.send_nowait(LeaderChanged(me, self.election.term))
 
     async def _take_epoch(self, node: Node) -> int | None:
-        backoff = 0.05
+        backoff = Backoff(0.05, 2.0)
         while self.election.leader == self.config.node_id:
             try:
                 return await node.broker.acquire_epoch(self.config.node_id, node.clock())
             except BackendUnavailable as exc:
                 log.warning("cannot take a fencing epoch yet: %s", exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await trio.sleep(backoff.next())
         return None

@@ -42,6 +42,7 @@ from typing import Any
 import trio
 
 from ..backends.base import BackendUnavailable, Broker, Finish, Lease
+from ..backoff import Backoff
 from ..balancing import Balancer
 from ..config import Settings
 from ..events import EventBus
@@ -61,6 +62,14 @@ CANCELLED, LEASE_LOST, SHUTDOWN = "cancelled", "lease lost", "shutdown"
 PREFETCH_HORIZON = 0.02
 #: Seconds over which the start rate is measured.
 RATE_INTERVAL = 0.05
+#: An empty claim polls again after 1 ms, doubling to 100 ms: a node that just ran
+#: out of work finds a new burst at once, an idle one asks the Broker ten times a second.
+IDLE_POLL_FIRST, IDLE_POLL_MAX = 0.001, 0.1
+#: (first, maximum) seconds between tries of a claim or a finish while the Broker is down.
+BROKER_RETRY = (0.05, 5.0)
+#: How long a stopping node waits, past the grace, for interrupted attempts to be handed
+#: back (at least a lease: after that the leases expire and the leader requeues anyway).
+HAND_BACK_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -217,7 +226,7 @@ class Dispatcher:
                 await self._capacity.wait(0.05)
         for job_id in list(self._inflight):
             self.interrupt(job_id, SHUTDOWN)
-        with trio.move_on_after(max(5.0, self._settings.job_lease)):
+        with trio.move_on_after(max(HAND_BACK_TIMEOUT, self._settings.job_lease)):
             while self._inflight:
                 await self._capacity.wait(0.05)
         if self._inflight:
@@ -264,8 +273,8 @@ class Dispatcher:
         return want
 
     async def _claim_loop(self) -> None:
-        poll, max_poll = 0.001, 0.1
-        backoff = 0.05
+        poll = Backoff(IDLE_POLL_FIRST, IDLE_POLL_MAX)
+        backoff = Backoff(*BROKER_RETRY)
         while self._claiming:
             self._update_window()
             want = self._claim_wanted()
@@ -281,17 +290,15 @@ class Dispatcher:
                 )
             except BackendUnavailable as exc:
                 self._mark_broker(False, str(exc))
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await trio.sleep(backoff.next())
                 continue
-            backoff = 0.05
+            backoff.reset()
             if self.last_error is not None or not self._broker_marked:
                 self._mark_broker(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
-                await self._wakeup.wait(poll)
-                poll = min(poll * 2, max_poll)
+                await self._wakeup.wait(poll.next())
                 continue
-            poll = 0.001
+            poll.reset()
             self.claimed += len(leases)
             inflight, ready, seq = self._inflight, self._ready, self._seq
             for lease in leases:
@@ -523,7 +530,7 @@ class Dispatcher:
 
     # -- the finisher ---------------------------------------------------------------------
     async def _finisher_loop(self) -> None:
-        backoff = 0.05
+        backoff = Backoff(*BROKER_RETRY)
         while True:
             reports = [await self._reports_recv.receive()]
             while len(reports) < 1000:
@@ -541,11 +548,10 @@ class Dispatcher:
                     break
                 except BackendUnavailable as exc:
                     self._mark_broker(False, str(exc))
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await trio.sleep(backoff.next())
             else:
                 results = []
-            backoff = 0.05
+            backoff.reset()
             self._account(to_send, results)
             refused = [r.job.id for r, job in zip(to_send, results, strict=True) if job is None]
             if refused:

@@ -24,6 +24,7 @@ import trio
 
 from ..backends import transitions
 from ..backends.base import BackendUnavailable, Broker, JobQuery, Page, StateConflict, Store
+from ..backoff import Backoff
 from ..cluster.swim import MemberView
 from ..config import Settings
 from ..eventlog import open_event_log
@@ -53,6 +54,20 @@ from .submitter import GroupCommit
 from .supervisor import supervise
 
 log = logging.getLogger("jobtrio.node")
+
+#: Seconds a stopping node gives the transport to deliver its leave to the peers
+#: (a few frames on open connections): they then see it leave, not die.
+LEAVE_DELIVERY_GRACE = 0.2
+#: Seconds a stopping node waits for the recorder to write what it holds; what is
+#: left after that is reconciled by the leader from the Broker.
+STOP_FLUSH_TIMEOUT = 10.0
+#: Seconds a purge waits for snapshots on their way to the Store, which would
+#: otherwise write the purged record back after the delete.
+PURGE_FLUSH_TIMEOUT = 5.0
+#: Seconds one backend may take to answer the health check's ping.
+HEALTH_PING_TIMEOUT = 2.0
+#: (first, maximum) seconds between tries of taking an epoch while the Broker is down.
+EPOCH_RETRY = (0.1, 5.0)
 
 #: Runs as a supervised actor of the node: ``(node) -> None``, until cancelled.
 Actor = Callable[["Node"], Awaitable[None]]
@@ -118,14 +133,13 @@ async def standalone_elector(node: Node) -> None:
 
 
 async def _take_epoch(node: Node) -> int:
-    backoff = 0.1
+    backoff = Backoff(*EPOCH_RETRY)
     while True:
         try:
             return await node.broker.acquire_epoch(node.node_id, node.clock())
         except BackendUnavailable as exc:
             log.warning("cannot take a leader epoch yet: %s", exc)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await trio.sleep(backoff.next())
 
 
 class Node:
@@ -241,8 +255,8 @@ class Node:
             await self.dispatcher.drain(self.settings.shutdown_grace)
             if self.cluster is not None:
                 self.cluster.leave()
-                await trio.sleep(0.2)  # let the transport deliver the leave
-            if not await self.recorder.flush(10.0):
+                await trio.sleep(LEAVE_DELIVERY_GRACE)
+            if not await self.recorder.flush(STOP_FLUSH_TIMEOUT):
                 log.warning("store still has %d records waiting at stop", self.recorder.backlog)
             nursery.cancel_scope.cancel()
         self.running = False
@@ -353,7 +367,7 @@ class Node:
             self.dispatcher.interrupt(job_id, CANCELLED)
         removed = await self.broker.delete(job_id)
         # a snapshot on its way to the store would resurrect the record: flush first
-        await self.recorder.flush(5.0)
+        await self.recorder.flush(PURGE_FLUSH_TIMEOUT)
         removed = await self.store.delete(job_id) or removed
         return removed
 
@@ -393,7 +407,7 @@ class Node:
         out = []
         for kind, backend in (("broker", self.broker), ("store", self.store)):
             try:
-                with trio.fail_after(2.0):
+                with trio.fail_after(HEALTH_PING_TIMEOUT):
                     await backend.ping()
                 out.append(BackendHealth(backend.name, kind, True, None))
             except (BackendUnavailable, trio.TooSlowError) as exc:

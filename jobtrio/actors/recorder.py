@@ -36,10 +36,14 @@ from collections.abc import Iterable
 import trio
 
 from ..backends.base import BackendUnavailable, Store
+from ..backoff import Backoff
 from ..jobs import TERMINAL_STATUSES, Job
 from .signals import Wakeup
 
 log = logging.getLogger("jobtrio.recorder")
+
+#: (first, maximum) seconds between tries of a batch while the Store is down.
+STORE_RETRY = (0.05, 5.0)
 
 
 class Recorder:
@@ -127,7 +131,7 @@ class Recorder:
         return batch
 
     async def run(self) -> None:
-        backoff = 0.05
+        backoff = Backoff(*STORE_RETRY)
         while True:
             if not self._pending:
                 self._final.clear()
@@ -146,14 +150,13 @@ class Recorder:
                     log.warning("store unavailable, %d records wait: %s", self.backlog, exc)
                 self.healthy = False
                 self.last_error = str(exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await trio.sleep(backoff.next())
                 continue
             if not self.healthy:
                 log.info("store is back; writing %d waiting records", self.backlog)
             self.healthy = True
             self.last_error = None
-            backoff = 0.05
+            backoff.reset()
             pending, final = self._pending, self._final
             for key, job in batch.items():
                 # drop only if no newer snapshot arrived while we were writing

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ..backoff import Backoff
+
 log = logging.getLogger("jobtrio.supervisor")
 
 OnRestart = Callable[[str, BaseException, int], None]
@@ -28,7 +30,7 @@ async def supervise(
     max_backoff: float = 10.0,
     stable_after: float = 30.0,
 ) -> None:
-    backoff = initial_backoff
+    backoff = Backoff(initial_backoff, max_backoff)
     restarts = 0
     while True:
         started = trio.current_time()
@@ -38,16 +40,16 @@ async def supervise(
         except Exception as exc:
             restarts += 1
             if trio.current_time() - started > stable_after:
-                backoff = initial_backoff
+                backoff.reset()
+            delay = backoff.next()
             log.error(
                 "actor %s crashed (restart %d in %.1fs): %r",
                 name,
                 restarts,
-                backoff,
+                delay,
                 exc,
                 exc_info=exc,
             )
             if on_restart is not None:
                 on_restart(name, exc, restarts)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff)
+            await trio.sleep(delay)

@@ -43,9 +43,22 @@ from trio_websocket import (
     serve_websocket,
 )
 
+from ..backoff import Backoff
+from .messages import PROTOCOL_VERSION
+
 log = logging.getLogger("jobtrio.transport")
 
-PROTOCOL_VERSION = 1
+#: A connection that sends no hello within this many seconds is refused: an
+#: honest peer sends it first thing, so only a stuck or hostile one waits longer.
+HELLO_TIMEOUT = 5.0
+#: Seconds to open a TCP (and TLS) connection to a peer before trying again later.
+CONNECT_TIMEOUT = 2.0
+#: Seconds to wait for a peer's close handshake: a leaving node must not hang on it.
+DISCONNECT_TIMEOUT = 1.0
+#: (first, maximum) seconds between dials of an unreachable peer: its messages
+#: are periodic, so a redial every 2 s at most loses nothing the protocols need.
+REDIAL = (0.05, 2.0)
+
 MAX_FRAME_BYTES = 1024 * 1024
 HELLO_TTL = 60.0
 #: Clock difference between hosts a hello tolerates. Without it a peer whose
@@ -233,7 +246,7 @@ class WebsocketTransport(PeerTransport):
             return
         peer = "?"
         try:
-            with trio.fail_after(5):
+            with trio.fail_after(HELLO_TIMEOUT):
                 hello = await ws.get_message()
             sender, msg = parse_envelope(hello)
             node_id, address = verify_hello(self._secret, str(msg.get("hello", "")))
@@ -261,7 +274,7 @@ class WebsocketTransport(PeerTransport):
             await ws.aclose(code=1008, reason=str(exc)[:100])
         except trio.TooSlowError:
             self.rejected += 1
-            log.warning("refused a peer connection: no hello within 5s")
+            log.warning("refused a peer connection: no hello within %gs", HELLO_TIMEOUT)
             await ws.aclose(code=1008, reason="no hello")
         except ConnectionClosed:
             pass
@@ -269,16 +282,19 @@ class WebsocketTransport(PeerTransport):
     async def _dial_loop(self, address: str, outbox: trio.MemoryReceiveChannel[str]) -> None:
         scheme = "wss" if self._client_ssl is not None else "ws"
         url = f"{scheme}://{address}/peer"
-        backoff = 0.05
+        backoff = Backoff(*REDIAL)
         pending: str | None = None
         async with outbox:
             while True:
                 try:
                     async with open_websocket_url(
-                        url, ssl_context=self._client_ssl, connect_timeout=2, disconnect_timeout=1
+                        url,
+                        ssl_context=self._client_ssl,
+                        connect_timeout=CONNECT_TIMEOUT,
+                        disconnect_timeout=DISCONNECT_TIMEOUT,
                     ) as ws:
                         await self._send_hello(ws)
-                        backoff = 0.05
+                        backoff.reset()
                         while True:
                             if pending is None:
                                 try:
@@ -293,8 +309,7 @@ class WebsocketTransport(PeerTransport):
                     return  # forgotten (it left): what is queued is for nobody
                 # what queued meanwhile waits (bounded): the protocols above
                 # tolerate stale and duplicated messages
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await trio.sleep(backoff.next())
 
     async def _send_hello(self, ws: WebSocketConnection) -> None:
         token = sign_hello(self._secret, self.node_id, self.advertise, time.time())
