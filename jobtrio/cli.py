@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -50,6 +49,8 @@ from .client import (
 )
 from .durations import format_duration, parse_duration
 from .jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
+from .terminal import SafeConsole, safe_json
+from .text import printable
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Jobs per batch request when ``submit --count`` fans out (the API takes up to 10,000).
@@ -70,8 +71,10 @@ STATUS_STYLES = {
     JobStatus.CANCELLED: "dim",
 }
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# What the CLI prints often comes from a node: the consoles read no markup in it
+# (a job type "[link=...]" stays text) and escape any control character (SafeConsole).
+out = SafeConsole(highlight=False, soft_wrap=False, markup=False)
+err = SafeConsole(stderr=True, highlight=False, markup=False)
 
 
 class Failure(Exception):
@@ -217,11 +220,11 @@ def remote_command(fn: F) -> F:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(safe_json(data, indent=2))
 
 
 def print_json_line(data: Any) -> None:
-    click.echo(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+    click.echo(safe_json(data, separators=(",", ":")))
     sys.stdout.flush()
 
 
@@ -507,6 +510,8 @@ def serve(app_spec: str | None, env_file: str | None, **flags: str | None) -> in
 
     try:
         trio.run(serve_node, settings, registry)
+    except ConfigError as exc:  # a port in use, found before anything started
+        usage_failure(str(exc))
     except BackendUnavailable as exc:
         raise Failure(str(exc)) from None
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
@@ -730,7 +735,7 @@ def list_jobs(
         return EXIT_OK
     out.print(jobs_table(found))
     if next_cursor:
-        err.print(f"[dim]more: jobtrio jobs list --cursor {next_cursor}  (or --all)[/dim]")
+        err.print(Text(f"more: jobtrio jobs list --cursor {next_cursor}  (or --all)", style="dim"))
     return EXIT_OK
 
 
@@ -910,7 +915,7 @@ def _watch_list_live(
     for event in events:
         kind = str(event.get("kind"))
         if kind == "stream.gap":
-            err.print(f"[yellow]{event.get('message')}[/yellow]")
+            err.print(Text(str(event.get("message")), style="yellow"))
             continue
         if not kind.startswith("job.") or not event.get("job_id"):
             continue
@@ -1171,7 +1176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"jobtrio: {message}", err=True)
+    # the message may quote a node's words: no control character reaches the terminal
+    click.echo(f"jobtrio: {printable(message, keep_newlines=False)}", err=True)
 
 
 from . import cli_schedules  # noqa: E402, F401 - registers `jobtrio schedules` on `cli`

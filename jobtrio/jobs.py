@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
+import math
 import operator
 import os
 import random
@@ -24,6 +25,8 @@ from collections.abc import Callable, Mapping
 from copy import copy as _shallow_copy
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from .text import clip, unsafe_character
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10
@@ -133,12 +136,48 @@ def to_iso(ts: float | None) -> str | None:
     return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+#: Latest time a record can hold: 9999-12-31T23:59:59Z, the last second ISO 8601 dates
+#: (and Python's datetime, which renders every time on the wire) can write.
+MAX_TIMESTAMP = 253402300799.0
+#: Longest duration (a job's timeout): ten years, past which a number is a mistake.
+MAX_DURATION = 10 * 365 * 86400.0
+
+
+def check_timestamp(seconds: float, field_name: str, shown: Any = None) -> float:
+    """``seconds`` if a record can hold it (1970 to 9999), else ``ValidationError``.
+
+    Validated before anything is stored: a time outside that range was once
+    stored and then made every read of the record fail. A number of Unix
+    *milliseconds* is the usual mistake, and the message says so.
+    """
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_TIMESTAMP:
+        hint = ""
+        if math.isfinite(seconds) and 0 <= seconds / 1000 <= MAX_TIMESTAMP:
+            hint = (
+                f"; this looks like Unix milliseconds: send seconds ({seconds / 1000:.3f}) "
+                "or an ISO 8601 time"
+            )
+        raise ValidationError(
+            f"{field_name} {clip(seconds if shown is None else shown)} is out of range: "
+            f"use Unix seconds from 0 to {MAX_TIMESTAMP:.0f} "
+            f"(1970 to 9999) or an ISO 8601 time{hint}",
+            field_name,
+            "out_of_range",
+        )
+    return seconds
+
+
 def parse_time(value: Any, field_name: str) -> float:
-    """Accept an ISO 8601 string (``Z`` or offset; naive means UTC) or Unix seconds."""
+    """Accept an ISO 8601 string (``Z`` or offset; naive means UTC) or Unix seconds,
+    from 1970 to 9999 (``check_timestamp``)."""
     if isinstance(value, bool):
         raise ValidationError(f"{field_name} must be an ISO 8601 time or Unix seconds", field_name)
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too big for a float
+            seconds = math.inf
+        return check_timestamp(seconds, field_name, value)
     if not isinstance(value, str):
         raise ValidationError(f"{field_name} must be an ISO 8601 time or Unix seconds", field_name)
     text = value.strip()
@@ -148,12 +187,16 @@ def parse_time(value: Any, field_name: str) -> float:
         dt = _dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValidationError(
-            f"{field_name} {value!r} is not an ISO 8601 time such as 2024-01-01T12:00:00Z",
+            f"{field_name} {clip(value)} is not an ISO 8601 time such as 2024-01-01T12:00:00Z",
             field_name,
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=_dt.UTC)
-    return dt.timestamp()
+    try:
+        seconds = dt.timestamp()
+    except (OverflowError, ValueError):
+        seconds = math.inf
+    return check_timestamp(seconds, field_name, value)
 
 
 # --------------------------------------------------------------------------
@@ -353,11 +396,13 @@ def _int_field(data: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
             value = int(value)
         else:
             raise ValidationError(
-                f"{name} must be an integer from {lo} to {hi}, got {value!r}", name, "invalid_type"
+                f"{name} must be an integer from {lo} to {hi}, got {clip(value)}",
+                name,
+                "invalid_type",
             )
     if not lo <= value <= hi:
         raise ValidationError(
-            f"{name} must be from {lo} to {hi}, got {value}", name, "out_of_range"
+            f"{name} must be from {lo} to {hi}, got {clip(value)}", name, "out_of_range"
         )
     return value
 
@@ -411,6 +456,11 @@ def validate_submission(
         raise ValidationError("type must be a non-empty string", "type", "invalid_type")
     if len(job_type) > MAX_TYPE_LENGTH:
         raise ValidationError(f"type is longer than {MAX_TYPE_LENGTH} characters", "type")
+    bad = unsafe_character(job_type)
+    if bad is not None:
+        raise ValidationError(
+            f"type holds the control character {bad}; a type is printable text", "type"
+        )
 
     priority = (
         _int_field(data, "priority", MIN_PRIORITY, MAX_PRIORITY)
@@ -452,6 +502,13 @@ def validate_submission(
             raise ValidationError(
                 "timeout must be a positive number of seconds", "timeout", "invalid_type"
             )
+        if not timeout <= MAX_DURATION:
+            raise ValidationError(
+                f"timeout {clip(timeout)} is out of range: at most {MAX_DURATION:.0f} seconds "
+                "(ten years)",
+                "timeout",
+                "out_of_range",
+            )
         timeout = float(timeout)
     scheduled_at = data.get("scheduled_at")
     if scheduled_at is not None:
@@ -463,6 +520,10 @@ def validate_submission(
         raise ValidationError(
             f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
             "idempotency_key",
+        )
+    if key is not None and (bad := unsafe_character(key)) is not None:
+        raise ValidationError(
+            f"idempotency_key holds the control character {bad}", "idempotency_key"
         )
     status = (
         JobStatus.SCHEDULED

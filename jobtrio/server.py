@@ -8,9 +8,11 @@ down, then closes.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import signal
+import socket
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -22,7 +24,7 @@ from .api.app import create_app
 from .api.metrics_app import create_metrics_app
 from .backends import open_backends
 from .cluster.transport import WebsocketTransport
-from .config import Settings
+from .config import ConfigError, Settings
 from .processors import Registry
 
 log = logging.getLogger("jobtrio.server")
@@ -38,6 +40,45 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfi
         config.certfile = settings.tls_cert_file
         config.keyfile = settings.tls_key_file
     return config
+
+
+def check_port_free(variable: str, host: str, port: int) -> None:
+    """Stop start-up with one line naming the variable if ``host:port`` cannot be bound.
+
+    Binding as hypercorn will (SO_REUSEADDR, so a port in TIME_WAIT is fine)
+    and letting go at once: a port taken by another process would otherwise
+    surface as a long traceback from deep inside the server. (Another process
+    may still take the port in between; that rare race keeps the traceback.)
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(
+            f"{variable}={port} is not usable: cannot resolve {host!r}: {exc}"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            reason = (
+                "is already in use"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be bound ({exc.strerror})"
+            )
+            raise ConfigError(f"{variable}={port} is not usable: {host}:{port} {reason}") from None
+
+
+def check_ports(settings: Settings) -> None:
+    """Every port this node will listen on, before anything is opened."""
+    check_port_free("SERVER_PORT", settings.server_host, settings.server_port)
+    if settings.metrics_enabled and settings.metrics_port:
+        check_port_free("METRICS_PORT", settings.server_host, settings.metrics_port)
+    if settings.clustered:
+        check_port_free("CLUSTER_PORT", settings.cluster_host, settings.cluster_port)
 
 
 def build_cluster(settings: Settings) -> tuple[ClusterActor, WebsocketTransport] | None:
@@ -73,6 +114,8 @@ async def serve(
     handle_signals: bool = True,
     task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Run one node until it is stopped; ``ConfigError`` (one line) for a port in use."""
+    check_ports(settings)
     broker, store = await open_backends(settings)
     cluster = build_cluster(settings)
     node = Node(settings, broker, store, registry, cluster=cluster[0] if cluster else None)

@@ -16,15 +16,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from quart import Response, jsonify, request
+from quart import Response, has_websocket_context, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 from ..actors.node import BatchValidationError, JobNotFound
 from ..backends.base import BackendUnavailable, StateConflict
 from ..jobs import ValidationError
+from ..text import clip
 
 log = logging.getLogger("jobtrio.api")
+
+#: Longest message a client gets; the values quoted in messages are cut long before
+#: (``text.clip``), this is the net under them.
+MAX_MESSAGE_LENGTH = 1000
 
 #: Seconds a client should wait before retrying after a 503.
 RETRY_AFTER_SECONDS = 1
@@ -105,6 +111,8 @@ def error_body(
     field: str | None = None,
     errors: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    if len(message) > MAX_MESSAGE_LENGTH:
+        message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
     body: dict[str, Any] = {"error": {"code": code, "message": message, "field": field}}
     if errors is not None:
         body["errors"] = list(errors)
@@ -145,8 +153,15 @@ _HTTP_CODES = {
 }
 
 
+def _method_and_path() -> tuple[str, str]:
+    """What was asked: a websocket handshake has no ``request``, only a ``websocket``."""
+    if has_websocket_context():
+        return "WEBSOCKET", websocket.path
+    return request.method, request.path
+
+
 def register_error_handlers(app: QuartTrio) -> None:
-    """Route every exception to the one JSON shape."""
+    """Route every exception to the one JSON shape (for a refused websocket handshake too)."""
 
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
@@ -182,7 +197,7 @@ def register_error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(BackendUnavailable)
     async def unavailable(exc: BackendUnavailable) -> Response:
         # the reason is for operators (the log and /health), not for every client
-        log.warning("%s %s: %s", request.method, request.path, exc)
+        log.warning("%s %s: %s", *_method_and_path(), exc)
         return error_response(
             503,
             "unavailable",
@@ -195,15 +210,23 @@ def register_error_handlers(app: QuartTrio) -> None:
         status = exc.code or 500
         code = _HTTP_CODES.get(status) or _snake(exc.name or "error")
         headers: dict[str, str] = {}
-        if status == 404:
-            message = f"no route {request.method} {request.path}; see /openapi.json"
+        method, path = _method_and_path()
+        shown = clip(path, 200)
+        if isinstance(exc, WebsocketMismatch) or (method == "WEBSOCKET" and status == 405):
+            if method == "WEBSOCKET":  # an upgrade to a plain HTTP route: there is no such route
+                status, code = 404, "not_found"
+                message = f"no websocket at {shown}; the event stream is /api/v1/events"
+            else:
+                message = f"{shown} is a websocket: open it with ws:// (or wss://)"
+        elif status == 404:
+            message = f"no route {method} {shown}; see /openapi.json"
         elif status == 405 and isinstance(exc, MethodNotAllowed):
             allowed = sorted(m for m in (exc.valid_methods or ()) if m not in ("HEAD", "OPTIONS"))
-            message = f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}"
+            message = f"{method} is not allowed on {shown}; use {', '.join(allowed)}"
             headers["Allow"] = ", ".join(exc.valid_methods or ())
         elif status == 413:
             headers.update(CLOSE_CONNECTION)
-            limit = request.max_content_length
+            limit = None if has_websocket_context() else request.max_content_length
             message = (
                 f"the request body is larger than the limit of {limit} bytes"
                 if limit
@@ -215,7 +238,7 @@ def register_error_handlers(app: QuartTrio) -> None:
 
     @app.errorhandler(Exception)
     async def internal(exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        log.error("unhandled error on %s %s", *_method_and_path(), exc_info=exc)
         return error_response(500, "internal", "internal error; the node's log has the details")
 
 

@@ -254,8 +254,26 @@ def _schemas() -> dict[str, Any]:
                     "enum": ["api", "code"],
                     "description": "code: registered by the deployment, read-only over HTTP",
                 },
-                "next_tick": {**TIME, "description": "when it fires next (if enabled)"},
-            }
+                "next_tick": {
+                    **_nullable(TIME),
+                    "description": "when it fires next (if enabled); null if it cannot fire",
+                },
+                "problem": {
+                    **STRING,
+                    "description": "only on a stored schedule that cannot be evaluated "
+                    "(it is skipped): why",
+                },
+            },
+            required=[
+                "name",
+                "cron",
+                "every",
+                "job",
+                "enabled",
+                "misfire_grace",
+                "source",
+                "next_tick",
+            ],
         ),
         "ScheduleList": _obj(
             {"schedules": {"type": "array", "items": _ref("Schedule")}, "count": INT}

@@ -23,7 +23,8 @@ from quart import request
 from werkzeug.datastructures import MultiDict
 
 from ..backends.base import JobQuery
-from ..jobs import JobStatus, ValidationError, parse_time
+from ..jobs import JobStatus, ValidationError, check_timestamp, parse_time
+from ..text import clip
 from .errors import ApiError, BadRequest, PayloadTooLarge
 
 MAX_JSON_DEPTH = 64
@@ -189,7 +190,9 @@ def reject_unknown(args: MultiDict[str, str], allowed: Iterable[str]) -> None:
     for name in args:
         if name not in allowed:
             hint = f"; this route accepts {', '.join(allowed)}" if allowed else ""
-            raise BadRequest("unknown_parameter", f"unknown query parameter {name!r}{hint}", name)
+            raise BadRequest(
+                "unknown_parameter", f"unknown query parameter {clip(name)}{hint}", name[:100]
+            )
 
 
 def _single(args: MultiDict[str, str], name: str) -> str | None:
@@ -210,7 +213,7 @@ def parse_bool(args: MultiDict[str, str], name: str, default: bool = False) -> b
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise BadRequest("invalid_parameter", f"{name} must be true or false, got {text!r}", name)
+    raise BadRequest("invalid_parameter", f"{name} must be true or false, got {clip(text)}", name)
 
 
 def _parse_time_param(args: MultiDict[str, str], name: str) -> float | None:
@@ -228,7 +231,10 @@ def _parse_time_param(args: MultiDict[str, str], name: str) -> float | None:
         pass
     else:
         if math.isfinite(seconds):
-            return seconds
+            try:
+                return check_timestamp(seconds, name, text)
+            except ValidationError as exc:
+                raise BadRequest("invalid_parameter", exc.message, name) from None
     try:
         return parse_time(text, name)
     except ValidationError as exc:
@@ -252,7 +258,7 @@ def parse_limit(
     if not 1 <= value <= maximum:
         raise BadRequest(
             "invalid_parameter",
-            f"{name} must be an integer from 1 to {maximum}, got {text!r}",
+            f"{name} must be an integer from 1 to {maximum}, got {clip(text)}",
             name,
         )
     return value
@@ -272,7 +278,8 @@ def parse_job_query(args: MultiDict[str, str]) -> JobQuery:
                 allowed = ", ".join(s.value for s in JobStatus)
                 raise BadRequest(
                     "invalid_parameter",
-                    f"status {part.strip()!r} is not a job status; use one or more of {allowed}",
+                    f"status {clip(part.strip())} is not a job status; "
+                    f"use one or more of {allowed}",
                     "status",
                 ) from None
     job_type = _single(args, "type")

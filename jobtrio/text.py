@@ -1,0 +1,74 @@
+"""Untrusted text: what a name may contain, and how to show a value safely.
+
+Names (job types, schedule names, idempotency keys) end up in terminals,
+logs and HTML. A control character or a terminal escape sequence in one can
+rewrite what an operator sees (``ESC ]0;`` sets a window title, ``ESC [2J``
+clears the screen, U+202E turns text around), so names refuse them outright.
+Text that may legitimately hold them (a job's error, a payload) is escaped
+where it is shown instead: ``printable`` makes every such character visible
+as ``\\xNN``/``\\uNNNN``, and is idempotent, so escaping twice changes nothing.
+
+``clip`` cuts a value echoed in an error message: a client that sends a
+300-digit number or a megabyte string gets a message of readable size
+naming the field, not its own input back.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+#: Longest value (its repr) an error message quotes before cutting it.
+CLIP_LENGTH = 60
+
+#: C0 and C1 controls, DEL, line/paragraph separators and the bidirectional
+#: and zero-width format characters a terminal or a browser acts on.
+UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first control or format character of ``text`` as ``U+XXXX (NAME)``, or None."""
+    match = UNSAFE.search(text)
+    if match is None:
+        for char in text:
+            if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+                break
+        else:
+            return None
+    else:
+        char = match.group()
+    name = unicodedata.name(char, "control character")
+    return f"U+{ord(char):04X} ({name})"
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str, *, keep_newlines: bool = True) -> str:
+    """``text`` with every control and format character shown as an escape.
+
+    Newlines (and tabs) are kept when ``keep_newlines``: a multi-line error
+    stays readable, and neither can move the cursor anywhere harmful.
+    """
+    if keep_newlines:
+        return UNSAFE.sub(lambda m: m.group() if m.group() in "\n\t" else _escape(m), text)
+    return UNSAFE.sub(_escape, text)
+
+
+def clip(value: Any, limit: int = CLIP_LENGTH) -> str:
+    """``repr(value)`` cut to ``limit`` characters, saying how long it was."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        # repr of a huge int is itself slow (quadratic): count its digits approximately
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits
+        return "an integer too long to show"
+    if len(text) <= limit:
+        return printable(text)
+    return f"{printable(text[: limit - 1])}… ({len(text)} characters)"
