@@ -1010,7 +1010,7 @@ def _watch_list(
 
 @cli.group()
 def cluster() -> None:
-    """The cluster as a node sees it."""
+    """The cluster as a node sees it (status), or a local one to try (up, down, kill...)."""
 
 
 @cluster.command("status")
@@ -1180,7 +1180,8 @@ def _fail(message: str) -> None:
     click.echo(f"jobtrio: {printable(message, keep_newlines=False)}", err=True)
 
 
-from . import cli_schedules  # noqa: E402, F401 - registers `jobtrio schedules` on `cli`
+# these register `jobtrio cluster up|down|...` and `jobtrio schedules` on `cli`
+from . import cli_cluster, cli_schedules  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())
