@@ -2,14 +2,16 @@
 
 The package: ``broker.py`` (the queue) and ``store.py`` (the records) are thin
 callers of the Lua scripts in ``lua/`` (loaded by ``scripts.py``);
-``codec.py`` writes a job for the scripts and reads their replies;
+``layout.py`` declares a job's fields in Redis once and generates the
+scripts' constants and the codec's functions from it; ``codec.py`` writes a
+job for the scripts and reads their replies (``RawJob``, ``LazyJob``);
 ``wire.py`` is the connection; ``events.py`` the event stream's Redis Stream.
 
 redis-py for connecting and for everything but scripts: its sync client is
 called through ``trio.to_thread.run_sync`` with one ``trio.CapacityLimiter``
 per connection (8 calls at once by default) in front of a ``ConnectionPool``.
 Scripts, which are every Broker move and every Store write, run over
-connections of trio's own when that pool is plain TCP (``_Wire``: a call costs
+connections of trio's own when that pool is plain TCP (``wire.py``: a call costs
 70-90 us of CPU there, 250-300 us through a thread). Either way a call is a
 round trip, so the hot path is batched: one script claims n jobs, one
 finishes or renews many.
@@ -53,10 +55,13 @@ scales out with nodes, the server's does not); the colder scripts return the
 document concatenated in Lua. Arguments and replies of the hot scripts carry
 many values joined by 0x1f, and records by 0x1e, which JSON text never holds
 raw: redis-py packs and parses each argument in pure Python (~0.7 us each).
-Enqueue and finish hand back a ``_StoredJob``: the raw values with the header
-(id, type, status, version) set and nothing parsed until another field is
-read, so a finished job reaches the metrics, and its Store record where the
-recorder copies it, without being parsed and encoded again (~18 us a job).
+A reply's job is a ``codec.RawJob`` (``b`` and the values of ``m``, its
+header readable without parsing); ``RawJob.job()`` is where it is parsed
+(claims and reads). Enqueue and finish hand back a ``codec.LazyJob``: a
+``Job`` made from a ``RawJob`` that parses it the first time more than its
+header (id, type, status, version) is used, so a finished job reaches the
+metrics, and its Store record where the recorder copies it, without being
+parsed and encoded again (~18 us a job).
 
 Broker keys (``P`` = ``{prefix}:``): ``P j:<id>`` the job; ``P pending``
 zset scored ``(10 - priority) * 2**42 + seq`` (strict priority, then FIFO;

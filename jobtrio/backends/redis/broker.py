@@ -15,15 +15,16 @@ from .codec import (
     BSEP,
     RS,
     SEP,
+    LazyJob,
+    RawJob,
     as_text,
     check_name,
     enc,
+    encode,
+    enqueue_arg,
     hash_tag,
-    job_fields,
-    job_from_raw,
     num,
     split_reply,
-    stored_from_fields,
 )
 from .scripts import OnRedis, broker_script
 from .store import RedisStore
@@ -114,29 +115,17 @@ class RedisBroker(OnRedis, Broker):
         statuses = [
             job.status if job.terminal else transitions.waiting_status(job, now) for job in jobs
         ]
-        encoded = [job_fields(job, status) for job, status in zip(jobs, statuses, strict=True)]
+        encoded = [encode(job, status) for job, status in zip(jobs, statuses, strict=True)]
         args = [num(now)]
         args += (
-            SEP.join(
-                (
-                    check_name(job.id, "job id"),
-                    num(job.created_at),
-                    f[0],  # the values the script reads: status, priority,
-                    f[1],  # scheduled_at, version and key (see _LUA_ENQUEUE)
-                    f[4],
-                    f[13],
-                    f[2],
-                    body,
-                    *f,
-                    job.type,
-                )
-            )
-            for job, (body, f) in zip(jobs, encoded, strict=True)
+            enqueue_arg(job, body, values)
+            for job, (body, values) in zip(jobs, encoded, strict=True)
         )
         reply = (await self._call(self._enqueue, args)).split(BSEP)
+        # '' is a job stored as sent (its raw values stand for it), else the one holding its key
         return [
-            Job.loads(held) if held else stored_from_fields(body, fields)
-            for (body, fields), held in zip(encoded, reply, strict=True)
+            Job.loads(held) if held else LazyJob.of(RawJob(body, values))
+            for (body, values), held in zip(encoded, reply, strict=True)
         ]
 
     # -- workers ----------------------------------------------------------------
@@ -152,7 +141,8 @@ class RedisBroker(OnRedis, Broker):
         leases = []
         for record in reply.decode().split(RS):
             token, body, m = record.split(SEP, 2)
-            leases.append(Lease(job_from_raw(body, m), token, expires_at))
+            # a worker needs every field: parsed here
+            leases.append(Lease(RawJob.of(body, m).job(), token, expires_at))
         return leases
 
     async def renew(
@@ -190,8 +180,8 @@ class RedisBroker(OnRedis, Broker):
         out: list[Job | None] = []
         for record in (await self._call(self._finish, args)).decode().split(RS):
             body, m = record.split(SEP, 1)
-            # lazily parsed: on the hot path it goes to the Store as this very document
-            out.append(stored_from_fields(body, m.split(SEP)) if body else None)
+            # its header is all the finisher reads on the hot path (see LazyJob)
+            out.append(LazyJob.of(RawJob.of(body, m)) if body else None)
         return out
 
     # -- operators ---------------------------------------------------------------

@@ -3,7 +3,10 @@
 Scripts are files of the package, read with ``importlib.resources``, so they
 can be read, diffed and linted as Lua. A script names the shared helpers it
 needs on ``--@include <name>`` lines; ``lua_source`` puts each named file in
-place of its line (once, in the order named), so a helper has one copy.
+place of its line (once, in the order named), so a helper has one copy. Two
+names are not files but generated from the job's declared layout
+(``layout.py``): ``layout`` (the constants and patterns) and ``layout_doc``
+(the function that writes a job's document).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Self
 
+from .layout import LAYOUT, Layout
 from .wire import DEFAULT_POOL_SIZE, DEFAULT_SOCKET_TIMEOUT, RedisConnection
 
 if TYPE_CHECKING:
@@ -27,12 +31,13 @@ def lua_file(name: str) -> str:
     return (resources.files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
-def lua_source(name: str, header: str = "") -> str:
+def lua_source(name: str, header: str = "", layout: Layout = LAYOUT) -> str:
     """The script ``name`` with its ``--@include`` lines replaced by the named files.
 
-    ``header`` goes first (Lua the Python side generates, such as constants).
-    An include names a file once: a second include of it is dropped.
+    ``header`` goes first. An include names a file once: a second include of
+    it is dropped. ``layout`` and ``layout_doc`` come from ``layout``.
     """
+    generated = {"layout": layout.lua(), "layout_doc": layout.lua_doc()}
     seen: set[str] = set()
 
     def expand(text: str) -> list[str]:
@@ -42,7 +47,8 @@ def lua_source(name: str, header: str = "") -> str:
                 included = line[len(_INCLUDE) :].strip()
                 if included not in seen:
                     seen.add(included)
-                    out += expand(lua_file(included))
+                    text = generated.get(included)
+                    out += expand(text if text is not None else lua_file(included))
             else:
                 out.append(line)
         return out
@@ -93,6 +99,6 @@ class OnRedis:
         return await self.connection.script(script, self._keys, args)
 
 
-def broker_script(name: str, records: bool) -> str:
+def broker_script(name: str, records: bool, layout: Layout = LAYOUT) -> str:
     """A Broker script; ``records``: the Broker keeps the Store's records (``RECORD``)."""
-    return lua_source(name, "local RECORD = " + ("true" if records else "false") + "\n")
+    return lua_source(name, "local RECORD = " + ("true" if records else "false") + "\n", layout)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...jobs import Job, JobStatus
 from ..base import JobQuery, NodeRecord, Page, Store
-from .codec import SEP, as_text, check_name, hash_tag, job_from_raw, num, record_parts
+from .codec import SEP, RawJob, as_text, check_name, hash_tag, num, record_parts
 from .scripts import OnRedis, lua_source
 from .wire import RedisConnection
 
@@ -60,7 +60,7 @@ class RedisStore(OnRedis, Store):
     async def get(self, job_id: str) -> Job | None:
         client, key = self.connection.client, self._p + "rec:" + job_id
         body, m = await self.connection.run(lambda: client.hmget(key, "b", "m"))
-        return None if body is None else job_from_raw(as_text(body), as_text(m))
+        return None if body is None else RawJob.of(as_text(body), as_text(m)).job()
 
     async def query(self, query: JobQuery) -> Page:
         if query.statuses is not None and not query.statuses:
@@ -86,7 +86,7 @@ class RedisStore(OnRedis, Store):
                 break
             cursor = as_text(reply[0])
         jobs = [
-            job_from_raw(raw[i].decode(), raw[i + 1].decode())
+            RawJob.of(raw[i].decode(), raw[i + 1].decode()).job()
             for i in range(0, min(len(raw), 2 * query.limit), 2)
         ]
         more = len(raw) > 2 * query.limit

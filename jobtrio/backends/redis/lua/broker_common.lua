@@ -1,4 +1,5 @@
 --@include prelude
+--@include layout
 --@include records
 local K_PENDING = P .. 'pending'
 local K_DELAYED = P .. 'delayed'
@@ -14,18 +15,16 @@ local RS = '\30' -- between the records of a reply whose records hold \31
 local BAND = 4398046511104 -- 2^42 sequence numbers per priority band
 
 -- A job hash holds b (the immutable body), k (the idempotency key as JSON, if any) and m:
--- the mutable values below joined by \31. A move reads two fields and writes one, and a
--- loaded job is an array filled by one string.match: per-field hash commands and Lua
--- tables grown key by key cost more than the rest of a claim. '' marks an absent value:
--- no idempotency key (K), no open attempt (AON, AOW, AOS).
-local S, PR, K, UA, SA, STA, CA, RC, RES, ERR, ND, WK, LE, V, AN, ATT, AON, AOW, AOS =
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
-local MPAT = '^' .. string.rep('([^\31]*)\31', NF - 1) .. '([^\31]*)$'
+-- the mutable values (layout.py declares them; S, PR, ... above index them) joined by \31.
+-- A move reads two fields and writes one, and a loaded job is an array filled by one
+-- string.match: per-field hash commands and Lua tables grown key by key cost more than
+-- the rest of a claim. '' marks an absent value: no idempotency key (K), no open attempt
+-- (AON, AOW, AOS).
 local STATUSES = {'pending', 'scheduled', 'running', 'retrying', 'completed', 'failed',
                   'cancelled'}
 local TERMINAL = {completed = true, failed = true, cancelled = true}
 
--- a Broker keeping the Store's records keeps each job in its record (see _LUA_RECORDS)
+-- a Broker keeping the Store's records keeps each job in its record (see records.lua)
 local JOBS = RECORD and (P .. 'rec:') or (P .. 'j:')
 local function jkey(id) return JOBS .. id end
 local function int(n) return string.format('%d', n) end
@@ -166,15 +165,13 @@ local function open_text(j)
   return '[' .. j[AON] .. ',' .. j[AOW] .. ',' .. j[AOS] .. ',null,null,null]'
 end
 
-local function doc(j)
-  local atts = j[ATT]
-  if j[AON] ~= '' then atts = append(atts, open_text(j)) end
-  return '{' .. j.b .. ',"status":"' .. j[S] .. '","updated_at":' .. j[UA]
-    .. ',"scheduled_at":' .. j[SA] .. ',"started_at":' .. j[STA] .. ',"completed_at":' .. j[CA]
-    .. ',"retry_count":' .. j[RC] .. ',"result":' .. j[RES] .. ',"error":' .. j[ERR]
-    .. ',"node_id":' .. j[ND] .. ',"worker_id":' .. j[WK] .. ',"attempts":' .. atts
-    .. ',"lease_expirations":' .. j[LE] .. ',"version":' .. j[V] .. '}'
+-- the attempts as the document's JSON array, the open one last
+local function attempts_text(j)
+  if j[AON] == '' then return j[ATT] end
+  return append(j[ATT], open_text(j))
 end
+
+--@include layout_doc
 
 local function drop_open_attempt(j)
   j[AON], j[AOW], j[AOS] = '', '', ''

@@ -1,20 +1,20 @@
 --@include broker_common
--- ARGV: now, then one argument per job joined by \31: id, created_at text, then the m
--- values this script reads (status, priority, scheduled_at, version, key: cutting them
--- out of m cost more than the rest of an enqueue), b, the m values, and the type last
--- (the one raw caller string that may hold the byte). The job hash keeps the type and
--- created_at text too (t, c), for its Store record.
+-- ARGV: now, then one argument per job joined by \31 (EPAT): id, created_at text, the m
+-- values this script reads (ENQUEUE_READS: cutting them out of m cost more than the rest
+-- of an enqueue), b, the m values, and the type last (the one raw caller string that may
+-- hold the byte). The job hash keeps the type and created_at text too (t, c), for its
+-- Store record.
 -- Returns per job, joined by \31: '' when stored as sent, else the job holding its key.
 local refused = layout_refused()
 if refused then return refused end
 local now = ARGV[1]
-local EPAT = '^' .. string.rep('([^\31]*)\31', 8) .. '(' .. string.rep('[^\31]*\31', NF - 1)
-  .. '[^\31]*)\31(.*)$'
+local NR = #ENQUEUE_READS
 local out = {}
 for i = 2, #ARGV do
-  local id, c, s, pr, sa, v, k, b, m, t = string.match(ARGV[i], EPAT)
+  local a = {string.match(ARGV[i], EPAT)}
+  local id, c, b, m, t = a[1], a[2], a[NR + 3], a[NR + 4], a[NR + 5]
   local j = {id = id, b = b}
-  j[S], j[PR], j[SA], j[V], j[K] = s, pr, sa, v, k
+  for r = 1, NR do j[ENQUEUE_READS[r]] = a[r + 2] end
   local k = j[K]
   local held = false
   if k ~= '' then

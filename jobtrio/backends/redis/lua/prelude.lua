@@ -1,2 +1,1 @@
 local P = KEYS[1]
-local NF = 19

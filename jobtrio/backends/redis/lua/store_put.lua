@@ -1,4 +1,5 @@
 --@include prelude
+--@include layout
 --@include records
 -- ARGV: one record each: id, version, status, created_at text, b, the m values and the
 -- type joined by \31 (the type last: the one raw caller string that may hold the byte).

@@ -1,0 +1,311 @@
+"""A job's layout in its Redis hash, declared once: the Lua constants and the Python codec.
+
+A job hash holds ``b``, the immutable body (``BODY``'s fields as the inside of
+a JSON object), and ``m``, the mutable values (``VALUES``) joined by 0x1f:
+measured here, a 20-field HMGET alone cost more than the rest of a claim, so
+a move reads ``m`` whole, cuts it with one ``string.match`` and writes it
+back with one ``table.concat``.
+
+This module is the only place a job's fields are listed. ``Layout`` turns
+the declaration into:
+
+- ``lua()``: the constants the scripts index a loaded job with
+  (``local S, PR, ... = 1, 2, ...``), ``NF``, the patterns that cut ``m``
+  and an enqueue argument, and ``doc()``, which writes the job's document;
+- ``python()``: the codec's functions (``encode``, ``enqueue_arg``,
+  ``decode``, ``dumps``, ``doc``), compiled once at import like a
+  dataclass' ``__init__``, because a loop over the declaration per job cost
+  more than the claim script itself.
+
+``python -m jobtrio.backends.redis.layout`` prints both. Adding a job field
+kept in ``m`` is one ``Value`` line below (and the field on ``Job``);
+tests/test_redis_layout.py adds one to a copy and runs the real scripts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ...jobs import Job
+
+#: How a value is written and read: ``plain`` is one JSON value of the Job field of its
+#: name, in the document as ``"field":value``; ``status`` a bare word; ``copy`` a JSON value
+#: the body holds too (the scripts read it from ``m``); ``key`` the idempotency key as JSON,
+#: '' when there is none; ``attempts`` one of the five values that hold the attempts.
+Kind = Literal["plain", "status", "copy", "key", "attempts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """One value of ``m``: its Lua constant, the Job field it holds, and how."""
+
+    lua: str
+    field: str
+    kind: Kind = "plain"
+
+
+#: The body's fields, in order. Its first two are the header a reply is known by (id,
+#: type); ``payload`` is the only one whose JSON may spell another field's name.
+BODY: tuple[str, ...] = (
+    "id", "type", "priority", "payload", "created_at", "max_retries", "timeout",
+    "idempotency_key",
+)  # fmt: skip
+
+#: The values of ``m``, in order. The attempts: AN closed ones, ATT their JSON array, and
+#: the open one (AON its ``number,"node"``, AOW its worker, AOS its start; '' when none).
+VALUES: tuple[Value, ...] = (
+    Value("S", "status", "status"),
+    Value("PR", "priority", "copy"),
+    Value("K", "idempotency_key", "key"),
+    Value("UA", "updated_at"),
+    Value("SA", "scheduled_at"),
+    Value("STA", "started_at"),
+    Value("CA", "completed_at"),
+    Value("RC", "retry_count"),
+    Value("RES", "result"),
+    Value("ERR", "error"),
+    Value("ND", "node_id"),
+    Value("WK", "worker_id"),
+    Value("LE", "lease_expirations"),
+    Value("V", "version"),
+    Value("AN", "attempts", "attempts"),
+    Value("ATT", "attempts", "attempts"),
+    Value("AON", "attempts", "attempts"),
+    Value("AOW", "attempts", "attempts"),
+    Value("AOS", "attempts", "attempts"),
+)
+
+#: The values the enqueue script reads, sent again ahead of ``m`` (cutting them out of
+#: ``m`` cost more than the rest of an enqueue).
+ENQUEUE_READS: tuple[str, ...] = ("S", "PR", "SA", "V", "K")
+
+#: How the body writes each of its fields (see ``codec``): text, the payload, or a number.
+_BODY_WRITER = {"id": "jtext", "type": "jtext", "idempotency_key": "jtext", "payload": "payload"}
+#: The one body field whose JSON may spell another field's name (see ``Layout.python``).
+_FREE_FORM = "payload"
+_ATTEMPTS = ("AN", "ATT", "AON", "AOW", "AOS")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A declaration (``BODY``, ``VALUES``, ``ENQUEUE_READS``) and what it generates."""
+
+    body: tuple[str, ...] = BODY
+    values: tuple[Value, ...] = VALUES
+    enqueue_reads: tuple[str, ...] = ENQUEUE_READS
+    job_class: type[Job] = Job
+
+    def __post_init__(self) -> None:
+        names = [v.lua for v in self.values]
+        problems = []
+        if len(set(names)) != len(names):
+            problems.append("a Lua constant is declared twice")
+        if [v.lua for v in self.values if v.kind == "attempts"] != list(_ATTEMPTS):
+            problems.append(f"the attempts must be the values {', '.join(_ATTEMPTS)} in order")
+        if "S" not in names or "V" not in names:
+            problems.append("S (status) and V (version) are read by every move")
+        if set(self.enqueue_reads) - set(names):
+            problems.append("enqueue reads a value that is not declared")
+        if tuple(self.body[:2]) != ("id", "type"):
+            problems.append("the body starts with id and type (the header)")
+        declared = set(self.body) | {v.field for v in self.values}
+        fields = {f.name for f in dataclasses.fields(self.job_class)}
+        if declared != fields:
+            problems.append(
+                f"the declaration and {self.job_class.__name__} differ: {sorted(declared ^ fields)}"
+            )
+        if problems:
+            raise ValueError("jobtrio redis layout: " + "; ".join(problems))
+
+    def index(self, lua: str) -> int:
+        """The 0-based position of the value ``lua`` in ``m`` (Lua's is one more)."""
+        return [v.lua for v in self.values].index(lua)
+
+    # -- Lua ----------------------------------------------------------------------------
+    def lua(self) -> str:
+        """Constants and patterns for the scripts (the ``--@include layout`` chunk)."""
+        n = len(self.values)
+        names = ", ".join(v.lua for v in self.values)
+        numbers = ", ".join(str(i + 1) for i in range(n))
+        reads = ", ".join(self.enqueue_reads)
+        return "\n".join(
+            (
+                "-- generated from jobtrio/backends/redis/layout.py: do not edit here",
+                f"local NF = {n}",
+                f"local {names} =\n  {numbers}",
+                "-- m cut into its NF values",
+                "local MPAT = '^' .. string.rep('([^\\31]*)\\31', NF - 1) .. '([^\\31]*)$'",
+                "-- an enqueue argument: id, created_at text, the values ENQUEUE_READS names,",
+                "-- b, m (whole) and the type (last: the one raw caller string)",
+                f"local ENQUEUE_READS = {{{reads}}}",
+                "local EPAT = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS) .. '('"
+                "\n  .. string.rep('[^\\31]*\\31', NF - 1) .. '[^\\31]*)\\31(.*)$'",
+            )
+        )
+
+    def lua_doc(self) -> str:
+        """``doc(j)``: the job's document from a loaded job (the ``layout_doc`` chunk).
+
+        Uses ``attempts_text(j)`` of broker_common.lua for the attempts.
+        """
+        parts = []
+        for value in self.values:
+            if value.kind == "status":
+                parts.append(f"',\"{value.field}\":\"' .. j[{value.lua}] .. '\"'")
+            elif value.kind == "plain":
+                parts.append(f"',\"{value.field}\":' .. j[{value.lua}]")
+            elif value.lua == _ATTEMPTS[0]:
+                parts.append("',\"attempts\":' .. attempts_text(j)")
+        lines = "\n    .. ".join(parts)
+        return (
+            "-- generated from jobtrio/backends/redis/layout.py: do not edit here\n"
+            "local function doc(j)\n"
+            f"  return '{{' .. j.b\n    .. {lines}\n    .. '}}'\n"
+            "end"
+        )
+
+    # -- Python -------------------------------------------------------------------------
+    def python(self) -> str:
+        """The source of the codec's generated functions (see ``functions``)."""
+        at = {v.lua: i for i, v in enumerate(self.values)}
+        out: list[str] = []
+
+        # encode(job, status) -> (b, values of m)
+        body = []
+        for i, name in enumerate(self.body):
+            writer = _BODY_WRITER.get(name, "enc")
+            body.append(f"'{',' if i else ''}\"{name}\":' + {writer}(job.{name})")
+        values = []
+        for value in self.values:
+            if value.kind == "status":
+                values.append("str(status)")
+            elif value.kind == "key":
+                values.append(f"key(job.{value.field})")
+            elif value.kind == "attempts":
+                values.append(f"attempts[{_ATTEMPTS.index(value.lua)}]")
+            else:
+                values.append(f"enc(job.{value.field})")
+        out.append(
+            "def encode(job, status):\n"
+            "    attempts = attempt_values(job.attempts)\n"
+            "    return (\n        " + "\n        + ".join(body) + ",\n"
+            "        [" + ", ".join(values) + "],\n    )\n"
+        )
+
+        # enqueue_arg(job, b, values) -> one argument of the enqueue script (see EPAT)
+        reads = ", ".join(f"f[{at[r]}]" for r in self.enqueue_reads)
+        out.append(
+            "def enqueue_arg(job, b, f):\n"
+            "    return SEP.join(\n"
+            "        (check_name(job.id, 'job id'), num(job.created_at), "
+            f"{reads}, b, *f, job.type)\n"
+            "    )\n"
+        )
+
+        # decode(b, values) -> Job, as Job.loads reads the document
+        args = []
+        for field in dataclasses.fields(self.job_class):
+            if field.name in self.body:
+                args.append(f"d[{field.name!r}]")
+                continue
+            value = next(v for v in self.values if v.field == field.name)
+            if value.kind == "status":
+                args.append(f"STATUS[f[{at[value.lua]}]]")
+            elif value.kind == "attempts":
+                args.append("attempts_of(" + ", ".join(f"f[{at[a]}]" for a in _ATTEMPTS) + ")")
+            else:
+                args.append(f"value(f[{at[value.lua]}])")
+        out.append(
+            "def decode(b, f):\n"
+            "    d = loads('{' + b + '}')\n"
+            "    return job_class(\n        " + ",\n        ".join(args) + ",\n    )\n"
+        )
+
+        # dumps(b, values) -> Job.dumps() of the job, byte for byte, without parsing it:
+        # the job's fields in its own order, so the body is cut where values come between
+        # its fields. A cut is found by its ',"name":'. The first cut after the free-form
+        # payload is its last occurrence (only numbers, null and strings, which never hold
+        # a raw quote, follow it); every other cut is the first after the one before.
+        runs: list[list[str]] = []  # the body's fields in runs; a value's fragment between
+        fragments: list[Any] = []  # a run's index (int) or a value's fragment (str)
+        for field in dataclasses.fields(self.job_class):
+            if field.name in self.body:
+                if fragments and isinstance(fragments[-1], int):
+                    runs[-1].append(field.name)
+                else:
+                    fragments.append(len(runs))
+                    runs.append([field.name])
+                continue
+            value = next(v for v in self.values if v.field == field.name)
+            if value.kind == "status":
+                fragments.append(f"',\"status\":\"' + f[{at[value.lua]}] + '\"'")
+            elif value.kind == "attempts":
+                fragments.append(
+                    "',\"attempts\":' + attempts_text("
+                    + ", ".join(f"f[{at[a]}]" for a in _ATTEMPTS[1:])
+                    + ")"
+                )
+            else:
+                fragments.append(f"',\"{field.name}\":' + f[{at[value.lua]}]")
+        if [name for run in runs for name in run] != list(self.body):
+            raise ValueError(f"the body's order is not {self.job_class.__name__}'s")
+        lines, free_at, cut_free = [], self.body.index(_FREE_FORM), False
+        for k, run in enumerate(runs[1:], start=1):
+            mark = f"',\"{run[0]}\":'"
+            if self.body.index(run[0]) > free_at and not cut_free:
+                cut_free = True
+                lines.append(f"    c{k} = b.rindex({mark})")
+            else:
+                lines.append(f"    c{k} = b.index({mark}{f', c{k - 1}' if k > 1 else ''})")
+        text = []
+        for fragment in fragments:
+            if isinstance(fragment, int):
+                low = f"c{fragment}" if fragment else ""
+                high = f"c{fragment + 1}" if fragment + 1 < len(runs) else ""
+                text.append(f"b[{low}:{high}]")
+            else:
+                text.append(fragment)
+        out.append(
+            "def dumps(b, f):\n"
+            + "".join(line + "\n" for line in lines)
+            + "    return (\n        '{' + "
+            + "\n        + ".join(text)
+            + " + '}'\n    )\n"
+        )
+
+        # doc(b, values) -> the document the Lua doc() writes (tests compare the two)
+        parts = []
+        for value in self.values:
+            if value.kind == "status":
+                parts.append(f"',\"status\":\"' + f[{at[value.lua]}] + '\"'")
+            elif value.kind == "plain":
+                parts.append(f"',\"{value.field}\":' + f[{at[value.lua]}]")
+            elif value.lua == _ATTEMPTS[0]:
+                parts.append(
+                    "',\"attempts\":' + attempts_text("
+                    + ", ".join(f"f[{at[a]}]" for a in _ATTEMPTS[1:])
+                    + ")"
+                )
+        out.append(
+            "def doc(b, f):\n    return (\n        '{' + b + "
+            + "\n        + ".join(parts)
+            + " + '}'\n    )\n"
+        )
+
+        # header: the position of the status and the version in m
+        out.append(f"STATUS_AT = {at['S']}\nVERSION_AT = {at['V']}\n")
+        return "\n\n".join(out)
+
+    def functions(self, helpers: dict[str, Any]) -> dict[str, Any]:
+        """``python()`` compiled with ``helpers`` (the codec's encoders) in scope."""
+        scope: dict[str, Any] = dict(helpers, job_class=self.job_class)
+        exec(compile(self.python(), f"<redis layout of {self.job_class.__name__}>", "exec"), scope)
+        return scope
+
+
+LAYOUT = Layout()
+
+if __name__ == "__main__":
+    print(LAYOUT.lua(), LAYOUT.lua_doc(), "", LAYOUT.python(), sep="\n")
