@@ -367,7 +367,7 @@ def cluster_up(
     )
 
     def say(message: str) -> None:
-        out.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+        out.print(Text.assemble((time.strftime("%H:%M:%S"), "dim"), " ", message))
 
     try:
         supervisor = start_cluster(data_dir, nodes, options, redis or _redis_from_env(), say)
@@ -387,7 +387,7 @@ def cluster_up(
         say(f"leader: {leader}, agreed by all {nodes} nodes in {time.monotonic() - started:.1f}s")
         print_table(nodes_table(supervisor.state, leader))
         first = supervisor.state.nodes[0]
-        out.print(f"\nDashboard: [bold]{first.api_url}/[/bold]")
+        out.print(Text.assemble("\nDashboard: ", (f"{first.api_url}/", "bold")))
         out.print(
             f'Try: jobtrio submit email -p \'{{"recipient": "a@example.com"}}\' --wait '
             f"--url {first.api_url}"
@@ -610,7 +610,7 @@ def cluster_drill(
     results = []
     for algorithm in algorithms or ELECTION_ALGORITHMS:
         if not as_json:
-            err.print(f"[bold]{algorithm}[/bold]: {nodes} nodes, {jobs} jobs")
+            err.print(Text.assemble((algorithm, "bold"), f": {nodes} nodes, {jobs} jobs"))
         results.append(
             drill_one(root / algorithm, algorithm, nodes, jobs, job_seconds, job_lease, as_json)
         )
