@@ -583,7 +583,7 @@ def _ref_json(ref: ProcessRef | None) -> dict[str, Any] | None:
 @click.option("--nodes", "-n", type=click.IntRange(2, 20), default=3, show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 10000), default=60, show_default=True)
 @click.option(
-    "--job-seconds", type=float, default=1.0, show_default=True, help="How long each job sleeps."
+    "--job-seconds", type=float, default=3.0, show_default=True, help="How long each job sleeps."
 )
 @click.option("--job-lease", type=DURATION, default="2s", show_default=True, help="JOB_LEASE.")
 @click.option(
@@ -686,7 +686,7 @@ def drill_one(
             body = [{"type": "sleep", "payload": {"seconds": job_seconds}}] * jobs
             ids = [j.id for j in to_leader.submit_many(body)]
             deadline = time.monotonic() + 30
-            while not _busy_on(to_leader, leader):
+            while not _busy_on(state.node(leader)):
                 if time.monotonic() > deadline:
                     raise ClusterFailure(f"{leader} never ran a job")
                 time.sleep(0.02)
@@ -732,6 +732,12 @@ def drill_one(
     return result
 
 
-def _busy_on(client: Any, node_id: str) -> bool:
-    """Whether ``node_id`` has a worker running a job (the cluster-wide workers view)."""
-    return any(w.get("node_id") == node_id and w.get("current_job") for w in client.workers())
+def _busy_on(node: NodeSpec) -> bool:
+    """Whether ``node`` has a worker running a job (its own view, no fan-out to peers)."""
+    import httpx
+
+    try:
+        r = httpx.get(node.api_url + "/api/v1/workers", params={"scope": "local"}, timeout=2)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and any(w.get("current_job") for w in r.json()["workers"])
