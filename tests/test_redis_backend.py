@@ -278,13 +278,13 @@ async def test_idempotency_key_is_freed_by_purge(broker):
 
 
 async def test_purge_frees_every_finished_key(redis_server, raw):
+    """A Broker without the records (its Store is MongoDB) keeps nothing of a purged job."""
     prefix = unique_prefix()
     broker = await RedisBroker.open(redis_server.url, prefix=prefix)
-    store = await RedisStore.open(redis_server.url, prefix=prefix)  # a cluster on Redis alone
     try:
         epoch = await broker.acquire_epoch("leader", NOW)
         jobs = [make(idempotency_key=f"k{i}", payload={"i": i}) for i in range(60)]
-        await store.put_many(await broker.enqueue(jobs, NOW))
+        await broker.enqueue(jobs, NOW)
         leases = await broker.claim("n", 40, 30, NOW)
         finished = await broker.finish(
             [Finish(lease.job.id, lease.token, "completed") for lease in leases[:30]]
@@ -292,46 +292,39 @@ async def test_purge_frees_every_finished_key(redis_server, raw):
             NOW + 1,
         )
         finished.append(await broker.cancel(jobs[-1].id, NOW + 1))
-        await store.put_many(finished)
         done_ids = {j.id for j in finished}
         assert len(done_ids) == 41
 
         assert await broker.purge_finished(NOW + 2, epoch) == 41
         # the broker keeps nothing of a purged job: no hash, no index entry, no key mapping
-        for job_id in done_ids:
-            assert not raw.exists(f"{{{prefix}}}:j:{job_id}")
         p = f"{{{prefix}}}:"
+        for job_id in done_ids:
+            assert not raw.exists(p + "job:" + job_id)
         assert raw.zcard(p + "finished") == 0
         assert raw.hlen(p + "idem") == 19
         assert raw.zcard(p + "pending") == 19
         depths = await broker.depths()
         assert depths["completed"] == depths["failed"] == depths["cancelled"] == 0
         assert depths["pending"] == 19
-        job_keys = {k for k in keys_of(raw, prefix) if k.startswith(p + "j:")}
+        job_keys = {k for k in keys_of(raw, prefix) if k.startswith(p + "job:")}
         assert len(job_keys) == 19 and not any(
-            k.removeprefix(p + "j:") in done_ids for k in job_keys
+            k.removeprefix(p + "job:") in done_ids for k in job_keys
         )
-        # only the Store's records remain for them
-        for job_id in done_ids:
-            assert (await store.get(job_id)).terminal
-        assert raw.exists(p + "rec:" + jobs[-1].id)
 
         # purge everything: what stays is bookkeeping, never per-job state
         rest = await broker.claim("n", 100, 30, NOW + 3)
         await broker.finish([Finish(r.job.id, r.token, "completed") for r in rest], NOW + 3)
         assert await broker.purge_finished(NOW + 4, epoch) == 19
-        broker_keys = {k for k in keys_of(raw, prefix) if not k.startswith(p + "rec")}
-        assert broker_keys <= {p + "seq", p + "counts", p + "epoch", p + "layout"}
+        assert set(keys_of(raw, prefix)) <= {p + "seq", p + "counts", p + "epoch"}
         assert all(int(v) == 0 for v in raw.hvals(p + "counts"))
     finally:
         await broker.close()
-        await store.close()
 
 
 async def test_every_key_carries_the_hash_tag(redis_server, raw):
     prefix = unique_prefix()
-    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
-    store = await RedisStore.open(redis_server.url, prefix=prefix)
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
+    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
     try:
         epoch = await broker.acquire_epoch("leader", NOW)
         jobs = [
@@ -624,7 +617,7 @@ async def test_from_settings_addr_and_url(redis_server):
     prefix = unique_prefix()
     by_addr = Settings(redis_addr=f"127.0.0.1:{redis_server.port}", redis_key_prefix=prefix)
     by_url = Settings(redis_url=redis_server.url, redis_db=3, redis_key_prefix=prefix)
-    broker = await RedisBroker.from_settings(by_addr)
+    broker = await RedisBroker.from_settings(by_addr, records=True)
     store = await RedisStore.from_settings(by_url)
     shared = await RedisStore.from_settings(by_addr, connection=broker.connection)
     try:
@@ -642,6 +635,37 @@ async def test_from_settings_addr_and_url(redis_server):
     addr_db = RedisConnection.from_settings(by_addr.replace(redis_db=2, redis_password="pw"))
     kwargs = addr_db.client.connection_pool.connection_kwargs
     assert (kwargs["db"], kwargs["password"], kwargs["port"]) == (2, "pw", redis_server.port)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6390/2",
+        "redis://:p%40ss@example.invalid",
+        "redis://user:pw@[::1]:7000/0",
+        "redis://example.invalid:6381",
+    ],
+)
+def test_wire_options_read_a_url_as_redis_py_does(url):
+    """trio's own connections go where redis-py's would, with the same credentials and db."""
+    connection = RedisConnection.from_url(url, password="fallback", db=5, socket_timeout=1.5)
+    kwargs = connection.client.connection_pool.connection_kwargs
+    wire = connection.wire
+    assert wire is not None
+    assert (wire.host, wire.port, wire.db) == (
+        kwargs["host"],
+        kwargs.get("port", 6379),
+        kwargs["db"],
+    )
+    assert (wire.username, wire.password) == (kwargs.get("username"), kwargs.get("password"))
+    assert wire.socket_timeout == 1.5 and wire.connect_timeout == kwargs["socket_connect_timeout"]
+
+
+@pytest.mark.parametrize(
+    "url", ["rediss://example.invalid:6380/2", "unix:///tmp/redis.sock", "redis://h:1/0?db=3"]
+)
+def test_what_trio_connections_do_not_speak_takes_the_threads(url):
+    assert RedisConnection.from_url(url).wire is None
 
 
 def test_rediss_url_uses_tls():

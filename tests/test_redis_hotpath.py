@@ -58,7 +58,7 @@ def is_unparsed(job: Job) -> bool:
 @pytest.fixture
 async def pair(redis_server) -> AsyncIterator[tuple[RedisBroker, RedisStore]]:
     prefix = "h" + uuid.uuid4().hex[:12]
-    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
     store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
     try:
         yield broker, store
@@ -193,7 +193,7 @@ async def test_store_batch_repeating_a_job_keeps_its_indexes_right(pair):
 async def run_scenario(url: str) -> list[str]:
     """Enqueue, claim, finish and store a few jobs; the documents that came back."""
     prefix = "w" + uuid.uuid4().hex[:12]
-    broker = await RedisBroker.open(url, prefix=prefix)
+    broker = await RedisBroker.open(url, prefix=prefix, records=True)
     store = await RedisStore.open(url, prefix=prefix, connection=broker.connection)
     try:
         jobs = [make("w", payload={"i": i}) for i in range(5)]
@@ -279,7 +279,7 @@ async def test_scripts_reach_the_database_of_the_url(redis_server):
     raw = redis.Redis.from_url(url)
     try:
         [job] = await broker.enqueue([make()], NOW)
-        assert raw.exists("{" + prefix + "}:j:" + job.id)
+        assert raw.exists("{" + prefix + "}:job:" + job.id)
     finally:
         raw.close()
         await broker.close()

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 async def test_node_rides_out_a_redis_restart_and_loses_nothing(redis_server: RedisServer):
     prefix = "restart" + uuid.uuid4().hex[:8]
-    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
     store = await RedisStore.open(redis_server.url, prefix=prefix)
     node = Node(
         Settings(node_id="r1", worker_count=4, job_lease=5.0, retry_base_delay=0.05),

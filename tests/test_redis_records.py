@@ -18,7 +18,7 @@ import trio
 
 from jobtrio.actors.node import Node
 from jobtrio.backends import open_backends
-from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery, Lease, StateConflict
+from jobtrio.backends.base import Finish, JobQuery, Lease, StateConflict
 from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
@@ -232,35 +232,39 @@ async def test_a_node_on_redis_alone_records_through_the_broker(redis_server):
         await broker.close()
 
 
-async def test_a_broker_laid_out_the_other_way_refuses_instead_of_dropping_jobs(redis_server):
-    """Nodes must agree on the layout (MONGODB_URI set or not); one that does not is told."""
+async def test_brokers_with_and_without_the_records_share_one_queue(redis_server):
+    """One key per job: a node with MongoDB and one without, on one prefix, lose no job."""
     prefix = "k" + uuid.uuid4().hex[:12]
     kept = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
     plain = await RedisBroker.open(redis_server.url, prefix=prefix)
     try:
         epoch = await kept.acquire_epoch("leader", NOW)
-        await kept.enqueue([make(), make(), make(scheduled_at=NOW + 5)], NOW)
-        calls = [
-            lambda: plain.claim("n2", 10, 30, NOW),
-            lambda: plain.enqueue([make()], NOW),
-            lambda: plain.promote_due(NOW + 10, epoch),
-            lambda: plain.requeue_expired(NOW + 100, epoch, 5),
-            plain.ping,
-        ]
-        for call in calls:
-            with pytest.raises(BackendUnavailable, match="MONGODB_URI"):
-                await call()
-        # nothing was taken off the queue: the node laid out for it runs every job
-        assert len(await kept.promote_due(NOW + 10, epoch)) == 1
-        leases = await kept.claim("n1", 10, 30, NOW + 10)
-        assert len(leases) == 3
-        await kept.finish([Finish(x.job.id, x.token, "completed") for x in leases], NOW + 11)
-        # an empty queue takes the layout of whoever comes next
-        [job] = await plain.enqueue([make()], NOW + 12)
-        with pytest.raises(BackendUnavailable, match="layout"):
-            await kept.claim("n1", 10, 30, NOW + 12)
-        [lease] = await plain.claim("n2", 10, 30, NOW + 12)
-        assert lease.job.id == job.id
+        a, b, c = await kept.enqueue([make(), make(), make(scheduled_at=NOW + 5)], NOW)
+        [d] = await plain.enqueue([make()], NOW)
+        assert [j.id for j in await plain.promote_due(NOW + 10, epoch)] == [c.id]
+        leases = await plain.claim("n2", 2, 30, NOW + 10)
+        assert [x.job.id for x in leases] == [a.id, b.id]
+        done = await plain.finish(
+            [Finish(x.job.id, x.token, "completed") for x in leases], NOW + 11
+        )
+        assert all(j is not None and j.status == JobStatus.COMPLETED for j in done)
+        leases = await kept.claim("n1", 10, 30, NOW + 12)
+        assert sorted(x.job.id for x in leases) == sorted([c.id, d.id])
+        assert len(await kept.requeue_expired(NOW + 100, epoch, 5)) == 2
+        depths = await kept.depths()
+        assert depths["pending"] == 2 and depths["completed"] == 2 and depths["running"] == 0
     finally:
         await plain.close()
         await kept.close()
+
+
+async def test_a_store_sharing_a_prefix_with_a_broker_without_records_is_told(redis_server):
+    prefix = "k" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
+    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
+    try:
+        stored = await broker.enqueue([make()], NOW)
+        with pytest.raises(ValueError, match="records=True"):
+            await store.put_many(stored)
+    finally:
+        await broker.close()

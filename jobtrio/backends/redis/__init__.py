@@ -30,17 +30,14 @@ refuses more than 14), so 1700000000.123456 would come back as 1700000000.1235.
 It also turns ``[]`` into ``{}``, loses integers above 2**53 and reorders
 object keys. So a broker job is kept as JSON *fragments*, each written by
 Python's ``json`` (or copied from an argument Python encoded) and only ever
-cut and concatenated by Lua. The job hash ``P j:<id>`` has these fields:
+cut and concatenated by Lua. The job hash ``P job:<id>`` has these fields:
 
-``b``  the immutable body, ``"id":..,"type":..,"priority":..,"payload":..,
-       "created_at":..,"max_retries":..,"timeout":..,"idempotency_key":..``
+``b``  the immutable body (``layout.BODY``'s fields)
 ``k``  the idempotency key as JSON text, when the job has one
-``m``  the mutable values joined by 0x1f: status (a bare word), priority,
-       key, then each time, count and text as JSON (``null`` included), the
-       closed attempts as a JSON array text, and the open attempt's
-       ``number,"node"``, worker and start ('' when there is none)
+``m``  the mutable values joined by 0x1f (``layout.VALUES``)
 ``t``, ``c``  the type (raw) and ``created_at`` text, for the job's record
 ``q``  '1': the Broker holds the job (see records below)
+``v``, ``s``  version and status, where the hash is a Store record too
 
 A move reads three fields, cuts ``m`` with one ``string.match``, and writes
 ``m`` back with one ``table.concat``: measured here, a 20-field HMGET alone
@@ -63,7 +60,7 @@ header (id, type, status, version) is used, so a finished job reaches the
 metrics, and its Store record where the recorder copies it, without being
 parsed and encoded again (~18 us a job).
 
-Broker keys (``P`` = ``{prefix}:``): ``P j:<id>`` the job; ``P pending``
+Broker keys (``P`` = ``{prefix}:``): ``P job:<id>`` the job; ``P pending``
 zset scored ``(10 - priority) * 2**42 + seq`` (strict priority, then FIFO;
 ``seq`` from ``INCRBY P seq``); ``P delayed`` zset by run-at (scheduled and
 retrying); ``P leases`` zset by expiry with ``P tokens`` hash id -> token;
@@ -71,25 +68,27 @@ retrying); ``P leases`` zset by expiry with ``P tokens`` hash id -> token;
 ``P counts`` hash status -> jobs (depths without a scan); ``P epoch``;
 ``P tick:<name>`` zset and ``P tickfloor`` hash (cron ticks claimed).
 
-Store keys: ``P rec:<id>`` hash {b, m (as in a job hash), v: version,
+Store keys: ``P job:<id>`` hash {b, m (as in a job hash), v: version,
 s: status, t: type, c: created_at text}; zsets of ids with score 0 read with
 ZREVRANGEBYLEX for newest-first paging (ids are ULIDs): ``P rec-all``,
 ``P rec-st:<status>``, ``P rec-ty:<type>``; ``P rec-created`` by created_at;
 ``P nodes`` hash; ``P elections`` capped list; ``P schedules`` hash name -> JSON.
-Broker and Store may share one prefix: their key names never overlap.
+One key per job: the Broker's job hash and the Store's record are the same
+``P job:<id>``, so a Store shares a prefix only with a Broker that keeps the
+records (below); a Store write into a hash a Broker without them holds is
+refused with an error saying so.
 
 Records kept by the Broker (``RedisBroker(records=True)``, what
-``open_backends`` builds for Redis without MongoDB): the Broker keeps each
-job *in its record*, ``P rec:<id>`` in place of ``P j:<id>``, writes ``v``
-and ``s`` with every ``m`` and files the record under its new status in the
-same script, so a move costs the record nothing but two index updates. The
-Store then only reads, and its put leaves a hash marked ``q`` alone (the
-Broker's copy is never older than one it handed out). When the Broker lets
-go of a job (retention, delete) it drops ``q`` (and ``k``) and the record
-stays. Measured here (bench/bench_redis.py, preloaded drain, median of 3):
-12,074 jobs/s with the recorder's Store writes, 22,780 with the records kept
-by the Broker; a record written beside the job in the same scripts instead
-cost 5.5 us more Redis time per move.
+``open_backends`` builds for Redis without MongoDB): the job hash is the
+record; the Broker writes ``v`` and ``s`` with every ``m`` and files the
+record under its new status in the same script, so a move costs the record
+nothing but two index updates. The Store then only reads, and its put leaves
+a hash marked ``q`` alone (the Broker's copy is never older than one it
+handed out). When the Broker lets go of a job (retention, delete) it drops
+``q`` (and ``k``) and the record stays. Measured here (bench/bench_redis.py,
+preloaded drain, median of 3): 12,074 jobs/s with the recorder's Store
+writes, 22,780 with the records kept by the Broker; a record written beside
+the job in the same scripts instead cost 5.5 us more Redis time per move.
 
 Failures: connection errors and timeouts become ``BackendUnavailable``.
 redis-py's automatic retries are switched off: re-sending a claim or a finish

@@ -53,6 +53,11 @@ class RedisBroker(OnRedis, Broker):
     move cost as much Redis time as the claim or the finish itself, and as
     much Python time again to encode; this way a record costs one HMGET and
     one HSET inside the move, and records and queue can never disagree.
+
+    Either way a job is the hash ``P job:<id>``, so nodes with and without
+    ``records`` find the same jobs. A ``RedisStore`` on the prefix of a Broker
+    without ``records`` would share its hashes and is not supported
+    (``open_backends`` sets ``records`` whenever the Store is Redis).
     """
 
     name = "redis"
@@ -89,7 +94,6 @@ class RedisBroker(OnRedis, Broker):
         self._requeue = script("requeue")
         self._purge = script("purge")
         self._claim_tick = script("claim_tick")
-        self._layout = script("layout")
 
     def writes_records_of(self, store: Store) -> bool:
         return (
@@ -266,8 +270,7 @@ class RedisBroker(OnRedis, Broker):
 
     # -- life cycle ----------------------------------------------------------------
     async def ping(self) -> None:
-        """Reachable, and laid out as this Broker expects (else ``/ready`` says why)."""
-        await self._call(self._layout, [])
+        await self.connection.ping()
 
     async def delete_keyspace(self) -> None:
         """Delete every key under this Broker's prefix: the queue, the records, the events.

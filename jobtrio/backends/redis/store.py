@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+import redis
+
 from ...jobs import Job, JobStatus
 from ..base import JobQuery, NodeRecord, Page, Store
 from .codec import SEP, RawJob, as_text, check_name, hash_tag, num, record_parts
@@ -55,10 +57,19 @@ class RedisStore(OnRedis, Store):
                         )
                     )
                 )
-            await self._call(self._put, args)
+            try:
+                await self._call(self._put, args)
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("NOTRECORDS "):
+                    raise
+                raise ValueError(
+                    f"job {str(exc).split(' ', 1)[1]} is held by a RedisBroker on the prefix "
+                    f"{self.prefix!r} that does not keep the records: a RedisStore shares a "
+                    "prefix only with a RedisBroker opened with records=True"
+                ) from None
 
     async def get(self, job_id: str) -> Job | None:
-        client, key = self.connection.client, self._p + "rec:" + job_id
+        client, key = self.connection.client, self._p + "job:" + job_id
         body, m = await self.connection.run(lambda: client.hmget(key, "b", "m"))
         return None if body is None else RawJob.of(as_text(body), as_text(m)).job()
 

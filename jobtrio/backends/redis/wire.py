@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import hiredis
 import redis
 import redis.exceptions
 import trio
-from redis._parsers import BaseParser
 from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, MasterDownError, TryAgainError
 from redis.retry import Retry
@@ -57,14 +58,6 @@ NATIVE_SCRIPTS = True
 
 def translated_error(exc: Exception) -> Exception:
     """The error a caller sees: an outage is ``BackendUnavailable``, the rest as raised."""
-    if isinstance(exc, redis.ResponseError) and str(exc).startswith("LAYOUT "):
-        _, held, mine = str(exc).split()
-        return BackendUnavailable(
-            "redis",
-            f"the queue holds live jobs in the {held!r} key layout and this node uses "
-            f"{mine!r} ('records' is Redis alone, 'jobs' is Redis with MongoDB): give "
-            "every node the same MONGODB_URI setting, or drain the queue before changing it",
-        )
     if isinstance(exc, _UNAVAILABLE + _BROKEN):
         return BackendUnavailable("redis", str(exc) or type(exc).__name__)
     if isinstance(exc, _TRANSIENT) or (
@@ -72,6 +65,31 @@ def translated_error(exc: Exception) -> Exception:
     ):
         return BackendUnavailable("redis", str(exc) or type(exc).__name__)
     return exc
+
+
+#: Error replies by their code, as redis-py raises them (its parser's table is private).
+_REPLY_ERRORS: dict[str, type[redis.ResponseError]] = {
+    "NOSCRIPT": redis.exceptions.NoScriptError,
+    "READONLY": redis.exceptions.ReadOnlyError,
+    "LOADING": redis.exceptions.BusyLoadingError,
+    "MASTERDOWN": MasterDownError,
+    "TRYAGAIN": TryAgainError,
+    "CLUSTERDOWN": ClusterDownError,
+    "OOM": redis.exceptions.OutOfMemoryError,
+    "NOPERM": redis.exceptions.NoPermissionError,
+    "ERR": redis.ResponseError,
+}
+
+
+def _reply_error(message: str) -> Exception:
+    """An error reply as the exception redis-py would raise for it (returned, not raised)."""
+    code = message.split(" ", 1)[0]
+    if code in ("NOAUTH", "WRONGPASS"):
+        return redis.AuthenticationError(message[len(code) + 1 :])
+    kind = _REPLY_ERRORS.get(code)
+    if kind is None:
+        return redis.ResponseError(message)  # a script's own error_reply (FENCED ...)
+    return kind(message[len(code) + 1 :])
 
 
 def _arg(value: Any) -> bytes:
@@ -107,7 +125,7 @@ class _Wire:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.reader = hiredis.Reader(
-            protocolError=redis.exceptions.InvalidResponse, replyError=BaseParser.parse_error
+            protocolError=redis.exceptions.InvalidResponse, replyError=_reply_error
         )
         self.idle_since = trio.current_time()
 
@@ -134,19 +152,26 @@ class RedisConnection:
     the node holds one pool and one bound on calls in flight to Redis.
 
     Scripts (every move of the Broker and every Store write) do not go through
-    redis-py when its pool is plain TCP: they go over connections of trio's
-    own (``_Wire``), with the pool's address, credentials, database and
-    timeouts. A call through a thread cost 250-300 us of CPU here against
-    70-90 us for the same EVALSHA on trio's socket (thread wake-ups, the
-    result's trip back to trio, redis-py's pure-Python packing and parsing
-    under the GIL): 15 us of every drained job. TLS, Unix sockets, Sentinel
-    and other pools keep the threads, as does every other command.
+    redis-py when ``wire`` says where and how to connect: they go over
+    connections of trio's own (``_Wire``). A call through a thread cost
+    250-300 us of CPU here against 70-90 us for the same EVALSHA on trio's
+    socket (thread wake-ups, the result's trip back to trio, redis-py's
+    pure-Python packing and parsing under the GIL): 15 us of every drained
+    job. ``from_url`` and ``from_settings`` build both the client and ``wire``
+    from the same address, credentials, database and timeouts; TLS, Unix
+    sockets, URL query options and Sentinel get no ``wire`` and keep the
+    threads, as does every other command.
     """
 
-    def __init__(self, client: redis.Redis, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        wire: WireOptions | None = None,
+    ) -> None:
         self.client = client
         self.limiter = trio.CapacityLimiter(pool_size)
-        self._wire_options = _wire_options(client)
+        self.wire = wire
         self._wires: list[_Wire] = []
 
     @staticmethod
@@ -178,7 +203,8 @@ class RedisConnection:
         if db is not None:
             options["db"] = db
         pool = redis.ConnectionPool.from_url(url, **options)
-        return cls(redis.Redis(connection_pool=pool), pool_size)
+        wire = WireOptions.from_url(url, password=password, db=db, socket_timeout=socket_timeout)
+        return cls(redis.Redis(connection_pool=pool), pool_size, wire)
 
     @classmethod
     def from_settings(
@@ -225,7 +251,14 @@ class RedisConnection:
                 db=settings.redis_db,
                 **cls._options(socket_timeout, pool_size),
             )
-            return cls(redis.Redis(connection_pool=pool), pool_size)
+            wire = WireOptions(
+                host,
+                port,
+                db=settings.redis_db,
+                password=password,
+                socket_timeout=socket_timeout,
+            )
+            return cls(redis.Redis(connection_pool=pool), pool_size, wire)
         raise ValueError("redis is not configured: set REDIS_ADDR, REDIS_URL or REDIS_SENTINELS")
 
     async def run(self, fn: Callable[[], T]) -> T:
@@ -253,7 +286,7 @@ class RedisConnection:
         ends; and redis-py's rule of no blind re-sends holds, since only a
         NOSCRIPT refusal (the script did not run) is sent again.
         """
-        options = self._wire_options
+        options = self.wire
         if options is None or not NATIVE_SCRIPTS:
             return await self.run(lambda: script(keys=keys, args=args))
         payload = _command(
@@ -267,7 +300,7 @@ class RedisConnection:
             with trio.CancelScope(shield=True):
                 wire = None
                 try:
-                    with trio.fail_after(options["socket_timeout"]):
+                    with trio.fail_after(options.socket_timeout):
                         wire = await self._wire()
                         [reply] = await wire.request(payload)
                         if isinstance(reply, redis.exceptions.NoScriptError):
@@ -301,23 +334,20 @@ class RedisConnection:
             if now - wire.idle_since < HEALTH_CHECK_INTERVAL:
                 return wire
             self._discard(wire)
-        options = self._wire_options
+        options = self.wire
         assert options is not None
-        with trio.fail_after(options["socket_connect_timeout"]):
-            stream = await trio.open_tcp_stream(options["host"], options["port"])
+        with trio.fail_after(options.connect_timeout):
+            stream = await trio.open_tcp_stream(options.host, options.port)
         wire = _Wire(stream)
-        if options["socket_keepalive"]:
-            stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         hello = []
-        if options["password"] is not None:
-            credentials = [options["password"]]
-            if options["username"] is not None:
-                credentials.insert(0, options["username"])
+        if options.password is not None:
+            credentials = [options.password]
+            if options.username is not None:
+                credentials.insert(0, options.username)
             hello.append(_command(b"AUTH", *(_arg(c) for c in credentials)))
-        if options["db"]:
-            hello.append(_command(b"SELECT", _arg(int(options["db"]))))
-        if options["client_name"] is not None:
-            hello.append(_command(b"CLIENT", b"SETNAME", _arg(options["client_name"])))
+        if options.db:
+            hello.append(_command(b"SELECT", _arg(options.db)))
         if hello:
             try:
                 for reply in await wire.request(b"".join(hello), len(hello)):
@@ -341,60 +371,54 @@ class RedisConnection:
         await trio.to_thread.run_sync(self.client.close)
 
 
-_WIRE_KEYS = frozenset(
-    {
-        "host",
-        "port",
-        "db",
-        "username",
-        "password",
-        "socket_timeout",
-        "socket_connect_timeout",
-        "socket_keepalive",
-        "client_name",
-    }
-)
-#: Options of a plain pool that only redis-py's own connections act on, harmless to ours.
-_WIRE_IGNORED = frozenset(
-    {
-        "health_check_interval",
-        "retry",
-        "retry_on_timeout",
-        "retry_on_error",
-        "encoding",
-        "encoding_errors",
-        "socket_keepalive_options",
-        "himport_registry",
-        "maint_notifications_pool_handler",
-        "maint_notifications_config",
-        "orig_host_address",
-        "orig_socket_timeout",
-        "orig_socket_connect_timeout",
-    }
-)
+@dataclass(frozen=True, slots=True)
+class WireOptions:
+    """Where and how trio's own connections reach Redis, from the URL or the settings.
 
-
-def _wire_options(client: redis.Redis) -> dict[str, Any] | None:
-    """Where and how trio's own connections reach this client's server; None: use threads.
-
-    Only a plain ``ConnectionPool`` of TCP ``Connection``s with options we
-    understand qualifies; any other option (TLS, a credential provider,
-    decoded replies, RESP3 push handlers...) keeps redis-py in charge.
+    Built from what the operator wrote, never read back out of redis-py's pool:
+    an option this class does not know (TLS, a Unix socket, a URL query) gives
+    no ``WireOptions`` and the scripts take redis-py's threads instead.
     """
-    pool = client.connection_pool
-    if type(pool) is not redis.ConnectionPool or pool.connection_class is not redis.Connection:
-        return None
-    kwargs = pool.connection_kwargs
-    if set(kwargs) - _WIRE_KEYS - _WIRE_IGNORED:
-        return None
-    options = {key: kwargs.get(key) for key in _WIRE_KEYS}
-    options["host"] = options["host"] or "localhost"
-    options["port"] = int(options["port"] or 6379)
-    options["socket_timeout"] = options["socket_timeout"] or DEFAULT_SOCKET_TIMEOUT
-    options["socket_connect_timeout"] = (
-        options["socket_connect_timeout"] or options["socket_timeout"]
-    )
-    return options
+
+    host: str
+    port: int
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        # the client's connect timeout is the shorter of the two, as for redis-py's pool
+        object.__setattr__(self, "connect_timeout", min(self.connect_timeout, self.socket_timeout))
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        db: int | None = None,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> WireOptions | None:
+        """``redis://[[user]:password@]host[:port][/db]`` as redis-py reads it; None otherwise."""
+        parts = urlsplit(url)
+        if parts.scheme != "redis" or parts.query or parts.fragment or not parts.hostname:
+            return None
+        path = parts.path.lstrip("/")
+        try:
+            port = parts.port or 6379
+            url_db = int(path) if path else None
+        except ValueError:
+            return None
+        return cls(
+            parts.hostname,
+            port,
+            db=url_db if url_db is not None else (db or 0),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else (password or None),
+            socket_timeout=socket_timeout,
+        )
 
 
 def _split_host_port(text: str) -> tuple[str, int]:

@@ -24,8 +24,10 @@ local STATUSES = {'pending', 'scheduled', 'running', 'retrying', 'completed', 'f
                   'cancelled'}
 local TERMINAL = {completed = true, failed = true, cancelled = true}
 
--- a Broker keeping the Store's records keeps each job in its record (see records.lua)
-local JOBS = RECORD and (P .. 'rec:') or (P .. 'j:')
+-- One key per job whatever the Store: a Broker keeping the Store's records (RECORD) keeps
+-- each job in its record, this very hash, and writes the record's own fields (v, s) and
+-- indexes beside m (see records.lua); without it only the job's.
+local JOBS = P .. 'job:'
 local function jkey(id) return JOBS .. id end
 local function int(n) return string.format('%d', n) end
 
@@ -199,25 +201,6 @@ local function open_attempt(j, now, node_json)
   j[AON] = int(n + 1) .. ',' .. node_json
   j[AOW] = 'null'
   j[AOS] = now
-end
-
--- The key layout is the queue's, not a node's: a node configured the other way (records
--- kept by the Broker or not) would look for jobs where they are not, and drop what it
--- pops. So the scripts that take jobs off an index refuse while the queue holds live
--- jobs laid out the other way; an empty queue takes the layout of whoever comes.
-local K_LAYOUT = P .. 'layout'
-local LAYOUT = RECORD and 'records' or 'jobs'
-local function layout_refused()
-  local held = redis.call('GET', K_LAYOUT)
-  if held == LAYOUT then return nil end
-  if held then
-    local c = redis.call('HMGET', K_COUNTS, 'pending', 'scheduled', 'running', 'retrying')
-    local live = 0
-    for i = 1, 4 do live = live + (tonumber(c[i]) or 0) end
-    if live > 0 then return redis.error_reply('LAYOUT ' .. held .. ' ' .. LAYOUT) end
-  end
-  redis.call('SET', K_LAYOUT, LAYOUT)
-  return nil
 end
 
 local function fenced(epoch)

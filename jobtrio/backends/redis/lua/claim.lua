@@ -2,8 +2,6 @@
 -- ARGV: now, node_id (JSON), lease expiry, n, n fresh tokens joined by \31
 -- Returns a record per claimed job: token, b and m joined by \31; records joined by \30.
 -- Python builds the documents from b and m: client CPU scales out, the server's does not.
-local refused = layout_refused()
-if refused then return refused end
 local now, node_json, expires = ARGV[1], ARGV[2], ARGV[3]
 local tokens = split(ARGV[5])
 local popped = redis.call('ZPOPMIN', K_PENDING, tonumber(ARGV[4]))

@@ -5,8 +5,6 @@
 -- hold the byte). The job hash keeps the type and created_at text too (t, c), for its
 -- Store record.
 -- Returns per job, joined by \31: '' when stored as sent, else the job holding its key.
-local refused = layout_refused()
-if refused then return refused end
 local now = ARGV[1]
 local NR = #ENQUEUE_READS
 local out = {}

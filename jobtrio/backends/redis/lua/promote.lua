@@ -1,7 +1,7 @@
 --@include broker_common
 -- ARGV: now, epoch, limit
 local now = ARGV[1]
-local err = fenced(ARGV[2]) or layout_refused()
+local err = fenced(ARGV[2])
 if err then return err end
 local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}

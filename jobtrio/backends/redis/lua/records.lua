@@ -1,8 +1,8 @@
--- Store records (the RedisStore's ``P rec:<id>``): a job's b and m (as in a job hash)
--- with v (version), s (status), t (type) and c (created_at text) beside them for the
--- indexes and the version guard. The Store's put script writes them; a Broker keeping the
--- records itself (RECORD) keeps its jobs in these very hashes, marked q while it holds
--- them, and files them under their status as it moves them. Index changes are queued and
+-- Store records (the RedisStore's ``P job:<id>``, the key of the Broker's job hash too): a
+-- job's b and m with v (version), s (status), t (type) and c (created_at text) beside them
+-- for the indexes and the version guard. The Store's put script writes them; a Broker
+-- keeping the records itself (RECORD) keeps its jobs in these very hashes, marked q while
+-- it holds them, and files them under their status as it moves them. Index changes are queued and
 -- applied with one ZADD or ZREM per index by records_flush(): one redis.call per index
 -- and record cost more than the record's own HMGET and HSET. A record repeating an id
 -- applies the queue first, so the moves of one id keep their order.
@@ -57,11 +57,15 @@ end
 
 -- The Store's put: write a whole snapshot unless the one held is newer, or unless the
 -- Broker holds the job in this very hash (q: a Broker keeping the records moves it
--- itself, and its copy is never older than one handed out).
+-- itself, and its copy is never older than one handed out). Returns false when a Broker
+-- that does not keep the records (no v beside q) holds the hash: the two share a prefix
+-- they cannot share, and the caller is told.
 local function put_record(id, v, s, b, m, t, c)
-  local key = P .. 'rec:' .. id
+  local key = P .. 'job:' .. id
   local cur = redis.call('HMGET', key, 'v', 's', 't', 'c', 'q')
-  if cur[5] or (cur[1] and tonumber(v) < tonumber(cur[1])) then return end
+  if cur[5] then return cur[1] ~= false end
+  if cur[1] and tonumber(v) < tonumber(cur[1]) then return true end
   redis.call('HSET', key, 'b', b, 'm', m, 'v', v, 's', s, 't', t, 'c', c)
   file_record(id, cur, s, t, c)
+  return true
 end

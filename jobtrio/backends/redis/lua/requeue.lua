@@ -2,7 +2,7 @@
 -- ARGV: now, epoch, poison limit, limit, poison error JSON with a literal {n},
 --       'lease expired' as JSON
 local now = ARGV[1]
-local err = fenced(ARGV[2]) or layout_refused()
+local err = fenced(ARGV[2])
 if err then return err end
 local poison = tonumber(ARGV[3])
 local template, lost_error = ARGV[5], ARGV[6]

@@ -1,6 +1,6 @@
 local P = KEYS[1]
 local id = ARGV[1]
-local key = P .. 'rec:' .. id
+local key = P .. 'job:' .. id
 local cur = redis.call('HMGET', key, 's', 't', 'q')
 -- a job the Broker still holds in this hash (it keeps the records) goes through it first
 if not cur[1] or cur[3] then return 0 end

@@ -48,14 +48,14 @@ end
 
 local found = {}
 local function consider(id)
-  local f = redis.call('HMGET', P .. 'rec:' .. id, 's', 't', 'c')
+  local f = redis.call('HMGET', P .. 'job:' .. id, 's', 't', 'c')
   if not f[1] then return end
   if statuses and not statuses[f[1]] then return end
   if jtype and f[2] ~= jtype then return end
   local c = tonumber(f[3])
   if after and c < after then return end
   if before and c >= before then return end
-  local r = redis.call('HMGET', P .. 'rec:' .. id, 'b', 'm')
+  local r = redis.call('HMGET', P .. 'job:' .. id, 'b', 'm')
   found[#found + 1] = r[1]
   found[#found + 1] = r[2]
 end

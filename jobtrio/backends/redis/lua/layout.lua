@@ -1,4 +1,0 @@
---@include broker_common
-local refused = layout_refused()
-if refused then return refused end
-return 1
