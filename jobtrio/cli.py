@@ -412,8 +412,9 @@ SERVE_FLAGS = (
     ServeFlag("--cluster-host", "CLUSTER_HOST", "ADDR", "Bind address of the peer port."),
     ServeFlag("--cluster-port", "CLUSTER_PORT", "PORT", "Peer port (0: run alone)."),
     ServeFlag("--advertise", "CLUSTER_ADVERTISE", "HOST:PORT", "Address peers dial to reach us."),
-    ServeFlag("--peers", "CLUSTER_PEERS", "HOST:PORT,...", "Cluster ports of nodes to join."),
-    ServeFlag("--cluster-size", "CLUSTER_SIZE", "N", "Raft voters to know before campaigning."),
+    ServeFlag("--peers", "CLUSTER_PEERS", "HOST:PORT,...", "Cluster ports of the nodes: voters."),
+    ServeFlag("--cluster-size", "CLUSTER_SIZE", "N", "Raft voters --peers must name (a check)."),
+    ServeFlag("--data-dir", "DATA_DIR", "DIR", "Where Raft keeps its term and vote."),
     ServeFlag("--job-lease", "JOB_LEASE", "DURATION", "A dead node's jobs return after this."),
     ServeFlag("--shutdown-grace", "SHUTDOWN_GRACE", "DURATION", "Time running jobs get on stop."),
     ServeFlag("--log-level", "LOG_LEVEL", "LEVEL", "debug, info, warning or error."),
@@ -490,6 +491,13 @@ def serve(app_spec: str | None, env_file: str | None, **flags: str | None) -> in
     except ConfigError as exc:
         flag = _flag_of(str(exc), overrides)
         usage_failure(f"{flag}: {exc}" if flag else str(exc))
+    if settings.clustered and settings.election_algorithm == "raft":
+        from .cluster.raft_state import FileRaftState, RaftStateError
+
+        try:  # a corrupt or foreign vote file stops start-up with one line
+            FileRaftState(settings.raft_state_path, settings.node_id).load()
+        except RaftStateError as exc:
+            usage_failure(str(exc))
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

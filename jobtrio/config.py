@@ -157,8 +157,10 @@ class Settings:
     cluster_advertise: str = ""
     cluster_peers: tuple[str, ...] = ()
     cluster_secret: str = ""
-    #: Voters Raft waits for before campaigning (0: CLUSTER_PEERS other than this node, + 1).
+    #: Raft: the number of voters CLUSTER_PEERS must name, this node included (0: no check).
     cluster_size: int = 0
+    #: Where the node keeps its own durable files (Raft's term and vote).
+    data_dir: str = "."
     # dispatching
     load_balancer_strategy: str = "round_robin"
     dispatch_batch: int = 100
@@ -228,10 +230,14 @@ class Settings:
         return f"{scheme}://{host}:{self.server_port}"
 
     @property
-    def expected_voters(self) -> int:
-        if self.cluster_size:
-            return self.cluster_size
-        return len({p for p in self.cluster_peers if p != self.advertise}) + 1
+    def voters(self) -> frozenset[str]:
+        """Raft's voting configuration: the CLUSTER_PEERS addresses and this node's."""
+        return frozenset({*self.cluster_peers, self.advertise})
+
+    @property
+    def raft_state_path(self) -> str:
+        """The file that keeps Raft's term and vote across restarts."""
+        return os.path.join(self.data_dir, f"raft-{self.node_id}.json")
 
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -289,6 +295,13 @@ class Settings:
             )
         if self.cluster_peers and not self.clustered:
             raise ConfigError("CLUSTER_PEERS is set but CLUSTER_PORT is not: set CLUSTER_PORT")
+        raft = self.clustered and self.election_algorithm == "raft"
+        if raft and self.cluster_size and self.cluster_size != len(self.voters):
+            raise ConfigError(
+                f"CLUSTER_SIZE={self.cluster_size} is not valid: CLUSTER_PEERS with this node "
+                f"({self.advertise}) names {len(self.voters)} voters; Raft's quorum comes from "
+                f"CLUSTER_PEERS, so list every voting node's CLUSTER_ADVERTISE address there"
+            )
 
 
 #: Environment variable -> (Settings attribute, parser).
@@ -317,6 +330,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CLUSTER_PEERS": ("cluster_peers", _host_port_list),
     "CLUSTER_SECRET": ("cluster_secret", lambda t: t),
     "CLUSTER_SIZE": ("cluster_size", _int(0, 1000)),
+    "DATA_DIR": ("data_dir", _str),
     "LOAD_BALANCER_STRATEGY": ("load_balancer_strategy", _choice(LOAD_BALANCER_STRATEGIES)),
     "DISPATCH_BATCH": ("dispatch_batch", _int(1, 10000)),
     "DISPATCH_PREFETCH": ("dispatch_prefetch", _int(-1, 100000)),

@@ -23,6 +23,7 @@ from .actors.node import Node
 from .api.app import create_app
 from .api.metrics_app import create_metrics_app
 from .backends import open_backends
+from .cluster.raft_state import FileRaftState
 from .cluster.transport import WebsocketTransport
 from .config import ConfigError, Settings
 from .processors import Registry
@@ -102,9 +103,11 @@ def build_cluster(settings: Settings) -> tuple[ClusterActor, WebsocketTransport]
         election_interval=settings.election_interval,
         api_url=settings.api_url,
         worker_count=settings.worker_count,
-        expected_voters=settings.expected_voters if settings.election_algorithm == "raft" else 0,
     )
-    return ClusterActor(config, transport), transport
+    state = None
+    if settings.election_algorithm == "raft":
+        state = FileRaftState(settings.raft_state_path, settings.node_id)
+    return ClusterActor(config, transport, raft_state=state), transport
 
 
 async def serve(

@@ -288,39 +288,45 @@ def test_followers_in_lease_ignore_higher_term_votes() -> None:
     ]
 
 
-def test_quorum_counts_known_voters_including_self() -> None:
+def test_quorum_comes_from_the_configuration_not_the_membership_view() -> None:
     node = RaftElection("a", ["b", "c", "d"], TIMING, random.Random(1))
     assert node.quorum == 3
-    node.membership_changed(frozenset({"a", "e"}), 0.0)  # e joins; b, c, d not seen alive
-    assert node.voters == {"a", "b", "c", "d", "e"} and node.quorum == 3
-    node.membership_changed(frozenset({"a"}), 1.0, left=frozenset({"d", "e"}))
-    assert node.voters == {"a", "b", "c"} and node.quorum == 2
+    node.membership_changed(frozenset({"a", "e"}), 0.0)  # e appears; b, c, d not seen alive
+    assert node.configuration == {"a", "b", "c", "d"} and node.quorum == 3
+    assert "e" not in node.voters
+    node.membership_changed(frozenset({"a"}), 1.0, left=frozenset({"c", "d", "e"}))
+    assert node.configuration == {"a", "b", "c", "d"} and node.quorum == 3
 
 
-def test_expected_voters_holds_off_a_lonely_campaign() -> None:
-    node = make_election("raft", "a", [], TIMING, random.Random(1), expected_voters=3)
+def test_a_lonely_node_never_elects_itself() -> None:
+    """The quorum of a configured three is two, whatever the node sees: alone it
+    keeps pre-voting and its term never moves."""
+    node = make_election("raft", "a", ["b", "c"], TIMING, random.Random(1))
     node.tick(0.0)
-    assert node.tick(10 * T) == [] and node.term == 0  # alone: no self-election
-    # It still votes, so it never blocks a cluster that knows more.
-    assert node.step("b", RaftVote(term=1, pre_vote=False), 10 * T) == [
+    for i in range(1, 50):
+        node.tick(i * 2 * T)
+    assert not node.is_leader and node.term == 0
+    # It still votes, so it never blocks a cluster that can reach it.
+    assert node.step("b", RaftVote(term=1, pre_vote=False), 100 * T) == [
         Send("b", RaftVoteResponse(1, granted=True, pre_vote=False))
     ]
-    node.membership_changed(frozenset({"a", "b", "c"}), 11 * T)
-    node.tick(20 * T)
-    assert node.state == "pre_candidate"
 
 
-def test_a_newly_seen_node_becomes_a_voter_and_follows() -> None:
+def test_a_node_outside_the_configuration_follows_but_gets_no_vote() -> None:
     net = cluster(3)
     leader = elect(net)
     names = ids(4)
+    # n4 lists everyone, the others do not list n4: it is not one of their voters.
     net.add("n4", RaftElection("n4", names[:3], TIMING, random.Random(99)))
     net.tick("n4")
     for n in ids(3):
         net.call(n, lambda m, now: m.membership_changed(frozenset(names), now))
     net.run_for(5 * T)
     assert net.agreed_leader() == leader
-    assert net.nodes[leader].quorum == 3
+    assert net.nodes[leader].quorum == 2
+    other = next(n for n in ids(3) if n != leader)
+    out = net.nodes[other].step("n4", RaftVote(term=99, pre_vote=True), net.now + 2 * T)
+    assert out == [Send("n4", RaftVoteResponse(net.nodes[other].term, False, True))]
 
 
 def test_non_raft_messages_are_ignored() -> None:

@@ -30,7 +30,7 @@ import trio
 
 from ..backends.base import BackendUnavailable, NodeRecord
 from ..backoff import Backoff
-from ..cluster.election import Election, ElectionTiming, make_election
+from ..cluster.election import Election, ElectionTiming, RaftVoting, make_election
 from ..cluster.messages import (
     BULLY_MESSAGES,
     RAFT_MESSAGES,
@@ -46,6 +46,7 @@ from ..cluster.messages import (
     decode,
     encode,
 )
+from ..cluster.raft_state import MemoryRaftState, RaftStateStore
 from ..cluster.swim import MemberView, Swim, SwimTiming
 from ..cluster.transport import PeerTransport
 
@@ -79,7 +80,6 @@ class ClusterConfig:
     election_interval: float
     api_url: str
     worker_count: int
-    expected_voters: int = 0
 
 
 class ClusterActor:
@@ -90,6 +90,7 @@ class ClusterActor:
         *,
         monotonic: Callable[[], float] = trio.current_time,
         rng: random.Random | None = None,
+        raft_state: RaftStateStore | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -108,7 +109,13 @@ class ClusterActor:
             (),
             ElectionTiming.from_settings(config.election_timeout, config.election_interval),
             random.Random(rng.getrandbits(64)),
-            expected_voters=config.expected_voters,
+            # Raft's voters: the configured addresses, never the SWIM view.
+            voting=RaftVoting(
+                frozenset({config.advertise, *config.seeds}),
+                config.advertise,
+                self.swim.address_of,
+                raft_state if raft_state is not None else MemoryRaftState(),
+            ),
         )
         self._leader_changes_send, self._leader_changes = trio.open_memory_channel[LeaderChanged](
             math.inf

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .messages import Message, Output
+from .raft_state import RaftStateStore
 
 ALGORITHMS = ("bully", "raft", "gossip")
 
@@ -139,23 +140,50 @@ def make_election(
     timing: ElectionTiming,
     rng: random.Random,
     *,
-    expected_voters: int = 0,
+    voting: RaftVoting | None = None,
 ) -> Election:
     """A fresh state machine for ``algorithm`` (``bully``, ``raft`` or ``gossip``).
 
     ``peers`` are the other nodes' ids known at start; more can arrive later
-    through ``membership_changed``. ``expected_voters`` (Raft only) holds off
-    campaigning until that many voters (self included) are known, so a node
-    booting before its seeds answer does not elect itself alone.
+    through ``membership_changed``. Raft takes its voters from ``voting``
+    instead when given (the configured addresses and the durable term and
+    vote): its quorum must never follow the membership view.
     """
     from .bully import BullyElection
     from .gossip_election import GossipElection
     from .raft import RaftElection
 
     if algorithm == "raft":
-        return RaftElection(me, peers, timing, rng, expected_voters=expected_voters)
+        if voting is None:
+            return RaftElection(me, peers, timing, rng)
+        return RaftElection(
+            me,
+            voting.configuration,
+            timing,
+            rng,
+            my_key=voting.my_address,
+            key_of=voting.address_of,
+            state=voting.state,
+        )
     if algorithm == "bully":
         return BullyElection(me, peers, timing, rng)
     if algorithm == "gossip":
         return GossipElection(me, peers, timing, rng)
     raise ValueError(f"unknown election algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+
+
+@dataclass(frozen=True, slots=True)
+class RaftVoting:
+    """What Raft needs beyond the common arguments: who votes, and where its
+    term and vote survive a restart.
+
+    ``configuration`` is every voter's cluster address (``CLUSTER_PEERS``
+    plus ``my_address``); ``address_of`` tells which address a node id is
+    at (the membership layer knows, or ``None``); ``state`` keeps the term
+    and vote (see :mod:`.raft_state`).
+    """
+
+    configuration: frozenset[str]
+    my_address: str
+    address_of: Callable[[str], str | None]
+    state: RaftStateStore

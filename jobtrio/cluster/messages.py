@@ -162,10 +162,12 @@ class RaftVoteResponse:
 
 @dataclass(frozen=True, slots=True)
 class RaftHeartbeat:
-    """Empty AppendEntries: asserts leadership for ``term``."""
+    """Empty AppendEntries: asserts leadership for ``term``. ``round`` numbers
+    the leader's CheckQuorum period, echoed in the response."""
 
     kind: ClassVar[str] = "raft.heartbeat"
     term: int
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,8 @@ class RaftHeartbeatResponse:
 
     kind: ClassVar[str] = "raft.heartbeat_resp"
     term: int
+    #: The heartbeat's round: a response to an earlier round does not count now.
+    round: int = 0
 
 
 # --------------------------------------------------------------------------

@@ -23,27 +23,36 @@ Behaviour follows etcd (with ``PreVote`` and ``CheckQuorum`` on):
   from an older term is answered with our term so a stale leader learns and
   steps down.
 
-``expected_voters`` (Consul's ``bootstrap_expect``): a node that knows fewer
-voters than that does not campaign (it still votes). Without it, a node that
-boots before its seeds are reachable sees a cluster of one and elects itself;
-harmless under fencing, but two such nodes would both lead term 1. Like
-Consul's, it guards the bootstrap only: once the node has known that many
-voters, or heard a leader, it no longer applies, so graceful leaves can shrink
-the cluster below it (otherwise the survivors of a leader's leave would never
-campaign again).
+**Voting configuration.** The voters are a fixed configuration
+(``CLUSTER_PEERS`` plus this node's own address in production), never the
+failure detector's view: a view shrinks when nodes die or a partition
+starts, and a quorum computed from it lets a minority elect (with 5 nodes,
+a node restarted while 3 were unreachable would see a cluster of 2). The
+quorum is a majority of the configuration whatever SWIM says. SWIM only tells
+which node id is at which configured address (``key_of``); each configured
+address holds one vote, so a node restarted under a new id cannot vote twice
+for the same seat. A node outside the configuration gets heartbeats and
+follows the leader, but its votes do not count and it gets no vote.
+Changing the configuration means changing ``CLUSTER_PEERS`` on every node;
+there is no joint consensus, so change it one node at a time.
 
-Voters are the configured peers plus every node ever reported alive by
-``membership_changed``; a failed node stays a voter (otherwise a minority
-whose SWIM view dropped the others would compute a smaller quorum and elect
-itself). Only a graceful leave (``left``) removes a voter. Since at most one
-node joins or leaves per change in practice, the old and new majorities
-overlap, as in Raft's single-server membership changes.
+**Durable term and vote.** ``term`` and ``votedFor`` are saved through a
+:class:`~.raft_state.RaftStateStore` at the end of every input that changed
+them, before the outputs are returned, so no vote or vote request leaves the
+node before the state it depends on is on disk. A node restarted inside an
+election reloads its vote and cannot vote twice in one term.
+
+**CheckQuorum rounds.** Each CheckQuorum period is a numbered round; the
+leader's heartbeats carry the round and responses echo it. Only responses to
+this round's heartbeats count, so a response delayed past the check (sent
+while the follower could still hear the leader, delivered after it stopped)
+cannot keep an isolated leader in office for another period.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from .election import ElectionTiming
@@ -57,12 +66,20 @@ from .messages import (
     RaftVoteResponse,
     Send,
 )
+from .raft_state import HardState, MemoryRaftState, RaftStateStore
 
 RaftState = Literal["follower", "pre_candidate", "candidate", "leader"]
 
 
 class RaftElection:
-    """One node's Raft election state machine."""
+    """One node's Raft election state machine.
+
+    ``peers`` with ``me`` form the voting configuration. By default they are
+    node ids; with ``my_key`` and ``key_of`` they are addresses (``my_key``
+    is this node's, ``key_of`` maps a node id to its address, or ``None``
+    while unknown), which is how the cluster actor runs it: the configuration
+    is ``CLUSTER_PEERS``, known before any node id is.
+    """
 
     algorithm = "raft"
 
@@ -75,29 +92,39 @@ class RaftElection:
         *,
         pre_vote: bool = True,
         check_quorum: bool = True,
-        expected_voters: int = 0,
+        my_key: str | None = None,
+        key_of: Callable[[str], str | None] | None = None,
+        state: RaftStateStore | None = None,
     ) -> None:
         self._me = me
-        self._expected_voters = expected_voters
         self._timing = timing
         self._rng = rng
         self._pre_vote = pre_vote
         self._check_quorum = check_quorum
-        self._voters: set[str] = {me, *peers}
-        self._bootstrapped = len(self._voters) >= expected_voters
+        peers = tuple(peers)
+        self._my_key = me if my_key is None else my_key
+        self._key_of: Callable[[str], str | None] = key_of or _same
+        self._configuration = frozenset({self._my_key, *peers})
+        # Node ids to send to: the configured ids when keys are ids, else those
+        # membership reports (the leader heartbeats non-voters too, so they follow).
+        self._members: set[str] = {me, *peers} if key_of is None else {me}
+        self._store = state if state is not None else MemoryRaftState()
+        saved = self._store.load()
+        self._saved = saved
+        self._term = saved.term
+        self._vote: str | None = saved.voted_for
         self._state: RaftState = "follower"
-        self._term = 0
-        self._vote: str | None = None
         self._lead: str | None = None
         self._votes: dict[str, bool] = {}
         self._recent_active: set[str] = {me}
+        self._round = 0
         self._started = False
         # All times are absolute, in the caller's clock.
         self._election_reset_at = 0.0
         self._randomized_timeout = timing.timeout
         self._next_heartbeat = 0.0
         self._next_check_quorum = 0.0
-        self._reported: tuple[str | None, int] = (None, 0)
+        self._reported: tuple[str | None, int] = (None, self._term)
         self._out: list[Output] = []
 
     # ------------------------------------------------------------ properties
@@ -123,12 +150,18 @@ class RaftElection:
         return self._vote
 
     @property
+    def configuration(self) -> frozenset[str]:
+        """The voters' keys (addresses in production), this node's included."""
+        return self._configuration
+
+    @property
     def voters(self) -> frozenset[str]:
-        return frozenset(self._voters)
+        """Node ids currently known to hold a seat in the configuration."""
+        return frozenset(n for n in self._members if self._key(n) in self._configuration)
 
     @property
     def quorum(self) -> int:
-        return len(self._voters) // 2 + 1
+        return len(self._configuration) // 2 + 1
 
     # ------------------------------------------------------------ inputs
 
@@ -143,17 +176,18 @@ class RaftElection:
                 # electionElapsed does.
                 self._election_reset_at = now
                 if self._check_quorum:
-                    active = len(self._recent_active & self._voters)
-                    if active < self.quorum:
+                    if self._seats(self._recent_active) < self.quorum:
                         self._become_follower(now, self._term, None)
                     else:
                         self._recent_active = {self._me}
+                        self._round += 1
+                        # Open the new round at once: its window must hold heartbeats.
+                        self._next_heartbeat = now
             if self._state == "leader" and now >= self._next_heartbeat:
                 self._broadcast_heartbeat(now)
         elif now >= self._election_reset_at + self._randomized_timeout:
             self._election_reset_at = now
-            if self._bootstrapped:
-                self._campaign(now, pre=self._pre_vote)
+            self._campaign(now, pre=self._pre_vote)
         return self._flush()
 
     def step(self, sender: str, message: Message, now: float) -> list[Output]:
@@ -168,21 +202,20 @@ class RaftElection:
     def membership_changed(
         self, alive_ids: frozenset[str], now: float, left: frozenset[str] = frozenset()
     ) -> list[Output]:
-        """Grow the voter set with newly seen nodes; drop only nodes that left.
+        """Learn which node ids exist, to send to them; the quorum does not change.
 
-        A new voter hears a heartbeat at once if we lead, so it does not start
-        an election of its own.
+        A newly seen node hears a heartbeat at once if we lead, so it does
+        not start an election of its own.
         """
         self._ensure_started(now)
-        new = sorted(set(alive_ids) - self._voters - set(left))
-        self._voters |= set(new)
-        self._bootstrapped |= len(self._voters) >= self._expected_voters
-        self._voters -= set(left) - {self._me}
+        new = sorted(set(alive_ids) - self._members - set(left))
+        self._members |= set(new)
+        self._members -= set(left) - {self._me}
         if self._state == "leader":
             for node in new:
-                self._out.append(Send(node, RaftHeartbeat(self._term)))
+                self._out.append(Send(node, RaftHeartbeat(self._term, self._round)))
         elif self._state in ("pre_candidate", "candidate"):
-            # A shrunk voter set may already have its majority.
+            # A voter's address may just have become known: its answer counts now.
             self._check_votes(now)
         return self._flush()
 
@@ -197,12 +230,25 @@ class RaftElection:
 
     # ------------------------------------------------------------ internals
 
+    def _key(self, node: str) -> str | None:
+        return self._my_key if node == self._me else self._key_of(node)
+
+    def _seats(self, nodes: Iterable[str]) -> int:
+        """How many configured seats these node ids hold (one per key)."""
+        keys = {self._key(n) for n in nodes}
+        return len(keys & self._configuration)
+
     def _ensure_started(self, now: float) -> None:
         if not self._started:
             self._started = True
-            self._reset(now, 0)
+            self._reset(now, self._term)
 
     def _flush(self) -> list[Output]:
+        saved = HardState(self._term, self._vote)
+        if saved != self._saved:
+            # Durable before anything that depends on it leaves the node.
+            self._store.save(saved)
+            self._saved = saved
         current = (self._lead, self._term)
         if current != self._reported and (self._lead is not None or self._reported[0] is not None):
             self._out.append(LeaderChanged(self._lead, self._term))
@@ -243,13 +289,14 @@ class RaftElection:
         self._reset(now, self._term)
         self._lead = self._me
         self._state = "leader"
+        self._round += 1
         self._next_check_quorum = now + self._timing.timeout
         self._broadcast_heartbeat(now)
 
     def _broadcast_heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self._timing.heartbeat
-        for node in sorted(self._voters - {self._me}):
-            self._out.append(Send(node, RaftHeartbeat(self._term)))
+        for node in sorted(self._members - {self._me}):
+            self._out.append(Send(node, RaftHeartbeat(self._term, self._round)))
 
     def _campaign(self, now: float, *, pre: bool) -> None:
         if self._state == "leader":
@@ -263,20 +310,20 @@ class RaftElection:
         self._votes[self._me] = True
         if self._check_votes(now):
             return
-        for node in sorted(self._voters - {self._me}):
+        for node in sorted(self.voters - {self._me}):
             self._out.append(Send(node, message))
 
     def _check_votes(self, now: float) -> bool:
         """Act on the tally; True if the campaign ended (won or lost)."""
-        granted = sum(1 for node, ok in self._votes.items() if ok and node in self._voters)
-        rejected = sum(1 for node, ok in self._votes.items() if not ok and node in self._voters)
+        granted = self._seats(n for n, ok in self._votes.items() if ok)
+        rejected = self._seats(n for n, ok in self._votes.items() if not ok)
         if granted >= self.quorum:
             if self._state == "pre_candidate":
                 self._campaign(now, pre=False)
             else:
                 self._become_leader(now)
             return True
-        if rejected > len(self._voters) - self.quorum:
+        if rejected > len(self._configuration) - self.quorum:
             self._become_follower(now, self._term, None)
             return True
         return False
@@ -287,6 +334,11 @@ class RaftElection:
         msg: RaftVote | RaftVoteResponse | RaftHeartbeat | RaftHeartbeatResponse,
         now: float,
     ) -> None:
+        if isinstance(msg, RaftVote) and self._key(sender) not in self._configuration:
+            # Not a voter here (or its address is not known yet): no vote, and
+            # its term does not disrupt ours.
+            self._out.append(Send(sender, RaftVoteResponse(self._term, False, msg.pre_vote)))
+            return
         if msg.term > self._term:
             if isinstance(msg, RaftVote):
                 in_lease = (
@@ -310,7 +362,7 @@ class RaftElection:
             if isinstance(msg, RaftHeartbeat):
                 # A stale leader (e.g. back from a partition): tell it our
                 # term so it steps down instead of heartbeating forever.
-                self._out.append(Send(sender, RaftHeartbeatResponse(self._term)))
+                self._out.append(Send(sender, RaftHeartbeatResponse(self._term, msg.round)))
             elif isinstance(msg, RaftVote) and msg.pre_vote:
                 self._out.append(
                     Send(sender, RaftVoteResponse(self._term, granted=False, pre_vote=True))
@@ -320,12 +372,12 @@ class RaftElection:
         if isinstance(msg, RaftVote):
             self._handle_vote_request(sender, msg, now)
         elif self._state == "leader":
-            if isinstance(msg, RaftHeartbeatResponse):
+            if isinstance(msg, RaftHeartbeatResponse) and msg.round == self._round:
                 self._recent_active.add(sender)
         elif self._state in ("pre_candidate", "candidate"):
             if isinstance(msg, RaftHeartbeat):
                 self._become_follower(now, msg.term, sender)
-                self._handle_heartbeat(sender, now)
+                self._handle_heartbeat(sender, msg, now)
             elif isinstance(msg, RaftVoteResponse) and msg.pre_vote == (
                 self._state == "pre_candidate"
             ):
@@ -335,7 +387,7 @@ class RaftElection:
                 self._votes.setdefault(sender, msg.granted)
                 self._check_votes(now)
         elif isinstance(msg, RaftHeartbeat):
-            self._handle_heartbeat(sender, now)
+            self._handle_heartbeat(sender, msg, now)
 
     def _handle_vote_request(self, sender: str, msg: RaftVote, now: float) -> None:
         can_vote = (
@@ -351,8 +403,11 @@ class RaftElection:
         else:
             self._out.append(Send(sender, RaftVoteResponse(self._term, False, msg.pre_vote)))
 
-    def _handle_heartbeat(self, sender: str, now: float) -> None:
+    def _handle_heartbeat(self, sender: str, msg: RaftHeartbeat, now: float) -> None:
         self._election_reset_at = now
         self._lead = sender
-        self._bootstrapped = True  # a leader exists: the cluster is past its bootstrap
-        self._out.append(Send(sender, RaftHeartbeatResponse(self._term)))
+        self._out.append(Send(sender, RaftHeartbeatResponse(self._term, msg.round)))
+
+
+def _same(node_id: str) -> str:
+    return node_id

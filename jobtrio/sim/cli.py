@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="Count known limitations (Raft votes lost on restart) as violations.",
+        help="Count known limitations as violations (none is waived today).",
     )
     p.add_argument("--json", action="store_true", help="One JSON object per run on stdout.")
     p.add_argument(

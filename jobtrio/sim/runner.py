@@ -45,7 +45,8 @@ from ..actors.cluster import ClusterActor, ClusterConfig
 from ..actors.node import JobNotFound, Node
 from ..backends.memory import MemoryStore
 from ..cluster.election import Election
-from ..cluster.messages import LeaderChanged, Message, Output
+from ..cluster.messages import LeaderChanged, Message, Output, RaftVote, RaftVoteResponse, Send
+from ..cluster.raft_state import MemoryRaftState
 from ..config import ELECTION_ALGORITHMS, Settings
 from .backends import BrokerLink, Connection, ObservedBroker, StoreLink
 from .checker import check_end
@@ -55,13 +56,29 @@ from .network import PARTITIONS, NetworkFaults, SimNetwork, address_of
 from .trace import Trace
 from .workload import Client, ClientConfig, NodeDown, sim_registry
 
-FAULT_KINDS = ("partition", "crash", "loss", "dup", "reorder", "broker", "skew")
+FAULT_KINDS = (
+    "partition",
+    "crash",
+    "loss",
+    "dup",
+    "reorder",
+    "broker",
+    "skew",
+    "election-restart",
+)
 #: ``skew`` (each node's wall clock off by up to 0.5 s) is opt-in: it changes every
 #: lease and timestamp of a run, so seeds replay differently with and without it.
-DEFAULT_FAULTS = ("partition", "crash", "loss", "dup", "reorder", "broker")
+DEFAULT_FAULTS = ("partition", "crash", "loss", "dup", "reorder", "broker", "election-restart")
+#: Faults not drawn by the nemesis's timer: ``skew`` is set at start, and
+#: ``election-restart`` strikes when a Raft node votes or asks for votes (it
+#: crashes then and restarts within the election timeout, inside the election).
+_EVENT_FAULTS = ("skew", "election-restart")
+#: Chance that one real vote (or vote request) sent crashes its sender.
+ELECTION_RESTART_CHANCE = 0.2
 MAX_SKEW = 0.5
-#: Planted bugs: a Broker safety check switched off, to show the checker catches it.
-PLANTS = ("fencing", "lease-tokens")
+#: Planted bugs, to show the checker catches them: a Broker safety check switched
+#: off, or (``raft-amnesia``) Raft's term and vote lost at every restart.
+PLANTS = ("fencing", "lease-tokens", "raft-amnesia")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +96,7 @@ class SimConfig:
     clients: int = 2
     workers: int = 3
     plant: str | None = None
-    #: Count known limitations (Raft votes lost on restart) as violations.
+    #: Count known limitations as violations (none is waived today).
     strict: bool = False
 
     def __post_init__(self) -> None:
@@ -176,11 +193,19 @@ class ObservedElection:
     built; only the ``LeaderChanged`` outputs are looked at on the way out.
     """
 
-    def __init__(self, inner: Election, node_id: str, history: History) -> None:
+    def __init__(
+        self,
+        inner: Election,
+        node_id: str,
+        history: History,
+        on_vote: Callable[[], None] = lambda: None,
+    ) -> None:
         self._inner = inner
         self._node_id = node_id
         self._history = history
         self._raft = inner.algorithm == "raft"
+        #: Called after the machine cast a real vote or asked for votes.
+        self._on_vote = on_vote
 
     @property
     def algorithm(self) -> str:
@@ -213,11 +238,18 @@ class ObservedElection:
         return self._inner.next_deadline()
 
     def _observe(self, outputs: list[Output], now: float) -> list[Output]:
+        voted = False
         for out in outputs:
+            if isinstance(out, Send) and isinstance(out.message, RaftVote | RaftVoteResponse):
+                message = out.message
+                granted = not isinstance(message, RaftVoteResponse) or message.granted
+                voted |= granted and not message.pre_vote
             if isinstance(out, LeaderChanged):
                 self._history.trace.record("leader", self._node_id, out.leader, out.term)
                 if self._raft and out.leader == self._node_id:
                     self._history.raft_leader(self._node_id, out.term, now)
+        if voted:
+            self._on_vote()
         return outputs
 
 
@@ -229,6 +261,8 @@ class NodeSlot:
     connection: Connection | None = None
     scope: trio.CancelScope | None = None
     up: bool = False
+    #: Raft's term and vote, on a disk that outlives every generation of the node.
+    disk: MemoryRaftState = field(default_factory=MemoryRaftState)
 
 
 class Simulation:
@@ -268,6 +302,10 @@ class Simulation:
         self.ended_at = 0.0
         self.drained_after: float | None = None
         self._nursery: trio.Nursery | None = None
+        #: The safety phase's nursery (None outside it): faults start only there.
+        self._chaos: trio.Nursery | None = None
+        self._election_restarts = rng(self.seed, "election-restart")
+        self._election_restart_pending = False
         self._knob_tokens: dict[str, int] = {}
 
     # -- the world's clock, as nodes see it ---------------------------------------------
@@ -297,7 +335,6 @@ class Simulation:
         gen = slot.generation
         settings = self._settings(node_id)
         transport = self.network.attach(node_id)
-        voters = settings.expected_voters if settings.election_algorithm == "raft" else 0
         cluster = ClusterActor(
             ClusterConfig(
                 node_id=node_id,
@@ -308,12 +345,15 @@ class Simulation:
                 election_interval=settings.election_interval,
                 api_url=f"http://{node_id}.sim:8080",
                 worker_count=settings.worker_count,
-                expected_voters=voters,
             ),
             transport,
             rng=rng(self.seed, "cluster", node_id, gen),
+            # The node's disk: what it saved survives the crash (unless the plant wipes it).
+            raft_state=MemoryRaftState() if self.config.plant == "raft-amnesia" else slot.disk,
         )
-        cluster.election = ObservedElection(cluster.election, node_id, self.history)
+        cluster.election = ObservedElection(
+            cluster.election, node_id, self.history, lambda: self._election_restart(node_id)
+        )
         connection = Connection(node_id, rng(self.seed, "connection", node_id, gen))
         node = Node(
             settings,
@@ -361,6 +401,30 @@ class Simulation:
             self.history.restarts.append((trio.current_time(), node_id))
             self.start_node(node_id)
 
+    def _election_restart(self, node_id: str) -> None:
+        """Maybe crash a node that just voted or asked for votes, and restart it
+        within the election timeout: its vote must survive (Raft's durable
+        state), or the term can get a second leader. One at a time."""
+        chaos = self._chaos
+        if chaos is None or "election-restart" not in self.config.faults:
+            return
+        r = self._election_restarts
+        if self._election_restart_pending or r.random() >= ELECTION_RESTART_CHANCE:
+            return
+        self._election_restart_pending = True
+        down_for = r.uniform(0.05, 0.8)
+        self.trace.record("fault.election-restart", node_id, f"{down_for:.3f}")
+        self.history.fault("election-restart")
+
+        async def crash_and_restart() -> None:
+            await trio.sleep(0)  # after the vote left: the actor sends it on return
+            self.crash(node_id)
+            await trio.sleep(down_for)
+            self._election_restart_pending = False
+            self.restart(node_id)
+
+        chaos.start_soon(crash_and_restart)
+
     def up_nodes(self) -> list[str]:
         return [n for n in self.node_ids if self.slots[n].up]
 
@@ -404,7 +468,7 @@ class Simulation:
         fn()
 
     async def nemesis(self, r: random.Random, nursery: trio.Nursery) -> None:
-        kinds = tuple(k for k in self.config.faults if k != "skew")  # skew is set at start
+        kinds = tuple(k for k in self.config.faults if k not in _EVENT_FAULTS)
         if not kinds:
             await trio.sleep_forever()
         net = self.network
@@ -487,6 +551,7 @@ class Simulation:
                 self.start_node(node_id)
             # phase 1: safety, faults at random while clients work
             async with trio.open_nursery() as chaos:
+                self._chaos = chaos
                 for i in range(config.clients):
                     client = Client(
                         f"c{i + 1}",
@@ -501,6 +566,7 @@ class Simulation:
                 chaos.start_soon(self.nemesis, rng(self.seed, "nemesis"), chaos)
                 await trio.sleep(config.duration)
                 chaos.cancel_scope.cancel()
+            self._chaos = None
             # phase 2: liveness, everything healed
             healed_at = trio.current_time()
             self.trace.record("phase", "liveness")
