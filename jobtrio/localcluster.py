@@ -326,6 +326,7 @@ def node_command(state: ClusterState, node: NodeSpec) -> list[str]:
         "--peers", peers, "--redis", state.redis_url, "--algorithm", o.algorithm,
         "--election-timeout", o.election_timeout, "--election-interval", o.election_interval,
         "--job-lease", o.job_lease, "--shutdown-grace", o.shutdown_grace,
+        "--data-dir", str(Path(state.data_dir) / "nodes"),
     ]
     # fmt: on
     if o.workers is not None:

@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plant",
         choices=PLANTS,
-        help="Switch off one Broker safety check, to see the simulator catch the bug.",
+        help=(
+            "Plant a bug (a Broker safety check off, or Raft forgetting its vote at "
+            "restart), to see the simulator catch it."
+        ),
     )
     p.add_argument(
         "--strict",
