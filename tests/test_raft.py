@@ -365,3 +365,20 @@ def _chaotic_run(seed: int) -> list[tuple[float, str, str, str, dict[str, object
 def test_same_seed_same_outputs() -> None:
     assert _chaotic_run(3) == _chaotic_run(3)
     assert _chaotic_run(3) != _chaotic_run(4)
+
+
+def test_only_a_leader_greets_a_newly_seen_node_and_only_that_node() -> None:
+    """A leader heartbeats a node it has just seen, so the newcomer follows at once
+    instead of campaigning; a follower says nothing (a heartbeat from it would
+    claim a leadership it does not have)."""
+    follower = RaftElection("b", ["a", "c"], TIMING, random.Random(1))
+    follower.tick(0.0)
+    assert follower.membership_changed(frozenset({"a", "b", "c", "d"}), 0.1) == []
+    leader = RaftElection("a", ["b", "c"], TIMING, random.Random(1))
+    leader.tick(0.0)
+    leader.tick(2 * T)
+    leader.step("b", RaftVoteResponse(1, granted=True, pre_vote=True), 2 * T)
+    leader.step("b", RaftVoteResponse(1, granted=True, pre_vote=False), 2 * T)
+    assert leader.is_leader
+    out = leader.membership_changed(frozenset({"a", "b", "c", "d"}), 2 * T + 0.1)
+    assert out == [Send("d", RaftHeartbeat(1, 1))]
