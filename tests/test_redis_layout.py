@@ -150,3 +150,15 @@ def test_the_declared_layout_encodes_as_the_document_reads():
     assert raw.job() == job
     assert raw.dumps() == job.dumps()
     assert Job.loads(codec.doc(body, values)) == job
+
+
+def test_the_generated_code_can_be_read():
+    """``python -m jobtrio.backends.redis`` prints what the declaration generates (docs)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "jobtrio.backends.redis"], capture_output=True, text=True, check=True
+    )
+    assert run.stderr == ""
+    assert LAYOUT.lua() in run.stdout and LAYOUT.python() in run.stdout

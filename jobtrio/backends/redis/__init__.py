@@ -90,12 +90,7 @@ preloaded drain, median of 3): 12,074 jobs/s with the recorder's Store
 writes, 22,780 with the records kept by the Broker; a record written beside
 the job in the same scripts instead cost 5.5 us more Redis time per move.
 
-Failures: connection errors and timeouts become ``BackendUnavailable``.
-redis-py's automatic retries are switched off: re-sending a claim or a finish
-whose reply was lost would claim twice or report a done job as a stale token.
-The pool checks a connection when handing it out (a socket the restarted
-server closed is replaced), so the first call after Redis returns succeeds
-and nothing needs restarting.
+Failures and the connection: see ``wire.py``.
 """
 
 from .broker import RedisBroker

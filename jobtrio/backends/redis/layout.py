@@ -17,7 +17,7 @@ the declaration into:
   dataclass' ``__init__``, because a loop over the declaration per job cost
   more than the claim script itself.
 
-``python -m jobtrio.backends.redis.layout`` prints both. Adding a job field
+``python -m jobtrio.backends.redis`` prints both. Adding a job field
 kept in ``m`` is one ``Value`` line below (and the field on ``Job``);
 tests/test_redis_layout.py adds one to a copy and runs the real scripts.
 """
@@ -25,6 +25,7 @@ tests/test_redis_layout.py adds one to a copy and runs the real scripts.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -119,6 +120,19 @@ class Layout:
         if problems:
             raise ValueError("jobtrio redis layout: " + "; ".join(problems))
 
+    @staticmethod
+    def _fragment(value: Value, read: Callable[[str], str], attempts: str, cat: str) -> str:
+        """How the document writes ``value``, as an expression of Lua or Python: ``read(lua)``
+        reads a value, ``attempts`` writes the attempts' array, ``cat`` concatenates.
+        ('' for a value the document does not hold: a copy, the key, attempts beyond AN.)"""
+        if value.kind == "status":
+            return f"',\"{value.field}\":\"' {cat} {read(value.lua)} {cat} '\"'"
+        if value.kind == "plain":
+            return f"',\"{value.field}\":' {cat} {read(value.lua)}"
+        if value.lua == _ATTEMPTS[0]:
+            return f"',\"attempts\":' {cat} {attempts}"
+        return ""
+
     def index(self, lua: str) -> int:
         """The 0-based position of the value ``lua`` in ``m`` (Lua's is one more)."""
         return [v.lua for v in self.values].index(lua)
@@ -150,14 +164,11 @@ class Layout:
 
         Uses ``attempts_text(j)`` of broker_common.lua for the attempts.
         """
-        parts = []
-        for value in self.values:
-            if value.kind == "status":
-                parts.append(f"',\"{value.field}\":\"' .. j[{value.lua}] .. '\"'")
-            elif value.kind == "plain":
-                parts.append(f"',\"{value.field}\":' .. j[{value.lua}]")
-            elif value.lua == _ATTEMPTS[0]:
-                parts.append("',\"attempts\":' .. attempts_text(j)")
+        fragments = (
+            self._fragment(v, lambda lua: f"j[{lua}]", "attempts_text(j)", "..")
+            for v in self.values
+        )
+        parts = [f for f in fragments if f]
         lines = "\n    .. ".join(parts)
         return (
             "-- generated from jobtrio/backends/redis/layout.py: do not edit here\n"
@@ -223,6 +234,11 @@ class Layout:
             "    return job_class(\n        " + ",\n        ".join(args) + ",\n    )\n"
         )
 
+        def read(lua: str) -> str:
+            return f"f[{at[lua]}]"
+
+        attempts = "attempts_text(" + ", ".join(read(a) for a in _ATTEMPTS[1:]) + ")"
+
         # dumps(b, values) -> Job.dumps() of the job, byte for byte, without parsing it:
         # the job's fields in its own order, so the body is cut where values come between
         # its fields. A cut is found by its ',"name":'. The first cut after the free-form
@@ -239,16 +255,7 @@ class Layout:
                     runs.append([field.name])
                 continue
             value = next(v for v in self.values if v.field == field.name)
-            if value.kind == "status":
-                fragments.append(f"',\"status\":\"' + f[{at[value.lua]}] + '\"'")
-            elif value.kind == "attempts":
-                fragments.append(
-                    "',\"attempts\":' + attempts_text("
-                    + ", ".join(f"f[{at[a]}]" for a in _ATTEMPTS[1:])
-                    + ")"
-                )
-            else:
-                fragments.append(f"',\"{field.name}\":' + f[{at[value.lua]}]")
+            fragments.append(self._fragment(value, read, attempts, "+"))
         if [name for run in runs for name in run] != list(self.body):
             raise ValueError(f"the body's order is not {self.job_class.__name__}'s")
         lines, free_at, cut_free = [], self.body.index(_FREE_FORM), False
@@ -276,18 +283,8 @@ class Layout:
         )
 
         # doc(b, values) -> the document the Lua doc() writes (tests compare the two)
-        parts = []
-        for value in self.values:
-            if value.kind == "status":
-                parts.append(f"',\"status\":\"' + f[{at[value.lua]}] + '\"'")
-            elif value.kind == "plain":
-                parts.append(f"',\"{value.field}\":' + f[{at[value.lua]}]")
-            elif value.lua == _ATTEMPTS[0]:
-                parts.append(
-                    "',\"attempts\":' + attempts_text("
-                    + ", ".join(f"f[{at[a]}]" for a in _ATTEMPTS[1:])
-                    + ")"
-                )
+        fragments = (self._fragment(v, read, attempts, "+") for v in self.values)
+        parts = [f for f in fragments if f]
         out.append(
             "def doc(b, f):\n    return (\n        '{' + b + "
             + "\n        + ".join(parts)
@@ -306,6 +303,3 @@ class Layout:
 
 
 LAYOUT = Layout()
-
-if __name__ == "__main__":
-    print(LAYOUT.lua(), LAYOUT.lua_doc(), "", LAYOUT.python(), sep="\n")

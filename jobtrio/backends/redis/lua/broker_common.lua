@@ -157,6 +157,15 @@ local function touch(j, now)
   j[V] = int(tonumber(j[V]) + 1)
 end
 
+-- the end of every move that leaves a job on an index: stamped, written, filed under its
+-- (new) status; returns m as written
+local function commit(j, now)
+  touch(j, now)
+  local m = save(j)
+  place(j, now)
+  return m
+end
+
 -- append one JSON text to a JSON array text
 local function append(arr, item)
   if arr == '[]' then return '[' .. item .. ']' end

@@ -8,9 +8,7 @@ close_attempt(j, now, '"cancelled"', cancelled, false)
 set_status(j, 'cancelled')
 j[ERR] = cancelled
 j[CA] = now
-touch(j, now)
-save(j)
 unplace(id)
-place(j, now)
+commit(j, now)
 flush()
 return doc(j)

@@ -49,11 +49,9 @@ for i, v in ipairs(items) do
         j[CA] = now
       end
     end
-    touch(j, now)
     out[4 * i - 3] = j.b
     out[4 * i - 2] = SEP
-    out[4 * i - 1] = save(j)
-    place(j, now)
+    out[4 * i - 1] = commit(j, now)
   else
     out[4 * i - 3], out[4 * i - 2], out[4 * i - 1] = '', SEP, ''
   end

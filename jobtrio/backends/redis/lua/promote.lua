@@ -12,9 +12,7 @@ for _, id in ipairs(due) do
   local j = load(id)
   if j then
     set_status(j, 'pending')
-    touch(j, now)
-    save(j)
-    place(j, now)
+    commit(j, now)
     out[#out + 1] = doc(j)
   end
 end

@@ -28,9 +28,7 @@ for _, id in ipairs(expired) do
     else
       set_status(j, 'pending')
     end
-    touch(j, now)
-    save(j)
-    place(j, now)
+    commit(j, now)
     out[#out + 1] = doc(j)
   end
 end

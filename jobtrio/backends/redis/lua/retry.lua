@@ -11,9 +11,7 @@ j[ERR] = 'null'
 j[RES] = 'null'
 j[CA] = 'null'
 j[SA] = 'null'
-touch(j, now)
-save(j)
 unplace(id)
-place(j, now)
+commit(j, now)
 flush()
 return doc(j)
