@@ -541,6 +541,47 @@ def usage_failure(message: str) -> NoReturn:
 
 
 @cli.command()
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help='Settings file, as for serve (default: .env if present; "" for none).',
+)
+@click.option("--timeout", type=DURATION, default="3s", show_default=True)
+def healthcheck(env_file: str | None, timeout: float) -> int:
+    """Exit 0 if the node served with these settings answers /health with 200.
+
+    For a container's HEALTHCHECK (the image has no curl): it reads
+    SERVER_HOST, SERVER_PORT and TLS_ENABLED like `jobtrio serve` and asks
+    the node on this machine (127.0.0.1 when it binds every address; a
+    TLS certificate is not verified, the node is local).
+    """
+    import httpx
+
+    from .config import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env(dotenv_path=".env" if env_file is None else env_file or None)
+    except ConfigError as exc:
+        usage_failure(str(exc))
+    host = settings.server_host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.tls_enabled else "http"
+    url = f"{scheme}://{host}:{settings.server_port}/health"
+    try:
+        response = httpx.get(url, timeout=timeout, verify=False)
+    except httpx.HTTPError as exc:
+        raise Failure(f"{url}: {exc or type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise Failure(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+    click.echo(f"{url}: {response.json().get('status', 'ok')}")
+    return EXIT_OK
+
+
+@cli.command()
 @click.argument("job_type", metavar="TYPE")
 @click.option(
     "--payload", "-p", metavar="JSON|@FILE", help="The job's payload: JSON, @file, or @- for stdin."

@@ -106,6 +106,25 @@ def test_flags_win_over_the_environment_and_the_env_file(
     # nothing listens on the environment's SERVER_PORT
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{env_port}/health", timeout=1)
+    # the image's HEALTHCHECK: the same settings find the node, and nothing else
+    check = subprocess.run(
+        [str(JOBTRIO), "healthcheck", "--env-file", ""],
+        env=clean_env(SERVER_PORT=str(flag_port)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == f"http://127.0.0.1:{flag_port}/health: ok"
+    nothing = subprocess.run(
+        [str(JOBTRIO), "healthcheck", "--env-file", ""],
+        env=clean_env(SERVER_PORT=str(env_port)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nothing.returncode == 1
+    assert nothing.stderr.startswith(f"jobtrio: http://127.0.0.1:{env_port}/health: ")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
 
