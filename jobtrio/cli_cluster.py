@@ -633,7 +633,7 @@ def cluster_drill(
         print_table(table)
         out.print(
             "LEADER AFTER: start until every node names one leader; FAILOVER: leader SIGKILL "
-            "until the survivors agree on another; RERUN: jobs the dead leader was running, "
+            "until the survivors agree on another; RERUN: jobs the dead leader had claimed, "
             "completed elsewhere after their lease expired."
         )
     if ok and data_dir is None:
