@@ -40,6 +40,7 @@ from .localcluster import (
     ProcessRef,
     agreed_leader,
     election_view,
+    http,
     live_nodes,
     load_state,
     locked,
@@ -367,7 +368,7 @@ def cluster_up(
     )
 
     def say(message: str) -> None:
-        out.print(Text.assemble((time.strftime("%H:%M:%S"), "dim"), " ", message))
+        out.print(Text.assemble((time.strftime("%H:%M:%S"), "dim"), " ", message), soft_wrap=True)
 
     try:
         supervisor = start_cluster(data_dir, nodes, options, redis or _redis_from_env(), say)
@@ -497,7 +498,7 @@ def cluster_restart(node: str, data_dir: Path, wait_timeout: float) -> int:
         if not spec.process.alive():
             raise Failure(f"{spec.node_id} exited at start; its log:\n{_tail(spec.log)}")
         try:
-            if httpx.get(spec.api_url + "/health", timeout=1).status_code == 200:
+            if http().get(spec.api_url + "/health", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
@@ -737,7 +738,7 @@ def _busy_on(node: NodeSpec) -> bool:
     import httpx
 
     try:
-        r = httpx.get(node.api_url + "/api/v1/workers", params={"scope": "local"}, timeout=2)
+        r = http().get(node.api_url + "/api/v1/workers", params={"scope": "local"}, timeout=2)
     except httpx.HTTPError:
         return False
     return r.status_code == 200 and any(w.get("current_job") for w in r.json()["workers"])

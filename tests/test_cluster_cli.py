@@ -29,6 +29,8 @@ from tests.waiting import wait_until_sync
 pytestmark = pytest.mark.slow
 
 JOBTRIO = Path(sys.executable).parent / "jobtrio"
+#: one client: httpx.get() builds a TLS context per call (about 250 ms on a loaded machine)
+HTTP = httpx.Client(timeout=5)
 
 
 def clean_env() -> dict[str, str]:
@@ -59,12 +61,13 @@ class LocalCluster:
             timeout=timeout,
         )
 
-    def up(self, *args: str) -> LocalCluster:
+    def up(self, *args: str, env: dict[str, str] | None = None) -> LocalCluster:
+        """Start ``cluster up``; ``env`` reaches its nodes (they inherit its environment)."""
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
                 [str(JOBTRIO), "cluster", "up", "--data-dir", str(self.data_dir), *args],
                 cwd=self.folder,
-                env={**clean_env(), "COLUMNS": "250"},
+                env={**clean_env(), "COLUMNS": "250", **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -154,7 +157,7 @@ def local_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 def election(node: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        r = httpx.get(node["api_url"] + "/api/v1/election", timeout=2)
+        r = HTTP.get(node["api_url"] + "/api/v1/election", timeout=2)
     except httpx.HTTPError:
         return None
     return r.json() if r.status_code == 200 else None
@@ -175,13 +178,13 @@ def agreed(nodes: list[dict[str, Any]]) -> str | None:
 
 
 def submit(node: dict[str, Any], job: dict[str, Any]) -> str:
-    r = httpx.post(node["api_url"] + "/api/v1/jobs", json=job, timeout=5)
+    r = HTTP.post(node["api_url"] + "/api/v1/jobs", json=job, timeout=5)
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
 def get(node: dict[str, Any], job_id: str) -> dict[str, Any]:
-    r = httpx.get(f"{node['api_url']}/api/v1/jobs/{job_id}", timeout=5)
+    r = HTTP.get(f"{node['api_url']}/api/v1/jobs/{job_id}", timeout=5)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -193,7 +196,18 @@ def outcomes_of(job: dict[str, Any]) -> list[tuple[str, str]]:
 def test_up_elects_runs_jobs_survives_a_killed_leader_and_sigint_leaves_no_process(
     local_cluster: LocalCluster,
 ) -> None:
-    local_cluster.up("--nodes", "3", "--algorithm", "raft", "--job-lease", "2s", "--workers", "2")
+    # no prefetch: a node holds only the jobs it runs, so the leader surely gets some
+    local_cluster.up(
+        "--nodes",
+        "3",
+        "--algorithm",
+        "raft",
+        "--job-lease",
+        "2s",
+        "--workers",
+        "2",
+        env={"DISPATCH_PREFETCH": "0"},
+    )
     out = local_cluster.text()
     nodes = local_cluster.nodes()
     assert sorted(nodes) == ["node-1", "node-2", "node-3"]
@@ -201,14 +215,15 @@ def test_up_elects_runs_jobs_survives_a_killed_leader_and_sigint_leaves_no_proce
     for node in nodes.values():
         assert node["api_url"] in out and node["metrics_url"] in out
     assert f"Dashboard: {nodes['node-1']['dashboard_url']}" in out
-    page = httpx.get(nodes["node-1"]["dashboard_url"], timeout=5)
+    page = HTTP.get(nodes["node-1"]["dashboard_url"], timeout=5)
     assert page.status_code == 200 and "<html" in page.text.lower()
-    assert httpx.get(nodes["node-2"]["metrics_url"], timeout=5).status_code == 200
+    assert HTTP.get(nodes["node-2"]["metrics_url"], timeout=5).status_code == 200
 
     leader = wait_until_sync(lambda: agreed(list(nodes.values())), timeout=10, message="leader")
     assert f"leader: {leader}" in out
 
     # submitted to the leader, which wakes its own workers first: it has jobs when it dies
+    # (12 jobs of 4 s for 6 workers: two rounds, so the leader is busy for a while)
     front = nodes[leader]
     slow = [submit(front, {"type": "sleep", "payload": {"seconds": 4}}) for _ in range(12)]
     fast = [submit(front, {"type": "echo", "payload": {"n": i}}) for i in range(20)]
