@@ -164,6 +164,10 @@ def test_every_dependency_waits_for_a_healthcheck_and_every_service_restarts(lay
         # docker stop waits longer than the jobs' grace before it kills
         grace = parse_duration(svc["environment"]["SHUTDOWN_GRACE"])
         assert parse_duration(svc["stop_grace_period"]) > grace, name
+        # Raft's term and vote outlive the container: DATA_DIR is the node's own volume
+        data_dir = svc["environment"]["DATA_DIR"]
+        assert f"{name}-data:{data_dir}" in svc["volumes"], name
+        assert f"{name}-data" in compose["volumes"]
     redis = " ".join(compose["services"]["redis"]["command"])
     assert "--appendonly yes" in redis
 
@@ -271,6 +275,9 @@ def test_the_dockerfile_is_two_stages_non_root_with_healthcheck_and_stop_signal(
     assert f"SERVER_PORT={defaults.server_port}" in env
     assert f"METRICS_PORT={defaults.metrics_port}" in env
     assert f"SHUTDOWN_GRACE={int(defaults.shutdown_grace)}s" in env
+    # the volume, owned by the image's user, holds what a node writes
+    assert "DATA_DIR=/data" in env and "SQLITE_PATH=/data/" in env
+    assert ("VOLUME", '["/data"]') in steps
     [expose] = [rest for word, rest in steps if word == "EXPOSE"]
     assert expose.split() == ["8080", "9090", "7946"]
     # the compose files run the nodes with the image's grace, and stop them later than that
