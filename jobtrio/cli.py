@@ -1229,8 +1229,9 @@ def _fail(message: str) -> None:
     click.echo(f"jobtrio: {printable(message, keep_newlines=False)}", err=True)
 
 
-# these register `jobtrio cluster up|down|...` and `jobtrio schedules` on `cli`
-from . import cli_cluster, cli_schedules  # noqa: E402, F401
+# these register `jobtrio cluster up|down|...`, `jobtrio schedules`, `jobtrio users` and
+# `jobtrio login` on `cli`
+from . import cli_cluster, cli_schedules, cli_users  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())

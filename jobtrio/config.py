@@ -26,6 +26,12 @@ RETRY_POLICIES = ("fixed", "exponential")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+#: The seed's documented JWT_SECRET: refused with AUTH_ENABLED=true.
+EXAMPLE_JWT_SECRET = "your-secret-key"
+#: Shortest JWT_SECRET accepted with AUTH_ENABLED=true (HS256 wants a key of 256 bits).
+MIN_JWT_SECRET_BYTES = 32
+
+
 class ConfigError(ValueError):
     """A setting has a value that is not allowed; the message names it."""
 
@@ -182,9 +188,24 @@ class Settings:
     # security
     auth_enabled: bool = False
     jwt_secret: str = "your-secret-key"
+    #: How long a token from POST /auth/login is valid.
+    jwt_ttl: float = 3600.0
+    #: The users (JSON, argon2 hashes) that may log in; ``jobtrio users`` writes it.
+    users_file: str = ""
     tls_enabled: bool = False
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    #: CA (PEM) peers' certificates are checked against; empty: the system's CAs.
+    tls_ca_file: str = ""
+    #: Peers must present a certificate signed by TLS_CA_FILE (mutual TLS on CLUSTER_PORT).
+    tls_peer_client_auth: bool = False
+    #: ``/metrics`` requires this Bearer token (empty: no token needed).
+    metrics_bearer_token: str = ""
+    #: ``/metrics`` requires HTTP basic auth with this ``user:password`` (empty: none).
+    metrics_basic_auth: str = ""
+    # limits
+    #: Open event-stream websockets one client address may hold on one node.
+    websockets_per_client: int = 16
     # monitoring
     metrics_enabled: bool = True
     metrics_port: int = 9090
@@ -284,11 +305,30 @@ class Settings:
             raise ConfigError(
                 "TLS_ENABLED=true is not valid: TLS_CERT_FILE and TLS_KEY_FILE must both be set"
             )
-        if self.auth_enabled and self.jwt_secret in ("", "your-secret-key"):
+        if self.auth_enabled and self.jwt_secret in ("", EXAMPLE_JWT_SECRET):
             raise ConfigError(
                 "JWT_SECRET is not valid: with AUTH_ENABLED=true it must be set to a secret of "
-                "your own (the documented example value is refused)"
+                "your own (the documented example value is refused); make one with "
+                "`openssl rand -hex 32`"
             )
+        if self.auth_enabled and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ConfigError(
+                f"JWT_SECRET is not valid: with AUTH_ENABLED=true it must be at least "
+                f"{MIN_JWT_SECRET_BYTES} bytes (it is {len(self.jwt_secret.encode())}); make one "
+                "with `openssl rand -hex 32`"
+            )
+        if self.auth_enabled and not self.users_file:
+            raise ConfigError(
+                "USERS_FILE is not set: with AUTH_ENABLED=true, create users with "
+                "`jobtrio users add NAME --role admin --file PATH` and set USERS_FILE=PATH"
+            )
+        if self.tls_peer_client_auth and not (self.tls_enabled and self.tls_ca_file):
+            raise ConfigError(
+                "TLS_PEER_CLIENT_AUTH=true is not valid: it needs TLS_ENABLED=true and "
+                "TLS_CA_FILE (the CA that signs the peers' certificates)"
+            )
+        if self.metrics_basic_auth and ":" not in self.metrics_basic_auth:
+            raise ConfigError("METRICS_BASIC_AUTH is not valid: expected user:password")
         if self.clustered and self.cluster_port == self.server_port:
             raise ConfigError(
                 f"CLUSTER_PORT={self.cluster_port} is not valid: it must differ from SERVER_PORT"
@@ -347,9 +387,16 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "FINISHED_JOB_TTL": ("finished_job_ttl", _duration(0, 10 * 365 * 86400.0)),
     "AUTH_ENABLED": ("auth_enabled", _bool),
     "JWT_SECRET": ("jwt_secret", lambda t: t),
+    "JWT_TTL": ("jwt_ttl", _duration(60, 30 * 86400)),
+    "USERS_FILE": ("users_file", _str),
     "TLS_ENABLED": ("tls_enabled", _bool),
     "TLS_CERT_FILE": ("tls_cert_file", _str),
     "TLS_KEY_FILE": ("tls_key_file", _str),
+    "TLS_CA_FILE": ("tls_ca_file", _str),
+    "TLS_PEER_CLIENT_AUTH": ("tls_peer_client_auth", _bool),
+    "METRICS_BEARER_TOKEN": ("metrics_bearer_token", lambda t: t),
+    "METRICS_BASIC_AUTH": ("metrics_basic_auth", lambda t: t),
+    "WEBSOCKETS_PER_CLIENT": ("websockets_per_client", _int(1, 10000)),
     "METRICS_ENABLED": ("metrics_enabled", _bool),
     "METRICS_PORT": ("metrics_port", _int(0, 65535)),
     "EVENT_STREAM_MAXLEN": ("event_stream_maxlen", _int(0, 100_000_000)),

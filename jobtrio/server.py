@@ -13,6 +13,7 @@ import functools
 import logging
 import signal
 import socket
+import time
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -20,7 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .actors.cluster import ClusterActor, ClusterConfig
 from .actors.node import Node
-from .api.app import create_app
+from .api.app import build_auth, create_app
 from .api.metrics_app import create_metrics_app
 from .backends import open_backends
 from .cluster.raft_state import FileRaftState
@@ -118,11 +119,23 @@ async def serve(
     task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one node until it is stopped; ``ConfigError`` (one line) for a port in use."""
+    # the users file is read before anything opens: a bad one is one line and exit 2
+    auth = build_auth(settings, time.time) if settings.auth_enabled else None
     check_ports(settings)
     broker, store = await open_backends(settings)
     cluster = build_cluster(settings)
     node = Node(settings, broker, store, registry, cluster=cluster[0] if cluster else None)
-    app = create_app(node)
+    if auth is not None:
+        tokens = auth[0].tokens
+        # the hook Node leaves for this: its calls to peers' APIs carry a node token
+        node.peer_headers = lambda: {  # type: ignore[method-assign]
+            "Authorization": f"Bearer {tokens.issue_peer(node.node_id, time.time())}"
+        }
+    app = create_app(
+        node,
+        authorizer=auth[0] if auth else None,
+        login_service=auth[1] if auth else None,
+    )
     http_done = trio.Event()
     http_closed = trio.Event()
 

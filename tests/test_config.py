@@ -80,6 +80,16 @@ def load(env: dict[str, str], dotenv: Path | None = None) -> Settings:
             ["JWT_SECRET", "example value is refused"],
         ),
         ({"AUTH_ENABLED": "true", "JWT_SECRET": ""}, ["JWT_SECRET", "AUTH_ENABLED=true"]),
+        ({"AUTH_ENABLED": "true", "JWT_SECRET": "a"}, ["JWT_SECRET", "at least 32 bytes"]),
+        (
+            {"AUTH_ENABLED": "true", "JWT_SECRET": "x" * 32},
+            ["USERS_FILE is not set", "jobtrio users add"],
+        ),
+        (
+            {"TLS_PEER_CLIENT_AUTH": "true"},
+            ["TLS_PEER_CLIENT_AUTH=true", "TLS_CA_FILE"],
+        ),
+        ({"METRICS_BASIC_AUTH": "nocolon"}, ["METRICS_BASIC_AUTH", "user:password"]),
         (
             {"RETRY_BASE_DELAY": "2m", "RETRY_MAX_DELAY": "30s"},
             ["RETRY_MAX_DELAY=30s", "at least RETRY_BASE_DELAY=2m"],
@@ -135,7 +145,8 @@ def test_values_are_parsed_generously_where_it_is_unambiguous() -> None:
             "ELECTION_INTERVAL": "1.5",
             "RETRY_BASE_DELAY": "250ms",
             "AUTH_ENABLED": "yes",
-            "JWT_SECRET": "a-real-secret",
+            "JWT_SECRET": "a-real-secret-of-at-least-32-bytes",
+            "USERS_FILE": "/etc/jobtrio/users.json",
             "METRICS_ENABLED": "off",
             "REDIS_SENTINELS": "s1:26379, s2:26379",
             "CLUSTER_PORT": "7946",
@@ -248,6 +259,17 @@ def run_serve(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Com
             {"TLS_ENABLED": "true"},
             "jobtrio: TLS_ENABLED=true is not valid: TLS_CERT_FILE and TLS_KEY_FILE must both "
             "be set",
+        ),
+        (
+            {"AUTH_ENABLED": "true", "JWT_SECRET": "short"},
+            "jobtrio: JWT_SECRET is not valid: with AUTH_ENABLED=true it must be at least 32 "
+            "bytes (it is 5); make one with `openssl rand -hex 32`",
+        ),
+        (
+            {"AUTH_ENABLED": "true", "JWT_SECRET": "k" * 32, "USERS_FILE": "/nonexistent/u.json"},
+            "jobtrio: USERS_FILE=/nonexistent/u.json is not usable: /nonexistent/u.json does not "
+            "exist: create it with `jobtrio users add NAME --role admin --file "
+            "/nonexistent/u.json`",
         ),
     ],
 )

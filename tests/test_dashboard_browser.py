@@ -23,11 +23,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import trio
-from quart import has_websocket_context, jsonify, request, websocket
 
 from jobtrio.actors.node import Node
-from jobtrio.api.auth import Role
-from jobtrio.api.errors import Forbidden, Unauthorized
 from jobtrio.backends.sqlite import SqliteBroker, SqliteStore
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, JobStatus, SubmissionLimits, validate_submission
@@ -174,28 +171,22 @@ async def test_a_job_completes_live_and_another_is_cancelled_with_the_button(
         nursery.cancel_scope.cancel()
 
 
-# -- login, against the security issue's contract -----------------------------------------
+# -- login, with the real JWT authentication (AUTH_ENABLED=true) ---------------------------
 
-#: A stand-in for the security change (JWTs with roles): opaque tokens, and POST /auth/login
-#: answering its documented shape {token, role, expires_at}. The dashboard only reads that
-#: shape and sends the token back (Authorization header, or ?token= on the websocket).
-USERS = {
-    ("worker", "pw"): ("token-of-worker", Role.WORKER),
-    ("user", "pw"): ("token-of-user", Role.USER),
-}
-TOKENS = dict(USERS.values())
+PASSWORDS = {"wes": "worker-password", "uma": "user-password", "ada": "admin-password"}
 
 
-async def token_authorizer(_request: Any, role: Role) -> None:
-    source = websocket if has_websocket_context() else request
-    header = source.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() or source.args.get("token", "")
-    have = TOKENS.get(token)
-    if have is None:
-        raise Unauthorized()
-    reading = has_websocket_context() or request.method == "GET"
-    if have == Role.WORKER and not reading:
-        raise Forbidden("a worker token may only read")
+def users_file(tmp_path: Path) -> Path:
+    import argon2
+
+    from jobtrio.users import Role, Users
+
+    path = tmp_path / "users.json"
+    users = Users.open_or_create(path, argon2.PasswordHasher(time_cost=1, memory_cost=64))
+    for name, role in (("wes", Role.WORKER), ("uma", Role.USER), ("ada", Role.ADMIN)):
+        users.add(name, role, PASSWORDS[name])
+    users.save()
+    return path
 
 
 async def serve_with_login(nursery: trio.Nursery, node: Node) -> str:
@@ -205,20 +196,7 @@ async def serve_with_login(nursery: trio.Nursery, node: Node) -> str:
     from jobtrio.server import hypercorn_config
     from tests.servers import free_port
 
-    app = create_app(node, authorizer=token_authorizer)
-
-    @app.post("/auth/login")
-    async def login() -> Any:
-        body = await request.get_json()
-        found = USERS.get((body.get("username"), body.get("password")))
-        if found is None:
-            response = jsonify({"error": {"code": "unauthorized", "message": "bad credentials"}})
-            response.status_code = 401
-            return response
-        return jsonify(
-            {"token": found[0], "role": str(found[1]), "expires_at": "2099-01-01T00:00:00Z"}
-        )
-
+    app = create_app(node)  # AUTH_ENABLED=true in the node's settings: the JWT authorizer
     port = free_port()
     config = hypercorn_config(node.settings, "127.0.0.1", port)
     config.graceful_timeout = 0.1
@@ -230,7 +208,7 @@ async def serve_with_login(nursery: trio.Nursery, node: Node) -> str:
 async def test_login_form_and_what_a_role_may_do(driver: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    node = make_node()
+    node = make_node(auth_enabled=True, jwt_secret="d" * 32, users_file=str(users_file(tmp_path)))
     async with trio.open_nursery() as nursery:
         url = await serve_with_login(nursery, node)
         job = await node.submit({"type": "noop", "scheduled_at": time.time() + 3600})
@@ -248,9 +226,13 @@ async def test_login_form_and_what_a_role_may_do(driver: Any, tmp_path: Path) ->
             d.get(url + "/")
             wait_for(d, lambda d: d.find_element(By.ID, "login").is_displayed(), "the login")
             assert not d.find_element(By.ID, "main").is_displayed()
-            login(d, "worker", "wrong")
-            wait_for(d, lambda d: text_of(d, "#login-error") == "bad credentials", "refusal")
-            login(d, "worker", "pw")
+            login(d, "wes", "wrong-password")
+            wait_for(
+                d,
+                lambda d: text_of(d, "#login-error") == "wrong user name or password",
+                "refusal",
+            )
+            login(d, "wes", PASSWORDS["wes"])
             wait_for(d, lambda d: text_of(d, "#live") == "live", "the stream with the token")
             assert text_of(d, "#who") == "role: worker"
             wait_for(d, lambda d: row_status(d, job.id) == "scheduled", "the job's row")
@@ -260,14 +242,24 @@ async def test_login_form_and_what_a_role_may_do(driver: Any, tmp_path: Path) ->
             assert not d.find_element(By.ID, "retry").is_displayed()
             d.find_element(By.ID, "logout").click()
             wait_for(d, lambda d: d.find_element(By.ID, "login").is_displayed(), "login again")
-            login(d, "user", "pw")
+            login(d, "uma", PASSWORDS["uma"])
             wait_for(d, lambda d: text_of(d, "#who") == "role: user", "the user's page")
             wait_for(d, lambda d: text_of(d, "#live") == "live", "the stream again")
             d.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job.id}"]').click()
             wait_for(d, lambda d: d.find_element(By.ID, "cancel").is_displayed(), "cancel")
             d.find_element(By.ID, "cancel").click()
             wait_for(d, lambda d: row_status(d, job.id) == "cancelled", "the cancelled row")
+            assert "admins only" in text_of(d, "#members")  # the cluster view is the admin's
             screenshot(d, tmp_path, "dashboard-login.png")
+            d.find_element(By.ID, "logout").click()
+            wait_for(d, lambda d: d.find_element(By.ID, "login").is_displayed(), "login again")
+            login(d, "ada", PASSWORDS["ada"])
+            wait_for(d, lambda d: text_of(d, "#who") == "role: admin", "the admin's page")
+            wait_for(
+                d,
+                lambda d: d.find_elements(By.CSS_SELECTOR, '#members tr[data-node-id="api-node"]'),
+                "the members, for the admin",
+            )
 
         await in_thread(scenario)
         node.request_stop()

@@ -90,7 +90,8 @@ async def test_every_operation_has_an_id_a_summary_and_error_responses(
             for name in (p["name"] for p in op.get("parameters", []) if p["in"] == "path"):
                 assert "{" + name + "}" in path
             if path.startswith("/api/"):
-                assert op["x-required-role"] == "user", (path, method)
+                assert op["x-required-role"] in ("admin", "user", "worker"), (path, method)
+                assert "401" in op["responses"] and "403" in op["responses"], (path, method)
                 assert "400" in op["responses"] and "500" in op["responses"]
             else:
                 assert op["security"] == []

@@ -66,14 +66,14 @@ async def _election() -> dict[str, Any]:
 
 
 @bp.get("/api/v1/stats")
-@require(Role.USER)
+@require(Role.WORKER)
 async def stats() -> Response:
     reject_unknown(request.args, ())
     return jsonify(await current_node().stats())
 
 
 @bp.get("/api/v1/workers")
-@require(Role.USER)
+@require(Role.ADMIN)
 async def workers() -> Response:
     reject_unknown(request.args, ("scope",))
     scope = (request.args.get("scope") or "cluster").strip().lower()
@@ -91,7 +91,7 @@ async def workers() -> Response:
 
 
 @bp.get("/api/v1/nodes")
-@require(Role.USER)
+@require(Role.ADMIN)
 async def nodes() -> Response:
     reject_unknown(request.args, ())
     items = await _members()
@@ -99,7 +99,7 @@ async def nodes() -> Response:
 
 
 @bp.get("/api/v1/leader")
-@require(Role.USER)
+@require(Role.WORKER)
 async def leader() -> Response:
     reject_unknown(request.args, ())
     node = current_node()
@@ -156,7 +156,7 @@ async def algorithm(algorithm: str) -> Response:
 
 
 @bp.get("/api/v1/cluster")
-@require(Role.USER)
+@require(Role.ADMIN)
 async def cluster() -> Response:
     reject_unknown(request.args, ())
     node = current_node()

@@ -58,7 +58,7 @@ SEND_TIMEOUT = 30.0
 
 
 @bp.websocket("/api/v1/events")
-@require(Role.USER)
+@require(Role.WORKER)
 async def events() -> None:
     node = current_node()
     stream = node.event_stream

@@ -15,7 +15,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from ..backends.base import StateConflict
 from ..jobs import JobStatus
-from .auth import Role, require
+from .auth import Role, check_role, require
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
 from .errors import Conflict, NotFound, Unprocessable
 from .parsing import JOB_ID_RE, parse_bool, parse_job_query, read_json_object, reject_unknown
@@ -80,7 +80,7 @@ async def submit_batch() -> Response:
 
 
 @bp.get("/api/v1/jobs")
-@require(Role.USER)
+@require(Role.WORKER)
 async def list_jobs() -> Response:
     query = parse_job_query(request.args)
     page = await current_node().list(query)
@@ -94,7 +94,7 @@ async def list_jobs() -> Response:
 
 
 @bp.get("/api/v1/jobs/<job_id>")
-@require(Role.USER)
+@require(Role.WORKER)
 async def get_job(job_id: str) -> Response:
     reject_unknown(request.args, ())
     job_id = _job_id(job_id)
@@ -112,6 +112,7 @@ async def cancel_job(job_id: str) -> Response:
     job_id = _job_id(job_id)
     node = current_node()
     if purge:
+        await check_role(Role.ADMIN)  # deleting the record is an operator's call
         if not await node.purge(job_id):
             raise NotFound(f"no job with id {job_id!r}")
         return jsonify({"id": job_id, "deleted": True})

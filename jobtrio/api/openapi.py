@@ -275,6 +275,20 @@ def _schemas() -> dict[str, Any]:
                 "next_tick",
             ],
         ),
+        "Login": _obj(
+            {
+                "username": {"type": "string", "minLength": 1},
+                "password": {"type": "string", "minLength": 1},
+            },
+            extra=False,
+        ),
+        "Token": _obj(
+            {
+                "token": {**STRING, "description": "send as Authorization: Bearer <token>"},
+                "role": {"type": "string", "enum": ["admin", "user", "worker"]},
+                "expires_at": TIME,
+            }
+        ),
         "ScheduleList": _obj(
             {"schedules": {"type": "array", "items": _ref("Schedule")}, "count": INT}
         ),
@@ -478,6 +492,10 @@ RESPONSES: dict[str, Any] = {
     "UnsupportedMediaType": _error_response("The body is not sent as application/json"),
     "Unprocessable": _error_response("The JSON is not a valid job (or schedule)"),
     "Unavailable": _error_response("The queue (broker) is unavailable; retry later"),
+    "TooManyRequests": {
+        **_error_response("Too many attempts or connections; wait Retry-After seconds"),
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    },
     "Internal": _error_response("A bug; the node's log has the details"),
 }
 
@@ -496,6 +514,7 @@ def _errors(*names: str) -> dict[str, Any]:
         "PayloadTooLarge": "413",
         "UnsupportedMediaType": "415",
         "Unprocessable": "422",
+        "TooManyRequests": "429",
         "Unavailable": "503",
     }
     out = {codes[n]: {"$ref": f"#/components/responses/{n}"} for n in names}
@@ -539,6 +558,24 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         _param("created_before", "query", TIME, "only jobs created before this time"),
     ]
     return {
+        ("/auth/login", "post"): {
+            "operationId": "login",
+            "tags": ["operations"],
+            "summary": "A user name and password for a Bearer token (AUTH_ENABLED=true)",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("Login")}},
+            },
+            "responses": {
+                **_ok("A token", "Token"),
+                **_errors(*JSON_BODY_ERRORS, "Unauthorized", "TooManyRequests"),
+                "404": {
+                    "description": "Authentication is off on this node (code auth_disabled)",
+                    "content": {JSON: {"schema": _ref("Error")}},
+                },
+            },
+        },
         ("/api/v1/jobs", "post"): {
             "operationId": "submitJob",
             "tags": ["jobs"],
@@ -885,6 +922,8 @@ def build_spec(app: QuartTrio, version: str) -> dict[str, Any]:
             op["security"] = []
         else:
             op["x-required-role"] = role
+            # with AUTH_ENABLED every protected operation may refuse: say so on each
+            op["responses"] = {**_errors("Unauthorized", "Forbidden"), **op["responses"]}
         paths.setdefault(path, {})[method] = op
     return {
         "openapi": "3.1.0",

@@ -54,7 +54,7 @@ async def list_schedules() -> Response:
 
 
 @bp.post("/api/v1/schedules")
-@require(Role.USER)
+@require(Role.ADMIN)
 async def put_schedule() -> Response:
     node = current_node()
     reject_unknown(request.args, ())
@@ -79,7 +79,7 @@ async def get_schedule(name: str) -> Response:
 
 
 @bp.delete("/api/v1/schedules/<name>")
-@require(Role.USER)
+@require(Role.ADMIN)
 async def delete_schedule(name: str) -> Response:
     reject_unknown(request.args, ())
     schedule = await _find(name)

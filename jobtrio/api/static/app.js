@@ -384,7 +384,7 @@ function connect() {
 
 async function reconnect() {
   try {
-    await api("/api/v1/cluster");
+    await api("/api/v1/leader");
   } catch (error) {
     if (error instanceof Unauthorized) return; // the login form is up; start() reconnects
   }
@@ -489,9 +489,23 @@ function every(ms, fn) {
   return setInterval(fn, ms);
 }
 
+// The cluster view (members, epochs) is for admins; other roles see the leader only.
+async function loadOverview() {
+  if (state.role && state.role !== "admin") {
+    const l = await api("/api/v1/leader");
+    $("node").textContent = "node " + l.node_id;
+    $("leader").textContent = l.leader || "none";
+    $("algorithm").textContent = l.algorithm;
+    $("term").textContent = l.term === null ? "-" : l.term;
+    $("members").replaceChildren(el("tr", {}, el("td", { colSpan: 4, class: "muted" }, "members: admins only")));
+    return;
+  }
+  await loadCluster();
+}
+
 async function start() {
   try {
-    await loadCluster();
+    await loadOverview();
   } catch (error) {
     if (!(error instanceof Unauthorized)) $("node").textContent = "cannot reach the API: " + error.message;
     return;
@@ -506,7 +520,7 @@ async function start() {
   loadSchedules().catch(() => {});
   loadElections().catch(() => {});
   every(2000, () => loadDepths().catch(() => {}));
-  every(5000, () => loadCluster().catch(() => {}));
+  every(5000, () => loadOverview().catch(() => {}));
   every(1000, drawThroughput);
 }
 
