@@ -71,10 +71,10 @@ STATUS_STYLES = {
     JobStatus.CANCELLED: "dim",
 }
 
-# What the CLI prints often comes from a node: the consoles read no markup in it
-# (a job type "[link=...]" stays text) and escape any control character (SafeConsole).
-out = SafeConsole(highlight=False, soft_wrap=False, markup=False)
-err = SafeConsole(stderr=True, highlight=False, markup=False)
+# What the CLI prints often comes from a node: the consoles escape any control character
+# in it (SafeConsole), and a node's text goes in as Text, never read as rich markup.
+out = SafeConsole(highlight=False, soft_wrap=False)
+err = SafeConsole(stderr=True, highlight=False)
 
 
 class Failure(Exception):
@@ -290,13 +290,13 @@ def jobs_table(jobs: Sequence[Job]) -> Table:
     for job in jobs:
         table.add_row(
             job.id,
-            job.type,
+            Text(printable(job.type)),
             status_text(job.status),
             str(job.priority),
             f"{len(job.attempts)}/{job.max_retries + 1}",
             ago(job.created_at),
-            job.node_id or "-",
-            short(job.error, 50),
+            Text(printable(job.node_id or "-")),
+            Text(printable(short(job.error, 50))),
         )
     return table
 
@@ -306,7 +306,7 @@ def show_job(job: Job) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("id", job.id)
-    table.add_row("type", job.type)
+    table.add_row("type", Text(printable(job.type)))
     table.add_row("status", status_text(job.status))
     table.add_row("priority", str(job.priority))
     table.add_row("retries", f"{job.retry_count} of {job.max_retries}")
@@ -320,14 +320,14 @@ def show_job(job: Job) -> None:
     if job.timeout is not None:
         table.add_row("timeout", format_duration(job.timeout))
     if job.idempotency_key:
-        table.add_row("idempotency key", job.idempotency_key)
+        table.add_row("idempotency key", Text(printable(job.idempotency_key)))
     if job.node_id:
-        table.add_row("node", f"{job.node_id} (worker {job.worker_id or '-'})")
-    table.add_row("payload", json.dumps(job.payload, ensure_ascii=False))
+        table.add_row("node", Text(f"{job.node_id} (worker {job.worker_id or '-'})"))
+    table.add_row("payload", Text(printable(json.dumps(job.payload, ensure_ascii=False))))
     if job.result is not None:
-        table.add_row("result", json.dumps(job.result, ensure_ascii=False))
+        table.add_row("result", Text(printable(json.dumps(job.result, ensure_ascii=False))))
     if job.error:
-        table.add_row("error", Text(job.error, style="red"))
+        table.add_row("error", Text(printable(job.error), style="red"))
     out.print(table)
     if job.attempts:
         attempts = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
@@ -705,7 +705,7 @@ def _submit_many(
         parts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
         out.print(f"{len(done)} {body['type']} jobs finished: {parts}")
         if failed:
-            out.print(f"first failure: {failed[0].id}: {short(failed[0].error, 80)}")
+            out.print(Text(f"first failure: {failed[0].id}: {short(failed[0].error, 80)}"))
     return EXIT_FAILURE if failed else EXIT_OK
 
 

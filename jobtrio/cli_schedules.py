@@ -36,6 +36,7 @@ from .cli import (
 )
 from .durations import format_duration
 from .jobs import MAX_PRIORITY, MIN_PRIORITY
+from .text import printable
 
 
 def _timestamp(iso: str | None) -> float | None:
@@ -104,9 +105,9 @@ def list_schedules(remote: Remote) -> int:
         table.add_column(name, no_wrap=True)
     for s in items:
         table.add_row(
-            s["name"],
-            _cadence(s),
-            _job(s),
+            Text(printable(str(s["name"]))),
+            Text(printable(_cadence(s))),
+            Text(printable(_job(s))),
             Text(_next(s, relative=False), style="" if s.get("enabled", True) else "dim"),
             s.get("source", "-"),
         )
