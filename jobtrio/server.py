@@ -28,8 +28,12 @@ from .cluster.raft_state import FileRaftState
 from .cluster.transport import WebsocketTransport
 from .config import ConfigError, Settings
 from .processors import Registry
+from .tls import peer_client_context, peer_server_context
 
 log = logging.getLogger("jobtrio.server")
+
+#: Largest websocket message a client may send the API (the event stream reads none).
+WEBSOCKET_MAX_MESSAGE_BYTES = 64 * 1024
 
 
 def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfig:
@@ -38,6 +42,8 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfi
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5.0
+    # clients send the event stream nothing but its close: a big frame is an attack
+    config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE_BYTES
     if settings.tls_enabled:
         config.certfile = settings.tls_cert_file
         config.keyfile = settings.tls_key_file
@@ -94,6 +100,9 @@ def build_cluster(settings: Settings) -> tuple[ClusterActor, WebsocketTransport]
         settings.cluster_secret,
         host=settings.cluster_host,
         port=settings.cluster_port,
+        # TLS_ENABLED: the peers talk wss://, checked against TLS_CA_FILE (tls.py)
+        server_ssl=peer_server_context(settings) if settings.tls_enabled else None,
+        client_ssl=peer_client_context(settings) if settings.tls_enabled else None,
     )
     config = ClusterConfig(
         node_id=settings.node_id,
@@ -121,9 +130,11 @@ async def serve(
     """Run one node until it is stopped; ``ConfigError`` (one line) for a port in use."""
     # the users file is read before anything opens: a bad one is one line and exit 2
     auth = build_auth(settings, time.time) if settings.auth_enabled else None
+    if settings.tls_enabled:
+        peer_server_context(settings)  # the certificate and key load: else one line, exit 2
     check_ports(settings)
-    broker, store = await open_backends(settings)
     cluster = build_cluster(settings)
+    broker, store = await open_backends(settings)
     node = Node(settings, broker, store, registry, cluster=cluster[0] if cluster else None)
     if auth is not None:
         tokens = auth[0].tokens
@@ -163,10 +174,10 @@ async def serve(
                 settings.storage,
             )
             if settings.metrics_enabled and settings.metrics_port:
-                metrics_config = HypercornConfig()
-                metrics_config.bind = [f"{settings.server_host}:{settings.metrics_port}"]
-                metrics_config.accesslog = None
-                metrics_config.errorlog = logging.getLogger("hypercorn.error")
+                # the same TLS as the API (Prometheus scrapes https:// with the CA)
+                metrics_config = hypercorn_config(
+                    settings, settings.server_host, settings.metrics_port
+                )
                 metrics_config.graceful_timeout = 0.5
                 await nursery.start(
                     functools.partial(
