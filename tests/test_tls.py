@@ -397,3 +397,22 @@ async def test_redis_over_rediss_with_the_ca(pki: Pki, tls_redis: int) -> None:
                 await other.ping()
         finally:
             await other.close()
+
+
+async def test_the_client_trusts_a_private_ca_through_ssl_cert_file(
+    pki: Pki, https_node: tuple[Node, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobtrio.client import Client, ConnectionFailed
+
+    _, port = https_node
+    url = f"https://127.0.0.1:{port}"
+
+    def submit() -> str:
+        with Client(url) as client:
+            return client.submit("noop").id
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.stranger_ca_file))
+    with pytest.raises(ConnectionFailed):
+        await trio.to_thread.run_sync(submit)
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
+    assert await trio.to_thread.run_sync(submit)
