@@ -15,6 +15,12 @@ from tests.waiting import wait_until_sync
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: One client for every call: ``httpx.get`` builds a client, and with it a TLS context,
+#: per call (about 290 ms each on a loaded 2-core machine), enough to miss a job that runs
+#: for a second. No keep-alive, so a killed and restarted node on the same port is never
+#: asked over a dead connection.
+HTTP = httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0))
+
 
 class NodeProcess:
     def __init__(self, env: dict[str, str], log_path: Path, app: str | None = None) -> None:
@@ -54,7 +60,7 @@ class NodeProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"node exited with {self.proc.returncode}; see {self.log_path}")
         try:
-            return httpx.get(self.url + "/health", timeout=1).status_code == 200
+            return HTTP.get(self.url + "/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -73,11 +79,11 @@ class NodeProcess:
         return None if self.proc is None else self.proc.poll()
 
     def submit(self, job: dict) -> dict:
-        r = httpx.post(self.url + "/api/v1/jobs", json=job, timeout=5)
+        r = HTTP.post(self.url + "/api/v1/jobs", json=job, timeout=5)
         assert r.status_code == 201, r.text
         return r.json()
 
     def get(self, job_id: str) -> dict:
-        r = httpx.get(f"{self.url}/api/v1/jobs/{job_id}", timeout=5)
+        r = HTTP.get(f"{self.url}/api/v1/jobs/{job_id}", timeout=5)
         assert r.status_code == 200, r.text
         return r.json()

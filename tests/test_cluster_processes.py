@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import HTTP, NodeProcess
 from tests.servers import RedisServer, free_port
 from tests.waiting import wait_until_sync
 
@@ -119,7 +119,7 @@ def cluster_factory(tmp_path: Path, redis_server: RedisServer) -> Iterator[MakeC
 
 
 def api(node: NodeProcess, path: str) -> dict[str, Any]:
-    r = httpx.get(node.url + path, timeout=2)
+    r = HTTP.get(node.url + path, timeout=2)
     r.raise_for_status()
     return r.json()
 
