@@ -407,8 +407,9 @@ def test_restarts_duplicates_and_delays_never_elect_two_leaders_in_a_term() -> N
 
 def test_the_random_sweep_sees_a_forgotten_vote() -> None:
     """The control: with term and vote lost at restart, the same sweep finds terms
-    with two leaders, so the sweep above is evidence, not luck."""
-    assert len(_sweep(amnesia=True, seeds=range(1, 41))) >= 5
+    with two leaders (on 20 of these 40 seeds when written), so the sweep above
+    is evidence, not luck."""
+    assert len(_sweep(amnesia=True, seeds=range(1, 41))) >= 15
 
 
 # -- the whole node in the simulator: a minority cannot elect ----------------------------------
