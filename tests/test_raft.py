@@ -382,3 +382,111 @@ def test_only_a_leader_greets_a_newly_seen_node_and_only_that_node() -> None:
     assert leader.is_leader
     out = leader.membership_changed(frozenset({"a", "b", "c", "d"}), 2 * T + 0.1)
     assert out == [Send("d", RaftHeartbeat(1, 1))]
+
+
+# -- found by the mutation run (cosmic-ray): behaviour no test pinned ----------------------
+
+
+def _leader(me: str = "a", peers: tuple[str, ...] = ("b", "c"), **kwargs: object) -> RaftElection:
+    node = RaftElection(me, list(peers), TIMING, random.Random(1), **kwargs)  # type: ignore[arg-type]
+    node.tick(0.0)
+    node.tick(2 * T)
+    voter = peers[0]
+    node.step(voter, RaftVoteResponse(1, granted=True, pre_vote=True), 2 * T)
+    node.step(voter, RaftVoteResponse(1, granted=True, pre_vote=False), 2 * T)
+    assert node.is_leader
+    return node
+
+
+def test_check_quorum_runs_when_the_tick_comes_late() -> None:
+    """A real actor ticks when it gets round to it, not at the exact deadline."""
+    node = _leader()
+    node.tick(2 * T + 1.37 * T)  # past the check, never exactly at it; nobody answered
+    assert not node.is_leader
+
+
+def test_the_tick_that_steps_a_leader_down_sends_no_heartbeat() -> None:
+    node = _leader()
+    out = node.tick(3 * T)
+    assert not node.is_leader
+    assert not any(isinstance(o, Send) and isinstance(o.message, RaftHeartbeat) for o in out)
+
+
+def test_an_unanswered_pre_vote_is_tried_again_at_the_next_timeout() -> None:
+    node = RaftElection("a", ["b", "c"], TIMING, random.Random(1))
+    node.tick(0.0)
+    first = node.tick(2 * T)
+    assert node.state == "pre_candidate" and len(first) == 2
+    again = node.tick(4 * T + 0.01)  # past any timeout in [T, 2T): nobody answered
+    assert node.state == "pre_candidate" and node.term == 0
+    assert again == first  # the same pre-votes, sent again
+
+
+def test_votes_count_once_the_voters_addresses_are_known() -> None:
+    """In production the configuration is addresses, and which node id is at which
+    address arrives with membership: grants from ids not yet placed wait, and
+    count (several at once) when membership places them."""
+    where: dict[str, str] = {}
+    node = RaftElection(
+        "n1", ["h2:1", "h3:1"], TIMING, random.Random(1), my_key="h1:1", key_of=where.get
+    )
+    assert node.quorum == 2
+    node.tick(0.0)
+    assert node.tick(2 * T) == []  # no voter id known: nobody to ask yet
+    node.step("n2", RaftVoteResponse(1, granted=True, pre_vote=True), 2 * T)
+    node.step("n3", RaftVoteResponse(1, granted=True, pre_vote=True), 2 * T)
+    assert node.state == "pre_candidate"  # n2, n3: not known to hold seats
+    where.update({"n2": "h2:1", "n3": "h3:1"})
+    out = node.membership_changed(frozenset({"n1", "n2", "n3"}), 2 * T + 0.1)
+    assert node.state == "candidate" and node.term == 1
+    assert {o.to for o in out if isinstance(o, Send)} == {"n2", "n3"}
+
+
+def test_the_lease_holds_for_t_after_the_last_heartbeat_at_any_clock_value() -> None:
+    node = RaftElection("c", ["a", "b"], TIMING, random.Random(1))
+    node.tick(1000.0)
+    node.step("a", RaftHeartbeat(term=1), 1000.0)
+    assert node.step("b", RaftVote(term=2, pre_vote=True), 1000.0 + 0.5 * T) == []
+    assert node.step("b", RaftVote(term=2, pre_vote=True), 1000.0 + 1.5 * T) == [
+        Send("b", RaftVoteResponse(2, granted=True, pre_vote=True))
+    ]
+
+
+def test_a_candidate_counts_real_votes_only() -> None:
+    """Late pre-vote grants (which record nothing at the voter) must never make a
+    candidate leader; late real-vote refusals must not end a pre-vote; a heartbeat
+    response reaching a candidate is ignored."""
+    node = RaftElection("a", ["b", "c"], TIMING, random.Random(1))
+    node.tick(0.0)
+    node.tick(2 * T)
+    node.step("b", RaftVoteResponse(1, granted=True, pre_vote=True), 2 * T)
+    assert node.state == "candidate" and node.term == 1
+    node.step("c", RaftVoteResponse(1, granted=True, pre_vote=True), 2 * T)  # late pre-vote
+    node.step("c", RaftHeartbeatResponse(1), 2 * T)
+    assert node.state == "candidate"
+    node.step("b", RaftVoteResponse(1, granted=False, pre_vote=False), 2 * T)
+    node.step("c", RaftVoteResponse(1, granted=False, pre_vote=False), 2 * T)
+    assert node.state == "follower" and node.term == 1
+    node.tick(6 * T)  # pre-vote for term 2; the term-1 refusals arrive again, late
+    assert node.state == "pre_candidate"
+    node.step("b", RaftVoteResponse(1, granted=False, pre_vote=False), 6 * T)
+    node.step("c", RaftVoteResponse(1, granted=False, pre_vote=False), 6 * T)
+    assert node.state == "pre_candidate"
+
+
+def test_node_ids_compare_by_value_as_they_arrive_from_the_wire() -> None:
+    """Decoded messages carry fresh string objects: the candidate we voted for is
+    recognised on a retransmission, and our own id is ours whatever object holds it."""
+
+    def fresh(text: str) -> str:
+        copy = "".join(list(text))
+        assert copy == text and copy is not text  # equal, not identical
+        return copy
+
+    node = RaftElection("node-c", ["node-a", "node-b"], TIMING, random.Random(1))
+    node.tick(0.0)
+    node.step(fresh("node-a"), RaftVote(term=1, pre_vote=False), 0.1)
+    again = node.step(fresh("node-a"), RaftVote(term=1, pre_vote=False), 0.2)
+    assert again == [Send("node-a", RaftVoteResponse(1, granted=True, pre_vote=False))]
+    assert node.step(fresh("node-c"), RaftHeartbeat(term=9), 0.3) == []
+    assert node.term == 1
