@@ -29,6 +29,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .backends.base import Broker, FencedError, StateConflict, Store
+from .histograms import BatchHistogram
 
 #: Exceptions that are answers, not failures of the backend call.
 _ANSWERS = (StateConflict, FencedError)
@@ -42,7 +43,8 @@ class NodeMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         # -- the seed's names ------------------------------------------------------------
-        self.job_processing_duration = Histogram(
+        # observed a batch of jobs at a time by the dispatcher (see histograms.py)
+        self.job_processing_duration = BatchHistogram(
             "job_processing_duration_seconds",
             "Time a job attempt ran, by type and outcome",
             ["type", "outcome"],
@@ -62,7 +64,7 @@ class NodeMetrics:
             "node_uptime_seconds", "Seconds since this node started", registry=r
         )
         # -- jobs --------------------------------------------------------------------------
-        self.queue_wait = Histogram(
+        self.queue_wait = BatchHistogram(
             "job_queue_wait_seconds",
             "Time from a job being due to its attempt starting",
             registry=r,
@@ -277,9 +279,6 @@ class NodeMetrics:
 
 def peer_message_kinds() -> list[str]:
     """Every kind of message peers exchange (the labels ``cluster_messages_total`` may take)."""
-    from .actors.cluster import CANCEL_KIND
-    from .cluster.messages import BULLY_MESSAGES, RAFT_MESSAGES, SWIM_MESSAGES
+    from .cluster.messages import MESSAGE_TYPES
 
-    return sorted({cls.kind for cls in (*SWIM_MESSAGES, *RAFT_MESSAGES, *BULLY_MESSAGES)}) + [
-        CANCEL_KIND
-    ]
+    return sorted(MESSAGE_TYPES)

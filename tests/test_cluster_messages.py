@@ -14,6 +14,7 @@ from jobtrio.cluster.messages import (
     BullyAnswer,
     BullyCoordinator,
     BullyElect,
+    CancelJob,
     Gossip,
     Join,
     MemberUpdate,
@@ -47,6 +48,7 @@ SAMPLES = [
     BullyElect(epoch=2),
     BullyAnswer(epoch=2),
     BullyCoordinator(epoch=3),
+    CancelJob("job-1"),
 ]
 
 
@@ -56,6 +58,7 @@ def test_every_kind_has_a_sample() -> None:
         "bully.answer",
         "bully.coordinator",
         "bully.election",
+        "job.cancel",
         "raft.heartbeat",
         "raft.heartbeat_resp",
         "raft.vote",
@@ -250,3 +253,11 @@ def test_machines_survive_arbitrary_valid_messages(kind: str) -> None:
             if kind != "swim" and rng.random() < 0.05:
                 alive = frozenset(rng.sample(names, rng.randrange(0, 5)))
                 machine.membership_changed(alive, now, frozenset(rng.sample(names, 1)))
+
+
+def test_a_cancel_request_is_checked_like_any_message() -> None:
+    assert decode({"v": PROTOCOL_VERSION, "kind": "job.cancel", "job_id": "j1"}) == CancelJob("j1")
+    with pytest.raises(ProtocolError, match="job.cancel.job_id: expected a string"):
+        decode({"v": PROTOCOL_VERSION, "kind": "job.cancel", "job_id": 7})
+    with pytest.raises(ProtocolError, match="missing field 'job_id'"):
+        decode({"v": PROTOCOL_VERSION, "kind": "job.cancel"})

@@ -141,22 +141,50 @@ async def test_explicit_prefetch_is_never_exceeded(autojump_clock):
         assert max(asked) <= 2 + 1 and node.dispatcher._window == 1
 
 
-def test_batched_histogram_observations_equal_single_ones():
+def test_batched_histogram_exposes_what_a_prometheus_histogram_does():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from jobtrio.actors.dispatcher import _observe_all
+    from jobtrio.histograms import BatchHistogram
 
     values = [0.0, 0.0004, 0.0005, 0.0006, 0.002, 0.7, 5.0, 31.0, 1e9, 0.001, 0.001]
+    buckets = (0.0005, 0.001, 0.002, 0.5, 1, 30)
     exposed = []
     for batched in (False, True):
         registry = CollectorRegistry()
-        h = Histogram("h", "h", registry=registry, buckets=(0.0005, 0.001, 0.002, 0.5, 1, 30))
         if batched:
-            _observe_all(h, values)
+            h = BatchHistogram("h", "h", ["type"], registry=registry, buckets=buckets)
+            h.labels("a").observe_many(values)
+            h.labels("b").observe_many(values[:1])
         else:
+            p = Histogram("h", "h", ["type"], registry=registry, buckets=buckets)
             for v in values:
-                h.observe(v)
+                p.labels("a").observe(v)
+            p.labels("b").observe(values[0])
         lines = generate_latest(registry).decode().splitlines()
         exposed.append([line for line in lines if "_created" not in line])
     assert exposed[0] == exposed[1]
-    assert 'h_bucket{le="0.0005"} 3.0' in exposed[1]  # a bound holds the values equal to it
+    assert 'h_bucket{le="0.0005",type="a"} 3.0' in exposed[1]  # a bound holds values equal to it
+
+
+async def test_a_crashed_dispatcher_is_restarted_and_hands_back_what_it_held(autojump_clock):
+    """The supervisor restarts the dispatcher; jobs it held run again, none is lost."""
+
+    class CrashingOnce(MemoryBroker):
+        crashed = False
+
+        async def finish(self, finishes, now):  # type: ignore[no-untyped-def]
+            if not self.crashed:
+                self.crashed = True
+                raise RuntimeError("a bug in the finisher")
+            return await super().finish(finishes, now)
+
+    broker = CrashingOnce()
+    async with running_node(broker=broker, worker_count=2) as node:
+        jobs = await node.submit_many([{"type": "echo", "payload": {"i": i}} for i in range(20)])
+        done = [await terminal(node, j.id) for j in jobs]
+        restarts = node.metrics.registry.get_sample_value(
+            "actor_restarts_total", {"actor": "dispatcher"}
+        )
+        assert node.dispatcher.in_flight == 0
+    assert broker.crashed and restarts == 1
+    assert all(job.status == JobStatus.COMPLETED for job in done)

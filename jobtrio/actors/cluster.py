@@ -35,6 +35,7 @@ from ..cluster.messages import (
     BULLY_MESSAGES,
     RAFT_MESSAGES,
     SWIM_MESSAGES,
+    CancelJob,
     LeaderChanged,
     MemberDown,
     MemberUp,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobtrio.cluster")
 
-CANCEL_KIND = "job.cancel"
 _SWIM_KINDS = frozenset(cls.kind for cls in SWIM_MESSAGES)
 _ELECTION_KINDS = frozenset(cls.kind for cls in (*RAFT_MESSAGES, *BULLY_MESSAGES))
 
@@ -135,7 +135,7 @@ class ClusterActor:
     def broadcast_cancel(self, job_id: str) -> None:
         for member in sorted(self.swim.alive_ids()):  # sorted: a set's order varies by process
             if member != self.config.node_id:
-                self.transport.send(member, {"kind": CANCEL_KIND, "job_id": job_id})
+                self.transport.send(member, encode(CancelJob(job_id)))
 
     def leave(self) -> None:
         """Announce a graceful leave (the transport flushes it while the node stops)."""
@@ -173,19 +173,16 @@ class ClusterActor:
                     self._carry_out(self.election.tick(now))
 
     def _on_message(self, sender: str, data: dict[str, Any], now: float) -> None:
-        kind = data.get("kind")
-        if kind == CANCEL_KIND:
-            job_id = data.get("job_id")
-            if isinstance(job_id, str) and self._node is not None:
-                self._node.dispatcher.interrupt(job_id, "cancelled")
-            return
         try:
             message = decode(data)
         except ProtocolError as exc:
             self.dropped_messages += 1
             log.warning("dropped a message from %s: %s", sender, exc.reason)
             return
-        if message.kind in _SWIM_KINDS:
+        if isinstance(message, CancelJob):
+            if self._node is not None:
+                self._node.dispatcher.interrupt(message.job_id, "cancelled")
+        elif message.kind in _SWIM_KINDS:
             self._carry_out(self.swim.step(sender, message, now))
         elif message.kind in _ELECTION_KINDS:
             self._carry_out(self.election.step(sender, message, now))

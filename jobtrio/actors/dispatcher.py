@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import random
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,6 +236,8 @@ class Dispatcher:
 
     # -- the actor --------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Claim, run and report until cancelled; the node's supervisor restarts it on a crash."""
+        self._recover()
         async with trio.open_nursery() as nursery:
             for worker in self.workers:
                 send, recv = trio.open_memory_channel[InFlight](1)
@@ -247,6 +248,40 @@ class Dispatcher:
             await self._claim_loop()
             # claiming stopped (drain); keep workers and finisher until drained
             await trio.sleep_forever()
+
+    def _recover(self) -> None:
+        """Start clean after a crash of an earlier ``run`` (a no-op the first time).
+
+        The crash cancelled every worker and the finisher. Outcomes still
+        queued for the finisher go to the new one; every other attempt in the
+        table (unstarted, cut off, or whose outcome the crashed finisher held)
+        is handed back to the Broker as released, so no lease stays renewed by
+        the heartbeat for an attempt nobody runs. A handed-back job that had in
+        fact completed runs again: delivery is at least once.
+        """
+        queued: list[_Report] = []
+        while True:
+            try:
+                queued.append(self._reports_recv.receive_nowait())
+            except trio.WouldBlock:
+                break
+        if not self._inflight and not queued:
+            return
+        reported = {id(r.job) for r in queued}
+        for report in queued:
+            self._reports_send.send_nowait(report)
+        for flight in self._inflight.values():
+            if id(flight.lease.job) not in reported:
+                flight.finished = True
+                report = _Report(_unstarted(flight), flight.lease.job, -1, 0.0)
+                self._reports_send.send_nowait(report)
+        self._ready.clear()
+        for worker in self.workers:
+            worker.busy = False
+            worker.job_id = worker.job_type = worker.started_at = None
+            worker.pending = worker.running = None
+        self._idle = len(self.workers)
+        log.warning("restarted after a crash: %d attempts handed back", len(self._inflight))
 
     def _update_window(self) -> None:
         """Re-measure the start rate and size the prefetch from it (see the module doc)."""
@@ -309,8 +344,7 @@ class Dispatcher:
                     # two runs at once (jobtrio sim --seed 305 --nodes 7 --algorithm
                     # bully --duration 40 --clients 4 died of a KeyError here).
                     self.leases_lost([lease.job.id])
-                    finish = Finish(lease.job.id, lease.token, "released")
-                    self._reports_send.send_nowait(_Report(finish, lease.job, -1, 0.0))
+                    self._reports_send.send_nowait(_Report(released(lease), lease.job, -1, 0.0))
                     continue
                 flight = InFlight(lease, -1)
                 inflight[lease.job.id] = flight
@@ -365,7 +399,7 @@ class Dispatcher:
             due = job.scheduled_at if job.scheduled_at is not None else job.created_at
             waits.append(now - due if now > due else 0.0)
         if started:
-            _observe_all(self._metrics.queue_wait, waits)
+            self._metrics.queue_wait.observe_many(waits)
             self.started += len(started)
             self._recorder.record(started)
             self._metrics.worker_active.set(len(workers) - self._idle)
@@ -380,14 +414,8 @@ class Dispatcher:
             self._hand_back_unstarted(heapq.heappop(self._ready)[2])
 
     def _hand_back_unstarted(self, flight: InFlight) -> None:
-        lease = flight.lease
         flight.finished = True
-        if flight.interrupted not in (None, SHUTDOWN):
-            self._reports_send.send_nowait(_Report(None, lease.job, -1, 0.0))
-            return
-        self._reports_send.send_nowait(
-            _Report(Finish(lease.job.id, lease.token, "released"), lease.job, -1, 0.0)
-        )
+        self._reports_send.send_nowait(_Report(_unstarted(flight), flight.lease.job, -1, 0.0))
 
     def _mark_broker(self, healthy: bool, error: str | None) -> None:
         if healthy != self.broker_healthy:
@@ -429,14 +457,9 @@ class Dispatcher:
                 # claim loop and the finisher keep pace with back-to-back short jobs
                 await trio.lowlevel.checkpoint()
                 flight, worker.pending = worker.pending, None
-            lease = flight.lease
             worker.began = trio.current_time()
             if flight.interrupted is not None or not self._claiming:
-                finish = (
-                    Finish(lease.job.id, lease.token, "released")
-                    if (flight.interrupted in (None, SHUTDOWN))
-                    else None
-                )
+                finish = _unstarted(flight)
             else:
                 finish = await self._attempt(worker, flight, scope)
             self._attempt_done(worker, flight, finish)
@@ -503,9 +526,8 @@ class Dispatcher:
 
     def _cut_off(self, worker: WorkerState, flight: InFlight) -> Finish | None:
         """The outcome of an attempt whose scope was cancelled while it ran."""
-        lease = flight.lease
         if flight.interrupted == SHUTDOWN:
-            return Finish(lease.job.id, lease.token, "released", worker.worker_id)
+            return released(flight.lease, worker.worker_id)
         if flight.interrupted is not None:
             return None  # cancelled or lease lost: the Broker already moved on
         timeout = worker.timeout  # only a deadline or interrupt() cancels the scope
@@ -610,30 +632,24 @@ class Dispatcher:
             counter, histogram = self._metric_pair(outcome, job_type)
             counter.inc(len(spent))
             if outcome != "released":
-                _observe_all(histogram, spent)
+                histogram.observe_many(spent)
         self._recorder.record(done)
 
 
-def _observe_all(histogram: Any, values: list[float]) -> None:
-    """``histogram.observe(v)`` for each value, with one locked add per bucket touched.
+def released(lease: Lease, worker_id: str | None = None) -> Finish:
+    """The outcome that hands an attempt back unrun: the job waits again, no retry counted."""
+    return Finish(lease.job.id, lease.token, "released", worker_id)
 
-    prometheus_client takes a lock per add, three adds per observation: per
-    job that was 1-2 us of the node's 20. A client without the attributes
-    used here gets the values one by one.
+
+def _unstarted(flight: InFlight) -> Finish | None:
+    """What to tell the Broker of an attempt that will not start here.
+
+    Handed back (released) when the node is stopping; nothing when it was
+    cancelled or its lease was lost, since the Broker has moved the job on.
     """
-    try:
-        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
-    except AttributeError:
-        for value in values:
-            histogram.observe(value)
-        return
-    counts: dict[int, int] = {}
-    for value in values:
-        i = bisect_left(bounds, value)  # the first bucket whose bound is >= value
-        counts[i] = counts.get(i, 0) + 1
-    for i, n in counts.items():
-        buckets[i].inc(n)
-    total.inc(sum(values))
+    if flight.interrupted in (None, SHUTDOWN):
+        return released(flight.lease)
+    return None
 
 
 def _json_safe(value: Any) -> bool:

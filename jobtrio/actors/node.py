@@ -235,7 +235,7 @@ class Node:
             start("observer", self.observer.run)
             start("recorder", self.recorder.run)
             start("group-commit", self.group_commit.run)
-            await nursery.start(self.dispatcher.run)
+            start("dispatcher", self.dispatcher.run)
             start(
                 "heartbeat",
                 lambda: lease_heartbeat(

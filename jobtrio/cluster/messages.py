@@ -2,7 +2,8 @@
 
 Two vocabularies live here because both are shared by every protocol core:
 
-* **Messages** travel between nodes (SWIM membership, Raft, Bully). They are
+* **Messages** travel between nodes (SWIM membership, Raft, Bully, and the
+  cluster actor's own ``job.cancel``). They are
   frozen dataclasses with a ``kind`` string, turned into plain JSON-able dicts
   by :func:`encode` and back by :func:`decode`. Every dict carries the
   protocol version ``"v"``, so a node can refuse a peer speaking another
@@ -212,6 +213,19 @@ class BullyCoordinator:
     epoch: int
 
 
+# --------------------------------------------------------------------------
+# jobs
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    """A job was cancelled through the sender: whoever runs it, stop its attempt now
+    rather than at the next lease renewal (the Broker has already moved the job)."""
+
+    kind: ClassVar[str] = "job.cancel"
+    job_id: str
+
+
 Message = (
     Ping
     | Ack
@@ -226,14 +240,16 @@ Message = (
     | BullyElect
     | BullyAnswer
     | BullyCoordinator
+    | CancelJob
 )
 
 SWIM_MESSAGES = (Ping, Ack, PingReq, Join, Sync, Gossip)
 RAFT_MESSAGES = (RaftVote, RaftVoteResponse, RaftHeartbeat, RaftHeartbeatResponse)
 BULLY_MESSAGES = (BullyElect, BullyAnswer, BullyCoordinator)
+JOB_MESSAGES = (CancelJob,)
 
 MESSAGE_TYPES: dict[str, type[Any]] = {
-    cls.kind: cls for cls in (*SWIM_MESSAGES, *RAFT_MESSAGES, *BULLY_MESSAGES)
+    cls.kind: cls for cls in (*SWIM_MESSAGES, *RAFT_MESSAGES, *BULLY_MESSAGES, *JOB_MESSAGES)
 }
 
 
