@@ -3,15 +3,16 @@
 The protocol cores (``cluster/swim.py``, ``cluster/raft.py``...) are pure
 state machines; this actor owns their I/O. It feeds them ticks when their
 next deadline passes and the messages the transport delivers, carries out
-what they return (sends, membership changes), and turns ``LeaderChanged``
-into the node's ``Leadership``: when *this* node becomes leader it first
-takes a fresh fencing epoch from the shared Broker, and only then do the
-leader duties start. Leadership records go to the Store (``elections``) and
-every change is published as an event.
+what they return (sends, membership changes), and hands each
+``LeaderChanged`` to the node's elector (``actors/elector.py``) as a
+``Verdict``: the elector takes the fencing epoch and sets the Leadership.
+While this node leads, it keeps the Store's ``nodes`` in step with the view.
 
-It also carries one message of its own, ``job.cancel``: a cancel made on one
-node is pushed to all peers, so the node running the job interrupts it at
-once instead of at its next lease renewal.
+It also carries one message of its own, ``CancelJob`` (``job.cancel``): a
+cancel made on one node is pushed to all peers, so the node running the job
+interrupts it at once instead of at its next lease renewal.
+
+It reaches nothing of the node's but what :class:`ClusterSeams` gives it.
 
 The same actor runs under real websockets and under the simulator, which
 passes its own transport and clock.
@@ -20,16 +21,14 @@ passes its own transport and clock.
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
-from ..backends.base import BackendUnavailable, NodeRecord
-from ..backoff import Backoff
+from ..backends.base import BackendUnavailable, NodeRecord, Store
 from ..cluster.election import Election, ElectionTiming, RaftVoting, make_election
 from ..cluster.messages import (
     BULLY_MESSAGES,
@@ -50,9 +49,9 @@ from ..cluster.messages import (
 from ..cluster.raft_state import MemoryRaftState, RaftStateStore
 from ..cluster.swim import MemberView, Swim, SwimTiming
 from ..cluster.transport import PeerTransport
-
-if TYPE_CHECKING:
-    from .node import Node
+from ..events import EventBus
+from .elector import Verdict
+from .leadership import Leadership
 
 log = logging.getLogger("jobtrio.cluster")
 
@@ -68,6 +67,21 @@ def probe_interval(election_timeout: float, election_interval: float) -> float:
     timeouts (suspicion lasts four probe periods).
     """
     return min(election_interval, election_timeout / 5)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSeams:
+    """What the cluster actor needs from its node, and nothing more."""
+
+    #: Takes the election's verdicts (the node's ``Elector.verdict``).
+    on_verdict: Callable[[Verdict], None]
+    #: Stops a local attempt of a job cancelled on another node.
+    on_cancel: Callable[[str], None]
+    events: EventBus
+    store: Store
+    leadership: Leadership
+    #: The wall clock the Store's records use.
+    clock: Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +131,9 @@ class ClusterActor:
                 raft_state if raft_state is not None else MemoryRaftState(),
             ),
         )
-        self._leader_changes_send, self._leader_changes = trio.open_memory_channel[LeaderChanged](
-            math.inf
-        )
         self.started_at = 0.0
         self.dropped_messages = 0
-        self._node: Node | None = None
+        self._seams: ClusterSeams | None = None
 
     # -- views --------------------------------------------------------------------------------
     def members(self) -> list[MemberView]:
@@ -130,6 +141,14 @@ class ClusterActor:
 
     def alive(self) -> frozenset[str]:
         return self.swim.alive_ids()
+
+    def current_verdict(self) -> Verdict | None:
+        """Who the election names now (None while it names nobody)."""
+        leader = self.election.leader
+        return None if leader is None else Verdict(leader, self.election.term)
+
+    def alive_sorted(self) -> list[str]:
+        return sorted(self.swim.alive_ids())
 
     # -- commands -----------------------------------------------------------------------------
     def broadcast_cancel(self, job_id: str) -> None:
@@ -142,14 +161,12 @@ class ClusterActor:
         self._carry_out(self.swim.leave(self._monotonic()))
 
     # -- the actor ----------------------------------------------------------------------------
-    async def run(self, node: Node) -> None:
-        self._node = node
+    async def run(self, seams: ClusterSeams) -> None:
+        self._seams = seams
         now = self._monotonic()
         self.started_at = now
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._apply_leadership, node)
-            nursery.start_soon(self.record_members, node)
-            nursery.start_soon(self._retake_when_fenced, node)
+            nursery.start_soon(self.record_members, seams)
             self._carry_out(self.swim.join(self.config.seeds, now))
             self._carry_out(self.election.tick(now))
             while True:
@@ -180,8 +197,8 @@ class ClusterActor:
             log.warning("dropped a message from %s: %s", sender, exc.reason)
             return
         if isinstance(message, CancelJob):
-            if self._node is not None:
-                self._node.dispatcher.interrupt(message.job_id, "cancelled")
+            if self._seams is not None:
+                self._seams.on_cancel(message.job_id)
         elif message.kind in _SWIM_KINDS:
             self._carry_out(self.swim.step(sender, message, now))
         elif message.kind in _ELECTION_KINDS:
@@ -197,73 +214,39 @@ class ClusterActor:
             elif isinstance(out, MemberUp | MemberUpdated):
                 self.transport.set_address(out.node_id, out.address)
                 membership_changed = True
-                if isinstance(out, MemberUp) and self._node is not None:
-                    self._node.events.publish("member.up", member=out.node_id, address=out.address)
+                if isinstance(out, MemberUp) and self._seams is not None:
+                    self._seams.events.publish("member.up", member=out.node_id, address=out.address)
             elif isinstance(out, MemberDown):
                 if out.left:
                     self.transport.forget(out.node_id)
                 membership_changed = True
-                if self._node is not None:
-                    self._node.events.publish("member.down", member=out.node_id, left=out.left)
-            elif isinstance(out, LeaderChanged):
-                self._leader_changes_send.send_nowait(out)
+                if self._seams is not None:
+                    self._seams.events.publish("member.down", member=out.node_id, left=out.left)
+            elif isinstance(out, LeaderChanged) and self._seams is not None:
+                self._seams.on_verdict(Verdict(out.leader, out.term))
         if membership_changed:
             now = self._monotonic()
             self._carry_out(
                 self.election.membership_changed(self.swim.alive_ids(), now, self.swim.left_ids())
             )
 
-    async def _apply_leadership(self, node: Node) -> None:
-        """Turn the election's verdicts into the node's Leadership, with a fencing epoch."""
-        async for change in self._leader_changes:
-            me = self.config.node_id
-            if change.leader != me:
-                node.leadership.set(change.leader, change.term, None, node.clock())
-                node.metrics.is_leader.set(0)
-                node.metrics.leader_changes.inc()
-                node.events.publish("leader.changed", leader=change.leader, term=change.term)
-                continue
-            epoch = await self._take_epoch(node)
-            if epoch is None or self.election.leader != me or self.election.term != change.term:
-                continue  # lost it again while waiting for the Broker
-            node.leadership.set(me, change.term, epoch, node.clock())
-            node.metrics.is_leader.set(1)
-            node.metrics.leader_changes.inc()
-            log.info(
-                "leading (%s term %d, fencing epoch %d)", self.config.algorithm, change.term, epoch
-            )
-            node.events.publish("leader.changed", leader=me, term=change.term, epoch=epoch)
-            try:
-                await node.store.add_election(
-                    {
-                        "leader": me,
-                        "term": change.term,
-                        "epoch": epoch,
-                        "algorithm": self.config.algorithm,
-                        "at": node.clock(),
-                        "members": sorted(self.swim.alive_ids()),
-                    }
-                )
-            except BackendUnavailable as exc:
-                log.warning("could not record the election: %s", exc)
-
     async def record_members(
-        self, node: Node, every: float = 5.0, forget_after: float = 3600.0
+        self, seams: ClusterSeams, every: float = 5.0, forget_after: float = 3600.0
     ) -> None:
         """While leading, keep the Store's ``nodes`` in step with the view; prune the long dead."""
         while True:
             await trio.sleep(every)
-            if not node.leadership.is_leader:
+            if not seams.leadership.is_leader:
                 continue
             now = self._monotonic()
-            wall = node.clock()
+            wall = seams.clock()
             try:
                 for member in self.swim.members():
                     last = member.last_contact if member.last_contact is not None else now
                     if member.state in ("dead", "left") and now - last > forget_after:
-                        await node.store.delete_node(member.node_id)
+                        await seams.store.delete_node(member.node_id)
                         continue
-                    await node.store.put_node(
+                    await seams.store.put_node(
                         NodeRecord(
                             node_id=member.node_id,
                             address=member.address,
@@ -276,32 +259,3 @@ class ClusterActor:
                     )
             except BackendUnavailable as exc:
                 log.warning("could not record members: %s", exc)
-
-    async def _retake_when_fenced(self, node: Node) -> None:
-        """Take a fresh epoch if our duties were fenced off yet our election still names us.
-
-        Another node took a newer epoch while it believed it led (the other side
-        of a partition, a view still converging). If an election timeout later
-        our own election still says we lead, nobody else will act: gossip's
-        leader changes only with the view, so no new ``LeaderChanged`` would
-        ever come and the cluster would keep a leader that does no duties.
-        (Found by the simulator: ``jobtrio sim --seed 2 --algorithm gossip --duration 20``.)
-        """
-        me = self.config.node_id
-        while True:
-            await trio.sleep(self.config.election_timeout)
-            epoch = node.leadership.view.epoch
-            if epoch is not None and node.duties.last_fenced == epoch:
-                if self.election.leader == me:
-                    log.info("epoch %d was fenced off but we still lead: retaking", epoch)
-                    self._leader_changes_send.send_nowait(LeaderChanged(me, self.election.term))
-
-    async def _take_epoch(self, node: Node) -> int | None:
-        backoff = Backoff(0.05, 2.0)
-        while self.election.leader == self.config.node_id:
-            try:
-                return await node.broker.acquire_epoch(self.config.node_id, node.clock())
-            except BackendUnavailable as exc:
-                log.warning("cannot take a fencing epoch yet: %s", exc)
-                await trio.sleep(backoff.next())
-        return None

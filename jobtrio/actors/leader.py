@@ -75,7 +75,7 @@ class LeaderDuties:
         self.fenced = 0
         #: When the next reconciliation may start (``trio.current_time()``).
         self.next_reconcile = -math.inf
-        #: The last epoch whose writes the Broker refused (the elector may retake).
+        #: The last epoch whose writes the Broker refused (also told to the Leadership).
         self.last_fenced: int | None = None
 
     async def run(self) -> None:
@@ -92,6 +92,7 @@ class LeaderDuties:
                 assert isinstance(exc, FencedError)
                 self.fenced += 1
                 self.last_fenced = epoch
+                self._leadership.fenced(epoch)
                 log.warning("duties stop: %s", exc)
                 self._events.publish("leader.fenced", epoch=epoch, current=exc.current)
                 # wait until the elector replaces this epoch (or takes a new one)

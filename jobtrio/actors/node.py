@@ -1,11 +1,12 @@
 """A node: the supervisor of one actor tree, and the facade the surfaces call.
 
 ``Node.run`` opens one nursery holding the recorder, the dispatcher (with
-its workers), the lease heartbeat, the elector and the leader duties, each
-under ``supervise`` so a crash restarts the actor instead of killing the
-node. ``request_stop`` begins a graceful stop: claiming ends, running
-attempts get ``SHUTDOWN_GRACE`` to finish, the rest go back to the queue,
-the recorder flushes, then the tree is cancelled whole.
+its workers), the lease heartbeat, the elector, the cluster actor (when in
+a cluster) and the leader duties, each under ``supervise`` so a crash
+restarts the actor instead of killing the node. ``request_stop`` begins a
+graceful stop: claiming ends, running attempts get ``SHUTDOWN_GRACE`` to
+finish, the rest go back to the queue, the recorder flushes, then the tree
+is cancelled whole.
 
 The REST API, the CLI and the simulator use the public methods below
 (``submit``, ``get``, ``cancel``...) and never an actor's internals.
@@ -24,7 +25,6 @@ import trio
 
 from ..backends import transitions
 from ..backends.base import BackendUnavailable, Broker, JobQuery, Page, StateConflict, Store
-from ..backoff import Backoff
 from ..cluster.swim import MemberView
 from ..config import Settings
 from ..eventlog import open_event_log
@@ -43,8 +43,9 @@ from ..metrics import NodeMetrics, peer_message_kinds
 from ..observer import NodeObserver
 from ..processors import Registry
 from ..schedules import Schedule, validate_schedule
-from .cluster import ClusterActor
+from .cluster import ClusterActor, ClusterSeams
 from .dispatcher import CANCELLED, Dispatcher
+from .elector import Elector
 from .heartbeat import lease_heartbeat
 from .leader import LeaderDuties
 from .leadership import Leadership
@@ -66,8 +67,6 @@ STOP_FLUSH_TIMEOUT = 10.0
 PURGE_FLUSH_TIMEOUT = 5.0
 #: Seconds one backend may take to answer the health check's ping.
 HEALTH_PING_TIMEOUT = 2.0
-#: (first, maximum) seconds between tries of taking an epoch while the Broker is down.
-EPOCH_RETRY = (0.1, 5.0)
 
 #: Runs as a supervised actor of the node: ``(node) -> None``, until cancelled.
 Actor = Callable[["Node"], Awaitable[None]]
@@ -97,49 +96,6 @@ class BackendHealth:
 
 def wall_clock() -> float:
     return time.time()
-
-
-async def standalone_elector(node: Node) -> None:
-    """A node without a cluster leads alone, with an epoch from the Broker all the same.
-
-    Several such nodes may share one Broker (workers started without cluster
-    settings). Each takes an epoch; the newest fences the others off, and a
-    fenced node takes a fresh epoch after ``ELECTION_TIMEOUT``. So exactly one
-    of them performs leader duties at any time (they take turns), and if the
-    acting one dies another resumes the duties within a timeout.
-    """
-    while True:
-        epoch = await _take_epoch(node)
-        node.leadership.set(node.node_id, epoch, epoch, node.clock())
-        node.metrics.leader_changes.inc()
-        node.metrics.is_leader.set(1)
-        node.events.publish("leader.changed", leader=node.node_id, term=epoch)
-        try:
-            await node.store.add_election(
-                {
-                    "leader": node.node_id,
-                    "term": epoch,
-                    "epoch": epoch,
-                    "algorithm": "standalone",
-                    "at": node.clock(),
-                    "members": [node.node_id],
-                }
-            )
-        except BackendUnavailable as exc:
-            log.warning("could not record the election: %s", exc)
-        while node.duties.last_fenced != epoch:
-            await trio.sleep(node.settings.election_timeout)
-        log.info("epoch %d was fenced off by another node on this broker; retaking", epoch)
-
-
-async def _take_epoch(node: Node) -> int:
-    backoff = Backoff(*EPOCH_RETRY)
-    while True:
-        try:
-            return await node.broker.acquire_epoch(node.node_id, node.clock())
-        except BackendUnavailable as exc:
-            log.warning("cannot take a leader epoch yet: %s", exc)
-            await trio.sleep(backoff.next())
 
 
 class Node:
@@ -213,7 +169,25 @@ class Node:
         )
         self.duties.extra_duties.append(self.scheduler)
         self.cluster = cluster
-        self._elector: Actor = cluster.run if cluster is not None else standalone_elector
+        leading = {
+            "leadership": self.leadership,
+            "broker": broker,
+            "store": store,
+            "events": self.events,
+            "metrics": self.metrics,
+            "clock": clock,
+            "retake_after": settings.election_timeout,
+        }
+        if cluster is None:
+            self.elector = Elector.alone(self.node_id, **leading)
+        else:
+            self.elector = Elector(
+                self.node_id,
+                settings.election_algorithm,
+                current=cluster.current_verdict,
+                members=cluster.alive_sorted,
+                **leading,  # type: ignore[arg-type]
+            )
         self._extra_actors = list(extra_actors)
         self._stop = trio.Event()
         self.stopped = trio.Event()
@@ -242,7 +216,17 @@ class Node:
                     self.broker, self.dispatcher, self.settings.job_lease, self.clock
                 ),
             )
-            start("elector", lambda: self._elector(self))
+            start("elector", self.elector.run)
+            if self.cluster is not None:
+                seams = ClusterSeams(
+                    on_verdict=self.elector.verdict,
+                    on_cancel=lambda job_id: self.dispatcher.interrupt(job_id, CANCELLED),
+                    events=self.events,
+                    store=self.store,
+                    leadership=self.leadership,
+                    clock=self.clock,
+                )
+                start("cluster", lambda: self.cluster.run(seams))  # type: ignore[union-attr]
             start("leader-duties", self.duties.run)
             for name, actor in self._extra_actors:
                 start(name, lambda actor=actor: actor(self))
