@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from copy import copy as _shallow_copy
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -111,18 +111,10 @@ def new_job_id(now: float | None = None) -> str:
     return _default_ids.new(now)
 
 
-def urandom_token() -> str:
-    return os.urandom(12).hex()
-
-
-#: Makes lease tokens. A seam for the simulator, which swaps in a seeded factory
-#: for the length of one run so that a seed fixes every token (and the trace).
-token_factory: Callable[[], str] = urandom_token
-
-
 def new_token() -> str:
-    """An unguessable lease token."""
-    return token_factory()
+    """An unguessable lease token (a backend that takes ``tokens`` may be given another
+    source: the simulator passes a seeded one, so that a seed fixes every token)."""
+    return os.urandom(12).hex()
 
 
 # --------------------------------------------------------------------------
@@ -407,22 +399,27 @@ def _int_field(data: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
     return value
 
 
-def _nesting(value: Any) -> int:
-    """Depth of nested objects and arrays (MongoDB refuses documents deeper than 100)."""
-    deepest, stack = 0, [(value, 1)]
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` nest deeper than ``limit`` levels (``{}`` is one).
+
+    The one depth check of submissions and request bodies: MongoDB refuses
+    documents deeper than 100, and a hostile body must not cost a deep
+    recursion, so the walk uses its own stack and stops at the first too deep.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
-            children: Any = item.values()
+            children = item.values()
         elif isinstance(item, list):
             children = item
         else:
             continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_PAYLOAD_DEPTH:
-            return deepest
+        if depth > limit:
+            return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+    return False
 
 
 def validate_submission(
@@ -481,7 +478,7 @@ def validate_submission(
         ) from None
     except (TypeError, ValueError, RecursionError):
         raise ValidationError("payload must be JSON-serialisable", "payload") from None
-    if payload and _nesting(payload) > MAX_PAYLOAD_DEPTH:  # {} is one level deep
+    if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
         raise ValidationError(
             f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels", "payload", "too_deep"
         )

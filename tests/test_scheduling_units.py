@@ -164,6 +164,38 @@ async def test_supervisor_lets_cancellation_through(autojump_clock):
 # ------------------------------------------------------------------ submissions
 
 
+def test_nesting_depth_is_counted_one_way_for_payloads_and_bodies():
+    from jobtrio.jobs import nested_deeper_than
+
+    def nest(levels: int) -> object:
+        value: object = {}
+        for i in range(levels - 1):
+            value = [value] if i % 2 else {"k": value}
+        return value
+
+    assert not nested_deeper_than(nest(64), 64)  # {} alone is one level
+    assert nested_deeper_than(nest(65), 64)
+    assert not nested_deeper_than("a scalar", 0)
+    assert nested_deeper_than([1, 2, {"x": [[]]}], 3)
+    assert not nested_deeper_than([1, 2, {"x": [[]]}], 4)
+    assert nested_deeper_than(nest(100_000), 64)  # no recursion, however deep
+
+
+def test_a_memory_broker_leases_with_the_tokens_it_is_given():
+    from jobtrio.backends.memory import MemoryBroker
+    from jobtrio.jobs import validate_submission
+
+    tokens = iter(["t1", "t2"])
+    broker = MemoryBroker(tokens=lambda: next(tokens))
+
+    async def claim_two() -> list[str]:
+        jobs = [validate_submission({"type": "x"}, 1.0) for _ in range(2)]
+        await broker.enqueue(jobs, 1.0)
+        return [lease.token for lease in await broker.claim("n1", 2, 30.0, 1.0)]
+
+    assert trio.run(claim_two) == ["t1", "t2"]
+
+
 def test_payload_nesting_and_lone_surrogates_are_refused():
     from jobtrio.jobs import ValidationError, validate_submission
 

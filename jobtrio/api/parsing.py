@@ -23,7 +23,7 @@ from quart import request
 from werkzeug.datastructures import MultiDict
 
 from ..backends.base import JobQuery
-from ..jobs import JobStatus, ValidationError, check_timestamp, parse_time
+from ..jobs import JobStatus, ValidationError, check_timestamp, nested_deeper_than, parse_time
 from ..text import clip
 from .errors import ApiError, BadRequest, PayloadTooLarge
 
@@ -55,23 +55,6 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise _DuplicateKey(f"the key {key!r} appears twice in one object")
             seen.add(key)
     return result
-
-
-def _too_deep(value: Any, max_depth: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > max_depth:
-            return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -120,7 +103,7 @@ def decode_json(raw: bytes) -> Any:
         ) from None
     except ValueError as exc:  # duplicate keys, NaN, numbers with thousands of digits
         raise BadRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
-    if _too_deep(data, MAX_JSON_DEPTH):
+    if nested_deeper_than(data, MAX_JSON_DEPTH):
         raise BadRequest("invalid_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
     if _LONE_SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(data):
         raise BadRequest(

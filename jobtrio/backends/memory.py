@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -41,7 +42,9 @@ class MemoryBroker(Broker):
     check_fencing = True
     check_lease_tokens = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, tokens: Callable[[], str] = new_token) -> None:
+        #: Makes lease tokens (the simulator passes a seeded source).
+        self._tokens = tokens
         self._jobs: dict[str, Job] = {}
         self._pending: list[tuple[int, int, str]] = []  # heap of (-priority, seq, id)
         self._pending_key: dict[str, tuple[int, int, str]] = {}
@@ -53,6 +56,18 @@ class MemoryBroker(Broker):
         self._epoch = 0
         self._ticks: dict[str, set[float]] = {}
         self._tick_floor: dict[str, float] = {}
+
+    # -- the test hook ----------------------------------------------------------
+    # Not part of the Broker interface: the simulator's checker and tests read the
+    # Broker's state through these, synchronously, instead of its private tables.
+    def view(self) -> Mapping[str, Job]:
+        """Every job held, by id: a read-only view of the live objects (do not change them)."""
+        return MappingProxyType(self._jobs)
+
+    @property
+    def epoch(self) -> int:
+        """The newest fencing epoch handed out."""
+        return self._epoch
 
     # -- internals ------------------------------------------------------------
     def _push_pending(self, job: Job) -> None:
@@ -114,7 +129,7 @@ class MemoryBroker(Broker):
             del self._pending_key[job_id]
             job = self._jobs[job_id]
             transitions.claim(job, node_id, now)
-            token = new_token()
+            token = self._tokens()
             self._leases[job_id] = (token, now + lease_seconds)
             leases.append(Lease(job.copy(), token, now + lease_seconds))
         return leases
@@ -275,6 +290,11 @@ class MemoryStore(Store):
         self._nodes: dict[str, NodeRecord] = {}
         self._elections: list[dict[str, Any]] = []
         self._schedules: dict[str, dict[str, Any]] = {}
+
+    def view(self) -> Mapping[str, Job]:
+        """The test hook (not part of the Store interface): every record, by id, as a
+        read-only view of the live objects (do not change them)."""
+        return MappingProxyType(self._jobs)
 
     async def put_many(self, jobs: Sequence[Job]) -> None:
         await trio.lowlevel.checkpoint()

@@ -48,8 +48,8 @@ T = TypeVar("T")
 class ObservedBroker(MemoryBroker):
     """``MemoryBroker`` with every move traced and the Broker's invariants checked."""
 
-    def __init__(self, history: History) -> None:
-        super().__init__()
+    def __init__(self, history: History, tokens: Callable[[], str]) -> None:
+        super().__init__(tokens=tokens)
         self._history = history
         self._trace = history.trace
         #: The status each job had after its last move (so the next move sees its "before").
@@ -161,11 +161,7 @@ class ObservedBroker(MemoryBroker):
 
     # -- views for the checker --------------------------------------------------------------
     def snapshot(self) -> dict[str, Job]:
-        return {job_id: job.copy() for job_id, job in self._jobs.items()}
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch
+        return {job_id: job.copy() for job_id, job in self.view().items()}
 
 
 class Connection:

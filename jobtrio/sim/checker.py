@@ -35,7 +35,7 @@ def check_end(sim: Simulation) -> None:
     history = sim.history
     at = sim.ended_at
     broker = sim.broker.snapshot()
-    store = sim.store._jobs  # the checker reads the shared Store's own table
+    store = sim.store.view()  # the shared Store's records, through its test hook
     acked = history.acked()
     violate = history.violate
     poison = sim.settings_base.poison_limit

@@ -14,8 +14,8 @@ or by the code that builds the cluster:
    own ``test_scheduler_determinism.py`` and Hypothesis plugin do exactly
    this). :func:`deterministic_scheduling` sets both for one run, then
    restores them, so the rest of the process keeps trio's default.
-3. Lease tokens, made with ``os.urandom``: :func:`seeded_tokens` swaps
-   ``jobtrio.jobs.token_factory`` for a seeded one for the run.
+3. Lease tokens, made with ``os.urandom``: the run's Broker is given
+   :func:`seeded_tokens` instead (``MemoryBroker(tokens=...)``).
 4. Time: MockClock starts at 0 and autojumps; nodes read
    ``EPOCH + trio.current_time()``, never the wall clock.
 
@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import trio
-
-from .. import jobs
 
 #: The simulated wall clock at trio time 0 (2023-11-14T22:13:20Z), so records look real.
 EPOCH = 1_700_000_000.0
@@ -74,17 +72,11 @@ def deterministic_scheduling(seed: int) -> Iterator[None]:
         run._r.setstate(saved_state)
 
 
-@contextmanager
-def seeded_tokens(seed: int) -> Iterator[None]:
-    """Lease tokens drawn from ``seed`` until the block exits."""
+def seeded_tokens(seed: int) -> Callable[[], str]:
+    """A source of lease tokens drawn from ``seed``, for the run's Broker (``tokens=``)."""
     source = rng(seed, "lease-tokens")
-    saved = jobs.token_factory
 
     def token() -> str:
         return f"{source.getrandbits(96):024x}"
 
-    jobs.token_factory = token
-    try:
-        yield
-    finally:
-        jobs.token_factory = saved
+    return token

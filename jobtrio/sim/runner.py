@@ -271,7 +271,7 @@ class Simulation:
         self.seed = config.seed
         self.trace = Trace(full=full_trace)
         self.history = History(self.trace, strict=config.strict)
-        self.broker = ObservedBroker(self.history)
+        self.broker = ObservedBroker(self.history, tokens=seeded_tokens(config.seed))
         if config.plant == "fencing":
             self.broker.check_fencing = False
         elif config.plant == "lease-tokens":
@@ -628,7 +628,7 @@ class Simulation:
 
     def store_lag(self) -> list[str]:
         """Jobs whose Store record does not show the Broker's state."""
-        store = self.store._jobs
+        store = self.store.view()
         return [
             job_id
             for job_id, status in sorted(self.broker.status.items())
@@ -721,7 +721,6 @@ def run(config: SimConfig, *, full_trace: bool = False) -> SimResult:
     started = time.perf_counter()
     with (
         deterministic_scheduling(config.seed),
-        seeded_tokens(config.seed),
         _quiet_logs(sim.history),
     ):
         sim.trace.record("sim", config.replay_command(), derive(config.seed, "check"))
