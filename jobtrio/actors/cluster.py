@@ -30,6 +30,7 @@ import trio
 
 from ..backends.base import BackendUnavailable, NodeRecord, Store
 from ..cluster.election import Election, ElectionTiming, RaftVoting, make_election
+from ..cluster.members import MemberView
 from ..cluster.messages import (
     BULLY_MESSAGES,
     RAFT_MESSAGES,
@@ -47,7 +48,7 @@ from ..cluster.messages import (
     encode,
 )
 from ..cluster.raft_state import MemoryRaftState, RaftStateStore
-from ..cluster.swim import MemberView, Swim, SwimTiming
+from ..cluster.swim import Swim, SwimTiming
 from ..cluster.transport import PeerTransport
 from ..events import EventBus
 from .elector import Verdict

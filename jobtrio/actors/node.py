@@ -25,7 +25,7 @@ import trio
 
 from ..backends import transitions
 from ..backends.base import BackendUnavailable, Broker, JobQuery, Page, StateConflict, Store
-from ..cluster.swim import MemberView
+from ..cluster.members import MemberView
 from ..config import Settings
 from ..eventlog import open_event_log
 from ..events import EventBus

@@ -41,6 +41,12 @@ can register the address first), ``MemberUpdated`` and ``MemberDown``.
 Suspects still count as alive in :meth:`Swim.alive_ids`: they are only
 suspected, and elections should not react before a failure is confirmed.
 
+Three parts, split along memberlist's lines so each is testable alone: the
+member table with SWIM's merge rules and the suspects' deadlines
+(:mod:`.members`), the broadcast queue (:mod:`.broadcasts`), and this
+machine, which owns probing, the periodic timers, anti-entropy, join and
+leave, and carries out what a merge changed.
+
 Determinism: all choices come from the injected ``rng`` and the inputs, and
 iteration is over insertion-ordered dicts or sorted lists, never over sets.
 """
@@ -52,15 +58,13 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .broadcasts import BroadcastQueue
+from .members import UP_STATES, Applied, MemberTable, MemberView
 from .messages import (
     Ack,
     Gossip,
     Join,
-    MemberDown,
-    MemberState,
-    MemberUp,
     MemberUpdate,
-    MemberUpdated,
     Message,
     Meta,
     Output,
@@ -70,8 +74,6 @@ from .messages import (
     SendToAddress,
     Sync,
 )
-
-_UP: tuple[MemberState, ...] = ("alive", "suspect")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,40 +143,6 @@ class SwimTiming:
         return self.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
 
 
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    """A read-only snapshot of one member, for APIs and dashboards."""
-
-    node_id: str
-    address: str
-    state: MemberState
-    incarnation: int
-    meta: Meta
-    last_contact: float | None
-
-
-@dataclass(slots=True)
-class _Member:
-    node_id: str
-    address: str
-    incarnation: int
-    state: MemberState
-    meta: Meta
-    state_since: float
-    last_contact: float | None = None
-    suspect_deadline: float | None = None
-
-    def record(self) -> MemberUpdate:
-        return MemberUpdate(self.node_id, self.address, self.incarnation, self.state, self.meta)
-
-
-@dataclass(slots=True)
-class _Broadcast:
-    update: MemberUpdate
-    transmits: int
-    order: int
-
-
 @dataclass(slots=True)
 class _Probe:
     target: str
@@ -214,12 +182,8 @@ class Swim:
         self._me = me
         self._timing = timing
         self._rng = rng
-        self._incarnation = 0
-        self._members: dict[str, _Member] = {
-            me: _Member(me, address, 0, "alive", dict(meta), state_since=0.0)
-        }
-        self._broadcasts: dict[str, _Broadcast] = {}
-        self._broadcast_order = 0
+        self._members = MemberTable(me, address, meta, timing.suspicion_timeout)
+        self._broadcasts = BroadcastQueue(timing.retransmit_limit, timing.max_piggyback)
         self._seq = 0
         self._probe: _Probe | None = None
         self._probe_order: list[str] = []
@@ -228,9 +192,8 @@ class Swim:
         self._seeds: tuple[str, ...] = ()
         self._timers = _Timers()
         self._started = False
-        self._left = False
         self._out: list[Output] = []
-        self._queue(self._members[me].record())
+        self._broadcasts.queue(self._members.own().record())
 
     # ------------------------------------------------------------ queries
 
@@ -240,57 +203,45 @@ class Swim:
 
     @property
     def incarnation(self) -> int:
-        return self._incarnation
+        return self._members.incarnation
 
     @property
     def has_left(self) -> bool:
-        return self._left
+        return self._members.left
 
     def members(self) -> list[MemberView]:
         """Every member this node knows of (itself included), by id."""
-        return [
-            MemberView(m.node_id, m.address, m.state, m.incarnation, dict(m.meta), m.last_contact)
-            for m in sorted(self._members.values(), key=lambda m: m.node_id)
-        ]
+        return self._members.views()
 
     def alive_ids(self) -> frozenset[str]:
         """Ids of members alive or suspect, this node included unless it left."""
-        return frozenset(
-            m.node_id
-            for m in self._members.values()
-            if m.state in _UP and not (m.node_id == self._me and self._left)
-        )
+        return self._members.alive_ids()
 
     def left_ids(self) -> frozenset[str]:
         """Ids of members that announced a graceful leave."""
-        return frozenset(m.node_id for m in self._members.values() if m.state == "left")
+        return self._members.left_ids()
 
     def address_of(self, node_id: str) -> str | None:
         """Transport address of a known member (dead ones included)."""
-        member = self._members.get(node_id)
-        return member.address if member else None
+        return self._members.address_of(node_id)
 
     def next_deadline(self) -> float | None:
         """The earliest time ``tick`` has work (``None`` before the first call
         or after leaving)."""
-        if not self._started or self._left:
+        if not self._started or self._members.left:
             return None
         t = self._timers
         times = [t.next_probe, t.next_push_pull, t.next_reconnect]
         if self._broadcasts:
             times.append(t.next_gossip)
-        if self._seeds and not self._has_live_peer():
+        if self._seeds and not self._members.has_live_peer():
             times.append(t.next_join)
         if self._probe is not None:
             if not self._probe.indirect_sent:
                 times.append(self._probe.indirect_at)
             times.append(self._probe.deadline)
         times.extend(r.expires for r in self._relays.values())
-        for m in self._members.values():
-            if m.suspect_deadline is not None:
-                times.append(m.suspect_deadline)
-            if m.state in ("dead", "left") and m.node_id != self._me:
-                times.append(m.state_since + self._timing.dead_retention)
+        times.extend(self._members.deadlines(self._timing.dead_retention))
         return min(times)
 
     # ------------------------------------------------------------ inputs
@@ -302,7 +253,7 @@ class Swim:
         the same seed list. Joins are retried while no live peer is known.
         """
         self._ensure_started(now)
-        own = self._members[self._me].address
+        own = self._members.own().address
         self._seeds = tuple(dict.fromkeys(a for a in seed_addresses if a and a != own))
         self._send_joins(now)
         return self._flush()
@@ -311,7 +262,7 @@ class Swim:
         """Run whatever timers are due. Call at least as often as
         ``next_deadline`` asks (or every ~``probe_timeout / 5``)."""
         self._ensure_started(now)
-        if self._left:
+        if self._members.left:
             return self._flush()
         self._tick_probe(now)
         self._tick_suspects(now)
@@ -324,7 +275,7 @@ class Swim:
     def step(self, sender: str, message: Message, now: float) -> list[Output]:
         """Handle one message from ``sender``; non-SWIM messages are ignored."""
         self._ensure_started(now)
-        if self._left or sender == self._me:
+        if self._members.left or sender == self._me:
             return self._flush()
         if isinstance(message, Ping):
             self._merge(message.updates, now)
@@ -341,7 +292,7 @@ class Swim:
         elif isinstance(message, Sync):
             self._merge(message.members, now, from_sync=True)
             if message.reply:
-                self._out.append(Send(sender, Sync(self._full_state(), reply=False)))
+                self._out.append(Send(sender, Sync(self._members.full_state(), reply=False)))
         elif isinstance(message, Gossip):
             self._merge(message.updates, now)
         # After merging, so that a sender first heard of in this message counts.
@@ -354,16 +305,10 @@ class Swim:
         """Announce a graceful leave to every live member; afterwards the
         machine is inert (no probes, no refutations, no replies)."""
         self._ensure_started(now)
-        if self._left:
+        if self._members.left:
             return self._flush()
-        self._incarnation += 1
-        me = self._members[self._me]
-        me.incarnation = self._incarnation
-        me.state = "left"
-        me.state_since = now
-        self._left = True
-        update = me.record()
-        for node in self._live_peers():
+        update = self._members.leave(now)
+        for node in self._members.live_peers():
             self._out.append(Send(node, Gossip((update,))))
         self._probe = None
         self._relays.clear()
@@ -373,13 +318,9 @@ class Swim:
     def update_meta(self, meta: Meta, now: float) -> list[Output]:
         """Publish new meta (e.g. a changed worker count) under a new incarnation."""
         self._ensure_started(now)
-        if self._left:
+        if self._members.left:
             return self._flush()
-        self._incarnation += 1
-        me = self._members[self._me]
-        me.incarnation = self._incarnation
-        me.meta = dict(meta)
-        self._queue(me.record())
+        self._broadcasts.queue(self._members.set_meta(meta))
         return self._flush()
 
     # ------------------------------------------------------------ timers
@@ -389,7 +330,7 @@ class Swim:
             return
         self._started = True
         t, timing = self._timers, self._timing
-        self._members[self._me].state_since = now
+        self._members.start(now)
         # A random phase keeps nodes started together from probing in lockstep.
         t.next_probe = now + self._rng.random() * timing.probe_interval
         t.next_gossip = now + timing.gossip_interval
@@ -424,7 +365,7 @@ class Swim:
         target = self._members.get(probe.target)
         if target is None:
             return
-        helpers = [n for n in self._live_peers() if n != probe.target]
+        helpers = [n for n in self._members.live_peers() if n != probe.target]
         k = min(self._timing.indirect_checks, len(helpers))
         for helper in self._rng.sample(helpers, k):
             self._out.append(
@@ -440,14 +381,8 @@ class Swim:
             )
 
     def _tick_suspects(self, now: float) -> None:
-        for member in list(self._members.values()):
-            if member.suspect_deadline is not None and now >= member.suspect_deadline:
-                self._apply(
-                    MemberUpdate(
-                        member.node_id, member.address, member.incarnation, "dead", member.meta
-                    ),
-                    now,
-                )
+        for applied in self._members.suspects_due(now):
+            self._carry_out(applied)
 
     def _tick_relays(self, now: float) -> None:
         for seq in [s for s, r in self._relays.items() if now >= r.expires]:
@@ -462,11 +397,7 @@ class Swim:
             return
         # Recently dead members get gossip too, so a falsely accused node
         # hears about it and can refute.
-        candidates = self._live_peers() + [
-            m.node_id
-            for m in self._members.values()
-            if m.state == "dead" and now - m.state_since < timing.gossip_to_dead
-        ]
+        candidates = self._members.live_peers() + self._members.dead_ids(now, timing.gossip_to_dead)
         k = min(timing.gossip_nodes, len(candidates))
         for node in self._rng.sample(candidates, k):
             updates = self._piggyback()
@@ -478,36 +409,29 @@ class Swim:
         timers, timing = self._timers, self._timing
         if now >= timers.next_push_pull:
             timers.next_push_pull = _advance(timers.next_push_pull, timing.push_pull_interval, now)
-            peers = self._live_peers()
+            peers = self._members.live_peers()
             if peers:
                 node = self._rng.choice(peers)
-                self._out.append(Send(node, Sync(self._full_state(), reply=True)))
+                self._out.append(Send(node, Sync(self._members.full_state(), reply=True)))
         if now >= timers.next_reconnect:
             timers.next_reconnect = _advance(timers.next_reconnect, timing.reconnect_interval, now)
-            dead = [m.node_id for m in self._members.values() if m.state == "dead"]
+            dead = self._members.dead_ids()
             if dead:
                 node = self._rng.choice(dead)
-                self._out.append(Send(node, Sync(self._full_state(), reply=True)))
+                self._out.append(Send(node, Sync(self._members.full_state(), reply=True)))
         if now >= timers.next_join:
             timers.next_join = _advance(timers.next_join, timing.join_retry_interval, now)
-            if self._seeds and not self._has_live_peer():
+            if self._seeds and not self._members.has_live_peer():
                 self._send_joins(now)
 
     def _tick_reap(self, now: float) -> None:
         """Forget long-dead members so the view does not grow without bound."""
-        retention = self._timing.dead_retention
-        for member in list(self._members.values()):
-            if (
-                member.node_id != self._me
-                and member.state in ("dead", "left")
-                and now >= member.state_since + retention
-            ):
-                del self._members[member.node_id]
-                self._broadcasts.pop(member.node_id, None)
+        for node_id in self._members.reap(now, self._timing.dead_retention):
+            self._broadcasts.discard(node_id)
 
     def _send_joins(self, now: float) -> None:
         self._timers.next_join = now + self._timing.join_retry_interval
-        record = self._members[self._me].record()
+        record = self._members.own().record()
         for address in self._seeds:
             self._out.append(SendToAddress(address, Join(record)))
 
@@ -543,123 +467,31 @@ class Swim:
         )
         # Reply to the address it gave: we may not have accepted its record
         # (an older incarnation of it is on file) and so cannot name it yet.
-        self._out.append(SendToAddress(joiner.address, Sync(self._full_state(), reply=False)))
+        self._out.append(
+            SendToAddress(joiner.address, Sync(self._members.full_state(), reply=False))
+        )
 
     # ------------------------------------------------------------ state merging
 
     def _merge(
         self, updates: Iterable[MemberUpdate], now: float, *, from_sync: bool = False
     ) -> None:
-        for update in updates:
-            if from_sync and update.state == "dead" and update.node_id != self._me:
-                # memberlist: a remote "dead" is only a suspicion here, so a
-                # node that is in fact alive gets its chance to refute.
-                update = MemberUpdate(
-                    update.node_id, update.address, update.incarnation, "suspect", update.meta
-                )
-            self._apply(update, now)
+        for applied in self._members.merge(updates, now, from_sync=from_sync):
+            self._carry_out(applied)
 
-    def _apply(self, u: MemberUpdate, now: float) -> None:
-        """Merge one record using SWIM's precedence rules (incarnation first;
-        at equal incarnation dead/left > suspect > alive)."""
-        if u.node_id == self._me:
-            self._about_me(u)
-            return
-        member = self._members.get(u.node_id)
-        if member is None:
-            self._add_member(u, now)
-            return
-        if u.state == "alive":
-            if u.incarnation <= member.incarnation:
-                return
-            was_up = member.state in _UP
-            changed = (member.address, member.meta) != (u.address, u.meta)
-            if member.state != "alive":
-                member.state_since = now
-            member.incarnation = u.incarnation
-            member.state = "alive"
-            member.address = u.address
-            member.meta = dict(u.meta)
-            member.suspect_deadline = None
-            self._queue(u)
-            if not was_up:
-                self._add_probe_target(u.node_id)
-                self._out.append(MemberUp(u.node_id, u.address, dict(u.meta)))
-            elif changed:
-                self._out.append(MemberUpdated(u.node_id, u.address, dict(u.meta)))
-            return
-        if u.incarnation < member.incarnation:
-            return
-        if u.state == "suspect":
-            if member.state == "alive" or (
-                member.state == "suspect" and u.incarnation > member.incarnation
-            ):
-                # A fresh suspicion (or one of a newer incarnation, which the
-                # node gets a full timeout to refute again).
-                if member.state != "suspect":
-                    member.state_since = now
-                member.state = "suspect"
-                member.incarnation = u.incarnation
-                member.suspect_deadline = now + self._suspicion_timeout()
-                self._queue(member.record())
-            return
-        # dead or left
-        if member.state in ("dead", "left"):
-            if member.state == "dead" and u.state == "left":
-                # A graceful leave outranks a failure: stop reconnect attempts.
-                member.state = "left"
-                member.incarnation = u.incarnation
-                self._queue(member.record())
-            return
-        member.incarnation = u.incarnation
-        member.state = u.state
-        member.state_since = now
-        member.suspect_deadline = None
-        if self._probe is not None and self._probe.target == u.node_id:
+    def _apply(self, update: MemberUpdate, now: float) -> None:
+        self._carry_out(self._members.apply(update, now))
+
+    def _carry_out(self, applied: Applied) -> None:
+        """Act on what a merge changed: gossip it, probe or stop probing, tell the actor."""
+        if applied.gossip is not None:
+            self._broadcasts.queue(applied.gossip)
+        if applied.up:
+            self._add_probe_target(applied.node_id)
+        if applied.down and self._probe is not None and self._probe.target == applied.node_id:
             self._probe = None
-        self._queue(member.record())
-        self._out.append(MemberDown(u.node_id, left=u.state == "left"))
-
-    def _add_member(self, u: MemberUpdate, now: float) -> None:
-        """First news of a node. A live or suspect one is reachable, so it is
-        announced and probed; a dead or departed one is only remembered (its
-        address lets a reconnect find it after a partition heals)."""
-        member = _Member(
-            u.node_id, u.address, u.incarnation, u.state, dict(u.meta), state_since=now
-        )
-        self._members[u.node_id] = member
-        if u.state not in _UP:
-            return
-        if u.state == "suspect":
-            member.suspect_deadline = now + self._suspicion_timeout()
-        self._add_probe_target(u.node_id)
-        self._out.append(MemberUp(u.node_id, u.address, dict(u.meta)))
-        self._queue(u)
-
-    def _suspicion_timeout(self) -> float:
-        n = sum(1 for m in self._members.values() if m.state in _UP)
-        return self._timing.suspicion_timeout(n)
-
-    def _about_me(self, u: MemberUpdate) -> None:
-        """Refute anything about us that is not our current truth."""
-        if self._left:
-            return
-        me = self._members[self._me]
-        if u.state == "alive":
-            stale = u.incarnation < self._incarnation
-            same = u.incarnation == self._incarnation and (u.address, u.meta) == (
-                me.address,
-                me.meta,
-            )
-            if stale or same:
-                return
-        elif u.incarnation < self._incarnation:
-            return
-        # A suspicion or death at our incarnation or later, or someone holding
-        # an alive record of ours we did not issue (e.g. from before a restart).
-        self._incarnation = max(self._incarnation, u.incarnation) + 1
-        me.incarnation = self._incarnation
-        self._queue(me.record())
+        if applied.output is not None:
+            self._out.append(applied.output)
 
     # ------------------------------------------------------------ helpers
 
@@ -667,34 +499,8 @@ class Swim:
         out, self._out = self._out, []
         return out
 
-    def _live_peers(self) -> list[str]:
-        return [
-            m.node_id for m in self._members.values() if m.state in _UP and m.node_id != self._me
-        ]
-
-    def _has_live_peer(self) -> bool:
-        return any(m.state in _UP and m.node_id != self._me for m in self._members.values())
-
-    def _full_state(self) -> tuple[MemberUpdate, ...]:
-        return tuple(m.record() for m in self._members.values())
-
-    def _queue(self, update: MemberUpdate) -> None:
-        """Gossip ``update``, replacing any older pending one about the same node."""
-        self._broadcast_order += 1
-        self._broadcasts[update.node_id] = _Broadcast(update, 0, self._broadcast_order)
-
     def _piggyback(self) -> tuple[MemberUpdate, ...]:
-        if not self._broadcasts:
-            return ()
-        n = sum(1 for m in self._members.values() if m.state in _UP)
-        limit = self._timing.retransmit_limit(n)
-        chosen = sorted(self._broadcasts.values(), key=lambda b: (b.transmits, -b.order))
-        chosen = chosen[: self._timing.max_piggyback]
-        for b in chosen:
-            b.transmits += 1
-            if b.transmits >= limit:
-                del self._broadcasts[b.update.node_id]
-        return tuple(b.update for b in chosen)
+        return self._broadcasts.take(self._members.up_count())
 
     def _next_probe_target(self) -> str | None:
         for _ in range(2):
@@ -702,10 +508,10 @@ class Swim:
                 node = self._probe_order[self._probe_index]
                 self._probe_index += 1
                 member = self._members.get(node)
-                if member is not None and member.state in _UP and node != self._me:
+                if member is not None and member.state in UP_STATES and node != self._me:
                     return node
             # Round over: reshuffle the live members for the next one.
-            self._probe_order = sorted(self._live_peers())
+            self._probe_order = sorted(self._members.live_peers())
             self._rng.shuffle(self._probe_order)
             self._probe_index = 0
             if not self._probe_order:
