@@ -1231,7 +1231,7 @@ def _fail(message: str) -> None:
 
 # these register `jobtrio cluster up|down|...`, `jobtrio schedules`, `jobtrio users` and
 # `jobtrio login` on `cli`
-from . import cli_cluster, cli_schedules, cli_users  # noqa: E402, F401
+from . import cli_chaos, cli_cluster, cli_schedules, cli_users  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())

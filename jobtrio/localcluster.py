@@ -269,8 +269,9 @@ def plan_nodes(count: int, data_dir: Path) -> list[NodeSpec]:
 # -- starting and stopping processes ----------------------------------------------------
 
 
-def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server with AOF on in ``DATA/redis``; returns it and its URL once it answers."""
+def start_redis(data_dir: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server with AOF on in ``DATA/redis``; returns it and its URL once it answers
+    (``port``: this one, e.g. to restart it where the nodes look for it)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ClusterFailure(
@@ -279,7 +280,8 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         )
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
-    [port] = pick_ports([PREFERRED_REDIS_PORT], set())
+    if port is None:
+        [port] = pick_ports([PREFERRED_REDIS_PORT], set())
     # fmt: off
     args = [
         binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
@@ -341,10 +343,13 @@ def node_command(state: ClusterState, node: NodeSpec) -> list[str]:
     return args
 
 
-def start_node(state: ClusterState, node: NodeSpec) -> subprocess.Popen[bytes]:
-    """Start one node in a session of its own, appending to its log file."""
+def start_node(
+    state: ClusterState, node: NodeSpec, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start one node in a session of its own, appending to its log file
+    (``extra_env``: variables for this node only, e.g. the chaos test's faults)."""
     Path(node.log).parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CLUSTER_SECRET": state.secret}
+    env = {**os.environ, **(extra_env or {}), "CLUSTER_SECRET": state.secret}
     with open(node.log, "ab") as log:
         proc = subprocess.Popen(
             node_command(state, node),

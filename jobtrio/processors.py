@@ -239,6 +239,17 @@ async def _fail(ctx: JobContext) -> None:
     raise ProcessorFailure(str(message))
 
 
+async def _flaky(ctx: JobContext) -> dict[str, int]:
+    """Fails its first ``payload.failures`` attempts (counted by retries), then succeeds:
+    a fail-then-succeed job for retry and chaos tests."""
+    failures = ctx.payload.get("failures", 1)
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+        raise ValueError("flaky needs payload.failures, a non-negative integer")
+    if ctx.retry_count < failures:
+        raise ProcessorFailure(f"flaky: failure {ctx.retry_count + 1} of {failures}")
+    return {"failed_first": failures}
+
+
 async def _email(ctx: JobContext) -> dict[str, Any]:
     recipient = ctx.payload.get("recipient")
     subject = ctx.payload.get("subject", "")
@@ -262,5 +273,6 @@ def register_builtins(registry: Registry) -> None:
     registry.register("echo", _echo)
     registry.register("sleep", _sleep)
     registry.register("fail", _fail)
+    registry.register("flaky", _flaky)
     registry.register("email", _email)
     registry.register("spin", _spin, blocking="process")

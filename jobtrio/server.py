@@ -28,6 +28,7 @@ from .cluster.raft_state import FileRaftState
 from .cluster.transport import WebsocketTransport
 from .config import ConfigError, Settings
 from .processors import Registry
+from .testfaults import partition_switch, wall_clock
 from .tls import peer_client_context, peer_server_context
 
 log = logging.getLogger("jobtrio.server")
@@ -103,6 +104,7 @@ def build_cluster(settings: Settings) -> tuple[ClusterActor, WebsocketTransport]
         # TLS_ENABLED: the peers talk wss://, checked against TLS_CA_FILE (tls.py)
         server_ssl=peer_server_context(settings) if settings.tls_enabled else None,
         client_ssl=peer_client_context(settings) if settings.tls_enabled else None,
+        cut_off=partition_switch(),
     )
     config = ClusterConfig(
         node_id=settings.node_id,
@@ -133,9 +135,17 @@ async def serve(
     if settings.tls_enabled:
         peer_server_context(settings)  # the certificate and key load: else one line, exit 2
     check_ports(settings)
+    clock = wall_clock()  # the real one unless a chaos test set an offset
     cluster = build_cluster(settings)
     broker, store = await open_backends(settings)
-    node = Node(settings, broker, store, registry, cluster=cluster[0] if cluster else None)
+    node = Node(
+        settings,
+        broker,
+        store,
+        registry,
+        clock=clock,
+        cluster=cluster[0] if cluster else None,
+    )
     if auth is not None:
         tokens = auth[0].tokens
         # the hook Node leaves for this: its calls to peers' APIs carry a node token

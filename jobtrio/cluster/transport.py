@@ -29,6 +29,7 @@ import logging
 import math
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +169,7 @@ class WebsocketTransport(PeerTransport):
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         queue_size: int = 1000,
+        cut_off: Callable[[], bool] | None = None,
     ) -> None:
         self.node_id = node_id
         self.advertise = advertise
@@ -184,6 +186,9 @@ class WebsocketTransport(PeerTransport):
         self.port: int | None = None
         self.dropped = 0
         self.rejected = 0
+        #: Test only (``jobtrio.testfaults``): while it returns True, every message in
+        #: or out is dropped, as if the node were on the far side of a partition.
+        self._cut_off = cut_off
 
     # -- PeerTransport -----------------------------------------------------------------
     def send(self, node_id: str, message: dict[str, Any]) -> None:
@@ -194,6 +199,9 @@ class WebsocketTransport(PeerTransport):
         self.send_to_address(address, message)
 
     def send_to_address(self, address: str, message: dict[str, Any]) -> None:
+        if self._cut_off is not None and self._cut_off():
+            self.dropped += 1
+            return
         outbox = self._outboxes.get(address)
         if outbox is None:
             if self._nursery is None:
@@ -266,6 +274,9 @@ class WebsocketTransport(PeerTransport):
                 if sender != peer:
                     self.rejected += 1
                     log.warning("dropped a frame from %s claiming to be %s", peer, sender)
+                    continue
+                if self._cut_off is not None and self._cut_off():
+                    self.dropped += 1
                     continue
                 self._incoming_send.send_nowait(Incoming(peer, msg))
         except TransportError as exc:
