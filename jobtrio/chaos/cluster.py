@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,10 +26,9 @@ from ..localcluster import (
     NodeSpec,
     ProcessRef,
     agreed_leader,
+    election_view,
     locked,
     new_secret,
-    pick_ports,
-    plan_nodes,
     save_state,
     start_node,
     start_redis,
@@ -47,10 +47,6 @@ NODE_ENV = {
 }
 
 
-#: Not 6379: a chaos run should not take the port a developer's own Redis expects.
-PREFERRED_CHAOS_REDIS_PORT = 6390
-
-
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
     """Poll ``condition`` until truthy; ``ClusterFailure`` naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -58,6 +54,33 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise ClusterFailure(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.05)
+
+
+def _free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            taken.add(port)
+            return port
+
+
+def _plan_nodes(count: int, data_dir: Path) -> list[NodeSpec]:
+    """Nodes on free ports the OS picks, never ``cluster up``'s preferred 8080.., 7946..:
+    a nemesis frees a port each time it kills a node, and a ``cluster up`` started
+    meanwhile in another folder would take it."""
+    taken: set[int] = set()
+    return [
+        NodeSpec(
+            node_id=f"node-{i + 1}",
+            api_port=_free_port(taken),
+            metrics_port=_free_port(taken),
+            cluster_port=_free_port(taken),
+            log=str(data_dir / "logs" / f"node-{i + 1}.log"),
+        )
+        for i in range(count)
+    ]
 
 
 class ChaosCluster:
@@ -83,7 +106,7 @@ class ChaosCluster:
             options=NodeOptions(
                 job_lease=f"{job_lease:g}s", shutdown_grace="2s", env_file=str(env_file)
             ),
-            nodes=plan_nodes(nodes, data_dir),
+            nodes=_plan_nodes(nodes, data_dir),
             secret=new_secret(),
         )
         #: The last node runs with its clock off by this many seconds, restarts included.
@@ -101,7 +124,7 @@ class ChaosCluster:
 
     def start(self, leader_timeout: float = 120.0) -> str:
         """Start Redis and every node; return the leader they agree on."""
-        [self._redis_port] = pick_ports([PREFERRED_CHAOS_REDIS_PORT], set())
+        self._redis_port = _free_port(set())
         self._start_redis()
         for node in self.nodes:
             self.start_node(node.node_id)
@@ -145,8 +168,20 @@ class ChaosCluster:
         env = {PARTITION_FILE_ENV: str(self.partition_file(node_id))}
         if node_id == self.skewed:
             env[CLOCK_OFFSET_ENV] = repr(self.clock_skew)
-        self._children.append(start_node(self.state, node, env))
+        proc = start_node(self.state, node, env)
+        self._children.append(proc)
         self._save()
+        # up only once it answers: a node that exits instead (its port taken meanwhile)
+        # stops the run with its log, rather than letting its jobs look lost
+        wait_for(
+            lambda: proc.poll() is not None or election_view(node) is not None,
+            120.0,
+            f"{node_id} to answer after starting",
+        )
+        if proc.poll() is not None:
+            raise ClusterFailure(
+                f"{node_id} exited with {proc.returncode} while starting; see {node.log}"
+            )
 
     def kill(self, node_id: str) -> None:
         """SIGKILL the node and wait until it is gone."""
