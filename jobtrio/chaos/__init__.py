@@ -197,33 +197,39 @@ def _settle(
     urls: Sequence[str], history: History, timeout: float, log: Callable[[str], None]
 ) -> tuple[dict[str, Job | None], list[Job]]:
     """Final records of the acknowledged jobs and the run's listed jobs, polled until
-    all are finished or ``timeout`` passes (what is unfinished then is stuck)."""
+    all are finished or ``timeout`` passes (what is unfinished then is stuck).
+
+    One listing reads every job of the run a page at a time; an acknowledged job the
+    listing misses is read on its own, and is lost only if a node says it is unknown."""
     clients = [Client(url, timeout=10.0) for url in urls]
     deadline = time.monotonic() + timeout
     records: dict[str, Job | None] = {}
-    pending = set(history.acknowledged)
+    listed: list[Job] = []
     try:
-        while pending and time.monotonic() < deadline:
-            for job_id in sorted(pending):
-                job = _get(clients, job_id)
-                if job is False:
-                    continue
-                records[job_id] = job  # type: ignore[assignment]
-                if isinstance(job, Job) and job.terminal:
-                    pending.discard(job_id)
-            if pending:
-                time.sleep(0.5)  # the poll period of a wait with a deadline
-        log(f"records read; {len(pending)} acknowledged jobs unfinished")
-        listed: list[Job] = []
         while True:
             found = _list_run(clients, history.run_id)
             if found is not None:
                 listed = found
-                if all(j.terminal for j in listed):
+                by_id = {job.id: job for job in listed}
+                for job_id in history.acknowledged:
+                    job = by_id.get(job_id)
+                    if job is None:
+                        one = _get(clients, job_id)
+                        if one is False:
+                            continue  # no node answered: read it next round
+                        job = one  # type: ignore[assignment]
+                    records[job_id] = job
+                done = all(j.terminal for j in listed) and all(
+                    isinstance(records.get(i), Job) and records[i].terminal  # type: ignore[union-attr]
+                    for i in history.acknowledged
+                )
+                if done:
                     break
             if time.monotonic() > deadline:
                 break
-            time.sleep(0.5)
+            time.sleep(0.5)  # the poll period of a wait with a deadline
+        unfinished = sum(1 for j in records.values() if j is None or not j.terminal)
+        log(f"records read; {unfinished} acknowledged jobs unfinished or unknown")
         return records, listed
     finally:
         for client in clients:
