@@ -209,9 +209,9 @@ async def test_post_refuses_bodies_that_are_not_a_json_object(client: TrioClient
     await expect_error(response, 400, "unknown_parameter", "force")
 
 
-async def test_a_payload_over_the_limit_inside_the_body_limit_is_422(client: TrioClient) -> None:
+async def test_a_payload_over_the_limit_inside_the_body_limit_is_413(client: TrioClient) -> None:
     data = {**HEARTBEAT, "job": {"type": "noop", "payload": {"x": "a" * MAX_PAYLOAD}}}
-    error = await expect_error(await post(client, data), 422, "payload_too_large", "job.payload")
+    error = await expect_error(await post(client, data), 413, "payload_too_large", "job.payload")
     assert str(MAX_PAYLOAD) in error["message"]
 
 

@@ -171,7 +171,9 @@ def register_error_handlers(app: QuartTrio) -> None:
 
     @app.errorhandler(ValidationError)
     async def validation_error(exc: ValidationError) -> Response:
-        return error_response(422, exc.code, exc.message, exc.field)
+        # a payload over MAX_PAYLOAD_BYTES is a size limit, like a body over its own
+        status = 413 if exc.code == "payload_too_large" else 422
+        return error_response(status, exc.code, exc.message, exc.field)
 
     @app.errorhandler(BatchValidationError)
     async def batch_error(exc: BatchValidationError) -> Response:

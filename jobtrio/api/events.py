@@ -20,17 +20,23 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import trio
-from quart import Blueprint, websocket
+from quart import Blueprint, current_app, websocket
 
+from ..actors.node import Node
 from ..backends.base import BackendUnavailable
 from ..eventlog import EventIdError, format_id
 from ..eventstream import (
     SLOW_CONSUMER_CLOSE,
     ConsumerDropped,
     EventFilter,
+    EventId,
+    EventStream,
     FilterError,
     Subscription,
     parse_since,
@@ -47,6 +53,8 @@ bp = Blueprint("events", __name__)
 #: Query parameters the route takes (``token``: the credentials of a browser, which cannot
 #: set headers on a websocket; the authorizer reads it).
 PARAMETERS = ("kind", "type", "job_id", "node", "since", "lines", "token")
+#: app.extensions key of the open streams per client address.
+OPEN_STREAMS_KEY = "jobtrio.open_streams"
 #: Most events in one message with ``lines=true``.
 LINES_PER_MESSAGE = 500
 #: Seconds a close handshake may take with a client that stopped reading.
@@ -84,6 +92,39 @@ async def events() -> None:
             "events_disabled",
             "this node keeps no event stream (EVENT_STREAM_MAXLEN=0)",
         )
+    with _one_more_connection(node.settings.websockets_per_client):
+        await _stream(node, stream, filter, since, lines)
+
+
+@contextmanager
+def _one_more_connection(limit: int) -> Iterator[None]:
+    """Count the client address's open streams; refuse (429) one past ``limit``.
+
+    Each stream holds a subscription and a buffer on the node, so one client
+    opening thousands would take the node's memory; a browser tab needs one.
+    """
+    counts: Counter[str] = current_app.extensions.setdefault(OPEN_STREAMS_KEY, Counter())
+    address = websocket.remote_addr or "unknown"
+    if counts[address] >= limit:
+        raise ApiError(
+            429,
+            "too_many_connections",
+            f"this address has {limit} event streams open already (WEBSOCKETS_PER_CLIENT); "
+            "close one first",
+            headers={"Retry-After": "1"},
+        )
+    counts[address] += 1
+    try:
+        yield
+    finally:
+        counts[address] -= 1
+        if counts[address] <= 0:
+            del counts[address]
+
+
+async def _stream(
+    node: Node, stream: EventStream, filter: EventFilter, since: EventId | None, lines: bool
+) -> None:
     async with stream.subscribe(filter) as sub:
         await websocket.accept()
         await websocket.send(

@@ -17,7 +17,7 @@ from ..backends.base import StateConflict
 from ..jobs import JobStatus
 from .auth import Role, check_role, require
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
-from .errors import Conflict, NotFound, Unprocessable
+from .errors import ApiError, Conflict, NotFound, Unprocessable
 from .parsing import JOB_ID_RE, parse_bool, parse_job_query, read_json_object, reject_unknown
 
 bp = Blueprint("jobs", __name__)
@@ -70,7 +70,8 @@ async def submit_batch() -> Response:
     if not items:
         raise Unprocessable("empty_batch", "jobs is empty; send 1 to 10000 jobs", "jobs")
     if len(items) > MAX_BATCH_JOBS:
-        raise Unprocessable(
+        raise ApiError(
+            413,
             "too_many_jobs",
             f"a batch holds at most {MAX_BATCH_JOBS} jobs, got {len(items)}; split it",
             "jobs",

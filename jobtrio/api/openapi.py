@@ -837,7 +837,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             ],
             "responses": {
                 "101": {"description": "Switching to the websocket protocol"},
-                **_errors("BadRequest"),
+                **_errors("BadRequest", "TooManyRequests"),
                 "503": {"description": "This node keeps no event stream"},
             },
         },
