@@ -72,3 +72,10 @@ def clip(value: Any, limit: int = CLIP_LENGTH) -> str:
     if len(text) <= limit:
         return printable(text)
     return f"{printable(text[: limit - 1])}… ({len(text)} characters)"
+
+
+def cut(text: str, limit: int = CLIP_LENGTH) -> str:
+    """``text`` itself (escaped, unquoted) cut to ``limit`` characters."""
+    if len(text) <= limit:
+        return printable(text)
+    return f"{printable(text[: limit - 1])}… ({len(text)} characters)"

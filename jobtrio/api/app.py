@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quart import Response
+from quart import Request, Response, request
 from quart_trio import QuartTrio
 
 from ..actors.node import Node
@@ -27,6 +27,10 @@ from .context import NODE_KEY, batch_body_limit
 from .errors import register_error_handlers
 from .login import LOGIN_KEY, Login
 from .request_metrics import install_request_metrics
+
+
+def _has_body(request: Request) -> bool:
+    return bool(request.content_length) or "Transfer-Encoding" in request.headers
 
 
 def build_auth(settings: Settings, clock: Callable[[], float]) -> tuple[JwtAuthorizer, Login]:
@@ -53,6 +57,9 @@ def create_app(
     if authorizer is None and login_service is None and node.settings.auth_enabled:
         authorizer, login_service = build_auth(node.settings, node.clock)
     app = QuartTrio("jobtrio", static_folder=None)
+    # no implicit OPTIONS answers: they listed methods of other routes sharing a prefix
+    # (/api/v1/jobs/batch and /api/v1/jobs/<job_id>) that the API does not offer there
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     # the largest body any route reads (a batch); single-job routes check a lower limit
     app.config["MAX_CONTENT_LENGTH"] = batch_body_limit(node.settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -75,6 +82,9 @@ def create_app(
     async def tag_node(response: Response) -> Response:
         # in a cluster behind a balancer, which node answered is the first question
         response.headers["X-Jobtrio-Node"] = node.node_id
+        if response.status_code >= 400 and _has_body(request):
+            # refused before reading the body: its bytes would be parsed as the next request
+            response.headers["Connection"] = "close"
         return response
 
     return app

@@ -24,7 +24,7 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 from ..actors.node import BatchValidationError, JobNotFound
 from ..backends.base import BackendUnavailable, StateConflict
 from ..jobs import ValidationError
-from ..text import clip
+from ..text import cut
 
 log = logging.getLogger("jobtrio.api")
 
@@ -213,7 +213,7 @@ def register_error_handlers(app: QuartTrio) -> None:
         code = _HTTP_CODES.get(status) or _snake(exc.name or "error")
         headers: dict[str, str] = {}
         method, path = _method_and_path()
-        shown = clip(path, 200)
+        shown = cut(path, 200)
         if isinstance(exc, WebsocketMismatch) or (method == "WEBSOCKET" and status == 405):
             if method == "WEBSOCKET":  # an upgrade to a plain HTTP route: there is no such route
                 status, code = 404, "not_found"

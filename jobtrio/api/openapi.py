@@ -17,8 +17,10 @@ from typing import Any
 from quart_trio import QuartTrio
 
 from ..jobs import (
+    MAX_DURATION,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_PRIORITY,
+    MAX_TIMESTAMP,
     MAX_TYPE_LENGTH,
     MIN_PRIORITY,
     JobStatus,
@@ -79,34 +81,39 @@ def _submission_properties() -> dict[str, Any]:
             "example": "email",
         },
         "priority": {
-            **INT,
+            "type": ["integer", "null"],
             "minimum": MIN_PRIORITY,
             "maximum": MAX_PRIORITY,
             "default": 5,
             "description": "higher runs first (Low=1, Normal=5, High=10)",
         },
         "payload": {
-            "type": "object",
+            "type": ["object", "null"],
             "description": "the job's input, up to MAX_PAYLOAD_BYTES as JSON",
             "example": {"recipient": "user@example.com", "subject": "Hello"},
         },
         "max_retries": {
-            **INT,
+            "type": ["integer", "null"],
             "minimum": 0,
             "maximum": 1000,
             "description": "retries after the first attempt (default MAX_RETRIES)",
         },
         "scheduled_at": {
-            "oneOf": [TIME, NUMBER],
-            "description": "run no earlier than this (ISO 8601 or Unix seconds)",
+            "oneOf": [
+                TIME,
+                {**NUMBER, "minimum": 0, "maximum": MAX_TIMESTAMP},
+                {"type": "null"},
+            ],
+            "description": "run no earlier than this (ISO 8601 or Unix seconds, 1970 to 9999)",
         },
         "timeout": {
-            "type": "number",
+            "type": ["number", "null"],
             "exclusiveMinimum": 0,
-            "description": "seconds an attempt may run before it fails",
+            "maximum": MAX_DURATION,
+            "description": "seconds an attempt may run before it fails (at most ten years)",
         },
         "idempotency_key": {
-            **STRING,
+            "type": ["string", "null"],
             "minLength": 1,
             "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
             "description": "a second submission with the same key returns the first job",
@@ -166,7 +173,15 @@ def _schemas() -> dict[str, Any]:
         "Error": _obj({"error": _ref("ErrorDetail")}),
         "ErrorDetail": error_detail,
         "BatchError": _obj(
-            {"error": _ref("ErrorDetail"), "errors": {"type": "array", "items": batch_item_error}}
+            {
+                "error": _ref("ErrorDetail"),
+                "errors": {
+                    "type": "array",
+                    "items": batch_item_error,
+                    "description": "one item per invalid job (absent when the batch itself is)",
+                },
+            },
+            required=["error"],
         ),
         "Attempt": _obj(
             {
