@@ -15,14 +15,14 @@ from .codec import (
     BSEP,
     RS,
     SEP,
-    LazyJob,
-    RawJob,
     as_text,
     check_name,
+    decode,
     enc,
     encode,
     enqueue_arg,
     hash_tag,
+    lazy_job,
     num,
     split_reply,
 )
@@ -128,7 +128,7 @@ class RedisBroker(OnRedis, Broker):
         reply = (await self._call(self._enqueue, args)).split(BSEP)
         # '' is a job stored as sent (its raw values stand for it), else the one holding its key
         return [
-            Job.loads(held) if held else LazyJob.of(RawJob(body, values))
+            Job.loads(held) if held else lazy_job(body, values)
             for (body, values), held in zip(encoded, reply, strict=True)
         ]
 
@@ -145,8 +145,8 @@ class RedisBroker(OnRedis, Broker):
         leases = []
         for record in reply.decode().split(RS):
             token, body, m = record.split(SEP, 2)
-            # a worker needs every field: parsed here
-            leases.append(Lease(RawJob.of(body, m).job(), token, expires_at))
+            # a worker needs every field: parsed here, whole
+            leases.append(Lease(decode(body, m.split(SEP)), token, expires_at))
         return leases
 
     async def renew(
@@ -185,7 +185,7 @@ class RedisBroker(OnRedis, Broker):
         for record in (await self._call(self._finish, args)).decode().split(RS):
             body, m = record.split(SEP, 1)
             # its header is all the finisher reads on the hot path (see LazyJob)
-            out.append(LazyJob.of(RawJob.of(body, m)) if body else None)
+            out.append(lazy_job(body, m.split(SEP)) if body else None)
         return out
 
     # -- operators ---------------------------------------------------------------

@@ -225,12 +225,21 @@ class Layout:
             if value.kind == "status":
                 args.append(f"STATUS[f[{at[value.lua]}]]")
             elif value.kind == "attempts":
-                args.append("attempts_of(" + ", ".join(f"f[{at[a]}]" for a in _ATTEMPTS) + ")")
+                args.append("attempts")
             else:
                 args.append(f"value(f[{at[value.lua]}])")
         out.append(
             "def decode(b, f):\n"
             "    d = loads('{' + b + '}')\n"
+            # the attempts written out here: a call per job cost more than its body
+            f"    closed, head = f[{at['ATT']}], f[{at['AON']}]\n"
+            "    attempts = [Attempt(*a) for a in loads(closed)] if closed != '[]' else []\n"
+            "    if head:\n"
+            "        number, node = head.split(',', 1)\n"
+            "        attempts.append(\n"
+            f"            Attempt(int(number), text_of(node), value(f[{at['AOW']}]), "
+            f"value(f[{at['AOS']}]))\n"
+            "        )\n"
             "    return job_class(\n        " + ",\n        ".join(args) + ",\n    )\n"
         )
 
