@@ -2,7 +2,7 @@
 
 A schedule fires **exactly once per tick across the cluster**, even across a
 failover: the leader computes each schedule's latest due tick and asks the
-Broker to ``claim_tick(name, tick, epoch)``; only the first claim of a
+Broker to ``fire_tick(name, tick, job, epoch)``; only the first claim of a
 (name, tick) succeeds, and a deposed leader's claim is fenced off by its old
 epoch. The job it enqueues carries the idempotency key
 ``schedule:<name>:<tick>`` as a second guard.

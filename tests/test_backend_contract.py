@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from jobtrio.backends.base import FencedError, Finish, JobQuery, NodeRecord, StateConflict
+from jobtrio.backends.base import (
+    FencedError,
+    Finish,
+    JobQuery,
+    NodeRecord,
+    StateConflict,
+    Tombstone,
+)
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
 
 NOW = 1_700_000_000.0
@@ -402,3 +409,124 @@ async def test_claim_tick_memory_is_bounded_but_never_refires(broker):
         assert await broker.claim_tick("fast", float(i), e) is False
     assert await broker.claim_tick("fast", 1005.0, e) is True
     assert await broker.claim_tick("other", 0.0, e) is True
+
+
+# ----------------------------------------------------- reconciliation, ticks, edge moves
+
+
+async def test_zombie_finish_after_requeue_before_anyone_reclaims(broker):
+    """The window between a requeue and the next claim: the old token is dead already."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make()], NOW)
+    [old] = await broker.claim("n1", 1, 10, NOW)
+    await broker.requeue_expired(NOW + 11, epoch, poison_limit=5)
+    assert await broker.finish([Finish(old.job.id, old.token, "completed")], NOW + 12) == [None]
+    assert await broker.renew([(old.job.id, old.token)], 10, NOW + 12) == [old.job.id]
+    job = await broker.get(old.job.id)
+    assert job.status == JobStatus.PENDING and job.result is None
+    [again] = await broker.claim("n2", 1, 10, NOW + 13)
+    assert again.job.id == old.job.id
+
+
+async def test_a_lease_expires_only_after_its_expiry(broker):
+    """A lease is held through its expiry instant (``expires_at < now`` reaps it)."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make()], NOW)
+    [lease] = await broker.claim("n1", 1, 10, NOW)
+    assert lease.expires_at == NOW + 10
+    assert await broker.requeue_expired(NOW + 10, epoch, poison_limit=5) == []
+    assert (await broker.get(lease.job.id)).status == JobStatus.RUNNING
+    [expired] = await broker.requeue_expired(NOW + 10.5, epoch, poison_limit=5)
+    assert expired.id == lease.job.id and expired.status == JobStatus.PENDING
+
+
+async def test_cancel_leaves_a_completed_job_as_it_ended(broker):
+    await broker.enqueue([make()], NOW)
+    [lease] = await broker.claim("n1", 1, 10, NOW)
+    [done] = await broker.finish(
+        [Finish(lease.job.id, lease.token, "completed", result={"ok": 1})], NOW + 1
+    )
+    after = await broker.cancel(lease.job.id, NOW + 2)
+    assert after.status == JobStatus.COMPLETED and after.result == {"ok": 1}
+    assert after.version == done.version
+    assert (await broker.get(lease.job.id)).dumps() == done.dumps()
+
+
+async def test_one_lease_finished_twice_in_one_batch_counts_once(broker):
+    """The second finish of a lease in the same batch is stale: one retry, not two."""
+    await broker.enqueue([make(max_retries=5)], NOW)
+    [lease] = await broker.claim("n1", 1, 10, NOW)
+    item = Finish(lease.job.id, lease.token, "failed", error="x", retry_at=NOW + 5)
+    first, second = await broker.finish([item, item], NOW + 1)
+    assert second is None
+    assert first.status == JobStatus.RETRYING and first.retry_count == 1
+    stored = await broker.get(lease.job.id)
+    assert stored.retry_count == 1 and len(stored.attempts) == 1
+
+
+async def test_restore_inserts_only_what_the_broker_does_not_hold(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    running, lost = make(), make()
+    await broker.enqueue([running], NOW)
+    [lease] = await broker.claim("n1", 1, 30, NOW)
+    # the Store's stale view of both: the running one as pending
+    answers = await broker.restore([running, lost], NOW + 1, epoch)
+    assert (
+        answers[0].status == JobStatus.RUNNING
+        and answers[0].dumps() == (await broker.get(running.id)).dumps()
+    )
+    assert answers[1].id == lost.id and answers[1].status == JobStatus.PENDING
+    # the running job kept its lease: its holder finishes it
+    [done] = await broker.finish([Finish(running.id, lease.token, "completed")], NOW + 2)
+    assert done.status == JobStatus.COMPLETED
+    [claimed] = await broker.claim("n1", 5, 30, NOW + 2)
+    assert claimed.job.id == lost.id
+
+
+async def test_restore_answers_a_purged_job_with_its_tombstone(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    job = make()
+    await broker.enqueue([job], NOW)
+    [lease] = await broker.claim("n1", 1, 30, NOW)
+    [done] = await broker.finish([Finish(job.id, lease.token, "completed")], NOW + 1)
+    assert await broker.purge_finished(NOW + 2, epoch) == 1
+    [answer] = await broker.restore([job], NOW + 3, epoch)
+    assert isinstance(answer, Tombstone)
+    assert answer.job_id == job.id and answer.status == JobStatus.COMPLETED
+    assert answer.version == done.version and answer.finished_at == NOW + 1
+    assert await broker.get(job.id) is None
+    assert await broker.claim("n1", 5, 30, NOW + 3) == []
+    # a tombstone is kept until tombstones_before passes its finish
+    await broker.purge_finished(NOW + 4, epoch, tombstones_before=NOW + 1)
+    [still] = await broker.restore([job], NOW + 5, epoch)
+    assert isinstance(still, Tombstone)
+    await broker.purge_finished(NOW + 4, epoch, tombstones_before=NOW + 1.5)
+    [back] = await broker.restore([job], NOW + 5, epoch)
+    assert isinstance(back, Job) and back.status == JobStatus.PENDING
+
+
+async def test_restore_is_fenced(broker):
+    old = await broker.acquire_epoch("a", NOW)
+    await broker.acquire_epoch("b", NOW)
+    job = make()
+    with pytest.raises(FencedError):
+        await broker.restore([job], NOW, old)
+    assert await broker.get(job.id) is None
+
+
+async def test_fire_tick_claims_and_enqueues_in_one_move(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    job = make(idempotency_key="schedule:nightly:60")
+    fired = await broker.fire_tick("nightly", 60.0, job, epoch, NOW)
+    assert fired is not None and fired.id == job.id and fired.status == JobStatus.PENDING
+    # a repeat (say its reply was lost) fires nothing more, whatever job it carries
+    assert await broker.fire_tick("nightly", 60.0, make(), epoch, NOW + 1) is None
+    assert await broker.claim_tick("nightly", 60.0, epoch) is False
+    [lease] = await broker.claim("n1", 5, 30, NOW + 1)
+    assert lease.job.id == job.id
+    assert await broker.claim("n1", 5, 30, NOW + 1) == []
+    newer = await broker.acquire_epoch("other", NOW)
+    with pytest.raises(FencedError):
+        await broker.fire_tick("nightly", 120.0, make(), epoch, NOW + 2)
+    assert await broker.fire_tick("nightly", 60.0, make(), newer, NOW + 2) is None
+    assert await broker.fire_tick("nightly", 120.0, make(), newer, NOW + 2) is not None

@@ -28,6 +28,8 @@ from jobtrio.backends.redis import broker as redis_broker
 from jobtrio.backends.redis import store as redis_store
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from tests.reference import doc_of as _doc
+from tests.reference import matches_the_reference
 from tests.servers import RedisServer, free_port
 
 NOW = 1_700_000_000.123456
@@ -278,7 +280,8 @@ async def test_idempotency_key_is_freed_by_purge(broker):
 
 
 async def test_purge_frees_every_finished_key(redis_server, raw):
-    """A Broker without the records (its Store is MongoDB) keeps nothing of a purged job."""
+    """A Broker without the records (its Store is MongoDB) keeps nothing of a purged job
+    but its tombstone, and that only until ``tombstones_before`` passes it."""
     prefix = unique_prefix()
     broker = await RedisBroker.open(redis_server.url, prefix=prefix)
     try:
@@ -296,8 +299,10 @@ async def test_purge_frees_every_finished_key(redis_server, raw):
         assert len(done_ids) == 41
 
         assert await broker.purge_finished(NOW + 2, epoch) == 41
-        # the broker keeps nothing of a purged job: no hash, no index entry, no key mapping
+        # the broker keeps nothing of a purged job but its tombstone: no hash, no index
+        # entry, no key mapping
         p = f"{{{prefix}}}:"
+        assert raw.hlen(p + "tombs") == raw.zcard(p + "tombs_at") == 41
         for job_id in done_ids:
             assert not raw.exists(p + "job:" + job_id)
         assert raw.zcard(p + "finished") == 0
@@ -314,7 +319,7 @@ async def test_purge_frees_every_finished_key(redis_server, raw):
         # purge everything: what stays is bookkeeping, never per-job state
         rest = await broker.claim("n", 100, 30, NOW + 3)
         await broker.finish([Finish(r.job.id, r.token, "completed") for r in rest], NOW + 3)
-        assert await broker.purge_finished(NOW + 4, epoch) == 19
+        assert await broker.purge_finished(NOW + 4, epoch, tombstones_before=NOW + 4) == 19
         assert set(keys_of(raw, prefix)) <= {p + "seq", p + "counts", p + "epoch"}
         assert all(int(v) == 0 for v in raw.hvals(p + "counts"))
     finally:
@@ -407,133 +412,14 @@ async def test_batches_repeating_a_job_behave_like_the_reference(broker):
 # --------------------------------------------------------------------------- the reference
 
 
-def _doc(job: Job | None) -> str | None:
-    return None if job is None else job.dumps()
-
-
 @pytest.mark.parametrize("seed", [20240611, 1, 2, 3])
 async def test_matches_the_memory_broker_step_by_step(broker, seed):
     """Random operations on both brokers give the same documents, bit for bit.
 
     The Lua scripts re-implement transitions.py; this holds them to the
-    reference through every move, including re-enqueueing a running copy
-    (an open attempt inside a pending job) and every finish outcome.
+    reference through every move (see ``tests/reference.py``).
     """
-    rng = random.Random(seed)
-    gen = IdGenerator(random.Random(seed))
-    memory = MemoryBroker()
-    epoch = await broker.acquire_epoch("leader", NOW)
-    assert await memory.acquire_epoch("leader", NOW) == epoch
-    t = NOW
-    known: list[str] = []
-    held: dict[str, tuple[str, str]] = {}  # job id -> (memory token, redis token)
-
-    async def both(name: str, *args, **kwargs):
-        m_exc = r_exc = None
-        m = r = None
-        try:
-            m = await getattr(memory, name)(*args, **kwargs)
-        except StateConflict as exc:
-            m_exc = exc
-        try:
-            r = await getattr(broker, name)(*args, **kwargs)
-        except StateConflict as exc:
-            r_exc = exc
-        assert (m_exc is None) == (r_exc is None), name
-        if m_exc is not None:
-            assert m_exc.job.dumps() == r_exc.job.dumps()
-        return m, r
-
-    for step in range(600):
-        t += rng.choice([0.0, 0.25, rng.uniform(0, 4)])
-        op = rng.random()
-        if op < 0.2:
-            jobs = []
-            for _ in range(rng.randint(1, 4)):
-                fields = {"priority": rng.randint(1, 10), "payload": {"s": step, "x": rng.random()}}
-                if rng.random() < 0.2:
-                    fields["scheduled_at"] = t + rng.uniform(-2, 6)
-                if rng.random() < 0.2:
-                    fields["idempotency_key"] = f"k{rng.randint(0, 8)}"
-                if rng.random() < 0.3:
-                    fields["max_retries"] = rng.randint(0, 2)
-                jobs.append(validate_submission({"type": "t", **fields}, t, ids=gen))
-            if known and rng.random() < 0.15:
-                # the same id again, mid-flight: the stored job is replaced
-                again = await memory.get(rng.choice(known))
-                if again is not None:
-                    jobs.append(again)
-            m, r = await both("enqueue", jobs, t)
-            assert [_doc(j) for j in m] == [_doc(j) for j in r]
-            known += [j.id for j in m if j.id not in known]
-            for j in jobs:
-                held.pop(j.id, None)
-        elif op < 0.4:
-            n = rng.randint(1, 5)
-            lease_for = rng.choice([1.0, 2.5, 10.0])
-            m, r = await both("claim", "node-" + str(rng.randint(1, 2)), n, lease_for, t)
-            assert [(_doc(x.job), x.expires_at) for x in m] == [
-                (_doc(x.job), x.expires_at) for x in r
-            ]
-            for a, b in zip(m, r, strict=True):
-                held[a.job.id] = (a.token, b.token)
-        elif op < 0.6 and held:
-            items_m, items_r = [], []
-            for job_id in rng.sample(sorted(held), rng.randint(1, min(3, len(held)))):
-                mt, rt = held[job_id]
-                if rng.random() < 0.1:
-                    mt = rt = "stale"
-                outcome = rng.choice(["completed", "failed", "timeout", "released"])
-                retry_at = t + rng.uniform(0.5, 3) if rng.random() < 0.5 else None
-                common = {
-                    "worker_id": rng.choice([None, "w-1", "w-é"]),
-                    "result": rng.choice([None, {"ok": [1, {}]}, []]),
-                    "error": rng.choice([None, "boom", "ünïcode"]),
-                    "retry_at": retry_at,
-                }
-                items_m.append(Finish(job_id, mt, outcome, **common))
-                items_r.append(Finish(job_id, rt, outcome, **common))
-            m = await memory.finish(items_m, t)
-            r = await broker.finish(items_r, t)
-            assert [_doc(j) for j in m] == [_doc(j) for j in r]
-        elif op < 0.65 and held:
-            chosen = rng.sample(sorted(held), min(2, len(held)))
-            m = await memory.renew([(i, held[i][0]) for i in chosen], 5.0, t)
-            r = await broker.renew([(i, held[i][1]) for i in chosen], 5.0, t)
-            assert m == r
-        elif op < 0.7 and known:
-            m, r = await both("cancel", rng.choice(known), t)
-            assert _doc(m) == _doc(r)
-        elif op < 0.75 and known:
-            ended = [
-                i
-                for i, j in (await memory.get_many(known)).items()
-                if j.status in (JobStatus.FAILED, JobStatus.CANCELLED)
-            ]
-            pick = rng.choice(ended) if ended and rng.random() < 0.8 else rng.choice(known)
-            m, r = await both("retry", pick, t)
-            assert _doc(m) == _doc(r)
-        elif op < 0.78 and known:
-            m, r = await both("delete", rng.choice(known))
-            assert m == r
-        elif op < 0.86:
-            m, r = await both("promote_due", t, epoch, limit=rng.randint(1, 5))
-            assert [_doc(j) for j in m] == [_doc(j) for j in r]
-        elif op < 0.94:
-            m, r = await both("requeue_expired", t, epoch, poison_limit=3, limit=4)
-            assert [_doc(j) for j in m] == [_doc(j) for j in r]
-        else:
-            m, r = await both("purge_finished", t - 3, epoch)
-            assert m == r
-        if step % 25 == 0 or step == 599:
-            m, r = await both("get_many", known)
-            assert {k: v.dumps() for k, v in m.items()} == {k: v.dumps() for k, v in r.items()}
-            m, r = await both("depths")
-            assert m == r
-            m, r = await both("running")
-            assert sorted((x.job.dumps(), x.expires_at) for x in m) == sorted(
-                (x.job.dumps(), x.expires_at) for x in r
-            )
+    await matches_the_reference(broker, seed, NOW)
 
 
 # --------------------------------------------------------------------------- store
@@ -720,3 +606,31 @@ async def test_from_settings_through_sentinel(sentinel):
         assert lease.job.id == job.id
     finally:
         await broker.close()
+
+
+async def test_two_connections_claiming_one_queue_never_share_a_job(redis_server):
+    """Two Brokers, each with its own connection pool, drain one queue at once."""
+    prefix = unique_prefix()
+    a = await RedisBroker.open(redis_server.url, prefix=prefix)
+    b = await RedisBroker.open(redis_server.url, prefix=prefix)
+    try:
+        assert a.connection is not b.connection
+        jobs = [make(payload={"i": i}) for i in range(400)]
+        await a.enqueue(jobs, NOW)
+        claimed: dict[str, list[str]] = {"a": [], "b": []}
+
+        async def drain(name: str, broker: RedisBroker) -> None:
+            while leases := await broker.claim(name, 7, 30, NOW):
+                claimed[name] += [lease.job.id for lease in leases]
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):  # several claims in flight per connection
+                nursery.start_soon(drain, "a", a)
+                nursery.start_soon(drain, "b", b)
+        everything = claimed["a"] + claimed["b"]
+        assert sorted(everything) == sorted(j.id for j in jobs)  # each exactly once
+        assert claimed["a"] and claimed["b"]
+        assert (await a.depths())["running"] == 400
+    finally:
+        await a.close()
+        await b.close()

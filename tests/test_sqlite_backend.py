@@ -22,6 +22,7 @@ from jobtrio.backends import sqlite as sqlite_backend
 from jobtrio.backends.base import BackendUnavailable, FencedError, Finish, JobQuery, NodeRecord
 from jobtrio.backends.sqlite import SqliteBroker, SqliteStore
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from tests.reference import matches_the_reference
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()
@@ -381,3 +382,14 @@ async def test_claim_walks_the_index_without_sorting(db_path):
             for row in conn.execute("EXPLAIN QUERY PLAN " + sqlite_backend._CLAIM_SELECT, (100,))
         )
     assert "queue_claim" in plan and "TEMP B-TREE" not in plan
+
+
+@pytest.mark.parametrize("seed", [20240611, 1, 2, 3])
+async def test_matches_the_memory_broker_step_by_step(db_path, seed):
+    """The SQL moves give the reference Broker's documents, bit for bit, move by move
+    (the same differential comparison the Redis Broker has; ``tests/reference.py``)."""
+    broker = await SqliteBroker.open(db_path)
+    try:
+        await matches_the_reference(broker, seed, NOW + 0.123456)
+    finally:
+        await broker.close()

@@ -18,7 +18,15 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..backends.base import BackendUnavailable, Broker, FencedError, JobQuery, Store
+from ..backends.base import (
+    TOMBSTONE_SECONDS,
+    BackendUnavailable,
+    Broker,
+    FencedError,
+    JobQuery,
+    Store,
+    Tombstone,
+)
 from ..backends.transitions import waiting_status
 from ..config import Settings
 from ..events import EventBus
@@ -142,8 +150,9 @@ class LeaderDuties:
 
     async def housekeeping(self, epoch: int, now: float) -> None:
         if self._settings.finished_job_ttl > 0:
+            older_than = now - self._settings.finished_job_ttl
             self.purged += await self._broker.purge_finished(
-                now - self._settings.finished_job_ttl, epoch
+                older_than, epoch, tombstones_before=older_than - TOMBSTONE_SECONDS
             )
         started = trio.current_time()
         if started >= self.next_reconcile:
@@ -157,13 +166,18 @@ class LeaderDuties:
 
         Only records untouched for ``settle`` seconds are considered, so a job
         whose newest snapshot is still on its way to the Store is left alone.
-        Nothing to do when the Broker writes the records itself: they live and
-        die with its data and move in the same step as its jobs.
+        The write is the Broker's fenced insert-if-absent ``restore``: a job the
+        Broker holds again (or still) is never overwritten, and a job it purged
+        answers with its tombstone, so a record that missed the job's last
+        snapshot is moved forward to how the job ended instead of bringing the
+        job back (which would run it a second time). Nothing to do when the
+        Broker writes the records itself: they live and die with its data and
+        move in the same step as its jobs. Returns how many jobs were put back.
         """
         if self._broker.writes_records_of(self._store):
             return 0
         await self._broker.current_epoch()  # fail fast when the broker is down
-        restored: list[Job] = []
+        missing: list[Job] = []
         cursor = None
         while True:
             page = await self._store.query(
@@ -174,9 +188,7 @@ class LeaderDuties:
                 held = await self._broker.get_many([j.id for j in candidates])
                 for job in candidates:
                     if job.id not in held:
-                        job.status = waiting_status(job, now)
-                        job.touch(now)
-                        restored.append(job)
+                        missing.append(job)
                     elif held[job.id].version > job.version:
                         # a node moved it, then died before its recorder wrote the
                         # snapshot: the record would stay stale forever
@@ -184,13 +196,42 @@ class LeaderDuties:
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
+        if not missing:
+            return 0
+        sent = []
+        for record in missing:
+            job = record.copy()
+            job.status = waiting_status(job, now)
+            job.touch(now)
+            sent.append(job)
+        answers = await self._broker.restore(sent, now, epoch)
+        restored = 0
+        for record, job, answer in zip(missing, sent, answers, strict=True):
+            if isinstance(answer, Tombstone):
+                self._recorder.record_one(_ended(record, answer))
+                continue
+            if answer.version == job.version and answer.status == job.status:
+                restored += 1
+            if answer.version > record.version:
+                self._recorder.record_one(answer)
         if restored:
-            current = await self._broker.current_epoch()
-            if current > epoch:
-                raise FencedError(epoch, current)
-            jobs = await self._broker.enqueue(restored, now)
-            self._recorder.record(jobs)
-            log.warning("reconciled %d jobs the broker had lost", len(jobs))
-            self._events.publish("jobs.reconciled", count=len(jobs))
+            log.warning("reconciled %d jobs the broker had lost", restored)
+            self._events.publish("jobs.reconciled", count=restored)
             self._on_jobs_ready()
-        return len(restored)
+        return restored
+
+
+def _ended(record: Job, tomb: Tombstone) -> Job:
+    """The record moved forward to how the job ended, as its tombstone tells.
+
+    Its result or error never reached the Store and is gone with the job. It
+    carries the tombstone's version, above any live snapshot's, so no late live
+    snapshot can move it back; the real final snapshot, if it ever arrives, has
+    the same version and replaces it with the result.
+    """
+    job = record.copy()
+    job.status = tomb.status
+    job.completed_at = tomb.finished_at
+    job.updated_at = tomb.finished_at
+    job.version = max(tomb.version, record.version)
+    return job

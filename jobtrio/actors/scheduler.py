@@ -3,9 +3,12 @@
 Schedules come from two places: code (``Registry.schedule`` /
 ``processor(..., schedule=...)``) and the Store (``POST /api/v1/schedules``),
 re-read every few seconds so any node's API can change them. Each tick of
-each schedule is claimed from the Broker under the leader's fencing epoch
-before its job is enqueued, so it fires once across the cluster, including
-across a failover.
+each schedule is fired by one Broker move, ``fire_tick``, that claims the tick
+and enqueues its job together under the leader's fencing epoch: it fires
+exactly once across the cluster, including across a failover. A tick is only
+marked fired here once that move answered, so a move that failed (or whose
+reply was lost) is repeated on the next pass, and the Broker's claim makes
+the repeat harmless.
 """
 
 from __future__ import annotations
@@ -69,13 +72,14 @@ class Scheduler:
             tick = schedule.due(now, self._last_fired.get(schedule.name))
             if tick is None:
                 continue
-            self._last_fired[schedule.name] = tick
-            if not await self._broker.claim_tick(schedule.name, tick, epoch):
-                continue  # another leader (or this one before a restart) fired it
             job = self._job_for(schedule, tick, now)
             if job is None:
+                self._last_fired[schedule.name] = tick
                 continue
-            [stored] = await self._broker.enqueue([job], now)
+            stored = await self._broker.fire_tick(schedule.name, tick, job, epoch, now)
+            self._last_fired[schedule.name] = tick
+            if stored is None:
+                continue  # fired before: by another leader, or by this one before a lost reply
             self.fired += 1
             self._recorder.record_one(stored)
             self._events.publish(

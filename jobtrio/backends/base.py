@@ -96,6 +96,28 @@ class Finish:
 
 
 @dataclass(slots=True, frozen=True)
+class Tombstone:
+    """What the Broker remembers of a job it purged: that it ended, how, and when.
+
+    ``restore`` answers with it instead of bringing a finished job back: a
+    Store record that never saw the job's last snapshot would otherwise look
+    live and be re-enqueued, completing the job a second time. Kept for
+    ``TOMBSTONE_SECONDS`` after the purge.
+    """
+
+    job_id: str
+    status: JobStatus
+    version: int
+    finished_at: float
+
+
+#: How long a purged job's tombstone is kept: the longest a Store record may lag
+#: behind the Broker (a Store outage, a recorder that died in its linger) and still
+#: be repaired instead of resurrected. README states it as a limit.
+TOMBSTONE_SECONDS = 7 * 86400.0
+
+
+@dataclass(slots=True, frozen=True)
 class JobQuery:
     statuses: frozenset[JobStatus] | None = None
     type: str | None = None
@@ -216,12 +238,42 @@ class Broker(abc.ABC):
         """Return jobs whose lease expired to pending; fail those past ``poison_limit``."""
 
     @abc.abstractmethod
-    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
-        """Drop terminal jobs finished before ``older_than`` (their record stays in the Store)."""
+    async def purge_finished(
+        self,
+        older_than: float,
+        epoch: int,
+        limit: int = 1000,
+        tombstones_before: float | None = None,
+    ) -> int:
+        """Drop terminal jobs finished before ``older_than`` (their record stays in the Store).
+
+        Each leaves a ``Tombstone``; tombstones of jobs that finished before
+        ``tombstones_before`` are forgotten (none when it is ``None``).
+        """
+
+    @abc.abstractmethod
+    async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
+        """Put back jobs the Broker lost, fenced by ``epoch``: insert-if-absent.
+
+        Per job: the job as the Broker holds it when it holds the id (never
+        overwritten), its ``Tombstone`` when the Broker purged it (never brought
+        back), else the job as inserted (waiting). Reconciliation's only write.
+        """
 
     @abc.abstractmethod
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         """True exactly once per (name, tick): periodic jobs fire once cluster-wide."""
+
+    @abc.abstractmethod
+    async def fire_tick(
+        self, name: str, tick: float, job: Job, epoch: int, now: float
+    ) -> Job | None:
+        """Claim (name, tick) and enqueue ``job`` in one move, fenced by ``epoch``.
+
+        The job as enqueued when this call fired the tick; ``None`` when the
+        tick was fired before (then its job exists, or existed). A call whose
+        reply was lost can be repeated: the tick fires exactly once.
+        """
 
     # -- life cycle ---------------------------------------------------------------
     async def ping(self) -> None:

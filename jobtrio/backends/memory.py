@@ -29,6 +29,7 @@ from .base import (
     Page,
     StateConflict,
     Store,
+    Tombstone,
 )
 
 #: Ticks remembered per schedule (see ``claim_tick``).
@@ -56,6 +57,7 @@ class MemoryBroker(Broker):
         self._epoch = 0
         self._ticks: dict[str, set[float]] = {}
         self._tick_floor: dict[str, float] = {}
+        self._tombstones: dict[str, Tombstone] = {}
 
     # -- the test hook ----------------------------------------------------------
     # Not part of the Broker interface: the simulator's checker and tests read the
@@ -106,16 +108,22 @@ class MemoryBroker(Broker):
                 if key in batch_keys:
                     out.append(batch_keys[key].copy())
                     continue
-            stored = job.copy()
-            if not stored.terminal:
-                stored.status = transitions.waiting_status(stored, now)
-            self._jobs[stored.id] = stored
-            self._place(stored, now)
+            stored = self._insert(job, now)
             if key is not None:
-                self._idempotency[key] = stored.id
                 batch_keys[key] = stored
             out.append(stored.copy())
         return out
+
+    def _insert(self, job: Job, now: float) -> Job:
+        """File a copy of ``job`` (waiting unless terminal) and take its idempotency key."""
+        stored = job.copy()
+        if not stored.terminal:
+            stored.status = transitions.waiting_status(stored, now)
+        self._jobs[stored.id] = stored
+        self._place(stored, now)
+        if stored.idempotency_key is not None:
+            self._idempotency[stored.idempotency_key] = stored.id
+        return stored
 
     # -- workers ----------------------------------------------------------------
     async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
@@ -256,20 +264,67 @@ class MemoryBroker(Broker):
             out.append(job.copy())
         return out
 
-    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
+    async def purge_finished(
+        self,
+        older_than: float,
+        epoch: int,
+        limit: int = 1000,
+        tombstones_before: float | None = None,
+    ) -> int:
         await trio.lowlevel.checkpoint()
         self._check_epoch(epoch)
         old = [i for i, at in self._finished_at.items() if at < older_than][:limit]
         for job_id in old:
             job = self._jobs.pop(job_id)
-            del self._finished_at[job_id]
+            at = self._finished_at.pop(job_id)
+            self._tombstones[job_id] = Tombstone(job_id, job.status, job.version, at)
             if job.idempotency_key is not None:
                 self._idempotency.pop(job.idempotency_key, None)
+        if tombstones_before is not None:
+            for job_id in [
+                i for i, t in self._tombstones.items() if t.finished_at < tombstones_before
+            ]:
+                del self._tombstones[job_id]
         return len(old)
+
+    async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
+        await trio.lowlevel.checkpoint()
+        self._check_epoch(epoch)
+        out: list[Job | Tombstone] = []
+        for job in jobs:
+            held = self._jobs.get(job.id)
+            tomb = self._tombstones.get(job.id)
+            if held is not None:
+                out.append(held.copy())
+            elif tomb is not None:
+                out.append(tomb)
+            else:
+                key = job.idempotency_key
+                if key is not None and self._idempotency.get(key) in self._jobs:
+                    job = job.copy()
+                    job.idempotency_key = None  # another job holds the key now
+                out.append(self._insert(job, now).copy())
+        return out
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         await trio.lowlevel.checkpoint()
         self._check_epoch(epoch)
+        return self._take_tick(name, tick)
+
+    async def fire_tick(
+        self, name: str, tick: float, job: Job, epoch: int, now: float
+    ) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        self._check_epoch(epoch)
+        # one move: nothing awaits between the claim and the insert
+        if not self._take_tick(name, tick):
+            return None
+        key = job.idempotency_key
+        if key is not None and self._idempotency.get(key) in self._jobs:
+            return self._jobs[self._idempotency[key]].copy()  # as enqueue answers
+        return self._insert(job, now).copy()
+
+    def _take_tick(self, name: str, tick: float) -> bool:
         ticks = self._ticks.setdefault(name, set())
         if tick in ticks or tick <= self._tick_floor.get(name, float("-inf")):
             return False

@@ -57,6 +57,7 @@ from .base import (
     Page,
     StateConflict,
     Store,
+    Tombstone,
 )
 
 P = ParamSpec("P")
@@ -252,7 +253,11 @@ CREATE INDEX IF NOT EXISTS queue_leases ON queue (expires_at, id) WHERE expires_
 CREATE INDEX IF NOT EXISTS queue_finished ON queue (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS broker_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO broker_meta (key, value) VALUES ('seq', 0), ('epoch', 0);
-CREATE TABLE IF NOT EXISTS ticks (name TEXT NOT NULL, tick REAL NOT NULL, PRIMARY KEY (name, tick))
+CREATE TABLE IF NOT EXISTS ticks (name TEXT NOT NULL, tick REAL NOT NULL, PRIMARY KEY (name, tick));
+CREATE TABLE IF NOT EXISTS tombstones (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, version INTEGER NOT NULL, finished_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstones_at ON tombstones (finished_at)
 """
 
 _CLAIM_SELECT = (
@@ -439,11 +444,28 @@ class SqliteBroker(Broker):
     ) -> list[Job]:
         return await self._db.write(_requeue_expired, now, epoch, poison_limit, limit)
 
-    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
-        return await self._db.write(_purge_finished, older_than, epoch, limit)
+    async def purge_finished(
+        self,
+        older_than: float,
+        epoch: int,
+        limit: int = 1000,
+        tombstones_before: float | None = None,
+    ) -> int:
+        return await self._db.write(_purge_finished, older_than, epoch, limit, tombstones_before)
+
+    async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
+        if not jobs:
+            await trio.lowlevel.checkpoint()
+            return []
+        return await self._db.write(_restore, jobs, now, epoch)
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         return await self._db.write(_claim_tick, name, tick, epoch)
+
+    async def fire_tick(
+        self, name: str, tick: float, job: Job, epoch: int, now: float
+    ) -> Job | None:
+        return await self._db.write(_fire_tick, name, tick, job, epoch, now)
 
     # -- life cycle ---------------------------------------------------------------
     async def ping(self) -> None:
@@ -638,14 +660,60 @@ def _requeue_expired(
     return _move(conn, rows, now, lambda job: transitions.expire(job, now, poison_limit))
 
 
-def _purge_finished(conn: sqlite3.Connection, older_than: float, epoch: int, limit: int) -> int:
+def _purge_finished(
+    conn: sqlite3.Connection,
+    older_than: float,
+    epoch: int,
+    limit: int,
+    tombstones_before: float | None,
+) -> int:
     _check_epoch(conn, epoch)
-    cursor = conn.execute(
-        "DELETE FROM queue WHERE rowid IN "
-        "(SELECT rowid FROM queue WHERE finished_at < ? ORDER BY finished_at LIMIT ?)",
+    rows = conn.execute(
+        "SELECT rowid, id, status, json_extract(doc, '$.version'), finished_at FROM queue "
+        "WHERE finished_at < ? ORDER BY finished_at LIMIT ?",
         (older_than, limit),
+    ).fetchall()
+    conn.executemany(
+        "INSERT OR REPLACE INTO tombstones (id, status, version, finished_at) VALUES (?, ?, ?, ?)",
+        [row[1:] for row in rows],
     )
-    return cursor.rowcount
+    conn.executemany("DELETE FROM queue WHERE rowid = ?", [(row[0],) for row in rows])
+    if tombstones_before is not None:
+        conn.execute("DELETE FROM tombstones WHERE finished_at < ?", (tombstones_before,))
+    return len(rows)
+
+
+def _restore(
+    conn: sqlite3.Connection, jobs: Sequence[Job], now: float, epoch: int
+) -> list[Job | Tombstone]:
+    _check_epoch(conn, epoch)
+    wanted = _json_list([job.id for job in jobs])
+    held = _get_many(conn, [job.id for job in jobs])
+    tombs = {
+        job_id: Tombstone(job_id, JobStatus(status), int(version), finished_at)
+        for job_id, status, version, finished_at in conn.execute(
+            "SELECT id, status, version, finished_at FROM tombstones "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+    }
+    out: list[Job | Tombstone] = []
+    for job in jobs:
+        if job.id in held:
+            out.append(held[job.id])
+        elif job.id in tombs:
+            out.append(tombs[job.id])
+        else:
+            key = job.idempotency_key
+            if (
+                key is not None
+                and conn.execute("SELECT 1 FROM queue WHERE idempotency_key = ?", (key,)).fetchone()
+            ):
+                job = dataclasses.replace(job, idempotency_key=None)  # another job holds it
+            [stored] = _enqueue(conn, [job], now)
+            held[job.id] = stored  # a repeat of the id in this call finds it held
+            out.append(stored)
+    return out
 
 
 #: Ticks remembered per schedule; older ones are forgotten, and anything at or
@@ -675,6 +743,15 @@ def _claim_tick(conn: sqlite3.Connection, name: str, tick: float, epoch: int) ->
         conn.execute("DELETE FROM ticks WHERE name = ? AND tick < 0", (name,))
         conn.execute("INSERT INTO ticks (name, tick) VALUES (?, ?)", (name, -gone[0]))
     return True
+
+
+def _fire_tick(
+    conn: sqlite3.Connection, name: str, tick: float, job: Job, epoch: int, now: float
+) -> Job | None:
+    if not _claim_tick(conn, name, tick, epoch):
+        return None
+    [stored] = _enqueue(conn, [job], now)
+    return stored
 
 
 # Shared by the Broker (table ``queue``) and the Store (table ``jobs``); the

@@ -37,6 +37,7 @@ from ..backends.base import (
     NodeRecord,
     Page,
     Store,
+    Tombstone,
 )
 from ..backends.memory import MemoryBroker
 from ..jobs import Job, JobStatus
@@ -149,10 +150,35 @@ class ObservedBroker(MemoryBroker):
             self._moved("expired", job, epoch, job.lease_expirations)
         return out
 
-    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
-        n = await super().purge_finished(older_than, epoch, limit)
+    async def purge_finished(
+        self,
+        older_than: float,
+        epoch: int,
+        limit: int = 1000,
+        tombstones_before: float | None = None,
+    ) -> int:
+        n = await super().purge_finished(older_than, epoch, limit, tombstones_before)
         self._leader_write("purge", epoch)
         return n
+
+    async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
+        out = await super().restore(jobs, now, epoch)
+        self._leader_write("restore", epoch)
+        for job in out:
+            if isinstance(job, Job):
+                self._moved("restored", job, epoch)
+        return out
+
+    async def fire_tick(
+        self, name: str, tick: float, job: Job, epoch: int, now: float
+    ) -> Job | None:
+        out = await super().fire_tick(name, tick, job, epoch, now)
+        self._leader_write("tick", epoch)
+        if out is not None:
+            self._trace.record("tick", "fired", name, tick, out.id, epoch)
+            if out.id not in self.status:
+                self._moved("enqueued", out, out.idempotency_key, out.type)
+        return out
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         ok = await super().claim_tick(name, tick, epoch)
@@ -249,10 +275,25 @@ class BrokerLink(Broker):
             "broker", lambda: self._b.requeue_expired(now, epoch, poison_limit, limit)
         )
 
-    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
+    async def purge_finished(
+        self,
+        older_than: float,
+        epoch: int,
+        limit: int = 1000,
+        tombstones_before: float | None = None,
+    ) -> int:
         return await self._c.call(
-            "broker", lambda: self._b.purge_finished(older_than, epoch, limit)
+            "broker",
+            lambda: self._b.purge_finished(older_than, epoch, limit, tombstones_before),
         )
+
+    async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
+        return await self._c.call("broker", lambda: self._b.restore(jobs, now, epoch))
+
+    async def fire_tick(
+        self, name: str, tick: float, job: Job, epoch: int, now: float
+    ) -> Job | None:
+        return await self._c.call("broker", lambda: self._b.fire_tick(name, tick, job, epoch, now))
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         return await self._c.call("broker", lambda: self._b.claim_tick(name, tick, epoch))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,7 @@ import redis
 
 from ...jobs import Job, JobStatus, new_token
 from .. import transitions
-from ..base import Broker, FencedError, Finish, Lease, StateConflict, Store
+from ..base import Broker, FencedError, Finish, Lease, StateConflict, Store, Tombstone
 from .codec import (
     BSEP,
     RS,
@@ -94,6 +95,8 @@ class RedisBroker(OnRedis, Broker):
         self._requeue = script("requeue")
         self._purge = script("purge")
         self._claim_tick = script("claim_tick")
+        self._fire_tick = script("fire_tick")
+        self._restore = script("restore")
 
     def writes_records_of(self, store: Store) -> bool:
         return (
@@ -113,13 +116,18 @@ class RedisBroker(OnRedis, Broker):
             raise
 
     # -- producers --------------------------------------------------------------
+    @staticmethod
+    def _encode(jobs: Sequence[Job], now: float) -> list[tuple[str, list[str]]]:
+        """Each job's (b, values of m) as it will be filed: waiting unless terminal."""
+        return [
+            encode(job, job.status if job.terminal else transitions.waiting_status(job, now))
+            for job in jobs
+        ]
+
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         if not jobs:
             return []
-        statuses = [
-            job.status if job.terminal else transitions.waiting_status(job, now) for job in jobs
-        ]
-        encoded = [encode(job, status) for job, status in zip(jobs, statuses, strict=True)]
+        encoded = self._encode(jobs, now)
         args = [num(now)]
         args += (
             enqueue_arg(job, body, values)
@@ -260,13 +268,65 @@ class RedisBroker(OnRedis, Broker):
         reply = await self._leader_call(self._requeue, args, epoch)
         return [Job.loads(d) for d in reply]
 
-    async def purge_finished(self, older_than: float, epoch: int, limit: int = 1000) -> int:
-        args = [num(older_than), str(epoch), str(limit)]
+    async def purge_finished(
+        self,
+        older_than: float,
+        epoch: int,
+        limit: int = 1000,
+        tombstones_before: float | None = None,
+    ) -> int:
+        forget = "" if tombstones_before is None else num(tombstones_before)
+        args = [num(older_than), str(epoch), str(limit), forget]
         return int(await self._leader_call(self._purge, args, epoch))
+
+    async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
+        if not jobs:
+            return []
+        jobs = list(jobs)
+        encoded = self._encode(jobs, now)
+        args = [num(now), str(epoch)]
+        args += (
+            enqueue_arg(job, body, values)
+            for job, (body, values) in zip(jobs, encoded, strict=True)
+        )
+        reply = await self._leader_call(self._restore, args, epoch)
+        out: list[Job | Tombstone] = []
+        retry_keyless: list[int] = []
+        for i, (job, (body, values), answer) in enumerate(zip(jobs, encoded, reply, strict=True)):
+            text = as_text(answer)
+            if text == "":
+                out.append(LazyJob.of(RawJob(body, values)))
+            elif text[0] == "H":
+                out.append(Job.loads(text[1:]))
+            elif text[0] == "T":
+                status, version, at = text[1:].split(SEP)
+                out.append(Tombstone(job.id, JobStatus(status), int(version), float(at)))
+            else:  # 'K': another job holds its idempotency key; it comes back without one
+                out.append(job)
+                retry_keyless.append(i)
+        if retry_keyless:
+            keyless = [dataclasses.replace(jobs[i], idempotency_key=None) for i in retry_keyless]
+            for i, again in zip(
+                retry_keyless, await self.restore(keyless, now, epoch), strict=True
+            ):
+                out[i] = again
+        return out
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         args = [name, num(float(tick)), str(epoch), str(TICKS_KEPT)]
         return bool(await self._leader_call(self._claim_tick, args, epoch))
+
+    async def fire_tick(
+        self, name: str, tick: float, job: Job, epoch: int, now: float
+    ) -> Job | None:
+        [(body, values)] = self._encode([job], now)
+        args = [name, num(float(tick)), str(epoch), str(TICKS_KEPT), num(now)]
+        args.append(enqueue_arg(job, body, values))
+        reply = await self._leader_call(self._fire_tick, args, epoch)
+        if reply is None:
+            return None
+        held = as_text(reply)
+        return Job.loads(held) if held else LazyJob.of(RawJob(body, values))
 
     # -- life cycle ----------------------------------------------------------------
     async def ping(self) -> None:

@@ -1,19 +1,35 @@
 --@include broker_common
--- ARGV: older_than, epoch, limit
+-- ARGV: older_than, epoch, limit, tombstones before ('' = keep them all)
+-- Each purged job leaves a tombstone (status \31 version \31 finished at) in K_TOMBS,
+-- indexed by its finish time in K_TOMBS_AT (Broker.restore reads them).
 local err = fenced(ARGV[2])
 if err then return err end
 local old = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', '(' .. ARGV[1],
-                       'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(old) do
+                       'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local ids = {}
+for i = 1, #old, 2 do
+  local id, at = old[i], old[i + 1]
+  ids[#ids + 1] = id
   local f = redis.call('HMGET', jkey(id), 'm', 'k', 'q')
   if f[3] then
+    local j = {string.match(f[1], MPAT)}
+    redis.call('HSET', K_TOMBS, id, j[S] .. SEP .. j[V] .. SEP .. at)
+    redis.call('ZADD', K_TOMBS_AT, at, id)
     release(id)
     count(status_of(f[1]), -1)
   end
   if f[2] and redis.call('HGET', K_IDEM, f[2]) == id then redis.call('HDEL', K_IDEM, f[2]) end
 end
-for c = 1, #old, 1000 do
-  redis.call('ZREM', K_FINISHED, unpack(old, c, math.min(c + 999, #old)))
+for c = 1, #ids, 1000 do
+  redis.call('ZREM', K_FINISHED, unpack(ids, c, math.min(c + 999, #ids)))
+end
+if ARGV[4] ~= '' then
+  local gone = redis.call('ZRANGEBYSCORE', K_TOMBS_AT, '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)
+  for c = 1, #gone, 1000 do
+    local part = {unpack(gone, c, math.min(c + 999, #gone))}
+    redis.call('HDEL', K_TOMBS, unpack(part))
+    redis.call('ZREM', K_TOMBS_AT, unpack(part))
+  end
 end
 flush()
-return #old
+return #ids

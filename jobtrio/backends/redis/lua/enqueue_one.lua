@@ -1,0 +1,41 @@
+-- One job of an enqueue argument (see enqueue.lua) filed: returns '' when stored as sent,
+-- else the document of the job that holds its idempotency key. Shared by enqueue,
+-- restore and fire_tick, so the three file a job the same way.
+local NR = #ENQUEUE_READS
+local function enqueue_one(arg, now)
+  local a = {string.match(arg, EPAT)}
+  local id, c, b, m, t = a[1], a[2], a[NR + 3], a[NR + 4], a[NR + 5]
+  local j = {id = id, b = b}
+  for r = 1, NR do j[ENQUEUE_READS[r]] = a[r + 2] end
+  local k = j[K]
+  local held = false
+  if k ~= '' then
+    held = redis.call('HGET', K_IDEM, k)
+    if held and redis.call('HEXISTS', jkey(held), 'q') == 0 then held = false end
+  end
+  if held then return doc(load(held)) end
+  local key = jkey(id)
+  local old = redis.call('HMGET', key, 'q', 'm', 't', 'c')
+  if old[1] then -- the same id again replaces the job, as the reference broker does
+    unplace(id)
+    count(status_of(old[2]), -1)
+  end
+  if old[2] then redis.call('DEL', key) end
+  if RECORD then
+    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'v', j[V], 's', j[S])
+    if old[2] then
+      file_record(id, {'', status_of(old[2]), old[3], old[4]}, j[S], t, c)
+    else
+      file_record(id, {}, j[S], t, c)
+    end
+  else
+    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1')
+  end
+  if k ~= '' then
+    redis.call('HSET', key, 'k', k)
+    redis.call('HSET', K_IDEM, k, id)
+  end
+  count(j[S], 1)
+  place(j, now)
+  return ''
+end
