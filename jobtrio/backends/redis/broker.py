@@ -295,7 +295,7 @@ class RedisBroker(OnRedis, Broker):
         for i, (job, (body, values), answer) in enumerate(zip(jobs, encoded, reply, strict=True)):
             text = as_text(answer)
             if text == "":
-                out.append(LazyJob.of(RawJob(body, values)))
+                out.append(lazy_job(body, values))
             elif text[0] == "H":
                 out.append(Job.loads(text[1:]))
             elif text[0] == "T":
@@ -326,7 +326,7 @@ class RedisBroker(OnRedis, Broker):
         if reply is None:
             return None
         held = as_text(reply)
-        return Job.loads(held) if held else LazyJob.of(RawJob(body, values))
+        return Job.loads(held) if held else lazy_job(body, values)
 
     # -- life cycle ----------------------------------------------------------------
     async def ping(self) -> None:
