@@ -634,3 +634,35 @@ async def test_two_connections_claiming_one_queue_never_share_a_job(redis_server
     finally:
         await a.close()
         await b.close()
+
+
+async def test_on_the_server_clock_a_skewed_leader_cannot_reap_a_healthy_lease(redis_server):
+    """Leases are decided on Redis's clock: a leader whose clock runs a minute ahead of
+    the worker's (four 15 s leases) reaps nothing the worker keeps renewing, and a
+    worker behind by as much still gets a full lease."""
+    broker = await RedisBroker.open(redis_server.url, prefix=unique_prefix(), server_clock=True)
+    try:
+        real = time.time()
+        epoch = await broker.acquire_epoch("leader", real)
+        [job] = await broker.enqueue([make()], real)
+        worker_now = real - 60.0  # the worker's clock is a minute behind
+        [lease] = await broker.claim("worker", 1, 15, worker_now)
+        leader_now = real + 60.0  # the leader's a minute ahead
+        assert await broker.requeue_expired(leader_now, epoch, poison_limit=3) == []
+        assert await broker.renew([(job.id, lease.token)], 15, worker_now + 5) == []
+        assert await broker.requeue_expired(leader_now + 5, epoch, poison_limit=3) == []
+        [held] = await broker.running()
+        assert abs(held.expires_at - (time.time() + 15)) < 5  # on Redis's clock
+        # a job scheduled 30 s ahead of Redis's clock is not promoted by the leader's
+        [later] = await broker.enqueue([make(scheduled_at=real + 30)], real)
+        assert await broker.promote_due(leader_now, epoch) == []
+        assert (await broker.get(later.id)).status == JobStatus.SCHEDULED
+        # and a lease that did run out on Redis's clock is reaped
+        [short] = await broker.enqueue([make()], real)
+        await broker.claim("worker", 1, 0.05, worker_now)
+        with trio.fail_after(5):
+            while not (expired := await broker.requeue_expired(worker_now, epoch, 3)):
+                await trio.sleep(0.01)
+        assert [j.id for j in expired] == [short.id]
+    finally:
+        await broker.close()

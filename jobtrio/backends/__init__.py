@@ -18,8 +18,11 @@ async def open_backends(settings: Settings) -> tuple[Broker, Store]:
     if settings.redis_configured:
         from .redis import RedisBroker
 
-        # without MongoDB the Broker keeps the RedisStore's records itself, in its moves
-        broker = await RedisBroker.from_settings(settings, records=not settings.mongodb_uri)
+        # without MongoDB the Broker keeps the RedisStore's records itself, in its moves;
+        # leases and promotions are decided on Redis's clock, never on two nodes' clocks
+        broker = await RedisBroker.from_settings(
+            settings, records=not settings.mongodb_uri, server_clock=True
+        )
     else:
         from .sqlite import SqliteBroker
 

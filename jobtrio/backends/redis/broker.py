@@ -55,6 +55,15 @@ class RedisBroker(OnRedis, Broker):
     much Python time again to encode; this way a record costs one HMGET and
     one HSET inside the move, and records and queue can never disagree.
 
+    With ``server_clock=True`` (what ``open_backends`` uses) every lease and
+    promotion decision is taken on Redis's own clock (``TIME`` inside the
+    scripts): a lease's expiry is Redis's time plus the lease seconds, and the
+    leader reaps a lease only once Redis's time has passed it, so no two
+    nodes' clocks are compared. The ``now`` a caller passes then only stamps
+    the job's fields (``started_at``, attempt times), and ``Lease.expires_at``
+    is the caller's estimate. Without it (the default, for tests that drive a
+    virtual time) the caller's ``now`` decides, as in the reference Broker.
+
     Either way a job is the hash ``P job:<id>``, so nodes with and without
     ``records`` find the same jobs. A ``RedisStore`` on the prefix of a Broker
     without ``records`` would share its hashes and is not supported
@@ -70,8 +79,11 @@ class RedisBroker(OnRedis, Broker):
         *,
         owns_connection: bool = True,
         records: bool = False,
+        server_clock: bool = False,
     ) -> None:
         self.connection = connection
+        self.server_clock = server_clock
+        self._clock_flag = "1" if server_clock else ""
         self.prefix = prefix
         self.records = records
         self._p = hash_tag(prefix)
@@ -147,6 +159,8 @@ class RedisBroker(OnRedis, Broker):
         expires_at = now + lease_seconds
         tokens = SEP.join(new_token() for _ in range(n))
         args = [num(now), json.dumps(node_id), num(expires_at), str(n), tokens]
+        if self.server_clock:
+            args.append(num(lease_seconds))
         reply = await self._call(self._claim, args)
         if not reply:
             return []
@@ -166,7 +180,10 @@ class RedisBroker(OnRedis, Broker):
             check_name(job_id, "job id") + SEP + (token if SEP not in token else "")
             for job_id, token in leases
         )
-        reply = await self._call(self._renew, [num(now + lease_seconds), pairs])
+        args = [num(now + lease_seconds), pairs]
+        if self.server_clock:
+            args.append(num(lease_seconds))
+        reply = await self._call(self._renew, args)
         return [i.decode() for i in split_reply(reply)]
 
     async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
@@ -250,7 +267,8 @@ class RedisBroker(OnRedis, Broker):
         return 0 if value is None else int(value)
 
     async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        reply = await self._leader_call(self._promote, [num(now), str(epoch), str(limit)], epoch)
+        args = [num(now), str(epoch), str(limit), self._clock_flag]
+        reply = await self._leader_call(self._promote, args, epoch)
         return [Job.loads(d) for d in reply]
 
     async def requeue_expired(
@@ -264,6 +282,7 @@ class RedisBroker(OnRedis, Broker):
             str(limit),
             json.dumps(template),
             json.dumps("lease expired"),
+            self._clock_flag,
         ]
         reply = await self._leader_call(self._requeue, args, epoch)
         return [Job.loads(d) for d in reply]

@@ -214,6 +214,22 @@ local function open_attempt(j, now, node_json)
   j[AOS] = now
 end
 
+-- The Broker's own clock (Redis TIME) as Unix seconds text. A Broker with server_clock
+-- takes every lease and promotion decision on it, so no two nodes' clocks are ever
+-- compared (a leader ahead of a worker cannot reap its healthy lease).
+local function server_now()
+  local t = redis.call('TIME')
+  return string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
+end
+
+-- the lease expiry: the caller's, or lease seconds on the server's clock
+local function lease_expiry(caller_expiry, lease_seconds)
+  if lease_seconds and lease_seconds ~= '' then
+    return string.format('%.6f', tonumber(server_now()) + tonumber(lease_seconds))
+  end
+  return caller_expiry
+end
+
 local function fenced(epoch)
   local current = tonumber(redis.call('GET', K_EPOCH) or '0')
   if tonumber(epoch) < current then

@@ -1,8 +1,9 @@
 --@include broker_common
--- ARGV: now, node_id (JSON), lease expiry, n, n fresh tokens joined by \31
+-- ARGV: now, node_id (JSON), lease expiry, n, n fresh tokens joined by \31, and the lease
+-- seconds when the expiry is taken on the server's clock ('' or absent: the caller's)
 -- Returns a record per claimed job: token, b and m joined by \31; records joined by \30.
 -- Python builds the documents from b and m: client CPU scales out, the server's does not.
-local now, node_json, expires = ARGV[1], ARGV[2], ARGV[3]
+local now, node_json, expires = ARGV[1], ARGV[2], lease_expiry(ARGV[3], ARGV[6])
 local tokens = split(ARGV[5])
 local popped = redis.call('ZPOPMIN', K_PENDING, tonumber(ARGV[4]))
 local out, leases, held = {}, {}, {}

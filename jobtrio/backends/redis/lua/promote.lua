@@ -1,9 +1,11 @@
 --@include broker_common
--- ARGV: now, epoch, limit
+-- ARGV: now, epoch, limit, '1' to decide on the server's clock (else on now)
 local now = ARGV[1]
+local decide = now
+if ARGV[4] == '1' then decide = server_now() end
 local err = fenced(ARGV[2])
 if err then return err end
-local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', decide, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for c = 1, #due, 1000 do
   redis.call('ZREM', K_DELAYED, unpack(due, c, math.min(c + 999, #due)))

@@ -1,6 +1,7 @@
 --@include broker_common
--- ARGV: new expiry, then id and token alternately joined by \31; returns lost ids joined
-local expires = ARGV[1]
+-- ARGV: new expiry, then id and token alternately joined by \31, and the lease seconds
+-- when the expiry is taken on the server's clock; returns lost ids joined
+local expires = lease_expiry(ARGV[1], ARGV[3])
 local v = split(ARGV[2])
 local ids = {}
 for i = 1, #v, 2 do ids[#ids + 1] = v[i] end

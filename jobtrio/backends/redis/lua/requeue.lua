@@ -1,12 +1,14 @@
 --@include broker_common
 -- ARGV: now, epoch, poison limit, limit, poison error JSON with a literal {n},
---       'lease expired' as JSON
+--       'lease expired' as JSON, '1' to decide on the server's clock (else on now)
 local now = ARGV[1]
+local decide = now
+if ARGV[7] == '1' then decide = server_now() end
 local err = fenced(ARGV[2])
 if err then return err end
 local poison = tonumber(ARGV[3])
 local template, lost_error = ARGV[5], ARGV[6]
-local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(' .. now,
+local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(' .. decide,
                            'LIMIT', 0, tonumber(ARGV[4]))
 for c = 1, #expired, 1000 do
   local part = {unpack(expired, c, math.min(c + 999, #expired))}
