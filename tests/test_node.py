@@ -386,3 +386,30 @@ async def test_standalone_nodes_sharing_a_broker_take_turns_at_leader_duties(aut
         # b is gone: a alone must keep promoting scheduled jobs
         job = await a.submit({"type": "noop", "scheduled_at": to_iso(trio_clock() + 5)})
         assert (await terminal(a, job.id)).status == JobStatus.COMPLETED
+
+
+async def test_jobs_leased_by_a_claim_without_an_answer_go_back_uncounted(autojump_clock):
+    """A claim goes through but its reply is lost (a Redis timeout): the node hands those
+    jobs back at once instead of letting their leases expire, so they never count
+    toward POISON_LIMIT (with a limit of 1, one expiry would fail the job as poison)."""
+    from jobtrio.backends.base import BackendUnavailable
+
+    class LostClaimReply(MemoryBroker):
+        lose = 1
+
+        async def claim(self, node_id, n, lease_seconds, now):
+            leases = await super().claim(node_id, n, lease_seconds, now)
+            if leases and self.lose:
+                self.lose -= 1
+                raise BackendUnavailable("memory", "timeout after the claim was applied")
+            return leases
+
+    broker = LostClaimReply()
+    async with running_node(broker=broker, poison_limit=1) as node:
+        job = await node.submit({"type": "noop"})
+        done = await terminal(node, job.id)
+        assert broker.lose == 0
+        assert done.status == JobStatus.COMPLETED
+        assert done.lease_expirations == 0
+        assert [a.outcome for a in done.attempts] == ["completed"]
+        assert node.dispatcher.handed_back == 1

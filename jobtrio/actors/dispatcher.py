@@ -155,6 +155,12 @@ class Dispatcher:
         self._drained = trio.Event()
         self._reports_send, self._reports_recv = trio.open_memory_channel[_Report](math.inf)
         self._metric_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        #: This incarnation's first moment on its own clock: a lease whose job was claimed
+        #: before it is a previous incarnation's (see ``_hand_back_unanswered``).
+        self._since = clock()
+        #: A claim failed without an answer: it may have leased jobs all the same.
+        self._claim_unanswered = False
+        self.handed_back = 0
         self.broker_healthy = True
         self._broker_marked = False
         self.last_error: str | None = None
@@ -317,6 +323,8 @@ class Dispatcher:
                 await self._capacity.wait(1.0)
                 continue
             try:
+                if self._claim_unanswered:
+                    await self._hand_back_unanswered()
                 leases = await self._broker.claim(
                     self.node_id,
                     min(want, self._settings.dispatch_batch),
@@ -324,6 +332,7 @@ class Dispatcher:
                     self._clock(),
                 )
             except BackendUnavailable as exc:
+                self._claim_unanswered = True
                 self._mark_broker(False, str(exc))
                 await trio.sleep(backoff.next())
                 continue
@@ -353,6 +362,35 @@ class Dispatcher:
                 break
             self._dispatch_ready()
         self._release_ready()
+
+    async def _hand_back_unanswered(self) -> None:
+        """Hand back at once the jobs a claim leased to this node without its reply arriving.
+
+        A claim that failed (a lost reply, a Redis timeout) may have leased jobs
+        all the same. Left alone, their leases would expire and each expiry
+        counts toward ``POISON_LIMIT``: a flaky link would fail healthy jobs as
+        poison. They are the leases under this node's id that it does not hold,
+        claimed since this incarnation started (on its own clock); they go back
+        unrun and uncounted (``released``). A previous incarnation's leases are
+        left to expire and count, since one of them may be the job that killed it.
+        """
+        mine = [
+            lease
+            for lease in await self._broker.running()
+            if lease.job.node_id == self.node_id
+            and lease.job.id not in self._inflight
+            and lease.job.started_at is not None
+            and lease.job.started_at >= self._since
+        ]
+        if mine:
+            released = await self._broker.finish(
+                [Finish(lease.job.id, lease.token, "released") for lease in mine], self._clock()
+            )
+            back = [job for job in released if job is not None]
+            self.handed_back += len(back)
+            self._recorder.record(back)
+            log.warning("handed back %d jobs a claim without an answer had leased", len(back))
+        self._claim_unanswered = False
 
     def _dispatch_ready(self, me: WorkerState | None = None) -> InFlight | None:
         """Deal ready jobs, best first, to idle workers with the strategy.
