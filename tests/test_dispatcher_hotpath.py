@@ -114,7 +114,7 @@ async def test_slow_jobs_keep_the_plain_credit(autojump_clock):
         await node.submit_many([{"type": "sleep", "payload": {"seconds": 2}}] * 20)
         await wait_until(lambda: node.dispatcher.finished == 20, timeout=100)
         assert max(asked) <= 2 + 2  # idle workers + WORKER_COUNT
-        assert node.dispatcher._window == 2
+        assert node.dispatcher.prefetch_window == 2
 
 
 async def test_short_jobs_grow_the_automatic_prefetch(mock_clock):
@@ -128,7 +128,7 @@ async def test_short_jobs_grow_the_automatic_prefetch(mock_clock):
         await node.submit_many([{"type": "noop"}] * 2000)
         await wait_until(lambda: node.dispatcher.finished == 2000, timeout=100)
         assert max(asked) == 50  # claims as large as DISPATCH_BATCH, not 2 + 2
-        assert 2 < node.dispatcher._window <= 100
+        assert 2 < node.dispatcher.prefetch_window <= 100
 
 
 async def test_explicit_prefetch_is_never_exceeded(autojump_clock):
@@ -138,7 +138,7 @@ async def test_explicit_prefetch_is_never_exceeded(autojump_clock):
     async with running_node(broker=broker, worker_count=2, dispatch_prefetch=1) as node:
         await node.submit_many([{"type": "noop"}] * 300)
         await wait_until(lambda: node.dispatcher.finished == 300, timeout=60)
-        assert max(asked) <= 2 + 1 and node.dispatcher._window == 1
+        assert max(asked) <= 2 + 1 and node.dispatcher.prefetch_window == 1
 
 
 def test_batched_histogram_exposes_what_a_prometheus_histogram_does():

@@ -178,12 +178,17 @@ def test_usage_errors_exit_2() -> None:
 # -- bugs the simulator found, pinned at the actor level ----------------------------------
 
 
-def _duties(broker: MemoryBroker, store: MemoryStore, leadership: Leadership) -> LeaderDuties:
+def _duties(
+    broker: MemoryBroker,
+    store: MemoryStore,
+    leadership: Leadership,
+    recorder: Recorder | None = None,
+) -> LeaderDuties:
     return LeaderDuties(
         Settings(node_id="n1"),
         broker,
         store,
-        Recorder(store),
+        recorder or Recorder(store),
         leadership,
         EventBus("n1"),
         lambda: 1_000_000.0 + trio.current_time(),
@@ -224,8 +229,8 @@ async def test_reconcile_refreshes_a_record_the_broker_moved_past(autojump_clock
     leadership = Leadership("n1", "raft")
     epoch = await broker.acquire_epoch("n1", 0.0)
     leadership.set("n1", 1, epoch, 0.0)
-    duties = _duties(broker, store, leadership)
-    recorder = duties._recorder
+    recorder = Recorder(store)
+    duties = _duties(broker, store, leadership, recorder)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.run)
         await duties.reconcile(epoch, 1000.0)

@@ -180,6 +180,11 @@ class Dispatcher:
     def idle_workers(self) -> int:
         return self._idle
 
+    @property
+    def prefetch_window(self) -> int:
+        """How many jobs beyond its idle workers this node claims now (see the module doc)."""
+        return self._window
+
     def worker_views(self) -> list[dict[str, Any]]:
         now = self._clock()
         return [
