@@ -358,3 +358,46 @@ def test_drill_times_a_failover_and_completes_every_job(local_cluster: LocalClus
     assert row["completed"] == 12
     assert row["new_leader"] and row["failover_seconds"] > 0
     assert local_cluster.survivors() == []
+
+
+def test_down_stops_what_a_killed_supervisor_left(local_cluster: LocalCluster) -> None:
+    """SIGKILL the supervisor: its nodes and Redis run on (own sessions); down stops them."""
+    local_cluster.up("--nodes", "2", "--algorithm", "bully", "--shutdown-grace", "2s")
+    local_cluster.remember()
+    assert local_cluster.proc is not None
+    local_cluster.proc.kill()
+    local_cluster.proc.wait(timeout=10)
+    running = [n for n in local_cluster.nodes().values() if n["process"]["running"]]
+    assert len(running) == 2  # orphaned, not dead: down must find them
+    down = local_cluster.run("down")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.startswith("stopped the processes of ")
+    assert local_cluster.survivors() == []
+    assert local_cluster.state() is None
+
+
+def test_up_fails_in_one_message_when_a_node_cannot_start(local_cluster: LocalCluster) -> None:
+    result = subprocess.run(
+        [
+            str(JOBTRIO),
+            "cluster",
+            "up",
+            "--nodes",
+            "2",
+            "--app",
+            "no_such_module:registry",
+            "--data-dir",
+            str(local_cluster.data_dir),
+        ],
+        cwd=local_cluster.folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "exited while starting; its log:" in result.stderr
+    assert "no_such_module" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert local_cluster.survivors() == []
+    assert local_cluster.state() is None
