@@ -40,6 +40,7 @@ from .localcluster import (
     ProcessRef,
     agreed_leader,
     election_view,
+    grace_seconds,
     http,
     live_nodes,
     load_state,
@@ -52,6 +53,7 @@ from .localcluster import (
     start_redis,
     state_path,
     stop_cluster,
+    stop_processes,
 )
 
 DEFAULT_DATA_DIR = "jobtrio-cluster"
@@ -250,13 +252,10 @@ def nodes_table(state: ClusterState, leader: str | None) -> Table:
 
 
 def start_cluster(
-    data_dir: Path,
-    nodes: int,
-    options: NodeOptions,
-    redis: str | None,
-    say: Callable[[str], None],
+    data_dir: Path, nodes: int, options: NodeOptions, say: Callable[[str], None]
 ) -> Supervisor:
-    """Claim the data folder, plan the nodes and start Redis and every node."""
+    """Claim the data folder (stopping what a killed supervisor left there) and plan the
+    nodes; ``Supervisor.start`` then starts Redis and every node."""
     data_dir = data_dir.resolve()
     with locked(data_dir):
         existing = load_state(data_dir)
@@ -371,14 +370,14 @@ def cluster_up(
         out.print(Text.assemble((time.strftime("%H:%M:%S"), "dim"), " ", message), soft_wrap=True)
 
     try:
-        supervisor = start_cluster(data_dir, nodes, options, redis or _redis_from_env(), say)
+        supervisor = start_cluster(data_dir, nodes, options, say)
     except ClusterFailure as exc:
         raise _fail(exc) from None
     supervisor.install_signal_handlers()
     state = supervisor.state
     try:
         say(f"starting {nodes} {algorithm} nodes in {state.data_dir}")
-        supervisor.start(redis or _redis_from_env())
+        supervisor.start(redis or _redis_from_env())  # None: start our own
         if state.redis is not None:
             say(f"redis-server (AOF on) at {state.redis_url}, data in {state.data_dir}/redis")
         started = time.monotonic()
@@ -418,8 +417,6 @@ def cluster_down(data_dir: Path) -> int:
     supervisor = state.supervisor
     if supervisor is not None and supervisor.alive():
         supervisor.signal(signal.SIGTERM)
-        from .localcluster import grace_seconds
-
         deadline = time.monotonic() + grace_seconds(state.options) + 30
         while supervisor.alive() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -510,8 +507,6 @@ def cluster_restart(node: str, data_dir: Path, wait_timeout: float) -> int:
 
 
 def stop_cluster_node(state: ClusterState, spec: NodeSpec) -> None:
-    from .localcluster import grace_seconds, stop_processes
-
     assert spec.process is not None
     stop_processes([spec.process], grace_seconds(state.options))
 
@@ -668,7 +663,7 @@ def drill_one(
         algorithm=algorithm, job_lease=format_duration(job_lease), shutdown_grace="2s"
     )
     try:
-        supervisor = start_cluster(data_dir, nodes, options, None, say)
+        supervisor = start_cluster(data_dir, nodes, options, say)
     except ClusterFailure as exc:
         result["error"] = str(exc)
         return result

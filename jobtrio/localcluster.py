@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,6 @@ class ClusterState:
     supervisor: ProcessRef | None = None
     redis: ProcessRef | None = None
     ready: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:
@@ -162,7 +161,6 @@ class ClusterState:
             supervisor=ref(data.get("supervisor")),
             redis=ref(data.get("redis")),
             ready=bool(data.get("ready")),
-            extra=dict(data.get("extra") or {}),
         )
 
 
