@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import redis
 
 from jobtrio.config import ENVIRONMENT_VARIABLES
+from tests.servers import RedisServer
 from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.slow
@@ -401,3 +404,21 @@ def test_up_fails_in_one_message_when_a_node_cannot_start(local_cluster: LocalCl
     assert "Traceback" not in result.stderr
     assert local_cluster.survivors() == []
     assert local_cluster.state() is None
+
+
+def test_up_uses_a_given_redis_and_leaves_it_running(
+    local_cluster: LocalCluster, redis_server: RedisServer
+) -> None:
+    prefix = f"given{redis_server.port}x{time.monotonic_ns()}"
+    local_cluster.up("--nodes", "1", "--redis", redis_server.url, env={"REDIS_KEY_PREFIX": prefix})
+    ps = json.loads(local_cluster.run("ps", "--json").stdout)
+    assert ps["redis"] == {"url": redis_server.url, "process": None}
+    assert not (local_cluster.data_dir / "redis").exists()
+    [node] = ps["nodes"]
+    job_id = submit(node, {"type": "echo", "payload": {"n": 1}})
+    wait_until_sync(lambda: get(node, job_id)["status"] == "completed", timeout=15)
+    # the job went through the given Redis, under the prefix the nodes inherited
+    assert redis.Redis(port=redis_server.port).keys(f"*{prefix}*")
+    assert local_cluster.run("down").returncode == 0
+    assert local_cluster.survivors() == []
+    assert redis.Redis(port=redis_server.port).ping()  # not ours to stop
