@@ -32,6 +32,7 @@ from jobtrio.cluster.transport import WebsocketTransport
 from jobtrio.config import ConfigError, Settings
 from jobtrio.server import hypercorn_config, serve
 from jobtrio.tls import peer_client_context, peer_server_context
+from jobtrio.users import Role, Users
 from tests.servers import free_port
 from tests.test_api import make_node
 from tests.waiting import wait_until
@@ -229,8 +230,16 @@ async def test_mutual_tls_refuses_a_dialer_without_a_certificate(pki: Pki) -> No
 
 
 async def test_a_three_node_cluster_elects_over_wss(
-    pki: Pki, redis_url: str, tmp_path: Path
+    pki: Pki, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With auth on too: the cluster-wide workers view asks the peers' HTTPS APIs
+    with a node token (the CA given to httpx through SSL_CERT_FILE)."""
+    from tests.test_auth import CHEAP
+
+    users = Users.open_or_create(tmp_path / "users.json", CHEAP)
+    users.add("ops", Role.ADMIN, "ops-password")
+    users.save()
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
     cluster_ports = [free_port() for _ in range(3)]
     peers = ",".join(f"127.0.0.1:{p}" for p in cluster_ports)
     prefix = "tls" + tmp_path.name[-8:].replace("-", "")
@@ -254,6 +263,9 @@ async def test_a_three_node_cluster_elects_over_wss(
                 election_timeout=0.5,
                 election_interval=0.2,
                 shutdown_grace=0.2,
+                auth_enabled=True,
+                jwt_secret="c" * 32,
+                users_file=str(tmp_path / "users.json"),
                 **pki.settings(tls_peer_client_auth=True),
             )
             nodes.append(
@@ -272,6 +284,9 @@ async def test_a_three_node_cluster_elects_over_wss(
         with trio.fail_after(30):  # membership over the same WSS links
             while await alive() != {"n0", "n1", "n2"}:
                 await trio.sleep(0.05)
+        workers = await nodes[0].cluster_workers()
+        assert {w["node_id"] for w in workers} == {"n0", "n1", "n2"}, workers
+        assert not [w for w in workers if w.get("status") == "unreachable"], workers
         for node in nodes:
             node.request_stop()
         for node in nodes:
