@@ -32,6 +32,7 @@ from ..localcluster import (
     save_state,
     start_node,
     start_redis,
+    state_path,
     stop_processes,
 )
 from ..testfaults import CLOCK_OFFSET_ENV, PARTITION_FILE_ENV
@@ -147,6 +148,8 @@ class ChaosCluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
         self._children.clear()
+        with locked(self.data_dir):
+            state_path(self.data_dir).unlink(missing_ok=True)
 
     def leader(self) -> str | None:
         return agreed_leader(self.live_nodes())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from jobtrio.chaos.cluster import ChaosCluster
 from jobtrio.cluster.transport import WebsocketTransport
 from jobtrio.config import ENVIRONMENT_VARIABLES, ConfigError
 from jobtrio.processors import JobContext, ProcessorFailure, Registry
@@ -123,3 +124,31 @@ def test_serve_refuses_a_bad_clock_offset_with_exit_2_naming_it(tmp_path: Path):
     assert result.returncode == 2, result.stderr
     assert f"{CLOCK_OFFSET_ENV}='soon' is not a number of seconds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cluster_down_stops_what_a_chaos_run_that_died_left(tmp_path: Path):
+    """A runner killed hard never reaches ``close``: its state file lets
+    ``jobtrio cluster down`` stop the nodes and Redis (a paused node included)."""
+    cluster = ChaosCluster(tmp_path, 1, job_lease=3.0)
+    try:
+        cluster.start()
+        cluster.pause("node-1")
+        refs = [cluster.node("node-1").process, cluster.state.redis]
+        assert all(ref is not None and ref.alive() for ref in refs)
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "jobtrio"),
+                "cluster",
+                "down",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert not any(ref is not None and ref.alive() for ref in refs)
+    finally:
+        cluster.close()
+    assert not (tmp_path / "cluster.json").exists()
