@@ -1234,4 +1234,8 @@ def _fail(message: str) -> None:
 from . import cli_chaos, cli_cluster, cli_schedules, cli_users  # noqa: E402, F401
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as `python -m jobtrio.cli`, this file is `__main__` while the modules above
+    # registered their commands on `jobtrio.cli`: take that one, which has them all
+    from jobtrio.cli import main as registered_main
+
+    sys.exit(registered_main())
