@@ -276,17 +276,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (0 jobs or runs measure nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["sqlite", "memory", "redis"], default="sqlite")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=100, help="DISPATCH_BATCH")
+    parser.add_argument("--jobs", type=_at_least_one, default=20_000)
+    parser.add_argument("--workers", type=_at_least_one, default=10)
+    parser.add_argument("--batch", type=_at_least_one, default=100, help="DISPATCH_BATCH")
     parser.add_argument(
         "--prefetch", type=int, default=-1, help="DISPATCH_PREFETCH (-1: automatic)"
     )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--runs", type=_at_least_one, default=3)
+    parser.add_argument("--latency-samples", type=_at_least_one, default=200)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--event-consumers",

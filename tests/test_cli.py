@@ -354,6 +354,10 @@ async def test_bench_passes_its_arguments_through(capsys: pytest.CaptureFixture[
     assert run.code == 0 and "--backend" in run.out
     run = await run_plain(capsys, "bench", "--backend", "paxos")
     assert run.code == 2 and "invalid choice" in run.err
+    # nothing to measure is a usage error naming the flag, not an IndexError
+    for flag, value in (("--latency-samples", "0"), ("--runs", "-1"), ("--jobs", "x")):
+        run = await run_plain(capsys, "bench", flag, value)
+        assert run.code == 2 and f"argument {flag}:" in run.err, run.err
     run = await run_plain(
         capsys,
         "bench",
