@@ -18,7 +18,7 @@ import trio
 from jobtrio.actors.node import Node
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
-from jobtrio.jobs import JobStatus, to_iso
+from jobtrio.jobs import JobStatus, to_iso, validate_submission
 from jobtrio.processors import JobContext, Registry
 from tests.waiting import wait_until
 
@@ -412,4 +412,35 @@ async def test_jobs_leased_by_a_claim_without_an_answer_go_back_uncounted(autoju
         assert done.status == JobStatus.COMPLETED
         assert done.lease_expirations == 0
         assert [a.outcome for a in done.attempts] == ["completed"]
+        assert node.dispatcher.handed_back == 1
+
+
+async def test_a_previous_incarnations_leases_are_not_handed_back_uncounted(autojump_clock):
+    """Only this incarnation's unanswered claims go back uncounted: a lease the node held
+    before it restarted may be the job that killed it, so it expires and counts."""
+    from jobtrio.backends.base import BackendUnavailable
+
+    class LostClaimReply(MemoryBroker):
+        lose = 1
+
+        async def claim(self, node_id, n, lease_seconds, now):
+            leases = await super().claim(node_id, n, lease_seconds, now)
+            if leases and self.lose and node_id == "n1":
+                self.lose -= 1
+                raise BackendUnavailable("memory", "timeout after the claim was applied")
+            return leases
+
+    broker = LostClaimReply()
+    await broker.enqueue([validate_submission({"type": "noop"}, trio_clock())], 0)
+    # the previous incarnation of n1 claimed it, then crashed
+    broker.lose = 0
+    [held] = await broker.claim("n1", 1, 3.0, trio_clock())
+    broker.lose = 1
+    await trio.sleep(1.0)
+    async with running_node(broker=broker, node_id="n1", poison_limit=5) as node:
+        job = await node.submit({"type": "noop"})
+        assert (await terminal(node, job.id)).lease_expirations == 0
+        ended = await terminal(node, held.job.id)
+        assert ended.status == JobStatus.COMPLETED
+        assert ended.lease_expirations == 1  # it expired and counted
         assert node.dispatcher.handed_back == 1

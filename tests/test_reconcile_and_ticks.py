@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 import trio
 
 from jobtrio.actors.leader import LeaderDuties
@@ -94,11 +95,13 @@ async def test_reconciliation_never_overwrites_a_job_the_broker_holds(autojump_c
 
 
 class LostReplies(MemoryBroker):
-    """Applies each tick move, but the first reply of each is lost on its way back."""
+    """The first call of each tick move fails: applied with its reply lost on the way
+    back (``applied``), or never reaching the Broker (a connection refused)."""
 
-    def __init__(self) -> None:
+    def __init__(self, applied: bool = True) -> None:
         super().__init__()
         self.lost: set[str] = set()
+        self.applied = applied
 
     def _lose_once(self, what: str) -> None:
         if what not in self.lost:
@@ -106,6 +109,8 @@ class LostReplies(MemoryBroker):
             raise BackendUnavailable("memory", f"{what} reply lost")
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
+        if not self.applied:
+            self._lose_once("claim_tick")
         out = await super().claim_tick(name, tick, epoch)
         self._lose_once("claim_tick")
         return out
@@ -113,13 +118,18 @@ class LostReplies(MemoryBroker):
     async def fire_tick(
         self, name: str, tick: float, job: Job, epoch: int, now: float
     ) -> Job | None:
+        if not self.applied:
+            self._lose_once("fire_tick")
         out = await super().fire_tick(name, tick, job, epoch, now)
         self._lose_once("fire_tick")
         return out
 
 
-async def test_a_tick_whose_reply_was_lost_fires_exactly_once(autojump_clock):
-    broker, store = LostReplies(), MemoryStore()
+@pytest.mark.parametrize("applied", [True, False], ids=["reply-lost", "call-failed"])
+async def test_a_tick_whose_move_failed_fires_exactly_once(autojump_clock, applied):
+    """Whether the failed move was applied or not, the tick fires once: a tick is marked
+    fired only once its move answered, and the Broker refuses a repeat."""
+    broker, store = LostReplies(applied), MemoryStore()
     await store.put_schedule({"name": "every-minute", "every": 60, "job": {"type": "noop"}})
     scheduler = Scheduler(
         broker,
