@@ -60,6 +60,12 @@ class NodeMetrics:
         self.queue_depth = Gauge(
             "queue_depth_gauge", "Jobs in each queue state", ["state"], registry=r
         )
+        self.queue_depth_by_priority = Gauge(
+            "queue_depth_by_priority_gauge",
+            "Pending jobs (due, waiting for a worker) per priority",
+            ["priority"],
+            registry=r,
+        )
         self.node_uptime = Gauge(
             "node_uptime_seconds", "Seconds since this node started", registry=r
         )

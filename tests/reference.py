@@ -156,6 +156,8 @@ async def matches_the_reference(broker: Broker, seed: int, start: float) -> None
             assert {k: v.dumps() for k, v in m.items()} == {k: v.dumps() for k, v in r.items()}
             m, r = await both("depths")
             assert m == r
+            m, r = await both("pending_by_priority")
+            assert m == r
             m, r = await both("running")
             assert sorted((x.job.dumps(), x.expires_at) for x in m) == sorted(
                 (x.job.dumps(), x.expires_at) for x in r

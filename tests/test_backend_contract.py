@@ -240,6 +240,17 @@ async def test_depths_and_running(broker):
     assert [(r.job.id, r.token) for r in running] == [(lease.job.id, lease.token)]
 
 
+async def test_pending_by_priority_counts_due_jobs_waiting_for_a_worker(broker):
+    assert await broker.pending_by_priority() == dict.fromkeys(range(1, 11), 0)
+    jobs = [make(priority=p) for p in (1, 1, 5, 10, 10, 10)]
+    later = make(priority=5, scheduled_at=NOW + 10)
+    await broker.enqueue([*jobs, later], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)  # the first priority-10 job
+    assert lease.job.priority == 10
+    counts = await broker.pending_by_priority()
+    assert counts == {**dict.fromkeys(range(1, 11), 0), 1: 2, 5: 1, 10: 2}
+
+
 async def test_get_many_and_delete(broker):
     a, b = make(), make()
     await broker.enqueue([a, b], NOW)

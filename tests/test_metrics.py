@@ -23,7 +23,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobtrio.actors.node import Node
-from jobtrio.api.metrics_app import create_metrics_app
+from jobtrio.api.metrics_app import create_metrics_app, refresh
 from jobtrio.backends.base import BackendUnavailable, Lease
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.client import AsyncClient
@@ -46,6 +46,7 @@ ELSEWHERE = {
 OWN_TESTS = {
     "event_stream_events_lost": "test_events_lost_while_the_log_is_down_are_counted",
     "jobs_requeued": "test_an_expired_lease_is_requeued",
+    "queue_depth_by_priority_gauge": "test_a_scrape_counts_pending_jobs_by_priority",
 }
 
 
@@ -286,6 +287,27 @@ async def test_events_lost_while_the_log_is_down_are_counted() -> None:
     m = scrape(metrics.render().decode())
     assert value(m, "event_stream_events_lost_total") == 15
     assert value(m, "jobs_submitted_total", type="t") == 25  # counted all the same
+
+
+async def test_a_scrape_counts_pending_jobs_by_priority() -> None:
+    """What /metrics reads from the Broker before it renders (api/metrics_app.refresh)."""
+    broker = MemoryBroker()
+    node = Node(Settings(node_id="p1"), broker, MemoryStore())
+    now = time.time()
+    jobs = [
+        validate_submission(
+            {"type": "noop", "priority": p}, now, SubmissionLimits(1 << 20, 3), IdGenerator()
+        )
+        for p in (2, 2, 2, 9)
+    ]
+    await broker.enqueue(jobs, now)
+    await broker.claim("p1", 1, 30, now)  # the 9: running, no longer waiting
+    await refresh(node)
+    m = scrape(node.metrics.render().decode())
+    assert value(m, "queue_depth_by_priority_gauge", priority="2") == 3
+    assert value(m, "queue_depth_by_priority_gauge", priority="9") == 0
+    assert value(m, "queue_depth_by_priority_gauge", priority="10") == 0
+    assert value(m, "queue_depth_gauge", state="running") == 1
 
 
 def test_no_exported_metric_is_left_unchecked() -> None:

@@ -33,10 +33,13 @@ async def refresh(node: Node) -> None:
     with trio.move_on_after(DEPTH_TIMEOUT):
         try:
             depths = await node.broker.depths()
+            by_priority = await node.broker.pending_by_priority()
         except BackendUnavailable:
             return
         for state, n in depths.items():
             node.metrics.queue_depth.labels(state).set(n)
+        for priority, n in by_priority.items():
+            node.metrics.queue_depth_by_priority.labels(str(priority)).set(n)
 
 
 def _authorized(settings: Settings, header: str) -> bool:

@@ -216,6 +216,14 @@ class Broker(abc.ABC):
         """Jobs held per status (every status key present)."""
 
     @abc.abstractmethod
+    async def pending_by_priority(self) -> dict[int, int]:
+        """Pending jobs (due, waiting for a worker) per priority, every priority present.
+
+        What an operator watches when high-priority work starves the rest: the
+        ``queue_depth_by_priority_gauge`` metric and the jobs dashboard read it.
+        """
+
+    @abc.abstractmethod
     async def running(self) -> list[Lease]:
         """Every running job with its lease (for the leader's and the API's view)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ..jobs import TERMINAL_STATUSES, Job, JobStatus, new_token
+from ..jobs import MAX_PRIORITY, MIN_PRIORITY, TERMINAL_STATUSES, Job, JobStatus, new_token
 from . import transitions
 from .base import (
     Broker,
@@ -219,6 +219,14 @@ class MemoryBroker(Broker):
         counts = {str(s): 0 for s in JobStatus}
         for job in self._jobs.values():
             counts[str(job.status)] += 1
+        return counts
+
+    async def pending_by_priority(self) -> dict[int, int]:
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(range(MIN_PRIORITY, MAX_PRIORITY + 1), 0)
+        for job in self._jobs.values():
+            if job.status == JobStatus.PENDING:
+                counts[job.priority] += 1
         return counts
 
     async def running(self) -> list[Lease]:

@@ -44,7 +44,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import trio
 
-from ..jobs import TERMINAL_STATUSES, Job, JobStatus, new_token
+from ..jobs import MAX_PRIORITY, MIN_PRIORITY, TERMINAL_STATUSES, Job, JobStatus, new_token
 from . import transitions
 from .base import (
     BackendUnavailable,
@@ -426,6 +426,9 @@ class SqliteBroker(Broker):
     async def depths(self) -> dict[str, int]:
         return await self._db.read(_count_by_status, "queue")
 
+    async def pending_by_priority(self) -> dict[int, int]:
+        return await self._db.read(_pending_by_priority)
+
     async def running(self) -> list[Lease]:
         return await self._db.read(_running)
 
@@ -771,6 +774,14 @@ def _count_by_status(conn: sqlite3.Connection, table: str) -> dict[str, int]:
     counts = {status.value: 0 for status in JobStatus}
     for status, count in conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status"):
         counts[status] = count
+    return counts
+
+
+def _pending_by_priority(conn: sqlite3.Connection) -> dict[int, int]:
+    counts = dict.fromkeys(range(MIN_PRIORITY, MAX_PRIORITY + 1), 0)
+    query = "SELECT priority, count(*) FROM queue WHERE status = 'pending' GROUP BY priority"
+    for priority, count in conn.execute(query):
+        counts[priority] = count
     return counts
 
 

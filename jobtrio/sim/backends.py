@@ -256,6 +256,9 @@ class BrokerLink(Broker):
     async def depths(self) -> dict[str, int]:
         return await self._c.call("broker", self._b.depths)
 
+    async def pending_by_priority(self) -> dict[int, int]:
+        return await self._c.call("broker", self._b.pending_by_priority)
+
     async def running(self) -> list[Lease]:
         return await self._c.call("broker", self._b.running)
 

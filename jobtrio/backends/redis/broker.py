@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from ...jobs import Job, JobStatus, new_token
+from ...jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus, new_token
 from .. import transitions
 from ..base import Broker, FencedError, Finish, Lease, StateConflict, Store, Tombstone
 from .codec import (
@@ -27,6 +27,7 @@ from .codec import (
     num,
     split_reply,
 )
+from .layout import PENDING_BAND
 from .scripts import OnRedis, broker_script
 from .store import RedisStore
 from .wire import RedisConnection
@@ -248,6 +249,22 @@ class RedisBroker(OnRedis, Broker):
         for status, n in raw.items():
             counts[as_text(status)] = int(n)
         return counts
+
+    async def pending_by_priority(self) -> dict[int, int]:
+        # the pending set's score is (10 - priority) * PENDING_BAND + a sequence number
+        # (broker_common.lua's flush): one ZCOUNT a priority band
+        client, key = self.connection.client, self._p + "pending"
+        priorities = range(MIN_PRIORITY, MAX_PRIORITY + 1)
+
+        def count() -> list[int]:
+            pipe = client.pipeline(transaction=False)
+            for priority in priorities:
+                low = (10 - priority) * PENDING_BAND
+                pipe.zcount(key, low, f"({low + PENDING_BAND}")
+            return pipe.execute()
+
+        counts = await self.connection.run(count)
+        return {p: int(n) for p, n in zip(priorities, counts, strict=True)}
 
     async def running(self) -> list[Lease]:
         reply = await self._call(self._running, [])

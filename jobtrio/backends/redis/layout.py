@@ -86,6 +86,10 @@ ENQUEUE_READS: tuple[str, ...] = ("S", "PR", "SA", "V", "K")
 _BODY_WRITER = {"id": "jtext", "type": "jtext", "idempotency_key": "jtext", "payload": "payload"}
 #: The one body field whose JSON may spell another field's name (see ``Layout.python``).
 _FREE_FORM = "payload"
+#: Sequence numbers per priority band in the pending set's score, ``(10 - priority) *
+#: PENDING_BAND + seq``: the scripts order claims by it, the Broker counts bands with it.
+#: 2^42 a band keeps every score an exact double (below 2^53).
+PENDING_BAND = 2**42
 _ATTEMPTS = ("AN", "ATT", "AON", "AOW", "AOS")
 
 
@@ -156,6 +160,8 @@ class Layout:
                 f"local ENQUEUE_READS = {{{reads}}}",
                 "local EPAT = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS) .. '('"
                 "\n  .. string.rep('[^\\31]*\\31', NF - 1) .. '[^\\31]*)\\31(.*)$'",
+                "-- the pending set's score: (10 - priority) * BAND + a sequence number",
+                f"local BAND = {PENDING_BAND}",
             )
         )
 

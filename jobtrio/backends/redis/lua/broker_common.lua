@@ -14,7 +14,6 @@ local K_TOMBS = P .. 'tombs'
 local K_TOMBS_AT = P .. 'tombs_at'
 local SEP = '\31'
 local RS = '\30' -- between the records of a reply whose records hold \31
-local BAND = 4398046511104 -- 2^42 sequence numbers per priority band
 
 -- A job hash holds b (the immutable body), k (the idempotency key as JSON, if any) and m:
 -- the mutable values (layout.py declares them; S, PR, ... above index them) joined by \31.
