@@ -155,13 +155,12 @@ async def test_a_job_lifecycle_flows_with_ids_and_filters(served: tuple[Node, st
                     seen.append(event)
                     if event["kind"] == "job.failed":
                         break
-            assert [e["kind"] for e in seen] == [
-                "job.submitted",
-                "job.started",
-                "job.retrying",
-                "job.started",
-                "job.failed",
-            ]
+            # job.submitted is published once the Broker's enqueue answered: a worker may
+            # have claimed and started the job meanwhile (docs/observability.md)
+            kinds = [e["kind"] for e in seen]
+            assert kinds.count("job.submitted") == 1
+            kinds.remove("job.submitted")
+            assert kinds == ["job.started", "job.retrying", "job.started", "job.failed"]
             assert {e["job_id"] for e in seen} == {bad.id}
             assert seen[-1]["error"] and seen[-1]["node"] == "api-node"
             ids = [parse_id(e["id"]) for e in seen]
