@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -10,11 +11,30 @@ from pathlib import Path
 
 import redis
 
+# Ports handed out by this process, never handed out twice.
+_HANDED_OUT: set[int] = set()
+# Below Linux's ephemeral range (32768-60999): the kernel never picks these for an
+# outgoing connection, so a port found free here stays free until the server binds it.
+# (Asking the kernel for port 0 returned an ephemeral port, which a client socket of a
+# parallel test could take in between: "Address already in use" in CI.)
+_PORT_RANGE = (20000, 32000)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on, outside the ephemeral range."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(*_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 class RedisServer:

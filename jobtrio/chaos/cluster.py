@@ -12,6 +12,7 @@ itself, also after a failure.
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -58,13 +59,23 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 
 
 def _free_port(taken: set[int]) -> int:
+    """A free port below Linux's ephemeral range (32768-60999).
+
+    A port the kernel picked for ``bind(0)`` is ephemeral: any outgoing connection
+    (a client of the run) may take it before the node binds it.
+    """
+    rng = random.Random()
     while True:
+        port = rng.randrange(20000, 32000)
+        if port in taken:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
-            taken.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
 
 
 def _plan_nodes(count: int, data_dir: Path) -> list[NodeSpec]:
