@@ -323,6 +323,8 @@ def show_job(job: Job) -> None:
         table.add_row("idempotency key", Text(printable(job.idempotency_key)))
     if job.node_id:
         table.add_row("node", Text(f"{job.node_id} (worker {job.worker_id or '-'})"))
+    if job.progress:
+        table.add_row("progress", Text(progress_text(job.progress)))
     table.add_row("payload", Text(printable(json.dumps(job.payload, ensure_ascii=False))))
     if job.result is not None:
         table.add_row("result", Text(printable(json.dumps(job.result, ensure_ascii=False))))
@@ -361,9 +363,22 @@ def job_line(job: Job, previous: JobStatus | None = None) -> Text:
     line.append_text(status_text(job.status))
     if job.status == JobStatus.RUNNING and job.node_id:
         line.append(f"  on {job.worker_id or job.node_id} (attempt {len(job.attempts)})")
+        if job.progress:
+            line.append(f"  {progress_text(job.progress)}", style="cyan")
     if job.error and job.status in (JobStatus.FAILED, JobStatus.RETRYING):
         line.append(f"  {short(job.error, 80)}", style="red")
     return line
+
+
+def progress_text(progress: Any) -> str:
+    """A progress report as ``40% resized 4/10`` (what ``jobs watch`` and ``show`` print)."""
+    if not isinstance(progress, dict) or not isinstance(progress.get("fraction"), int | float):
+        return ""
+    text = f"{progress['fraction'] * 100:.0f}%"
+    message = progress.get("message")
+    if not isinstance(message, str) or not message:
+        return text
+    return f"{text} {short(printable(message, keep_newlines=False), 80)}"
 
 
 # --------------------------------------------------------------------------
@@ -911,12 +926,12 @@ def _watch_one_live(
     remote: Remote, client: Client, job_id: str, events: Iterator[dict[str, Any]]
 ) -> int:
     """Show the job, then re-read it at each of its events (and after any reconnection)."""
-    seen: tuple[JobStatus, int] | None = None
+    seen: tuple[JobStatus, int, str] | None = None
 
     def show() -> Job:
         nonlocal seen
         job = client.get(job_id)
-        key = (job.status, len(job.attempts))
+        key = (job.status, len(job.attempts), progress_text(job.progress))
         if key != seen:
             _emit(remote, job, None if seen is None else seen[0])
             seen = key
@@ -943,6 +958,7 @@ def _event_job(event: dict[str, Any]) -> dict[str, Any]:
         "attempt": event.get("attempt"),
         "worker_id": event.get("worker_id"),
         "error": event.get("error"),
+        "progress": event.get("progress"),
         "node": event.get("node"),
         "event": event.get("kind"),
         "event_id": event.get("id"),
@@ -986,6 +1002,8 @@ def _watch_list_live(
         line.append_text(status_text(state))
         if state == JobStatus.RUNNING:
             line.append(f"  on {event.get('worker_id') or event.get('node')}")
+            if event.get("progress"):
+                line.append(f"  {progress_text(event['progress'])}", style="cyan")
         if event.get("error") and state in (JobStatus.FAILED, JobStatus.RETRYING):
             line.append(f"  {short(event.get('error'), 80)}", style="red")
         previous[event["job_id"]] = state
@@ -1016,10 +1034,10 @@ def _sleep_until_next(interval: float, deadline: float | None) -> bool:
 def _watch_one(
     remote: Remote, client: Client, job_id: str, interval: float, deadline: float | None
 ) -> int:
-    seen: tuple[JobStatus, int] | None = None
+    seen: tuple[JobStatus, int, str] | None = None
     while True:
         job = client.get(job_id)
-        key = (job.status, len(job.attempts))
+        key = (job.status, len(job.attempts), progress_text(job.progress))
         if key != seen:
             _emit(remote, job, None if seen is None else seen[0])
             seen = key

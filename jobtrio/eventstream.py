@@ -54,6 +54,10 @@ KINDS: dict[str, str] = {
     "job.cancelled": "a job was cancelled",
     "job.retried": "a failed or cancelled job was sent to run again by hand",
     "job.lease_lost": "a node abandoned an attempt because its lease was gone",
+    "job.progress": (
+        "a running attempt reported progress (field: progress, with fraction, message, at, "
+        "attempt); at most one a job per node every 0.25 s"
+    ),
     "job.lease_expired": (
         "the leader found an expired lease and requeued the job (status failed: poisoned)"
     ),

@@ -254,6 +254,8 @@ class Job:
     idempotency_key: str | None = None
     #: Times this job's lease expired (its node died or froze); see the poison limit.
     lease_expirations: int = 0
+    #: The running attempt's last progress report (``make_progress``), or None.
+    progress: dict[str, Any] | None = None
     #: Grows on every change, so a Store never lets an older snapshot overwrite a newer one.
     version: int = 0
 
@@ -288,6 +290,7 @@ class Job:
             "attempts": [a.to_dict() for a in self.attempts],
             "idempotency_key": self.idempotency_key,
             "lease_expirations": self.lease_expirations,
+            "progress": self.progress,
             "version": self.version,
         }
 
@@ -318,6 +321,7 @@ class Job:
             attempts=[Attempt.from_dict(a) for a in d.get("attempts") or []],
             idempotency_key=d.get("idempotency_key"),
             lease_expirations=int(d.get("lease_expirations", 0)),
+            progress=d.get("progress"),
             version=int(d.get("version", 0)),
         )
 
@@ -356,6 +360,33 @@ _get_fields = operator.attrgetter(*_JOB_FIELDS)
 _get_values = operator.itemgetter(*_JOB_FIELDS)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _DECODE = json.loads
+
+
+# --------------------------------------------------------------------------
+# progress
+
+#: Longest progress message kept; a longer one is cut (with an ellipsis), not refused:
+#: a processor's report must never fail its job.
+MAX_PROGRESS_MESSAGE = 200
+
+
+def make_progress(fraction: Any, message: Any, now: float) -> dict[str, Any]:
+    """A processor's progress report as the record keeps it, or ``ValueError``.
+
+    ``fraction`` is a number from 0 to 1 (a mistake in the processor, such as
+    40 for 40 %, is refused with the reason); ``message`` is optional text cut
+    to ``MAX_PROGRESS_MESSAGE`` characters. ``at`` is when it was reported.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise ValueError(f"progress must be a number from 0 to 1, not {clip(fraction)}")
+    if not (math.isfinite(fraction) and 0 <= fraction <= 1):
+        raise ValueError(f"progress must be from 0 to 1, got {clip(fraction)}")
+    if message is not None:
+        if not isinstance(message, str):
+            raise ValueError(f"a progress message is text, not a {type(message).__name__}")
+        if len(message) > MAX_PROGRESS_MESSAGE:
+            message = message[: MAX_PROGRESS_MESSAGE - 1] + "\u2026"
+    return {"fraction": float(fraction), "message": message, "at": now}
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import trio
@@ -34,6 +34,10 @@ from .schedules import Schedule, validate_schedule
 log = logging.getLogger("jobtrio.processors")
 
 Mode = Literal["async", "thread", "process"]
+
+
+#: Takes a progress report (fraction, message) for the node; see ``JobContext.progress``.
+ProgressReporter = Callable[[float, str | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,35 @@ class JobContext:
     max_retries: int
     node_id: str
     worker_id: str
+    #: Where progress reports go (the node's dispatcher); None in a worker process.
+    reporter: ProgressReporter | None = field(default=None, repr=False, compare=False)
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the attempt has come: ``fraction`` from 0 to 1, a short message.
+
+        The job's record shows the last report and the event stream carries
+        it as ``job.progress``. Reporting is cheap and never waits for the
+        Broker: the node keeps the latest report per job and writes them in
+        one Broker move per ``PROGRESS_INTERVAL`` (so many reports a second
+        cost one write). A fraction outside 0..1 raises ``ValueError``; a
+        message longer than 200 characters is cut.
+        """
+        self.report_progress(fraction, message)
+        await trio.lowlevel.checkpoint()
+
+    def report_progress(self, fraction: float, message: str | None = None) -> None:
+        """``progress`` for blocking processors run in a thread (``blocking=True``)."""
+        if self.reporter is None:
+            raise RuntimeError(
+                "progress reports reach the node from async and thread processors only, "
+                "not from a worker process (blocking='process')"
+            )
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:  # a worker thread: hand the report to the trio thread
+            trio.from_thread.run_sync(self.reporter, fraction, message)
+        else:
+            self.reporter(fraction, message)
 
 
 ProcessorFn = Callable[[JobContext], Any] | Callable[[JobContext], Awaitable[Any]]

@@ -24,10 +24,17 @@ seconds at its recent rate if that is more (at most two claim batches). Short
 jobs then come in claims of tens instead of a handful (per-call costs were
 most of a noop job's cost on Redis), while a claimed job still waits here
 about ``PREFETCH_HORIZON`` at most, and long jobs keep the plain credit.
+
+Progress reports (``JobContext.progress``) are coalesced: a report only
+replaces the job's latest one in a table here, and a fourth loop writes the
+table in one ``Broker.progress`` move, then waits ``PROGRESS_INTERVAL`` before
+the next. A processor reporting a thousand times a second costs the Broker
+four writes a second; jobs that do not report cost nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
@@ -40,13 +47,13 @@ from typing import Any
 
 import trio
 
-from ..backends.base import BackendUnavailable, Broker, Finish, Lease
+from ..backends.base import BackendUnavailable, Broker, Finish, Lease, ProgressReport
 from ..backoff import Backoff
 from ..balancing import Balancer
 from ..config import Settings
 from ..events import EventBus
 from ..eventstream import job_fields
-from ..jobs import Job
+from ..jobs import Job, make_progress
 from ..metrics import NodeMetrics
 from ..processors import JobContext, Registry, UnknownJobType, run_processor
 from ..retry import RetryPolicy
@@ -69,6 +76,9 @@ BROKER_RETRY = (0.05, 5.0)
 #: How long a stopping node waits, past the grace, for interrupted attempts to be handed
 #: back (at least a lease: after that the leases expire and the leader requeues anyway).
 HAND_BACK_TIMEOUT = 5.0
+#: Seconds between two writes of the progress reports (each write carries the latest
+#: report of every job that reported since the last one).
+PROGRESS_INTERVAL = 0.25
 
 
 @dataclass(slots=True)
@@ -155,6 +165,9 @@ class Dispatcher:
         self._drained = trio.Event()
         self._reports_send, self._reports_recv = trio.open_memory_channel[_Report](math.inf)
         self._metric_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        #: job id -> its latest progress report not yet written (see ``_progress_loop``).
+        self._progress: dict[str, ProgressReport] = {}
+        self._progress_wakeup = Wakeup()
         #: This incarnation's first moment on its own clock: a lease whose job was claimed
         #: before it is a previous incarnation's (see ``_hand_back_unanswered``).
         self._since = clock()
@@ -255,6 +268,7 @@ class Dispatcher:
                 worker.inbox = send
                 nursery.start_soon(self._worker_loop, worker, recv)
             nursery.start_soon(self._finisher_loop)
+            nursery.start_soon(self._progress_loop)
             task_status.started()
             await self._claim_loop()
             # claiming stopped (drain); keep workers and finisher until drained
@@ -540,6 +554,9 @@ class Dispatcher:
             max_retries=job.max_retries,
             node_id=self.node_id,
             worker_id=worker.worker_id,
+            reporter=None
+            if processor.mode == "process"
+            else functools.partial(self._report_progress, job.id, lease.token),
         )
         timeout = job.timeout if job.timeout is not None else processor.default_timeout
         worker.timeout = timeout
@@ -592,6 +609,40 @@ class Dispatcher:
             error=error,
             retry_at=retry_at,  # type: ignore[arg-type]
         )
+
+    # -- progress ---------------------------------------------------------------------------
+    def _report_progress(
+        self, job_id: str, token: str, fraction: float, message: str | None
+    ) -> None:
+        """Keep ``job_id``'s latest report for the next write (raises on a bad fraction)."""
+        progress = make_progress(fraction, message, self._clock())
+        flight = self._inflight.get(job_id)
+        if flight is None or flight.finished or flight.lease.token != token:
+            return  # the attempt is over: its report would be refused anyway
+        progress["attempt"] = len(flight.lease.job.attempts)
+        self._progress[job_id] = ProgressReport(job_id, token, progress)
+        self._progress_wakeup.set()
+
+    async def _progress_loop(self) -> None:
+        """Write the latest reports, one Broker move per ``PROGRESS_INTERVAL`` at most."""
+        while True:
+            await self._progress_wakeup.wait(math.inf)
+            reports, self._progress = list(self._progress.values()), {}
+            if reports:
+                try:
+                    jobs = await self._broker.progress(reports, self._clock())
+                except BackendUnavailable as exc:
+                    # a report is a view, not a state change: the next one replaces it
+                    log.info("%d progress reports dropped: %s", len(reports), exc)
+                    jobs = []
+                accepted = [job for job in jobs if job is not None]
+                self._recorder.record(accepted)
+                if self._events.has_subscribers:
+                    for job in accepted:
+                        self._events.publish(
+                            "job.progress", job=job_fields(job), progress=job.progress
+                        )
+            await trio.sleep(PROGRESS_INTERVAL)
 
     # -- the finisher ---------------------------------------------------------------------
     async def _finisher_loop(self) -> None:

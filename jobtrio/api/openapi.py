@@ -219,6 +219,18 @@ def _schemas() -> dict[str, Any]:
                 "attempts": {"type": "array", "items": _ref("Attempt")},
                 "idempotency_key": _nullable(STRING),
                 "lease_expirations": {**INT, "minimum": 0},
+                "progress": _nullable(
+                    {
+                        "type": "object",
+                        "description": "the latest progress report of a running attempt",
+                        "properties": {
+                            "fraction": {**NUMBER, "minimum": 0, "maximum": 1},
+                            "message": _nullable({**STRING, "maxLength": 200}),
+                            "at": NUMBER,
+                            "attempt": {**INT, "minimum": 1},
+                        },
+                    }
+                ),
                 "version": {**INT, "minimum": 0},
             }
         ),

@@ -96,6 +96,15 @@ class Finish:
 
 
 @dataclass(slots=True, frozen=True)
+class ProgressReport:
+    """A running attempt's latest progress (``jobs.make_progress``), with its lease token."""
+
+    job_id: str
+    token: str
+    progress: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
 class Tombstone:
     """What the Broker remembers of a job it purged: that it ended, how, and when.
 
@@ -184,6 +193,16 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
         """Record attempt outcomes; an item with a stale token yields ``None``, changing nothing."""
+
+    async def progress(self, reports: Sequence[ProgressReport], now: float) -> list[Job | None]:
+        """Set each running job's ``progress``, in one move for the batch.
+
+        Accepted only with the current lease token, like a finish, so a
+        zombie's late report never lands on a newer attempt; a refused report
+        answers None. The node coalesces reports before calling this (see
+        ``actors/dispatcher.py``): one call per interval, not one per report.
+        """
+        raise NotImplementedError(f"the {self.name} Broker does not keep progress")
 
     # -- operators ------------------------------------------------------------
     @abc.abstractmethod

@@ -27,6 +27,7 @@ from .base import (
     Lease,
     NodeRecord,
     Page,
+    ProgressReport,
     StateConflict,
     Store,
     Tombstone,
@@ -166,6 +167,20 @@ class MemoryBroker(Broker):
             job = self._jobs[item.job_id]
             transitions.finish(job, item, now)
             self._place(job, now)
+            out.append(job.copy())
+        return out
+
+    async def progress(self, reports: Sequence[ProgressReport], now: float) -> list[Job | None]:
+        await trio.lowlevel.checkpoint()
+        out: list[Job | None] = []
+        for report in reports:
+            held = self._leases.get(report.job_id)
+            if held is None or held[0] != report.token:
+                out.append(None)
+                continue
+            job = self._jobs[report.job_id]
+            job.progress = dict(report.progress)
+            job.touch(now)
             out.append(job.copy())
         return out
 

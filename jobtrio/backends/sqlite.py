@@ -55,6 +55,7 @@ from .base import (
     Lease,
     NodeRecord,
     Page,
+    ProgressReport,
     StateConflict,
     Store,
     Tombstone,
@@ -404,6 +405,12 @@ class SqliteBroker(Broker):
             return []
         return await self._db.write(_finish, items, now)
 
+    async def progress(self, reports: Sequence[ProgressReport], now: float) -> list[Job | None]:
+        if not reports:
+            await trio.lowlevel.checkpoint()
+            return []
+        return await self._db.write(_progress, reports, now)
+
     # -- operators ------------------------------------------------------------------
     async def cancel(self, job_id: str, now: float) -> Job | None:
         return await self._db.write(_cancel, job_id, now)
@@ -588,6 +595,28 @@ def _finish(conn: sqlite3.Connection, items: Sequence[Finish], now: float) -> li
     if params:
         conn.executemany(_PLACE_UPDATE, params)
         seq.save()
+    return out
+
+
+def _progress(
+    conn: sqlite3.Connection, reports: Sequence[ProgressReport], now: float
+) -> list[Job | None]:
+    held = _held_leases(conn, [report.job_id for report in reports])
+    params = []
+    out: list[Job | None] = []
+    for report in reports:
+        row = held.get(report.job_id)
+        if row is None or row[1] != report.token:
+            out.append(None)
+            continue
+        job = Job.loads(row[2])
+        job.progress = dict(report.progress)
+        job.touch(now)
+        row[2] = job.dumps()  # a second report in one batch builds on this one
+        params.append((row[2], row[0]))
+        out.append(job)
+    if params:
+        conn.executemany("UPDATE queue SET doc = ? WHERE rowid = ?", params)
     return out
 
 

@@ -212,13 +212,25 @@ function jobsQuery(cursor) {
   return "/api/v1/jobs?" + params.toString();
 }
 
+// a progress report (job.progress) as "40% resized 4/10"; "" when there is none
+function progressLabel(progress) {
+  if (!progress || typeof progress.fraction !== "number") return "";
+  const pct = Math.round(progress.fraction * 100) + "%";
+  return progress.message ? pct + " " + progress.message : pct;
+}
+
+function statusLabel(status, progress) {
+  const label = status === "running" ? progressLabel(progress) : "";
+  return label ? status + " " + label : status;
+}
+
 function jobRow(job) {
   const row = el(
     "tr",
     { "data-job-id": job.id },
     el("td", { class: "id" }, job.id),
     el("td", { class: "type" }, job.type),
-    el("td", { class: "status " + job.status }, job.status),
+    el("td", { class: "status " + job.status }, statusLabel(job.status, job.progress)),
     el("td", { class: "priority" }, job.priority),
     el("td", { class: "attempts" }, job.attempt !== undefined ? job.attempt : (job.attempts || []).length),
     el("td", { class: "updated" }, time(job.updated_at || job.at)),
@@ -245,7 +257,7 @@ async function loadJobs() {
 
 function setRowStatus(row, event) {
   const cell = row.querySelector(".status");
-  cell.textContent = event.status;
+  cell.textContent = statusLabel(event.status, event.progress);
   cell.className = "status " + event.status;
   row.querySelector(".attempts").textContent = event.attempt;
   row.querySelector(".updated").textContent = time(event.at);
@@ -299,6 +311,7 @@ async function openJob(id) {
   $("detail-created").textContent = job.created_at;
   $("detail-node").textContent = job.worker_id || job.node_id || "";
   $("detail-error").textContent = job.error || "";
+  $("detail-progress").textContent = progressLabel(job.progress);
   $("detail-payload").textContent = JSON.stringify(job.payload, null, 2);
   $("detail-result").textContent = job.result === null ? "" : JSON.stringify(job.result, null, 2);
   $("attempts").replaceChildren(

@@ -11,7 +11,16 @@ import redis
 
 from ...jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus, new_token
 from .. import transitions
-from ..base import Broker, FencedError, Finish, Lease, StateConflict, Store, Tombstone
+from ..base import (
+    Broker,
+    FencedError,
+    Finish,
+    Lease,
+    ProgressReport,
+    StateConflict,
+    Store,
+    Tombstone,
+)
 from .codec import (
     BSEP,
     RS,
@@ -99,6 +108,7 @@ class RedisBroker(OnRedis, Broker):
         self._claim = script("claim")
         self._renew = script("renew")
         self._finish = script("finish")
+        self._progress = script("progress")
         self._cancel = script("cancel")
         self._retry = script("retry")
         self._delete = script("delete")
@@ -213,6 +223,18 @@ class RedisBroker(OnRedis, Broker):
             # its header is all the finisher reads on the hot path (see LazyJob)
             out.append(lazy_job(body, m.split(SEP)) if body else None)
         return out
+
+    async def progress(self, reports: Sequence[ProgressReport], now: float) -> list[Job | None]:
+        if not reports:
+            return []
+        args = [num(now)]
+        for report in reports:
+            token = report.token if SEP not in report.token else ""  # never a live token
+            args.append(
+                SEP.join((check_name(report.job_id, "job id"), token, enc(report.progress)))
+            )
+        reply = await self._call(self._progress, args)
+        return [None if doc is None else Job.loads(doc) for doc in reply]
 
     # -- operators ---------------------------------------------------------------
     async def cancel(self, job_id: str, now: float) -> Job | None:

@@ -70,6 +70,7 @@ VALUES: tuple[Value, ...] = (
     Value("ND", "node_id"),
     Value("WK", "worker_id"),
     Value("LE", "lease_expirations"),
+    Value("PG", "progress"),
     Value("V", "version"),
     Value("AN", "attempts", "attempts"),
     Value("ATT", "attempts", "attempts"),
