@@ -17,6 +17,12 @@ attempt; one that hangs is cut off by the job's timeout.
 
 ``jobtrio serve --app mymodule:registry`` serves it (the built-in processors
 stay registered unless the module registers the same type).
+
+The decorator returns a ``ProcessorHandle``: still callable as the function,
+and a producer submits through it (``send_email.submit(client, {...})``) the
+way Celery's ``.delay`` or Dramatiq's ``.send`` do, with the payload checked
+against its declared type (``payload=`` a dataclass or TypedDict, see
+``payloads.py``) before it leaves.
 """
 
 from __future__ import annotations
@@ -25,11 +31,18 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import trio
 
+from .payloads import check_payload_type, to_payload
 from .schedules import Schedule, validate_schedule
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from .client import AsyncClient, Client, Time
+    from .jobs import Job
 
 log = logging.getLogger("jobtrio.processors")
 
@@ -53,6 +66,9 @@ class JobContext:
     max_retries: int
     node_id: str
     worker_id: str
+    #: The payload as the processor's declared type (``payload=``: a dataclass instance,
+    #: or the checked dict of a TypedDict); None when it declared none.
+    data: Any = None
     #: Where progress reports go (the node's dispatcher); None in a worker process.
     reporter: ProgressReporter | None = field(default=None, repr=False, compare=False)
 
@@ -94,6 +110,78 @@ class Processor:
     mode: Mode
     #: Seconds an attempt may take when the job sets no timeout (None: unbounded).
     default_timeout: float | None = None
+    #: The declared payload type (a dataclass or TypedDict), checked before each attempt.
+    payload_type: Any = None
+
+
+class ProcessorHandle:
+    """What ``@registry.processor(...)`` returns: the function, and a way to submit to it.
+
+    Calling the handle calls the function. ``submit(client, payload, ...)``
+    sends a job of this type through a ``Client`` (returns the ``Job``) or an
+    ``AsyncClient`` (returns an awaitable of it); ``job(payload, ...)`` is the
+    submission as a dict, for ``submit_many`` and for workflows (a chain or a
+    group of handles' jobs). With a declared payload type the payload may be
+    an instance of it or a dict, and is checked here before anything is sent
+    (``payloads.PayloadError`` names the field).
+    """
+
+    def __init__(self, job_type: str, fn: ProcessorFn, payload_type: Any = None) -> None:
+        self.type = job_type
+        self.fn = fn
+        self.payload_type = payload_type
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", job_type)
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __call__(self, ctx: JobContext) -> Any:
+        return self.fn(ctx)
+
+    def __repr__(self) -> str:
+        return f"<processor {self.type!r}: {self.__name__}>"
+
+    def payload(self, value: Any = None) -> dict[str, Any] | None:
+        """The payload as sent: checked against the declared type, if any."""
+        if self.payload_type is None:
+            if value is not None and not isinstance(value, dict):
+                raise TypeError(f"a payload is a dict, not a {type(value).__name__}")
+            return value
+        return to_payload(self.payload_type, {} if value is None else value)
+
+    def job(
+        self,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | dt.timedelta | None = None,
+        delay: float | dt.timedelta | None = None,
+        scheduled_at: Time | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """The submission of one job of this type (``client.job_submission``'s dict)."""
+        from .client import job_submission
+
+        return job_submission(
+            self.type,
+            self.payload(payload),
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            delay=delay,
+            scheduled_at=scheduled_at,
+            idempotency_key=idempotency_key,
+        )
+
+    @overload
+    def submit(
+        self, client: AsyncClient, payload: Any = None, **options: Any
+    ) -> Awaitable[Job]: ...
+    @overload
+    def submit(self, client: Client, payload: Any = None, **options: Any) -> Job: ...
+    def submit(self, client: Any, payload: Any = None, **options: Any) -> Any:
+        """Submit one job of this type; ``options`` are ``Client.submit``'s (priority...)."""
+        return client.submit(self.type, self.payload(payload), **options)
 
 
 class UnknownJobType(LookupError):
@@ -116,7 +204,12 @@ class Registry:
         *,
         blocking: bool | Literal["thread", "process"] = False,
         timeout: float | None = None,
+        payload: Any = None,
     ) -> None:
+        if payload is not None:
+            check_payload_type(payload)
+        if isinstance(fn, ProcessorHandle):
+            fn = fn.fn  # a handle registered again, e.g. under a second type
         if not job_type or not isinstance(job_type, str):
             raise ValueError("a processor needs a non-empty job type")
         if blocking is True:
@@ -134,7 +227,7 @@ class Registry:
                 f"processor for {job_type!r} is not async: register it with blocking=True "
                 "(thread) or blocking='process'"
             )
-        self._processors[job_type] = Processor(job_type, fn, mode, timeout)
+        self._processors[job_type] = Processor(job_type, fn, mode, timeout, payload)
 
     def processor(
         self,
@@ -143,15 +236,22 @@ class Registry:
         blocking: bool | Literal["thread", "process"] = False,
         timeout: float | None = None,
         schedule: str | None = None,
-    ) -> Callable[[ProcessorFn], ProcessorFn]:
+        payload: Any = None,
+    ) -> Callable[[ProcessorFn], ProcessorHandle]:
         """Register ``fn`` for ``job_type``; ``schedule`` (a cron expression) also runs it
-        periodically with an empty payload."""
+        periodically with an empty payload; ``payload`` (a dataclass or TypedDict) is the
+        payload's type, checked by producers and workers (``ctx.data`` holds it typed).
+        Returns a ``ProcessorHandle``: the function, which producers submit through."""
+        if payload is not None:
+            check_payload_type(payload)  # at the decorator line, not at the first job
 
-        def decorate(fn: ProcessorFn) -> ProcessorFn:
-            self.register(job_type, fn, blocking=blocking, timeout=timeout)
+        def decorate(fn: ProcessorFn) -> ProcessorHandle:
+            if isinstance(fn, ProcessorHandle):
+                fn = fn.fn
+            self.register(job_type, fn, blocking=blocking, timeout=timeout, payload=payload)
             if schedule is not None:
                 self.schedule(f"{job_type}:cron", job={"type": job_type}, cron=schedule)
-            return fn
+            return ProcessorHandle(job_type, fn, payload)
 
         return decorate
 

@@ -55,6 +55,7 @@ from ..events import EventBus
 from ..eventstream import job_fields
 from ..jobs import Job, make_progress
 from ..metrics import NodeMetrics
+from ..payloads import PayloadError, from_payload
 from ..processors import JobContext, Registry, UnknownJobType, run_processor
 from ..retry import RetryPolicy
 from .recorder import Recorder
@@ -544,6 +545,14 @@ class Dispatcher:
         except UnknownJobType as exc:
             # no retry on this node can help: fail now with the reason
             return Finish(job.id, lease.token, "failed", worker.worker_id, error=str(exc))
+        data = None
+        if processor.payload_type is not None:
+            try:
+                data = from_payload(processor.payload_type, job.payload)
+            except PayloadError as exc:
+                # the payload will not change on a retry: fail now, naming the field
+                error = f"PayloadError: {exc}"
+                return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
         ctx = JobContext(
             job_id=job.id,
             type=job.type,
@@ -554,6 +563,7 @@ class Dispatcher:
             max_retries=job.max_retries,
             node_id=self.node_id,
             worker_id=worker.worker_id,
+            data=data,
             reporter=None
             if processor.mode == "process"
             else functools.partial(self._report_progress, job.id, lease.token),
