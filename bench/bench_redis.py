@@ -52,7 +52,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobtrio import bench as node_bench  # noqa: E402
+from jobtrio.bench import inprocess as node_bench  # noqa: E402
 from jobtrio.client import Client  # noqa: E402
 
 
@@ -246,6 +246,8 @@ def node_args(args: argparse.Namespace, url: str) -> argparse.Namespace:
         batch=args.dispatch_batch,
         prefetch=-1,
         latency_samples=args.latency_samples,
+        event_consumers=0,
+        event_stream_maxlen=100_000,
     )
 
 

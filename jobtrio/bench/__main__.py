@@ -1,0 +1,10 @@
+"""``python -m jobtrio.bench``: ``jobtrio bench`` (the event consumers' process runs it)."""
+
+import argparse
+import sys
+
+from . import add_arguments, main
+
+parser = argparse.ArgumentParser(prog="jobtrio bench")
+add_arguments(parser)
+sys.exit(main(parser.parse_args()))

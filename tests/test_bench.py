@@ -1,0 +1,149 @@
+"""``jobtrio bench``: every scenario runs on every backend and reports its shape; bad flags exit 2.
+
+Tiny counts, one run: these tests pin what the command produces (the JSON
+keys, one figure per run, the table), never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobtrio.cli import main as cli_main
+
+TINY = [
+    "--jobs", "30",
+    "--runs", "1",
+    "--workers", "4",
+    "--clients", "2",
+    "--post-seconds", "0.2",
+    "--rate", "200",
+    "--rate-jobs", "20",
+    "--latency-samples", "3",
+    "--memory-counts", "20,40",
+]  # fmt: skip
+
+#: What each scenario reports on every backend (Redis adds the drain's Redis CPU).
+SHAPE = {
+    "drain": {
+        "full_queue_jobs_per_s",
+        "full_queue_recorded_jobs_per_s",
+        "with_producer_jobs_per_s",
+        "in_process_enqueue_jobs_per_s",
+    },
+    "enqueue": {"http_batch_jobs_per_s", "submit_many_jobs_per_s"},
+    "burst": {"burst_jobs_per_s", "drain_jobs_per_s", "burst_to_drain"},
+    "latency": {
+        "single_post_jobs_per_s",
+        "ceiling_requests_per_s",
+        "post_to_ceiling",
+        "loaded_p50_ms",
+        "loaded_p99_ms",
+        "idle_p50_ms",
+        "idle_p99_ms",
+    },
+    "memory": {"rss_idle_mib", "rss_after_20_mib", "rss_after_40_mib", "last_growth"},
+}
+REDIS_ONLY = {"drain": {"redis_cpu_us_per_job", "redis_script_us_per_job"}}
+
+
+def bench(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli_main(["bench", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+def test_every_scenario_reports_its_figures(
+    backend: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # on Redis without --redis-url the bench starts a redis-server of its own
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    out_file = tmp_path / "bench.json"
+    code, out, err = bench(
+        capsys, "--backend", backend, "--scenario", "all", "--json", str(out_file), *TINY
+    )
+    assert code == 0, err
+    result = json.loads(out_file.read_text())
+    assert result["backend"] == backend and result["runs"] == 1
+    assert list(result["scenarios"]) == list(SHAPE)
+    for name, keys in SHAPE.items():
+        expected = keys | (REDIS_ONLY.get(name, set()) if backend == "redis" else set())
+        scenario = result["scenarios"][name]
+        assert set(scenario["median"]) == expected, name
+        assert [set(run) for run in scenario["runs"]] == [expected]
+        for key in expected - {"last_growth"}:
+            value = scenario["median"][key]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, key)
+    # with FILE the table still goes to stdout; each run is on stderr as it ends
+    assert "drain of a full queue" in out and "node RSS after 40 completed" in out
+    assert "(ceiling)" in out
+    for name in SHAPE:
+        assert f"{name} run 1/1:" in err
+
+
+def test_json_without_a_file_is_stdout_only(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = bench(capsys, "--backend", "memory", "--json", *TINY)
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result["scenarios"]) == ["drain"]  # the default scenario
+    assert result["machine"]["cpus"] >= 1 and result["machine"]["load_before"]
+
+
+def test_a_shared_redis_keeps_none_of_the_bench_keys(
+    capsys: pytest.CaptureFixture[str], redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    before = set(client.scan_iter(match="bench*"))
+    code, _, err = bench(
+        capsys,
+        "--backend", "redis",
+        "--redis-url", redis_url,
+        "--scenario", "drain,enqueue,burst",
+        "--json", "-",
+        *TINY,
+    )  # fmt: skip
+    assert code == 0, err
+    assert set(client.scan_iter(match="bench*")) == before
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scenario", "drains"], "argument --scenario: unknown scenario drains; choose from"),
+        (["--scenario", ","], "argument --scenario: unknown scenario"),
+        (["--memory-counts", "100,50"], "argument --memory-counts: '100,50': counts must be"),
+        (["--memory-counts", "1e5"], "argument --memory-counts: '1e5' is not a comma-separated"),
+        (["--rate", "0"], "argument --rate: must be more than 0, got 0"),
+        (["--post-seconds", "nan"], "argument --post-seconds: must be more than 0"),
+        (["--event-consumers", "-1"], "argument --event-consumers: must be 0 or more"),
+        (["--runs", "0"], "argument --runs: must be 1 or more, got 0"),
+        (["--json", "/nonexistent/dir/out.json"], "--json /nonexistent/dir/out.json: no such"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = bench(capsys, *args)
+    assert code == 2
+    assert message in err, err
+    assert "Traceback" not in err and out == ""
+
+
+def test_help_lists_the_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = bench(capsys, "--help")
+    assert code == 0
+    assert "usage: jobtrio bench" in out
+    for word in ("drain, enqueue, burst, latency, memory", "--memory-counts"):
+        assert word in " ".join(out.split()), word
