@@ -106,10 +106,13 @@ def job_fields(job: Job) -> dict[str, Any]:
         "attempt": len(job.attempts),
         "worker_id": job.worker_id,
         "error": job.error,
+        "owner": job.owner,
     }
 
 
-_JOB_KEYS = ("type", "status", "priority", "retry_count", "max_retries", "worker_id", "error")
+_JOB_KEYS = (
+    "type", "status", "priority", "retry_count", "max_retries", "worker_id", "error", "owner",
+)  # fmt: skip
 
 
 def _job_view(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +179,10 @@ class EventFilter:
     types: frozenset[str] = frozenset()
     job_ids: frozenset[str] = frozenset()
     nodes: frozenset[str] = frozenset()
+    #: Set by the server, never from the query: a ``user``'s stream carries only the events
+    #: of its own jobs (an event naming a job without this owner is left out) and the
+    #: events that name no job.
+    owner: str | None = None
 
     FIELDS = ("kind", "type", "job_id", "node")
 
@@ -213,7 +220,9 @@ class EventFilter:
 
     @property
     def everything(self) -> bool:
-        return not (self.kinds or self.prefixes or self.types or self.job_ids or self.nodes)
+        return not (
+            self.kinds or self.prefixes or self.types or self.job_ids or self.nodes or self.owner
+        )
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         kind = event.get("kind")
@@ -226,15 +235,20 @@ class EventFilter:
             return False
         if self.job_ids and event.get("job_id") not in self.job_ids:
             return False
+        if self.owner is not None and "job_id" in event and event.get("owner") != self.owner:
+            return False
         return not (self.nodes and event.get("node") not in self.nodes)
 
     def describe(self) -> dict[str, list[str]]:
-        return {
+        out = {
             "kind": sorted(self.kinds) + sorted(p + ".*" for p in self.prefixes),
             "type": sorted(self.types),
             "job_id": sorted(self.job_ids),
             "node": sorted(self.nodes),
         }
+        if self.owner is not None:
+            out["owner"] = [self.owner]
+        return out
 
 
 #: Close code when the node stops (RFC 6455 "going away"): reconnect, to another node if need be.

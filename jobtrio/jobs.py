@@ -258,6 +258,9 @@ class Job:
     progress: dict[str, Any] | None = None
     #: Grows on every change, so a Store never lets an older snapshot overwrite a newer one.
     version: int = 0
+    #: Who submitted the job (the token's user) when AUTH_ENABLED; ``None`` without auth and
+    #: for jobs fired by a schedule. A ``user`` sees and changes only its own jobs.
+    owner: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -292,6 +295,7 @@ class Job:
             "lease_expirations": self.lease_expirations,
             "progress": self.progress,
             "version": self.version,
+            "owner": self.owner,
         }
 
     @classmethod
@@ -323,6 +327,7 @@ class Job:
             lease_expirations=int(d.get("lease_expirations", 0)),
             progress=d.get("progress"),
             version=int(d.get("version", 0)),
+            owner=d.get("owner"),
         )
 
     def dumps(self) -> str:

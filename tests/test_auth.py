@@ -69,6 +69,13 @@ MATRIX: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/api/v1/cluster"): {A},
     ("WEBSOCKET", "/api/v1/events"): ALL,
 }
+#: Rows a ``user`` may use on its own jobs only ("own" in the documented matrix): another
+#: user's job answers 404 (tests/test_ownership.py covers the list and the event stream).
+OWN_ONLY = [
+    ("GET", "/api/v1/jobs/<job_id>"),
+    ("DELETE", "/api/v1/jobs/<job_id>"),
+    ("POST", "/api/v1/jobs/<job_id>/retry"),
+]
 
 
 def make_users(path: Path) -> Users:
@@ -229,6 +236,20 @@ async def test_each_role_may_use_exactly_its_routes(
                 assert status not in (401, 403), (method, rule, role, status)
             else:
                 assert status == 403, (method, rule, role, status)
+
+
+async def test_a_user_meets_another_users_job_as_an_unknown_id(
+    secure_app: QuartTrio, secure_node: Node
+) -> None:
+    token = await token_for(secure_app, "uma")
+    for method, rule in OWN_ONLY:
+        assert U in (MATRIX[(method, rule)] or ())
+        others = await secure_node.submit({"type": "noop"}, owner="ada")
+        path = rule.replace("<job_id>", others.id)
+        assert await call(secure_app, method, path, token, {}) == 404, (method, rule)
+        own = await secure_node.submit({"type": "noop"}, owner="uma")
+        path = rule.replace("<job_id>", own.id)
+        assert await call(secure_app, method, path, token, {}) != 404, (method, rule)
 
 
 async def test_every_bad_credential_is_refused_on_every_protected_route(

@@ -359,6 +359,57 @@ async def test_store_query_filters_and_pages(store):
     assert counts["pending"] == 9 and counts["running"] == 8 and counts["completed"] == 8
 
 
+def owned(owner: str | None, job_type: str = "noop", now: float = NOW, **fields) -> Job:
+    job = make(job_type, now=now, **fields)
+    job.owner = owner
+    return job
+
+
+async def test_store_query_filters_by_owner(store):
+    """A user's list comes from the backend's own query, not from filtering a page after it.
+
+    The payloads spell an owner too (bob's job says ``"owner":"alice"`` inside its
+    payload): only the job's own field counts.
+    """
+    jobs = []
+    for i in range(30):
+        owner = ["alice", "bob", None][i % 3]
+        payload = {"i": i, "owner": "alice", "note": ',"owner":"alice"'}
+        jobs.append(owned(owner, "email" if i % 2 else "sms", now=NOW + i, payload=payload))
+    quote = owned('al"ice', now=NOW + 40, payload={"i": 40})
+    await store.put_many([*jobs, quote])
+    page = await store.query(JobQuery(owner="alice", limit=4))
+    seen = [j.payload["i"] for j in page.jobs]
+    while page.next_cursor:
+        page = await store.query(JobQuery(owner="alice", limit=4, cursor=page.next_cursor))
+        seen += [j.payload["i"] for j in page.jobs]
+    assert seen == [i for i in range(29, -1, -1) if i % 3 == 0]
+    bob_sms = await store.query(JobQuery(owner="bob", type="sms", limit=100))
+    assert [j.payload["i"] for j in bob_sms.jobs] == [i for i in range(29, -1, -1) if i % 6 == 4]
+    assert all(j.owner == "bob" for j in bob_sms.jobs)
+    assert [j.payload["i"] for j in (await store.query(JobQuery(owner='al"ice'))).jobs] == [40]
+    assert (await store.query(JobQuery(owner="al"))).jobs == []
+    everybody = await store.query(JobQuery(limit=100))
+    assert len(everybody.jobs) == 31
+    assert {j.owner for j in everybody.jobs} == {"alice", "bob", None, 'al"ice'}
+
+
+async def test_broker_moves_keep_the_owner(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    [stored] = await broker.enqueue([owned("alice")], NOW)
+    assert stored.owner == "alice"
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    assert lease.job.owner == "alice"
+    [failed] = await broker.finish([Finish(lease.job.id, lease.token, "failed")], NOW + 1)
+    assert failed.owner == "alice"
+    retried = await broker.retry(lease.job.id, NOW + 2)
+    assert retried.owner == "alice" and (await broker.get(lease.job.id)).owner == "alice"
+    [restored] = await broker.restore([owned("bob")], NOW + 3, epoch)
+    assert restored.owner == "bob"
+    [none] = await broker.enqueue([owned(None)], NOW)
+    assert none.owner is None and (await broker.get(none.id)).owner is None
+
+
 async def test_store_status_change_moves_indexes(store):
     job = make()
     await store.put_many([job])

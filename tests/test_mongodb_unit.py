@@ -91,10 +91,12 @@ def test_query_filter_maps_every_filter():
         created_after=NOW,
         created_before=NOW + 10,
         cursor="01HCURSOR",
+        owner="alice",
     )
     assert query_filter(q) == {
         "status": {"$in": ["failed", "running"]},
         "type": "email",
+        "owner": "alice",
         "created_at": {"$gte": NOW, "$lt": NOW + 10},
         "_id": {"$lt": "01HCURSOR"},
     }
@@ -165,6 +167,7 @@ def test_indexes_cover_the_queries():
         "status_id": [("status", 1), ("_id", -1)],
         "type_id": [("type", 1), ("_id", -1)],
         "created_at": [("created_at", 1)],
+        "owner_id": [("owner", 1), ("_id", -1)],
     }
 
 

@@ -360,6 +360,7 @@ def test_hand_written_body_equals_the_encoded_dict():
             timeout=rng.choice([None, 0.1 + 0.2, 5]),
             idempotency_key=rng.choice([None, 'k"ž' + str(i)]),
         )
+        job.owner = rng.choice([None, "uma", 'o"ž\\'])
         if i % 3 == 0:
             job.created_at = 17  # an int from elsewhere stays an int
         reference = encode(
@@ -372,6 +373,7 @@ def test_hand_written_body_equals_the_encoded_dict():
                 "max_retries": job.max_retries,
                 "timeout": job.timeout,
                 "idempotency_key": job.idempotency_key,
+                "owner": job.owner,
             }
         )[1:-1]
         assert codec.encode(job, job.status)[0] == reference

@@ -257,22 +257,29 @@ class Node:
     def _validate(self, data: Any) -> Job:
         return validate_submission(data, self.clock(), self.limits, self.ids)
 
-    async def submit(self, data: Any) -> Job:
-        """Validate and enqueue one job; returns it as accepted (or the idempotent original)."""
+    async def submit(self, data: Any, owner: str | None = None) -> Job:
+        """Validate and enqueue one job; returns it as accepted (or the idempotent original).
+
+        ``owner``: the submitting user when auth is on (see ``Job.owner``).
+        """
         job = self._validate(data)
+        job.owner = owner
         [stored] = await self.group_commit.enqueue([job])
         self._accepted([stored])
         return stored
 
-    async def submit_many(self, items: Sequence[Any]) -> list[Job]:
+    async def submit_many(self, items: Sequence[Any], owner: str | None = None) -> list[Job]:
         """All or nothing: every item is validated before any is enqueued, in one move."""
         jobs: list[Job] = []
         errors: list[tuple[int, ValidationError]] = []
         for i, item in enumerate(items):
             try:
-                jobs.append(self._validate(item))
+                job = self._validate(item)
             except ValidationError as exc:
                 errors.append((i, exc))
+            else:
+                job.owner = owner
+                jobs.append(job)
         if errors:
             raise BatchValidationError(errors)
         stored = await self.broker.enqueue(jobs, self.clock())

@@ -32,7 +32,16 @@ from ..tokens import Claims, TokenError, Tokens
 from ..users import Role, Users, UsersFileError
 from .errors import Forbidden, Unauthorized
 
-__all__ = ["AUTHORIZER_KEY", "Authorizer", "JwtAuthorizer", "Role", "require", "required_role"]
+__all__ = [
+    "AUTHORIZER_KEY",
+    "Authorizer",
+    "JwtAuthorizer",
+    "Role",
+    "owner_scope",
+    "require",
+    "required_role",
+    "submitter",
+]
 
 log = logging.getLogger("jobtrio.api.auth")
 
@@ -76,6 +85,22 @@ def required_role(view: Callable[..., Any]) -> Role | None:
 def current_claims() -> Claims | None:
     """Who is calling (set by ``JwtAuthorizer``), or None without auth."""
     return g.get("claims")
+
+
+def submitter() -> str | None:
+    """The owner a job submitted by this request gets: the token's user (None without auth)."""
+    claims = current_claims()
+    return None if claims is None or claims.peer else claims.subject
+
+
+def owner_scope() -> str | None:
+    """Whose jobs this request may see and change: the user's own name for role ``user``,
+    None (everybody's) for ``admin``, for ``worker`` (which reads the whole queue and
+    changes nothing) and without auth."""
+    claims = current_claims()
+    if claims is None or claims.role != Role.USER:
+        return None
+    return claims.subject
 
 
 class JwtAuthorizer:

@@ -18,6 +18,7 @@ resume from; the node never waits for it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -41,7 +42,7 @@ from ..eventstream import (
     Subscription,
     parse_since,
 )
-from .auth import Role, require
+from .auth import Role, owner_scope, require
 from .context import current_node
 from .errors import ApiError, BadRequest
 from .parsing import parse_bool, reject_unknown
@@ -82,6 +83,9 @@ async def events() -> None:
         filter = EventFilter.parse(args)
     except FilterError as exc:
         raise BadRequest("invalid_parameter", str(exc), exc.field) from None
+    scope = owner_scope()
+    if scope is not None:
+        filter = dataclasses.replace(filter, owner=scope)
     try:
         since = parse_since(args.get("since"))
     except EventIdError as exc:

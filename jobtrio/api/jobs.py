@@ -5,17 +5,23 @@ for something new, 404 for an id the cluster never had (or has forgotten),
 409 when the job exists but its state forbids the move (the message says
 which states allow it), 422 when the request is well-formed JSON that no job
 could be made of.
+
+Ownership: with auth on, a job records who submitted it, and a caller with
+the ``user`` role sees, cancels and retries only its own jobs (``owner_scope``).
+Another user's job answers exactly as an unknown id does (404), so job ids
+are no oracle; a list is filtered in the Store's own query.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
 from ..backends.base import StateConflict
-from ..jobs import JobStatus
-from .auth import Role, check_role, require
+from ..jobs import Job, JobStatus
+from .auth import Role, check_role, owner_scope, require, submitter
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
 from .errors import ApiError, Conflict, NotFound, Unprocessable
 from .parsing import JOB_ID_RE, parse_bool, parse_job_query, read_json_object, reject_unknown
@@ -33,6 +39,36 @@ def _job_id(raw: str) -> str:
     return job_id
 
 
+def _unknown(job_id: str) -> NotFound:
+    return NotFound(f"no job with id {job_id!r}")
+
+
+def _visible(job: Job | None, scope: str | None) -> bool:
+    """Whether the caller may see ``job``: it exists and, for a ``user``, is its own."""
+    return job is not None and (scope is None or job.owner == scope)
+
+
+async def _check_visible(job_id: str) -> None:
+    """404 before a move on a job the caller may not see (another user's, or none)."""
+    scope = owner_scope()
+    if scope is not None and not _visible(await current_node().get(job_id), scope):
+        raise _unknown(job_id)
+
+
+def _not_taken(jobs: list[Job]) -> None:
+    """409 when an idempotency key handed back another user's job (never shown to this one)."""
+    scope = owner_scope()
+    for i, job in enumerate(jobs):
+        if scope is not None and job.owner != scope:
+            where = "" if len(jobs) == 1 else f"job {i}: "
+            raise Conflict(
+                "idempotency_key_taken",
+                f"{where}idempotency_key {job.idempotency_key!r} belongs to a job of another "
+                "user; choose another key"
+                + ("" if len(jobs) == 1 else " (the batch's other jobs were accepted)"),
+            )
+
+
 def _created(body: Any, location: str | None = None) -> Response:
     response = jsonify(body)
     response.status_code = 201
@@ -47,7 +83,8 @@ async def submit_job() -> Response:
     node = current_node()
     reject_unknown(request.args, ())
     data = await read_json_object(job_body_limit(node.settings))
-    job = await node.submit(data)
+    job = await node.submit(data, submitter())
+    _not_taken([job])
     return _created(job.to_dict(), f"/api/v1/jobs/{job.id}")
 
 
@@ -76,7 +113,8 @@ async def submit_batch() -> Response:
             f"a batch holds at most {MAX_BATCH_JOBS} jobs, got {len(items)}; split it",
             "jobs",
         )
-    jobs = await node.submit_many(items)
+    jobs = await node.submit_many(items, submitter())
+    _not_taken(jobs)
     return _created({"jobs": [job.to_dict() for job in jobs], "count": len(jobs)})
 
 
@@ -84,6 +122,9 @@ async def submit_batch() -> Response:
 @require(Role.WORKER)
 async def list_jobs() -> Response:
     query = parse_job_query(request.args)
+    scope = owner_scope()
+    if scope is not None:
+        query = dataclasses.replace(query, owner=scope)
     page = await current_node().list(query)
     return jsonify(
         {
@@ -100,8 +141,8 @@ async def get_job(job_id: str) -> Response:
     reject_unknown(request.args, ())
     job_id = _job_id(job_id)
     job = await current_node().get(job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id!r}")
+    if job is None or not _visible(job, owner_scope()):
+        raise _unknown(job_id)
     return jsonify(job.to_dict())
 
 
@@ -117,6 +158,7 @@ async def cancel_job(job_id: str) -> Response:
         if not await node.purge(job_id):
             raise NotFound(f"no job with id {job_id!r}")
         return jsonify({"id": job_id, "deleted": True})
+    await _check_visible(job_id)
     try:
         job = await node.cancel(job_id)
     except StateConflict as exc:
@@ -133,6 +175,7 @@ async def cancel_job(job_id: str) -> Response:
 async def retry_job(job_id: str) -> Response:
     reject_unknown(request.args, ())
     job_id = _job_id(job_id)
+    await _check_visible(job_id)
     try:
         job = await current_node().retry(job_id)
     except StateConflict as exc:

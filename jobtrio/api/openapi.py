@@ -232,6 +232,10 @@ def _schemas() -> dict[str, Any]:
                     }
                 ),
                 "version": {**INT, "minimum": 0},
+                "owner": {
+                    **_nullable(STRING),
+                    "description": "the user who submitted it (null without auth)",
+                },
             }
         ),
         "JobSubmission": _obj(submission, required=["type"], extra=False),

@@ -69,6 +69,7 @@ INDEXES = [
     IndexModel([("status", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)], name="status_id"),
     IndexModel([("type", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)], name="type_id"),
     IndexModel([("created_at", pymongo.ASCENDING)], name="created_at"),
+    IndexModel([("owner", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)], name="owner_id"),
 ]
 
 
@@ -91,6 +92,7 @@ def job_fields(job: Job) -> dict[str, Any]:
         "retry_count": job.retry_count,
         "error": job.error,
         "idempotency_key": job.idempotency_key,
+        "owner": job.owner,
     }
 
 
@@ -110,6 +112,8 @@ def query_filter(query: JobQuery) -> dict[str, Any]:
         spec["status"] = {"$in": sorted(str(s) for s in query.statuses)}
     if query.type is not None:
         spec["type"] = query.type
+    if query.owner is not None:
+        spec["owner"] = query.owner
     window: dict[str, float] = {}
     if query.created_after is not None:
         window["$gte"] = query.created_after

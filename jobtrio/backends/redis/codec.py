@@ -58,7 +58,7 @@ def enc(value: Any) -> str:
     return _compact(value)  # type: ignore[no-any-return]
 
 
-def _jtext(value: Any) -> str:
+def jtext(value: Any) -> str:
     """One JSON fragment for a value that is usually a str (or None)."""
     return _encode_str(value) if type(value) is str else enc(value)  # type: ignore[no-any-return]
 
@@ -135,7 +135,7 @@ STATUS = {str(s): s for s in JobStatus}
 #: What the layout's generated functions call.
 HELPERS: dict[str, Any] = {
     "enc": enc,
-    "jtext": _jtext,
+    "jtext": jtext,
     "payload": _payload,
     "key": _key,
     "num": num,

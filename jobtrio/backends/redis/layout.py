@@ -51,7 +51,7 @@ class Value:
 #: type); ``payload`` is the only one whose JSON may spell another field's name.
 BODY: tuple[str, ...] = (
     "id", "type", "priority", "payload", "created_at", "max_retries", "timeout",
-    "idempotency_key",
+    "idempotency_key", "owner",
 )  # fmt: skip
 
 #: The values of ``m``, in order. The attempts: AN closed ones, ATT their JSON array, and
@@ -84,7 +84,10 @@ VALUES: tuple[Value, ...] = (
 ENQUEUE_READS: tuple[str, ...] = ("S", "PR", "SA", "V", "K")
 
 #: How the body writes each of its fields (see ``codec``): text, the payload, or a number.
-_BODY_WRITER = {"id": "jtext", "type": "jtext", "idempotency_key": "jtext", "payload": "payload"}
+_BODY_WRITER = {
+    "id": "jtext", "type": "jtext", "idempotency_key": "jtext", "owner": "jtext",
+    "payload": "payload",
+}  # fmt: skip
 #: The one body field whose JSON may spell another field's name (see ``Layout.python``).
 _FREE_FORM = "payload"
 #: Sequence numbers per priority band in the pending set's score, ``(10 - priority) *

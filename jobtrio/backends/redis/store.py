@@ -11,7 +11,7 @@ import redis
 
 from ...jobs import Job, JobStatus
 from ..base import JobQuery, NodeRecord, Page, Store
-from .codec import SEP, RawJob, as_text, check_name, hash_tag, num, record_parts
+from .codec import SEP, RawJob, as_text, check_name, hash_tag, jtext, num, record_parts
 from .scripts import OnRedis, lua_source
 from .wire import RedisConnection
 
@@ -81,6 +81,7 @@ class RedisStore(OnRedis, Store):
             "" if query.created_after is None else num(query.created_after),
             "" if query.created_before is None else num(query.created_before),
             query.type or "",
+            "" if query.owner is None else jtext(query.owner),
         ]
         if query.statuses is None:
             fixed.append("-1")
