@@ -309,6 +309,7 @@ def show_job(job: Job) -> None:
     table.add_row("type", Text(printable(job.type)))
     table.add_row("status", status_text(job.status))
     table.add_row("priority", str(job.priority))
+    table.add_row("queue", Text(printable(job.queue)))
     table.add_row("retries", f"{job.retry_count} of {job.max_retries}")
     table.add_row("created", f"{stamp(job.created_at)} ({ago(job.created_at)})")
     if job.scheduled_at is not None:
@@ -612,6 +613,7 @@ def healthcheck(env_file: str | None, timeout: float) -> int:
 @click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after the first try.")
 @click.option("--timeout", type=DURATION, help="How long one attempt may run (30s, 5m).")
 @click.option("--idempotency-key", metavar="KEY", help="Submitting the same key again is a no-op.")
+@click.option("--queue", "-q", metavar="NAME", help="The named queue to wait in (default).")
 @click.option(
     "--count", "-n", type=click.IntRange(1, 1_000_000), default=1, help="Submit N copies."
 )
@@ -630,6 +632,7 @@ def submit(
     max_retries: int | None,
     timeout: float | None,
     idempotency_key: str | None,
+    queue: str | None,
     count: int,
     wait: bool,
     wait_timeout: float | None,
@@ -649,6 +652,7 @@ def submit(
         "delay": delay,
         "scheduled_at": at,
         "idempotency_key": idempotency_key,
+        "queue": queue,
     }
     with remote.client() as client:
         if count == 1:

@@ -222,6 +222,7 @@ def job_submission(
     delay: float | dt.timedelta | None = None,
     scheduled_at: Time | None = None,
     idempotency_key: str | None = None,
+    queue: str | None = None,
 ) -> dict[str, Any]:
     """The JSON of one job; ``delay`` becomes ``scheduled_at`` from this machine's clock."""
     if delay is not None and scheduled_at is not None:
@@ -241,6 +242,8 @@ def job_submission(
         body["scheduled_at"] = _time(scheduled_at)
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
+    if queue is not None:
+        body["queue"] = queue
     return body
 
 
@@ -600,6 +603,7 @@ class Client:
         delay: float | dt.timedelta | None = None,
         scheduled_at: Time | None = None,
         idempotency_key: str | None = None,
+        queue: str | None = None,
     ) -> Job:
         body = job_submission(
             type,
@@ -610,6 +614,7 @@ class Client:
             delay=delay,
             scheduled_at=scheduled_at,
             idempotency_key=idempotency_key,
+            queue=queue,
         )
         return _job(self._send(_Calls.submit(body)))
 
@@ -922,6 +927,7 @@ class AsyncClient:
         delay: float | dt.timedelta | None = None,
         scheduled_at: Time | None = None,
         idempotency_key: str | None = None,
+        queue: str | None = None,
     ) -> Job:
         body = job_submission(
             type,
@@ -932,6 +938,7 @@ class AsyncClient:
             delay=delay,
             scheduled_at=scheduled_at,
             idempotency_key=idempotency_key,
+            queue=queue,
         )
         return _job(await self._send(_Calls.submit(body)))
 

@@ -19,6 +19,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from .durations import format_duration, parse_duration
+from .queueplan import QueuePlan, parse_concurrency, parse_queues
 
 ELECTION_ALGORITHMS = ("bully", "raft", "gossip")
 LOAD_BALANCER_STRATEGIES = ("round_robin", "least_loaded", "random", "priority")
@@ -172,6 +173,10 @@ class Settings:
     dispatch_batch: int = 100
     #: Jobs claimed ahead of free workers (-1: automatic, WORKER_COUNT or more; see dispatcher).
     dispatch_prefetch: int = -1
+    #: The queues this node serves (QUEUES: empty for all; see queueplan.py) and their weights.
+    queues: tuple[tuple[str, ...], tuple[int, ...] | None] = ((), None)
+    #: Most jobs of a queue this node holds at once (QUEUE_CONCURRENCY).
+    queue_concurrency: tuple[tuple[str, int], ...] = ()
     # retries
     retry_policy: str = "exponential"
     max_retries: int = 3
@@ -226,6 +231,11 @@ class Settings:
     def prefetch(self) -> int:
         """Jobs a node claims ahead of its free workers."""
         return self.worker_count if self.dispatch_prefetch < 0 else self.dispatch_prefetch
+
+    @property
+    def queue_plan(self) -> QueuePlan:
+        """QUEUES and QUEUE_CONCURRENCY as the dispatcher uses them."""
+        return QueuePlan(self.queues[0], self.queues[1], self.queue_concurrency)
 
     @property
     def redis_configured(self) -> bool:
@@ -374,6 +384,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOAD_BALANCER_STRATEGY": ("load_balancer_strategy", _choice(LOAD_BALANCER_STRATEGIES)),
     "DISPATCH_BATCH": ("dispatch_batch", _int(1, 10000)),
     "DISPATCH_PREFETCH": ("dispatch_prefetch", _int(-1, 100000)),
+    "QUEUES": ("queues", parse_queues),
+    "QUEUE_CONCURRENCY": ("queue_concurrency", parse_concurrency),
     "RETRY_POLICY": ("retry_policy", _choice(RETRY_POLICIES)),
     "MAX_RETRIES": ("max_retries", _int(0, 1000)),
     "RETRY_BASE_DELAY": ("retry_base_delay", _duration()),

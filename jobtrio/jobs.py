@@ -35,6 +35,9 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_TYPE_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 MAX_PAYLOAD_DEPTH = 64
+#: The queue a job joins when it names none.
+DEFAULT_QUEUE = "default"
+MAX_QUEUE_LENGTH = 100
 
 
 class JobStatus(enum.StrEnum):
@@ -261,6 +264,9 @@ class Job:
     #: Who submitted the job (the token's user) when AUTH_ENABLED; ``None`` without auth and
     #: for jobs fired by a schedule. A ``user`` sees and changes only its own jobs.
     owner: str | None = None
+    #: The named queue the job waits in (each queue has its own priority order; a node
+    #: claims only from the queues it serves, see ``QUEUES``).
+    queue: str = DEFAULT_QUEUE
 
     @property
     def terminal(self) -> bool:
@@ -296,6 +302,7 @@ class Job:
             "progress": self.progress,
             "version": self.version,
             "owner": self.owner,
+            "queue": self.queue,
         }
 
     @classmethod
@@ -328,6 +335,7 @@ class Job:
             progress=d.get("progress"),
             version=int(d.get("version", 0)),
             owner=d.get("owner"),
+            queue=d.get("queue") or DEFAULT_QUEUE,
         )
 
     def dumps(self) -> str:
@@ -398,7 +406,16 @@ def make_progress(fraction: Any, message: Any, now: float) -> dict[str, Any]:
 # submissions
 
 SUBMISSION_FIELDS = frozenset(
-    {"type", "priority", "payload", "max_retries", "scheduled_at", "timeout", "idempotency_key"}
+    {
+        "type",
+        "priority",
+        "payload",
+        "max_retries",
+        "scheduled_at",
+        "timeout",
+        "idempotency_key",
+        "queue",
+    }
 )
 SERVER_OWNED_FIELDS = frozenset({f.name for f in fields(Job)} - SUBMISSION_FIELDS)
 
@@ -433,6 +450,40 @@ def _int_field(data: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
             f"{name} must be from {lo} to {hi}, got {clip(value)}", name, "out_of_range"
         )
     return value
+
+
+def check_queue_name(name: Any, field_name: str = "queue") -> str:
+    """``name`` if it can name a queue, else ``ValidationError``.
+
+    A queue name ends up in Redis key names, metric labels, URLs and terminals:
+    it is 1 to ``MAX_QUEUE_LENGTH`` characters of printable text (no control
+    or format character, no ``,``, ``:`` or ``=``, which ``QUEUES`` and
+    ``QUEUE_CONCURRENCY`` use as separators, no ``/``, which would split the
+    ``/api/v1/queues/<name>`` routes, no surrounding spaces).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValidationError(
+            f"{field_name} must be a non-empty string", field_name, "invalid_type"
+        )
+    if len(name) > MAX_QUEUE_LENGTH:
+        raise ValidationError(
+            f"{field_name} is longer than {MAX_QUEUE_LENGTH} characters", field_name
+        )
+    bad = unsafe_character(name)
+    if bad is not None:
+        raise ValidationError(
+            f"{field_name} holds the control character {bad}; a queue name is printable text",
+            field_name,
+        )
+    for sep in ",:=/":
+        if sep in name:
+            raise ValidationError(
+                f"{field_name} {clip(name)} holds {sep!r}, which queue lists use as a separator",
+                field_name,
+            )
+    if name != name.strip():
+        raise ValidationError(f"{field_name} {clip(name)} starts or ends with a space", field_name)
+    return name
 
 
 def nested_deeper_than(value: Any, limit: int) -> bool:
@@ -558,6 +609,8 @@ def validate_submission(
         raise ValidationError(
             f"idempotency_key holds the control character {bad}", "idempotency_key"
         )
+    queue = data.get("queue")
+    queue = DEFAULT_QUEUE if queue is None else check_queue_name(queue)
     status = (
         JobStatus.SCHEDULED
         if scheduled_at is not None and scheduled_at > now
@@ -576,4 +629,5 @@ def validate_submission(
         timeout=timeout,
         idempotency_key=key,
         version=1,
+        queue=queue,
     )

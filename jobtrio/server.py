@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Sequence
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -28,6 +29,7 @@ from .cluster.raft_state import FileRaftState
 from .cluster.transport import WebsocketTransport
 from .config import ConfigError, Settings
 from .processors import Registry
+from .queueplan import advertised_types
 from .testfaults import partition_switch, wall_clock
 from .tls import peer_client_context, peer_server_context
 
@@ -90,7 +92,9 @@ def check_ports(settings: Settings) -> None:
         check_port_free("CLUSTER_PORT", settings.cluster_host, settings.cluster_port)
 
 
-def build_cluster(settings: Settings) -> tuple[ClusterActor, WebsocketTransport] | None:
+def build_cluster(
+    settings: Settings, types: Sequence[str] = ()
+) -> tuple[ClusterActor, WebsocketTransport] | None:
     if not settings.clustered:
         return None
     if not settings.cluster_secret:
@@ -115,6 +119,8 @@ def build_cluster(settings: Settings) -> tuple[ClusterActor, WebsocketTransport]
         election_interval=settings.election_interval,
         api_url=settings.api_url,
         worker_count=settings.worker_count,
+        types=advertised_types(types),
+        queues=settings.queue_plan.text,
     )
     state = None
     if settings.election_algorithm == "raft":
@@ -136,7 +142,8 @@ async def serve(
         peer_server_context(settings)  # the certificate and key load: else one line, exit 2
     check_ports(settings)
     clock = wall_clock()  # the real one unless a chaos test set an offset
-    cluster = build_cluster(settings)
+    registry = registry or Registry()
+    cluster = build_cluster(settings, registry.types())
     broker, store = await open_backends(settings)
     node = Node(
         settings,

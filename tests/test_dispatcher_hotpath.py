@@ -98,9 +98,9 @@ def record_claims(broker: MemoryBroker) -> list[int]:
     asked: list[int] = []
     claim = broker.claim
 
-    async def counting(node_id: str, n: int, lease: float, now: float):  # type: ignore[no-untyped-def]
+    async def counting(node_id: str, n: int, lease: float, now: float, scope=None):  # type: ignore[no-untyped-def]
         asked.append(n)
-        return await claim(node_id, n, lease, now)
+        return await claim(node_id, n, lease, now, scope)
 
     broker.claim = counting  # type: ignore[method-assign]
     return asked

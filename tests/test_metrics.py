@@ -57,10 +57,12 @@ class ClaimFlakyBroker(MemoryBroker):
         super().__init__()
         self.down = False
 
-    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
+    async def claim(
+        self, node_id: str, n: int, lease_seconds: float, now: float, scope=None
+    ) -> list[Lease]:
         if self.down:
             raise BackendUnavailable("flaky", "connection refused")
-        return await super().claim(node_id, n, lease_seconds, now)
+        return await super().claim(node_id, n, lease_seconds, now, scope)
 
 
 def scrape(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

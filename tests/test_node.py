@@ -172,12 +172,24 @@ async def test_timeout_cancels_attempt_and_counts_as_failure(autojump_clock):
         assert 2.0 <= attempt.ended_at - attempt.started_at < 2.5
 
 
-async def test_unknown_type_fails_clearly_without_retries(autojump_clock):
+async def test_a_job_nobody_can_run_waits_visibly_and_never_fails(autojump_clock):
     async with running_node() as node:
         job = await node.submit({"type": "no-such-type", "max_retries": 5})
-        done = await terminal(node, job.id)
-    assert done.status == JobStatus.FAILED and len(done.attempts) == 1
-    assert "no processor is registered for job type 'no-such-type'" in done.error
+        later = await node.submit({"type": "echo", "priority": 1})
+        assert (await terminal(node, later.id)).status == JobStatus.COMPLETED
+        await trio.sleep(5)  # virtual: many claim polls pass
+        held = await node.broker.get(job.id)
+        assert held.status == JobStatus.PENDING and held.attempts == []
+        stats = await node.stats()
+    assert stats["unserved"] == [
+        {
+            "queue": "default",
+            "type": "no-such-type",
+            "pending": 1,
+            "reason": "no worker for type no-such-type",
+        }
+    ]
+    assert stats["queues"] == {"default": {"pending": 1, "paused": False}}
 
 
 async def test_processor_raising_or_returning_garbage_does_not_hurt_the_node(autojump_clock):
@@ -397,8 +409,8 @@ async def test_jobs_leased_by_a_claim_without_an_answer_go_back_uncounted(autoju
     class LostClaimReply(MemoryBroker):
         lose = 1
 
-        async def claim(self, node_id, n, lease_seconds, now):
-            leases = await super().claim(node_id, n, lease_seconds, now)
+        async def claim(self, node_id, n, lease_seconds, now, scope=None):
+            leases = await super().claim(node_id, n, lease_seconds, now, scope)
             if leases and self.lose:
                 self.lose -= 1
                 raise BackendUnavailable("memory", "timeout after the claim was applied")
@@ -423,8 +435,8 @@ async def test_a_previous_incarnations_leases_are_not_handed_back_uncounted(auto
     class LostClaimReply(MemoryBroker):
         lose = 1
 
-        async def claim(self, node_id, n, lease_seconds, now):
-            leases = await super().claim(node_id, n, lease_seconds, now)
+        async def claim(self, node_id, n, lease_seconds, now, scope=None):
+            leases = await super().claim(node_id, n, lease_seconds, now, scope)
             if leases and self.lose and node_id == "n1":
                 self.lose -= 1
                 raise BackendUnavailable("memory", "timeout after the claim was applied")

@@ -374,6 +374,7 @@ def test_hand_written_body_equals_the_encoded_dict():
                 "timeout": job.timeout,
                 "idempotency_key": job.idempotency_key,
                 "owner": job.owner,
+                "queue": job.queue,
             }
         )[1:-1]
         assert codec.encode(job, job.status)[0] == reference

@@ -372,16 +372,18 @@ async def test_default_path_comes_from_settings(tmp_path, monkeypatch):
     assert (tmp_path / "jobtrio.db").exists()
 
 
-async def test_claim_walks_the_index_without_sorting(db_path):
-    """Claim cost must not grow with the queue: an index walk, no temp B-tree sort."""
+@pytest.mark.parametrize(("by_queue", "index"), [(False, "queue_claim"), (True, "queue_by_name")])
+@pytest.mark.parametrize("by_types", [False, True])
+async def test_claim_walks_the_index_without_sorting(db_path, by_queue, by_types, index):
+    """Claim cost must not grow with the queue: an index walk, no temp B-tree sort
+    (every queue, or one; any type, or the node's)."""
     broker = await SqliteBroker.open(db_path)
     await broker.close()
+    sql = sqlite_backend._claim_select(by_queue, by_types, False, False)
+    args = (["default"] if by_queue else []) + (['["noop"]'] if by_types else []) + [100]
     with sqlite3.connect(db_path) as conn:
-        plan = " ".join(
-            row[3]
-            for row in conn.execute("EXPLAIN QUERY PLAN " + sqlite_backend._CLAIM_SELECT, (100,))
-        )
-    assert "queue_claim" in plan and "TEMP B-TREE" not in plan
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+    assert index in plan and "TEMP B-TREE" not in plan, plan
 
 
 @pytest.mark.parametrize("seed", [20240611, 1, 2, 3])

@@ -95,6 +95,11 @@ class ClusterConfig:
     election_interval: float
     api_url: str
     worker_count: int
+    #: What peers learn of this node's work (member meta): the types it can run, one a
+    #: line ('' when they do not fit a meta value: then it counts as running any), and
+    #: its QUEUES ('' for every queue).
+    types: str = ""
+    queues: str = ""
 
 
 class ClusterActor:
@@ -114,7 +119,12 @@ class ClusterActor:
         self.swim = Swim(
             config.node_id,
             config.advertise,
-            {"api_url": config.api_url, "workers": config.worker_count},
+            {
+                "api_url": config.api_url,
+                "workers": config.worker_count,
+                "types": config.types,
+                "queues": config.queues,
+            },
             SwimTiming.scaled(probe_interval(config.election_timeout, config.election_interval)),
             random.Random(rng.getrandbits(64)),
         )

@@ -149,6 +149,9 @@ class Dispatcher:
         self._limiter = trio.CapacityLimiter(settings.worker_count)
         self.workers = [WorkerState(i, f"{node_id}/w{i}") for i in range(settings.worker_count)]
         self._inflight: dict[str, InFlight] = {}
+        #: QUEUES and QUEUE_CONCURRENCY; jobs held (claimed, not yet finished) per queue
+        self._plan = settings.queue_plan
+        self._held: dict[str, int] = {}
         #: Claimed, not yet started: (-priority, seq, attempt), a local priority queue.
         self._ready: list[tuple[int, int, InFlight]] = []
         self._idle = len(self.workers)
@@ -350,6 +353,7 @@ class Dispatcher:
                     min(want, self._settings.dispatch_batch),
                     self._settings.job_lease,
                     self._clock(),
+                    self._plan.scope(self._registry.types(), self._held, self._rng),
                 )
             except BackendUnavailable as exc:
                 self._claim_unanswered = True
@@ -377,6 +381,8 @@ class Dispatcher:
                     continue
                 flight = InFlight(lease, -1)
                 inflight[lease.job.id] = flight
+                queue = lease.job.queue
+                self._held[queue] = self._held.get(queue, 0) + 1
                 heapq.heappush(ready, (-lease.job.priority, next(seq), flight))
             if not self._claiming:  # drain started while we were claiming
                 break
@@ -686,8 +692,16 @@ class Dispatcher:
                 flight = self._inflight.get(report.job.id)
                 if flight is not None and flight.lease.job is report.job:  # this attempt's
                     del self._inflight[report.job.id]
+                    self._drop_held(report.job.queue)
             self._metrics.worker_active.set(self.in_flight)
             self._capacity.set()
+
+    def _drop_held(self, queue: str) -> None:
+        left = self._held.get(queue, 0) - 1
+        if left > 0:
+            self._held[queue] = left
+        else:
+            self._held.pop(queue, None)
 
     async def _record_current(self, job_ids: list[str]) -> None:
         """Record what the Broker holds for jobs whose outcome it refused.

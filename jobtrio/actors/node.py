@@ -42,6 +42,7 @@ from ..jobs import (
 from ..metrics import NodeMetrics, peer_message_kinds
 from ..observer import NodeObserver
 from ..processors import Registry
+from ..queueplan import Worker, unserved, worker_from_meta
 from ..schedules import Schedule, validate_schedule
 from .cluster import ClusterActor, ClusterSeams
 from .dispatcher import CANCELLED, Dispatcher
@@ -405,10 +406,45 @@ class Node:
                 out.append(BackendHealth(backend.name, kind, False, str(exc) or "timed out"))
         return out
 
+    def queue_workers(self) -> list[Worker]:
+        """What each live node runs (types, queues): this node's own, its peers' from the
+        member meta they advertise."""
+        me = Worker(self.node_id, frozenset(self.registry.types()), self.settings.queue_plan)
+        if self.cluster is None:
+            return [me]
+        return [me] + [
+            worker_from_meta(m.node_id, m.meta)
+            for m in self.cluster.members()
+            if m.node_id != self.node_id and m.state in ("alive", "suspect")
+        ]
+
+    async def queue_views(self) -> list[dict[str, Any]]:
+        """Every queue the Broker knows (pending, paused, limited), with who serves it."""
+        states = await self.broker.queues()
+        workers = self.queue_workers()
+        missing = unserved({q.name: q.pending for q in states}, workers)
+        out = []
+        for q in states:
+            out.append(
+                {
+                    "name": q.name,
+                    "pending": q.depth,
+                    "pending_by_type": dict(sorted(q.pending.items())),
+                    "paused": q.paused,
+                    "rate_limit": None
+                    if q.rate_limit is None
+                    else {"jobs": q.rate_limit.jobs, "per_seconds": q.rate_limit.per},
+                    "nodes": sorted(w.node_id for w in workers if w.plan.serves(q.name)),
+                    "unserved": [u for u in missing if u["queue"] == q.name],
+                }
+            )
+        return out
+
     async def stats(self) -> dict[str, Any]:
         depths = await self.broker.depths()
         for state, n in depths.items():
             self.metrics.queue_depth.labels(state).set(n)
+        queues = await self.queue_views()
         try:
             records = await self.store.count_by_status()
         except BackendUnavailable:
@@ -432,6 +468,8 @@ class Node:
             "uptime_seconds": None if self.started_at is None else self.clock() - self.started_at,
             "strategy": self.settings.load_balancer_strategy,
             "processors": self.registry.types(),
+            "queues": {q["name"]: {"pending": q["pending"], "paused": q["paused"]} for q in queues},
+            "unserved": [u for q in queues for u in q["unserved"]],
         }
 
     def workers(self) -> list[dict[str, Any]]:

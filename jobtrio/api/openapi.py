@@ -20,6 +20,7 @@ from ..jobs import (
     MAX_DURATION,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_PRIORITY,
+    MAX_QUEUE_LENGTH,
     MAX_TIMESTAMP,
     MAX_TYPE_LENGTH,
     MIN_PRIORITY,
@@ -117,6 +118,13 @@ def _submission_properties() -> dict[str, Any]:
             "minLength": 1,
             "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
             "description": "a second submission with the same key returns the first job",
+        },
+        "queue": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": MAX_QUEUE_LENGTH,
+            "description": "the named queue the job waits in (default: default); printable "
+            "text without , : = / or surrounding spaces",
         },
     }
 
@@ -236,6 +244,7 @@ def _schemas() -> dict[str, Any]:
                     **_nullable(STRING),
                     "description": "the user who submitted it (null without auth)",
                 },
+                "queue": {**STRING, "description": "the named queue the job waits in"},
             }
         ),
         "JobSubmission": _obj(submission, required=["type"], extra=False),

@@ -105,6 +105,50 @@ class ProgressReport:
 
 
 @dataclass(slots=True, frozen=True)
+class ClaimScope:
+    """What one claim may take: the types its node can run, from the queues it serves.
+
+    ``types`` ``None``: any type. ``queues`` ``None``: every queue, merged into
+    one priority order (as if there were one queue); else the queues served in
+    that order, each in its own strict priority order (the batch fills from the
+    first, then the next). ``limits``: at most this many jobs from a queue in
+    this claim (the node's ``QUEUE_CONCURRENCY`` left). A job of a type outside
+    ``types`` is never claimed: it waits for a node that can run it.
+    """
+
+    types: frozenset[str] | None = None
+    queues: tuple[str, ...] | None = None
+    limits: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimit:
+    """At most ``jobs`` claims from a queue per ``per`` seconds, cluster-wide.
+
+    Fixed windows on the Broker's clock (window = floor(time / per)), counted
+    in the Broker by the claims themselves, so every node shares one budget
+    (BullMQ's limiter).
+    """
+
+    jobs: int
+    per: float
+
+
+@dataclass(slots=True)
+class QueueState:
+    """One queue as the Broker holds it: paused, its limit, its pending jobs per type."""
+
+    name: str
+    paused: bool = False
+    rate_limit: RateLimit | None = None
+    pending: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        return sum(self.pending.values())
+
+
+@dataclass(slots=True, frozen=True)
 class Tombstone:
     """What the Broker remembers of a job it purged: that it ended, how, and when.
 
@@ -184,8 +228,16 @@ class Broker(abc.ABC):
 
     # -- workers ------------------------------------------------------------
     @abc.abstractmethod
-    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
-        """Take up to ``n`` pending jobs, highest priority first, FIFO within one."""
+    async def claim(
+        self,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        now: float,
+        scope: ClaimScope | None = None,
+    ) -> list[Lease]:
+        """Take up to ``n`` pending jobs within ``scope`` (default: any), highest priority
+        first, FIFO within one, skipping paused queues and those out of rate budget."""
 
     @abc.abstractmethod
     async def renew(
@@ -243,6 +295,30 @@ class Broker(abc.ABC):
 
         What an operator watches when high-priority work starves the rest: the
         ``queue_depth_by_priority_gauge`` metric and the jobs dashboard read it.
+        """
+
+    @abc.abstractmethod
+    async def queues(self) -> list[QueueState]:
+        """Every queue with pending jobs, paused or rate-limited, by name."""
+
+    @abc.abstractmethod
+    async def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        rate_limit: RateLimit | None = None,
+        clear_rate_limit: bool = False,
+        epoch: int | None = None,
+    ) -> QueueState:
+        """Pause or resume a queue and set or clear its rate limit, in one Broker move.
+
+        Kept in the Broker, so it holds cluster-wide and across any node's
+        failover. ``None`` leaves a setting as it is. ``epoch`` given: a leader
+        duty's move, refused with ``FencedError`` when a newer epoch exists;
+        ``None``: an operator's (admin) move. Values are absolute, never toggles,
+        so a repeated request changes nothing. Setting a limit starts a fresh
+        window.
         """
 
     @abc.abstractmethod

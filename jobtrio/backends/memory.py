@@ -21,6 +21,7 @@ from ..jobs import MAX_PRIORITY, MIN_PRIORITY, TERMINAL_STATUSES, Job, JobStatus
 from . import transitions
 from .base import (
     Broker,
+    ClaimScope,
     FencedError,
     Finish,
     JobQuery,
@@ -28,10 +29,13 @@ from .base import (
     NodeRecord,
     Page,
     ProgressReport,
+    QueueState,
+    RateLimit,
     StateConflict,
     Store,
     Tombstone,
 )
+from .queues import ClaimCaps
 
 #: Ticks remembered per schedule (see ``claim_tick``).
 TICKS_KEPT = 1000
@@ -48,8 +52,13 @@ class MemoryBroker(Broker):
         #: Makes lease tokens (the simulator passes a seeded source).
         self._tokens = tokens
         self._jobs: dict[str, Job] = {}
-        self._pending: list[tuple[int, int, str]] = []  # heap of (-priority, seq, id)
+        #: (queue, type) -> heap of (-priority, seq, id): a claim reads only the heaps
+        #: of the queues it serves and the types it can run
+        self._pending: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
         self._pending_key: dict[str, tuple[int, int, str]] = {}
+        self._paused: set[str] = set()
+        self._limits: dict[str, RateLimit] = {}
+        self._rate: dict[str, tuple[int, int]] = {}  # queue -> (window, claims in it)
         self._delayed: dict[str, float] = {}  # id -> run at
         self._leases: dict[str, tuple[str, float]] = {}  # id -> (token, expires_at)
         self._finished_at: dict[str, float] = {}
@@ -76,7 +85,7 @@ class MemoryBroker(Broker):
     def _push_pending(self, job: Job) -> None:
         entry = (-job.priority, next(self._seq), job.id)
         self._pending_key[job.id] = entry
-        heapq.heappush(self._pending, entry)
+        heapq.heappush(self._pending.setdefault((job.queue, job.type), []), entry)
 
     def _place(self, job: Job, now: float) -> None:
         """File a job under its status's index."""
@@ -127,20 +136,50 @@ class MemoryBroker(Broker):
         return stored
 
     # -- workers ----------------------------------------------------------------
-    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
+    async def claim(
+        self,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        now: float,
+        scope: ClaimScope | None = None,
+    ) -> list[Lease]:
         await trio.lowlevel.checkpoint()
+        scope = scope or ClaimScope()
+        caps = ClaimCaps(scope, self._paused, self._limits, self._rate, now)
+        heaps = {
+            key: heap
+            for key, heap in self._pending.items()
+            if heap and (scope.types is None or key[1] in scope.types)
+        }
+        if scope.queues is None:
+            groups = [list(heaps)]
+        else:
+            groups = [[k for k in heaps if k[0] == q] for q in scope.queues]
         leases: list[Lease] = []
-        while self._pending and len(leases) < n:
-            entry = heapq.heappop(self._pending)
-            job_id = entry[2]
-            if self._pending_key.get(job_id) != entry:
-                continue  # stale heap entry: the job moved on
-            del self._pending_key[job_id]
-            job = self._jobs[job_id]
-            transitions.claim(job, node_id, now)
-            token = self._tokens()
-            self._leases[job_id] = (token, now + lease_seconds)
-            leases.append(Lease(job.copy(), token, now + lease_seconds))
+        for keys in groups:
+            while len(leases) < n:
+                best = None
+                for key in keys:
+                    heap = heaps[key]
+                    while heap and self._pending_key.get(heap[0][2]) != heap[0]:
+                        heapq.heappop(heap)  # stale entry: the job moved on
+                    if heap and caps.left(key[0]) != 0 and (best is None or heap[0] < best[0]):
+                        best = (heap[0], key)
+                if best is None:
+                    break
+                key = best[1]
+                entry = heapq.heappop(heaps[key])
+                caps.took(key[0])
+                job_id = entry[2]
+                del self._pending_key[job_id]
+                job = self._jobs[job_id]
+                transitions.claim(job, node_id, now)
+                token = self._tokens()
+                self._leases[job_id] = (token, now + lease_seconds)
+                leases.append(Lease(job.copy(), token, now + lease_seconds))
+        for queue, window, used in caps.windows():
+            self._rate[queue] = (window, used)
         return leases
 
     async def renew(
@@ -243,6 +282,43 @@ class MemoryBroker(Broker):
             if job.status == JobStatus.PENDING:
                 counts[job.priority] += 1
         return counts
+
+    async def queues(self) -> list[QueueState]:
+        await trio.lowlevel.checkpoint()
+        out: dict[str, QueueState] = {}
+        for job in self._jobs.values():
+            if job.status == JobStatus.PENDING:
+                state = out.setdefault(job.queue, QueueState(job.queue))
+                state.pending[job.type] = state.pending.get(job.type, 0) + 1
+        for name in self._paused | set(self._limits):
+            state = out.setdefault(name, QueueState(name))
+            state.paused = name in self._paused
+            state.rate_limit = self._limits.get(name)
+        return [out[name] for name in sorted(out)]
+
+    async def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        rate_limit: RateLimit | None = None,
+        clear_rate_limit: bool = False,
+        epoch: int | None = None,
+    ) -> QueueState:
+        await trio.lowlevel.checkpoint()
+        if epoch is not None:
+            self._check_epoch(epoch)
+        if paused is True:
+            self._paused.add(name)
+        elif paused is False:
+            self._paused.discard(name)
+        if clear_rate_limit:
+            self._limits.pop(name, None)
+            self._rate.pop(name, None)
+        elif rate_limit is not None:
+            self._limits[name] = rate_limit
+            self._rate.pop(name, None)
+        return QueueState(name, name in self._paused, self._limits.get(name))
 
     async def running(self) -> list[Lease]:
         await trio.lowlevel.checkpoint()

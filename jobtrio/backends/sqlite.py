@@ -49,6 +49,7 @@ from . import transitions
 from .base import (
     BackendUnavailable,
     Broker,
+    ClaimScope,
     FencedError,
     Finish,
     JobQuery,
@@ -56,10 +57,13 @@ from .base import (
     NodeRecord,
     Page,
     ProgressReport,
+    QueueState,
+    RateLimit,
     StateConflict,
     Store,
     Tombstone,
 )
+from .queues import ClaimCaps
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -258,11 +262,21 @@ CREATE TABLE IF NOT EXISTS ticks (name TEXT NOT NULL, tick REAL NOT NULL, PRIMAR
 CREATE TABLE IF NOT EXISTS tombstones (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, version INTEGER NOT NULL, finished_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tombstones_at ON tombstones (finished_at)
+CREATE INDEX IF NOT EXISTS tombstones_at ON tombstones (finished_at);
+CREATE TABLE IF NOT EXISTS queue_settings (
+    name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0, jobs INTEGER, per REAL,
+    window INTEGER, used INTEGER NOT NULL DEFAULT 0
+)
 """
 
-_CLAIM_SELECT = (
-    "SELECT rowid, doc FROM queue WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT ?"
+#: Columns a file made before named queues lacks: added (and filled from each job's
+#: document) when the Broker opens it.
+_QUEUE_COLUMNS = (
+    ("queue", "TEXT NOT NULL DEFAULT 'default'", "json_extract(doc, '$.queue')"),
+    ("type", "TEXT NOT NULL DEFAULT ''", "json_extract(doc, '$.type')"),
+)
+_QUEUE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS queue_by_name ON queue (status, queue, priority DESC, seq)"
 )
 _CLAIM_UPDATE = (
     "UPDATE queue SET status = 'running', seq = NULL, token = ?, expires_at = ?, doc = ? "
@@ -275,10 +289,11 @@ _PLACE_UPDATE = (
 )
 _ENQUEUE = """
 INSERT INTO queue (id, status, priority, seq, run_at, token, expires_at, finished_at,
-                   idempotency_key, doc)
-VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)
+                   idempotency_key, doc, queue, type)
+VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status, priority = excluded.priority, seq = excluded.seq,
+    queue = excluded.queue, type = excluded.type,
     run_at = excluded.run_at, token = NULL, expires_at = NULL,
     finished_at = excluded.finished_at, idempotency_key = excluded.idempotency_key,
     doc = excluded.doc
@@ -371,7 +386,9 @@ class SqliteBroker(Broker):
     ) -> Self:
         """Open (creating if needed) the queue tables in ``path`` (default ``SQLITE_PATH``)."""
         target = os.fspath(path) if path is not None else default_path()
-        return cls(await _Database.connect(target, _BROKER_SCHEMA, busy_timeout))
+        broker = cls(await _Database.connect(target, _BROKER_SCHEMA, busy_timeout))
+        await broker._db.write(_add_queue_columns)
+        return broker
 
     @property
     def path(self) -> str:
@@ -385,11 +402,20 @@ class SqliteBroker(Broker):
         return await self._db.write(_enqueue, jobs, now)
 
     # -- workers ----------------------------------------------------------------
-    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
+    async def claim(
+        self,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        now: float,
+        scope: ClaimScope | None = None,
+    ) -> list[Lease]:
         if n <= 0:
             await trio.lowlevel.checkpoint()
             return []
-        return await self._db.write(_claim, node_id, n, now + lease_seconds, now)
+        return await self._db.write(
+            _claim, node_id, n, now + lease_seconds, now, scope or ClaimScope()
+        )
 
     async def renew(
         self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
@@ -435,6 +461,20 @@ class SqliteBroker(Broker):
 
     async def pending_by_priority(self) -> dict[int, int]:
         return await self._db.read(_pending_by_priority)
+
+    async def queues(self) -> list[QueueState]:
+        return await self._db.read(_queues)
+
+    async def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        rate_limit: RateLimit | None = None,
+        clear_rate_limit: bool = False,
+        epoch: int | None = None,
+    ) -> QueueState:
+        return await self._db.write(_set_queue, name, paused, rate_limit, clear_rate_limit, epoch)
 
     async def running(self) -> list[Lease]:
         return await self._db.read(_running)
@@ -515,7 +555,20 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[
         doc = job.dumps()
         stored = Job.loads(doc)  # the caller's copy, sharing nothing with its input
         status, s, run_at, finished_at = _placement(stored, now, seq)
-        params.append((stored.id, status, stored.priority, s, run_at, finished_at, key, doc))
+        params.append(
+            (
+                stored.id,
+                status,
+                stored.priority,
+                s,
+                run_at,
+                finished_at,
+                key,
+                doc,
+                stored.queue,
+                stored.type,
+            )
+        )
         if key is not None:
             known[key] = stored
         out.append(stored)
@@ -524,17 +577,103 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[
     return out
 
 
+def _add_queue_columns(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(queue)")}
+    for column, declaration, fill in _QUEUE_COLUMNS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE queue ADD COLUMN {column} {declaration}")
+            conn.execute(f"UPDATE queue SET {column} = coalesce({fill}, {column})")
+    conn.execute(_QUEUE_INDEX)
+
+
+def _queue_settings(
+    conn: sqlite3.Connection,
+) -> tuple[set[str], dict[str, RateLimit], dict[str, tuple[int, int]]]:
+    """(paused queues, rate limits, rate windows as (window, used))."""
+    paused: set[str] = set()
+    limits: dict[str, RateLimit] = {}
+    windows: dict[str, tuple[int, int]] = {}
+    rows = conn.execute("SELECT name, paused, jobs, per, window, used FROM queue_settings")
+    for name, is_paused, jobs, per, window, used in rows:
+        if is_paused:
+            paused.add(name)
+        if jobs is not None:
+            limits[name] = RateLimit(int(jobs), float(per))
+            if window is not None:
+                windows[name] = (int(window), int(used))
+    return paused, limits, windows
+
+
+def _claim_select(by_queue: bool, by_types: bool, not_queues: bool, not_rows: bool) -> str:
+    """The claim's query: pending jobs of one queue (or any), of the given types (or any),
+    outside the queues out of budget and the rows already picked, in priority order."""
+    sql = "SELECT rowid, doc, queue FROM queue WHERE status = 'pending'"
+    if by_queue:
+        sql += " AND queue = ?"
+    if by_types:
+        sql += " AND type IN (SELECT value FROM json_each(?))"
+    if not_queues:
+        sql += " AND queue NOT IN (SELECT value FROM json_each(?))"
+    if not_rows:
+        sql += " AND rowid NOT IN (SELECT value FROM json_each(?))"
+    return sql + " ORDER BY priority DESC, seq LIMIT ?"
+
+
 def _claim(
-    conn: sqlite3.Connection, node_id: str, n: int, expires_at: float, now: float
+    conn: sqlite3.Connection,
+    node_id: str,
+    n: int,
+    expires_at: float,
+    now: float,
+    scope: ClaimScope,
 ) -> list[Lease]:
-    rows = conn.execute(_CLAIM_SELECT, (n,)).fetchall()
-    if not rows:
+    paused, limits, windows = _queue_settings(conn)
+    caps = ClaimCaps(scope, paused, limits, windows, now)
+    types = None if scope.types is None else _json_list(sorted(scope.types))
+    groups: list[str | None] = [None] if scope.queues is None else list(scope.queues)
+    picked: list[tuple[int, str]] = []
+    for queue in groups:
+        shut: set[str] = set()  # queues out of budget: not asked again
+        if queue is not None and caps.left(queue) == 0:
+            continue
+        while len(picked) < n:
+            args: list[Any] = []
+            if queue is not None:
+                args.append(queue)
+            if types is not None:
+                args.append(types)
+            if shut:
+                args.append(_json_list(sorted(shut)))
+            if picked:
+                args.append(json.dumps([rowid for rowid, _ in picked]))
+            args.append(n - len(picked))
+            sql = _claim_select(queue is not None, types is not None, bool(shut), bool(picked))
+            rows = conn.execute(sql, args).fetchall()
+            if not rows:
+                break
+            skipped = False
+            for rowid, doc, q in rows:
+                if q in shut:
+                    continue
+                if caps.left(q) == 0:
+                    shut.add(q)
+                    skipped = True
+                    continue
+                caps.took(q)
+                picked.append((rowid, doc))
+            if not skipped:
+                break
+    for queue, window, used in caps.windows():
+        conn.execute(
+            "UPDATE queue_settings SET window = ?, used = ? WHERE name = ?", (window, used, queue)
+        )
+    if not picked:
         return []
     params = []
     leases = []
     claim = transitions.claim
     loads = Job.loads
-    for rowid, doc in rows:
+    for rowid, doc in picked:
         job = loads(doc)
         claim(job, node_id, now)
         token = new_token()
@@ -542,6 +681,52 @@ def _claim(
         leases.append(Lease(job, token, expires_at))
     conn.executemany(_CLAIM_UPDATE, params)
     return leases
+
+
+def _queues(conn: sqlite3.Connection) -> list[QueueState]:
+    paused, limits, _ = _queue_settings(conn)
+    out: dict[str, QueueState] = {}
+    rows = conn.execute(
+        "SELECT queue, type, count(*) FROM queue WHERE status = 'pending' GROUP BY queue, type"
+    )
+    for queue, job_type, count in rows:
+        out.setdefault(queue, QueueState(queue)).pending[job_type] = count
+    for name in paused | set(limits):
+        state = out.setdefault(name, QueueState(name))
+        state.paused = name in paused
+        state.rate_limit = limits.get(name)
+    return [out[name] for name in sorted(out)]
+
+
+def _set_queue(
+    conn: sqlite3.Connection,
+    name: str,
+    paused: bool | None,
+    rate_limit: RateLimit | None,
+    clear_rate_limit: bool,
+    epoch: int | None,
+) -> QueueState:
+    if epoch is not None:
+        _check_epoch(conn, epoch)
+    conn.execute("INSERT OR IGNORE INTO queue_settings (name) VALUES (?)", (name,))
+    if paused is not None:
+        conn.execute("UPDATE queue_settings SET paused = ? WHERE name = ?", (int(paused), name))
+    if clear_rate_limit:
+        conn.execute(
+            "UPDATE queue_settings SET jobs = NULL, per = NULL, window = NULL, used = 0 "
+            "WHERE name = ?",
+            (name,),
+        )
+    elif rate_limit is not None:
+        conn.execute(
+            "UPDATE queue_settings SET jobs = ?, per = ?, window = NULL, used = 0 WHERE name = ?",
+            (rate_limit.jobs, rate_limit.per, name),
+        )
+    conn.execute(
+        "DELETE FROM queue_settings WHERE name = ? AND paused = 0 AND jobs IS NULL", (name,)
+    )
+    ps, limits, _ = _queue_settings(conn)
+    return QueueState(name, name in ps, limits.get(name))
 
 
 def _held_leases(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, list[Any]]:

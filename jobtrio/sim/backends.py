@@ -31,11 +31,14 @@ import trio
 from ..backends.base import (
     BackendUnavailable,
     Broker,
+    ClaimScope,
     Finish,
     JobQuery,
     Lease,
     NodeRecord,
     Page,
+    QueueState,
+    RateLimit,
     Store,
     Tombstone,
 )
@@ -68,8 +71,15 @@ class ObservedBroker(MemoryBroker):
                 self._moved("enqueued", job, job.idempotency_key, job.type)
         return out
 
-    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
-        leases = await super().claim(node_id, n, lease_seconds, now)
+    async def claim(
+        self,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        now: float,
+        scope: ClaimScope | None = None,
+    ) -> list[Lease]:
+        leases = await super().claim(node_id, n, lease_seconds, now, scope)
         for lease in leases:
             self._moved("claimed", lease.job, node_id, lease.token)
         return leases
@@ -227,8 +237,17 @@ class BrokerLink(Broker):
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         return await self._c.call("broker", lambda: self._b.enqueue(jobs, now))
 
-    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
-        return await self._c.call("broker", lambda: self._b.claim(node_id, n, lease_seconds, now))
+    async def claim(
+        self,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        now: float,
+        scope: ClaimScope | None = None,
+    ) -> list[Lease]:
+        return await self._c.call(
+            "broker", lambda: self._b.claim(node_id, n, lease_seconds, now, scope)
+        )
 
     async def renew(
         self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
@@ -258,6 +277,29 @@ class BrokerLink(Broker):
 
     async def pending_by_priority(self) -> dict[int, int]:
         return await self._c.call("broker", self._b.pending_by_priority)
+
+    async def queues(self) -> list[QueueState]:
+        return await self._c.call("broker", self._b.queues)
+
+    async def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        rate_limit: RateLimit | None = None,
+        clear_rate_limit: bool = False,
+        epoch: int | None = None,
+    ) -> QueueState:
+        return await self._c.call(
+            "broker",
+            lambda: self._b.set_queue(
+                name,
+                paused=paused,
+                rate_limit=rate_limit,
+                clear_rate_limit=clear_rate_limit,
+                epoch=epoch,
+            ),
+        )
 
     async def running(self) -> list[Lease]:
         return await self._c.call("broker", self._b.running)

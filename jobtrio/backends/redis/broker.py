@@ -13,10 +13,13 @@ from ...jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus, new_token
 from .. import transitions
 from ..base import (
     Broker,
+    ClaimScope,
     FencedError,
     Finish,
     Lease,
     ProgressReport,
+    QueueState,
+    RateLimit,
     StateConflict,
     Store,
     Tombstone,
@@ -36,7 +39,6 @@ from .codec import (
     num,
     split_reply,
 )
-from .layout import PENDING_BAND
 from .scripts import OnRedis, broker_script
 from .store import RedisStore
 from .wire import RedisConnection
@@ -45,6 +47,20 @@ from .wire import RedisConnection
 TICKS_KEPT = 1000
 
 _FINISH_OUTCOMES = frozenset({"completed", "failed", "timeout", "released"})
+
+
+def _scope_args(scope: ClaimScope | None) -> list[str]:
+    """A claim's scope as claim.lua reads it: any-type flag, types, queues (see there)."""
+    if scope is None:
+        return ["1", "", "", ""]
+    types = (
+        ["1", ""]
+        if scope.types is None
+        else ["0", SEP.join(check_name(t, "job type") for t in sorted(scope.types))]
+    )
+    queues = "" if scope.queues is None else SEP.join(check_name(q, "queue") for q in scope.queues)
+    limits = SEP.join(f"{check_name(q, 'queue')}{SEP}{int(most)}" for q, most in scope.limits)
+    return [*types, queues, limits]
 
 
 def _fenced(exc: redis.ResponseError, epoch: int) -> FencedError | None:
@@ -120,6 +136,8 @@ class RedisBroker(OnRedis, Broker):
         self._claim_tick = script("claim_tick")
         self._fire_tick = script("fire_tick")
         self._restore = script("restore")
+        self._queue_set = script("queue_set")
+        self._queue_info = script("queue_info")
 
     def writes_records_of(self, store: Store) -> bool:
         return (
@@ -164,14 +182,21 @@ class RedisBroker(OnRedis, Broker):
         ]
 
     # -- workers ----------------------------------------------------------------
-    async def claim(self, node_id: str, n: int, lease_seconds: float, now: float) -> list[Lease]:
-        if n <= 0:
+    async def claim(
+        self,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        now: float,
+        scope: ClaimScope | None = None,
+    ) -> list[Lease]:
+        if n <= 0 or (scope is not None and scope.queues == ()):
             return []
         expires_at = now + lease_seconds
         tokens = SEP.join(new_token() for _ in range(n))
         args = [num(now), json.dumps(node_id), num(expires_at), str(n), tokens]
-        if self.server_clock:
-            args.append(num(lease_seconds))
+        args.append(num(lease_seconds) if self.server_clock else "")
+        args += _scope_args(scope)
         reply = await self._call(self._claim, args)
         if not reply:
             return []
@@ -272,21 +297,63 @@ class RedisBroker(OnRedis, Broker):
             counts[as_text(status)] = int(n)
         return counts
 
+    async def _info(self) -> tuple[set[str], dict[str, RateLimit], dict[str, list[int]]]:
+        """(paused queues, limits, jobs per priority 1..10 of each (queue, type) set)."""
+        paused, limits, sets = await self._call(self._queue_info, [])
+        flat = [as_text(x) for x in limits]
+        out_limits = {}
+        for name, spec in zip(flat[::2], flat[1::2], strict=True):
+            jobs, per = spec.split(SEP)
+            out_limits[name] = RateLimit(int(jobs), float(per))
+        counts = {as_text(sets[i]): [int(c) for c in sets[i + 1]] for i in range(0, len(sets), 2)}
+        return {as_text(q) for q in paused}, out_limits, counts
+
     async def pending_by_priority(self) -> dict[int, int]:
-        # the pending set's score is (10 - priority) * PENDING_BAND + a sequence number
-        # (broker_common.lua's flush): one ZCOUNT a priority band
-        client, key = self.connection.client, self._p + "pending"
-        priorities = range(MIN_PRIORITY, MAX_PRIORITY + 1)
+        # one ZCOUNT a priority band of each (queue, type) pending set (queue_info.lua)
+        _, _, sets = await self._info()
+        counts = dict.fromkeys(range(MIN_PRIORITY, MAX_PRIORITY + 1), 0)
+        for bands in sets.values():
+            for priority, n in zip(range(1, 11), bands, strict=True):
+                counts[priority] += n
+        return counts
 
-        def count() -> list[int]:
-            pipe = client.pipeline(transaction=False)
-            for priority in priorities:
-                low = (10 - priority) * PENDING_BAND
-                pipe.zcount(key, low, f"({low + PENDING_BAND}")
-            return pipe.execute()
+    async def queues(self) -> list[QueueState]:
+        paused, limits, sets = await self._info()
+        out: dict[str, QueueState] = {}
+        for member, bands in sets.items():
+            queue, job_type = member.split(SEP, 1)
+            out.setdefault(queue, QueueState(queue)).pending[job_type] = sum(bands)
+        for name in paused | set(limits):
+            state = out.setdefault(name, QueueState(name))
+            state.paused = name in paused
+            state.rate_limit = limits.get(name)
+        return [out[name] for name in sorted(out)]
 
-        counts = await self.connection.run(count)
-        return {p: int(n) for p, n in zip(priorities, counts, strict=True)}
+    async def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        rate_limit: RateLimit | None = None,
+        clear_rate_limit: bool = False,
+        epoch: int | None = None,
+    ) -> QueueState:
+        check_name(name, "queue")
+        if clear_rate_limit:
+            limit = "-"
+        elif rate_limit is not None:
+            limit = f"{int(rate_limit.jobs)}{SEP}{num(float(rate_limit.per))}"
+        else:
+            limit = ""
+        flag = "" if paused is None else ("1" if paused else "0")
+        args = [name, flag, limit, "" if epoch is None else str(epoch)]
+        is_paused, spec = await self._leader_call(self._queue_set, args, epoch or 0)
+        text = as_text(spec)
+        state = QueueState(name, as_text(is_paused) == "1")
+        if text:
+            jobs, per = text.split(SEP)
+            state.rate_limit = RateLimit(int(jobs), float(per))
+        return state
 
     async def running(self) -> list[Lease]:
         reply = await self._call(self._running, [])

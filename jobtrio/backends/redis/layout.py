@@ -51,7 +51,7 @@ class Value:
 #: type); ``payload`` is the only one whose JSON may spell another field's name.
 BODY: tuple[str, ...] = (
     "id", "type", "priority", "payload", "created_at", "max_retries", "timeout",
-    "idempotency_key", "owner",
+    "idempotency_key", "owner", "queue",
 )  # fmt: skip
 
 #: The values of ``m``, in order. The attempts: AN closed ones, ATT their JSON array, and
@@ -86,7 +86,7 @@ ENQUEUE_READS: tuple[str, ...] = ("S", "PR", "SA", "V", "K")
 #: How the body writes each of its fields (see ``codec``): text, the payload, or a number.
 _BODY_WRITER = {
     "id": "jtext", "type": "jtext", "idempotency_key": "jtext", "owner": "jtext",
-    "payload": "payload",
+    "payload": "payload", "queue": "jtext",
 }  # fmt: skip
 #: The one body field whose JSON may spell another field's name (see ``Layout.python``).
 _FREE_FORM = "payload"
@@ -160,10 +160,10 @@ class Layout:
                 "-- m cut into its NF values",
                 "local MPAT = '^' .. string.rep('([^\\31]*)\\31', NF - 1) .. '([^\\31]*)$'",
                 "-- an enqueue argument: id, created_at text, the values ENQUEUE_READS names,",
-                "-- b, m (whole) and the type (last: the one raw caller string)",
+                "-- b, m (whole), the queue and the type (last: the one raw caller string)",
                 f"local ENQUEUE_READS = {{{reads}}}",
                 "local EPAT = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS) .. '('"
-                "\n  .. string.rep('[^\\31]*\\31', NF - 1) .. '[^\\31]*)\\31(.*)$'",
+                "\n  .. string.rep('[^\\31]*\\31', NF - 1) .. '[^\\31]*)\\31([^\\31]*)\\31(.*)$'",
                 "-- the pending set's score: (10 - priority) * BAND + a sequence number",
                 f"local BAND = {PENDING_BAND}",
             )
@@ -221,7 +221,7 @@ class Layout:
             "def enqueue_arg(job, b, f):\n"
             "    return SEP.join(\n"
             "        (check_name(job.id, 'job id'), num(job.created_at), "
-            f"{reads}, b, *f, job.type)\n"
+            f"{reads}, b, *f, job.queue, job.type)\n"
             "    )\n"
         )
 

@@ -1,7 +1,14 @@
 --@include prelude
 --@include layout
 --@include records
-local K_PENDING = P .. 'pending'
+-- one pending set per (queue, type), 'pending:' .. queue .. \31 .. type, and the set of the
+-- (queue \31 type) members that may have pending jobs: a claim reads only the sets of the
+-- queues it serves and the types it can run (a job nobody can run waits, never fails)
+local K_PENDING = P .. 'pending:'
+local K_PQS = P .. 'pqs'
+local K_PAUSED = P .. 'paused'
+local K_LIMITS = P .. 'limits'
+local K_RATE = P .. 'rate'
 local K_DELAYED = P .. 'delayed'
 local K_LEASES = P .. 'leases'
 local K_TOKENS = P .. 'tokens'
@@ -57,8 +64,11 @@ local function zadd_many(key, args)
   end
 end
 
+local function pkey(queue, t) return K_PENDING .. queue .. '\31' .. t end
+
 local function flush()
   local pend, delayed, finished = {}, {}, {}
+  local pend_keys = {}
   local n = 0
   for _, pl in ipairs(Q.place) do
     if pl.kind == 'p' then n = n + 1 end
@@ -68,8 +78,15 @@ local function flush()
   for _, pl in ipairs(Q.place) do
     if pl.kind == 'p' then
       seq = seq + 1
-      pend[#pend + 1] = int((10 - pl.prio) * BAND + seq)
-      pend[#pend + 1] = pl.id
+      local member = pl.queue .. '\31' .. pl.t
+      local args = pend[member]
+      if not args then
+        args = {}
+        pend[member] = args
+        pend_keys[#pend_keys + 1] = member
+      end
+      args[#args + 1] = int((10 - pl.prio) * BAND + seq)
+      args[#args + 1] = pl.id
     elseif pl.kind == 'd' then
       delayed[#delayed + 1] = pl.at
       delayed[#delayed + 1] = pl.id
@@ -78,7 +95,10 @@ local function flush()
       finished[#finished + 1] = pl.id
     end
   end
-  zadd_many(K_PENDING, pend)
+  for _, member in ipairs(pend_keys) do
+    zadd_many(K_PENDING .. member, pend[member])
+  end
+  if #pend_keys > 0 then redis.call('SADD', K_PQS, unpack(pend_keys)) end
   zadd_many(K_DELAYED, delayed)
   zadd_many(K_FINISHED, finished)
   for _, s in ipairs(STATUSES) do
@@ -95,7 +115,7 @@ local function count(s, d) Q.delta[s] = (Q.delta[s] or 0) + d end
 local function place(j, now)
   local s, pl = j[S], nil
   if s == 'pending' then
-    pl = {id = j.id, kind = 'p', prio = tonumber(j[PR])}
+    pl = {id = j.id, kind = 'p', prio = tonumber(j[PR]), queue = j.u, t = j.t}
   elseif s == 'scheduled' or s == 'retrying' then
     local at = j[SA]
     if at == 'null' then at = now end
@@ -106,20 +126,26 @@ local function place(j, now)
   if pl then Q.place[#Q.place + 1] = pl end
 end
 
-local function unplace(id)
+-- j: the job as load() gives it (its queue u and type t name its pending set)
+local function unplace(j)
+  local id = j.id
   flush()
-  redis.call('ZREM', K_PENDING, id)
+  redis.call('ZREM', pkey(j.u, j.t), id)
   redis.call('ZREM', K_DELAYED, id)
   redis.call('ZREM', K_LEASES, id)
   redis.call('HDEL', K_TOKENS, id)
   redis.call('ZREM', K_FINISHED, id)
 end
 
--- a job the Broker holds (q: a record the Broker let go of stays behind without it)
+-- a job the Broker holds (q: a record the Broker let go of stays behind without it), with
+-- its type (t) and queue (u: absent on a job enqueued before queues, which is 'default')
 local function load(id)
-  local v = redis.call('HMGET', jkey(id), 'b', 'm', 'q')
+  local v = redis.call('HMGET', jkey(id), 'b', 'm', 'q', 't', 'u')
   if not v[3] then return nil end
-  return {id = id, b = v[1], string.match(v[2], MPAT)}
+  local j = {id = id, b = v[1], string.match(v[2], MPAT)}
+  j.t = v[4]
+  j.u = v[5] or 'default'
+  return j
 end
 
 local function save(j)

@@ -8,7 +8,7 @@ close_attempt(j, now, '"cancelled"', cancelled, false)
 set_status(j, 'cancelled')
 j[ERR] = cancelled
 j[CA] = now
-unplace(id)
+unplace(j)
 commit(j, now)
 flush()
 return doc(j)

@@ -1,15 +1,117 @@
 --@include broker_common
--- ARGV: now, node_id (JSON), lease expiry, n, n fresh tokens joined by \31, and the lease
--- seconds when the expiry is taken on the server's clock ('' or absent: the caller's)
+--@include queues
+-- ARGV: now, node_id (JSON), lease expiry, n, n fresh tokens joined by \31, the lease
+-- seconds when the expiry is taken on the server's clock ('' : the caller's), then the
+-- claim's scope (Broker.claim's ClaimScope): '1' when any type will do else '0', the types
+-- it can run joined by \31, the queues: '' for every queue in one priority order, else the
+-- queues joined by \31 in the order to serve them, and the limits: queue \31 at most ...
 -- Returns a record per claimed job: token, b and m joined by \31; records joined by \30.
 -- Python builds the documents from b and m: client CPU scales out, the server's does not.
 local now, node_json, expires = ARGV[1], ARGV[2], lease_expiry(ARGV[3], ARGV[6])
 local tokens = split(ARGV[5])
-local popped = redis.call('ZPOPMIN', K_PENDING, tonumber(ARGV[4]))
+local n = tonumber(ARGV[4])
+local any_type = ARGV[7] ~= '0'
+local types = {}
+if not any_type and ARGV[8] then
+  for _, t in ipairs(split(ARGV[8])) do types[t] = true end
+end
+local rate_now = now
+if ARGV[6] and ARGV[6] ~= '' then rate_now = server_now() end
+
+-- the groups to take from, in order: each a list of queues whose sets merge by score
+local groups, caps = {}, {}
+local spec = ARGV[9] or ''
+if spec == '' then
+  groups[1] = {all = true}
+else
+  for _, q in ipairs(split(spec)) do groups[#groups + 1] = {queue = q} end
+end
+if ARGV[10] and ARGV[10] ~= '' then
+  local parts = split(ARGV[10])
+  for i = 1, #parts, 2 do caps[parts[i]] = tonumber(parts[i + 1]) end
+end
+
+-- the pending sets by queue, only of the types this claim can run
+local sets = {}
+for _, member in ipairs(redis.call('SMEMBERS', K_PQS)) do
+  local q, t = string.match(member, '^([^\31]*)\31(.*)$')
+  if any_type or types[t] then
+    local list = sets[q]
+    if not list then
+      list = {}
+      sets[q] = list
+    end
+    list[#list + 1] = member
+  end
+end
+
+local q_limit = queue_caps(sets, caps, rate_now)
+
+local popped = {}
+local taken = 0
+local function take(members, budget)
+  -- up to budget entries from these pending sets, lowest score first, honouring q_limit
+  local entries, fetched = {}, {}
+  for _, member in ipairs(members) do
+    local q = string.match(member, '^([^\31]*)')
+    if (q_limit[q] or budget) > 0 then
+      local got = redis.call('ZRANGE', K_PENDING .. member, 0, budget - 1, 'WITHSCORES')
+      if #got == 0 then
+        redis.call('SREM', K_PQS, member)
+      elseif #got / 2 < budget then
+        fetched[member] = #got / 2 -- the whole set: empty once all of them are taken
+      end
+      for i = 1, #got, 2 do
+        entries[#entries + 1] = {tonumber(got[i + 1]), got[i], member, q}
+      end
+    end
+  end
+  table.sort(entries, function(a, b) return a[1] < b[1] end)
+  local removed = {}
+  local count = 0
+  for _, e in ipairs(entries) do
+    if count >= budget then break end
+    local q = e[4]
+    local left = q_limit[q]
+    if left == nil or left > 0 then
+      if left then q_limit[q] = left - 1 end
+      count = count + 1
+      popped[#popped + 1] = e[2]
+      local r = removed[e[3]]
+      if not r then
+        r = {}
+        removed[e[3]] = r
+      end
+      r[#r + 1] = e[2]
+      note_taken(q)
+    end
+  end
+  for member, ids in pairs(removed) do
+    for c = 1, #ids, 1000 do
+      redis.call('ZREM', K_PENDING .. member, unpack(ids, c, math.min(c + 999, #ids)))
+    end
+    if fetched[member] == #ids then redis.call('SREM', K_PQS, member) end
+  end
+  return count
+end
+
+for _, g in ipairs(groups) do
+  if taken >= n then break end
+  local members = {}
+  if g.all then
+    for _, list in pairs(sets) do
+      for _, member in ipairs(list) do members[#members + 1] = member end
+    end
+  else
+    members = sets[g.queue] or {}
+  end
+  if #members > 0 then taken = taken + take(members, n - taken) end
+end
+save_rates()
+
 local out, leases, held = {}, {}, {}
 local t = 0
-for i = 1, #popped, 2 do
-  local id = popped[i]
+for _, id in ipairs(popped) do
   local j = load(id)
   if j then
     set_status(j, 'running')

@@ -4,8 +4,8 @@
 local NR = #ENQUEUE_READS
 local function enqueue_one(arg, now)
   local a = {string.match(arg, EPAT)}
-  local id, c, b, m, t = a[1], a[2], a[NR + 3], a[NR + 4], a[NR + 5]
-  local j = {id = id, b = b}
+  local id, c, b, m, u, t = a[1], a[2], a[NR + 3], a[NR + 4], a[NR + 5], a[NR + 6]
+  local j = {id = id, b = b, t = t, u = u}
   for r = 1, NR do j[ENQUEUE_READS[r]] = a[r + 2] end
   local k = j[K]
   local held = false
@@ -15,21 +15,22 @@ local function enqueue_one(arg, now)
   end
   if held then return doc(load(held)) end
   local key = jkey(id)
-  local old = redis.call('HMGET', key, 'q', 'm', 't', 'c')
+  local old = redis.call('HMGET', key, 'q', 'm', 't', 'c', 'u')
   if old[1] then -- the same id again replaces the job, as the reference broker does
-    unplace(id)
+    unplace({id = id, t = old[3], u = old[5] or 'default'})
     count(status_of(old[2]), -1)
   end
   if old[2] then redis.call('DEL', key) end
   if RECORD then
-    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'v', j[V], 's', j[S])
+    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'v', j[V], 's', j[S],
+               'u', u)
     if old[2] then
       file_record(id, {'', status_of(old[2]), old[3], old[4]}, j[S], t, c)
     else
       file_record(id, {}, j[S], t, c)
     end
   else
-    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1')
+    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'u', u)
   end
   if k ~= '' then
     redis.call('HSET', key, 'k', k)

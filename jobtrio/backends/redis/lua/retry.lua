@@ -11,7 +11,7 @@ j[ERR] = 'null'
 j[RES] = 'null'
 j[CA] = 'null'
 j[SA] = 'null'
-unplace(id)
+unplace(j)
 commit(j, now)
 flush()
 return doc(j)
