@@ -25,6 +25,7 @@ from . import cluster, dashboard, events, jobs, login, ops, schedules
 from .auth import AUTHORIZER_KEY, Authorizer, JwtAuthorizer
 from .context import NODE_KEY, batch_body_limit
 from .errors import register_error_handlers
+from .jsonprovider import FastJSONProvider
 from .login import LOGIN_KEY, Login
 from .request_metrics import install_request_metrics
 
@@ -62,7 +63,7 @@ def create_app(
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     # the largest body any route reads (a batch); single-job routes check a lower limit
     app.config["MAX_CONTENT_LENGTH"] = batch_body_limit(node.settings)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = FastJSONProvider(app)  # orjson where it writes what the stdlib would
     app.extensions[NODE_KEY] = node
     if authorizer is not None:
         app.extensions[AUTHORIZER_KEY] = authorizer

@@ -175,10 +175,17 @@ class RedisBroker(OnRedis, Broker):
             for job, (body, values) in zip(jobs, encoded, strict=True)
         )
         reply = (await self._call(self._enqueue, args)).split(BSEP)
-        # '' is a job stored as sent (its raw values stand for it), else the one holding its key
+        # '' is a job stored as sent, else the one holding its key. A job stored as sent
+        # with the status it came with is handed back itself: it is the stored job, and a
+        # LazyJob of its raw values would be parsed again by the first reader of its
+        # fields (the job.submitted event, the API's answer): 1000 parses a batch.
         return [
-            Job.loads(held) if held else lazy_job(body, values)
-            for (body, values), held in zip(encoded, reply, strict=True)
+            Job.loads(held)
+            if held
+            else job
+            if job.terminal or job.status is transitions.waiting_status(job, now)
+            else lazy_job(body, values)
+            for job, (body, values), held in zip(jobs, encoded, reply, strict=True)
         ]
 
     # -- workers ----------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""The fast codecs on the enqueue path write and read what the stdlib did.
+
+orjson writes the API's answers and the event stream's entries, and reads
+the client's answers; ``to_iso`` and ``parse_time`` remember the times they
+formatted or read lately. Each is checked against the stdlib or the slow
+path it replaces: the same bytes, the same values, the same refusals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from quart_trio.testing import TrioClient
+
+from jobtrio import eventstream
+from jobtrio.actors.node import Node
+from jobtrio.api.app import create_app
+from jobtrio.backends.memory import MemoryBroker, MemoryStore
+from jobtrio.client import _json_of
+from jobtrio.config import Settings
+from jobtrio.jobs import ValidationError, parse_time, to_iso
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TrioClient]:
+    node = Node(Settings(node_id="codec-node", worker_count=1), MemoryBroker(), MemoryStore())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        yield create_app(node).test_client()  # type: ignore[misc]
+        node.request_stop()
+
+
+def stdlib(value: Any) -> bytes:
+    """What Quart's stdlib provider wrote for a compact answer."""
+    return (json.dumps(value, separators=(",", ":")) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"source": "bench", "n": 1, "f": 0.1 + 0.2, "list": [None, True, False, 'a/b\\c"d']},
+        {"text": "żółw 🐢 \u2028"},  # outside ASCII: escaped as the stdlib does
+        {"big": 2**70},  # past 64 bits: orjson refuses, the stdlib writes it
+        {"control": "\x00\x1f\x7f"},
+    ],
+)
+async def test_job_answers_are_the_stdlib_bytes(client: TrioClient, payload: dict[str, Any]):
+    response = await client.post(
+        "/api/v1/jobs/batch", json={"jobs": [{"type": "noop", "payload": payload}] * 3}
+    )
+    raw = await response.get_data()
+    assert response.status_code == 201, raw
+    assert response.mimetype == "application/json"
+    assert raw == stdlib(json.loads(raw))
+    assert json.loads(raw)["jobs"][0]["payload"] == payload
+
+
+async def test_error_answers_are_the_stdlib_bytes(client: TrioClient):
+    response = await client.post("/api/v1/jobs", json={"type": "noop", "prority": 1})
+    raw = await response.get_data()
+    assert response.status_code == 422
+    assert raw == stdlib(json.loads(raw))
+    assert set(json.loads(raw)["error"]) == {"code", "message", "field"}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"kind": "job.submitted", "job_id": "01J", "error": 'żółw \u2028 "q"', "attempt": 0},
+        {"kind": "x", "n": 2**70, "nested": {"a": [1, 0.5, None]}},
+    ],
+)
+def test_event_entries_are_the_stdlib_text(event: dict[str, Any]):
+    expected = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    assert eventstream.encode(event) == expected
+
+
+def test_event_entries_refuse_what_the_stdlib_refuses():
+    with pytest.raises(TypeError):
+        eventstream.encode({"kind": "x", "value": object()})
+
+
+def test_to_iso_is_the_datetime_text_for_many_distinct_times():
+    base = 1_700_000_000.0
+    times = [base + i * 0.000_001 for i in range(700)] + [base, 0.0, 253402300799.0]
+    for _ in range(2):  # the second pass reads what the first remembered (or formats again)
+        for ts in times:
+            text = dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="microseconds")
+            assert to_iso(ts) == text.replace("+00:00", "Z")
+    assert to_iso(None) is None
+
+
+def test_parse_time_remembers_only_what_it_accepted():
+    text = "2024-01-01T12:00:00.250000Z"
+    assert parse_time(text, "scheduled_at") == 1704110400.25
+    assert parse_time(text, "created_at") == 1704110400.25
+    for _ in range(2):  # a refused text is refused every time, naming the field asked
+        with pytest.raises(ValidationError) as info:
+            parse_time("10000-01-01T00:00:00Z", "scheduled_at")
+        assert info.value.field == "scheduled_at"
+        with pytest.raises(ValidationError) as info:
+            parse_time("9999-12-31T23:59:60Z", "other")
+        assert info.value.field == "other"
+
+
+def test_the_client_reads_answers_as_json_does():
+    for body in (b'{"a":[1,0.1,"\\u00fc\\ud83d\\udc22"]}', b'{"a":NaN}', b'{"n":%d}' % 2**70):
+        got = _json_of(httpx.Response(200, content=body))
+        want = json.loads(body)
+        if isinstance(want["a" if "a" in want else "n"], float):
+            assert math.isnan(got["a"])
+        else:
+            assert got == want
+    with pytest.raises(ValueError):
+        _json_of(httpx.Response(200, content=b"<html>"))
