@@ -1176,14 +1176,12 @@ def stats(remote: Remote) -> int:
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> int:
-    """Measure drain throughput and idle latency of an in-process node (see --help)."""
+    """Measure a node's drain, enqueue, bursts, latency, memory; --compare peers."""
     import argparse
 
     from . import bench as bench_module
 
-    parser = argparse.ArgumentParser(
-        prog="jobtrio bench", description=(bench_module.__doc__ or "").split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="jobtrio bench", description=bench_module.DESCRIPTION)
     bench_module.add_arguments(parser)
     try:
         namespace = parser.parse_args(list(args))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,7 @@ def test_a_shared_redis_keeps_none_of_the_bench_keys(
         (["--event-consumers", "-1"], "argument --event-consumers: must be 0 or more"),
         (["--runs", "0"], "argument --runs: must be 1 or more, got 0"),
         (["--json", "/nonexistent/dir/out.json"], "--json /nonexistent/dir/out.json: no such"),
+        (["--compare", "bullmq,sidekiq"], "argument --compare: unknown peer sidekiq; choose from"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(
@@ -145,5 +147,64 @@ def test_help_lists_the_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = bench(capsys, "--help")
     assert code == 0
     assert "usage: jobtrio bench" in out
-    for word in ("drain, enqueue, burst, latency, memory", "--memory-counts"):
+    for word in ("drain, enqueue, burst, latency, memory", "--memory-counts", "--compare"):
         assert word in " ".join(out.split()), word
+
+
+def test_compare_skips_a_peer_whose_tool_is_missing_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm, no node
+    code, out, err = bench(
+        capsys,
+        "--backend", "redis",
+        "--redis-url", redis_url,
+        "--compare", "bullmq",
+        "--peers-cache", str(tmp_path / "cache"),
+        "--json", "-",
+        *TINY,
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["peers"]["bullmq"]["skipped"] == "npm is not on the PATH"
+    assert result["peers"]["bullmq"]["runs"] == []
+    assert "bullmq: skipped, npm is not on the PATH\n" in err
+    # the peers are compared on the drain and the enqueue: both ran though only drain was asked
+    assert list(result["scenarios"]) == ["drain", "enqueue"]
+
+
+def test_a_failed_peer_install_is_one_line_and_retried_next_time(tmp_path: Path) -> None:
+    from jobtrio.bench.peers import Skipped, _install
+
+    fail = [sys.executable, "-c", "import sys; print('resolving'); sys.exit('no matching version')"]
+    with pytest.raises(Skipped, match=r"^python\S* -c import sys.* failed: no matching version$"):
+        _install(tmp_path, "recipe", [fail])
+    assert not (tmp_path / ".ready").exists()
+    _install(tmp_path, "recipe", [[sys.executable, "-c", "pass"]])
+    assert (tmp_path / ".ready").read_text() == "recipe"
+    _install(tmp_path, "recipe", [fail])  # ready with the same recipe: nothing runs again
+
+
+@pytest.mark.slow
+def test_compare_runs_the_peers_set_up_in_the_cache(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobtrio.bench.peers import PEERS
+
+    cache = Path.home() / ".cache" / "jobtrio-bench"
+    ready = [n for n, p in PEERS.items() if (cache / f"{n}-{p.version}" / ".ready").exists()]
+    if not ready:
+        pytest.skip("no peer is set up in ~/.cache/jobtrio-bench (jobtrio bench --compare does it)")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    code, out, err = bench(
+        capsys, "--backend", "redis", "--compare", ",".join(ready), "--json", "-", *TINY
+    )
+    assert code == 0, err
+    peers = json.loads(out)["peers"]
+    for name in ready:
+        assert peers[name]["skipped"] is None, peers[name]
+        assert set(peers[name]["median"]) == {"drain_jobs_per_s", "enqueue_jobs_per_s"}
+        assert all(v > 0 for v in peers[name]["median"].values())

@@ -1,4 +1,4 @@
-"""``jobtrio bench``: how fast one node drains, accepts, promotes and answers, and its memory.
+"""``jobtrio bench``: how fast one node drains, accepts, promotes and answers; its memory.
 
     jobtrio bench --backend redis --scenario all --json bench.json
     jobtrio bench --scenario drain,enqueue --backend redis --compare bullmq,dramatiq,celery
@@ -46,7 +46,14 @@ from .inprocess import consume, drain_once, latency_once
 from .redis_server import PrivateRedis
 from .scenarios import ROWS, SCENARIOS, Context, Row, memory_rows
 
-__all__ = ["add_arguments", "drain_once", "latency_once", "main"]
+#: ``jobtrio bench --help``'s first line.
+DESCRIPTION = (
+    "Measure one node: the drain of a full queue, batch enqueue over HTTP, a burst of due "
+    "jobs, single POSTs against the framework's ceiling, queue-to-start, memory; and with "
+    "--compare the same drain and enqueue by BullMQ, Dramatiq and Celery on the same Redis."
+)
+
+__all__ = ["DESCRIPTION", "add_arguments", "drain_once", "latency_once", "main"]
 
 DEFAULT_MEMORY_COUNTS = (100_000, 1_000_000)
 
@@ -109,6 +116,18 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
+def _peers(text: str) -> list[str]:
+    from .peers import PEERS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PEERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer {', '.join(unknown) or repr(text)}; choose from {', '.join(PEERS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenario",
@@ -125,53 +144,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--redis-url",
+        metavar="URL",
         default=os.environ.get("REDIS_URL"),
         help="Redis to use (default REDIS_URL; unset: the bench starts its own redis-server).",
     )
     parser.add_argument(
         "--jobs",
+        metavar="N",
         type=_at_least_one,
         default=20_000,
         help="Noop jobs per drain, enqueue measurement and burst (default 20000).",
     )
     parser.add_argument(
-        "--workers", type=_at_least_one, default=10, help="WORKER_COUNT (default 10)."
+        "--workers", metavar="N", type=_at_least_one, default=10, help="WORKER_COUNT (default 10)."
     )
     parser.add_argument(
-        "--batch", type=_at_least_one, default=100, help="DISPATCH_BATCH (default 100)."
+        "--batch",
+        metavar="N",
+        type=_at_least_one,
+        default=100,
+        help="DISPATCH_BATCH (default 100).",
     )
     parser.add_argument(
-        "--prefetch", type=int, default=-1, help="DISPATCH_PREFETCH (default -1: automatic)."
+        "--prefetch",
+        metavar="N",
+        type=int,
+        default=-1,
+        help="DISPATCH_PREFETCH (default -1: automatic).",
     )
     parser.add_argument(
-        "--runs", type=_at_least_one, default=3, help="Runs of each scenario (default 3)."
+        "--runs",
+        metavar="N",
+        type=_at_least_one,
+        default=3,
+        help="Runs of each scenario (default 3).",
     )
     parser.add_argument(
         "--clients",
+        metavar="N",
         type=_at_least_one,
         default=8,
         help="latency: concurrent connections sending single POSTs (default 8).",
     )
     parser.add_argument(
         "--post-seconds",
+        metavar="SECONDS",
         type=_positive_number,
         default=3.0,
         help="latency: seconds each single-POST rate is measured for (default 3).",
     )
     parser.add_argument(
         "--rate",
+        metavar="JOBS_PER_S",
         type=_positive_number,
         default=500.0,
         help="latency: jobs/s offered for the queue-to-start figures (default 500).",
     )
     parser.add_argument(
         "--rate-jobs",
+        metavar="N",
         type=_at_least_one,
         default=2500,
         help="latency: jobs offered at --rate (default 2500).",
     )
     parser.add_argument(
         "--latency-samples",
+        metavar="N",
         type=_at_least_one,
         default=200,
         help="latency: single jobs sent to an idle node in this process (default 200).",
@@ -184,6 +222,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory: completed jobs at which RSS is read (default 100000,1000000).",
     )
     parser.add_argument(
+        "--compare",
+        type=_peers,
+        metavar="LIST",
+        help=(
+            "Also run these peers on the same Redis, comma-separated: bullmq, dramatiq, celery "
+            "(adds the drain and enqueue scenarios)."
+        ),
+    )
+    parser.add_argument(
+        "--peers-cache",
+        default=os.path.join(os.path.expanduser("~"), ".cache", "jobtrio-bench"),
+        metavar="DIR",
+        help="Where the peers' venvs and node folder are set up (default ~/.cache/jobtrio-bench).",
+    )
+    parser.add_argument(
         "--json",
         nargs="?",
         const="-",
@@ -192,12 +245,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--event-consumers",
+        metavar="N",
         type=_zero_or_more,
         default=0,
         help="drain: websocket consumers of the event stream reading during the drains.",
     )
     parser.add_argument(
         "--event-stream-maxlen",
+        metavar="N",
         type=_zero_or_more,
         default=100_000,
         help="EVENT_STREAM_MAXLEN of the node (default 100000; 0: it records no events).",
@@ -231,7 +286,8 @@ def _print_table(result: dict[str, Any], args: argparse.Namespace, file: Any) ->
     print(
         f"jobtrio bench: backend {result['backend']}{result['redis_note']}, "
         f"{result['workers']} workers, {result['jobs']:,} jobs, median of {result['runs']} "
-        f"runs; {m['cpus']} CPUs, load {m['load_before']} before, {m['load_after']} after",
+        f"run{'s' if result['runs'] != 1 else ''}; {m['cpus']} CPUs, "
+        f"load {m['load_before']} before, {m['load_after']} after",
         file=file,
     )
     labels = [label for name in result["scenarios"] for label, _, _ in _rows(name, args)]
@@ -266,35 +322,71 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _selected(args: argparse.Namespace) -> list[str]:
+    """The scenarios to run; the peers are compared on the drain and the enqueue."""
+    names = list(args.scenario)
+    if getattr(args, "compare", None):
+        names += [n for n in ("drain", "enqueue") if n not in names]
+    return names
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every selected scenario ``--runs`` times (then the peers), and the medians."""
+    """Every selected scenario (then each peer) once per run, ``--runs`` times, and the medians.
+
+    Runs are interleaved (run 1 of everything, then run 2...), so a change in
+    the machine's load lands on every figure alike instead of on one of them.
+    """
+    from . import peers as peer_module
+
     load_before = _load()
     progress = sys.stderr
+    names = _selected(args)
+    compare = getattr(args, "compare", None) or []
     with tempfile.TemporaryDirectory(prefix="jobtrio-bench-") as directory:
         private: PrivateRedis | None = None
         redis_url = args.redis_url
-        needs_redis = args.backend == "redis" or getattr(args, "compare", None)
-        if needs_redis and not redis_url:
+        if (args.backend == "redis" or compare) and not redis_url:
             private = PrivateRedis(directory)
             redis_url = private.url
         try:
             ctx = Context(args, directory, redis_url if args.backend == "redis" else None, private)
-            scenarios: dict[str, Any] = {}
-            for name in args.scenario:
-                runs = []
-                for i in range(args.runs):
+            prepared = peer_module.prepare_all(args, progress) if compare else {}
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+            peer_runs: dict[str, list[dict[str, float]]] = {}
+            for i in range(args.runs):
+                for name in names:
                     figures = SCENARIOS[name](ctx)
-                    runs.append(figures)
+                    runs[name].append(figures)
                     shown = ", ".join(
                         f"{label.strip()} {_format(figures[key], unit)} {unit}"
                         for label, key, unit in _rows(name, args)[:2]
                         if key in figures
                     )
                     print(f"{name} run {i + 1}/{args.runs}: {shown}", file=progress, flush=True)
-                keys = dict.fromkeys(k for r in runs for k in r)
+                for peer, ready in prepared.items():
+                    if isinstance(ready, str):
+                        continue
+                    assert redis_url is not None
+                    try:
+                        figures = peer_module.run_once(ready, args, redis_url, private)
+                    except peer_module.Skipped as exc:
+                        prepared[peer] = str(exc)
+                        print(f"{peer}: skipped, {exc}", file=progress, flush=True)
+                        continue
+                    peer_runs.setdefault(peer, []).append(figures)
+                    print(
+                        f"{peer} run {i + 1}/{args.runs}: "
+                        f"drain {_format(figures['drain_jobs_per_s'], 'jobs/s')} jobs/s, "
+                        f"enqueue {_format(figures['enqueue_jobs_per_s'], 'jobs/s')} jobs/s",
+                        file=progress,
+                        flush=True,
+                    )
+            scenarios: dict[str, Any] = {}
+            for name, rows in runs.items():
+                keys = dict.fromkeys(k for r in rows for k in r)
                 scenarios[name] = {
-                    "median": {k: _median([r.get(k, math.nan) for r in runs]) for k in keys},
-                    "runs": runs,
+                    "median": {k: _median([r.get(k, math.nan) for r in rows]) for k in keys},
+                    "runs": rows,
                 }
             result: dict[str, Any] = {
                 "backend": args.backend,
@@ -308,11 +400,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "runs": args.runs,
                 "scenarios": scenarios,
             }
-            if getattr(args, "compare", None):
-                from .peers import compare
-
-                assert redis_url is not None
-                result["peers"] = compare(args, redis_url, private, progress)
+            if compare:
+                result["peers"] = peer_module.summarize(prepared, peer_runs)
         finally:
             if private is not None:
                 private.stop()

@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from . import add_arguments, main
+from . import DESCRIPTION, add_arguments, main
 
-parser = argparse.ArgumentParser(prog="jobtrio bench")
+parser = argparse.ArgumentParser(prog="jobtrio bench", description=DESCRIPTION)
 add_arguments(parser)
 sys.exit(main(parser.parse_args()))
