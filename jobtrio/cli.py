@@ -1251,7 +1251,7 @@ def _fail(message: str) -> None:
 
 # these register `jobtrio cluster up|down|...`, `jobtrio schedules`, `jobtrio users` and
 # `jobtrio login` on `cli`
-from . import cli_chaos, cli_cluster, cli_schedules, cli_users  # noqa: E402, F401
+from . import cli_chaos, cli_cluster, cli_queues, cli_schedules, cli_users  # noqa: E402, F401
 
 if __name__ == "__main__":
     # run as `python -m jobtrio.cli`, this file is `__main__` while the modules above

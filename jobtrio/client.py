@@ -402,6 +402,13 @@ class _Calls:
         return _Call("GET", "/api/v1/schedules")
 
     @staticmethod
+    def queue(method: str, name: str | None = None, action: str = "", json: Any = None) -> _Call:
+        path = "/api/v1/queues"
+        if name is not None:
+            path += "/" + urllib.parse.quote(name, safe="")  # one segment whatever it holds
+        return _Call(method, path + action, json=json)
+
+    @staticmethod
     def schedule(method: str, name: str) -> _Call:
         # quoted: a name with "/" must reach the route as one segment (and get a 404 there)
         return _Call(method, f"/api/v1/schedules/{urllib.parse.quote(name, safe='')}")
@@ -789,6 +796,33 @@ class Client:
         )
         return self._send(_Calls.add_schedule(body))  # type: ignore[no-any-return]
 
+    def queues(self) -> dict[str, Any]:
+        """Every queue (``queues``) and the pending work no live node can take (``unserved``)."""
+        return self._send(_Calls.queue("GET"))  # type: ignore[no-any-return]
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """One queue: pending (by type), paused, rate limit, the nodes that serve it."""
+        return self._send(_Calls.queue("GET", name))  # type: ignore[no-any-return]
+
+    def pause_queue(self, name: str) -> dict[str, Any]:
+        """Stop every node claiming from ``name`` (admin); running jobs finish."""
+        return self._send(_Calls.queue("POST", name, "/pause"))  # type: ignore[no-any-return]
+
+    def resume_queue(self, name: str) -> dict[str, Any]:
+        return self._send(_Calls.queue("POST", name, "/resume"))  # type: ignore[no-any-return]
+
+    def set_rate_limit(
+        self, name: str, jobs: int, per: float | dt.timedelta | str
+    ) -> dict[str, Any]:
+        """At most ``jobs`` claims from ``name`` per ``per`` (seconds, timedelta or "10s")."""
+        body = {"jobs": jobs, "per": per if isinstance(per, str) else _seconds(per)}
+        return self._send(  # type: ignore[no-any-return]
+            _Calls.queue("PUT", name, "/rate_limit", body)
+        )
+
+    def clear_rate_limit(self, name: str) -> dict[str, Any]:
+        return self._send(_Calls.queue("DELETE", name, "/rate_limit"))  # type: ignore[no-any-return]
+
     def delete_schedule(self, name: str) -> None:
         """``NotFound`` if there is none; ``Conflict`` if it is defined in code."""
         self._send(_Calls.schedule("DELETE", name))
@@ -1105,6 +1139,31 @@ class AsyncClient:
             misfire_grace=misfire_grace,
         )
         return await self._send(_Calls.add_schedule(body))  # type: ignore[no-any-return]
+
+    async def queues(self) -> dict[str, Any]:
+        return await self._send(_Calls.queue("GET"))  # type: ignore[no-any-return]
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        return await self._send(_Calls.queue("GET", name))  # type: ignore[no-any-return]
+
+    async def pause_queue(self, name: str) -> dict[str, Any]:
+        return await self._send(_Calls.queue("POST", name, "/pause"))  # type: ignore[no-any-return]
+
+    async def resume_queue(self, name: str) -> dict[str, Any]:
+        return await self._send(_Calls.queue("POST", name, "/resume"))  # type: ignore[no-any-return]
+
+    async def set_rate_limit(
+        self, name: str, jobs: int, per: float | dt.timedelta | str
+    ) -> dict[str, Any]:
+        body = {"jobs": jobs, "per": per if isinstance(per, str) else _seconds(per)}
+        return await self._send(  # type: ignore[no-any-return]
+            _Calls.queue("PUT", name, "/rate_limit", body)
+        )
+
+    async def clear_rate_limit(self, name: str) -> dict[str, Any]:
+        return await self._send(  # type: ignore[no-any-return]
+            _Calls.queue("DELETE", name, "/rate_limit")
+        )
 
     async def delete_schedule(self, name: str) -> None:
         await self._send(_Calls.schedule("DELETE", name))

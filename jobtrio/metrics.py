@@ -66,6 +66,21 @@ class NodeMetrics:
             ["priority"],
             registry=r,
         )
+        self.queue_pending = Gauge(
+            "queue_pending_by_queue_gauge",
+            "Pending jobs (due, waiting for a worker) per named queue",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_paused = Gauge(
+            "queue_paused_gauge", "1 for each paused named queue", ["queue"], registry=r
+        )
+        self.queue_unserved = Gauge(
+            "queue_unserved_jobs_gauge",
+            "Pending jobs of a (queue, type) no live node can take",
+            ["queue", "type"],
+            registry=r,
+        )
         self.node_uptime = Gauge(
             "node_uptime_seconds", "Seconds since this node started", registry=r
         )

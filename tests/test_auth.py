@@ -58,6 +58,12 @@ MATRIX: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/api/v1/schedules/<name>"): {A, U},
     ("POST", "/api/v1/schedules"): {A},
     ("DELETE", "/api/v1/schedules/<name>"): {A},
+    ("GET", "/api/v1/queues"): {A, U, W},
+    ("GET", "/api/v1/queues/<name>"): {A, U, W},
+    ("POST", "/api/v1/queues/<name>/pause"): {A},
+    ("POST", "/api/v1/queues/<name>/resume"): {A},
+    ("PUT", "/api/v1/queues/<name>/rate_limit"): {A},
+    ("DELETE", "/api/v1/queues/<name>/rate_limit"): {A},
     ("GET", "/api/v1/stats"): ALL,
     ("GET", "/api/v1/leader"): ALL,
     ("GET", "/api/v1/election"): {A, U},
@@ -184,6 +190,7 @@ async def concrete(app: QuartTrio, node: Node, rule: str) -> tuple[str, dict[str
         "/api/v1/jobs/batch": {"jobs": [{"type": "noop"}]},
         "/api/v1/schedules": {"name": "heartbeat", "every": "30s", "job": {"type": "noop"}},
         "/auth/login": {"username": "ada", "password": PASSWORDS["ada"]},
+        "/api/v1/queues/<name>/rate_limit": {"jobs": 1, "per": 1},
     }
     return path, {"json": bodies[rule]} if rule in bodies else {}
 

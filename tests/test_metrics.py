@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobtrio.actors.node import Node
 from jobtrio.api.metrics_app import create_metrics_app, refresh
-from jobtrio.backends.base import BackendUnavailable, Lease
+from jobtrio.backends.base import BackendUnavailable, ClaimScope, Lease
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.client import AsyncClient
 from jobtrio.config import Settings
@@ -47,6 +47,9 @@ OWN_TESTS = {
     "event_stream_events_lost": "test_events_lost_while_the_log_is_down_are_counted",
     "jobs_requeued": "test_an_expired_lease_is_requeued",
     "queue_depth_by_priority_gauge": "test_a_scrape_counts_pending_jobs_by_priority",
+    "queue_pending_by_queue_gauge": "test_a_scrape_counts_named_queues",
+    "queue_paused_gauge": "test_a_scrape_counts_named_queues",
+    "queue_unserved_jobs_gauge": "test_a_scrape_counts_named_queues",
 }
 
 
@@ -310,6 +313,30 @@ async def test_a_scrape_counts_pending_jobs_by_priority() -> None:
     assert value(m, "queue_depth_by_priority_gauge", priority="9") == 0
     assert value(m, "queue_depth_by_priority_gauge", priority="10") == 0
     assert value(m, "queue_depth_gauge", state="running") == 1
+
+
+async def test_a_scrape_counts_named_queues() -> None:
+    broker = MemoryBroker()
+    node = Node(Settings(node_id="p1"), broker, MemoryStore())
+    now = time.time()
+    jobs = [
+        validate_submission(
+            {"type": t, "queue": q}, now, SubmissionLimits(1 << 20, 3), IdGenerator()
+        )
+        for t, q in [("noop", "a"), ("noop", "a"), ("resize", "img"), ("noop", "gone")]
+    ]
+    await broker.enqueue(jobs, now)
+    await broker.set_queue("a", paused=True)
+    await refresh(node)
+    await broker.claim("p1", 5, 30, now, ClaimScope(queues=("gone",)))
+    await refresh(node)  # the emptied queue's series leaves
+    m = scrape(node.metrics.render().decode())
+    assert value(m, "queue_pending_by_queue_gauge", queue="a") == 2
+    assert value(m, "queue_pending_by_queue_gauge", queue="img") == 1
+    assert (("queue", "gone"),) not in m["queue_pending_by_queue_gauge"]
+    assert value(m, "queue_paused_gauge", queue="a") == 1
+    assert value(m, "queue_unserved_jobs_gauge", queue="img", type="resize") == 1
+    assert list(m["queue_unserved_jobs_gauge"]) == [(("queue", "img"), ("type", "resize"))]
 
 
 def test_no_exported_metric_is_left_unchecked() -> None:

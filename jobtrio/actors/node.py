@@ -24,7 +24,16 @@ from typing import Any
 import trio
 
 from ..backends import transitions
-from ..backends.base import BackendUnavailable, Broker, JobQuery, Page, StateConflict, Store
+from ..backends.base import (
+    BackendUnavailable,
+    Broker,
+    JobQuery,
+    Page,
+    QueueState,
+    RateLimit,
+    StateConflict,
+    Store,
+)
 from ..cluster.members import MemberView
 from ..config import Settings
 from ..eventlog import open_event_log
@@ -418,9 +427,12 @@ class Node:
             if m.node_id != self.node_id and m.state in ("alive", "suspect")
         ]
 
-    async def queue_views(self) -> list[dict[str, Any]]:
-        """Every queue the Broker knows (pending, paused, limited), with who serves it."""
+    async def queue_views(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every queue the Broker knows (pending, paused, limited), with who serves it
+        (``name``: that queue only, listed even when the Broker holds nothing of it)."""
         states = await self.broker.queues()
+        if name is not None:
+            states = [q for q in states if q.name == name] or [QueueState(name)]
         workers = self.queue_workers()
         missing = unserved({q.name: q.pending for q in states}, workers)
         out = []
@@ -439,6 +451,22 @@ class Node:
                 }
             )
         return out
+
+    async def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        rate_limit: RateLimit | None = None,
+        clear_rate_limit: bool = False,
+    ) -> dict[str, Any]:
+        """An operator's pause, resume or rate limit of a queue (one Broker move, so it
+        holds cluster-wide and survives any node's failover); the queue as it now is."""
+        await self.broker.set_queue(
+            name, paused=paused, rate_limit=rate_limit, clear_rate_limit=clear_rate_limit
+        )
+        [view] = await self.queue_views(name)
+        return view
 
     async def stats(self) -> dict[str, Any]:
         depths = await self.broker.depths()

@@ -21,7 +21,7 @@ from ..actors.node import Node
 from ..config import ConfigError, Settings
 from ..tokens import Tokens
 from ..users import Users, UsersFileError
-from . import cluster, dashboard, events, jobs, login, ops, schedules
+from . import cluster, dashboard, events, jobs, login, ops, queues, schedules
 from .auth import AUTHORIZER_KEY, Authorizer, JwtAuthorizer
 from .context import NODE_KEY, batch_body_limit
 from .errors import register_error_handlers
@@ -72,6 +72,7 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(schedules.bp)
+    app.register_blueprint(queues.bp)
     app.register_blueprint(cluster.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(events.bp)

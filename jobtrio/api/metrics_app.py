@@ -34,8 +34,19 @@ async def refresh(node: Node) -> None:
         try:
             depths = await node.broker.depths()
             by_priority = await node.broker.pending_by_priority()
+            queues = await node.queue_views()
         except BackendUnavailable:
             return
+        # a queue that emptied leaves its series: cleared and set again without an await
+        m = node.metrics
+        for gauge in (m.queue_pending, m.queue_paused, m.queue_unserved):
+            gauge.clear()
+        for q in queues:
+            m.queue_pending.labels(q["name"]).set(q["pending"])
+            if q["paused"]:
+                m.queue_paused.labels(q["name"]).set(1)
+            for u in q["unserved"]:
+                m.queue_unserved.labels(u["queue"], u["type"]).set(u["pending"])
         for state, n in depths.items():
             node.metrics.queue_depth.labels(state).set(n)
         for priority, n in by_priority.items():

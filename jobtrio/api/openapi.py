@@ -332,6 +332,54 @@ def _schemas() -> dict[str, Any]:
         "ScheduleList": _obj(
             {"schedules": {"type": "array", "items": _ref("Schedule")}, "count": INT}
         ),
+        "Unserved": _obj(
+            {
+                "queue": STRING,
+                "type": STRING,
+                "pending": INT,
+                "reason": {
+                    **STRING,
+                    "description": "no worker for type X, or no worker serves queue Q",
+                },
+            }
+        ),
+        "Queue": _obj(
+            {
+                "name": STRING,
+                "pending": {**INT, "description": "jobs due and waiting for a worker"},
+                "pending_by_type": {"type": "object", "additionalProperties": INT},
+                "paused": BOOL,
+                "rate_limit": _nullable(
+                    _obj(
+                        {"jobs": INT, "per_seconds": NUMBER},
+                    )
+                ),
+                "nodes": {
+                    "type": "array",
+                    "items": STRING,
+                    "description": "live nodes whose QUEUES include this queue",
+                },
+                "unserved": {"type": "array", "items": _ref("Unserved")},
+            }
+        ),
+        "QueueList": _obj(
+            {
+                "queues": {"type": "array", "items": _ref("Queue")},
+                "count": INT,
+                "unserved": {"type": "array", "items": _ref("Unserved")},
+            }
+        ),
+        "RateLimit": _obj(
+            {
+                "jobs": {**INT, "minimum": 1, "maximum": 1_000_000},
+                "per": {
+                    "oneOf": [STRING, {**NUMBER, "minimum": 0.001, "maximum": 86400}],
+                    "description": "the interval: seconds, or a duration such as 500ms, 10s, 1m",
+                },
+            },
+            required=["jobs", "per"],
+            extra=False,
+        ),
         "ScheduleDeleted": _obj({"name": STRING, "deleted": {"type": "boolean", "const": True}}),
         "ElectionRecord": _obj(
             {
@@ -397,6 +445,16 @@ def _schemas() -> dict[str, Any]:
                 "uptime_seconds": _nullable(NUMBER),
                 "strategy": STRING,
                 "processors": {"type": "array", "items": STRING},
+                "queues": {
+                    "type": "object",
+                    "additionalProperties": _obj({"pending": INT, "paused": BOOL}),
+                    "description": "every queue the broker knows",
+                },
+                "unserved": {
+                    "type": "array",
+                    "items": _ref("Unserved"),
+                    "description": "pending (queue, type) pairs no live node can take",
+                },
             },
             required=["node_id", "queue", "workers", "leader"],
         ),
@@ -574,6 +632,7 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str) -> d
 
 JOB_ID_PARAM = _param("job_id", "path", STRING, "the job's id")
 SCHEDULE_NAME_PARAM = _param("name", "path", STRING, "the schedule's name")
+QUEUE_NAME_PARAM = _param("name", "path", STRING, "the queue's name (400 when invalid)")
 JSON_BODY_ERRORS = ("BadRequest", "PayloadTooLarge", "UnsupportedMediaType", "Unprocessable")
 
 
@@ -753,6 +812,70 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(
                     "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable"
                 ),
+            },
+        },
+        ("/api/v1/queues", "get"): {
+            "operationId": "listQueues",
+            "tags": ["queues"],
+            "summary": "Every queue with pending jobs, paused or rate-limited, and what waits "
+            "for a worker that no live node provides",
+            "responses": {
+                **_ok("Every queue", "QueueList"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/queues/{name}", "get"): {
+            "operationId": "getQueue",
+            "tags": ["queues"],
+            "summary": "One queue (an unknown name is an empty, running queue)",
+            "parameters": [QUEUE_NAME_PARAM],
+            "responses": {
+                **_ok("The queue", "Queue"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/queues/{name}/pause", "post"): {
+            "operationId": "pauseQueue",
+            "tags": ["queues"],
+            "summary": "Pause a queue cluster-wide: no node claims from it until resumed",
+            "parameters": [QUEUE_NAME_PARAM],
+            "responses": {
+                **_ok("The queue, paused", "Queue"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/queues/{name}/resume", "post"): {
+            "operationId": "resumeQueue",
+            "tags": ["queues"],
+            "summary": "Resume a paused queue",
+            "parameters": [QUEUE_NAME_PARAM],
+            "responses": {
+                **_ok("The queue, running", "Queue"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/queues/{name}/rate_limit", "put"): {
+            "operationId": "setQueueRateLimit",
+            "tags": ["queues"],
+            "summary": "Allow at most N claims from the queue per interval, cluster-wide",
+            "parameters": [QUEUE_NAME_PARAM],
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("RateLimit")}},
+            },
+            "responses": {
+                **_ok("The queue with its limit (a fresh window starts)", "Queue"),
+                **_errors(*JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/queues/{name}/rate_limit", "delete"): {
+            "operationId": "clearQueueRateLimit",
+            "tags": ["queues"],
+            "summary": "Lift a queue's rate limit",
+            "parameters": [QUEUE_NAME_PARAM],
+            "responses": {
+                **_ok("The queue, unlimited", "Queue"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "Unavailable"),
             },
         },
         ("/api/v1/elections", "get"): {
@@ -981,6 +1104,7 @@ def build_spec(app: QuartTrio, version: str) -> dict[str, Any]:
         "tags": [
             {"name": "jobs", "description": "Submit, inspect, cancel and retry jobs"},
             {"name": "schedules", "description": "Periodic jobs: cron expressions and intervals"},
+            {"name": "queues", "description": "Named queues: pause, resume, rate limits"},
             {"name": "cluster", "description": "Nodes, workers, leader and elections"},
             {"name": "operations", "description": "Probes and this document"},
         ],

@@ -1,0 +1,201 @@
+"""Queues over real HTTP: the routes, the client methods and ``jobtrio queues``.
+
+A node serves its API with hypercorn in the test's trio loop; the client
+and the command line (in a worker thread) talk to it over HTTP. Pause and
+rate limits are checked by what the node then claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from jobtrio.actors.node import Node
+from jobtrio.backends.memory import MemoryBroker, MemoryStore
+from jobtrio.cli import main
+from jobtrio.client import AsyncClient, NotFound
+from jobtrio.config import Settings
+from jobtrio.jobs import JobStatus
+from jobtrio.processors import Registry
+from tests.test_cli import Run, one_line
+from tests.test_client import Served, serve_node
+from tests.waiting import wait_until
+
+
+def make_node() -> Node:
+    settings = Settings(node_id="q-node", worker_count=2, shutdown_grace=0.2)
+    return Node(settings, MemoryBroker(), MemoryStore(), Registry())
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    node = make_node()
+    async with trio.open_nursery() as nursery:
+        url = await serve_node(nursery, node)
+        yield Served(node, url)
+        node.request_stop()
+        await node.stopped.wait()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], served: Served) -> Any:
+    async def run(*args: str) -> Run:
+        capsys.readouterr()
+        code = await trio.to_thread.run_sync(main, [*args, "--url", served.url])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+async def status_of(client: AsyncClient, job_id: str) -> JobStatus:
+    return (await client.get(job_id)).status
+
+
+async def test_a_paused_queue_waits_until_resumed(served: Served) -> None:
+    async with AsyncClient(served.url) as client:
+        view = await client.pause_queue("mail")
+        assert view["paused"] is True and view["name"] == "mail"
+        held = await client.submit("noop", queue="mail")
+        other = await client.submit("noop")
+        assert held.queue == "mail"
+
+        async def other_done() -> bool:
+            return await status_of(client, other.id) == JobStatus.COMPLETED
+
+        await wait_until(other_done, message="the default queue's job to run")
+        assert await status_of(client, held.id) == JobStatus.PENDING
+        listed = await client.queues()
+        [mail] = [q for q in listed["queues"] if q["name"] == "mail"]
+        assert mail["paused"] and mail["pending"] == 1 and mail["pending_by_type"] == {"noop": 1}
+        assert mail["nodes"] == ["q-node"] and listed["unserved"] == []
+        assert (await client.resume_queue("mail"))["paused"] is False
+
+        async def held_done() -> bool:
+            return await status_of(client, held.id) == JobStatus.COMPLETED
+
+        await wait_until(held_done, message="the resumed queue's job to run")
+
+
+async def test_a_rate_limit_is_set_shown_and_cleared(served: Served) -> None:
+    async with AsyncClient(served.url) as client:
+        view = await client.set_rate_limit("api", 1, 3600)
+        assert view["rate_limit"] == {"jobs": 1, "per_seconds": 3600.0}
+        first = await client.submit("noop", queue="api")
+        second = await client.submit("noop", queue="api")
+
+        async def first_done() -> bool:
+            return await status_of(client, first.id) == JobStatus.COMPLETED
+
+        await wait_until(first_done, message="the first job of the hour to run")
+        assert await status_of(client, second.id) == JobStatus.PENDING
+        assert (await client.queue("api"))["pending"] == 1
+        assert (await client.clear_rate_limit("api"))["rate_limit"] is None
+
+        async def second_done() -> bool:
+            return await status_of(client, second.id) == JobStatus.COMPLETED
+
+        await wait_until(second_done, message="the second job to run once unlimited")
+        assert (await client.set_rate_limit("api", 5, "500ms"))["rate_limit"] == {
+            "jobs": 5,
+            "per_seconds": 0.5,
+        }
+
+
+async def test_an_unknown_queue_is_an_empty_running_one(served: Served) -> None:
+    async with AsyncClient(served.url) as client:
+        view = await client.queue("nothing-here")
+    assert view == {
+        "name": "nothing-here",
+        "pending": 0,
+        "pending_by_type": {},
+        "paused": False,
+        "rate_limit": None,
+        "nodes": ["q-node"],
+        "unserved": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("GET", "/api/v1/queues/a:b", None, 400, "queue"),
+        ("POST", "/api/v1/queues/%20a/pause", None, 400, "queue"),
+        ("POST", "/api/v1/queues/" + "x" * 101 + "/resume", None, 400, "queue"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 0, "per": 1}, 422, "jobs"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": True, "per": 1}, 422, "jobs"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": "soon"}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": 0}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": 1, "x": 1}, 422, "x"),
+        ("POST", "/api/v1/jobs", {"type": "noop", "queue": "a\x00"}, 422, "queue"),
+        ("POST", "/api/v1/jobs", {"type": "noop", "queue": ""}, 422, "queue"),
+    ],
+)
+async def test_bad_input_is_a_clear_4xx_naming_the_field(
+    served: Served, method: str, path: str, body: Any, status: int, field: str
+) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        response = await http.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+
+
+async def test_the_command_line(cli: Any) -> None:
+    run = await cli("queues", "list")
+    assert run.code == 0 and run.out.strip() == "No queues hold pending jobs or settings."
+    run = await cli("queues", "pause", "render")
+    assert run.code == 0, run.err
+    assert run.out.strip() == "Queue render: paused, rate limit -, 0 pending"
+    run = await cli("queues", "limit", "render", "10", "--per", "1s")
+    assert run.out.strip() == "Queue render: paused, rate limit 10 per 1s, 0 pending"
+    run = await cli("queues", "list")
+    header, row = [line.split() for line in run.out.strip().splitlines()]
+    assert header == ["QUEUE", "PENDING", "STATE", "RATE", "LIMIT", "NODES"]
+    assert row == ["render", "0", "paused", "10", "per", "1s", "q-node"]
+    run = await cli("queues", "resume", "render", "--json")
+    assert run.code == 0 and '"paused": false' in run.out
+    run = await cli("queues", "limit", "render", "--clear")
+    assert run.out.strip() == "Queue render: running, rate limit -, 0 pending"
+    run = await cli("queues", "list")
+    assert run.out.strip() == "No queues hold pending jobs or settings."
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "code"),
+    [
+        (["limit", "render"], "give JOBS and --per", 2),
+        (["limit", "render", "10"], "give JOBS and --per", 2),
+        (["limit", "render", "10", "--per", "1s", "--clear"], "--clear takes no", 2),
+        (["limit", "render", "0", "--per", "1s"], "not in the range", 2),
+        (["limit", "render", "1", "--per", "soon"], "is not a duration", 2),
+        (["pause"], "Missing argument 'NAME'", 2),
+        (["pause", "a:b"], "separator", 1),
+    ],
+)
+async def test_bad_commands_exit_2_or_1_with_one_line(
+    cli: Any, args: list[str], message: str, code: int
+) -> None:
+    run = await cli("queues", *args)
+    assert run.code == code, run.err
+    assert message in run.err and "Traceback" not in run.err
+    if code == 1:
+        assert one_line(run.err).endswith("(HTTP 400, invalid_queue)")
+
+
+async def test_a_job_nobody_can_run_is_listed_as_unserved(served: Served) -> None:
+    async with AsyncClient(served.url) as client:
+        job = await client.submit("resize", queue="img")
+        listed = await client.queues()
+        stats = await client.stats()
+        with pytest.raises(NotFound):
+            await client.get("0" * 26)
+    expected = {"queue": "img", "type": "resize", "pending": 1}
+    assert listed["unserved"] == [{**expected, "reason": "no worker for type resize"}]
+    assert stats["unserved"] == listed["unserved"]
+    assert job.status == JobStatus.PENDING
