@@ -113,3 +113,48 @@ def test_advertised_types_round_trip_and_too_many_mean_any() -> None:
     assert advertised_types([f"type-{i:05d}" for i in range(1000)]) == ""
     assert worker_from_meta("n", {"types": "", "queues": "bad,,"}).types is None
     assert worker_from_meta("n", {}).plan.serves("anything")
+
+
+async def test_queue_concurrency_caps_what_a_node_holds_and_strict_order_serves_first(
+    autojump_clock: object,
+) -> None:
+    """QUEUE_CONCURRENCY=slow=1 on 4 workers: one slow job at a time (without it the
+    three slow jobs, claimed first, would run at once); QUEUES=slow,fast claims the
+    slow queue first."""
+    import trio
+
+    from jobtrio.backends.memory import MemoryBroker
+    from jobtrio.processors import JobContext, Registry
+    from tests.test_node import running_node, terminal
+
+    registry = Registry()
+    running: dict[str, int] = {"slow": 0, "fast": 0}
+    most: dict[str, int] = {"slow": 0, "fast": 0}
+    order: list[str] = []
+
+    async def run(ctx: JobContext) -> None:
+        queue = ctx.payload["q"]
+        order.append(queue)
+        running[queue] += 1
+        most[queue] = max(most[queue], running[queue])
+        await trio.sleep(1)
+        running[queue] -= 1
+
+    registry.register("work", run)
+    broker = MemoryBroker()
+    jobs = [
+        validate_submission({"type": "work", "queue": q, "payload": {"q": q}}, trio.current_time())
+        for q in ["fast"] * 6 + ["slow"] * 3
+    ]
+    await broker.enqueue(jobs, trio.current_time())
+    async with running_node(
+        registry,
+        broker=broker,
+        worker_count=4,
+        queues=(("slow", "fast"), None),
+        queue_concurrency=(("slow", 1),),
+    ) as node:
+        for job in jobs:
+            assert (await terminal(node, job.id)).status == "completed"
+    assert most["slow"] == 1 and most["fast"] >= 3
+    assert order[0] == "slow"
