@@ -157,4 +157,5 @@ async def test_queue_concurrency_caps_what_a_node_holds_and_strict_order_serves_
         for job in jobs:
             assert (await terminal(node, job.id)).status == "completed"
     assert most["slow"] == 1 and most["fast"] >= 3
-    assert order[0] == "slow"
+    # the first four started at once hold the slow queue's job (FIFO alone: four fast)
+    assert sorted(order[:4]) == ["fast", "fast", "fast", "slow"]
