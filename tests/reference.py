@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from jobtrio.backends.base import Broker, Finish, StateConflict, Tombstone
+from jobtrio.backends.base import Broker, ClaimScope, Finish, RateLimit, StateConflict, Tombstone
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
 
@@ -19,12 +19,18 @@ def doc_of(job: Job | Tombstone | None) -> str | None:
     return None if job is None else job.dumps()
 
 
+QUEUES = ("default", "a", "b")
+TYPES = ("t", "u")
+
+
 async def matches_the_reference(broker: Broker, seed: int, start: float) -> None:
     """Random operations on ``broker`` and a ``MemoryBroker`` give the same documents.
 
     Every move is held to the reference, including re-enqueueing a running
     copy (an open attempt inside a pending job), every finish outcome, the
-    leader's restore of lost and purged jobs, and firing periodic ticks.
+    leader's restore of lost and purged jobs, and firing periodic ticks; jobs
+    in three queues of two types, claims scoped by queue (in order or merged),
+    type and per-queue caps, queues paused, resumed and rate-limited.
     """
     rng = random.Random(seed)
     gen = IdGenerator(random.Random(seed))
@@ -64,7 +70,10 @@ async def matches_the_reference(broker: Broker, seed: int, start: float) -> None
                     fields["idempotency_key"] = f"k{rng.randint(0, 8)}"
                 if rng.random() < 0.3:
                     fields["max_retries"] = rng.randint(0, 2)
-                jobs.append(validate_submission({"type": "t", **fields}, t, ids=gen))
+                if rng.random() < 0.5:
+                    fields["queue"] = rng.choice(QUEUES)
+                job_type = rng.choice(TYPES)
+                jobs.append(validate_submission({"type": job_type, **fields}, t, ids=gen))
             if known and rng.random() < 0.15:
                 # the same id again, mid-flight: the stored job is replaced
                 again = await memory.get(rng.choice(known))
@@ -78,7 +87,16 @@ async def matches_the_reference(broker: Broker, seed: int, start: float) -> None
         elif op < 0.4:
             n = rng.randint(1, 5)
             lease_for = rng.choice([1.0, 2.5, 10.0])
-            m, r = await both("claim", "node-" + str(rng.randint(1, 2)), n, lease_for, t)
+            scope = None
+            if rng.random() < 0.6:
+                types = rng.choice([None, frozenset({"t"}), frozenset({"u"}), frozenset(TYPES)])
+                queues = rng.choice([None, tuple(rng.sample(QUEUES, rng.randint(0, 3)))])
+                limits = tuple(
+                    (q, rng.randint(0, 2)) for q in rng.sample(QUEUES, rng.randint(0, 2))
+                )
+                scope = ClaimScope(types, queues, limits)
+            node = "node-" + str(rng.randint(1, 2))
+            m, r = await both("claim", node, n, lease_for, t, scope)
             assert [(doc_of(x.job), x.expires_at) for x in m] == [
                 (doc_of(x.job), x.expires_at) for x in r
             ]
@@ -123,6 +141,17 @@ async def matches_the_reference(broker: Broker, seed: int, start: float) -> None
         elif op < 0.78 and known:
             m, r = await both("delete", rng.choice(known))
             assert m == r
+        elif op < 0.81:
+            queue = rng.choice(QUEUES)
+            change = rng.choice(["pause", "resume", "limit", "clear"])
+            if change == "limit":
+                limit = RateLimit(rng.randint(1, 3), rng.choice([0.5, 2.0, 10.0]))
+                m, r = await both("set_queue", queue, rate_limit=limit)
+            elif change == "clear":
+                m, r = await both("set_queue", queue, clear_rate_limit=True)
+            else:
+                m, r = await both("set_queue", queue, paused=change == "pause")
+            assert m == r
         elif op < 0.86:
             m, r = await both("promote_due", t, epoch, limit=rng.randint(1, 5))
             assert [doc_of(j) for j in m] == [doc_of(j) for j in r]
@@ -157,6 +186,8 @@ async def matches_the_reference(broker: Broker, seed: int, start: float) -> None
             m, r = await both("depths")
             assert m == r
             m, r = await both("pending_by_priority")
+            assert m == r
+            m, r = await both("queues")
             assert m == r
             m, r = await both("running")
             assert sorted((x.job.dumps(), x.expires_at) for x in m) == sorted(
