@@ -51,10 +51,16 @@ KINDS: dict[str, str] = {
     "job.started": "an attempt started (on the node that runs it)",
     "job.retrying": "an attempt failed or timed out; the job will run again after its delay",
     "job.completed": "an attempt succeeded",
-    "job.failed": "retries exhausted: the job is in the dead letter",
+    "job.failed": (
+        "retries exhausted (or a job it depends on failed): the job is in the dead letter"
+    ),
     "job.cancelled": "a job was cancelled",
     "job.retried": "a failed or cancelled job was sent to run again by hand",
     "job.lease_lost": "a node abandoned an attempt because its lease was gone",
+    "job.released": (
+        "every job a waiting job depends on completed (or ended, with "
+        "on_dependency_failure run): it is due now"
+    ),
     "job.progress": (
         "a running attempt reported progress (field: progress, with fraction, message, at, "
         "attempt); at most one a job per node every 0.25 s"

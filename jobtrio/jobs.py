@@ -38,6 +38,10 @@ MAX_PAYLOAD_DEPTH = 64
 #: The queue a job joins when it names none.
 DEFAULT_QUEUE = "default"
 MAX_QUEUE_LENGTH = 100
+#: Most jobs one job may depend on (a chord's callback depends on its whole group).
+MAX_DEPENDENCIES = 1000
+#: What a failed or cancelled dependency does to the job waiting for it.
+DEPENDENCY_FAILURE_MODES = ("fail", "run")
 
 
 class JobStatus(enum.StrEnum):
@@ -48,6 +52,8 @@ class JobStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Waits for the jobs it depends on (``depends_on``) to complete.
+    WAITING = "waiting"
 
     @property
     def terminal(self) -> bool:
@@ -56,7 +62,9 @@ class JobStatus(enum.StrEnum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 #: States in which a job waits in the Broker to be claimed (now or later).
-WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING})
+WAITING_STATUSES = frozenset(
+    {JobStatus.WAITING, JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING}
+)
 
 
 class ValidationError(ValueError):
@@ -289,6 +297,22 @@ class Job:
     lease_expirations: int = 0
     #: The running attempt's last progress report (``make_progress``), or None.
     progress: dict[str, Any] | None = None
+    #: Ids of the jobs that must complete before this one is due (``validate_submission``).
+    depends_on: list[str] = field(default_factory=list)
+    #: With ``depends_on``: ``fail`` (the default) fails this job when a dependency fails
+    #: or is cancelled; ``run`` lets it run anyway.
+    on_dependency_failure: str | None = None
+    #: The dependencies not completed yet; the job is ``waiting`` while this is not empty.
+    waiting_for: list[str] = field(default_factory=list)
+    #: Ids of the jobs that depend on this one (kept by the Broker, to release them).
+    dependents: list[str] = field(default_factory=list)
+    #: Dependency id -> its result, when the job asked for them (``receive_results``);
+    #: None when it did not. A dependency that failed under ``run`` gives None.
+    dependency_results: dict[str, Any] | None = None
+    #: The workflow this job belongs to (the id of the workflow's first job).
+    workflow_id: str | None = None
+    #: On a workflow's first job only: its kind and its members' ids (``workflows.py``).
+    workflow: dict[str, Any] | None = None
     #: Grows on every change, so a Store never lets an older snapshot overwrite a newer one.
     version: int = 0
     #: Who submitted the job (the token's user) when AUTH_ENABLED; ``None`` without auth and
@@ -330,6 +354,13 @@ class Job:
             "idempotency_key": self.idempotency_key,
             "lease_expirations": self.lease_expirations,
             "progress": self.progress,
+            "depends_on": self.depends_on,
+            "on_dependency_failure": self.on_dependency_failure,
+            "waiting_for": self.waiting_for,
+            "dependents": self.dependents,
+            "dependency_results": self.dependency_results,
+            "workflow_id": self.workflow_id,
+            "workflow": self.workflow,
             "version": self.version,
             "owner": self.owner,
             "queue": self.queue,
@@ -363,6 +394,13 @@ class Job:
             idempotency_key=d.get("idempotency_key"),
             lease_expirations=int(d.get("lease_expirations", 0)),
             progress=d.get("progress"),
+            depends_on=list(d.get("depends_on") or []),
+            on_dependency_failure=d.get("on_dependency_failure"),
+            waiting_for=list(d.get("waiting_for") or []),
+            dependents=list(d.get("dependents") or []),
+            dependency_results=d.get("dependency_results"),
+            workflow_id=d.get("workflow_id"),
+            workflow=d.get("workflow"),
             version=int(d.get("version", 0)),
             owner=d.get("owner"),
             queue=d.get("queue") or DEFAULT_QUEUE,
@@ -391,8 +429,20 @@ class Job:
                 pass
         return cls(**d)  # not a current document: refuse or default field by field
 
+    def has_dependents(self) -> bool:
+        """Whether jobs depend on this one (cheap on a Redis Broker's unparsed reply)."""
+        return bool(self.dependents)
+
+    @property
+    def results(self) -> list[Any] | None:
+        """The dependencies' results in ``depends_on`` order, if the job asked for them."""
+        if self.dependency_results is None:
+            return None
+        return [self.dependency_results.get(i) for i in self.depends_on]
+
     def copy(self) -> Job:
-        """An independent copy; payload and result are JSON values nobody mutates in place."""
+        """An independent copy; payload, result and the dependency lists are values nobody
+        mutates in place (the Broker replaces them whole)."""
         clone = _shallow_copy(self)
         clone.attempts = [_shallow_copy(a) for a in self.attempts]
         return clone
@@ -445,6 +495,9 @@ SUBMISSION_FIELDS = frozenset(
         "timeout",
         "idempotency_key",
         "queue",
+        "depends_on",
+        "on_dependency_failure",
+        "receive_results",
     }
 )
 SERVER_OWNED_FIELDS = frozenset({f.name for f in fields(Job)} - SUBMISSION_FIELDS)
@@ -646,6 +699,7 @@ def validate_submission(
         if scheduled_at is not None and scheduled_at > now
         else JobStatus.PENDING
     )
+    depends_on, on_failure, results = _dependencies(data)
     return Job(
         id=(ids or _default_ids).new(now),
         type=job_type,
@@ -658,6 +712,61 @@ def validate_submission(
         max_retries=max_retries,
         timeout=timeout,
         idempotency_key=key,
+        depends_on=depends_on,
+        on_dependency_failure=on_failure,
+        dependency_results=results,
         version=1,
         queue=queue,
     )
+
+
+def is_job_id(value: Any) -> bool:
+    """Whether ``value`` is a job id as this system makes them (26 Crockford characters)."""
+    return (
+        isinstance(value, str) and len(value) == 26 and all(c in _CROCKFORD for c in value.upper())
+    )
+
+
+def _dependencies(data: Mapping[str, Any]) -> tuple[list[str], str | None, dict | None]:
+    """``depends_on``, ``on_dependency_failure`` and ``receive_results`` of a submission."""
+    raw = data.get("depends_on")
+    depends_on: list[str] = []
+    if raw is not None:
+        if not isinstance(raw, list):
+            raise ValidationError(
+                "depends_on must be a list of job ids", "depends_on", "invalid_type"
+            )
+        if len(raw) > MAX_DEPENDENCIES:
+            raise ValidationError(
+                f"depends_on lists {len(raw)} jobs; the limit is {MAX_DEPENDENCIES}",
+                "depends_on",
+                "out_of_range",
+            )
+        for item in raw:
+            if not is_job_id(item):
+                raise ValidationError(
+                    f"depends_on holds {clip(item)}, which is not a job id", "depends_on"
+                )
+            job_id = item.upper()
+            if job_id in depends_on:
+                raise ValidationError(f"depends_on lists {job_id} twice", "depends_on")
+            depends_on.append(job_id)
+    on_failure = data.get("on_dependency_failure")
+    if on_failure is not None:
+        if on_failure not in DEPENDENCY_FAILURE_MODES:
+            raise ValidationError(
+                f"on_dependency_failure must be 'fail' or 'run', got {clip(on_failure)}",
+                "on_dependency_failure",
+            )
+        if not depends_on:
+            raise ValidationError("on_dependency_failure needs depends_on", "on_dependency_failure")
+    elif depends_on:
+        on_failure = "fail"
+    receive = data.get("receive_results")
+    if receive is not None and not isinstance(receive, bool):
+        raise ValidationError(
+            "receive_results must be true or false", "receive_results", "invalid_type"
+        )
+    if receive and not depends_on:
+        raise ValidationError("receive_results needs depends_on", "receive_results")
+    return depends_on, on_failure, ({} if receive else None)

@@ -69,6 +69,9 @@ class JobContext:
     #: The payload as the processor's declared type (``payload=``: a dataclass instance,
     #: or the checked dict of a TypedDict); None when it declared none.
     data: Any = None
+    #: The results of the jobs this one depends on, in ``depends_on`` order, when it asked
+    #: for them (``receive_results``; a chain's step, a chord's callback); else None.
+    results: list[Any] | None = None
     #: Where progress reports go (the node's dispatcher); None in a worker process.
     reporter: ProgressReporter | None = field(default=None, repr=False, compare=False)
 

@@ -6,7 +6,10 @@ parameterizes ``broker`` over memory, SQLite and a real Redis).
 
 from __future__ import annotations
 
+import pytest
+
 from jobtrio.backends.base import Finish, ProgressReport
+from jobtrio.backends.dependencies import UnknownDependency
 from jobtrio.jobs import IdGenerator, Job, JobStatus, make_progress, validate_submission
 
 NOW = 1_700_000_000.0
@@ -43,3 +46,152 @@ async def test_progress_is_kept_with_the_current_lease_only(broker):
         None
     ]
     assert (await broker.get(lease.job.id)).progress == later
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def dependent(*parents: Job, **fields) -> Job:
+    return make(depends_on=[p.id for p in parents], **fields)
+
+
+async def run_one(broker, outcome: str = "completed", result=None, now: float = NOW):
+    [lease] = await broker.claim("n", 1, 30, now)
+    [done] = await broker.finish(
+        [Finish(lease.job.id, lease.token, outcome, result=result, error="boom")], now + 1
+    )
+    return done
+
+
+async def test_a_dependent_waits_until_all_its_parents_completed(broker):
+    a, b = make(priority=10), make(priority=9)
+    c = dependent(a, b, receive_results=True)
+    await broker.enqueue([a, b], NOW)
+    [waiting] = await broker.enqueue([c], NOW)
+    assert waiting.status == JobStatus.WAITING and waiting.waiting_for == [a.id, b.id]
+    assert (await broker.get(a.id)).dependents == [c.id]
+    assert (await broker.depths())["waiting"] == 1
+    first = await run_one(broker, result={"a": 1})
+    assert first.id == a.id
+    got = await broker.get(c.id)
+    assert got.status == JobStatus.WAITING and got.waiting_for == [b.id]
+    await run_one(broker, result=2)
+    released = await broker.get(c.id)
+    assert released.status == JobStatus.PENDING and released.waiting_for == []
+    assert released.dependency_results == {a.id: {"a": 1}, b.id: 2}
+    assert released.results == [{"a": 1}, 2]
+    [lease] = await broker.claim("n", 5, 30, NOW + 2)
+    assert lease.job.id == c.id and lease.job.results == [{"a": 1}, 2]
+
+
+async def test_a_failed_parent_fails_its_dependents_naming_it_and_the_cascade(broker):
+    a = make(max_retries=0)
+    b = dependent(a)
+    c = dependent(b)
+    await broker.enqueue([a, b, c], NOW)  # one batch, parents first
+    await run_one(broker, outcome="failed")
+    got_b, got_c = await broker.get(b.id), await broker.get(c.id)
+    assert got_b.status == JobStatus.FAILED and got_b.error == f"dependency {a.id} failed"
+    assert got_c.status == JobStatus.FAILED and got_c.error == f"dependency {b.id} failed"
+    assert await broker.claim("n", 5, 30, NOW + 2) == []
+
+
+async def test_a_retrying_parent_is_not_an_ended_one(broker):
+    a = make(max_retries=1)
+    b = dependent(a)
+    await broker.enqueue([a, b], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    await broker.finish([Finish(a.id, lease.token, "failed", error="x", retry_at=NOW + 1)], NOW + 1)
+    assert (await broker.get(b.id)).status == JobStatus.WAITING
+
+
+async def test_run_on_dependency_failure_lets_the_dependent_run(broker):
+    a = make(max_retries=0)
+    b = dependent(a, on_dependency_failure="run", receive_results=True)
+    await broker.enqueue([a, b], NOW)
+    await run_one(broker, outcome="failed")
+    got = await broker.get(b.id)
+    assert got.status == JobStatus.PENDING and got.dependency_results == {a.id: None}
+
+
+async def test_cancelling_a_parent_fails_its_dependents_and_a_waiting_job_cancels(broker):
+    a, x = make(), make()
+    b = dependent(a)
+    c = dependent(x)
+    await broker.enqueue([a, x, b, c], NOW)
+    await broker.cancel(a.id, NOW + 1)
+    got = await broker.get(b.id)
+    assert got.status == JobStatus.FAILED and got.error == f"dependency {a.id} cancelled"
+    cancelled = await broker.cancel(c.id, NOW + 1)
+    assert cancelled.status == JobStatus.CANCELLED
+    await run_one(broker, now=NOW + 2)  # x completes: c stays cancelled
+    assert (await broker.get(c.id)).status == JobStatus.CANCELLED
+
+
+async def test_parents_already_ended_at_submit_time(broker):
+    done, failed = make(), make(max_retries=0)
+    await broker.enqueue([done], NOW)
+    await run_one(broker, result="r")
+    await broker.enqueue([failed], NOW)
+    await run_one(broker, outcome="failed")
+    [due] = await broker.enqueue([dependent(done, receive_results=True)], NOW + 5)
+    assert due.status == JobStatus.PENDING and due.dependency_results == {done.id: "r"}
+    [dead] = await broker.enqueue([dependent(done, failed)], NOW + 5)
+    assert dead.status == JobStatus.FAILED and dead.error == f"dependency {failed.id} failed"
+    [runs] = await broker.enqueue([dependent(failed, on_dependency_failure="run")], NOW + 5)
+    assert runs.status == JobStatus.PENDING
+    # a purged parent counts as it ended (its tombstone)
+    epoch = await broker.acquire_epoch("leader", NOW)
+    assert await broker.purge_finished(NOW + 100, epoch) == 3  # with the dead dependent
+    [after] = await broker.enqueue([dependent(done)], NOW + 200)
+    assert after.status == JobStatus.PENDING
+
+
+async def test_an_unknown_parent_is_refused_and_nothing_is_inserted(broker):
+    ok = make()
+    ghost = make()  # never enqueued
+    with pytest.raises(UnknownDependency) as caught:
+        await broker.enqueue([ok, dependent(ghost)], NOW)
+    assert caught.value.dependency == ghost.id
+    assert await broker.get(ok.id) is None
+
+
+async def test_a_scheduled_dependent_waits_for_its_time_too(broker):
+    a = make()
+    b = dependent(a, scheduled_at=NOW + 60)
+    await broker.enqueue([a, b], NOW)
+    await run_one(broker)
+    got = await broker.get(b.id)
+    assert got.status == JobStatus.SCHEDULED
+    epoch = await broker.acquire_epoch("leader", NOW)
+    assert [j.id for j in await broker.promote_due(NOW + 61, epoch)] == [b.id]
+
+
+async def test_deleting_a_live_parent_releases_its_dependents(broker):
+    a = make()
+    b = dependent(a)
+    await broker.enqueue([a, b], NOW)
+    assert await broker.delete(a.id)
+    got = await broker.get(b.id)
+    assert got.status == JobStatus.FAILED and got.error == f"dependency {a.id} cancelled"
+
+
+async def test_a_chord_releases_its_callback_once_with_every_result(broker):
+    group = [make(payload={"n": i}) for i in range(5)]
+    callback = dependent(*group, receive_results=True)
+    await broker.enqueue([*group, callback], NOW)
+    leases = await broker.claim("n", 10, 30, NOW)
+    assert sorted(lease.job.id for lease in leases) == sorted(j.id for j in group)
+    for lease in leases:
+        assert (await broker.get(callback.id)).status == JobStatus.WAITING
+        await broker.finish(
+            [Finish(lease.job.id, lease.token, "completed", result=lease.job.payload["n"])],
+            NOW + 1,
+        )
+        # a repeated finish (a retried reply) changes nothing
+        await broker.finish([Finish(lease.job.id, lease.token, "completed")], NOW + 1)
+    got = await broker.get(callback.id)
+    assert got.status == JobStatus.PENDING and got.results == [0, 1, 2, 3, 4]
+    [lease] = await broker.claim("n", 10, 30, NOW + 2)
+    assert lease.job.id == callback.id
+    assert await broker.claim("n", 10, 30, NOW + 2) == []

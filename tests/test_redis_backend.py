@@ -436,7 +436,7 @@ async def test_store_queries_match_the_memory_store(redis_server, monkeypatch):
         statuses = list(JobStatus)
         for i in range(700):
             j = make(rng.choice(["a", "b", "c"]), now=NOW + i * 0.5, payload={"i": i})
-            j.status = rng.choices(statuses, weights=[5, 1, 1, 1, 20, 1, 1])[0]
+            j.status = rng.choices(statuses, weights=[5, 1, 1, 1, 20, 1, 1, 1])[0]
             jobs.append(j)
         rng.shuffle(jobs)
         await store.put_many(jobs)

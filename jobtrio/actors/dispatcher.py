@@ -134,8 +134,12 @@ class Dispatcher:
         metrics: NodeMetrics,
         clock: Callable[[], float],
         rng: random.Random | None = None,
+        on_ended: Callable[[list[Job]], None] | None = None,
     ) -> None:
         self.node_id = node_id
+        #: Told of every job a finish answered for (the node's ``Releases``: a job that
+        #: ended with dependents released them in the Broker).
+        self._on_ended = on_ended
         self._settings = settings
         self._broker = broker
         self._registry = registry
@@ -570,6 +574,7 @@ class Dispatcher:
             node_id=self.node_id,
             worker_id=worker.worker_id,
             data=data,
+            results=job.results,
             reporter=None
             if processor.mode == "process"
             else functools.partial(self._report_progress, job.id, lease.token),
@@ -752,6 +757,8 @@ class Dispatcher:
             if outcome != "released":
                 histogram.observe_many(spent)
         self._recorder.record(done)
+        if self._on_ended is not None:
+            self._on_ended(done)
 
 
 def released(lease: Lease, worker_id: str | None = None) -> Finish:

@@ -38,7 +38,13 @@ from .recorder import Recorder
 log = logging.getLogger("jobtrio.leader")
 
 LIVE_STATUSES = frozenset(
-    {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.RUNNING}
+    {
+        JobStatus.PENDING,
+        JobStatus.SCHEDULED,
+        JobStatus.RETRYING,
+        JobStatus.RUNNING,
+        JobStatus.WAITING,
+    }
 )
 
 #: The share of the leader's time reconciliation may take: it reads every live record,
@@ -201,7 +207,8 @@ class LeaderDuties:
         sent = []
         for record in missing:
             job = record.copy()
-            job.status = waiting_status(job, now)
+            # a job with dependencies is resolved against its parents again by the Broker
+            job.status = JobStatus.WAITING if job.depends_on else waiting_status(job, now)
             job.touch(now)
             sent.append(job)
         answers = await self._broker.restore(sent, now, epoch)

@@ -60,6 +60,7 @@ from .heartbeat import lease_heartbeat
 from .leader import LeaderDuties
 from .leadership import Leadership
 from .recorder import Recorder
+from .releases import Releases
 from .scheduler import Scheduler
 from .submitter import GroupCommit
 from .supervisor import supervise
@@ -146,6 +147,7 @@ class Node:
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
         self.recorder = Recorder(store, copies=not broker.writes_records_of(store))
         self.group_commit = GroupCommit(broker, clock)
+        self.releases = Releases(broker, self.recorder, self.events)
         self.dispatcher = Dispatcher(
             self.node_id,
             settings,
@@ -156,6 +158,7 @@ class Node:
             self.metrics,
             clock,
             self.rng,
+            on_ended=self.releases.ended,
         )
         self.duties = LeaderDuties(
             settings,
@@ -220,6 +223,7 @@ class Node:
             start("recorder", self.recorder.run)
             start("group-commit", self.group_commit.run)
             start("dispatcher", self.dispatcher.run)
+            start("releases", self.releases.run)
             start(
                 "heartbeat",
                 lambda: lease_heartbeat(
@@ -274,7 +278,11 @@ class Node:
         """
         job = self._validate(data)
         job.owner = owner
-        [stored] = await self.group_commit.enqueue([job])
+        if job.depends_on:
+            # alone, not in a shared group commit: an unknown parent refuses this job only
+            [stored] = await self.broker.enqueue([job], self.clock())
+        else:
+            [stored] = await self.group_commit.enqueue([job])
         self._accepted([stored])
         return stored
 
@@ -338,6 +346,7 @@ class Node:
         if self.cluster is not None:
             self.cluster.broadcast_cancel(job_id)
         self.recorder.record_one(job)
+        self.releases.ended([job])
         self.events.publish("job.cancelled", job=job_fields(job))
         return job
 
@@ -364,8 +373,9 @@ class Node:
         """Cancel if live, then delete the job from the Broker and the Store."""
         in_broker = await self.broker.get(job_id)
         if in_broker is not None and not in_broker.terminal:
-            await self.broker.cancel(job_id, self.clock())
+            cancelled = await self.broker.cancel(job_id, self.clock())
             self.dispatcher.interrupt(job_id, CANCELLED)
+            self.releases.ended([cancelled])
         removed = await self.broker.delete(job_id)
         # a snapshot on its way to the store would resurrect the record: flush first
         await self.recorder.flush(PURGE_FLUSH_TIMEOUT)

@@ -23,6 +23,7 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 
 from ..actors.node import BatchValidationError, JobNotFound
 from ..backends.base import BackendUnavailable, StateConflict
+from ..backends.dependencies import UnknownDependency
 from ..jobs import ValidationError
 from ..text import cut
 
@@ -187,6 +188,11 @@ def register_error_handlers(app: QuartTrio) -> None:
             "jobs",
             errors=items,
         )
+
+    @app.errorhandler(UnknownDependency)
+    async def unknown_dependency(exc: UnknownDependency) -> Response:
+        # a 400, not a 422: the body is valid, but names a job that does not exist
+        return error_response(400, "unknown_dependency", str(exc), "depends_on")
 
     @app.errorhandler(JobNotFound)
     async def job_not_found(exc: JobNotFound) -> Response:

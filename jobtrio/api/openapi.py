@@ -17,6 +17,7 @@ from typing import Any
 from quart_trio import QuartTrio
 
 from ..jobs import (
+    MAX_DEPENDENCIES,
     MAX_DURATION,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_PRIORITY,
@@ -125,6 +126,25 @@ def _submission_properties() -> dict[str, Any]:
             "maxLength": MAX_QUEUE_LENGTH,
             "description": "the named queue the job waits in (default: default); printable "
             "text without , : = / or surrounding spaces",
+        },
+        "depends_on": {
+            "type": ["array", "null"],
+            "items": JOB_ID,
+            "maxItems": MAX_DEPENDENCIES,
+            "uniqueItems": True,
+            "description": "ids of jobs that must complete first: the job waits "
+            "(status waiting) until they have; an unknown id is a 400",
+        },
+        "on_dependency_failure": {
+            "type": ["string", "null"],
+            "enum": ["fail", "run", None],
+            "description": "with depends_on: fail (default) fails the job when a dependency "
+            "fails or is cancelled, naming it; run lets it run anyway",
+        },
+        "receive_results": {
+            "type": ["boolean", "null"],
+            "description": "with depends_on: hand the dependencies' results to the "
+            "processor (ctx.results) and keep them in dependency_results",
         },
     }
 
@@ -239,6 +259,27 @@ def _schemas() -> dict[str, Any]:
                         },
                     }
                 ),
+                "depends_on": {"type": "array", "items": JOB_ID},
+                "on_dependency_failure": _nullable(STRING),
+                "waiting_for": {
+                    "type": "array",
+                    "items": JOB_ID,
+                    "description": "the dependencies not completed yet",
+                },
+                "dependents": {
+                    "type": "array",
+                    "items": JOB_ID,
+                    "description": "the jobs that depend on this one",
+                },
+                "dependency_results": {
+                    **_nullable({"type": "object"}),
+                    "description": "dependency id -> its result, when receive_results",
+                },
+                "workflow_id": {**_nullable(STRING), "description": "its workflow's id"},
+                "workflow": {
+                    **_nullable({"type": "object"}),
+                    "description": "on a workflow's first job: its kind and members",
+                },
                 "version": {**INT, "minimum": 0},
                 "owner": {
                     **_nullable(STRING),

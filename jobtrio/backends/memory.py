@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from ..jobs import MAX_PRIORITY, MIN_PRIORITY, TERMINAL_STATUSES, Job, JobStatus, new_token
-from . import transitions
+from . import dependencies, transitions
 from .base import (
     Broker,
     ClaimScope,
@@ -68,6 +68,7 @@ class MemoryBroker(Broker):
         self._ticks: dict[str, set[float]] = {}
         self._tick_floor: dict[str, float] = {}
         self._tombstones: dict[str, Tombstone] = {}
+        self._now = 0.0  # the time of the move in progress, for ``changed``
 
     # -- the test hook ----------------------------------------------------------
     # Not part of the Broker interface: the simulator's checker and tests read the
@@ -100,6 +101,23 @@ class MemoryBroker(Broker):
         elif job.status in TERMINAL_STATUSES:
             self._finished_at[job.id] = now
 
+    # -- dependencies: the table ``dependencies`` works on ----------------------------
+    def job(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def tombstone(self, job_id: str) -> Tombstone | None:
+        return self._tombstones.get(job_id)
+
+    def changed(self, job: Job, refile: bool) -> None:
+        if refile:
+            self._place(job, self._now)
+
+    def _ended(self, job: Job, now: float, status: JobStatus | None = None) -> None:
+        """``job`` just ended (or is deleted): release the jobs that wait for it."""
+        if job.dependents and (status is not None or job.terminal):
+            self._now = now
+            dependencies.release(job, self, now, status)
+
     def _check_epoch(self, epoch: int) -> None:
         if self.check_fencing and epoch < self._epoch:
             raise FencedError(epoch, self._epoch)
@@ -107,6 +125,7 @@ class MemoryBroker(Broker):
     # -- producers ------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         await trio.lowlevel.checkpoint()
+        dependencies.check_known(jobs, self)  # all or none: before anything is inserted
         out: list[Job] = []
         batch_keys: dict[str, Job] = {}
         for job in jobs:
@@ -129,6 +148,8 @@ class MemoryBroker(Broker):
         stored = job.copy()
         if not stored.terminal:
             stored.status = transitions.waiting_status(stored, now)
+            self._now = now
+            dependencies.attach(stored, self, now)
         self._jobs[stored.id] = stored
         self._place(stored, now)
         if stored.idempotency_key is not None:
@@ -206,6 +227,7 @@ class MemoryBroker(Broker):
             job = self._jobs[item.job_id]
             transitions.finish(job, item, now)
             self._place(job, now)
+            self._ended(job, now)
             out.append(job.copy())
         return out
 
@@ -231,6 +253,7 @@ class MemoryBroker(Broker):
             return None
         if transitions.cancel(job, now):
             self._place(job, now)
+            self._ended(job, now)
         return job.copy()
 
     async def retry(self, job_id: str, now: float) -> Job | None:
@@ -251,6 +274,8 @@ class MemoryBroker(Broker):
         job = self._jobs.pop(job_id, None)
         if job is None:
             return False
+        if not job.terminal:  # its dependents must not wait for it forever
+            self._ended(job, job.updated_at, JobStatus.CANCELLED)
         self._pending_key.pop(job_id, None)
         self._delayed.pop(job_id, None)
         self._leases.pop(job_id, None)
@@ -360,6 +385,7 @@ class MemoryBroker(Broker):
             job = self._jobs[job_id]
             transitions.expire(job, now, poison_limit)
             self._place(job, now)
+            self._ended(job, now)
             out.append(job.copy())
         return out
 

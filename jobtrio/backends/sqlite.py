@@ -45,7 +45,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 import trio
 
 from ..jobs import MAX_PRIORITY, MIN_PRIORITY, TERMINAL_STATUSES, Job, JobStatus, new_token
-from . import transitions
+from . import dependencies, transitions
 from .base import (
     BackendUnavailable,
     Broker,
@@ -343,6 +343,8 @@ def _placement(
         return status.value, None, job.scheduled_at if job.scheduled_at is not None else now, None
     if status in TERMINAL_STATUSES:
         return status.value, None, None, now
+    if status == JobStatus.WAITING:
+        return status.value, None, None, None  # on no index: its parents release it
     raise AssertionError(f"a {status} job cannot be placed without a lease")
 
 
@@ -399,6 +401,8 @@ class SqliteBroker(Broker):
         if not jobs:
             await trio.lowlevel.checkpoint()  # an empty call still checkpoints, as trio expects
             return []
+        if any(job.depends_on for job in jobs):
+            return await self._db.write(_enqueue_dependents, jobs, now)
         return await self._db.write(_enqueue, jobs, now)
 
     # -- workers ----------------------------------------------------------------
@@ -439,13 +443,13 @@ class SqliteBroker(Broker):
 
     # -- operators ------------------------------------------------------------------
     async def cancel(self, job_id: str, now: float) -> Job | None:
-        return await self._db.write(_cancel, job_id, now)
+        return await self._db.write(_cancel_releasing, job_id, now)
 
     async def retry(self, job_id: str, now: float) -> Job | None:
         return await self._db.write(_retry, job_id, now)
 
     async def delete(self, job_id: str) -> bool:
-        return await self._db.write(_delete_job, "queue", job_id)
+        return await self._db.write(_delete_queued, job_id)
 
     async def get(self, job_id: str) -> Job | None:
         return await self._db.read(_get_job, "queue", job_id)
@@ -542,6 +546,7 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[
     seq = _Sequence(conn)
     params = []
     out: list[Job] = []
+    fresh: list[Job] = []  # inserted with dependencies: resolved once all are filed
     for job in jobs:
         key = job.idempotency_key
         if key is not None and key in known:
@@ -572,8 +577,12 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[
         if key is not None:
             known[key] = stored
         out.append(stored)
+        if stored.depends_on:
+            fresh.append(stored)
     conn.executemany(_ENQUEUE, params)
     seq.save()
+    if fresh:
+        _attach(conn, fresh, now)
     return out
 
 
@@ -780,6 +789,7 @@ def _finish(conn: sqlite3.Connection, items: Sequence[Finish], now: float) -> li
     if params:
         conn.executemany(_PLACE_UPDATE, params)
         seq.save()
+        _release(conn, [job for job in out if job is not None], now)
     return out
 
 
@@ -803,6 +813,103 @@ def _progress(
     if params:
         conn.executemany("UPDATE queue SET doc = ? WHERE rowid = ?", params)
     return out
+
+
+class _Table:
+    """The queue's jobs as ``dependencies`` sees them, within one transaction: read on
+    demand, changed in memory, written back by ``save``."""
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self._conn = conn
+        self._now = now
+        self._rows: dict[str, tuple[int, Job]] = {}
+        self._dirty: dict[str, bool] = {}
+
+    def job(self, job_id: str) -> Job | None:
+        held = self._rows.get(job_id)
+        if held is not None:
+            return held[1]
+        row = _row(self._conn, job_id)
+        if row is None:
+            return None
+        job = Job.loads(row[1])
+        self._rows[job_id] = (row[0], job)
+        return job
+
+    def tombstone(self, job_id: str) -> Tombstone | None:
+        row = self._conn.execute(
+            "SELECT status, version, finished_at FROM tombstones WHERE id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else Tombstone(job_id, JobStatus(row[0]), row[1], row[2])
+
+    def changed(self, job: Job, refile: bool) -> None:
+        self._dirty[job.id] = self._dirty.get(job.id, False) or refile
+
+    def save(self) -> None:
+        seq = _Sequence(self._conn)
+        for job_id, refile in self._dirty.items():
+            rowid, job = self._rows[job_id]
+            if refile:
+                self._conn.execute(
+                    _PLACE_UPDATE, (*_placement(job, self._now, seq), job.dumps(), rowid)
+                )
+            else:  # its place in the queue (and its lease) stay as they are
+                self._conn.execute("UPDATE queue SET doc = ? WHERE rowid = ?", (job.dumps(), rowid))
+        seq.save()
+        self._dirty.clear()
+
+
+def _release(
+    conn: sqlite3.Connection, jobs: Sequence[Job], now: float, status: JobStatus | None = None
+) -> None:
+    """Release the dependents of ``jobs`` that just ended (``dependencies.release``)."""
+    ended = [j for j in jobs if j.dependents and (status is not None or j.terminal)]
+    if not ended:
+        return
+    table = _Table(conn, now)
+    for job in ended:
+        dependencies.release(job, table, now, status)
+    table.save()
+
+
+def _enqueue_dependents(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[Job]:
+    """``_enqueue`` for a batch with dependencies: every parent known, or nothing inserted."""
+    dependencies.check_known(jobs, _Table(conn, now))
+    return _enqueue(conn, jobs, now)
+
+
+def _attach(conn: sqlite3.Connection, stored: Sequence[Job], now: float) -> None:
+    """Resolve the dependencies of jobs ``_enqueue`` just filed (as if due), one at a time
+    so that a job sees the parents inserted before it."""
+    for job in stored:
+        if not job.depends_on or job.terminal:
+            continue
+        table = _Table(conn, now)
+        row = _row(conn, job.id)
+        assert row is not None
+        table._rows[job.id] = (row[0], job)
+        before = job.status
+        dependencies.attach(job, table, now)  # changes ``job`` in place: the caller's copy
+        table.changed(job, job.status != before)
+        table.save()
+
+
+def _cancel_releasing(conn: sqlite3.Connection, job_id: str, now: float) -> Job | None:
+    job = _cancel(conn, job_id, now)
+    if job is not None and job.status == JobStatus.CANCELLED:
+        _release(conn, [job], now)
+    return job
+
+
+def _delete_queued(conn: sqlite3.Connection, job_id: str) -> bool:
+    row = _row(conn, job_id)
+    if row is None:
+        return False
+    job = Job.loads(row[1])
+    _delete_job(conn, "queue", job_id)
+    if not job.terminal:  # its dependents must not wait for it forever
+        _release(conn, [job], job.updated_at, JobStatus.CANCELLED)
+    return True
 
 
 def _row(conn: sqlite3.Connection, job_id: str) -> tuple[int, str] | None:
@@ -874,7 +981,9 @@ def _requeue_expired(
         "SELECT rowid, doc FROM queue WHERE expires_at < ? ORDER BY expires_at, id LIMIT ?",
         (now, limit),
     ).fetchall()
-    return _move(conn, rows, now, lambda job: transitions.expire(job, now, poison_limit))
+    moved = _move(conn, rows, now, lambda job: transitions.expire(job, now, poison_limit))
+    _release(conn, moved, now)
+    return moved
 
 
 def _purge_finished(

@@ -24,6 +24,7 @@ from ..base import (
     Store,
     Tombstone,
 )
+from ..dependencies import UnknownDependency
 from .codec import (
     BSEP,
     RS,
@@ -121,6 +122,7 @@ class RedisBroker(OnRedis, Broker):
             return client.register_script(broker_script(name, records))
 
         self._enqueue = script("enqueue")
+        self._enqueue_deps = script("enqueue_deps")
         self._claim = script("claim")
         self._renew = script("renew")
         self._finish = script("finish")
@@ -159,9 +161,17 @@ class RedisBroker(OnRedis, Broker):
     # -- producers --------------------------------------------------------------
     @staticmethod
     def _encode(jobs: Sequence[Job], now: float) -> list[tuple[str, list[str]]]:
-        """Each job's (b, values of m) as it will be filed: waiting unless terminal."""
+        """Each job's (b, values of m) as it will be filed: waiting unless terminal (and
+        ``waiting`` with dependencies: the script settles it against its parents)."""
         return [
-            encode(job, job.status if job.terminal else transitions.waiting_status(job, now))
+            encode(
+                job,
+                job.status
+                if job.terminal
+                else JobStatus.WAITING
+                if job.depends_on
+                else transitions.waiting_status(job, now),
+            )
             for job in jobs
         ]
 
@@ -174,6 +184,15 @@ class RedisBroker(OnRedis, Broker):
             enqueue_arg(job, body, values)
             for job, (body, values) in zip(jobs, encoded, strict=True)
         )
+        if any(job.depends_on for job in jobs):
+            try:
+                docs = await self._call(self._enqueue_deps, args)
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("NODEP "):
+                    raise
+                _, job_id, parent = str(exc).split()
+                raise UnknownDependency(job_id, parent) from None
+            return [Job.loads(doc) for doc in docs]
         reply = (await self._call(self._enqueue, args)).split(BSEP)
         # '' is a job stored as sent, else the one holding its key. A job stored as sent
         # with the status it came with is handed back itself: it is the stored job, and a

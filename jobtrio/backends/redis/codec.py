@@ -283,6 +283,13 @@ class LazyJob(Job):
         raw = raw_of(self)
         return raw.dumps() if raw is not None else Job.dumps(self)
 
+    def has_dependents(self) -> bool:
+        # read from the raw value while unparsed: every finished job is asked (Releases)
+        raw = raw_of(self)
+        if raw is not None:
+            return raw.values[_DEPENDENTS] != "[]"
+        return bool(self.dependents)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Job):
             return all(getattr(self, n) == getattr(other, n) for n in _FIELDS)
@@ -294,6 +301,9 @@ class LazyJob(Job):
         # copies and pickles are plain jobs
         return (Job.loads, (self.dumps(),))
 
+
+#: Where a job's ``dependents`` sits among the values of ``m``.
+_DEPENDENTS = [v.field for v in LAYOUT.values].index("dependents")
 
 #: ``LazyJob.of(RawJob(body, values))`` with two Python calls fewer (a finished job each).
 lazy_job = LazyJob._of

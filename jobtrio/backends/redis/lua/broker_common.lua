@@ -29,7 +29,7 @@ local RS = '\30' -- between the records of a reply whose records hold \31
 -- the rest of a claim. '' marks an absent value: no idempotency key (K), no open attempt
 -- (AON, AOW, AOS).
 local STATUSES = {'pending', 'scheduled', 'running', 'retrying', 'completed', 'failed',
-                  'cancelled'}
+                  'cancelled', 'waiting'}
 local TERMINAL = {completed = true, failed = true, cancelled = true}
 
 -- One key per job whatever the Store: a Broker keeping the Store's records (RECORD) keeps
@@ -184,12 +184,18 @@ local function touch(j, now)
   j[V] = int(tonumber(j[V]) + 1)
 end
 
+-- dependencies.lua: settles the jobs waiting for j, which just ended (nil for the status:
+-- j's own); defined there, after the helpers it needs
+local release_dependents
+
 -- the end of every move that leaves a job on an index: stamped, written, filed under its
--- (new) status; returns m as written
+-- (new) status; returns m as written. A job that ended releases its dependents in the
+-- same move (dependencies.lua), so none is released twice or left waiting.
 local function commit(j, now)
   touch(j, now)
   local m = save(j)
   place(j, now)
+  if j[DEP] ~= '[]' and TERMINAL[j[S]] then release_dependents(j, now) end
   return m
 end
 
@@ -262,3 +268,5 @@ local function fenced(epoch)
   end
   return nil
 end
+
+--@include dependencies

@@ -38,5 +38,7 @@ local function enqueue_one(arg, now)
   end
   count(j[S], 1)
   place(j, now)
+  -- a job with dependencies is sent 'waiting': its parents decide (dependencies.lua)
+  if j[S] == 'waiting' then attach(load(id), now) end
   return ''
 end
