@@ -323,3 +323,31 @@ async def test_it_stays_usable_with_100000_jobs(driver: Any, tmp_path: Path) -> 
         nursery.cancel_scope.cancel()
     await node.broker.close()
     await store.close()
+
+
+async def test_the_queues_card_shows_pending_work_no_worker_can_take(
+    driver: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    node = make_node()
+    async with trio.open_nursery() as nursery:
+        url = await serve_node(nursery, node)
+
+        def scenario() -> Path:
+            with httpx.Client(base_url=url) as api:
+                assert api.post("/api/v1/jobs", json={"type": "resize", "queue": "img"}).is_success
+            driver.get(url + "/")
+            wait_for(
+                driver,
+                lambda d: text_of(d, "#unserved li") == "1 in img: no worker for type resize",
+                "the unserved job to show",
+            )
+            row = driver.find_element(By.CSS_SELECTOR, '#queues tr[data-queue="img"]')
+            assert row.text.split() == ["img", "1", "running"]
+            return screenshot(driver, tmp_path, "dashboard-queues.png")
+
+        await in_thread(scenario)
+        node.request_stop()
+        await node.stopped.wait()
+        nursery.cancel_scope.cancel()

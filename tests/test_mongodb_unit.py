@@ -64,9 +64,10 @@ def make(job_type: str = "noop", now: float = NOW, **fields: Any) -> Job:
 
 
 def test_job_fields_hold_the_exact_record_and_queryable_copies():
-    job = make("email", payload={"big": 2**64 + 1, "f": 0.1 + 0.2, "z": 1, "a": {}})
+    job = make("email", payload={"big": 2**64 + 1, "f": 0.1 + 0.2, "z": 1, "a": {}}, queue="mail")
     job.error = "boom"
     fields = job_fields(job)
+    assert fields["queue"] == "mail" and Job.loads(fields["doc"]).queue == "mail"
     assert fields["doc"] == job.dumps()
     assert Job.loads(fields["doc"]).dumps() == job.dumps()  # big ints and key order survive
     assert fields["status"] == "pending" and fields["type"] == "email"

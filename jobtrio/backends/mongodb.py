@@ -93,6 +93,7 @@ def job_fields(job: Job) -> dict[str, Any]:
         "error": job.error,
         "idempotency_key": job.idempotency_key,
         "owner": job.owner,
+        "queue": job.queue,
     }
 
 

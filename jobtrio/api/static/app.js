@@ -200,6 +200,27 @@ async function loadDepths() {
   if (state.depths.length > 60) state.depths.shift();
   $("depth-now").textContent = STATES.map((s) => s + " " + (queue[s] || 0)).join(", ");
   drawDepth();
+  showQueues(stats.queues || {}, stats.unserved || []);
+}
+
+// the named queues (pending, paused) and what no live node can take: "no worker for type X"
+function showQueues(queues, unserved) {
+  const names = Object.keys(queues).sort();
+  $("queues").replaceChildren(
+    ...names.map((name) =>
+      el(
+        "tr",
+        { "data-queue": name },
+        el("td", {}, name),
+        el("td", {}, queues[name].pending),
+        el("td", { class: queues[name].paused ? "paused" : "" }, queues[name].paused ? "paused" : "running"),
+      ),
+    ),
+  );
+  if (!names.length) $("queues").append(el("tr", {}, el("td", { colSpan: 3, class: "muted" }, "none waiting")));
+  $("unserved").replaceChildren(
+    ...unserved.map((u) => el("li", { class: "failed" }, u.pending + " in " + u.queue + ": " + u.reason)),
+  );
 }
 
 // -- jobs ------------------------------------------------------------------------
