@@ -50,47 +50,51 @@ local q_limit = queue_caps(sets, caps, rate_now)
 local popped = {}
 local taken = 0
 local function take(members, budget)
-  -- up to budget entries from these pending sets, lowest score first, honouring q_limit
-  local entries, fetched = {}, {}
+  -- up to budget entries from these pending sets, lowest score first, honouring q_limit:
+  -- each set's first budget entries (already in order), merged by always taking the
+  -- lowest head (a k-way merge: no sort of every fetched entry)
+  local lists = {}
   for _, member in ipairs(members) do
     local q = string.match(member, '^([^\31]*)')
     if (q_limit[q] or budget) > 0 then
       local got = redis.call('ZRANGE', K_PENDING .. member, 0, budget - 1, 'WITHSCORES')
       if #got == 0 then
         redis.call('SREM', K_PQS, member)
-      elseif #got / 2 < budget then
-        fetched[member] = #got / 2 -- the whole set: empty once all of them are taken
-      end
-      for i = 1, #got, 2 do
-        entries[#entries + 1] = {tonumber(got[i + 1]), got[i], member, q}
+      else
+        lists[#lists + 1] = {got = got, at = 1, member = member, q = q, taken = {},
+                             whole = #got / 2 < budget}
       end
     end
   end
-  table.sort(entries, function(a, b) return a[1] < b[1] end)
-  local removed = {}
   local count = 0
-  for _, e in ipairs(entries) do
-    if count >= budget then break end
-    local q = e[4]
-    local left = q_limit[q]
-    if left == nil or left > 0 then
-      if left then q_limit[q] = left - 1 end
-      count = count + 1
-      popped[#popped + 1] = e[2]
-      local r = removed[e[3]]
-      if not r then
-        r = {}
-        removed[e[3]] = r
+  while count < budget do
+    local best, best_score = nil, nil
+    for _, l in ipairs(lists) do
+      if l.at <= #l.got then
+        local left = q_limit[l.q]
+        if left == nil or left > 0 then
+          local score = tonumber(l.got[l.at + 1])
+          if best == nil or score < best_score then best, best_score = l, score end
+        end
       end
-      r[#r + 1] = e[2]
-      note_taken(q)
     end
+    if best == nil then break end
+    local id = best.got[best.at]
+    best.at = best.at + 2
+    local left = q_limit[best.q]
+    if left then q_limit[best.q] = left - 1 end
+    count = count + 1
+    popped[#popped + 1] = id
+    best.taken[#best.taken + 1] = id
+    note_taken(best.q)
   end
-  for member, ids in pairs(removed) do
+  for _, l in ipairs(lists) do
+    local ids = l.taken
     for c = 1, #ids, 1000 do
-      redis.call('ZREM', K_PENDING .. member, unpack(ids, c, math.min(c + 999, #ids)))
+      redis.call('ZREM', K_PENDING .. l.member, unpack(ids, c, math.min(c + 999, #ids)))
     end
-    if fetched[member] == #ids then redis.call('SREM', K_PQS, member) end
+    -- the whole set was fetched and all of it taken: it is empty now
+    if l.whole and #ids * 2 == #l.got then redis.call('SREM', K_PQS, l.member) end
   end
   return count
 end
