@@ -108,6 +108,19 @@ async def test_complete_with_token_and_stale_token_refused(broker):
     assert await broker.finish([Finish(lease.job.id, lease.token, "completed")], NOW + 3) == [None]
 
 
+async def test_a_lease_renewed_for_zero_seconds_is_reaped_next(broker):
+    """How a restarted node lets its previous process's leases go (dispatcher): renewed
+    with their tokens for 0 s, they are expired for the next reap; a stale token is not."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make(), make()], NOW)
+    first, second = await broker.claim("n1", 2, 600, NOW)
+    lost = await broker.renew([(first.job.id, first.token), (second.job.id, "stale")], 0, NOW)
+    assert lost == [second.job.id]
+    [requeued] = await broker.requeue_expired(NOW + 0.001, epoch, poison_limit=5)
+    assert requeued.id == first.job.id and requeued.lease_expirations == 1
+    assert (await broker.get(second.job.id)).status == JobStatus.RUNNING
+
+
 async def test_zombie_token_refused_after_requeue(broker):
     epoch = await broker.acquire_epoch("leader", NOW)
     await broker.enqueue([make()], NOW)
@@ -565,6 +578,60 @@ async def test_restore_answers_a_purged_job_with_its_tombstone(broker):
     await broker.purge_finished(NOW + 4, epoch, tombstones_before=NOW + 1.5)
     [back] = await broker.restore([job], NOW + 5, epoch)
     assert isinstance(back, Job) and back.status == JobStatus.PENDING
+
+
+async def purged(broker, outcome: str, **fields) -> Job:
+    """A job that ended ``outcome`` (completed or failed) and was purged: its tombstone stays."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    job = make(**fields)
+    await broker.enqueue([job], NOW)
+    [lease] = await broker.claim("n1", 1, 30, NOW)
+    [done] = await broker.finish([Finish(job.id, lease.token, outcome, error="x")], NOW + 1)
+    assert await broker.purge_finished(NOW + 2, epoch) == 1
+    return done
+
+
+async def test_revive_puts_back_a_purged_failed_job_once(broker):
+    """The API's retry of a purged job: insert-if-absent, so a second retry racing it gets
+    the job as it is (here running) instead of resetting it."""
+    failed = await purged(broker, "failed", idempotency_key="k-1")
+    again = failed.copy()
+    again.status, again.retry_count, again.error = JobStatus.PENDING, 0, None
+    revived = await broker.revive(again, NOW + 3)
+    assert isinstance(revived, Job) and revived.status == JobStatus.PENDING
+    [lease] = await broker.claim("n2", 5, 30, NOW + 4)
+    assert lease.job.id == failed.id
+    second = await broker.revive(again, NOW + 5)
+    assert isinstance(second, Job) and second.status == JobStatus.RUNNING
+    assert second.version == lease.job.version
+    [done] = await broker.finish([Finish(failed.id, lease.token, "completed")], NOW + 6)
+    assert done.status == JobStatus.COMPLETED  # the lease survived the second retry
+
+
+async def test_revive_never_runs_a_purged_completed_job_again(broker):
+    """A Store record that says failed while the job went on to complete (a retry whose
+    snapshots never reached the Store): the tombstone refuses, nothing is inserted."""
+    done = await purged(broker, "completed")
+    behind = done.copy()
+    behind.status = JobStatus.PENDING
+    answer = await broker.revive(behind, NOW + 3)
+    assert isinstance(answer, Tombstone) and answer.status == JobStatus.COMPLETED
+    assert await broker.get(done.id) is None
+    assert await broker.claim("n1", 5, 30, NOW + 3) == []
+
+
+async def test_revive_drops_a_key_another_job_took(broker):
+    failed = await purged(broker, "failed", idempotency_key="k-2")
+    [other] = await broker.enqueue([make(idempotency_key="k-2")], NOW + 3)
+    again = failed.copy()
+    again.status = JobStatus.PENDING
+    revived = await broker.revive(again, NOW + 4)
+    assert isinstance(revived, Job) and revived.id == failed.id
+    assert revived.idempotency_key is None and other.idempotency_key == "k-2"
+    assert {lease.job.id for lease in await broker.claim("n", 5, 30, NOW + 5)} == {
+        failed.id,
+        other.id,
+    }
 
 
 async def test_restore_is_fenced(broker):

@@ -427,6 +427,27 @@ async def test_jobs_leased_by_a_claim_without_an_answer_go_back_uncounted(autoju
         assert node.dispatcher.handed_back == 1
 
 
+async def test_a_restarted_node_lets_its_previous_process_leases_go_at_once(autojump_clock):
+    """The process holding n1's leases died with a job running and two prefetched: the
+    restarted n1 lets those leases run out before its first claim, and the leader requeues
+    them at once instead of after JOB_LEASE (600 s here). They count as expirations."""
+    broker = MemoryBroker()
+    now = trio_clock()
+    await broker.enqueue([validate_submission({"type": "noop"}, now) for _ in range(3)], now)
+    held = await broker.claim("n1", 3, 600.0, now)
+    await broker.enqueue([validate_submission({"type": "noop"}, now)], now)
+    [elsewhere] = await broker.claim("n2", 1, 600.0, now)  # another node's: left alone
+    async with running_node(broker=broker, node_id="n1", job_lease=600.0) as node:
+        for lease in held:
+            ended = await terminal(node, lease.job.id, timeout=60.0)
+            assert ended.status == JobStatus.COMPLETED
+            assert ended.completed_at < lease.expires_at - 500
+            assert ended.lease_expirations == 1
+            assert [a.outcome for a in ended.attempts] == ["lost", "completed"]
+        assert node.dispatcher.expired_at_start == 3
+        assert (await broker.get(elsewhere.job.id)).status == JobStatus.RUNNING
+
+
 async def test_a_previous_incarnations_leases_are_not_handed_back_uncounted(autojump_clock):
     """Only this incarnation's unanswered claims go back uncounted: a lease the node held
     before it restarted may be the job that killed it, so it expires and counts."""
@@ -456,3 +477,104 @@ async def test_a_previous_incarnations_leases_are_not_handed_back_uncounted(auto
         assert ended.status == JobStatus.COMPLETED
         assert ended.lease_expirations == 1  # it expired and counted
         assert node.dispatcher.handed_back == 1
+
+
+async def _purge_now(broker: MemoryBroker, at: float) -> None:
+    """The leader's purge of finished jobs, run by hand (under the current epoch)."""
+    epoch = await broker.current_epoch()
+    assert await broker.purge_finished(at, epoch) >= 1
+
+
+class GatedStore(MemoryStore):
+    """Holds the Store reads of two racing retries: both pass the Broker's ``retry`` (the
+    job is purged) before either puts it back, and the second goes on only when let."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.arrived = 0
+        self.both = trio.Event()
+        self.go_second = trio.Event()
+
+    async def get(self, job_id):
+        if self.armed:
+            self.arrived += 1
+            n = self.arrived
+            if n == 2:
+                self.both.set()
+            await self.both.wait()
+            if n == 2:
+                await self.go_second.wait()
+        return await super().get(job_id)
+
+
+async def test_two_racing_retries_of_a_purged_job_run_it_once(autojump_clock):
+    """The retry of a job the Broker purged is an insert-if-absent (``Broker.revive``): the
+    second of two racing retries, arriving while the first one's attempt runs, gets the
+    running job instead of resetting it for a second run (a plain enqueue overwrote it)."""
+    registry = Registry()
+    runs: list[int] = []
+    release = trio.Event()
+
+    @registry.processor("flaky")
+    async def flaky(ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+        if len(runs) == 1:
+            raise RuntimeError("first run fails")
+        await release.wait()
+
+    broker, store = MemoryBroker(), GatedStore()
+    answers = {}
+    async with running_node(registry, broker=broker, store=store) as node:
+        job = await node.submit({"type": "flaky", "max_retries": 0})
+        assert (await terminal(node, job.id)).status == JobStatus.FAILED
+        await node.recorder.flush(5)
+        await _purge_now(broker, trio_clock() + 1)
+        assert await broker.get(job.id) is None
+
+        async def retry(name: str) -> None:
+            answers[name] = await node.retry(job.id)
+
+        store.armed = True
+        with trio.fail_after(60):  # virtual seconds
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(retry, "a")
+                nursery.start_soon(retry, "b")
+                await store.both.wait()
+                await wait_until(lambda: len(runs) == 2, timeout=10, message="the retried run")
+                store.go_second.set()
+        store.armed = False
+        assert sorted(str(a.status) for a in answers.values()) == ["pending", "running"]
+        release.set()
+        assert (await terminal(node, job.id)).status == JobStatus.COMPLETED
+        await trio.sleep(5)  # virtual: time for another run, were there one
+        assert len(runs) == 2
+
+
+async def test_a_retry_does_not_run_a_completed_job_whose_record_is_behind(autojump_clock):
+    """The Store still says failed (its later snapshots never arrived) but the Broker purged
+    the job after it completed: the retry is refused by the tombstone, nothing runs."""
+    from jobtrio.backends.base import StateConflict
+
+    registry = Registry()
+    runs: list[int] = []
+
+    @registry.processor("once")
+    async def once(ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+
+    broker, store = MemoryBroker(), MemoryStore()
+    async with running_node(registry, broker=broker, store=store) as node:
+        job = await node.submit({"type": "once"})
+        done = await terminal(node, job.id)
+        assert done.status == JobStatus.COMPLETED
+        await node.recorder.flush(5)
+        await _purge_now(broker, trio_clock() + 1)
+        behind = done.copy()
+        behind.status, behind.error = JobStatus.FAILED, "RuntimeError: boom"
+        await store.delete(job.id)
+        await store.put_many([behind])
+        with pytest.raises(StateConflict, match="completed"):
+            await node.retry(job.id)
+        assert await broker.get(job.id) is None
+        assert runs == [1]

@@ -181,7 +181,10 @@ class Dispatcher:
         self._since = clock()
         #: A claim failed without an answer: it may have leased jobs all the same.
         self._claim_unanswered = False
+        #: The leases of this node's previous incarnation are still to be let go of.
+        self._previous_to_expire = True
         self.handed_back = 0
+        self.expired_at_start = 0
         self.broker_healthy = True
         self._broker_marked = False
         self.last_error: str | None = None
@@ -350,6 +353,8 @@ class Dispatcher:
                 await self._capacity.wait(1.0)
                 continue
             try:
+                if self._previous_to_expire:
+                    await self._expire_previous_incarnation()
                 if self._claim_unanswered:
                     await self._hand_back_unanswered()
                 leases = await self._broker.claim(
@@ -392,6 +397,34 @@ class Dispatcher:
                 break
             self._dispatch_ready()
         self._release_ready()
+
+    async def _expire_previous_incarnation(self) -> None:
+        """Let the leases this node's previous process held run out now, before the first claim.
+
+        That process is dead (a node id runs one process at a time), so its
+        leases (the jobs it was running and those it had prefetched) would only
+        wait out ``JOB_LEASE`` before the leader's reaper hands them back. Each is
+        renewed for zero seconds with its own token, the same token-checked move
+        the heartbeat makes: a lease the reaper or another node got to first is
+        left alone, and the rest go back at the leader's next duty tick, counted
+        as expirations toward ``POISON_LIMIT`` as before, since the Broker cannot
+        tell a prefetched job from the one that may have killed the process.
+        Before the first claim, every lease under this id that this dispatcher
+        does not hold is the previous process's: no clocks are compared.
+        """
+        previous = [
+            (lease.job.id, lease.token)
+            for lease in await self._broker.running()
+            if lease.job.node_id == self.node_id and lease.job.id not in self._inflight
+        ]
+        if previous:
+            lost = await self._broker.renew(previous, 0.0, self._clock())
+            self.expired_at_start = len(previous) - len(lost)
+            log.warning(
+                "let %d leases of this node's previous process run out (to be requeued now)",
+                self.expired_at_start,
+            )
+        self._previous_to_expire = False
 
     async def _hand_back_unanswered(self) -> None:
         """Hand back at once the jobs a claim leased to this node without its reply arriving.

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
@@ -33,6 +33,7 @@ from ..backends.base import (
     RateLimit,
     StateConflict,
     Store,
+    Tombstone,
 )
 from ..cluster.members import MemberView
 from ..config import Settings
@@ -351,7 +352,13 @@ class Node:
         return job
 
     async def retry(self, job_id: str) -> Job:
-        """Run a failed or cancelled job again (``StateConflict`` otherwise)."""
+        """Run a failed or cancelled job again (``StateConflict`` otherwise).
+
+        A job the Broker purged comes back from its Store record through
+        ``Broker.revive``, insert-if-absent: a retry racing this one, or a job
+        whose tombstone says it completed after the record was written, is
+        never overwritten or run again.
+        """
         now = self.clock()
         job = await self.broker.retry(job_id, now)
         if job is None:
@@ -363,7 +370,13 @@ class Node:
                     record, f"job {job_id} is {record.status}, not failed or cancelled"
                 )
             transitions.retry(record, now)
-            [job] = await self.broker.enqueue([record], now)
+            revived = await self.broker.revive(record, now)
+            if isinstance(revived, Tombstone):  # the record was behind: it completed
+                raise StateConflict(
+                    replace(record, status=revived.status),
+                    f"job {job_id} is {revived.status}, not failed or cancelled",
+                )
+            job = revived
         self.recorder.record_one(job)
         self.dispatcher.wake()
         self.events.publish("job.retried", job=job_fields(job))

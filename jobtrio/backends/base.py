@@ -367,6 +367,18 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def revive(self, job: Job, now: float) -> Job | Tombstone:
+        """Put back a purged job an operator retries (``job`` already reset): insert-if-absent.
+
+        The job as the Broker holds it when it holds the id (a concurrent retry
+        got there first: never overwritten); the ``Tombstone`` when the Broker
+        purged the job after it *completed* (the Store's failed or cancelled
+        record is behind: the job never runs again); else the job as inserted,
+        waiting. Not fenced: any node's API may retry a job, and insert-if-absent
+        needs no leader.
+        """
+
+    @abc.abstractmethod
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         """True exactly once per (name, tick): periodic jobs fire once cluster-wide."""
 

@@ -431,6 +431,20 @@ class MemoryBroker(Broker):
                 out.append(self._insert(job, now).copy())
         return out
 
+    async def revive(self, job: Job, now: float) -> Job | Tombstone:
+        await trio.lowlevel.checkpoint()
+        held = self._jobs.get(job.id)
+        tomb = self._tombstones.get(job.id)
+        if held is not None:
+            return held.copy()
+        if tomb is not None and tomb.status == JobStatus.COMPLETED:
+            return tomb
+        key = job.idempotency_key
+        if key is not None and self._idempotency.get(key) in self._jobs:
+            job = job.copy()
+            job.idempotency_key = None  # another job holds the key now
+        return self._insert(job, now).copy()
+
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         await trio.lowlevel.checkpoint()
         self._check_epoch(epoch)

@@ -513,6 +513,10 @@ class SqliteBroker(Broker):
             return []
         return await self._db.write(_restore, jobs, now, epoch)
 
+    async def revive(self, job: Job, now: float) -> Job | Tombstone:
+        [out] = await self._db.write(_put_back, [job], now, True)
+        return out
+
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         return await self._db.write(_claim_tick, name, tick, epoch)
 
@@ -1013,6 +1017,13 @@ def _restore(
     conn: sqlite3.Connection, jobs: Sequence[Job], now: float, epoch: int
 ) -> list[Job | Tombstone]:
     _check_epoch(conn, epoch)
+    return _put_back(conn, jobs, now, False)
+
+
+def _put_back(
+    conn: sqlite3.Connection, jobs: Sequence[Job], now: float, revive: bool
+) -> list[Job | Tombstone]:
+    """Insert-if-absent (``restore``); ``revive``: only a completed job's tombstone refuses."""
     wanted = _json_list([job.id for job in jobs])
     held = _get_many(conn, [job.id for job in jobs])
     tombs = {
@@ -1025,10 +1036,11 @@ def _restore(
     }
     out: list[Job | Tombstone] = []
     for job in jobs:
+        tomb = tombs.get(job.id)
         if job.id in held:
             out.append(held[job.id])
-        elif job.id in tombs:
-            out.append(tombs[job.id])
+        elif tomb is not None and (not revive or tomb.status == JobStatus.COMPLETED):
+            out.append(tomb)
         else:
             key = job.idempotency_key
             if (

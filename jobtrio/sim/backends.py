@@ -335,6 +335,9 @@ class BrokerLink(Broker):
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
         return await self._c.call("broker", lambda: self._b.restore(jobs, now, epoch))
 
+    async def revive(self, job: Job, now: float) -> Job | Tombstone:
+        return await self._c.call("broker", lambda: self._b.revive(job, now))
+
     async def fire_tick(
         self, name: str, tick: float, job: Job, epoch: int, now: float
     ) -> Job | None:

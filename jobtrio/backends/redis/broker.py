@@ -140,6 +140,7 @@ class RedisBroker(OnRedis, Broker):
         self._restore = script("restore")
         self._queue_set = script("queue_set")
         self._queue_info = script("queue_info")
+        self._revive = script("revive")
 
     def writes_records_of(self, store: Store) -> bool:
         return (
@@ -462,6 +463,19 @@ class RedisBroker(OnRedis, Broker):
             ):
                 out[i] = again
         return out
+
+    async def revive(self, job: Job, now: float) -> Job | Tombstone:
+        [(body, values)] = self._encode([job], now)
+        answer = as_text(await self._call(self._revive, [num(now), enqueue_arg(job, body, values)]))
+        if answer == "":
+            return lazy_job(body, values)
+        if answer[0] == "H":
+            return Job.loads(answer[1:])
+        if answer[0] == "T":
+            status, version, at = answer[1:].split(SEP)
+            return Tombstone(job.id, JobStatus(status), int(version), float(at))
+        # 'K': another job holds its idempotency key; it comes back without one
+        return await self.revive(dataclasses.replace(job, idempotency_key=None), now)
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         args = [name, num(float(tick)), str(epoch), str(TICKS_KEPT)]
