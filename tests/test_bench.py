@@ -208,3 +208,19 @@ def test_compare_runs_the_peers_set_up_in_the_cache(
         assert peers[name]["skipped"] is None, peers[name]
         assert set(peers[name]["median"]) == {"drain_jobs_per_s", "enqueue_jobs_per_s"}
         assert all(v > 0 for v in peers[name]["median"].values())
+
+
+def test_a_failed_run_is_one_line_naming_the_scenario_and_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobtrio.bench import scenarios
+
+    def broken(ctx: scenarios.Context) -> dict[str, float]:
+        raise ExceptionGroup("nursery", [RuntimeError("POST /api/v1/jobs: 500")])
+
+    monkeypatch.setitem(scenarios.SCENARIOS, "drain", broken)
+    code, out, err = bench(capsys, "--backend", "memory", *TINY)
+    assert code == 1 and out == ""
+    assert err.strip().splitlines()[-1] == (
+        "jobtrio bench: drain run 1 failed: RuntimeError: POST /api/v1/jobs: 500"
+    )

@@ -318,6 +318,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class BenchFailed(Exception):
+    """A scenario could not finish; the message says which run and why, in one line."""
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a failure: a group of one is unwrapped to it."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -355,7 +366,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             peer_runs: dict[str, list[dict[str, float]]] = {}
             for i in range(args.runs):
                 for name in names:
-                    figures = SCENARIOS[name](ctx)
+                    try:
+                        figures = SCENARIOS[name](ctx)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        raise BenchFailed(
+                            f"jobtrio bench: {name} run {i + 1} failed: {_reason(exc)}"
+                        ) from exc
                     runs[name].append(figures)
                     shown = ", ".join(
                         f"{label.strip()} {_format(figures[key], unit)} {unit}"
@@ -421,7 +439,11 @@ def main(args: argparse.Namespace) -> int:
     if args.json not in (None, "-") and not os.path.isdir(os.path.dirname(args.json) or "."):
         print(f"jobtrio bench: --json {args.json}: no such directory", file=sys.stderr)
         return 2
-    result = run(args)
+    try:
+        result = run(args)
+    except BenchFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if args.json == "-":
         print(json.dumps(result))
         return 0

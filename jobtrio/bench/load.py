@@ -16,6 +16,13 @@ from typing import Any
 
 import trio
 
+#: Most connections the open-loop sender holds; a send waits for a free one beyond that.
+MAX_CONNECTIONS = 32
+
+
+class ConnectionClosed(Exception):
+    """The server closed the connection before a whole answer came."""
+
 
 class Connection:
     """One keep-alive connection; ``request`` sends a request and returns (status, body)."""
@@ -37,9 +44,19 @@ class Connection:
         return head.encode() + b"\r\n" + (body or b"")
 
     async def send(self, request: bytes) -> tuple[int, bytes]:
-        await self.stream.send_all(request)
-        while b"\r\n\r\n" not in self.buffer:
-            await self._fill()
+        try:
+            await self.stream.send_all(request)
+            while b"\r\n\r\n" not in self.buffer:
+                await self._fill()
+        except (trio.BrokenResourceError, ConnectionClosed):
+            if self.buffer:
+                raise
+            # the server dropped this keep-alive connection (idle, or reset) before
+            # answering: the request was not served; send it once on a new connection
+            await self._reconnect()
+            await self.stream.send_all(request)
+            while b"\r\n\r\n" not in self.buffer:
+                await self._fill()
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])
@@ -58,10 +75,13 @@ class Connection:
             await self._fill()
         body, self.buffer = self.buffer[:length], self.buffer[length:]
         if close:  # hypercorn closes a connection after keep_alive_max_requests: reconnect
-            await self.stream.aclose()
-            self.stream = await trio.open_tcp_stream(self.host, self.port)
-            self.buffer = b""
+            await self._reconnect()
         return status, body
+
+    async def _reconnect(self) -> None:
+        await self.stream.aclose()
+        self.stream = await trio.open_tcp_stream(self.host, self.port)
+        self.buffer = b""
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         return await self.send(self.build(method, path, body))
@@ -75,7 +95,7 @@ class Connection:
     async def _fill(self) -> None:
         chunk = await self.stream.receive_some(65536)
         if not chunk:
-            raise RuntimeError("the server closed the connection")
+            raise ConnectionClosed("the server closed the connection")
         self.buffer += chunk
 
     async def aclose(self) -> None:
@@ -118,23 +138,25 @@ async def offered_load(
 ) -> list[tuple[float, str]]:
     """POST ``count`` jobs at ``rate`` a second on a fixed schedule (open loop).
 
-    Each send starts at its scheduled time whether or not earlier answers came
-    back (a free connection is reused, else one more is opened), so a slow
-    server shows as latency, not as a lower offered rate. Returns each job's
-    wall-clock send time and id.
+    Each send is due at its scheduled time whether or not earlier answers came
+    back; it takes a free connection (up to ``MAX_CONNECTIONS``, else it waits
+    for one). Its time is taken when it is due, before any such wait, so a
+    slow server shows as latency, not as a lower offered rate. Returns each
+    job's wall-clock send time and id.
     """
     idle: list[Connection] = []
     sent: list[tuple[float, str]] = []
+    slots = trio.Semaphore(MAX_CONNECTIONS)
 
     async def one() -> None:
-        c = idle.pop() if idle else await Connection.open(host, port)
-        request = c.build("POST", path, body)
         at = time.time()
-        status, answer = await c.send(request)
-        if status != 201:
-            raise RuntimeError(f"POST {path}: {status} {answer[:300]!r}")
-        sent.append((at, json.loads(answer)["id"]))
-        idle.append(c)
+        async with slots:
+            c = idle.pop() if idle else await Connection.open(host, port)
+            status, answer = await c.send(c.build("POST", path, body))
+            if status != 201:
+                raise RuntimeError(f"POST {path}: {status} {answer[:300]!r}")
+            sent.append((at, json.loads(answer)["id"]))
+            idle.append(c)
 
     for _ in range(4):
         idle.append(await Connection.open(host, port))
