@@ -1251,7 +1251,14 @@ def _fail(message: str) -> None:
 
 # these register `jobtrio cluster up|down|...`, `jobtrio schedules`, `jobtrio users` and
 # `jobtrio login` on `cli`
-from . import cli_chaos, cli_cluster, cli_queues, cli_schedules, cli_users  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    cli_chaos,
+    cli_cluster,
+    cli_queues,
+    cli_schedules,
+    cli_users,
+    cli_workflows,
+)
 
 if __name__ == "__main__":
     # run as `python -m jobtrio.cli`, this file is `__main__` while the modules above

@@ -188,6 +188,40 @@ class JobPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Workflow:
+    """A workflow as ``submit_workflow``, ``get_workflow`` and ``cancel_workflow`` answer.
+
+    ``status`` is ``running`` until every member ended, then ``completed``,
+    ``failed`` or ``cancelled``; ``jobs`` are its members in submission order.
+    """
+
+    id: str
+    kind: str
+    status: str
+    counts: dict[str, int]
+    members: list[str]
+    jobs: list[Job]
+
+    @property
+    def terminal(self) -> bool:
+        return self.status != "running"
+
+
+def _workflow(data: Any) -> Workflow:
+    try:
+        return Workflow(
+            id=data["id"],
+            kind=data["kind"],
+            status=data["status"],
+            counts=dict(data["counts"]),
+            members=list(data["members"]),
+            jobs=[_job(j) for j in data["jobs"]],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobtrioError(f"the node sent something that is not a workflow: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     method: str
     path: str
@@ -388,6 +422,18 @@ class _Calls:
     @staticmethod
     def retry(job_id: str) -> _Call:
         return _Call("POST", f"/api/v1/jobs/{job_id}/retry")
+
+    @staticmethod
+    def submit_workflow(spec: Mapping[str, Any]) -> _Call:
+        return _Call("POST", "/api/v1/workflows", json=dict(spec))
+
+    @staticmethod
+    def get_workflow(workflow_id: str) -> _Call:
+        return _Call("GET", f"/api/v1/workflows/{workflow_id}")
+
+    @staticmethod
+    def cancel_workflow(workflow_id: str) -> _Call:
+        return _Call("DELETE", f"/api/v1/workflows/{workflow_id}")
 
     @staticmethod
     def list_page(params: dict[str, str]) -> _Call:
@@ -652,6 +698,31 @@ class Client:
 
     def retry(self, job_id: str) -> Job:
         return _job(self._send(_Calls.retry(job_id)))
+
+    def submit_workflow(self, spec: Mapping[str, Any]) -> Workflow:
+        """A chain, group or chord (``jobtrio.workflows.chain`` / ``group`` / ``chord``)."""
+        return _workflow(self._send(_Calls.submit_workflow(spec)))
+
+    def get_workflow(self, workflow_id: str) -> Workflow:
+        return _workflow(self._send(_Calls.get_workflow(workflow_id)))
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel every member that has not ended."""
+        return _workflow(self._send(_Calls.cancel_workflow(workflow_id)))
+
+    def wait_workflow(
+        self, workflow_id: str, timeout: float | None = None, *, poll_interval: float = 0.05
+    ) -> Workflow:
+        """Poll until every member ended; ``WaitTimeout`` after ``timeout`` seconds."""
+        backoff, deadline = Backoff(poll_interval, 1.0, 1.5), _deadline(timeout)
+        while True:
+            last = self.get_workflow(workflow_id)
+            if last.terminal:
+                return last
+            delay = backoff.next_within(deadline, time.monotonic())
+            if delay is None:
+                raise WaitTimeout(f"workflow {workflow_id} is still running after {timeout}s")
+            time.sleep(delay)
 
     def list_page(
         self,
@@ -1001,6 +1072,28 @@ class AsyncClient:
 
     async def retry(self, job_id: str) -> Job:
         return _job(await self._send(_Calls.retry(job_id)))
+
+    async def submit_workflow(self, spec: Mapping[str, Any]) -> Workflow:
+        return _workflow(await self._send(_Calls.submit_workflow(spec)))
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        return _workflow(await self._send(_Calls.get_workflow(workflow_id)))
+
+    async def cancel_workflow(self, workflow_id: str) -> Workflow:
+        return _workflow(await self._send(_Calls.cancel_workflow(workflow_id)))
+
+    async def wait_workflow(
+        self, workflow_id: str, timeout: float | None = None, *, poll_interval: float = 0.05
+    ) -> Workflow:
+        backoff, deadline = Backoff(poll_interval, 1.0, 1.5), _deadline(timeout)
+        while True:
+            last = await self.get_workflow(workflow_id)
+            if last.terminal:
+                return last
+            delay = backoff.next_within(deadline, time.monotonic())
+            if delay is None:
+                raise WaitTimeout(f"workflow {workflow_id} is still running after {timeout}s")
+            await anyio.sleep(delay)
 
     async def list_page(
         self,

@@ -118,6 +118,17 @@ class NodeMetrics:
             ["type"],
             registry=r,
         )
+        self.workflows_submitted = Counter(
+            "workflows_submitted_total",
+            "Workflows (chains, groups, chords) accepted by this node",
+            registry=r,
+        )
+        self.dependents_released = Counter(
+            "jobs_dependents_released_total",
+            "Jobs this node saw leave waiting: due (released) or failed by a dependency",
+            ["outcome"],
+            registry=r,
+        )
         self.lease_lost = Counter(
             "job_leases_lost_total", "Attempts abandoned because their lease was lost", registry=r
         )

@@ -85,3 +85,28 @@ async def test_unknown_parent_is_a_400_naming_it(autojump_clock):
         # the same job alongside others: only it is refused
         ok = await client.post("/api/v1/jobs", json={"type": "noop"})
         assert ok.status_code == 201
+
+
+async def test_metrics_count_workflows_and_released_dependents(autojump_clock):
+    from tests.test_metrics import scrape, value
+
+    async with running_node() as node:
+        view = await node.submit_workflow(
+            {"chain": [{"type": "noop"}, {"type": "fail", "max_retries": 0}, {"type": "noop"}]}
+        )
+
+        async def ended():
+            got = await node.get_workflow(view["id"])
+            return got if got["status"] != "running" else None
+
+        await wait_until(ended, timeout=60, message="the workflow")
+
+        async def counted():
+            m = scrape(node.metrics.render().decode())
+            return m if value(m, "jobs_dependents_released_total", outcome="failed") else None
+
+        m = await wait_until(counted, timeout=30, message="the released count")
+    assert value(m, "workflows_submitted_total") == 1
+    # the fail step was released by the first, the last failed by the fail step
+    assert value(m, "jobs_dependents_released_total", outcome="released") == 1
+    assert value(m, "jobs_dependents_released_total", outcome="failed") == 1

@@ -20,6 +20,7 @@ from jobtrio.client import AsyncClient, Client
 from jobtrio.config import Settings
 from jobtrio.jobs import JobStatus
 from jobtrio.payloads import from_payload, to_payload
+from jobtrio.workflows import chain, chord, group
 from tests.test_client import in_thread, serve_node
 
 
@@ -62,6 +63,11 @@ async def email(ctx: JobContext) -> str:
 @registry.processor("plain")
 async def plain(ctx: JobContext) -> dict:
     return ctx.payload
+
+
+@registry.processor("total")
+async def total(ctx: JobContext) -> int:
+    return sum(r["n"] for r in ctx.results or [])
 
 
 @pytest.fixture
@@ -139,3 +145,21 @@ def test_payload_checks_name_the_field():
         to_payload(Resize, "a.png")
     with pytest.raises(TypeError, match="payload= takes a dataclass or a TypedDict"):
         Registry(builtins=False).processor("x", payload=int)
+
+
+async def test_workflows_compose_handles_with_both_clients(url):
+    spec = chord([plain.job({"n": i}) for i in range(4)], total.job())
+    async with AsyncClient(url) as client:
+        submitted = await client.submit_workflow(spec)
+        assert submitted.kind == "chord" and len(submitted.jobs) == 5
+        done = await client.wait_workflow(submitted.id, 30)
+    assert done.status == "completed" and done.jobs[-1].result == 6
+    flow = chain(plain.job({"n": 1}), group(plain.job({"n": 2}), plain.job({"n": 3})))
+    with Client(url) as client:
+        submitted = await in_thread(client.submit_workflow, flow)
+        done = await in_thread(client.wait_workflow, submitted.id, 30)
+        assert done.status == "completed" and done.counts == {"completed": 3}
+        again = await in_thread(client.cancel_workflow, submitted.id)  # nothing left to cancel
+        assert again.status == "completed"
+        with pytest.raises(PayloadError):  # the typed check still runs inside a workflow
+            chain(resize.job({"image": 3}))

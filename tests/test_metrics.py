@@ -41,6 +41,8 @@ from tests.waiting import wait_until
 ELSEWHERE = {
     "cluster_messages": "test_events_cluster.py::test_a_client_on_one_node_sees_the_whole_...",
     "event_stream_consumers_dropped": "test_events.py::test_a_slow_consumer_is_dropped_...",
+    "workflows_submitted": "test_dependencies_node.py::test_metrics_count_workflows_and_...",
+    "jobs_dependents_released": "test_dependencies_node.py::test_metrics_count_workflows_and_...",
 }
 #: Checked in this module by tests of their own.
 OWN_TESTS = {

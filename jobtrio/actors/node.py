@@ -54,6 +54,8 @@ from ..observer import NodeObserver
 from ..processors import Registry
 from ..queueplan import Worker, unserved, worker_from_meta
 from ..schedules import Schedule, validate_schedule
+from ..workflows import build as build_workflow
+from ..workflows import view as workflow_view
 from .cluster import ClusterActor, ClusterSeams
 from .dispatcher import CANCELLED, Dispatcher
 from .elector import Elector
@@ -96,6 +98,12 @@ class JobNotFound(LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
+
+
+class WorkflowNotFound(LookupError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow with id {workflow_id!r}")
+        self.workflow_id = workflow_id
 
 
 @dataclass(slots=True)
@@ -148,7 +156,7 @@ class Node:
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
         self.recorder = Recorder(store, copies=not broker.writes_records_of(store))
         self.group_commit = GroupCommit(broker, clock)
-        self.releases = Releases(broker, self.recorder, self.events)
+        self.releases = Releases(broker, self.recorder, self.events, self.metrics)
         self.dispatcher = Dispatcher(
             self.node_id,
             settings,
@@ -381,6 +389,46 @@ class Node:
         self.dispatcher.wake()
         self.events.publish("job.retried", job=job_fields(job))
         return job
+
+    # -- workflows ----------------------------------------------------------------------
+    async def submit_workflow(self, spec: Any, owner: str | None = None) -> dict[str, Any]:
+        """Validate a chain, group or chord (``workflows.py``) and enqueue its jobs in one
+        all-or-none move; returns the workflow's view (its id is its first job's)."""
+        jobs = build_workflow(spec, self.clock(), self.limits, self.ids)
+        for job in jobs:
+            job.owner = owner
+        stored = await self.broker.enqueue(jobs, self.clock())
+        self._accepted(stored)
+        self.metrics.workflows_submitted.inc()
+        return workflow_view(stored[0], {job.id: job for job in stored})
+
+    async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """The workflow's view: its state and every member as the Broker (or, once purged
+        there, the Store) holds it; ``WorkflowNotFound`` if ``workflow_id`` is none."""
+        root = await self.get(workflow_id)
+        if root is None or root.workflow is None or root.workflow_id != root.id:
+            raise WorkflowNotFound(workflow_id)
+        ids = list(root.workflow.get("members") or [])
+        members = await self.broker.get_many(ids)
+        for job_id in ids:
+            if job_id not in members:
+                record = await self.store.get(job_id)
+                if record is not None:
+                    members[job_id] = record
+        return workflow_view(root, members)
+
+    async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Cancel every member that has not ended, the last first (so a waiting member is
+        cancelled rather than failed by its cancelled parent); returns the view."""
+        before = await self.get_workflow(workflow_id)
+        for job in reversed(before["jobs"]):
+            if job["status"] in ("completed", "failed", "cancelled"):
+                continue
+            try:
+                await self.cancel(job["id"])
+            except (StateConflict, JobNotFound):
+                pass  # it ended meanwhile
+        return await self.get_workflow(workflow_id)
 
     async def purge(self, job_id: str) -> bool:
         """Cancel if live, then delete the job from the Broker and the Store."""

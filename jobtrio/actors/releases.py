@@ -21,6 +21,7 @@ from ..backends.base import BackendUnavailable, Broker
 from ..events import EventBus
 from ..eventstream import job_fields
 from ..jobs import Job, JobStatus
+from ..metrics import NodeMetrics
 from .recorder import Recorder
 from .signals import Wakeup
 
@@ -31,7 +32,14 @@ BATCH = 500
 
 
 class Releases:
-    def __init__(self, broker: Broker, recorder: Recorder, events: EventBus) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        recorder: Recorder,
+        events: EventBus,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        self._metrics = metrics
         self._broker = broker
         self._recorder = recorder
         self._events = events
@@ -66,6 +74,9 @@ class Releases:
                     if job.status == JobStatus.WAITING:
                         continue  # still waits for another parent
                     self.released += 1
+                    if self._metrics is not None:
+                        outcome = "failed" if job.terminal else "released"
+                        self._metrics.dependents_released.labels(outcome).inc()
                     if self._events.has_subscribers:
                         kind = "job.failed" if job.terminal else "job.released"
                         self._events.publish(kind, job=job_fields(job))

@@ -21,7 +21,7 @@ from ..actors.node import Node
 from ..config import ConfigError, Settings
 from ..tokens import Tokens
 from ..users import Users, UsersFileError
-from . import cluster, dashboard, events, jobs, login, ops, queues, schedules
+from . import cluster, dashboard, events, jobs, login, ops, queues, schedules, workflows
 from .auth import AUTHORIZER_KEY, Authorizer, JwtAuthorizer
 from .context import NODE_KEY, batch_body_limit
 from .errors import register_error_handlers
@@ -71,6 +71,7 @@ def create_app(
         app.extensions[LOGIN_KEY] = login_service
     register_error_handlers(app)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(workflows.bp)
     app.register_blueprint(schedules.bp)
     app.register_blueprint(queues.bp)
     app.register_blueprint(cluster.bp)

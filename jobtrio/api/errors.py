@@ -21,7 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from ..actors.node import BatchValidationError, JobNotFound
+from ..actors.node import BatchValidationError, JobNotFound, WorkflowNotFound
 from ..backends.base import BackendUnavailable, StateConflict
 from ..backends.dependencies import UnknownDependency
 from ..jobs import ValidationError
@@ -193,6 +193,10 @@ def register_error_handlers(app: QuartTrio) -> None:
     async def unknown_dependency(exc: UnknownDependency) -> Response:
         # a 400, not a 422: the body is valid, but names a job that does not exist
         return error_response(400, "unknown_dependency", str(exc), "depends_on")
+
+    @app.errorhandler(WorkflowNotFound)
+    async def workflow_not_found(exc: WorkflowNotFound) -> Response:
+        return error_response(404, "not_found", str(exc))
 
     @app.errorhandler(JobNotFound)
     async def job_not_found(exc: JobNotFound) -> Response:

@@ -20,6 +20,7 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, request
 
 from ..backends.base import StateConflict
+from ..backends.dependencies import UnknownDependency
 from ..jobs import Job, JobStatus
 from .auth import Role, check_role, owner_scope, require, submitter
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
@@ -69,6 +70,23 @@ def _not_taken(jobs: list[Job]) -> None:
             )
 
 
+async def _check_dependencies(items: list[Any]) -> None:
+    """A ``user`` may depend only on its own jobs (another's result would leak through
+    ``receive_results``): another user's job is as unknown as a missing one (400)."""
+    scope = owner_scope()
+    if scope is None:
+        return
+    node = current_node()
+    for item in items:
+        parents = item.get("depends_on") if isinstance(item, dict) else None
+        if not isinstance(parents, list):
+            continue  # validation says what is wrong with it
+        for parent in parents:
+            if isinstance(parent, str) and JOB_ID_RE.match(parent.upper()):
+                if not _visible(await node.get(parent.upper()), scope):
+                    raise UnknownDependency("", parent.upper())
+
+
 def _created(body: Any, location: str | None = None) -> Response:
     response = jsonify(body)
     response.status_code = 201
@@ -83,6 +101,7 @@ async def submit_job() -> Response:
     node = current_node()
     reject_unknown(request.args, ())
     data = await read_json_object(job_body_limit(node.settings))
+    await _check_dependencies([data])
     job = await node.submit(data, submitter())
     _not_taken([job])
     return _created(job.to_dict(), f"/api/v1/jobs/{job.id}")
@@ -113,6 +132,7 @@ async def submit_batch() -> Response:
             f"a batch holds at most {MAX_BATCH_JOBS} jobs, got {len(items)}; split it",
             "jobs",
         )
+    await _check_dependencies(items)
     jobs = await node.submit_many(items, submitter())
     _not_taken(jobs)
     return _created({"jobs": [job.to_dict() for job in jobs], "count": len(jobs)})

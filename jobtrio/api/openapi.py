@@ -462,6 +462,72 @@ def _schemas() -> dict[str, Any]:
                 "count": {**INT, "description": "jobs on this page"},
             }
         ),
+        "WorkflowSubmission": {
+            "type": "object",
+            "description": "exactly one of chain, group or chord; a member is a "
+            "JobSubmission (without depends_on, receive_results, on_dependency_failure or "
+            "idempotency_key: the workflow wires them) or a nested workflow object; at most "
+            "1000 jobs, 16 levels",
+            "properties": {
+                "chain": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "object"},
+                    "description": "steps in order; each depends on the one before",
+                },
+                "pass_results": {
+                    **BOOL,
+                    "default": True,
+                    "description": "a chain's steps receive the previous step's results",
+                },
+                "group": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "object"},
+                    "description": "members run in parallel",
+                },
+                "chord": {
+                    "type": "object",
+                    "properties": {
+                        "group": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                        "callback": {"type": "object"},
+                    },
+                    "required": ["group", "callback"],
+                    "description": "a group, then a callback receiving all its results",
+                },
+                "on_dependency_failure": {
+                    "type": ["string", "null"],
+                    "enum": ["fail", "run", None],
+                    "description": "for every member with dependencies (default fail)",
+                },
+            },
+            "example": {
+                "chain": [
+                    {"type": "echo", "payload": {"n": 1}},
+                    {
+                        "chord": {
+                            "group": [{"type": "noop"}, {"type": "noop"}],
+                            "callback": {"type": "echo"},
+                        }
+                    },
+                ]
+            },
+        },
+        "Workflow": _obj(
+            {
+                "id": {**JOB_ID, "description": "the workflow's id: its first job's id"},
+                "kind": {**STRING, "enum": ["chain", "group", "chord"]},
+                "status": {
+                    **STRING,
+                    "enum": ["running", "completed", "failed", "cancelled"],
+                    "description": "running until every member ended; then completed if all "
+                    "did, failed if any failed, else cancelled",
+                },
+                "counts": {"type": "object", "description": "members by status"},
+                "members": {"type": "array", "items": JOB_ID},
+                "jobs": {"type": "array", "items": _ref("Job")},
+            }
+        ),
         "Deleted": _obj({"id": STRING, "deleted": {"type": "boolean", "const": True}}),
         "Stats": _obj(
             {
@@ -672,6 +738,7 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str) -> d
 
 
 JOB_ID_PARAM = _param("job_id", "path", STRING, "the job's id")
+WORKFLOW_ID_PARAM = _param("workflow_id", "path", STRING, "the workflow's id (its first job's id)")
 SCHEDULE_NAME_PARAM = _param("name", "path", STRING, "the schedule's name")
 QUEUE_NAME_PARAM = _param("name", "path", STRING, "the queue's name (400 when invalid)")
 JSON_BODY_ERRORS = ("BadRequest", "PayloadTooLarge", "UnsupportedMediaType", "Unprocessable")
@@ -731,6 +798,43 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                     "content": {JSON: {"schema": _ref("Job")}},
                 },
                 **_errors(*JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/workflows", "post"): {
+            "operationId": "submitWorkflow",
+            "tags": ["workflows"],
+            "summary": "Submit a chain, group or chord of jobs as one (all or none)",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("WorkflowSubmission")}},
+            },
+            "responses": {
+                "201": {
+                    "description": "Accepted: the workflow and its jobs",
+                    "headers": {"Location": {"schema": STRING}},
+                    "content": {JSON: {"schema": _ref("Workflow")}},
+                },
+                **_errors(*JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Unavailable"),
+            },
+        },
+        ("/api/v1/workflows/{workflow_id}", "get"): {
+            "operationId": "getWorkflow",
+            "tags": ["workflows"],
+            "summary": "A workflow's state and every member",
+            "parameters": [WORKFLOW_ID_PARAM],
+            "responses": {
+                **_ok("The workflow", "Workflow"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Unavailable"),
+            },
+        },
+        ("/api/v1/workflows/{workflow_id}", "delete"): {
+            "operationId": "cancelWorkflow",
+            "tags": ["workflows"],
+            "summary": "Cancel every member of a workflow that has not ended",
+            "parameters": [WORKFLOW_ID_PARAM],
+            "responses": {
+                **_ok("The workflow after the cancel", "Workflow"),
+                **_errors("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Unavailable"),
             },
         },
         ("/api/v1/jobs", "get"): {
@@ -1144,6 +1248,7 @@ def build_spec(app: QuartTrio, version: str) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": [
             {"name": "jobs", "description": "Submit, inspect, cancel and retry jobs"},
+            {"name": "workflows", "description": "Chains, groups and chords of jobs"},
             {"name": "schedules", "description": "Periodic jobs: cron expressions and intervals"},
             {"name": "queues", "description": "Named queues: pause, resume, rate limits"},
             {"name": "cluster", "description": "Nodes, workers, leader and elections"},

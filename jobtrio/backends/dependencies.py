@@ -42,7 +42,7 @@ class UnknownDependency(LookupError):
     """A submitted job depends on a job the Broker does not know."""
 
     def __init__(self, job_id: str, dependency: str) -> None:
-        super().__init__(f"job {job_id} depends on {dependency}, which is not a known job")
+        super().__init__(f"depends_on names {dependency}, which is not a known job")
         self.job_id = job_id
         self.dependency = dependency
 

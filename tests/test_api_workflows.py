@@ -1,0 +1,153 @@
+"""Workflows over the REST API: chain, group, chord (nested too), state, cancel, errors.
+
+One node on the memory backends under trio's MockClock (autojump); the
+Quart test client calls the routes in the same loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from jobtrio.api.app import create_app
+from jobtrio.processors import JobContext, Registry
+from tests.test_node import running_node
+from tests.waiting import wait_until
+
+
+def steps() -> Registry:
+    registry = Registry()
+
+    @registry.processor("add")
+    async def add(ctx: JobContext) -> int:
+        # a dependency that failed under on_dependency_failure=run hands on None
+        return sum(r for r in ctx.results or [] if r is not None) + ctx.payload.get("n", 0)
+
+    @registry.processor("hold")
+    async def hold(ctx: JobContext) -> int:
+        await trio.sleep(3600)
+        return 0
+
+    return registry
+
+
+@pytest.fixture
+async def api(autojump_clock) -> AsyncIterator:
+    async with running_node(steps()) as node:
+        yield create_app(node).test_client()
+
+
+async def finished(api, workflow_id: str) -> dict:
+    async def done():
+        view = await (await api.get(f"/api/v1/workflows/{workflow_id}")).get_json()
+        return view if view["status"] != "running" else None
+
+    return await wait_until(done, timeout=120, message=f"workflow {workflow_id}")
+
+
+def add(n: int) -> dict:
+    return {"type": "add", "payload": {"n": n}}
+
+
+async def test_a_chain_runs_in_order_handing_results_on(api):
+    response = await api.post("/api/v1/workflows", json={"chain": [add(1), add(2), add(3)]})
+    assert response.status_code == 201, await response.get_data()
+    view = await response.get_json()
+    assert response.headers["Location"] == f"/api/v1/workflows/{view['id']}"
+    assert view["kind"] == "chain" and view["status"] == "running"
+    assert [j["status"] for j in view["jobs"]] == ["pending", "waiting", "waiting"]
+    assert view["jobs"][0]["id"] == view["id"] == view["members"][0]
+    assert all(j["workflow_id"] == view["id"] for j in view["jobs"])
+    done = await finished(api, view["id"])
+    assert done["status"] == "completed" and done["counts"] == {"completed": 3}
+    assert [j["result"] for j in done["jobs"]] == [1, 3, 6]
+    first, second, third = done["jobs"]
+    assert first["completed_at"] <= second["started_at"]
+    assert second["completed_at"] <= third["started_at"]
+
+
+async def test_a_chord_callback_receives_every_result_and_groups_nest(api):
+    spec = {
+        "chain": [
+            add(1),
+            {"chord": {"group": [add(10), add(20), add(30)], "callback": add(0)}},
+            {"group": [add(100), add(200)]},
+        ]
+    }
+    view = await (await api.post("/api/v1/workflows", json=spec)).get_json()
+    done = await finished(api, view["id"])
+    assert done["status"] == "completed"
+    results = [j["result"] for j in done["jobs"]]
+    # the chord's members each got the chain's first result (1); the callback all three
+    assert results[:5] == [1, 11, 21, 31, 63]
+    assert results[5:] == [163, 263]
+    callback = done["jobs"][4]
+    assert callback["depends_on"] == [j["id"] for j in done["jobs"][1:4]]
+
+
+async def test_a_failing_step_fails_the_rest_naming_it(api):
+    spec = {"chain": [add(1), {"type": "fail", "max_retries": 0}, add(2)]}
+    view = await (await api.post("/api/v1/workflows", json=spec)).get_json()
+    done = await finished(api, view["id"])
+    assert done["status"] == "failed"
+    assert [j["status"] for j in done["jobs"]] == ["completed", "failed", "failed"]
+    assert done["jobs"][2]["error"] == f"dependency {done['jobs'][1]['id']} failed"
+    assert done["jobs"][2]["attempts"] == []
+    # with run, the step after a failure runs anyway
+    spec = {"chain": [{"type": "fail", "max_retries": 0}, add(5)], "on_dependency_failure": "run"}
+    view = await (await api.post("/api/v1/workflows", json=spec)).get_json()
+    done = await finished(api, view["id"])
+    assert [j["status"] for j in done["jobs"]] == ["failed", "completed"]
+    assert done["jobs"][1]["result"] == 5
+
+
+async def test_cancelling_a_workflow_cancels_what_has_not_finished(api):
+    spec = {"chain": [add(1), {"type": "hold"}, add(2), add(3)]}
+    view = await (await api.post("/api/v1/workflows", json=spec)).get_json()
+
+    async def holding():
+        got = await (await api.get(f"/api/v1/workflows/{view['id']}")).get_json()
+        return got if got["jobs"][1]["status"] == "running" else None
+
+    await wait_until(holding, timeout=60, message="the hold step to run")
+    response = await api.delete(f"/api/v1/workflows/{view['id']}")
+    assert response.status_code == 200
+    after = await response.get_json()
+    assert after["status"] == "cancelled"
+    assert [j["status"] for j in after["jobs"]] == [
+        "completed",
+        "cancelled",
+        "cancelled",
+        "cancelled",
+    ]
+
+
+async def test_bad_workflows_are_refused_naming_the_place(api):
+    cases = [
+        ({"chain": [add(1), {"type": "add", "priority": 99}]}, "workflow.chain[1].priority"),
+        ({"chain": []}, "workflow.chain"),
+        ({"group": [add(1)], "chain": [add(2)]}, "workflow"),
+        ({"chain": [{"type": "add", "depends_on": []}]}, "workflow.chain[0].depends_on"),
+        ({"chord": {"group": [add(1)]}}, "workflow.chord"),
+        ({"group": [add(1)], "pass_results": True}, "workflow"),
+        ({"group": [add(1)], "on_dependency_failure": "maybe"}, "on_dependency_failure"),
+        ({"chain": [5]}, "workflow.chain[0]"),
+    ]
+    for spec, field in cases:
+        response = await api.post("/api/v1/workflows", json=spec)
+        assert response.status_code == 422, spec
+        assert (await response.get_json())["error"]["field"] == field, spec
+    too_many = {"group": [add(1)] * 1001}
+    response = await api.post("/api/v1/workflows", json=too_many)
+    assert response.status_code == 422
+    assert "at most 1000 jobs" in (await response.get_json())["error"]["message"]
+
+
+async def test_unknown_workflows_are_404(api):
+    assert (await api.get("/api/v1/workflows/nope")).status_code == 404
+    job = await (await api.post("/api/v1/jobs", json=add(1))).get_json()
+    response = await api.get(f"/api/v1/workflows/{job['id']}")  # a job, not a workflow
+    assert response.status_code == 404
+    assert (await api.delete(f"/api/v1/workflows/{job['id']}")).status_code == 404

@@ -1,0 +1,85 @@
+"""``jobtrio workflows`` against a node served over real HTTP (the test_cli harness):
+exit 0 on success, 1 on a refusal or a workflow that did not complete, 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from jobtrio.cli import main
+from tests.test_api import make_node
+from tests.test_cli import Run
+from tests.test_client import Served, serve_node
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    node = make_node()
+    async with trio.open_nursery() as nursery:
+        url = await serve_node(nursery, node)
+        yield Served(node, url)
+        node.request_stop()
+        await node.stopped.wait()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], served: Served) -> Any:
+    async def run(*args: str) -> Run:
+        capsys.readouterr()
+        code = await trio.to_thread.run_sync(main, [*args, "--url", served.url])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+CHORD = {
+    "chord": {
+        "group": [{"type": "echo", "payload": {"n": 1}}, {"type": "echo", "payload": {"n": 2}}],
+        "callback": {"type": "echo"},
+    }
+}
+
+
+async def test_submit_wait_show_and_cancel(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "flow.json"
+    spec.write_text(json.dumps(CHORD))
+    run = await cli("workflows", "submit", str(spec), "--wait", "--timeout", "30s", "--json")
+    assert run.code == 0, run.err
+    flow = json.loads(run.out)
+    assert flow["kind"] == "chord" and flow["status"] == "completed"
+    assert flow["counts"] == {"completed": 3}
+    run = await cli("workflows", "show", flow["id"])
+    assert run.code == 0, run.err
+    assert run.out.startswith(f"workflow {flow['id']}  chord  completed  (3 completed)")
+    assert "0,1" in run.out  # the callback runs after members 0 and 1
+    run = await cli("workflows", "cancel", flow["id"])
+    assert run.code == 0 and "completed" in run.out  # nothing left to cancel
+    held = {"chain": [{"type": "sleep", "payload": {"seconds": 60}}, {"type": "noop"}]}
+    run = await cli("workflows", "submit", json.dumps(held), "--json")
+    assert run.code == 0, run.err
+    flow = json.loads(run.out)
+    run = await cli("workflows", "cancel", flow["id"], "--json")
+    assert run.code == 0
+    assert json.loads(run.out)["status"] == "cancelled"
+
+
+async def test_failures_and_bad_input(cli: Any) -> None:
+    failing = {"chain": [{"type": "fail", "max_retries": 0}, {"type": "noop"}]}
+    run = await cli("workflows", "submit", json.dumps(failing), "--wait", "--timeout", "30s")
+    assert run.code == 1
+    assert "failed" in run.out and "dependency" in run.out
+    run = await cli("workflows", "submit", '{"chain": []}')
+    assert run.code == 1 and "workflow.chain must be a non-empty array" in run.err
+    run = await cli("workflows", "submit", "{not json")
+    assert run.code == 2 and "is not JSON" in run.err
+    run = await cli("workflows", "submit", "/no/such/file.json")
+    assert run.code == 2 and "cannot read /no/such/file.json" in run.err
+    run = await cli("workflows", "show", "01J9Z6N5G4X8W3QH2K7R1M0P9T")
+    assert run.code == 1 and "no workflow with id" in run.err
