@@ -351,3 +351,54 @@ async def test_the_queues_card_shows_pending_work_no_worker_can_take(
         node.request_stop()
         await node.stopped.wait()
         nursery.cancel_scope.cancel()
+
+
+async def test_progress_and_waiting_jobs_show_live(driver: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from jobtrio.backends.memory import MemoryBroker, MemoryStore
+    from jobtrio.processors import JobContext, Registry
+
+    registry = Registry()
+
+    @registry.processor("resize")
+    async def resize(ctx: JobContext) -> None:
+        await ctx.progress(0.4, "resized 4/10")
+        await trio.sleep(3600)
+
+    settings = Settings(node_id="api-node", worker_count=2, shutdown_grace=0.2)
+    node = Node(settings, MemoryBroker(), MemoryStore(), registry)
+    async with trio.open_nursery() as nursery:
+        url = await serve_node(nursery, node)
+
+        def scenario() -> Path:
+            driver.get(url + "/")
+            wait_for(driver, lambda d: text_of(d, "#live") == "live", "the stream to be live")
+            with httpx.Client(base_url=url) as api:
+                first = api.post("/api/v1/jobs", json={"type": "resize"}).json()["id"]
+                second = api.post(
+                    "/api/v1/jobs", json={"type": "noop", "depends_on": [first]}
+                ).json()["id"]
+                wait_for(
+                    driver,
+                    lambda d: row_status(d, first) == "running 40% resized 4/10",
+                    "the running row with its progress, live",
+                )
+                wait_for(driver, lambda d: row_status(d, second) == "waiting", "the waiting row")
+                driver.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{first}"]').click()
+                wait_for(
+                    driver,
+                    lambda d: text_of(d, "#detail-progress") == "40% resized 4/10",
+                    "the detail's progress",
+                )
+                shot = screenshot(driver, tmp_path, "dashboard-progress.png")
+                assert api.delete(f"/api/v1/jobs/{first}").status_code == 200
+                wait_for(driver, lambda d: row_status(d, second) == "failed", "the released row")
+            return shot
+
+        try:
+            await in_thread(scenario)
+        finally:
+            node.request_stop()
+            await node.stopped.wait()
+            nursery.cancel_scope.cancel()

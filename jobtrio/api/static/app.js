@@ -12,7 +12,7 @@
 const PAGE_SIZE = 50;
 const EVENTS_SHOWN = 50;
 const RATE_SECONDS = 120;
-const STATES = ["pending", "running", "scheduled", "retrying"];
+const STATES = ["pending", "running", "scheduled", "retrying", "waiting"];
 
 const state = {
   token: sessionStorage.getItem("jobtrio.token"),
@@ -350,7 +350,7 @@ async function openJob(id) {
       ),
     ),
   );
-  const open = ["pending", "scheduled", "running", "retrying"].includes(job.status);
+  const open = ["pending", "scheduled", "running", "retrying", "waiting"].includes(job.status);
   $("cancel").disabled = !open;
   $("retry").disabled = !["failed", "cancelled"].includes(job.status);
   applyRole();
