@@ -69,6 +69,7 @@ STATUS_STYLES = {
     JobStatus.COMPLETED: "green",
     JobStatus.FAILED: "bold red",
     JobStatus.CANCELLED: "dim",
+    JobStatus.WAITING: "dark_goldenrod",
 }
 
 # What the CLI prints often comes from a node: the consoles escape any control character
@@ -615,6 +616,21 @@ def healthcheck(env_file: str | None, timeout: float) -> int:
 @click.option("--idempotency-key", metavar="KEY", help="Submitting the same key again is a no-op.")
 @click.option("--queue", "-q", metavar="NAME", help="The named queue to wait in (default).")
 @click.option(
+    "--after",
+    "depends_on",
+    multiple=True,
+    metavar="JOB_ID",
+    help="Wait until this job has completed (repeat for several): depends_on.",
+)
+@click.option(
+    "--receive-results", is_flag=True, help="With --after: hand the processor their results."
+)
+@click.option(
+    "--on-dependency-failure",
+    type=click.Choice(["fail", "run"]),
+    help="With --after: what a failed or cancelled one does (default fail).",
+)
+@click.option(
     "--count", "-n", type=click.IntRange(1, 1_000_000), default=1, help="Submit N copies."
 )
 @click.option(
@@ -633,11 +649,16 @@ def submit(
     timeout: float | None,
     idempotency_key: str | None,
     queue: str | None,
+    depends_on: tuple[str, ...],
+    receive_results: bool,
+    on_dependency_failure: str | None,
     count: int,
     wait: bool,
     wait_timeout: float | None,
 ) -> int:
     """Submit a job of TYPE (or --count copies of it, through the batch route)."""
+    if (receive_results or on_dependency_failure) and not depends_on:
+        raise click.UsageError("--receive-results and --on-dependency-failure need --after")
     if delay is not None and at is not None:
         raise click.UsageError("give --delay or --at, not both")
     if count > 1 and idempotency_key:
@@ -653,6 +674,9 @@ def submit(
         "scheduled_at": at,
         "idempotency_key": idempotency_key,
         "queue": queue,
+        "depends_on": list(depends_on) or None,
+        "on_dependency_failure": on_dependency_failure,
+        "receive_results": receive_results or None,
     }
     with remote.client() as client:
         if count == 1:

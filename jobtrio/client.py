@@ -258,6 +258,9 @@ def job_submission(
     scheduled_at: Time | None = None,
     idempotency_key: str | None = None,
     queue: str | None = None,
+    depends_on: Iterable[str | Job] | None = None,
+    on_dependency_failure: str | None = None,
+    receive_results: bool | None = None,
 ) -> dict[str, Any]:
     """The JSON of one job; ``delay`` becomes ``scheduled_at`` from this machine's clock."""
     if delay is not None and scheduled_at is not None:
@@ -279,6 +282,12 @@ def job_submission(
         body["idempotency_key"] = idempotency_key
     if queue is not None:
         body["queue"] = queue
+    if depends_on is not None:
+        body["depends_on"] = [d.id if isinstance(d, Job) else d for d in depends_on]
+    if on_dependency_failure is not None:
+        body["on_dependency_failure"] = on_dependency_failure
+    if receive_results is not None:
+        body["receive_results"] = receive_results
     return body
 
 
@@ -667,6 +676,9 @@ class Client:
         scheduled_at: Time | None = None,
         idempotency_key: str | None = None,
         queue: str | None = None,
+        depends_on: Iterable[str | Job] | None = None,
+        on_dependency_failure: str | None = None,
+        receive_results: bool | None = None,
     ) -> Job:
         body = job_submission(
             type,
@@ -678,6 +690,9 @@ class Client:
             scheduled_at=scheduled_at,
             idempotency_key=idempotency_key,
             queue=queue,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+            receive_results=receive_results,
         )
         return _job(self._send(_Calls.submit(body)))
 
@@ -1043,6 +1058,9 @@ class AsyncClient:
         scheduled_at: Time | None = None,
         idempotency_key: str | None = None,
         queue: str | None = None,
+        depends_on: Iterable[str | Job] | None = None,
+        on_dependency_failure: str | None = None,
+        receive_results: bool | None = None,
     ) -> Job:
         body = job_submission(
             type,
@@ -1054,6 +1072,9 @@ class AsyncClient:
             scheduled_at=scheduled_at,
             idempotency_key=idempotency_key,
             queue=queue,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+            receive_results=receive_results,
         )
         return _job(await self._send(_Calls.submit(body)))
 

@@ -83,3 +83,17 @@ async def test_failures_and_bad_input(cli: Any) -> None:
     assert run.code == 2 and "cannot read /no/such/file.json" in run.err
     run = await cli("workflows", "show", "01J9Z6N5G4X8W3QH2K7R1M0P9T")
     assert run.code == 1 and "no workflow with id" in run.err
+
+
+async def test_submit_after_another_job(cli: Any) -> None:
+    run = await cli("submit", "sleep", "-p", '{"seconds": 0.2}', "--json")
+    first = json.loads(run.out)["id"]
+    run = await cli("submit", "echo", "--after", first, "--receive-results", "--wait", "--json")
+    assert run.code == 0, run.err
+    job = json.loads(run.out)
+    assert job["depends_on"] == [first] and job["status"] == "completed"
+    assert job["dependency_results"] == {first: {"slept": 0.2}}
+    run = await cli("submit", "noop", "--after", "01J9Z6N5G4X8W3QH2K7R1M0P9T")
+    assert run.code == 1 and "which is not a known job" in run.err and "HTTP 400" in run.err
+    run = await cli("submit", "noop", "--receive-results")
+    assert run.code == 2 and "need --after" in run.err
