@@ -634,6 +634,24 @@ async def test_revive_drops_a_key_another_job_took(broker):
     }
 
 
+async def test_delete_leaves_a_tombstone(broker):
+    """A record written late after DELETE ?purge=true must not bring the job back: restore
+    answers with a tombstone, cancelled (one version on) for a job deleted live."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    live, done = make(), make()
+    await broker.enqueue([live, done], NOW)
+    leases = {lease.job.id: lease for lease in await broker.claim("n1", 2, 30, NOW)}
+    [finished] = await broker.finish([Finish(done.id, leases[done.id].token, "completed")], NOW + 1)
+    running = leases[live.id].job
+    assert await broker.delete(live.id) and await broker.delete(done.id)
+    tomb_live, tomb_done = await broker.restore([running, leases[done.id].job], NOW + 2, epoch)
+    assert isinstance(tomb_live, Tombstone) and tomb_live.status == JobStatus.CANCELLED
+    assert tomb_live.version > running.version
+    assert isinstance(tomb_done, Tombstone) and tomb_done.status == JobStatus.COMPLETED
+    assert tomb_done.version == finished.version and tomb_done.finished_at == NOW + 1
+    assert await broker.claim("n2", 5, 30, NOW + 3) == []
+
+
 async def test_restore_is_fenced(broker):
     old = await broker.acquire_epoch("a", NOW)
     await broker.acquire_epoch("b", NOW)

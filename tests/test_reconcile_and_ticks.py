@@ -69,6 +69,33 @@ async def test_a_purged_job_whose_last_snapshot_never_reached_the_store_stays_en
     assert record.status == JobStatus.COMPLETED and record.version == done.version
 
 
+async def test_a_deleted_jobs_record_written_late_never_brings_the_job_back(autojump_clock):
+    """DELETE ?purge=true flushes only its own node's recorder: another node's recorder
+    writes the job's running snapshot after the record was deleted. The Broker's delete
+    leaves a tombstone, so reconciliation never runs the deleted job again."""
+    broker, store = MemoryBroker(), MemoryStore()
+    leader = duties(broker, store)
+    epoch = await broker.acquire_epoch("n1", trio.current_time())
+    job = validate_submission({"type": "noop"}, trio.current_time(), ids=ids)
+    await broker.enqueue([job], trio.current_time())
+    [lease] = await broker.claim("n2", 1, 30, trio.current_time())
+    # Node.purge, on n1: cancel, delete from the Broker, flush n1's recorder, delete the record
+    await broker.cancel(job.id, trio.current_time())
+    assert await broker.delete(job.id)
+    await store.delete(job.id)
+    await store.put_many([lease.job])  # n2's recorder, late: the job running
+    await trio.sleep(120.0)  # past reconciliation's settle time
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader._recorder.run)
+        assert await leader.reconcile(epoch, trio.current_time()) == 0
+        assert await leader._recorder.flush(10.0)
+        nursery.cancel_scope.cancel()
+    assert await broker.get(job.id) is None
+    assert await broker.claim("n3", 5, 30, trio.current_time()) == []
+    record = await store.get(job.id)  # the late record, moved to how the job ended
+    assert record.status == JobStatus.CANCELLED
+
+
 class RacingBroker(MemoryBroker):
     """A Broker whose ``get_many`` answers before a job comes back: the job exists by the
     time the leader writes (another leader restored it, or Redis caught up)."""

@@ -274,6 +274,13 @@ class MemoryBroker(Broker):
         job = self._jobs.pop(job_id, None)
         if job is None:
             return False
+        # a tombstone, as a purge leaves: a record of the job written late (another node's
+        # recorder) must not bring it back through restore; a live job counts as cancelled
+        at = self._finished_at.get(job_id, job.updated_at)
+        if job.terminal:
+            self._tombstones[job_id] = Tombstone(job_id, job.status, job.version, at)
+        else:
+            self._tombstones[job_id] = Tombstone(job_id, JobStatus.CANCELLED, job.version + 1, at)
         if not job.terminal:  # its dependents must not wait for it forever
             self._ended(job, job.updated_at, JobStatus.CANCELLED)
         self._pending_key.pop(job_id, None)

@@ -910,6 +910,21 @@ def _delete_queued(conn: sqlite3.Connection, job_id: str) -> bool:
     if row is None:
         return False
     job = Job.loads(row[1])
+    # a tombstone, as a purge leaves: a record of the job written late (another node's
+    # recorder) must not bring it back through restore; a live job counts as cancelled
+    [finished_at] = conn.execute(
+        "SELECT finished_at FROM queue WHERE rowid = ?", (row[0],)
+    ).fetchone()
+    terminal = job.terminal
+    conn.execute(
+        "INSERT OR REPLACE INTO tombstones (id, status, version, finished_at) VALUES (?, ?, ?, ?)",
+        (
+            job_id,
+            job.status.value if terminal else JobStatus.CANCELLED.value,
+            job.version if terminal else job.version + 1,
+            finished_at if finished_at is not None else job.updated_at,
+        ),
+    )
     _delete_job(conn, "queue", job_id)
     if not job.terminal:  # its dependents must not wait for it forever
         _release(conn, [job], job.updated_at, JobStatus.CANCELLED)
