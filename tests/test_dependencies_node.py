@@ -6,6 +6,7 @@ from __future__ import annotations
 import trio
 
 from jobtrio.api.app import create_app
+from jobtrio.backends.base import JobQuery
 from jobtrio.jobs import JobStatus
 from jobtrio.processors import JobContext, Registry
 from tests.test_node import running_node, terminal
@@ -110,3 +111,16 @@ async def test_metrics_count_workflows_and_released_dependents(autojump_clock):
     # the fail step was released by the first, the last failed by the fail step
     assert value(m, "jobs_dependents_released_total", outcome="released") == 1
     assert value(m, "jobs_dependents_released_total", outcome="failed") == 1
+
+
+async def test_a_batch_naming_an_unknown_parent_is_refused_whole(autojump_clock):
+    async with running_node() as node:
+        client = create_app(node).test_client()
+        ghost = "01J9Z6N5G4X8W3QH2K7R1M0P9T"
+        response = await client.post(
+            "/api/v1/jobs/batch",
+            json={"jobs": [{"type": "noop"}, {"type": "noop", "depends_on": [ghost]}]},
+        )
+        assert response.status_code == 400
+        assert (await response.get_json())["error"]["code"] == "unknown_dependency"
+        assert (await node.list(JobQuery())).jobs == []
