@@ -291,6 +291,31 @@ async def test_epochs_strictly_increase_and_fence(broker):
     await broker.promote_due(NOW, e2)  # the current epoch acts
 
 
+async def test_a_burst_meeting_a_failover_runs_each_job_once(broker):
+    """Jobs due at one time, promoted in steps by a leader deposed mid-burst: its next
+    step is refused, the new leader promotes the rest, and each job is claimed once."""
+    burst = [make(scheduled_at=NOW + 10) for _ in range(25)]
+    await broker.enqueue(burst, NOW)
+    e1 = await broker.acquire_epoch("a", NOW)
+    first = await broker.promote_due(NOW + 10, e1, limit=10)
+    assert len(first) == 10 and all(j.status == JobStatus.PENDING for j in first)
+    leases = await broker.claim("n1", 4, 30, NOW + 10)  # workers start on the first step
+    e2 = await broker.acquire_epoch("b", NOW + 10)  # the leader changes mid-promotion
+    with pytest.raises(FencedError):
+        await broker.promote_due(NOW + 10, e1, limit=10)
+    rest: list[Job] = []
+    for _ in range(3):  # 15 left: two steps, then nothing
+        rest += await broker.promote_due(NOW + 10, e2, limit=10)
+    promoted = [j.id for j in first + rest]
+    assert sorted(promoted) == sorted(j.id for j in burst)  # each promoted exactly once
+    for _ in range(4):  # 21 left: three claims of 7, then nothing
+        leases += await broker.claim("n2", 7, 30, NOW + 11)
+    claimed = [lease.job.id for lease in leases]
+    assert sorted(claimed) == sorted(j.id for j in burst)  # none lost, none claimed twice
+    depths = await broker.depths()
+    assert depths["scheduled"] == 0 and depths["pending"] == 0 and depths["running"] == 25
+
+
 async def test_claim_tick_once(broker):
     e = await broker.acquire_epoch("a", NOW)
     assert await broker.claim_tick("nightly", 60.0, e) is True

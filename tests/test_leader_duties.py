@@ -1,16 +1,19 @@
-"""Leader housekeeping keeps its reconciliation to a bounded share of the leader's time."""
+"""Leader duties: reconciliation keeps to a bounded share of the leader's time, and a
+burst of due jobs is promoted in fenced steps that keep up with the workers."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 
-from jobtrio.actors.leader import LeaderDuties
+from jobtrio.actors.leader import PROMOTE_STEP, LeaderDuties
 from jobtrio.actors.leadership import Leadership
 from jobtrio.actors.recorder import Recorder
-from jobtrio.backends.base import JobQuery, Page
+from jobtrio.backends.base import FencedError, JobQuery, Page
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.events import EventBus
+from jobtrio.jobs import IdGenerator, Job, validate_submission
 
 
 class SlowStore(MemoryStore):
@@ -69,3 +72,59 @@ async def test_a_slow_reconciliation_waits_in_proportion_before_the_next(autojum
         await leader.housekeeping(epoch, trio.current_time())
         await trio.sleep(30.0)
     assert store.queries == 5
+
+
+NOW = 1_700_000_000.0
+
+
+def due_burst(n: int) -> list[Job]:
+    ids = IdGenerator()
+    return [
+        validate_submission({"type": "noop", "scheduled_at": NOW + 1}, NOW, ids=ids)
+        for _ in range(n)
+    ]
+
+
+async def test_a_burst_is_promoted_in_steps_within_one_tick():
+    broker = MemoryBroker()
+    leader = duties(SlowStore(), broker)
+    burst = due_burst(PROMOTE_STEP * 2 + 500)
+    await broker.enqueue(burst, NOW)
+    epoch = await broker.acquire_epoch("n1", NOW)
+    await leader.tick(epoch, NOW + 1)
+    # one tick moved them all (one step a tick left 1500 scheduled for two more ticks)
+    assert leader.promoted == len(burst)
+    depths = await broker.depths()
+    assert depths["scheduled"] == 0 and depths["pending"] == len(burst)
+
+
+class DeposedAfterOneStep(MemoryBroker):
+    """Another node takes the leadership while this leader's first promotion step lands."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 0
+
+    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+        promoted = await super().promote_due(now, epoch, limit)
+        self.steps += 1
+        if self.steps == 1:
+            await self.acquire_epoch("n2", now)
+        return promoted
+
+
+async def test_a_burst_meeting_a_failover_is_promoted_and_claimed_once():
+    broker = DeposedAfterOneStep()
+    first, second = duties(SlowStore(), broker), duties(SlowStore(), broker)
+    burst = due_burst(PROMOTE_STEP * 2 + 500)
+    await broker.enqueue(burst, NOW)
+    e1 = await broker.acquire_epoch("n1", NOW)
+    with pytest.raises(FencedError):
+        await first.tick(e1, NOW + 1)  # its second step is refused
+    assert first.promoted == PROMOTE_STEP
+    await second.tick(await broker.current_epoch(), NOW + 1)
+    assert first.promoted + second.promoted == len(burst)
+    claimed: list[str] = []
+    for _ in range(5):  # 2500 jobs: four claims, then nothing
+        claimed += [lease.job.id for lease in await broker.claim("n", 700, 30, NOW + 2)]
+    assert sorted(claimed) == sorted(job.id for job in burst)  # none lost, none twice

@@ -402,7 +402,13 @@ class RedisBroker(OnRedis, Broker):
     async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
         args = [num(now), str(epoch), str(limit), self._clock_flag]
         reply = await self._leader_call(self._promote, args, epoch)
-        return [Job.loads(d) for d in reply]
+        if not reply:
+            return []
+        # the leader reads their headers only (count, recorder): LazyJobs, as finish answers
+        return [
+            lazy_job(body, m.split(SEP))
+            for body, m in (record.split(SEP, 1) for record in reply.decode().split(RS))
+        ]
 
     async def requeue_expired(
         self, now: float, epoch: int, poison_limit: int, limit: int = 1000
