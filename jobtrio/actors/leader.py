@@ -87,7 +87,11 @@ class LeaderDuties:
         self._clock = clock
         self._on_jobs_ready = on_jobs_ready
         self._tick = tick
-        self._housekeeping_every = housekeeping_every
+        #: Seconds between purges and reconciliations (the simulator shortens it, with
+        #: ``reconcile_settle``, so that a short run purges and reconciles many times).
+        self.housekeeping_every = housekeeping_every
+        #: Reconciliation leaves records touched in the last this many seconds alone.
+        self.reconcile_settle = 60.0
         self.extra_duties: list[Duty] = []
         self.promoted = 0
         self.requeued = 0
@@ -131,7 +135,7 @@ class LeaderDuties:
                         await self.tick(epoch, now)
                         if now >= next_housekeeping:
                             await self.housekeeping(epoch, now)
-                            next_housekeeping = now + self._housekeeping_every
+                            next_housekeeping = now + self.housekeeping_every
                     except BackendUnavailable as exc:
                         log.warning("leader duty postponed: %s", exc)
                     await trio.sleep(self._tick)
@@ -188,7 +192,7 @@ class LeaderDuties:
             )
         started = trio.current_time()
         if started >= self.next_reconcile:
-            self.reconciled += await self.reconcile(epoch, now)
+            self.reconciled += await self.reconcile(epoch, now, self.reconcile_settle)
             spent = trio.current_time() - started
             self.next_reconcile = started + spent / RECONCILE_SHARE
 

@@ -1,29 +1,49 @@
 """The shared Broker and Store standing in for Redis, and each node's connection to them.
 
 One :class:`ObservedBroker` (the real ``MemoryBroker``, subclassed only to
-watch) and one ``MemoryStore`` live for the whole run; a crash never touches
-them, exactly as a node's death leaves Redis alone. The observer records
-every move of a job in the trace and judges, atomically with the move (no
-checkpoint lies between the parent's atomic section and the check), the
-invariants that belong to the Broker:
+watch, and to take time from its own clock as Redis's scripts do) and one
+``MemoryStore`` live for the whole run; a crash never touches them, exactly
+as a node's death leaves Redis alone. The observer records every move of a
+job in the trace and judges, atomically with the move (no checkpoint lies
+between the parent's atomic section and the check), the invariants that
+belong to the Broker:
 
 * a leader-only write must carry the newest fencing epoch (at most one
-  leader acts at a time, whatever the election believes);
+  leader acts at a time, whatever the election believes), and only the node
+  that took an epoch writes with it (never two leaders in one epoch);
 * a job is completed at most once, so never under two lease tokens, and
-  nothing finishes a job that already ended.
+  nothing finishes a job that already ended;
+* a lease is reaped only once the Broker's own clock has passed its expiry
+  (the lease was neither claimed nor renewed within ``lease_seconds``), so
+  no skew between the nodes' clocks can take a healthy lease away.
+
+It also keeps what the end-of-run checker needs and the Broker forgets: the
+jobs purged (and how they ended), every job id filed under each idempotency
+key, and the periodic ticks claimed.
+
+**The Broker's clock.** The Redis Broker decides every lease and promotion
+on Redis's ``TIME`` (``server_clock=True``); the ``now`` a node passes only
+stamps the job. The observer does the same with the world's clock, which the
+nodes' skewed clocks differ from. It also stamps claims with it (the one
+difference from Redis that shows: a claimed job's ``started_at`` is the
+Broker's time, not the worker's).
 
 Each node reaches them through a :class:`Connection`: a little latency each
-way, and a switch the nemesis flips to cut the node off (Redis unreachable:
-``BackendUnavailable``). A reply lost that way leaves the move applied but
-unknown to the caller, which is the indeterminate outcome real clients get.
-When the node crashes its connection closes, so a client request in flight
-through it fails too.
+way, and switches the nemesis flips: cut the node off from both (Redis
+unreachable: ``BackendUnavailable``), from the Store only, slow its Store
+writes (records lag), hold its requests (a frozen process: they arrive late,
+all at once) or lose replies (``BackendFaults.reply_loss``: the move is
+applied, the caller gets ``BackendUnavailable``, the indeterminate outcome
+real clients get). When the node crashes its connection closes, so a client
+request in flight through it fails too.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
@@ -48,26 +68,56 @@ from .history import History
 
 T = TypeVar("T")
 
+#: The node whose request the Broker is serving (set by its ``BrokerLink``, read by the
+#: observer to tell which node wrote with an epoch).
+_caller: ContextVar[str | None] = ContextVar("sim_broker_caller", default=None)
+
 
 class ObservedBroker(MemoryBroker):
     """``MemoryBroker`` with every move traced and the Broker's invariants checked."""
 
-    def __init__(self, history: History, tokens: Callable[[], str]) -> None:
+    def __init__(
+        self, history: History, tokens: Callable[[], str], clock: Callable[[], float]
+    ) -> None:
         super().__init__(tokens=tokens)
         self._history = history
         self._trace = history.trace
+        #: The Broker's own clock (Redis's TIME): the world's, whatever the nodes' say.
+        self._world_clock = clock
+        #: Decide leases and promotions on the Broker's clock (off: the caller's ``now``,
+        #: the ``two-clocks`` plant).
+        self.broker_clock = True
+        #: The fenced insert-if-absent restore (off: restore is a plain enqueue, the
+        #: ``resurrect`` plant).
+        self.fenced_restore = True
         #: The status each job had after its last move (so the next move sees its "before").
         self.status: dict[str, JobStatus] = {}
+        #: Jobs purged, with the status they had (the Broker keeps only a tombstone).
+        self.purged: dict[str, JobStatus] = {}
+        #: Idempotency key -> every job id ever filed under it.
+        self.keys: dict[str, list[str]] = {}
+        #: (schedule, tick) claimed by the Broker.
+        self.ticks: set[tuple[str, float]] = set()
+        #: (schedule, tick) -> the idempotency key its job was sent with.
+        self.tick_keys: dict[tuple[str, float], str] = {}
+        #: Job id -> (lease token, when the lease expires on the Broker's clock).
+        self._deadlines: dict[str, tuple[str, float]] = {}
         self._acting: set[int] = set()
 
+    def _decide_at(self, now: float) -> float:
+        return self._world_clock() if self.broker_clock else now
+
     def _moved(self, what: str, job: Job, *extra: object) -> None:
+        if job.id not in self.status and job.idempotency_key is not None:
+            self.keys.setdefault(job.idempotency_key, []).append(job.id)
         self.status[job.id] = job.status
         self._trace.record("job", what, job.id, job.status, *extra)
 
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         out = await super().enqueue(jobs, now)
         for job in out:
-            if job.id not in self.status:
+            if job.id not in self.status or job.id in self.purged:
+                self.purged.pop(job.id, None)
                 self._moved("enqueued", job, job.idempotency_key, job.type)
         return out
 
@@ -79,10 +129,25 @@ class ObservedBroker(MemoryBroker):
         now: float,
         scope: ClaimScope | None = None,
     ) -> list[Lease]:
-        leases = await super().claim(node_id, n, lease_seconds, now, scope)
+        at = self._decide_at(now)
+        leases = await super().claim(node_id, n, lease_seconds, at, scope)
+        world = self._world_clock()
         for lease in leases:
+            self._deadlines[lease.job.id] = (lease.token, world + lease_seconds)
             self._moved("claimed", lease.job, node_id, lease.token)
+            lease.expires_at = now + lease_seconds  # the caller's estimate, as Redis answers
         return leases
+
+    async def renew(
+        self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
+    ) -> list[str]:
+        lost = await super().renew(leases, lease_seconds, self._decide_at(now))
+        world = self._world_clock()
+        gone = set(lost)
+        for job_id, token in leases:
+            if job_id not in gone:
+                self._deadlines[job_id] = (token, world + lease_seconds)
+        return lost
 
     async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
         out = await super().finish(items, now)
@@ -132,20 +197,27 @@ class ObservedBroker(MemoryBroker):
 
     def _leader_write(self, what: str, epoch: int) -> None:
         holder = self._history.epochs.get(epoch, "?")
-        if epoch < self._epoch:
-            newest = self._history.epochs.get(self._epoch, "?")
+        writer = _caller.get()
+        if writer is not None and writer != holder:
+            self._history.violate(
+                "one_leader_per_epoch",
+                trio.current_time(),
+                f"{writer} wrote ({what}) with fencing epoch {epoch}, which {holder} took",
+            )
+        if epoch < self.epoch:
+            newest = self._history.epochs.get(self.epoch, "?")
             self._history.violate(
                 "one_acting_leader",
                 trio.current_time(),
                 f"{holder} wrote ({what}) with fencing epoch {epoch} after {newest} "
-                f"took epoch {self._epoch}: two leaders acted",
+                f"took epoch {self.epoch}: two leaders acted",
             )
         if epoch not in self._acting:
             self._acting.add(epoch)
             self._trace.record("epoch.acts", epoch, holder)
 
     async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        out = await super().promote_due(now, epoch, limit)
+        out = await super().promote_due(self._decide_at(now), epoch, limit)
         self._leader_write("promote", epoch)
         for job in out:
             self._moved("promoted", job, epoch)
@@ -154,9 +226,18 @@ class ObservedBroker(MemoryBroker):
     async def requeue_expired(
         self, now: float, epoch: int, poison_limit: int, limit: int = 1000
     ) -> list[Job]:
-        out = await super().requeue_expired(now, epoch, poison_limit, limit)
+        out = await super().requeue_expired(self._decide_at(now), epoch, poison_limit, limit)
         self._leader_write("requeue", epoch)
+        world = self._world_clock()
         for job in out:
+            token, deadline = self._deadlines.pop(job.id, ("?", -1.0))
+            if world <= deadline:
+                self._history.violate(
+                    "lease_expires_on_broker_clock",
+                    trio.current_time(),
+                    f"job {job.id}'s lease {token} was reaped {deadline - world:.3f}s before "
+                    "it expired on the Broker's clock (it was renewed in time)",
+                )
             self._moved("expired", job, epoch, job.lease_expirations)
         return out
 
@@ -169,12 +250,28 @@ class ObservedBroker(MemoryBroker):
     ) -> int:
         n = await super().purge_finished(older_than, epoch, limit, tombstones_before)
         self._leader_write("purge", epoch)
+        if n:
+            held = self.view()
+            for job_id, status in self.status.items():
+                if job_id not in held and job_id not in self.purged:
+                    self.purged[job_id] = status
+                    self._trace.record("job", "purged", job_id, status, epoch)
         return n
 
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
+        if not self.fenced_restore:
+            # the planted bug: re-enqueue, unfenced, blind to tombstones
+            self._trace.record("plant", "restore as enqueue", *(j.id for j in jobs))
+            enqueued: list[Job | Tombstone] = []
+            for job in await self.enqueue(jobs, now):
+                enqueued.append(job)
+                self._moved("restored", job, epoch)
+            return enqueued
         out = await super().restore(jobs, now, epoch)
         self._leader_write("restore", epoch)
         for job in out:
+            if isinstance(job, Job) and job.id in self.purged:
+                self.purged.pop(job.id)
             if isinstance(job, Job):
                 self._moved("restored", job, epoch)
         return out
@@ -184,7 +281,10 @@ class ObservedBroker(MemoryBroker):
     ) -> Job | None:
         out = await super().fire_tick(name, tick, job, epoch, now)
         self._leader_write("tick", epoch)
-        if out is not None:
+        if out is None:
+            self._refused_tick(name, tick)
+        else:
+            self.ticks.add((name, tick))
             self._trace.record("tick", "fired", name, tick, out.id, epoch)
             if out.id not in self.status:
                 self._moved("enqueued", out, out.idempotency_key, out.type)
@@ -193,20 +293,62 @@ class ObservedBroker(MemoryBroker):
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
         ok = await super().claim_tick(name, tick, epoch)
         self._leader_write("tick", epoch)
+        if ok:
+            self.ticks.add((name, tick))
+            self._trace.record("tick", "claimed", name, tick, epoch)
+        else:
+            self._refused_tick(name, tick)
         return ok
+
+    def _refused_tick(self, name: str, tick: float) -> None:
+        """A tick refused as fired before must have its job already: the leader asking
+        again takes the refusal as done and never fires it (the claim and the job are one
+        move, so a claimed tick without a job is lost for good)."""
+        self._trace.record("tick", "refused", name, tick)
+        key = self.tick_keys.get((name, tick))
+        if key is not None and not self.keys.get(key):
+            self._history.violate(
+                "tick_fires_once",
+                trio.current_time(),
+                f"schedule {name} tick {tick:.3f} was refused as fired, yet no job holds it",
+            )
 
     # -- views for the checker --------------------------------------------------------------
     def snapshot(self) -> dict[str, Job]:
         return {job_id: job.copy() for job_id, job in self.view().items()}
 
 
+@dataclass(slots=True)
+class BackendFaults:
+    """The knobs on every node's link to the backends at once."""
+
+    #: Chance that the reply to any Broker or Store call is lost (the call applied).
+    reply_loss: float = 0.0
+
+
 class Connection:
     """One node incarnation's link to the backends: latency, outages, death."""
 
-    def __init__(self, node_id: str, rng: random.Random) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        rng: random.Random,
+        faults: BackendFaults | None = None,
+        network: trio.Nursery | None = None,
+    ) -> None:
         self.node_id = node_id
         self._rng = rng
+        self._faults = faults or BackendFaults()
+        #: Where requests sent while frozen travel: they land even if the caller gave up.
+        self._network = network
+        #: Both backends unreachable.
         self.cut = False
+        #: The Store alone unreachable.
+        self.store_cut = False
+        #: Seconds each Store write takes to land (records lag).
+        self.store_lag = 0.0
+        #: Set while the node is frozen: its requests wait (in the network) until it thaws.
+        self.frozen: trio.Event | None = None
         self.closed = False
 
     def _check(self, backend: str) -> None:
@@ -214,25 +356,74 @@ class Connection:
             raise BackendUnavailable(backend, f"connection of {self.node_id} closed")
         if self.cut:
             raise BackendUnavailable(backend, f"{self.node_id} is cut off from it")
+        if self.store_cut and backend == "store":
+            raise BackendUnavailable(backend, f"{self.node_id} is cut off from the Store")
 
     async def call(self, backend: str, fn: Callable[[], Awaitable[T]]) -> T:
         # The request's trip is the memory backend's own checkpoint before it
         # moves; the reply's trip is a sleep, during which a crash or a cut can
         # lose it. One sleep per call, not two: each costs a scheduler round.
         self._check(backend)
-        result = await fn()
+        frozen = self.frozen
+        if frozen is not None and self._network is not None:
+            result = await self._held(frozen, fn)
+        else:
+            token = _caller.set(self.node_id)
+            try:
+                result = await fn()
+            finally:
+                _caller.reset(token)
         await trio.sleep(self._rng.uniform(0.0002, 0.002))
         self._check(backend)  # the reply never arrived: applied, but the caller cannot know
+        loss = self._faults.reply_loss
+        if loss > 0 and self._rng.random() < loss:
+            raise BackendUnavailable(backend, f"the reply to {self.node_id} was lost")
         return result
+
+    async def _held(self, thawed: trio.Event, fn: Callable[[], Awaitable[T]]) -> T:
+        """A request sent by a frozen node: it is on its way, and lands when the node
+        thaws, even if the caller was cancelled meanwhile (as bytes in a socket do)."""
+        assert self._network is not None
+        done = trio.Event()
+        results: list[T] = []
+        errors: list[Exception] = []
+
+        async def land() -> None:
+            await thawed.wait()
+            _caller.set(self.node_id)  # this task's own context
+            try:
+                results.append(await fn())
+            except Exception as exc:  # handed to the caller, as the reply
+                errors.append(exc)
+            done.set()
+
+        self._network.start_soon(land)
+        await done.wait()
+        if errors:
+            raise errors[0]
+        return results[0]
+
+    async def lag(self) -> None:
+        """A Store write's extra trip while records lag."""
+        if self.store_lag > 0:
+            await trio.sleep(self.store_lag)
 
 
 class BrokerLink(Broker):
-    """The shared Broker as one node reaches it."""
+    """The shared Broker as one node reaches it.
 
-    def __init__(self, broker: Broker, connection: Connection) -> None:
+    ``split_ticks`` is the ``tick-at-most-once`` plant: a tick is claimed in one
+    round trip and its job enqueued in a second, as before ``fire_tick``, so a
+    failure or a lost reply between the two loses the tick.
+    """
+
+    def __init__(
+        self, broker: ObservedBroker, connection: Connection, *, split_ticks: bool = False
+    ) -> None:
         self._b = broker
         self._c = connection
         self.name = broker.name
+        self._split_ticks = split_ticks
 
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         return await self._c.call("broker", lambda: self._b.enqueue(jobs, now))
@@ -341,6 +532,13 @@ class BrokerLink(Broker):
     async def fire_tick(
         self, name: str, tick: float, job: Job, epoch: int, now: float
     ) -> Job | None:
+        if job.idempotency_key is not None:
+            self._b.tick_keys[(name, tick)] = job.idempotency_key
+        if self._split_ticks:
+            if not await self.claim_tick(name, tick, epoch):
+                return None
+            [stored] = await self.enqueue([job], now)
+            return stored
         return await self._c.call("broker", lambda: self._b.fire_tick(name, tick, job, epoch, now))
 
     async def claim_tick(self, name: str, tick: float, epoch: int) -> bool:
@@ -359,6 +557,7 @@ class StoreLink(Store):
         self.name = store.name
 
     async def put_many(self, jobs: Sequence[Job]) -> None:
+        await self._c.lag()
         await self._c.call("store", lambda: self._s.put_many(jobs))
 
     async def get(self, job_id: str) -> Job | None:

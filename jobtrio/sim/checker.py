@@ -14,11 +14,17 @@ the Store (the record) are read directly once the run is over:
   must return the original);
 * a job ``cancelled`` that no client asked to cancel, or a job that can only
   fail by exhausting leases (``quick``, ``slow``) ending ``failed`` before
-  its poison limit.
+  its poison limit;
+* **ticks**: every periodic tick the Broker claimed has exactly one job (its
+  idempotency key ``schedule:<name>:<tick>``), never none and never two.
 
-Completions under two lease tokens and stale-epoch writes are judged as they
-happen, in :mod:`.backends`; a single leader after healing, in
-:mod:`.runner`.
+A job the leader purged (``FINISHED_JOB_TTL``) is judged by the status it had
+when purged: it is not lost, and its Store record must show how it ended.
+
+Completions under two lease tokens, stale-epoch writes, writes with another
+node's epoch and leases reaped early are judged as they happen, in
+:mod:`.backends`; one vote and one leader per Raft term and a leader's
+quorum in :mod:`.history`; a single leader after healing, in :mod:`.runner`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ def check_end(sim: Simulation) -> None:
     history = sim.history
     at = sim.ended_at
     broker = sim.broker.snapshot()
+    purged = sim.broker.purged
     store = sim.store.view()  # the shared Store's records, through its test hook
     acked = history.acked()
     violate = history.violate
@@ -42,6 +49,8 @@ def check_end(sim: Simulation) -> None:
 
     for job_id, client_job in sorted(acked.items()):
         job = broker.get(job_id)
+        if job is None and job_id in purged:
+            continue  # it ended (only terminal jobs are purged); its record is checked below
         if job is None:
             where = "the Store" if job_id in store else "neither Broker nor Store"
             violate(
@@ -58,9 +67,12 @@ def check_end(sim: Simulation) -> None:
                 f"retries {job.retry_count}, lease expirations {job.lease_expirations})",
             )
 
+    tick_keys = {sim.broker.tick_keys.get(tick) for tick in sim.broker.ticks}
     by_key: dict[str, list[str]] = {}
     for job_id, job in sorted(broker.items()):
         key = job.idempotency_key
+        if key is not None and key in tick_keys:
+            continue  # a periodic tick's job, judged below
         if key is None or key not in history.client_jobs:
             violate("no_unexpected_jobs", at, f"the Broker holds job {job_id} nobody submitted")
             continue
@@ -90,16 +102,49 @@ def check_end(sim: Simulation) -> None:
         if len(ids) > 1:
             violate("no_duplicate_jobs", at, f"{key} is held {len(ids)} times: {', '.join(ids)}")
 
+    for name, tick in sorted(sim.broker.ticks):
+        key = sim.broker.tick_keys.get((name, tick))
+        jobs = sim.broker.keys.get(key, []) if key is not None else []
+        if len(jobs) != 1:
+            violate(
+                "tick_fires_once",
+                at,
+                f"schedule {name} tick {tick:.3f} was claimed and has {len(jobs)} jobs"
+                + (f": {', '.join(jobs)}" if jobs else ""),
+            )
+
     for job_id in sorted(store):
-        if job_id not in broker:
+        if job_id not in broker and job_id not in purged:
             violate("no_unexpected_jobs", at, f"the Store holds job {job_id} the Broker does not")
+    for job_id, status in sorted(purged.items()):
+        record = store.get(job_id)
+        if record is None:
+            history.known_issue(
+                "store_has_every_job",
+                at,
+                f"job {job_id} ended {status} and was purged, but no record of it ever "
+                "reached the Store",
+            )
+        elif record.status != status:
+            violate(
+                "store_matches_broker",
+                at,
+                f"job {job_id} ended {status} and was purged but is {record.status} "
+                f"(v{record.version}) in the Store",
+            )
     for job_id, job in sorted(broker.items()):
         record = store.get(job_id)
-        if record is None or record.status != job.status:
+        if record is None:
+            history.known_issue(
+                "store_has_every_job",
+                at,
+                f"job {job_id} is {job.status} (v{job.version}) in the Broker but no record "
+                "of it ever reached the Store",
+            )
+        elif record.status != job.status:
             violate(
                 "store_matches_broker",
                 at,
                 f"job {job_id} is {job.status} (v{job.version}) in the Broker but "
-                + ("missing" if record is None else f"{record.status} (v{record.version})")
-                + " in the Store",
+                + f"{record.status} (v{record.version}) in the Store",
             )

@@ -10,6 +10,7 @@ once, so the violation carries the simulated time it happened at. The rest
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +54,8 @@ class History:
     completions: dict[str, list[str]] = field(default_factory=dict)
     client_jobs: dict[str, ClientJob] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
-    #: Violations explained by a known, reported limitation (none today: every
-    #: invariant is judged strictly; ``strict`` would count these too).
+    #: Violations explained by a known, reported limitation (``strict`` counts them as
+    #: violations): see :func:`.checker.check_end`.
     known: list[Violation] = field(default_factory=list)
     #: (time, node) of every restart after a crash.
     restarts: list[tuple[float, str]] = field(default_factory=list)
@@ -62,11 +63,27 @@ class History:
     raft_term_started: dict[int, float] = field(default_factory=dict)
     #: Known limitations count as violations (``jobtrio sim --strict``).
     strict: bool = False
+    #: (voter, raft term) -> the candidate it voted for (its own id for itself).
+    raft_votes: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: Size of the Raft voting configuration (every simulated node).
+    raft_voters: int = 0
+    #: Told of every violation as it is found (the runner stops a ``stop_at`` run).
+    on_violation: Callable[[Violation], None] | None = None
 
     def violate(self, invariant: str, at: float, detail: str) -> None:
         violation = Violation(invariant, at, detail)
         self.violations.append(violation)
         self.trace.record("VIOLATION", invariant, detail)
+        if self.on_violation is not None:
+            self.on_violation(violation)
+
+    def known_issue(self, invariant: str, at: float, detail: str) -> None:
+        """A violation of a known, reported limitation: a violation under ``strict``."""
+        if self.strict:
+            self.violate(invariant, at, detail)
+            return
+        self.known.append(Violation(invariant, at, detail))
+        self.trace.record("KNOWN", invariant, detail)
 
     def fault(self, kind: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
@@ -87,6 +104,29 @@ class History:
                 "one_leader_per_term",
                 at,
                 f"raft term {term} has two leaders: {', '.join(sorted(holders))}",
+            )
+
+    def raft_vote(self, voter: str, candidate: str, term: int, at: float) -> None:
+        """A node voted (or voted for itself): once per term, restarts included."""
+        before = self.raft_votes.setdefault((voter, term), candidate)
+        if before != candidate:
+            self.raft_votes[(voter, term)] = candidate
+            self.violate(
+                "one_vote_per_term",
+                at,
+                f"{voter} voted for {before} and then for {candidate} in raft term {term}",
+            )
+
+    def raft_quorum(self, leader: str, term: int, at: float) -> None:
+        """A Raft leader holds the votes of a majority of the configured voters."""
+        votes = sorted(v for (v, t), c in self.raft_votes.items() if t == term and c == leader)
+        needed = self.raft_voters // 2 + 1
+        if len(votes) < needed:
+            self.violate(
+                "leader_has_quorum",
+                at,
+                f"{leader} leads raft term {term} with the votes of {', '.join(votes) or 'nobody'}"
+                f" ({len(votes)} of {self.raft_voters} voters; a majority is {needed})",
             )
 
     def acked(self) -> dict[str, ClientJob]:

@@ -17,6 +17,9 @@ and ``receive``. Underneath, one :class:`SimNetwork` moves every message:
   swallows what was in flight when it began.
 * **Node death**: a crashed node's inbox is gone; what arrives meanwhile is
   dropped, and a restarted node gets a fresh inbox.
+* **Frozen nodes** (``freeze``/``thaw``): a paused process sends nothing and
+  what reaches it is dropped, while its timers keep running (its Broker
+  requests are held by its connection, see :mod:`.backends`).
 
 Messages cross as JSON text and are decoded on delivery, as on the wire, so
 no sender can share an object with a receiver. Each link draws from its own
@@ -76,6 +79,7 @@ class NetworkStats:
     lost: int = 0
     duplicated: int = 0
     partitioned: int = 0
+    frozen: int = 0
     to_dead_node: int = 0
     unaddressed: int = 0
 
@@ -133,6 +137,8 @@ class SimNetwork:
         self._links: dict[tuple[str, str], _Link] = {}
         self._blocked: frozenset[tuple[str, str]] = frozenset()
         self.partition: str | None = None
+        #: Nodes cut off from every peer, both ways (a paused process).
+        self._frozen: set[str] = set()
         self._endpoints: dict[str, SimTransport] = {}
         self._heap: list[tuple[float, int, str, str, str]] = []
         self._seq = itertools.count()
@@ -165,6 +171,15 @@ class SimNetwork:
 
     def blocked(self, src: str, dst: str) -> bool:
         return (src, dst) in self._blocked
+
+    def freeze(self, node_id: str) -> None:
+        self._frozen.add(node_id)
+        self.trace.record("fault.freeze", node_id)
+
+    def thaw(self, node_id: str) -> None:
+        if node_id in self._frozen:
+            self._frozen.discard(node_id)
+            self.trace.record("heal.thaw", node_id)
 
     # -- moving messages ------------------------------------------------------------------
     def _link(self, src: str, dst: str) -> _Link:
@@ -223,6 +238,10 @@ class SimNetwork:
                 await self._kick.wait()
 
     def _deliver(self, seq: int, src: str, dst: str, text: str) -> None:
+        if src in self._frozen or dst in self._frozen:
+            self.stats.frozen += 1
+            self.trace.record("net.frozen", seq)
+            return
         if (src, dst) in self._blocked:
             self.stats.partitioned += 1
             self.trace.record("net.cut", seq)

@@ -44,15 +44,17 @@ import trio.testing
 from ..actors.cluster import ClusterActor, ClusterConfig
 from ..actors.node import JobNotFound, Node
 from ..backends.memory import MemoryStore
-from ..cluster.election import Election
+from ..cluster.election import Election, ElectionTiming
 from ..cluster.messages import LeaderChanged, Message, Output, RaftVote, RaftVoteResponse, Send
 from ..cluster.raft_state import MemoryRaftState
 from ..config import ELECTION_ALGORITHMS, Settings
-from .backends import BrokerLink, Connection, ObservedBroker, StoreLink
+from ..schedules import Schedule, validate_schedule
+from .backends import BackendFaults, BrokerLink, Connection, ObservedBroker, StoreLink
 from .checker import check_end
 from .determinism import EPOCH, derive, deterministic_scheduling, rng, seeded_tokens
 from .history import History, Violation
 from .network import PARTITIONS, NetworkFaults, SimNetwork, address_of
+from .plants import PLANTS, SwimQuorumRaft
 from .trace import Trace
 from .workload import Client, ClientConfig, NodeDown, sim_registry
 
@@ -63,22 +65,54 @@ FAULT_KINDS = (
     "dup",
     "reorder",
     "broker",
+    "store",
+    "reply-loss",
+    "pause",
     "skew",
     "election-restart",
 )
-#: ``skew`` (each node's wall clock off by up to 0.5 s) is opt-in: it changes every
+#: ``skew`` (each node's wall clock off by up to ``MAX_SKEW``) is opt-in: it changes every
 #: lease and timestamp of a run, so seeds replay differently with and without it.
-DEFAULT_FAULTS = ("partition", "crash", "loss", "dup", "reorder", "broker", "election-restart")
+DEFAULT_FAULTS = (
+    "partition",
+    "crash",
+    "loss",
+    "dup",
+    "reorder",
+    "broker",
+    "store",
+    "reply-loss",
+    "pause",
+    "election-restart",
+)
 #: Faults not drawn by the nemesis's timer: ``skew`` is set at start, and
 #: ``election-restart`` strikes when a Raft node votes or asks for votes (it
 #: crashes then and restarts within the election timeout, inside the election).
 _EVENT_FAULTS = ("skew", "election-restart")
 #: Chance that one real vote (or vote request) sent crashes its sender.
-ELECTION_RESTART_CHANCE = 0.2
-MAX_SKEW = 0.5
-#: Planted bugs, to show the checker catches them: a Broker safety check switched
-#: off, or (``raft-amnesia``) Raft's term and vote lost at every restart.
-PLANTS = ("fencing", "lease-tokens", "raft-amnesia")
+ELECTION_RESTART_CHANCE = 1.0
+#: How long (s) such a node stays down: back within the election it voted in.
+ELECTION_RESTART_DOWN = (0.01, 0.2)
+#: The simulated lease (``JOB_LEASE``): short, so a run sees many expire.
+JOB_LEASE = 2.0
+#: Each node's clock is off by up to this much either way: three leases, so a
+#: leader ahead and a worker behind differ by six.
+MAX_SKEW = 3 * JOB_LEASE
+#: Finished jobs are purged this long after they end (``FINISHED_JOB_TTL``), and the
+#: leader purges and reconciles every ``HOUSEKEEPING`` seconds, looking at records
+#: untouched for ``RECONCILE_SETTLE``: a short run purges and reconciles many times.
+FINISHED_JOB_TTL = 1.0
+HOUSEKEEPING = 1.0
+RECONCILE_SETTLE = 2.0
+#: The periodic schedules every run fires (stored at start, deleted when the faults
+#: heal so that the Store can settle): name -> interval in seconds.
+SCHEDULES = {"tick-1s": 1.0, "tick-2s": 2.0}
+#: The longest extra delay (s) a message gets while ``reorder`` is on: long enough for
+#: two candidates' vote requests to cross, which is when a voter's memory matters.
+REORDER_MAX = 1.0
+#: How many of the nemesis's pauses and crashes strike the leader rather than any node.
+PAUSE_LEADER = 0.7
+CRASH_LEADER = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +132,10 @@ class SimConfig:
     plant: str | None = None
     #: Count known limitations as violations (none is waived today).
     strict: bool = False
+    #: End the run at the first violation of one of these invariants, without the
+    #: end-of-run checks (a planted bug's test needs only to see it caught; the trace
+    #: up to there is the same).
+    stop_at: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.algorithm not in ELECTION_ALGORITHMS:
@@ -108,7 +146,9 @@ class SimConfig:
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
         if self.plant is not None and self.plant not in PLANTS:
-            raise ValueError(f"plant must be one of {PLANTS}")
+            raise ValueError(f"plant must be one of {', '.join(PLANTS)}")
+        if self.plant in ("raft-amnesia", "raft-minority") and self.algorithm != "raft":
+            raise ValueError(f"the {self.plant} plant needs --algorithm raft")
 
     def replay_command(self) -> str:
         parts = [
@@ -239,15 +279,23 @@ class ObservedElection:
 
     def _observe(self, outputs: list[Output], now: float) -> list[Output]:
         voted = False
+        history, me = self._history, self._node_id
+        if self._raft:
+            vote = getattr(self._inner, "voted_for", None)
+            if vote is not None:
+                history.raft_vote(me, vote, self._inner.term, now)
         for out in outputs:
             if isinstance(out, Send) and isinstance(out.message, RaftVote | RaftVoteResponse):
                 message = out.message
                 granted = not isinstance(message, RaftVoteResponse) or message.granted
                 voted |= granted and not message.pre_vote
+                if isinstance(message, RaftVoteResponse) and granted and not message.pre_vote:
+                    history.raft_vote(me, out.to, message.term, now)
             if isinstance(out, LeaderChanged):
                 self._history.trace.record("leader", self._node_id, out.leader, out.term)
                 if self._raft and out.leader == self._node_id:
                     self._history.raft_leader(self._node_id, out.term, now)
+                    self._history.raft_quorum(self._node_id, out.term, now)
         if voted:
             self._on_vote()
         return outputs
@@ -271,11 +319,21 @@ class Simulation:
         self.seed = config.seed
         self.trace = Trace(full=full_trace)
         self.history = History(self.trace, strict=config.strict)
-        self.broker = ObservedBroker(self.history, tokens=seeded_tokens(config.seed))
+        if config.stop_at:
+            self.history.on_violation = self._stop
+        self.broker = ObservedBroker(
+            self.history, tokens=seeded_tokens(config.seed), clock=self.wall
+        )
         if config.plant == "fencing":
             self.broker.check_fencing = False
         elif config.plant == "lease-tokens":
             self.broker.check_lease_tokens = False
+        elif config.plant == "resurrect":
+            self.broker.fenced_restore = False
+        elif config.plant == "two-clocks":
+            self.broker.broker_clock = False
+        self.history.raft_voters = config.nodes
+        self.backend_faults = BackendFaults()
         self.store = MemoryStore()
         self.node_ids = [f"n{i}" for i in range(1, config.nodes + 1)]
         self.network = SimNetwork(self.node_ids, self.seed, self.trace)
@@ -288,14 +346,14 @@ class Simulation:
             election_interval=0.25,
             cluster_port=7946,
             cluster_size=config.nodes,
-            job_lease=2.0,
+            job_lease=JOB_LEASE,
             poison_limit=5,
             shutdown_grace=1.0,
             retry_base_delay=0.2,
             retry_max_delay=2.0,
             max_retries=3,
             dispatch_batch=10,
-            finished_job_ttl=0.0,  # keep every job in the Broker for the checker
+            finished_job_ttl=FINISHED_JOB_TTL,
             metrics_enabled=False,
         )
         self.converged_after: float | None = None
@@ -307,6 +365,8 @@ class Simulation:
         self._election_restarts = rng(self.seed, "election-restart")
         self._election_restart_pending = False
         self._knob_tokens: dict[str, int] = {}
+        #: The run ended early, at a violation it was told to stop at (``stop_at``).
+        self.stopped = False
 
     # -- the world's clock, as nodes see it ---------------------------------------------
     @staticmethod
@@ -351,19 +411,35 @@ class Simulation:
             # The node's disk: what it saved survives the crash (unless the plant wipes it).
             raft_state=MemoryRaftState() if self.config.plant == "raft-amnesia" else slot.disk,
         )
+        if self.config.plant == "raft-minority":
+            cluster.election = SwimQuorumRaft(
+                node_id,
+                cluster.election.configuration,  # type: ignore[attr-defined]
+                ElectionTiming.from_settings(settings.election_timeout, settings.election_interval),
+                rng(self.seed, "plant", node_id, gen),
+                my_key=settings.advertise,
+                key_of=cluster.swim.address_of,
+                state=slot.disk,
+            )
         cluster.election = ObservedElection(
             cluster.election, node_id, self.history, lambda: self._election_restart(node_id)
         )
-        connection = Connection(node_id, rng(self.seed, "connection", node_id, gen))
+        connection = Connection(
+            node_id, rng(self.seed, "connection", node_id, gen), self.backend_faults, self._nursery
+        )
         node = Node(
             settings,
-            BrokerLink(self.broker, connection),
+            BrokerLink(
+                self.broker, connection, split_ticks=self.config.plant == "tick-at-most-once"
+            ),
             StoreLink(self.store, connection),
             self.registry,
             clock=self._node_clock(node_id, gen),
             rng=rng(self.seed, "node", node_id, gen),
             cluster=cluster,
         )
+        node.duties.housekeeping_every = HOUSEKEEPING
+        node.duties.reconcile_settle = RECONCILE_SETTLE
         slot.node, slot.connection, slot.up = node, connection, True
         slot.scope = trio.CancelScope()
         self.trace.record("node.start", node_id, gen, f"{node.clock() - self.wall():+.6f}")
@@ -382,6 +458,7 @@ class Simulation:
     def _down(self, slot: NodeSlot) -> None:
         slot.up = False
         if slot.connection is not None:
+            self.thaw(slot.node_id, slot.connection)
             slot.connection.closed = True
         self.network.detach(slot.node_id)
 
@@ -412,7 +489,7 @@ class Simulation:
         if self._election_restart_pending or r.random() >= ELECTION_RESTART_CHANCE:
             return
         self._election_restart_pending = True
-        down_for = r.uniform(0.05, 0.8)
+        down_for = r.uniform(*ELECTION_RESTART_DOWN)
         self.trace.record("fault.election-restart", node_id, f"{down_for:.3f}")
         self.history.fault("election-restart")
 
@@ -494,11 +571,54 @@ class Simulation:
                 up = self.up_nodes()
                 if len(up) <= 1:
                     continue
-                victim = r.choice(up)
+                leader = self.history.epochs.get(self.broker.epoch)
+                victim = leader if leader in up and r.random() < CRASH_LEADER else r.choice(up)
                 self.crash(victim)
                 nursery.start_soon(
                     self._later, r.uniform(0.5, 8.0), lambda v=victim: self.restart(v)
                 )
+            elif kind == "store":
+                up = self.up_nodes()
+                if not up:
+                    continue
+                victim = r.choice(up)
+                conn = self.slots[victim].connection
+                assert conn is not None
+                if r.random() < 0.5:
+                    conn.store_cut = True
+                    self.trace.record("fault.store", victim, "cut")
+                else:
+                    conn.store_lag = r.uniform(1.0, 6.0)
+                    self.trace.record("fault.store", victim, f"lag {conn.store_lag:.3f}")
+
+                def store_back(conn: Connection = conn, victim: str = victim) -> None:
+                    if conn.store_cut or conn.store_lag:
+                        conn.store_cut, conn.store_lag = False, 0.0
+                        self.trace.record("heal.store", victim)
+
+                nursery.start_soon(self._later, r.uniform(0.5, 6.0), store_back)
+            elif kind == "reply-loss":
+                loss = r.uniform(0.05, 0.3)
+                self.backend_faults.reply_loss = loss
+                self.trace.record("fault.reply-loss", f"{loss:.3f}")
+                token = self._knob("reply-loss")
+
+                def replies_back(token: int = token) -> None:
+                    if self._knob_tokens["reply-loss"] == token:
+                        self.backend_faults.reply_loss = 0.0
+                        self.trace.record("heal.reply-loss")
+
+                nursery.start_soon(self._later, r.uniform(1.0, 6.0), replies_back)
+            elif kind == "pause":
+                up = self.up_nodes()
+                leader = self.history.epochs.get(self.broker.epoch)
+                if leader in up and r.random() < PAUSE_LEADER:
+                    victim = leader
+                elif up:
+                    victim = r.choice(up)
+                else:
+                    continue
+                self.pause(victim, r.uniform(1.0, 5.0), nursery)
             elif kind == "broker":
                 up = self.up_nodes()
                 if not up:
@@ -517,7 +637,7 @@ class Simulation:
                 nursery.start_soon(self._later, r.uniform(0.5, 5.0), reconnect)
             else:
                 attr = {"loss": "loss", "dup": "duplicate", "reorder": "reorder"}[kind]
-                value = r.uniform(0.05, 0.4) if kind != "reorder" else r.uniform(0.01, 0.3)
+                value = r.uniform(0.05, 0.4) if kind != "reorder" else r.uniform(0.01, REORDER_MAX)
                 setattr(net.faults, attr, value)
                 self.trace.record(f"fault.{kind}", f"{value:.3f}")
                 token = self._knob(kind)
@@ -529,14 +649,52 @@ class Simulation:
 
                 nursery.start_soon(self._later, r.uniform(1.0, 6.0), reset)
 
+    def pause(self, node_id: str, seconds: float, nursery: trio.Nursery) -> None:
+        """Freeze a node as SIGSTOP would: no message in or out, and its Broker and
+        Store requests held until it thaws, when they all land late."""
+        slot = self.slots[node_id]
+        conn = slot.connection
+        if conn is None or conn.frozen is not None:
+            return
+        thawed = trio.Event()
+        conn.frozen = thawed
+        self.network.freeze(node_id)
+        self.trace.record("fault.pause", node_id, f"{seconds:.3f}")
+
+        def thaw(conn: Connection = conn) -> None:
+            self.thaw(node_id, conn)
+
+        nursery.start_soon(self._later, seconds, thaw)
+
+    def thaw(self, node_id: str, conn: Connection) -> None:
+        if conn.frozen is not None:
+            conn.frozen.set()
+            conn.frozen = None
+            self.network.thaw(node_id)
+
+    def schedule(self, name: str, every: float) -> Schedule:
+        """A periodic schedule as an operator would store it through the API."""
+        return validate_schedule(
+            {
+                "name": name,
+                "every": every,
+                "job": {"type": "quick", "payload": {"n": 0, "seconds": 0.05}},
+            },
+            self.wall(),
+        )
+
     def heal_all(self) -> None:
         self.network.heal_partition()
         self.network.faults = NetworkFaults()
+        self.backend_faults.reply_loss = 0.0
         for name in list(self._knob_tokens):
             self._knob(name)  # orphan pending heals
         for slot in self.slots.values():
             if slot.connection is not None:
                 slot.connection.cut = False
+                slot.connection.store_cut = False
+                slot.connection.store_lag = 0.0
+                self.thaw(slot.node_id, slot.connection)
         for node_id in self.node_ids:
             self.restart(node_id)
         self.trace.record("heal.all")
@@ -547,6 +705,8 @@ class Simulation:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.network.run)
+            for name, every in SCHEDULES.items():
+                await self.store.put_schedule(self.schedule(name, every).to_dict())
             for node_id in self.node_ids:
                 self.start_node(node_id)
             # phase 1: safety, faults at random while clients work
@@ -571,12 +731,22 @@ class Simulation:
             healed_at = trio.current_time()
             self.trace.record("phase", "liveness")
             self.heal_all()
+            for name in SCHEDULES:  # the ticks stop, so that the Store can settle
+                await self.store.delete_schedule(name)
             await self._converge(healed_at)
             await self._drain(healed_at)
             await self._settle_store()
             self.ended_at = trio.current_time()
             self.trace.record("phase", "end")
             nursery.cancel_scope.cancel()
+        self._nursery = None
+
+    def _stop(self, violation: Violation) -> None:
+        if violation.invariant not in self.config.stop_at:
+            return
+        self.stopped = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def livelocked(self, task: str, steps: int) -> None:
         now = trio.current_time()
@@ -644,8 +814,20 @@ class Simulation:
         """
         await trio.sleep(1.0)
         deadline = trio.current_time() + 100.0
-        while self.store_lag() and trio.current_time() < deadline:
+        while self._store_may_catch_up() and trio.current_time() < deadline:
             await trio.sleep(1.0)
+
+    def _store_may_catch_up(self) -> bool:
+        """Some record lags and something can still repair it: a recorder with
+        snapshots to write, or reconciliation (which moves a stale record forward but
+        never writes one the Store lacks altogether)."""
+        lagging = self.store_lag()
+        if not lagging:
+            return False
+        store = self.store.view()
+        if any(job_id in store for job_id in lagging):
+            return True
+        return any(s.node.recorder.backlog for s in self.slots.values() if s.up and s.node)
 
     async def _drain(self, since: float) -> None:
         """At-least-once means every acknowledged job ends; the Broker is where it ends first."""
@@ -726,11 +908,12 @@ def run(config: SimConfig, *, full_trace: bool = False) -> SimResult:
         sim.trace.record("sim", config.replay_command(), derive(config.seed, "check"))
         trio.run(sim.main, clock=clock, instruments=[_Watchdog(sim)])
         simulated = clock.current_time()
-        check_end(sim)
+        if not sim.stopped:
+            check_end(sim)
     wall = time.perf_counter() - started
     snapshot = sim.broker.snapshot()
     acked = sim.history.acked()
-    lost = sum(1 for i in acked if i not in snapshot)
+    lost = sum(1 for i in acked if i not in snapshot and i not in sim.broker.purged)
     return SimResult(
         config=config,
         trace_digest=sim.trace.digest,
@@ -738,7 +921,7 @@ def run(config: SimConfig, *, full_trace: bool = False) -> SimResult:
         known_issues=list(sim.history.known),
         jobs_submitted=len(sim.history.client_jobs),
         jobs_acknowledged=len(acked),
-        jobs_completed=sum(1 for j in snapshot.values() if j.status == "completed"),
+        jobs_completed=sum(1 for status in sim.broker.status.values() if status == "completed"),
         jobs_lost=lost,
         simulated_seconds=simulated,
         wall_seconds=wall,
