@@ -173,6 +173,7 @@ def test_usage_errors_exit_2() -> None:
     assert sim_main(["--faults", "meteor"]) == 2
     assert sim_main(["--seeds", "9..3"]) == 2
     assert sim_main(["--nodes", "0"]) == 2
+    assert sim_main(["--plant", "raft-minority", "--algorithm", "bully"]) == 2
 
 
 # -- bugs the simulator found, pinned at the actor level ----------------------------------

@@ -91,14 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--plant",
         choices=PLANTS,
         help=(
-            "Plant a bug (a Broker safety check off, or Raft forgetting its vote at "
-            "restart), to see the simulator catch it."
+            "Plant a known bug (a safety mechanism switched off), to see the simulator "
+            "catch it; each plant and the faults that catch it are in docs/simulation.md."
         ),
     )
     p.add_argument(
         "--strict",
         action="store_true",
-        help="Count known limitations as violations (none is waived today).",
+        help=(
+            "Count known limitations as violations (today one: store_has_every_job, "
+            "see docs/simulation.md)."
+        ),
     )
     p.add_argument("--json", action="store_true", help="One JSON object per run on stdout.")
     p.add_argument(

@@ -73,11 +73,11 @@ CATCH_SEEDS = range(100000, 100010)
 #: Where each plant is caught on at least 9 of the 10 ``CATCH_SEEDS``: the faults that
 #: reach its path, at a length CI affords (figures in docs/simulation.md).
 CATCH_CONFIG: dict[str, CatchConfig] = {
-    "fencing": CatchConfig(faults=("pause", "crash", "partition")),
-    "lease-tokens": CatchConfig(faults=("pause", "reply-loss", "broker", "crash")),
+    "fencing": CatchConfig(faults=("pause", "partition")),
+    "lease-tokens": CatchConfig(faults=("pause", "reply-loss", "broker")),
     "raft-amnesia": CatchConfig(nodes=3, faults=("crash", "reorder", "election-restart")),
-    "resurrect": CatchConfig(faults=("store", "crash", "reply-loss", "broker")),
-    "tick-at-most-once": CatchConfig(faults=("reply-loss", "broker", "crash")),
+    "resurrect": CatchConfig(faults=("store", "crash", "reply-loss")),
+    "tick-at-most-once": CatchConfig(faults=("reply-loss", "broker")),
     "two-clocks": CatchConfig(faults=("skew", "crash", "broker")),
     "raft-minority": CatchConfig(faults=("partition", "crash")),
 }

@@ -130,7 +130,7 @@ class SimConfig:
     clients: int = 2
     workers: int = 3
     plant: str | None = None
-    #: Count known limitations as violations (none is waived today).
+    #: Count known limitations as violations (``store_has_every_job``, see the checker).
     strict: bool = False
     #: End the run at the first violation of one of these invariants, without the
     #: end-of-run checks (a planted bug's test needs only to see it caught; the trace
