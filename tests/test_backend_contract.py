@@ -121,6 +121,85 @@ async def test_a_lease_renewed_for_zero_seconds_is_reaped_next(broker):
     assert (await broker.get(second.job.id)).status == JobStatus.RUNNING
 
 
+async def test_a_stale_item_in_a_finish_batch_leaves_the_others_applied(broker):
+    """Kills mutants found by cosmic-ray: a stale token ending the batch's loop (SQLite),
+    attempts numbered other than 1, 2... and a worker not written on its attempt."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    a, b = make(), make()
+    await broker.enqueue([a, b], NOW)
+    first = {lease.job.id: lease for lease in await broker.claim("n1", 2, 10, NOW)}
+    assert [x.number for x in first[a.id].job.attempts] == [1]
+    await broker.requeue_expired(NOW + 11, epoch, poison_limit=5)
+    again = {lease.job.id: lease for lease in await broker.claim("n2", 2, 10, NOW + 12)}
+    assert [x.number for x in again[a.id].job.attempts] == [1, 2]
+    stale, done = await broker.finish(
+        [
+            Finish(a.id, first[a.id].token, "completed"),
+            Finish(b.id, again[b.id].token, "completed", worker_id="n2/w3"),
+        ],
+        NOW + 13,
+    )
+    assert stale is None
+    assert done is not None and done.status == JobStatus.COMPLETED
+    assert [(x.number, x.worker_id, x.outcome) for x in done.attempts] == [
+        (1, None, "lost"),
+        (2, "n2/w3", "completed"),
+    ]
+    assert (await broker.get(a.id)).status == JobStatus.RUNNING
+
+
+async def test_expirations_counted_before_a_lower_poison_limit_still_count(broker):
+    """POISON_LIMIT lowered between two expirations (a restart with new settings): a job
+    already past it fails at its next expiry (cosmic-ray: ``>=`` mutated to ``==``)."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make()], NOW)
+    now = NOW
+    for limit in (5, 5, 2):
+        await broker.claim("n", 1, 10, now)
+        [expired] = await broker.requeue_expired(now + 11, epoch, poison_limit=limit)
+        now += 12
+    assert expired.lease_expirations == 3 and expired.status == JobStatus.FAILED
+
+
+async def test_retry_forgets_lease_expirations(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    [job] = await broker.enqueue([make()], NOW)
+    await broker.claim("n", 1, 10, NOW)
+    await broker.requeue_expired(NOW + 11, epoch, poison_limit=1)
+    failed = await broker.get(job.id)
+    assert failed.status == JobStatus.FAILED and failed.lease_expirations == 1
+    retried = await broker.retry(job.id, NOW + 12)
+    assert retried.lease_expirations == 0 and retried.status == JobStatus.PENDING
+
+
+async def test_a_job_due_now_or_earlier_is_pending(broker):
+    due_now, late = make(), make()
+    due_now.scheduled_at, late.scheduled_at = NOW, NOW - 5
+    stored = await broker.enqueue([due_now, late], NOW)
+    assert [j.status for j in stored] == [JobStatus.PENDING, JobStatus.PENDING]
+    assert len(await broker.claim("n", 5, 30, NOW)) == 2
+
+
+async def test_cancelling_a_finished_job_keeps_its_finish_time(broker):
+    """A cancel that changes nothing must not re-file the job (its purge time stays)."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    [job] = await broker.enqueue([make()], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    [done] = await broker.finish([Finish(job.id, lease.token, "completed")], NOW + 1)
+    same = await broker.cancel(job.id, NOW + 100)
+    assert same.status == JobStatus.COMPLETED and same.version == done.version
+    assert await broker.purge_finished(NOW + 2, epoch) == 1
+
+
+async def test_renew_refuses_stale_tokens_on_either_side_of_the_real_one(broker):
+    await broker.enqueue([make(), make()], NOW)
+    a, b = await broker.claim("n", 2, 30, NOW)
+    lost = await broker.renew([(a.job.id, ""), (b.job.id, "~" * 40)], 300, NOW + 1)
+    assert sorted(lost) == sorted([a.job.id, b.job.id])
+    epoch = await broker.acquire_epoch("leader", NOW)
+    assert len(await broker.requeue_expired(NOW + 31, epoch, poison_limit=5)) == 2
+
+
 async def test_zombie_token_refused_after_requeue(broker):
     epoch = await broker.acquire_epoch("leader", NOW)
     await broker.enqueue([make()], NOW)
@@ -645,6 +724,17 @@ async def test_revive_never_runs_a_purged_completed_job_again(broker):
     assert await broker.claim("n1", 5, 30, NOW + 3) == []
 
 
+async def test_revive_puts_back_a_purged_cancelled_job(broker):
+    epoch = await broker.acquire_epoch("leader", NOW)
+    [job] = await broker.enqueue([make()], NOW)
+    cancelled = await broker.cancel(job.id, NOW + 1)
+    assert await broker.purge_finished(NOW + 2, epoch) == 1
+    again = cancelled.copy()
+    again.status, again.error = JobStatus.PENDING, None
+    revived = await broker.revive(again, NOW + 3)
+    assert isinstance(revived, Job) and revived.status == JobStatus.PENDING
+
+
 async def test_revive_drops_a_key_another_job_took(broker):
     failed = await purged(broker, "failed", idempotency_key="k-2")
     [other] = await broker.enqueue([make(idempotency_key="k-2")], NOW + 3)
@@ -671,7 +761,7 @@ async def test_delete_leaves_a_tombstone(broker):
     assert await broker.delete(live.id) and await broker.delete(done.id)
     tomb_live, tomb_done = await broker.restore([running, leases[done.id].job], NOW + 2, epoch)
     assert isinstance(tomb_live, Tombstone) and tomb_live.status == JobStatus.CANCELLED
-    assert tomb_live.version > running.version
+    assert tomb_live.version == running.version + 1
     assert isinstance(tomb_done, Tombstone) and tomb_done.status == JobStatus.COMPLETED
     assert tomb_done.version == finished.version and tomb_done.finished_at == NOW + 1
     assert await broker.claim("n2", 5, 30, NOW + 3) == []
