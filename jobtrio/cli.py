@@ -1191,6 +1191,9 @@ def stats(remote: Remote) -> int:
     grid.add_row("processors", ", ".join(data.get("processors", [])))
     out.print()
     out.print(grid)
+    for u in data.get("unserved") or []:
+        line = f"{u['pending']} pending in {u['queue']}: {u['reason']}"
+        out.print(Text(printable(line), style="red"))
     return EXIT_OK
 
 

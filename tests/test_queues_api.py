@@ -188,6 +188,13 @@ async def test_bad_commands_exit_2_or_1_with_one_line(
         assert one_line(run.err).endswith("(HTTP 400, invalid_queue)")
 
 
+async def test_jobtrio_stats_names_what_no_worker_can_take(cli: Any, served: Served) -> None:
+    await served.node.submit({"type": "resize", "queue": "img"})
+    run = await cli("stats")
+    assert run.code == 0, run.err
+    assert run.out.strip().splitlines()[-1] == "1 pending in img: no worker for type resize"
+
+
 async def test_a_job_nobody_can_run_is_listed_as_unserved(served: Served) -> None:
     async with AsyncClient(served.url) as client:
         job = await client.submit("resize", queue="img")
