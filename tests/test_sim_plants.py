@@ -58,8 +58,12 @@ def test_a_catching_seed_holds_every_invariant_without_its_plant(plant: str) -> 
     invariant without it. The one known limitation, a job whose every snapshot
     was lost with its node (``store_has_every_job``, docs/simulation.md), is all
     ``--strict`` would add."""
-    config = plant_config(plant, CATCH_SEEDS[0])
-    assert CAUGHT_BY[plant] & {v.invariant for v in run(config).violations}
+    for seed in CATCH_SEEDS:  # the first seed that catches it
+        config = plant_config(plant, seed)
+        if CAUGHT_BY[plant] & {v.invariant for v in run(config).violations}:
+            break
+    else:
+        pytest.fail(f"{plant} is caught on none of {CATCH_SEEDS}")
     clean = run(dataclasses.replace(config, plant=None, stop_at=()))
     assert clean.ok, [str(v) for v in clean.violations]
     assert {v.invariant for v in clean.known_issues} <= {"store_has_every_job"}

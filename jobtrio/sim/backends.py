@@ -103,6 +103,9 @@ class ObservedBroker(MemoryBroker):
         #: Job id -> (lease token, when the lease expires on the Broker's clock).
         self._deadlines: dict[str, tuple[str, float]] = {}
         self._acting: set[int] = set()
+        #: Jobs enqueued with dependencies, and those of them claimed at least once.
+        self.dependents: set[str] = set()
+        self.dependents_ran: set[str] = set()
 
     def _decide_at(self, now: float) -> float:
         return self._world_clock() if self.broker_clock else now
@@ -119,6 +122,8 @@ class ObservedBroker(MemoryBroker):
             if job.id not in self.status or job.id in self.purged:
                 self.purged.pop(job.id, None)
                 self._moved("enqueued", job, job.idempotency_key, job.type)
+            if job.depends_on:
+                self.dependents.add(job.id)
         return out
 
     async def claim(
@@ -136,7 +141,38 @@ class ObservedBroker(MemoryBroker):
             self._deadlines[lease.job.id] = (lease.token, world + lease_seconds)
             self._moved("claimed", lease.job, node_id, lease.token)
             lease.expires_at = now + lease_seconds  # the caller's estimate, as Redis answers
+            if lease.job.depends_on:
+                self._check_dependent(lease.job)
         return leases
+
+    def changed(self, job: Job, refile: bool) -> None:
+        # a dependent released (or failed) inside its parent's move: traced like a move
+        super().changed(job, refile)
+        if refile:
+            self._moved("released", job)
+
+    def _check_dependent(self, job: Job) -> None:
+        """A dependent is claimed only once every job it depends on completed (or ended,
+        under ``on_dependency_failure: run``), and never after it completed itself: judged
+        in the claim's own atomic section, against the parents as they stand."""
+        self.dependents_ran.add(job.id)
+        held = self.view()
+        for parent_id in job.depends_on:
+            parent = held.get(parent_id)
+            status = parent.status if parent is not None else self.purged.get(parent_id)
+            ended = status is not None and status.terminal
+            if status != JobStatus.COMPLETED and not (job.on_dependency_failure == "run" and ended):
+                self._history.violate(
+                    "dependent_after_parents",
+                    trio.current_time(),
+                    f"job {job.id} was claimed while its dependency {parent_id} is {status}",
+                )
+        if self._history.completions.get(job.id):
+            self._history.violate(
+                "dependent_runs_once",
+                trio.current_time(),
+                f"dependent job {job.id} was claimed again after it completed",
+            )
 
     async def renew(
         self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float

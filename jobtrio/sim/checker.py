@@ -15,6 +15,9 @@ the Store (the record) are read directly once the run is over:
 * a job ``cancelled`` that no client asked to cancel, or a job that can only
   fail by exhausting leases (``quick``, ``slow``) ending ``failed`` before
   its poison limit;
+* **dependents released**: no job still ``waiting`` once every job it
+  depends on ended (a dependent claimed before its parents completed, or
+  after it completed itself, is judged at the claim, in :mod:`.backends`);
 * **ticks**: every periodic tick the Broker claimed has exactly one job (its
   idempotency key ``schedule:<name>:<tick>``), never none and never two.
 
@@ -91,6 +94,7 @@ def check_end(sim: Simulation) -> None:
             job.status == JobStatus.FAILED
             and job.type in ("quick", "slow")
             and job.lease_expirations < poison
+            and not (job.depends_on and (job.error or "").startswith("dependency "))
         ):
             violate(
                 "fail_only_by_rule",
@@ -98,6 +102,17 @@ def check_end(sim: Simulation) -> None:
                 f"{job.type} job {job_id} ({key}) failed ({job.error}) with only "
                 f"{job.lease_expirations} lease expirations",
             )
+        if job.status == JobStatus.WAITING:
+            parents = [broker.get(p) for p in job.depends_on]
+            if all(
+                (p is not None and p.terminal) or (p is None and pid in purged)
+                for p, pid in zip(parents, job.depends_on, strict=True)
+            ):
+                violate(
+                    "dependents_released",
+                    at,
+                    f"job {job_id} ({key}) still waits though every job it depends on ended",
+                )
     for key, ids in sorted(by_key.items()):
         if len(ids) > 1:
             violate("no_duplicate_jobs", at, f"{key} is held {len(ids)} times: {', '.join(ids)}")

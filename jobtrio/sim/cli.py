@@ -140,7 +140,8 @@ def describe(result: SimResult) -> str:
         f"digest {result.trace_digest[:16]}  "
         f"{result.simulated_seconds:.1f}s simulated in {result.wall_seconds:.2f}s  "
         f"jobs {result.jobs_acknowledged}/{result.jobs_submitted} acked, "
-        f"{result.jobs_completed} completed, {result.jobs_lost} lost  faults {faults}"
+        f"{result.jobs_completed} completed, {result.jobs_lost} lost, "
+        f"{result.jobs_dependent_ran}/{result.jobs_dependent} dependents ran  faults {faults}"
     )
 
 

@@ -20,6 +20,8 @@ plant                   what it switches off
                         and are reaped on the leader's
 ``raft-minority``       Raft's configured voters: the quorum is a majority of
                         the voters the failure detector shows alive
+``dependencies-early``  the Broker's dependency wait: a job with ``depends_on``
+                        is due at once, as if its dependencies had completed
 ======================  ==========================================================
 
 The invariant each is caught by is in :data:`CAUGHT_BY`; the seeds and run
@@ -42,6 +44,7 @@ PLANTS = (
     "tick-at-most-once",
     "two-clocks",
     "raft-minority",
+    "dependencies-early",
 )
 
 #: The invariants whose violation shows each plant (any one of them).
@@ -53,6 +56,7 @@ CAUGHT_BY: dict[str, frozenset[str]] = {
     "tick-at-most-once": frozenset({"tick_fires_once"}),
     "two-clocks": frozenset({"lease_expires_on_broker_clock"}),
     "raft-minority": frozenset({"leader_has_quorum", "one_leader_per_term"}),
+    "dependencies-early": frozenset({"dependent_after_parents"}),
 }
 
 
@@ -80,6 +84,7 @@ CATCH_CONFIG: dict[str, CatchConfig] = {
     "tick-at-most-once": CatchConfig(faults=("reply-loss", "broker")),
     "two-clocks": CatchConfig(faults=("skew", "crash", "broker")),
     "raft-minority": CatchConfig(faults=("partition", "crash")),
+    "dependencies-early": CatchConfig(faults=("crash", "reply-loss")),
 }
 
 

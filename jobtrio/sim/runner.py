@@ -190,6 +190,10 @@ class SimResult:
     drained_after: float | None
     trace_tail: list[str] = field(default_factory=list)
     trace_lines: list[str] | None = None
+    #: Jobs enqueued with ``depends_on`` (chain steps, chord callbacks), and how many of
+    #: them were claimed (ran) at least once.
+    jobs_dependent: int = 0
+    jobs_dependent_ran: int = 0
 
     @property
     def ok(self) -> bool:
@@ -211,6 +215,8 @@ class SimResult:
             "jobs_acknowledged": self.jobs_acknowledged,
             "jobs_completed": self.jobs_completed,
             "jobs_lost": self.jobs_lost,
+            "jobs_dependent": self.jobs_dependent,
+            "jobs_dependent_ran": self.jobs_dependent_ran,
             "simulated_seconds": round(self.simulated_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
             "events": self.events,
@@ -332,6 +338,8 @@ class Simulation:
             self.broker.fenced_restore = False
         elif config.plant == "two-clocks":
             self.broker.broker_clock = False
+        elif config.plant == "dependencies-early":
+            self.broker.check_dependencies = False
         self.history.raft_voters = config.nodes
         self.backend_faults = BackendFaults()
         self.store = MemoryStore()
@@ -721,6 +729,7 @@ class Simulation:
                         self.call,
                         self.wall,
                         ClientConfig(),
+                        deps=rng(self.seed, "deps", i),
                     )
                     chaos.start_soon(client.run)
                 chaos.start_soon(self.nemesis, rng(self.seed, "nemesis"), chaos)
@@ -930,6 +939,8 @@ def run(config: SimConfig, *, full_trace: bool = False) -> SimResult:
         network=dict(vars_of(sim.network.stats)),
         converged_after=sim.converged_after,
         drained_after=sim.drained_after,
+        jobs_dependent=len(sim.broker.dependents),
+        jobs_dependent_ran=len(sim.broker.dependents_ran),
         trace_tail=list(sim.trace.tail),
         trace_lines=sim.trace.lines,
     )

@@ -18,6 +18,12 @@ one that fails (node down, Broker unreachable, reply lost) is retried with
 the same key on another node, because its outcome is unknown. A job counts as
 *acknowledged* once a submission returns it; only those must never be lost.
 Some running jobs are cancelled by the client.
+
+Some quick jobs depend on jobs the same client had acknowledged shortly
+before (``depends_on``): one parent makes chains, several make chords (with
+``receive_results`` or not, and some under ``on_dependency_failure: run``).
+Those choices come from a stream of their own (``deps``), so the other draws
+of a seed stay what they were without them.
 """
 
 from __future__ import annotations
@@ -103,6 +109,10 @@ class ClientConfig:
     think: float = 0.4
     cancel_ratio: float = 0.08
     max_attempts: int = 4
+    #: Share of quick jobs that depend on the client's recent jobs.
+    dependent_ratio: float = 0.2
+    #: How many recent acknowledged jobs a dependent chooses its parents among.
+    dependency_window: int = 6
 
 
 class Client:
@@ -117,8 +127,11 @@ class Client:
         call: Callable[..., Any],
         clock: Callable[[], float],
         config: ClientConfig,
+        deps: random.Random | None = None,
     ) -> None:
         self.name = name
+        #: Draws the dependencies (None: the client submits none).
+        self._deps = deps
         self._history = history
         self._r = r
         self._nodes = nodes
@@ -144,6 +157,7 @@ class Client:
         key = f"{self.name}-{self._count}"
         spec = job_spec(r, self._count, self._clock())
         spec["idempotency_key"] = key
+        self._add_dependencies(spec)
         job = ClientJob(key, spec["type"])
         self._history.client_jobs[key] = job
         self._mine.append(job)
@@ -161,6 +175,20 @@ class Client:
             trace.record("client.ack", self.name, key, node, accepted.id)
             return
         trace.record("client.gave_up", self.name, key)
+
+    def _add_dependencies(self, spec: dict[str, Any]) -> None:
+        """Make some quick jobs depend on 1 to 3 of this client's recent jobs."""
+        d = self._deps
+        if d is None or spec["type"] != "quick":
+            return
+        recent = [j.acked_id for j in self._mine if j.acked_id][-self._config.dependency_window :]
+        if not recent or d.random() >= self._config.dependent_ratio:
+            return
+        spec["depends_on"] = d.sample(recent, min(len(recent), d.choice((1, 1, 2, 3))))
+        if d.random() < 0.5:
+            spec["receive_results"] = True
+        if d.random() < 0.25:
+            spec["on_dependency_failure"] = "run"
 
     async def _cancel(self, job: ClientJob) -> None:
         node = self._r.choice(list(self._nodes()))
