@@ -386,3 +386,15 @@ def test_hand_written_body_equals_the_encoded_dict():
             }
         )[1:-1]
         assert codec.encode(job, job.status)[0] == reference
+
+
+def test_has_dependents_reads_an_unparsed_lazy_job_without_parsing_it():
+    """Every finished job is asked (actors/releases.py): the answer comes from the raw value."""
+    parent = make()
+    parent.dependents = ["01J9Z6N5G4X8W3QH2K7R1M0P9T"]
+    for job, expected in ((make(), False), (parent, True)):
+        lazy = codec.lazy_job(*codec.encode(job, job.status))
+        assert lazy.has_dependents() is expected
+        assert is_unparsed(lazy)
+        lazy.parse()
+        assert lazy.has_dependents() is expected
