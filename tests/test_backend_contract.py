@@ -765,6 +765,10 @@ async def test_delete_leaves_a_tombstone(broker):
     assert isinstance(tomb_done, Tombstone) and tomb_done.status == JobStatus.COMPLETED
     assert tomb_done.version == finished.version and tomb_done.finished_at == NOW + 1
     assert await broker.claim("n2", 5, 30, NOW + 3) == []
+    [waiting] = await broker.enqueue([make()], NOW + 4)  # odd and even versions both
+    assert await broker.delete(waiting.id)
+    [tomb] = await broker.restore([waiting], NOW + 5, epoch)
+    assert isinstance(tomb, Tombstone) and tomb.version == waiting.version + 1
 
 
 async def test_restore_is_fenced(broker):
