@@ -191,6 +191,17 @@ async def test_cancelling_a_finished_job_keeps_its_finish_time(broker):
     assert await broker.purge_finished(NOW + 2, epoch) == 1
 
 
+async def test_a_renewed_lease_ends_lease_seconds_after_the_renewal(broker):
+    """Neither earlier nor later (cosmic-ray: ``now + lease_seconds`` mutated to ``*``)."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    await broker.enqueue([make()], NOW)
+    [lease] = await broker.claim("n", 1, 30, NOW)
+    assert await broker.renew([(lease.job.id, lease.token)], 60, NOW + 10) == []
+    assert await broker.requeue_expired(NOW + 69, epoch, poison_limit=5) == []
+    [back] = await broker.requeue_expired(NOW + 71, epoch, poison_limit=5)
+    assert back.id == lease.job.id
+
+
 async def test_renew_refuses_stale_tokens_on_either_side_of_the_real_one(broker):
     await broker.enqueue([make(), make()], NOW)
     a, b = await broker.claim("n", 2, 30, NOW)
