@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 
 from jobtrio.actors.node import Node
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
@@ -578,3 +579,32 @@ async def test_a_retry_does_not_run_a_completed_job_whose_record_is_behind(autoj
             await node.retry(job.id)
         assert await broker.get(job.id) is None
         assert runs == [1]
+
+
+class CountingBroker(MemoryBroker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+
+    async def claim(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.claims += 1
+        return await super().claim(*args, **kwargs)
+
+
+async def test_a_submitted_job_that_waits_for_its_time_costs_no_claim(mock_clock):
+    """Only a job that can run now wakes the workers; time stands still (mock clock), so
+    every claim counted here was a wake-up."""
+    broker = CountingBroker()
+    async with running_node(broker=broker) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        before = broker.claims
+        for _ in range(5):
+            await node.submit({"type": "noop", "scheduled_at": EPOCH0 + 3600})
+            await trio.testing.wait_all_tasks_blocked()
+        await node.submit_many([{"type": "noop", "scheduled_at": EPOCH0 + 3600}] * 3)
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.claims == before
+        await node.submit({"type": "noop"})  # due now: the workers are woken
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.claims > before
+        mock_clock.autojump_threshold = 0  # let the node's stop (its grace period) pass

@@ -315,7 +315,11 @@ class Node:
 
     def _accepted(self, jobs: list[Job]) -> None:
         self.recorder.record(jobs)
-        self.dispatcher.wake()
+        # only a job that can run now is worth a claim: one that waits for its time (or
+        # its dependencies) reaches the workers through the leader's promotion, which
+        # wakes them; a claim per submission of such jobs was a Broker call for nothing
+        if any(job.status is JobStatus.PENDING for job in jobs):
+            self.dispatcher.wake()
         if self.events.has_subscribers:
             for job in jobs:
                 self.events.publish("job.submitted", job=job_fields(job))
