@@ -124,3 +124,15 @@ async def test_a_batch_naming_an_unknown_parent_is_refused_whole(autojump_clock)
         assert response.status_code == 400
         assert (await response.get_json())["error"]["code"] == "unknown_dependency"
         assert (await node.list(JobQuery())).jobs == []
+
+
+async def test_a_released_job_wakes_the_dispatcher(autojump_clock):
+    async with running_node() as node:
+        woken = []
+        wake = node.dispatcher.wake
+        node.dispatcher.wake = lambda: (woken.append(1), wake())[1]  # type: ignore[method-assign]
+        parent = await node.submit({"type": "sleep", "payload": {"seconds": 1}})
+        child = await node.submit({"type": "noop", "depends_on": [parent.id]})
+        woken.clear()
+        await terminal(node, child.id)
+        assert woken  # the release, not only the next idle poll, started the claim

@@ -156,7 +156,10 @@ class Node:
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
         self.recorder = Recorder(store, copies=not broker.writes_records_of(store))
         self.group_commit = GroupCommit(broker, clock)
-        self.releases = Releases(broker, self.recorder, self.events, self.metrics)
+        # the dispatcher is made below: its wake is looked up when a job is released
+        self.releases = Releases(
+            broker, self.recorder, self.events, self.metrics, lambda: self.dispatcher.wake()
+        )
         self.dispatcher = Dispatcher(
             self.node_id,
             settings,

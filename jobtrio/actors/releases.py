@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..backends.base import BackendUnavailable, Broker
 from ..events import EventBus
@@ -38,8 +38,12 @@ class Releases:
         recorder: Recorder,
         events: EventBus,
         metrics: NodeMetrics | None = None,
+        on_released: Callable[[], None] | None = None,
     ) -> None:
         self._metrics = metrics
+        #: Told when a job read back is due now (the dispatcher's wake: claim it at once
+        #: rather than at the next idle poll, up to 0.1 s later, a chain step each).
+        self._on_released = on_released
         self._broker = broker
         self._recorder = recorder
         self._events = events
@@ -70,6 +74,9 @@ class Releases:
                     break
                 jobs = list(held.values())
                 self._recorder.record(jobs)
+                due = any(j.status != JobStatus.WAITING and not j.terminal for j in jobs)
+                if due and self._on_released is not None:
+                    self._on_released()
                 for job in jobs:
                     if job.status == JobStatus.WAITING:
                         continue  # still waits for another parent
