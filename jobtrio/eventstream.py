@@ -37,7 +37,7 @@ import trio
 from .backends.base import BackendUnavailable
 from .backoff import Backoff
 from .eventlog import ZERO_ID, EventId, EventLog, LogEntry, format_id, parse_id
-from .jobs import Job, to_iso
+from .jobs import Job, iso_text
 
 if TYPE_CHECKING:
     from .events import EventBus
@@ -139,7 +139,7 @@ def normalize(event: Mapping[str, Any]) -> dict[str, Any]:
     at = event.get("at")
     out: dict[str, Any] = {
         "kind": event.get("type"),
-        "at": to_iso(at) if isinstance(at, int | float) else at,
+        "at": iso_text(at) if isinstance(at, int | float) else at,
         "node": event.get("node_id"),
     }
     for key, value in event.items():

@@ -25,7 +25,7 @@ from jobtrio.api.app import create_app
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.client import _json_of
 from jobtrio.config import Settings
-from jobtrio.jobs import ValidationError, parse_time, to_iso
+from jobtrio.jobs import MAX_PAYLOAD_DEPTH, ValidationError, parse_time, to_iso, validate_submission
 
 
 @pytest.fixture
@@ -120,3 +120,28 @@ def test_the_client_reads_answers_as_json_does():
             assert got == want
     with pytest.raises(ValueError):
         _json_of(httpx.Response(200, content=b"<html>"))
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("levels", [1, 2, 63, 64, 65, 66, 120])
+def test_the_payload_depth_limit_holds_at_its_edge(levels: int):
+    payload = {"a": {"b": "{[{[" * 40}}  # brackets inside strings count for nothing
+    inner = payload
+    while depth(payload) < levels:
+        inner["x"] = {}
+        inner = inner["x"]
+    assert depth(payload) == max(levels, 2)
+    if depth(payload) > MAX_PAYLOAD_DEPTH:
+        with pytest.raises(ValidationError) as info:
+            validate_submission({"type": "noop", "payload": payload}, 1_700_000_000.0)
+        assert info.value.message == f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+    else:
+        job = validate_submission({"type": "noop", "payload": payload}, 1_700_000_000.0)
+        assert job.payload == payload
