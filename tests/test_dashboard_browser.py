@@ -211,7 +211,9 @@ async def test_login_form_and_what_a_role_may_do(driver: Any, tmp_path: Path) ->
     node = make_node(auth_enabled=True, jwt_secret="d" * 32, users_file=str(users_file(tmp_path)))
     async with trio.open_nursery() as nursery:
         url = await serve_with_login(nursery, node)
-        job = await node.submit({"type": "noop", "scheduled_at": time.time() + 3600})
+        # uma's job; ada's is not hers, so her page must not list it
+        job = await node.submit({"type": "noop", "scheduled_at": time.time() + 3600}, owner="uma")
+        other = await node.submit({"type": "noop", "scheduled_at": time.time() + 3600}, owner="ada")
 
         def login(d: Any, user: str, password: str) -> None:
             for field, value in (("login-user", user), ("login-password", password)):
@@ -245,6 +247,8 @@ async def test_login_form_and_what_a_role_may_do(driver: Any, tmp_path: Path) ->
             login(d, "uma", PASSWORDS["uma"])
             wait_for(d, lambda d: text_of(d, "#who") == "role: user", "the user's page")
             wait_for(d, lambda d: text_of(d, "#live") == "live", "the stream again")
+            wait_for(d, lambda d: row_status(d, job.id) == "scheduled", "the user's own job")
+            assert not d.find_elements(By.CSS_SELECTOR, f'tr[data-job-id="{other.id}"]')
             d.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job.id}"]').click()
             wait_for(d, lambda d: d.find_element(By.ID, "cancel").is_displayed(), "cancel")
             d.find_element(By.ID, "cancel").click()
