@@ -64,6 +64,9 @@ MATRIX: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/api/v1/queues/<name>/resume"): {A},
     ("PUT", "/api/v1/queues/<name>/rate_limit"): {A},
     ("DELETE", "/api/v1/queues/<name>/rate_limit"): {A},
+    ("POST", "/api/v1/workflows"): {A, U},
+    ("GET", "/api/v1/workflows/<workflow_id>"): ALL,
+    ("DELETE", "/api/v1/workflows/<workflow_id>"): {A, U},
     ("GET", "/api/v1/stats"): ALL,
     ("GET", "/api/v1/leader"): ALL,
     ("GET", "/api/v1/election"): {A, U},
@@ -81,7 +84,11 @@ OWN_ONLY = [
     ("GET", "/api/v1/jobs/<job_id>"),
     ("DELETE", "/api/v1/jobs/<job_id>"),
     ("POST", "/api/v1/jobs/<job_id>/retry"),
+    ("GET", "/api/v1/workflows/<workflow_id>"),
+    ("DELETE", "/api/v1/workflows/<workflow_id>"),
 ]
+
+GROUP = {"group": [{"type": "noop"}, {"type": "noop"}]}
 
 
 def make_users(path: Path) -> Users:
@@ -183,6 +190,9 @@ async def concrete(app: QuartTrio, node: Node, rule: str) -> tuple[str, dict[str
     """A path for ``rule`` with real ids, and the body a request needs."""
     job = await node.submit({"type": "noop"})
     path = rule.replace("<job_id>", job.id)
+    if "<workflow_id>" in rule:
+        workflow = await node.submit_workflow(GROUP)
+        path = path.replace("<workflow_id>", workflow["id"])
     path = path.replace("<name>", "app.js" if rule.startswith("/dashboard") else "heartbeat")
     path = path.replace("<algorithm>", "bully")
     bodies = {
@@ -191,6 +201,7 @@ async def concrete(app: QuartTrio, node: Node, rule: str) -> tuple[str, dict[str
         "/api/v1/schedules": {"name": "heartbeat", "every": "30s", "job": {"type": "noop"}},
         "/auth/login": {"username": "ada", "password": PASSWORDS["ada"]},
         "/api/v1/queues/<name>/rate_limit": {"jobs": 1, "per": 1},
+        "/api/v1/workflows": GROUP,
     }
     return path, {"json": bodies[rule]} if rule in bodies else {}
 
@@ -251,12 +262,15 @@ async def test_a_user_meets_another_users_job_as_an_unknown_id(
     token = await token_for(secure_app, "uma")
     for method, rule in OWN_ONLY:
         assert U in (MATRIX[(method, rule)] or ())
-        others = await secure_node.submit({"type": "noop"}, owner="ada")
-        path = rule.replace("<job_id>", others.id)
-        assert await call(secure_app, method, path, token, {}) == 404, (method, rule)
-        own = await secure_node.submit({"type": "noop"}, owner="uma")
-        path = rule.replace("<job_id>", own.id)
-        assert await call(secure_app, method, path, token, {}) != 404, (method, rule)
+        for owner, expect_unknown in (("ada", True), ("uma", False)):
+            if "<workflow_id>" in rule:
+                workflow = await secure_node.submit_workflow(GROUP, owner=owner)
+                path = rule.replace("<workflow_id>", workflow["id"])
+            else:
+                job = await secure_node.submit({"type": "noop"}, owner=owner)
+                path = rule.replace("<job_id>", job.id)
+            status = await call(secure_app, method, path, token, {})
+            assert (status == 404) is expect_unknown, (method, rule, owner, status)
 
 
 async def test_every_bad_credential_is_refused_on_every_protected_route(
