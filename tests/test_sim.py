@@ -269,7 +269,7 @@ def test_a_voter_restarted_inside_an_election_keeps_its_vote() -> None:
         algorithm="raft",
         nodes=3,
         duration=8.0,
-        faults=("crash", "reorder", "election-restart"),
+        faults=("crash", "reorder", "election-restart", "candidate-restart"),
         strict=True,
     )
     result = run(config)

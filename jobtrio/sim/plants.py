@@ -79,7 +79,9 @@ CATCH_SEEDS = range(100000, 100010)
 CATCH_CONFIG: dict[str, CatchConfig] = {
     "fencing": CatchConfig(faults=("pause", "partition")),
     "lease-tokens": CatchConfig(faults=("pause", "reply-loss", "broker")),
-    "raft-amnesia": CatchConfig(nodes=3, faults=("crash", "reorder", "election-restart")),
+    "raft-amnesia": CatchConfig(
+        nodes=3, faults=("crash", "reorder", "election-restart", "candidate-restart")
+    ),
     "resurrect": CatchConfig(faults=("store", "crash", "reply-loss")),
     "tick-at-most-once": CatchConfig(faults=("reply-loss", "broker")),
     "two-clocks": CatchConfig(faults=("skew", "crash", "broker")),

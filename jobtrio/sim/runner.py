@@ -70,9 +70,11 @@ FAULT_KINDS = (
     "pause",
     "skew",
     "election-restart",
+    "candidate-restart",
 )
 #: ``skew`` (each node's wall clock off by up to ``MAX_SKEW``) is opt-in: it changes every
 #: lease and timestamp of a run, so seeds replay differently with and without it.
+#: ``candidate-restart`` is opt-in too: elections take much longer under it.
 DEFAULT_FAULTS = (
     "partition",
     "crash",
@@ -88,9 +90,11 @@ DEFAULT_FAULTS = (
 #: Faults not drawn by the nemesis's timer: ``skew`` is set at start, and
 #: ``election-restart`` strikes when a Raft node votes or asks for votes (it
 #: crashes then and restarts within the election timeout, inside the election).
-_EVENT_FAULTS = ("skew", "election-restart")
-#: Chance that one real vote (or vote request) sent crashes its sender.
-ELECTION_RESTART_CHANCE = 1.0
+_EVENT_FAULTS = ("skew", "election-restart", "candidate-restart")
+#: Chance that a real vote granted crashes the voter, and that a real vote request
+#: crashes the candidate (lower: with every candidate crashing, a 5-node cluster
+#: rarely elects anyone; ``candidate-restart`` makes it 1).
+ELECTION_RESTART_CHANCE = {"voter": 1.0, "candidate": 0.2}
 #: How long (s) such a node stays down: back within the election it voted in.
 ELECTION_RESTART_DOWN = (0.01, 0.2)
 #: The simulated lease (``JOB_LEASE``): short, so a run sees many expire.
@@ -244,13 +248,14 @@ class ObservedElection:
         inner: Election,
         node_id: str,
         history: History,
-        on_vote: Callable[[], None] = lambda: None,
+        on_vote: Callable[[str], None] = lambda role: None,
     ) -> None:
         self._inner = inner
         self._node_id = node_id
         self._history = history
         self._raft = inner.algorithm == "raft"
-        #: Called after the machine cast a real vote or asked for votes.
+        #: Called after the machine cast a real vote ("voter") or asked for votes
+        #: ("candidate").
         self._on_vote = on_vote
 
     @property
@@ -284,7 +289,7 @@ class ObservedElection:
         return self._inner.next_deadline()
 
     def _observe(self, outputs: list[Output], now: float) -> list[Output]:
-        voted = False
+        voted: str | None = None
         history, me = self._history, self._node_id
         if self._raft:
             vote = getattr(self._inner, "voted_for", None)
@@ -293,17 +298,20 @@ class ObservedElection:
         for out in outputs:
             if isinstance(out, Send) and isinstance(out.message, RaftVote | RaftVoteResponse):
                 message = out.message
-                granted = not isinstance(message, RaftVoteResponse) or message.granted
-                voted |= granted and not message.pre_vote
-                if isinstance(message, RaftVoteResponse) and granted and not message.pre_vote:
+                if message.pre_vote:
+                    continue
+                if isinstance(message, RaftVote):
+                    voted = voted or "candidate"
+                elif message.granted:
+                    voted = "voter"
                     history.raft_vote(me, out.to, message.term, now)
             if isinstance(out, LeaderChanged):
                 self._history.trace.record("leader", self._node_id, out.leader, out.term)
                 if self._raft and out.leader == self._node_id:
                     self._history.raft_leader(self._node_id, out.term, now)
                     self._history.raft_quorum(self._node_id, out.term, now)
-        if voted:
-            self._on_vote()
+        if voted is not None:
+            self._on_vote(voted)
         return outputs
 
 
@@ -430,7 +438,10 @@ class Simulation:
                 state=slot.disk,
             )
         cluster.election = ObservedElection(
-            cluster.election, node_id, self.history, lambda: self._election_restart(node_id)
+            cluster.election,
+            node_id,
+            self.history,
+            lambda role: self._election_restart(node_id, role),
         )
         connection = Connection(
             node_id, rng(self.seed, "connection", node_id, gen), self.backend_faults, self._nursery
@@ -486,15 +497,22 @@ class Simulation:
             self.history.restarts.append((trio.current_time(), node_id))
             self.start_node(node_id)
 
-    def _election_restart(self, node_id: str) -> None:
+    def _election_restart(self, node_id: str, role: str) -> None:
         """Maybe crash a node that just voted or asked for votes, and restart it
         within the election timeout: its vote must survive (Raft's durable
         state), or the term can get a second leader. One at a time."""
         chaos = self._chaos
-        if chaos is None or "election-restart" not in self.config.faults:
+        faults = self.config.faults
+        if role == "candidate" and "candidate-restart" in faults:
+            chance = 1.0
+        elif "election-restart" in faults:
+            chance = ELECTION_RESTART_CHANCE[role]
+        else:
+            return
+        if chaos is None:
             return
         r = self._election_restarts
-        if self._election_restart_pending or r.random() >= ELECTION_RESTART_CHANCE:
+        if self._election_restart_pending or r.random() >= chance:
             return
         self._election_restart_pending = True
         down_for = r.uniform(*ELECTION_RESTART_DOWN)
