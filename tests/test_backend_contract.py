@@ -782,6 +782,23 @@ async def test_delete_leaves_a_tombstone(broker):
     assert isinstance(tomb, Tombstone) and tomb.version == waiting.version + 1
 
 
+async def test_restore_drops_a_key_another_job_took(broker):
+    """A lost job comes back without its idempotency key when another job holds the key now
+    (cosmic-ray: the Redis Broker's second pass for such jobs could be skipped unnoticed)."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    lost = make(idempotency_key="k-3")
+    [holder] = await broker.enqueue([make(idempotency_key="k-3")], NOW)
+    plain = make()
+    back, also = await broker.restore([lost, plain], NOW + 1, epoch)
+    assert isinstance(back, Job) and back.id == lost.id and back.idempotency_key is None
+    assert back.status == JobStatus.PENDING and also.id == plain.id
+    assert (await broker.get(lost.id)).idempotency_key is None
+    [again] = await broker.enqueue([make(idempotency_key="k-3")], NOW + 2)
+    assert again.id == holder.id
+    claimed = {lease.job.id for lease in await broker.claim("n", 5, 30, NOW + 3)}
+    assert claimed == {holder.id, lost.id, plain.id}
+
+
 async def test_restore_is_fenced(broker):
     old = await broker.acquire_epoch("a", NOW)
     await broker.acquire_epoch("b", NOW)
