@@ -308,6 +308,10 @@ class Job:
     #: With ``depends_on``: ``fail`` (the default) fails this job when a dependency fails
     #: or is cancelled; ``run`` lets it run anyway.
     on_dependency_failure: str | None = None
+    #: The workflow this job belongs to (the id of the workflow's first job).
+    workflow_id: str | None = None
+    #: On a workflow's first job only: its kind and its members' ids (``workflows.py``).
+    workflow: dict[str, Any] | None = None
     #: The dependencies not completed yet; the job is ``waiting`` while this is not empty.
     waiting_for: list[str] = field(default_factory=list)
     #: Ids of the jobs that depend on this one (kept by the Broker, to release them).
@@ -315,10 +319,6 @@ class Job:
     #: Dependency id -> its result, when the job asked for them (``receive_results``);
     #: None when it did not. A dependency that failed under ``run`` gives None.
     dependency_results: dict[str, Any] | None = None
-    #: The workflow this job belongs to (the id of the workflow's first job).
-    workflow_id: str | None = None
-    #: On a workflow's first job only: its kind and its members' ids (``workflows.py``).
-    workflow: dict[str, Any] | None = None
     #: Grows on every change, so a Store never lets an older snapshot overwrite a newer one.
     version: int = 0
     #: Who submitted the job (the token's user) when AUTH_ENABLED; ``None`` without auth and

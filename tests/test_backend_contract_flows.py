@@ -195,3 +195,17 @@ async def test_a_chord_releases_its_callback_once_with_every_result(broker):
     [lease] = await broker.claim("n", 10, 30, NOW + 2)
     assert lease.job.id == callback.id
     assert await broker.claim("n", 10, 30, NOW + 2) == []
+
+
+async def test_a_payload_spelling_the_dependency_fields_changes_nothing(broker):
+    # on Redis these fields sit in the job's body after the payload: the scripts must read
+    # the job's own, not a payload key of the same name
+    a = make(max_retries=0)
+    fake = {"a": 1, "depends_on": ["01J9Z6N5G4X8W3QH2K7R1M0P9T"], "on_dependency_failure": "run"}
+    b = dependent(a, payload=fake)
+    await broker.enqueue([a, b], NOW)
+    assert (await broker.get(b.id)).waiting_for == [a.id]
+    await run_one(broker, outcome="failed")
+    got = await broker.get(b.id)
+    assert got.status == JobStatus.FAILED and got.error == f"dependency {a.id} failed"
+    assert got.payload == fake

@@ -381,6 +381,10 @@ def test_hand_written_body_equals_the_encoded_dict():
                 "max_retries": job.max_retries,
                 "timeout": job.timeout,
                 "idempotency_key": job.idempotency_key,
+                "depends_on": job.depends_on,
+                "on_dependency_failure": job.on_dependency_failure,
+                "workflow_id": job.workflow_id,
+                "workflow": job.workflow,
                 "owner": job.owner,
                 "queue": job.queue,
             }
@@ -398,3 +402,23 @@ def test_has_dependents_reads_an_unparsed_lazy_job_without_parsing_it():
         assert is_unparsed(lazy)
         lazy.parse()
         assert lazy.has_dependents() is expected
+
+
+def test_the_dependency_fields_in_the_body_survive_a_payload_that_spells_them():
+    """depends_on, on_dependency_failure, workflow_id and workflow sit in the body after the
+    payload: a payload holding their names must fool neither the codec nor the scripts'
+    lookup of the last ',"name":' (tests/test_backend_contract_flows.py runs the scripts)."""
+    ids = ["01J9Z6N5G4X8W3QH2K7R1M0P9T", "01J9Z6N5G4X8W3QH2K7R1M0P9V"]
+    job = make(
+        payload={"x": ',"depends_on":["FAKE"],"on_dependency_failure":"run"', "created_at": 1},
+        depends_on=ids,
+        receive_results=True,
+    )
+    job.workflow_id = ids[0]
+    job.workflow = {"kind": "chord", "members": ids}
+    body, values = codec.encode(job, job.status)
+    lazy = codec.lazy_job(body, values)
+    assert lazy.dumps() == job.dumps()  # the byte-for-byte cut, unparsed
+    lazy.parse()
+    assert lazy.depends_on == ids and lazy.on_dependency_failure == "fail"
+    assert lazy.workflow == job.workflow and lazy.payload == job.payload

@@ -51,7 +51,8 @@ class Value:
 #: type); ``payload`` is the only one whose JSON may spell another field's name.
 BODY: tuple[str, ...] = (
     "id", "type", "priority", "payload", "created_at", "max_retries", "timeout",
-    "idempotency_key", "owner", "queue",
+    "idempotency_key", "depends_on", "on_dependency_failure", "workflow_id", "workflow",
+    "owner", "queue",
 )  # fmt: skip
 
 #: The values of ``m``, in order. The attempts: AN closed ones, ATT their JSON array, and
@@ -71,13 +72,9 @@ VALUES: tuple[Value, ...] = (
     Value("WK", "worker_id"),
     Value("LE", "lease_expirations"),
     Value("PG", "progress"),
-    Value("DON", "depends_on"),
-    Value("ODF", "on_dependency_failure"),
     Value("WF", "waiting_for"),
     Value("DEP", "dependents"),
     Value("DR", "dependency_results"),
-    Value("WID", "workflow_id"),
-    Value("WFL", "workflow"),
     Value("V", "version"),
     Value("AN", "attempts", "attempts"),
     Value("ATT", "attempts", "attempts"),
@@ -93,7 +90,8 @@ ENQUEUE_READS: tuple[str, ...] = ("S", "PR", "SA", "V", "K")
 #: How the body writes each of its fields (see ``codec``): text, the payload, or a number.
 _BODY_WRITER = {
     "id": "jtext", "type": "jtext", "idempotency_key": "jtext", "owner": "jtext",
-    "payload": "payload", "queue": "jtext",
+    "payload": "payload", "queue": "jtext", "on_dependency_failure": "jtext",
+    "workflow_id": "jtext",
 }  # fmt: skip
 #: The one body field whose JSON may spell another field's name (see ``Layout.python``).
 _FREE_FORM = "payload"
@@ -268,8 +266,10 @@ class Layout:
         # dumps(b, values) -> Job.dumps() of the job, byte for byte, without parsing it:
         # the job's fields in its own order, so the body is cut where values come between
         # its fields. A cut is found by its ',"name":'. The first cut after the free-form
-        # payload is its last occurrence (only numbers, null and strings, which never hold
-        # a raw quote, follow it); every other cut is the first after the one before.
+        # payload is its last occurrence (only numbers, null, strings, which never hold a
+        # raw quote, and the dependency fields, arrays of job ids and a workflow's
+        # {"kind", "members"}, which spell no field's name, follow it); every other cut
+        # is the first after the one before.
         runs: list[list[str]] = []  # the body's fields in runs; a value's fragment between
         fragments: list[Any] = []  # a run's index (int) or a value's fragment (str)
         for field in dataclasses.fields(self.job_class):

@@ -29,6 +29,29 @@ local function without(ids, x)
   return out
 end
 
+-- The immutable dependency fields live in the job's body b (layout.py): the raw JSON of
+-- field name starts after the last ',"name":' (the fields after the payload hold no raw
+-- quote that could fake one, so the last is the field's own).
+local function body_at(b, name)
+  local mark, at, from = ',"' .. name .. '":', nil, 1
+  while true do
+    local _, e = string.find(b, mark, from, true)
+    if not e then return at end
+    at, from = e + 1, e + 1
+  end
+end
+
+local function depends_of(b)
+  local at = body_at(b, 'depends_on')
+  if not at then return {} end
+  return ids_of(string.match(b, '^%b[]', at) or '[]')
+end
+
+local function runs_anyway(b)
+  local at = body_at(b, 'on_dependency_failure')
+  return at ~= nil and string.sub(b, at, at + 4) == '"run"'
+end
+
 -- where a job whose parents all completed waits: scheduled if it starts later
 local function due_status(j, now)
   if j[SA] ~= 'null' and tonumber(j[SA]) > tonumber(now) then return 'scheduled' end
@@ -38,7 +61,7 @@ end
 -- one parent of c ended with status st (result: its result as JSON)
 local function settle(c, pid, st, result, now)
   c[WF] = ids_text(without(ids_of(c[WF]), pid))
-  if st == 'completed' or c[ODF] == '"run"' then
+  if st == 'completed' or runs_anyway(c.b) then
     if c[DR] ~= 'null' then
       local v = 'null'
       if st == 'completed' then v = result end
@@ -84,7 +107,7 @@ end
 local function attach(j, now)
   j[WF] = '[]'
   if j[DR] ~= 'null' then j[DR] = '{}' end
-  for _, pid in ipairs(ids_of(j[DON])) do
+  for _, pid in ipairs(depends_of(j.b)) do
     local p = load(pid)
     local wf = ids_of(j[WF])
     wf[#wf + 1] = pid

@@ -8,8 +8,7 @@ local now = ARGV[1]
 local batch = {}
 for i = 2, #ARGV do
   local a = {string.match(ARGV[i], EPAT)}
-  local v = {string.match(a[NR + 4], MPAT)}
-  for pid in string.gmatch(v[DON], '"([^"]*)"') do
+  for _, pid in ipairs(depends_of(a[NR + 3])) do
     if not batch[pid] and redis.call('HEXISTS', jkey(pid), 'q') == 0
         and not redis.call('HGET', K_TOMBS, pid) then
       return redis.error_reply('NODEP ' .. a[1] .. ' ' .. pid)
