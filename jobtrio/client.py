@@ -409,6 +409,17 @@ def _read(response: httpx.Response, call: _Call) -> Any:
     raise error_from_response(response)
 
 
+def _segment(value: str) -> str:
+    """``value`` as one path segment, whatever it holds.
+
+    An id read from a file or a shell is not trusted to be one: unquoted, ``../schedules/x``
+    would reach (and ``jobs cancel`` would delete) another resource, since the URL's dot
+    segments are resolved before sending, and a control character is no URL at all. Dots are
+    quoted too so ``..`` stays a segment; the node then answers 404 for an id it never held.
+    """
+    return urllib.parse.quote(value, safe="").replace(".", "%2E")
+
+
 class _Calls:
     """Every request the clients make, described once."""
 
@@ -422,15 +433,17 @@ class _Calls:
 
     @staticmethod
     def get(job_id: str) -> _Call:
-        return _Call("GET", f"/api/v1/jobs/{job_id}")
+        return _Call("GET", f"/api/v1/jobs/{_segment(job_id)}")
 
     @staticmethod
     def cancel(job_id: str, purge: bool = False) -> _Call:
-        return _Call("DELETE", f"/api/v1/jobs/{job_id}", {"purge": "true"} if purge else {})
+        return _Call(
+            "DELETE", f"/api/v1/jobs/{_segment(job_id)}", {"purge": "true"} if purge else {}
+        )
 
     @staticmethod
     def retry(job_id: str) -> _Call:
-        return _Call("POST", f"/api/v1/jobs/{job_id}/retry")
+        return _Call("POST", f"/api/v1/jobs/{_segment(job_id)}/retry")
 
     @staticmethod
     def submit_workflow(spec: Mapping[str, Any]) -> _Call:
@@ -438,11 +451,11 @@ class _Calls:
 
     @staticmethod
     def get_workflow(workflow_id: str) -> _Call:
-        return _Call("GET", f"/api/v1/workflows/{workflow_id}")
+        return _Call("GET", f"/api/v1/workflows/{_segment(workflow_id)}")
 
     @staticmethod
     def cancel_workflow(workflow_id: str) -> _Call:
-        return _Call("DELETE", f"/api/v1/workflows/{workflow_id}")
+        return _Call("DELETE", f"/api/v1/workflows/{_segment(workflow_id)}")
 
     @staticmethod
     def list_page(params: dict[str, str]) -> _Call:
@@ -460,13 +473,12 @@ class _Calls:
     def queue(method: str, name: str | None = None, action: str = "", json: Any = None) -> _Call:
         path = "/api/v1/queues"
         if name is not None:
-            path += "/" + urllib.parse.quote(name, safe="")  # one segment whatever it holds
+            path += "/" + _segment(name)
         return _Call(method, path + action, json=json)
 
     @staticmethod
     def schedule(method: str, name: str) -> _Call:
-        # quoted: a name with "/" must reach the route as one segment (and get a 404 there)
-        return _Call(method, f"/api/v1/schedules/{urllib.parse.quote(name, safe='')}")
+        return _Call(method, f"/api/v1/schedules/{_segment(name)}")
 
     @staticmethod
     def add_schedule(body: dict[str, Any]) -> _Call:

@@ -84,7 +84,7 @@ class _Builder:
             raise ValidationError(f"{path} must be a job or a workflow object", path)
         if "type" in item:
             return [self.job(item, path, parents, receive)]
-        if depth > MAX_WORKFLOW_DEPTH:
+        if depth >= MAX_WORKFLOW_DEPTH:  # depth counts from 0: the top level is the first
             raise ValidationError(
                 f"{path} nests workflows deeper than {MAX_WORKFLOW_DEPTH} levels", path
             )

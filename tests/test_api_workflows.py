@@ -145,6 +145,26 @@ async def test_bad_workflows_are_refused_naming_the_place(api):
     assert "at most 1000 jobs" in (await response.get_json())["error"]["message"]
 
 
+async def test_workflows_nest_at_most_16_levels_as_documented(api):
+    """docs/api.md: "at most 16 levels of nesting"; 17 nested workflows were accepted."""
+
+    def nest(levels: int) -> dict:
+        spec: dict = add(1)
+        for _ in range(levels):
+            spec = {"chain": [spec]}
+        return spec
+
+    assert (await api.post("/api/v1/workflows", json=nest(16))).status_code == 201
+    before = [j["id"] for j in (await (await api.get("/api/v1/jobs")).get_json())["jobs"]]
+    response = await api.post("/api/v1/workflows", json=nest(17))
+    assert response.status_code == 422
+    error = (await response.get_json())["error"]
+    assert error["field"] == "workflow" + ".chain[0]" * 16
+    assert "deeper than 16 levels" in error["message"]
+    after = [j["id"] for j in (await (await api.get("/api/v1/jobs")).get_json())["jobs"]]
+    assert after == before  # nothing stored
+
+
 async def test_unknown_workflows_are_404(api):
     assert (await api.get("/api/v1/workflows/nope")).status_code == 404
     job = await (await api.post("/api/v1/jobs", json=add(1))).get_json()

@@ -119,6 +119,31 @@ async def test_delay_cancel_retry_and_purge(served: Served) -> None:
     await in_thread(scenario)
 
 
+async def test_an_id_is_sent_as_one_path_segment_whatever_it_holds(served: Served) -> None:
+    """An id from a file or a shell cannot reach another route: unquoted, ``../jobs/X``
+    cancelled job X (the URL's dot segments resolve), and a control character was an
+    ``InvalidURL`` crash instead of the node's 404."""
+
+    def scenario() -> None:
+        with Client(served.url) as client:
+            job = client.submit("noop", delay=dt.timedelta(hours=1))
+            for hostile in (f"../jobs/{job.id}", f"./{job.id}", f"..%2Fjobs%2F{job.id}"):
+                with pytest.raises(NotFound):
+                    client.cancel(hostile)
+                with pytest.raises(NotFound):
+                    client.retry(hostile)
+            assert client.get(job.id).status == JobStatus.SCHEDULED
+            for hostile in ("..", ".", "\x1b[31m", "a?b#c", "\x00"):
+                with pytest.raises(NotFound):
+                    client.get(hostile)
+                with pytest.raises(NotFound):
+                    client.get_workflow(hostile)
+                with pytest.raises(NotFound):
+                    client.cancel_workflow(hostile)
+
+    await in_thread(scenario)
+
+
 async def test_submit_many_and_wait_many_with_progress(served: Served) -> None:
     def scenario(n: int) -> None:
         progress: list[tuple[int, int]] = []
