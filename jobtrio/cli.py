@@ -285,13 +285,25 @@ def short(text: str | None, width: int = 60) -> str:
 
 
 def jobs_table(jobs: Sequence[Job]) -> Table:
+    """One row a job. The QUEUE column shows only when a listed job is outside ``default``
+    (a node without named queues keeps its 80-column table); an id is never cut."""
+    queued = any(job.queue != "default" for job in jobs)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ("ID", "TYPE", "STATUS", "PRI", "TRIES", "CREATED", "NODE", "ERROR"):
-        table.add_column(name, no_wrap=name != "ERROR", overflow="fold")
+    for name in ("ID", "TYPE", "QUEUE", "STATUS", "PRI", "TRIES", "CREATED", "NODE", "ERROR"):
+        if name == "QUEUE" and not queued:
+            continue
+        table.add_column(
+            name,
+            no_wrap=name != "ERROR",
+            overflow="fold",
+            min_width=len(jobs[0].id) if name == "ID" and jobs else None,
+        )
     for job in jobs:
+        queue = [Text(printable(short(job.queue, 30)))] if queued else []
         table.add_row(
             job.id,
             Text(printable(job.type)),
+            *queue,
             status_text(job.status),
             str(job.priority),
             f"{len(job.attempts)}/{job.max_retries + 1}",

@@ -186,9 +186,14 @@ async def test_jobs_list(cli: Any, served: Served) -> None:  # noqa: F811
     run = await cli("jobs", "list", "--limit", "2")
     assert run.code == 0
     assert "ID" in run.out and "STATUS" in run.out and ids[-1] in run.out
+    assert "QUEUE" not in run.out  # every job in default: no column for it
     assert "--cursor" in run.err
     run = await cli("jobs", "list", "-s", "failed,cancelled")
     assert run.code == 0 and "No jobs." in run.err
+    queued = (await cli("submit", "echo", "-q", "render", "--wait", "--json")).json()["id"]
+    run = await cli("jobs", "list", "--limit", "2")
+    assert "QUEUE" in run.out and queued in run.out and ids[-1] in run.out  # ids never cut
+    assert "render" in run.out and "default" in run.out
     after = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat()
     run = await cli("jobs", "list", "--created-after", after, "--json")
     assert run.json()["count"] == 0
