@@ -801,6 +801,7 @@ def _list_filters(fn: F) -> F:
 
 @jobs.command("list")
 @_list_filters
+@click.option("--queue", "-q", help="Only jobs of this named queue.")
 @click.option("--limit", "-l", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", help="Continue after a previous page (its next_cursor).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow the cursor through every page.")
@@ -811,6 +812,7 @@ def list_jobs(
     job_type: str | None,
     created_after: dt.datetime | None,
     created_before: dt.datetime | None,
+    queue: str | None,
     limit: int,
     cursor: str | None,
     all_pages: bool,
@@ -819,6 +821,7 @@ def list_jobs(
     filters: dict[str, Any] = {
         "status": _statuses(status),
         "type": job_type,
+        "queue": queue,
         "created_after": created_after,
         "created_before": created_before,
     }

@@ -330,8 +330,11 @@ def _list_params(
     created_before: Time | None,
     limit: int,
     cursor: str | None,
+    queue: str | None = None,
 ) -> dict[str, str]:
     params: dict[str, str] = {"limit": str(limit)}
+    if queue is not None:
+        params["queue"] = queue
     if status:
         params["status"] = status if isinstance(status, str) else ",".join(map(str, status))
     if type:
@@ -756,12 +759,13 @@ class Client:
         *,
         status: str | Iterable[str] | None = None,
         type: str | None = None,
+        queue: str | None = None,
         created_after: Time | None = None,
         created_before: Time | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
-        params = _list_params(status, type, created_after, created_before, limit, cursor)
+        params = _list_params(status, type, created_after, created_before, limit, cursor, queue)
         return _page(self._send(_Calls.list_page(params)))
 
     def list(
@@ -769,6 +773,7 @@ class Client:
         *,
         status: str | Iterable[str] | None = None,
         type: str | None = None,
+        queue: str | None = None,
         created_after: Time | None = None,
         created_before: Time | None = None,
         page_size: int = 100,
@@ -781,6 +786,7 @@ class Client:
             page = self.list_page(
                 status=status,
                 type=type,
+                queue=queue,
                 created_after=created_after,
                 created_before=created_before,
                 limit=page_size if limit is None else max(1, min(page_size, limit - yielded)),
@@ -1133,12 +1139,13 @@ class AsyncClient:
         *,
         status: str | Iterable[str] | None = None,
         type: str | None = None,
+        queue: str | None = None,
         created_after: Time | None = None,
         created_before: Time | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
-        params = _list_params(status, type, created_after, created_before, limit, cursor)
+        params = _list_params(status, type, created_after, created_before, limit, cursor, queue)
         return _page(await self._send(_Calls.list_page(params)))
 
     async def list(
@@ -1146,6 +1153,7 @@ class AsyncClient:
         *,
         status: str | Iterable[str] | None = None,
         type: str | None = None,
+        queue: str | None = None,
         created_after: Time | None = None,
         created_before: Time | None = None,
         page_size: int = 100,
@@ -1157,6 +1165,7 @@ class AsyncClient:
             page = await self.list_page(
                 status=status,
                 type=type,
+                queue=queue,
                 created_after=created_after,
                 created_before=created_before,
                 limit=page_size if limit is None else max(1, min(page_size, limit - yielded)),

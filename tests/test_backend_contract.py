@@ -493,6 +493,38 @@ def owned(owner: str | None, job_type: str = "noop", now: float = NOW, **fields)
     return job
 
 
+async def test_store_query_filters_by_queue(store):
+    """``GET /api/v1/jobs?queue=`` is the backend's own query, paged, on every Store.
+
+    Payloads, owners and workflow ids spell another queue (``,"queue":"render"``): only
+    the job's own field counts; a name that is a prefix of another matches only itself.
+    """
+    jobs = []
+    for i in range(30):
+        queue = ["render", "email", "default"][i % 3]
+        fields = {"payload": {"i": i, "queue": "render", "note": ',"queue":"render"'}}
+        if queue != "default":
+            fields["queue"] = queue
+        job = make("sms" if i % 2 else "mail", now=NOW + i, **fields)
+        job.owner = ',"queue":"render"'
+        jobs.append(job)
+    await store.put_many([*jobs, make(queue="rend", now=NOW + 40, payload={"i": 40})])
+    page = await store.query(JobQuery(queue="render", limit=4))
+    seen = [j.payload["i"] for j in page.jobs]
+    while page.next_cursor:
+        page = await store.query(JobQuery(queue="render", limit=4, cursor=page.next_cursor))
+        seen += [j.payload["i"] for j in page.jobs]
+    assert seen == [i for i in range(29, -1, -1) if i % 3 == 0]
+    email_sms = await store.query(JobQuery(queue="email", type="sms", limit=100))
+    assert [j.payload["i"] for j in email_sms.jobs] == [i for i in range(29, -1, -1) if i % 6 == 1]
+    default = await store.query(JobQuery(queue="default", limit=100))
+    assert [j.payload["i"] for j in default.jobs] == [i for i in range(29, -1, -1) if i % 3 == 2]
+    assert [j.payload["i"] for j in (await store.query(JobQuery(queue="rend"))).jobs] == [40]
+    assert (await store.query(JobQuery(queue="ren"))).jobs == []
+    assert (await store.query(JobQuery(queue="nosuch"))).jobs == []
+    assert len((await store.query(JobQuery(limit=100))).jobs) == 31
+
+
 async def test_store_query_filters_by_owner(store):
     """A user's list comes from the backend's own query, not from filtering a page after it.
 

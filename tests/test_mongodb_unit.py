@@ -93,11 +93,13 @@ def test_query_filter_maps_every_filter():
         created_before=NOW + 10,
         cursor="01HCURSOR",
         owner="alice",
+        queue="render",
     )
     assert query_filter(q) == {
         "status": {"$in": ["failed", "running"]},
         "type": "email",
         "owner": "alice",
+        "queue": "render",
         "created_at": {"$gte": NOW, "$lt": NOW + 10},
         "_id": {"$lt": "01HCURSOR"},
     }
@@ -169,6 +171,7 @@ def test_indexes_cover_the_queries():
         "type_id": [("type", 1), ("_id", -1)],
         "created_at": [("created_at", 1)],
         "owner_id": [("owner", 1), ("_id", -1)],
+        "queue_id": [("queue", 1), ("_id", -1)],
     }
 
 

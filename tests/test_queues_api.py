@@ -146,6 +146,38 @@ async def test_bad_input_is_a_clear_4xx_naming_the_field(
     assert response.json()["error"]["field"] == field
 
 
+async def test_jobs_are_listed_by_queue(served: Served, cli: Any) -> None:
+    """``GET /api/v1/jobs?queue=`` (and ``jobs list -q``) lists one queue's jobs; a name
+    no queue could have is a 400 naming the parameter, as in the queue routes."""
+    async with AsyncClient(served.url) as client:
+        render = [(await client.submit("resize", queue="render")).id for _ in range(3)]
+        email = (await client.submit("resize", queue="email")).id
+        default = (await client.submit("resize")).id
+
+        async def recorded() -> bool:  # the Store's records are written off the hot path
+            return len([j async for j in client.list()]) == 5
+
+        await wait_until(recorded, message="5 records in the Store")
+        page = await client.list_page(queue="render", limit=2)
+        assert [j.id for j in page.jobs] == render[::-1][:2]
+        rest = await client.list_page(queue="render", cursor=page.next_cursor)
+        assert [j.id for j in rest.jobs] == render[:1]
+        assert [j.id async for j in client.list(queue="email")] == [email]
+        assert [j.id async for j in client.list(queue="default")] == [default]
+        assert [j.id async for j in client.list(queue="nosuch")] == []
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        for bad in ("a\x1b[31m", "", " x", "a,b", "q" * 101):
+            response = await http.get("/api/v1/jobs", params={"queue": bad})
+            assert response.status_code == 400, (bad, response.text)
+            assert response.json()["error"]["field"] == "queue"
+        twice = await http.get("/api/v1/jobs?queue=a&queue=b")
+        assert twice.status_code == 400 and twice.json()["error"]["field"] == "queue"
+    run = await cli("jobs", "list", "-q", "email", "--json")
+    assert run.code == 0 and [j["id"] for j in run.json()["jobs"]] == [email]
+    run = await cli("jobs", "list", "--queue", "render")
+    assert run.code == 0 and all(i in run.out for i in render) and email not in run.out
+
+
 async def test_the_command_line(cli: Any) -> None:
     run = await cli("queues", "list")
     assert run.code == 0 and run.out.strip() == "No queues hold pending jobs or settings."

@@ -754,6 +754,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "comma-separated statuses (pending,running); repeat the parameter or use commas",
         ),
         _param("type", "query", STRING, "only jobs of this type"),
+        _param("queue", "query", STRING, "only jobs of this named queue"),
         _param(
             "limit",
             "query",

@@ -23,7 +23,14 @@ from quart import request
 from werkzeug.datastructures import MultiDict
 
 from ..backends.base import JobQuery
-from ..jobs import JobStatus, ValidationError, check_timestamp, nested_deeper_than, parse_time
+from ..jobs import (
+    JobStatus,
+    ValidationError,
+    check_queue_name,
+    check_timestamp,
+    nested_deeper_than,
+    parse_time,
+)
 from ..text import clip
 from .errors import ApiError, BadRequest, PayloadTooLarge
 
@@ -32,7 +39,9 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 #: Job ids are ULIDs: 26 characters of Crockford's base 32.
 JOB_ID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
-LIST_PARAMETERS = ("status", "type", "limit", "cursor", "created_after", "created_before")
+LIST_PARAMETERS = (
+    "status", "type", "queue", "limit", "cursor", "created_after", "created_before",
+)  # fmt: skip
 
 _LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SPACE_FOR_PLUS = re.compile(r"^(.*\d) (\d\d(?::?\d\d)?)$")
@@ -266,6 +275,12 @@ def parse_job_query(args: MultiDict[str, str]) -> JobQuery:
                     "status",
                 ) from None
     job_type = _single(args, "type")
+    queue = _single(args, "queue")
+    if queue is not None:
+        try:
+            queue = check_queue_name(queue)
+        except ValidationError as exc:
+            raise BadRequest("invalid_parameter", exc.message, "queue") from None
     limit = parse_limit(args)
     cursor = _single(args, "cursor")
     if cursor is not None:
@@ -279,6 +294,7 @@ def parse_job_query(args: MultiDict[str, str]) -> JobQuery:
     return JobQuery(
         statuses=frozenset(statuses) or None,
         type=job_type.strip() if job_type and job_type.strip() else None,
+        queue=queue,
         created_after=_parse_time_param(args, "created_after"),
         created_before=_parse_time_param(args, "created_before"),
         limit=limit,

@@ -179,6 +179,8 @@ class JobQuery:
     limit: int = 50
     #: Id of the last job of the previous page; the next page holds older jobs.
     cursor: str | None = None
+    #: Only the jobs waiting (or once waiting) in this named queue; ``None``: every queue.
+    queue: str | None = None
     #: Only the jobs of this owner (a ``user``'s own list); ``None``: everybody's. Jobs
     #: without an owner never match a name.
     owner: str | None = None

@@ -526,6 +526,8 @@ class MemoryStore(Store):
                 continue
             if query.owner is not None and job.owner != query.owner:
                 continue
+            if query.queue is not None and job.queue != query.queue:
+                continue
             if query.created_after is not None and job.created_at < query.created_after:
                 continue
             if query.created_before is not None and job.created_at >= query.created_before:

@@ -70,6 +70,7 @@ INDEXES = [
     IndexModel([("type", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)], name="type_id"),
     IndexModel([("created_at", pymongo.ASCENDING)], name="created_at"),
     IndexModel([("owner", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)], name="owner_id"),
+    IndexModel([("queue", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)], name="queue_id"),
 ]
 
 
@@ -115,6 +116,8 @@ def query_filter(query: JobQuery) -> dict[str, Any]:
         spec["type"] = query.type
     if query.owner is not None:
         spec["owner"] = query.owner
+    if query.queue is not None:
+        spec["queue"] = query.queue
     window: dict[str, float] = {}
     if query.created_after is not None:
         window["$gte"] = query.created_after

@@ -44,7 +44,15 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import trio
 
-from ..jobs import MAX_PRIORITY, MIN_PRIORITY, TERMINAL_STATUSES, Job, JobStatus, new_token
+from ..jobs import (
+    DEFAULT_QUEUE,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    TERMINAL_STATUSES,
+    Job,
+    JobStatus,
+    new_token,
+)
 from . import dependencies, transitions
 from .base import (
     BackendUnavailable,
@@ -1267,6 +1275,10 @@ def _query(conn: sqlite3.Connection, query: JobQuery) -> Page:
         # the expression index jobs_owner serves it
         where.append("json_extract(doc, '$.owner') = ?")
         params.append(query.owner)
+    if query.queue is not None:
+        # from the document too; a record from before queues has none and is in default
+        where.append("coalesce(json_extract(doc, '$.queue'), ?) = ?")
+        params.extend((DEFAULT_QUEUE, query.queue))
     if query.created_after is not None:
         where.append("created_at >= ?")
         params.append(query.created_after)

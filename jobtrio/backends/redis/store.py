@@ -82,6 +82,7 @@ class RedisStore(OnRedis, Store):
             "" if query.created_before is None else num(query.created_before),
             query.type or "",
             "" if query.owner is None else jtext(query.owner),
+            "" if query.queue is None else jtext(query.queue),
         ]
         if query.statuses is None:
             fixed.append("-1")

@@ -1,7 +1,7 @@
 -- Newest first below a cursor, filtered, examining at most `budget` ids.
 -- ARGV: cursor ('' = newest), want, budget, created_after, created_before, type,
---       owner as its JSON text ('' = any of the four), number of statuses (-1 = any),
---       statuses...
+--       owner as its JSON text, queue as its JSON text ('' = any of the five), number of
+--       statuses (-1 = any), statuses...
 -- Returns {last id examined, '1' if nothing is left below it else '0', then b and m of
 -- each record found}.
 local P = KEYS[1]
@@ -11,11 +11,13 @@ local jtype = ARGV[6]
 if jtype == '' then jtype = nil end
 local owner = ARGV[7]
 if owner == '' then owner = nil end
-local nstatus = tonumber(ARGV[8])
+local queue = ARGV[8]
+if queue == '' then queue = nil end
+local nstatus = tonumber(ARGV[9])
 local statuses, skeys = nil, {}
 if nstatus >= 0 then
   statuses = {}
-  for i = 9, 8 + nstatus do
+  for i = 10, 9 + nstatus do
     statuses[ARGV[i]] = true
     skeys[#skeys + 1] = P .. 'rec-st:' .. ARGV[i]
   end
@@ -49,20 +51,20 @@ else
   streams = {P .. 'rec-all'}
 end
 
--- whether the body b names `owner` (JSON text) as the job's owner: its ,"owner": is the
--- last one in b, since only numbers, null and strings (never a raw quote) follow the
--- payload, the one field that may spell the name; and a JSON string ends at a raw quote
-local OWNER_MARK = ',"owner":'
-local function owned(b)
+-- whether the body b holds `value` (JSON text) at its field `mark` (',"owner":'): that
+-- field's mark is the last one in b, since what follows the payload (the one field that
+-- may spell a name) never spells one (ids, names and numbers); a JSON string ends at a
+-- raw quote
+local function holds(b, mark, value)
   local at, from = nil, 1
   while true do
-    local s, e = string.find(b, OWNER_MARK, from, true)
+    local s, e = string.find(b, mark, from, true)
     if not s then break end
     at, from = e, s + 1
   end
   if not at then return false end
-  local after_value = string.sub(b, at + #owner + 1, at + #owner + 1)
-  return string.sub(b, at + 1, at + #owner) == owner and (after_value == '' or after_value == ',')
+  local after_value = string.sub(b, at + #value + 1, at + #value + 1)
+  return string.sub(b, at + 1, at + #value) == value and (after_value == '' or after_value == ',')
 end
 
 local found = {}
@@ -75,7 +77,8 @@ local function consider(id)
   if after and c < after then return end
   if before and c >= before then return end
   local r = redis.call('HMGET', P .. 'job:' .. id, 'b', 'm')
-  if owner and not owned(r[1]) then return end
+  if owner and not holds(r[1], ',"owner":', owner) then return end
+  if queue and not holds(r[1], ',"queue":', queue) then return end
   found[#found + 1] = r[1]
   found[#found + 1] = r[2]
 end
