@@ -191,3 +191,41 @@ def test_the_owner_filter_leaves_out_other_users_job_events_only() -> None:
     assert not only_uma.matches({"kind": "job.completed", "job_id": "X", "owner": None})
     assert only_uma.matches({"kind": "leader.changed", "leader": "n1"})
     assert EventFilter().matches({"kind": "job.completed", "job_id": "X", "owner": "ula"})
+
+
+async def test_a_user_depends_only_on_its_own_jobs_and_pays_one_read_an_id(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user's job is as unknown as a missing one to ``depends_on`` (its result would
+    leak through ``receive_results``); the check reads each distinct id once and leaves a
+    list over the limit to validation (one read an entry made a batch repeating one id
+    take 23 s before its 422)."""
+    app = create_app(node)
+    s = await sessions(app)
+    mine = await s["uma"].submit(scheduled_at=LATER)
+    theirs = await s["ula"].submit(scheduled_at=LATER)
+    status, body = await s["uma"](
+        "POST", "/api/v1/jobs", json={"type": "noop", "depends_on": [theirs["id"]]}
+    )
+    assert status == 400 and body["error"]["code"] == "unknown_dependency", body
+    assert theirs["id"] in body["error"]["message"]
+    assert (await s["uma"].submit(depends_on=[mine["id"]]))["owner"] == "uma"
+    assert (await s["ula"].submit(depends_on=[theirs["id"]]))["owner"] == "ula"
+
+    reads: list[str] = []
+    get = node.get
+
+    async def counted(job_id: str) -> Any:
+        reads.append(job_id)
+        return await get(job_id)
+
+    monkeypatch.setattr(node, "get", counted)
+    twice = {"type": "noop", "depends_on": [mine["id"], mine["id"].lower()]}
+    status, body = await s["uma"]("POST", "/api/v1/jobs", json=twice)
+    assert status == 422 and "twice" in body["error"]["message"], body
+    assert reads == [mine["id"]]
+    reads.clear()
+    repeated = {"type": "noop", "depends_on": [mine["id"]] * 5000}
+    status, body = await s["uma"]("POST", "/api/v1/jobs/batch", json={"jobs": [repeated] * 20})
+    assert status == 422 and "the limit is 1000" in body["error"]["message"], body
+    assert reads == []

@@ -21,7 +21,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from ..backends.base import StateConflict
 from ..backends.dependencies import UnknownDependency
-from ..jobs import Job, JobStatus
+from ..jobs import MAX_DEPENDENCIES, Job, JobStatus
 from .auth import Role, check_role, owner_scope, require, submitter
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
 from .errors import ApiError, Conflict, NotFound, Unprocessable
@@ -72,19 +72,27 @@ def _not_taken(jobs: list[Job]) -> None:
 
 async def _check_dependencies(items: list[Any]) -> None:
     """A ``user`` may depend only on its own jobs (another's result would leak through
-    ``receive_results``): another user's job is as unknown as a missing one (400)."""
+    ``receive_results``): another user's job is as unknown as a missing one (400).
+
+    Each distinct id is read once, and a list longer than validation allows is left to it
+    (its 422): a batch of lists repeating one id made one read per entry, 100,000 of them
+    (23 s) before the 422 a node without auth gives at once."""
     scope = owner_scope()
     if scope is None:
         return
     node = current_node()
+    seen: set[str] = set()
     for item in items:
         parents = item.get("depends_on") if isinstance(item, dict) else None
-        if not isinstance(parents, list):
+        if not isinstance(parents, list) or len(parents) > MAX_DEPENDENCIES:
             continue  # validation says what is wrong with it
         for parent in parents:
-            if isinstance(parent, str) and JOB_ID_RE.match(parent.upper()):
-                if not _visible(await node.get(parent.upper()), scope):
-                    raise UnknownDependency("", parent.upper())
+            if not isinstance(parent, str) or parent.upper() in seen:
+                continue
+            parent = parent.upper()
+            seen.add(parent)
+            if JOB_ID_RE.match(parent) and not _visible(await node.get(parent), scope):
+                raise UnknownDependency("", parent)
 
 
 def _created(body: Any, location: str | None = None) -> Response:
