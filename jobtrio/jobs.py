@@ -478,7 +478,8 @@ def make_progress(fraction: Any, message: Any, now: float) -> dict[str, Any]:
     """
     if isinstance(fraction, bool) or not isinstance(fraction, int | float):
         raise ValueError(f"progress must be a number from 0 to 1, not {clip(fraction)}")
-    if not (math.isfinite(fraction) and 0 <= fraction <= 1):
+    # the range first: isfinite(10**400) is an OverflowError, not the reason
+    if not (0 <= fraction <= 1 and math.isfinite(fraction)):
         raise ValueError(f"progress must be from 0 to 1, got {clip(fraction)}")
     if message is not None:
         if not isinstance(message, str):

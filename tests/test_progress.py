@@ -108,7 +108,7 @@ def test_make_progress_validates_and_bounds():
     assert make_progress(0, None, 5.0) == {"fraction": 0.0, "message": None, "at": 5.0}
     long = make_progress(1, "x" * 1000, 5.0)
     assert len(long["message"]) == MAX_PROGRESS_MESSAGE and long["message"].endswith("…")
-    for bad in (-0.1, 1.5, float("nan"), True, "0.5"):
+    for bad in (-0.1, 1.5, float("nan"), float("inf"), 10**400, -(10**400), True, "0.5"):
         with pytest.raises(ValueError, match="progress must be"):
             make_progress(bad, None, 0.0)
     with pytest.raises(ValueError, match="progress message is text"):
