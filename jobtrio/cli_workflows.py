@@ -44,18 +44,25 @@ def _load_spec(value: str) -> dict[str, Any]:
     """The workflow as JSON text, a file name, or ``-`` for stdin."""
     source = "the workflow"
     text = value
-    if not value.lstrip().startswith("{"):
-        source = "stdin" if value == "-" else value
+    if not value.lstrip().startswith(("{", "[")):
+        name = printable(value if len(value) <= 200 else value[:199] + "…")
+        source = "stdin" if value == "-" else name
         try:
             text = sys.stdin.read() if value == "-" else Path(value).read_text(encoding="utf-8")
         except OSError as exc:
-            raise click.BadParameter(f"cannot read {value}: {exc.strerror}") from None
+            raise click.BadParameter(f"cannot read {name}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:  # a binary file: the reason, not a traceback
+            raise click.BadParameter(
+                f"{source} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})"
+            ) from None
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(
             f"{source} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # the node refuses far less anyway (64 levels)
+        raise click.BadParameter(f"{source} is nested too deeply to be a workflow") from None
     if not isinstance(spec, dict):
         raise click.BadParameter(f"{source} must be a JSON object (chain, group or chord)")
     return spec

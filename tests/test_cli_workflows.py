@@ -85,6 +85,28 @@ async def test_failures_and_bad_input(cli: Any) -> None:
     assert run.code == 1 and "no workflow with id" in run.err
 
 
+async def test_a_hostile_workflow_argument_exits_2_naming_the_problem(
+    cli: Any, tmp_path: Path
+) -> None:
+    """Each was a traceback's last line with exit 1 ("unexpected error: UnicodeDecodeError",
+    "RecursionError"), or an array read as a file name, or a 5,000-character echo."""
+    binary = tmp_path / "flow.bin"
+    binary.write_bytes(b"{\xa4\xff\x00")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    cases = [
+        (str(binary), "is not UTF-8 text (byte 1 is 0xa4)"),
+        (str(deep), "is nested too deeply to be a workflow"),
+        ("[1, 2]", "must be a JSON object (chain, group or chord)"),
+        ("x" * 5000, "File name too long"),
+    ]
+    for argument, message in cases:
+        run = await cli("workflows", "submit", argument)
+        assert run.code == 2, (argument[:40], run.err)
+        assert message in run.err and "Traceback" not in run.err and "unexpected" not in run.err
+        assert len(run.err) < 1000
+
+
 async def test_submit_after_another_job(cli: Any) -> None:
     run = await cli("submit", "sleep", "-p", '{"seconds": 0.2}', "--json")
     first = json.loads(run.out)["id"]
