@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 
 from .durations import format_duration, parse_duration
 from .queueplan import QueuePlan, parse_concurrency, parse_queues
+from .text import clip
 
 ELECTION_ALGORITHMS = ("bully", "raft", "gossip")
 LOAD_BALANCER_STRATEGIES = ("round_robin", "least_loaded", "random", "priority")
@@ -300,7 +301,7 @@ class Settings:
             try:
                 values[attr] = parser(raw)
             except ValueError as exc:
-                raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+                raise ConfigError(f"{name}={clip(raw, 80)} is not valid: {exc}") from None
         settings = cls(**values)
         settings._check_consistency()
         return settings

@@ -51,10 +51,9 @@ def parse_queues(text: str) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
             raise ValueError("expected queue names separated by commas, e.g. render,email")
         names.append(_name(name, "a queue name"))
         if sep:
-            try:
-                value = int(weight.strip())
-            except ValueError:
-                raise ValueError(f"the weight of {name.strip()} must be a whole number") from None
+            value = _whole(weight)
+            if value is None:
+                raise ValueError(f"the weight of {name.strip()} must be a whole number")
             if not 1 <= value <= MAX_WEIGHT:
                 raise ValueError(f"the weight of {name.strip()} must be from 1 to {MAX_WEIGHT}")
             weights.append(value)
@@ -69,6 +68,19 @@ def parse_queues(text: str) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
     return tuple(names), tuple(w for w in weights if w is not None)
 
 
+def _whole(text: str) -> int | None:
+    """``text`` as an int, or None if it is not one. Beyond 18 digits it stands for a huge
+    number of its sign, so 5,000 nines is "from 1 to 1000", not (as ``int`` has it, past
+    its digit limit) "not a whole number"."""
+    value = text.strip()
+    digits = value[1:] if value[:1] in "+-" else value
+    if not digits.isdecimal():
+        return None
+    if len(digits) > 18:
+        return -(10**18) if value.startswith("-") else 10**18
+    return int(value)
+
+
 def parse_concurrency(text: str) -> tuple[tuple[str, int], ...]:
     """``QUEUE_CONCURRENCY``: (queue, most jobs held at once) pairs."""
     if not text.strip():
@@ -79,10 +91,9 @@ def parse_concurrency(text: str) -> tuple[tuple[str, int], ...]:
         if not sep:
             raise ValueError("expected queue=limit pairs separated by commas, e.g. render=2")
         queue = _name(name, "a queue name")
-        try:
-            value = int(most.strip())
-        except ValueError:
-            raise ValueError(f"the limit of {queue} must be a whole number") from None
+        value = _whole(most)
+        if value is None:
+            raise ValueError(f"the limit of {queue} must be a whole number")
         if value < 1:
             raise ValueError(f"the limit of {queue} must be 1 or more")
         if queue in out:

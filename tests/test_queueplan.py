@@ -64,12 +64,18 @@ def test_concurrency_caps_what_is_left_to_hold() -> None:
         ("QUEUE_CONCURRENCY", "render", "queue=limit"),
         ("QUEUE_CONCURRENCY", "render=0", "1 or more"),
         ("QUEUE_CONCURRENCY", "render=1,render=2", "named twice"),
+        # past int's 4,300-digit limit: was "must be a whole number", echoing all of it
+        ("QUEUES", "a:" + "9" * 5000, "from 1 to 1000"),
+        ("QUEUES", "a:-" + "9" * 5000, "from 1 to 1000"),
+        ("QUEUE_CONCURRENCY", "render=-" + "9" * 5000, "1 or more"),
+        ("QUEUE_CONCURRENCY", "render=1.5", "whole number"),
     ],
 )
 def test_bad_settings_are_one_clear_line(name: str, value: str, says: str) -> None:
     with pytest.raises(ConfigError) as err:
         settings(**{name: value})
     assert name in str(err.value) and says in str(err.value)
+    assert len(str(err.value)) < 300 and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(
