@@ -90,6 +90,22 @@ class SettingsFailure(Exception):
 # option types
 
 
+class NameType(click.ParamType):
+    """An id or a name that goes into a URL path: empty is a usage error (exit 2), not the
+    node's 404 or 405 for a route it never meant (``/api/v1/jobs//retry``)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip():
+            self.fail("must not be empty", param, ctx)
+        return text
+
+
+NAME = NameType()
+
+
 class DurationType(click.ParamType):
     name = "duration"
 
@@ -847,7 +863,7 @@ def list_jobs(
 
 
 @jobs.command("get")
-@click.argument("job_id")
+@click.argument("job_id", type=NAME)
 @remote_command
 def get_job(remote: Remote, job_id: str) -> int:
     """Show one job with its attempts."""
@@ -861,7 +877,7 @@ def get_job(remote: Remote, job_id: str) -> int:
 
 
 @jobs.command("cancel")
-@click.argument("job_id")
+@click.argument("job_id", type=NAME)
 @click.option("--purge", is_flag=True, help="Also delete the job and its record.")
 @remote_command
 def cancel_job(remote: Remote, job_id: str, purge: bool) -> int:
@@ -883,7 +899,7 @@ def cancel_job(remote: Remote, job_id: str, purge: bool) -> int:
 
 
 @jobs.command("retry")
-@click.argument("job_id")
+@click.argument("job_id", type=NAME)
 @remote_command
 def retry_job(remote: Remote, job_id: str) -> int:
     """Run a failed or cancelled job again."""
@@ -899,7 +915,7 @@ def retry_job(remote: Remote, job_id: str) -> int:
 
 
 @jobs.command("watch")
-@click.argument("job_id", required=False)
+@click.argument("job_id", type=NAME, required=False)
 @_list_filters
 @click.option(
     "--interval",

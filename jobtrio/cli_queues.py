@@ -21,7 +21,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .cli import DURATION, EXIT_OK, Remote, cli, out, print_json, remote_command
+from .cli import DURATION, EXIT_OK, NAME, Remote, cli, out, print_json, remote_command
 from .durations import format_duration
 from .text import printable
 
@@ -88,7 +88,7 @@ def list_queues(remote: Remote) -> int:
 
 
 @queues.command("pause")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @remote_command
 def pause_queue(remote: Remote, name: str) -> int:
     """Pause queue NAME: no node claims from it (running jobs finish)."""
@@ -99,7 +99,7 @@ def pause_queue(remote: Remote, name: str) -> int:
 
 
 @queues.command("resume")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @remote_command
 def resume_queue(remote: Remote, name: str) -> int:
     """Resume queue NAME."""
@@ -110,7 +110,7 @@ def resume_queue(remote: Remote, name: str) -> int:
 
 
 @queues.command("limit")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @click.argument("jobs", type=click.IntRange(1, 1_000_000), required=False)
 @click.option("--per", type=DURATION, help="The interval JOBS are allowed in (500ms, 1s, 1m).")
 @click.option("--clear", is_flag=True, help="Lift the queue's rate limit.")

@@ -26,6 +26,7 @@ from rich.text import Text
 from .cli import (
     DURATION,
     EXIT_OK,
+    NAME,
     Remote,
     _load_payload,
     cli,
@@ -116,7 +117,7 @@ def list_schedules(remote: Remote) -> int:
 
 
 @schedules.command("add")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @click.option("--cron", metavar="EXPR", help='Cron expression, e.g. "*/5 * * * *" (UTC).')
 @click.option("--every", type=DURATION, help="Fixed interval instead of cron (30s, 5m, 1h).")
 @click.option("--type", "-t", "job_type", required=True, help="The job type to submit.")
@@ -180,7 +181,7 @@ def add_schedule(
 
 
 @schedules.command("delete")
-@click.argument("name")
+@click.argument("name", type=NAME)
 @remote_command
 def delete_schedule(remote: Remote, name: str) -> int:
     """Delete schedule NAME (jobs it already submitted are untouched)."""

@@ -26,6 +26,7 @@ from .cli import (
     DURATION,
     EXIT_FAILURE,
     EXIT_OK,
+    NAME,
     Remote,
     cli,
     out,
@@ -135,7 +136,7 @@ def submit_workflow(remote: Remote, spec: str, wait: bool, timeout: float | None
 
 
 @workflows.command("show")
-@click.argument("workflow_id")
+@click.argument("workflow_id", type=NAME)
 @click.option(
     "--wait", is_flag=True, help="Wait until every member ended; exit 1 unless completed."
 )
@@ -152,7 +153,7 @@ def show_workflow(remote: Remote, workflow_id: str, wait: bool, timeout: float |
 
 
 @workflows.command("cancel")
-@click.argument("workflow_id")
+@click.argument("workflow_id", type=NAME)
 @remote_command
 def cancel_workflow(remote: Remote, workflow_id: str) -> int:
     """Cancel every member of a workflow that has not ended."""

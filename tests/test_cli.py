@@ -154,6 +154,15 @@ async def test_submit_idempotency_key(cli: Any) -> None:
         (["jobs", "list", "--status", "bogus"], "'bogus' is not a status"),
         (["jobs", "list", "--limit", "0"], "0 is not in the range"),
         (["jobs", "frobnicate"], "No such command"),
+        # an empty id or name was the node's 404/405 for another route, exit 1
+        (["jobs", "retry", ""], "'JOB_ID': must not be empty"),
+        (["jobs", "get", " "], "'JOB_ID': must not be empty"),
+        (["jobs", "cancel", ""], "'JOB_ID': must not be empty"),
+        (["workflows", "show", ""], "'WORKFLOW_ID': must not be empty"),
+        (["workflows", "cancel", ""], "'WORKFLOW_ID': must not be empty"),
+        (["queues", "pause", ""], "'NAME': must not be empty"),
+        (["queues", "resume", ""], "'NAME': must not be empty"),
+        (["schedules", "delete", ""], "'NAME': must not be empty"),
     ],
 )
 async def test_usage_errors_exit_2(cli: Any, args: list[str], message: str) -> None:
