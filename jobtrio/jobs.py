@@ -486,6 +486,8 @@ def make_progress(fraction: Any, message: Any, now: float) -> dict[str, Any]:
             raise ValueError(f"a progress message is text, not a {type(message).__name__}")
         if len(message) > MAX_PROGRESS_MESSAGE:
             message = message[: MAX_PROGRESS_MESSAGE - 1] + "\u2026"
+        # a lone surrogate is no text: the API would send back an escape it refuses itself
+        message = message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return {"fraction": float(fraction), "message": message, "at": now}
 
 

@@ -113,6 +113,8 @@ def test_make_progress_validates_and_bounds():
             make_progress(bad, None, 0.0)
     with pytest.raises(ValueError, match="progress message is text"):
         make_progress(0.5, 3, 0.0)
+    # a lone surrogate (was kept, and sent as the "\\ud800" escape the API refuses on input)
+    assert make_progress(0.5, "a\ud800b \U0001f600", 0.0)["message"] == "a\ufffdb \U0001f600"
 
 
 def test_jobs_watch_shows_progress():
