@@ -14,7 +14,8 @@ plan, the node's processor types and what the node holds now into the
   queue ``render`` leads three claims in four, and no queue starves.
 
 ``QUEUE_CONCURRENCY=render=2,email=10`` caps the jobs of a queue this node
-holds at once (claimed or running), whatever ``QUEUES`` says.
+holds at once (claimed or running), whatever ``QUEUES`` says; a limit is 1 to
+``MAX_CONCURRENCY`` (10,000, WORKER_COUNT's own ceiling).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from .backends.base import ClaimScope
 
 MAX_WEIGHT = 1000
+#: Most jobs of one queue a node may be told to hold (``QUEUE_CONCURRENCY``): WORKER_COUNT's
+#: own ceiling. A bigger number was accepted and meant "no limit" while reading as one.
+MAX_CONCURRENCY = 10000
 
 
 def _name(text: str, setting: str) -> str:
@@ -94,8 +98,8 @@ def parse_concurrency(text: str) -> tuple[tuple[str, int], ...]:
         value = _whole(most)
         if value is None:
             raise ValueError(f"the limit of {queue} must be a whole number")
-        if value < 1:
-            raise ValueError(f"the limit of {queue} must be 1 or more")
+        if not 1 <= value <= MAX_CONCURRENCY:
+            raise ValueError(f"the limit of {queue} must be from 1 to {MAX_CONCURRENCY}")
         if queue in out:
             raise ValueError(f"{queue} is named twice")
         out[queue] = value

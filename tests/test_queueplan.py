@@ -62,12 +62,15 @@ def test_concurrency_caps_what_is_left_to_hold() -> None:
         ("QUEUES", "a\x1bb", "control character"),
         ("QUEUES", "a/b", "'/'"),
         ("QUEUE_CONCURRENCY", "render", "queue=limit"),
-        ("QUEUE_CONCURRENCY", "render=0", "1 or more"),
+        ("QUEUE_CONCURRENCY", "render=0", "from 1 to 10000"),
+        # a huge limit was accepted, a cap that caps nothing
+        ("QUEUE_CONCURRENCY", "render=10001", "from 1 to 10000"),
+        ("QUEUE_CONCURRENCY", "render=" + "9" * 5000, "from 1 to 10000"),
         ("QUEUE_CONCURRENCY", "render=1,render=2", "named twice"),
         # past int's 4,300-digit limit: was "must be a whole number", echoing all of it
         ("QUEUES", "a:" + "9" * 5000, "from 1 to 1000"),
         ("QUEUES", "a:-" + "9" * 5000, "from 1 to 1000"),
-        ("QUEUE_CONCURRENCY", "render=-" + "9" * 5000, "1 or more"),
+        ("QUEUE_CONCURRENCY", "render=-" + "9" * 5000, "from 1 to 10000"),
         ("QUEUE_CONCURRENCY", "render=1.5", "whole number"),
     ],
 )
