@@ -120,8 +120,17 @@ def limit_queue(remote: Remote, name: str, jobs: int | None, per: float | None, 
     if clear:
         if jobs is not None or per is not None:
             raise click.UsageError("--clear takes no JOBS or --per")
-    elif jobs is None or per is None:
+    elif jobs is None and per is None:
         raise click.UsageError("give JOBS and --per (e.g. limit render 10 --per 1s), or --clear")
+    elif per is None:
+        raise click.UsageError(
+            f"--per is missing: the interval the {jobs} jobs are allowed in "
+            "(e.g. limit render 10 --per 1s)"
+        )
+    elif jobs is None:
+        raise click.UsageError(
+            "JOBS is missing: how many jobs --per allows (e.g. limit render 10 --per 1s)"
+        )
     with remote.client() as client:
         if clear:
             queue = client.clear_rate_limit(name)

@@ -247,6 +247,23 @@ def _seconds(value: float | dt.timedelta) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
+def _rate_limit(jobs: int, per: float | dt.timedelta | str | None) -> dict[str, Any]:
+    """A rate limit's body; a missing or wrongly typed ``per`` is a ``TypeError`` naming it
+    (``None`` was ``float() argument must be ... not 'NoneType'``)."""
+    if isinstance(per, str):
+        return {"jobs": jobs, "per": per}
+    if per is None:
+        raise TypeError(
+            "per is missing: the interval the jobs are allowed in (seconds, a "
+            "timedelta, or text such as '10s')"
+        )
+    if isinstance(per, bool) or not isinstance(per, int | float | dt.timedelta):
+        raise TypeError(
+            f"per must be seconds, a timedelta or text such as '10s', not {type(per).__name__}"
+        )
+    return {"jobs": jobs, "per": _seconds(per)}
+
+
 def job_submission(
     type: str,
     payload: Mapping[str, Any] | None = None,
@@ -919,7 +936,7 @@ class Client:
         self, name: str, jobs: int, per: float | dt.timedelta | str
     ) -> dict[str, Any]:
         """At most ``jobs`` claims from ``name`` per ``per`` (seconds, timedelta or "10s")."""
-        body = {"jobs": jobs, "per": per if isinstance(per, str) else _seconds(per)}
+        body = _rate_limit(jobs, per)
         return self._send(  # type: ignore[no-any-return]
             _Calls.queue("PUT", name, "/rate_limit", body)
         )
@@ -1290,7 +1307,7 @@ class AsyncClient:
     async def set_rate_limit(
         self, name: str, jobs: int, per: float | dt.timedelta | str
     ) -> dict[str, Any]:
-        body = {"jobs": jobs, "per": per if isinstance(per, str) else _seconds(per)}
+        body = _rate_limit(jobs, per)
         return await self._send(  # type: ignore[no-any-return]
             _Calls.queue("PUT", name, "/rate_limit", body)
         )

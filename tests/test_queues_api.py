@@ -130,6 +130,15 @@ async def test_an_unknown_queue_is_an_empty_running_one(served: Served) -> None:
         ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 0, "per": 1}, 422, "jobs"),
         ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": True, "per": 1}, 422, "jobs"),
         ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": -5}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": None}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": [1]}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": 86401}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": 10**400}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": 1e300}, 422, "per"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 10**400, "per": 1}, 422, "jobs"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": "1", "per": 1}, 422, "jobs"),
+        ("PUT", "/api/v1/queues/a/rate_limit", {"per": 1}, 422, "jobs"),
         ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": "soon"}, 422, "per"),
         ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": 0}, 422, "per"),
         ("PUT", "/api/v1/queues/a/rate_limit", {"jobs": 1, "per": 1, "x": 1}, 422, "x"),
@@ -144,6 +153,30 @@ async def test_bad_input_is_a_clear_4xx_naming_the_field(
         response = await http.request(method, path, json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [({"jobs": 1}, "per"), ({"per": "1s"}, "jobs"), ({}, "jobs")]
+)
+async def test_a_missing_rate_limit_field_is_named_as_missing(
+    served: Served, body: dict[str, Any], field: str
+) -> None:
+    """It said "per must be a duration from 0.001s to 86400s", as for a bad value."""
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        response = await http.put("/api/v1/queues/a/rate_limit", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "missing_field" and error["field"] == field
+    assert error["message"].startswith(f"{field} is missing")
+
+
+async def test_the_client_names_a_missing_per(served: Served) -> None:
+    async with AsyncClient(served.url) as client:
+        with pytest.raises(TypeError, match="per is missing"):
+            await client.set_rate_limit("a", 10, None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="per must be seconds"):
+            await client.set_rate_limit("a", 10, [1])  # type: ignore[arg-type]
+        assert (await client.queue("a"))["rate_limit"] is None
 
 
 async def test_jobs_are_listed_by_queue(served: Served, cli: Any) -> None:
@@ -202,7 +235,10 @@ async def test_the_command_line(cli: Any) -> None:
     ("args", "message", "code"),
     [
         (["limit", "render"], "give JOBS and --per", 2),
-        (["limit", "render", "10"], "give JOBS and --per", 2),
+        (["limit", "render", "10"], "--per is missing", 2),
+        (["limit", "render", "--per", "1s"], "JOBS is missing", 2),
+        (["limit", "render", "1", "--per", "0"], "per must be a duration", 1),
+        (["limit", "render", "1", "--per", "-1s"], "is not a duration", 2),
         (["limit", "render", "10", "--per", "1s", "--clear"], "--clear takes no", 2),
         (["limit", "render", "0", "--per", "1s"], "not in the range", 2),
         (["limit", "render", "1", "--per", "soon"], "is not a duration", 2),
@@ -217,7 +253,7 @@ async def test_bad_commands_exit_2_or_1_with_one_line(
     assert run.code == code, run.err
     assert message in run.err and "Traceback" not in run.err
     if code == 1:
-        assert one_line(run.err).endswith("(HTTP 400, invalid_queue)")
+        assert one_line(run.err).endswith(("(HTTP 400, invalid_queue)", "(HTTP 422, invalid)"))
 
 
 async def test_jobtrio_stats_names_what_no_worker_can_take(cli: Any, served: Served) -> None:

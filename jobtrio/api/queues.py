@@ -45,6 +45,14 @@ def parse_rate_limit(data: dict[str, Any]) -> RateLimit:
     for key in data:
         if key not in ("jobs", "per"):
             raise Unprocessable("unknown_field", f"unknown field {key!r}; give jobs and per", key)
+    for name in ("jobs", "per"):
+        if name not in data:
+            raise Unprocessable(
+                "missing_field",
+                f'{name} is missing: a rate limit is {{"jobs": N, "per": "10s"}}, at most '
+                "N claims from the queue per interval (per: seconds, or text such as 500ms)",
+                name,
+            )
     jobs = data.get("jobs")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_RATE_JOBS:
         raise Unprocessable(
@@ -58,7 +66,10 @@ def parse_rate_limit(data: dict[str, Any]) -> RateLimit:
         except ValueError:
             seconds = math.nan
     elif isinstance(per, int | float) and not isinstance(per, bool):
-        seconds = float(per)
+        try:
+            seconds = float(per)
+        except OverflowError:  # an integer of 400 digits: out of range (it was a 500)
+            seconds = math.inf
     else:
         seconds = math.nan
     if not MIN_RATE_PER <= seconds <= MAX_RATE_PER:
