@@ -103,18 +103,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def job_fields(job: Job) -> dict[str, Any]:
     """What an event says about a job: enough to show it, never its payload or result."""
-    return {
-        "job_id": job.id,
-        "type": job.type,
-        "status": str(job.status),
-        "priority": job.priority,
-        "retry_count": job.retry_count,
-        "max_retries": job.max_retries,
-        "attempt": len(job.attempts),
-        "worker_id": job.worker_id,
-        "error": job.error,
-        "owner": job.owner,
-    }
+    return job.event_fields()
 
 
 _JOB_KEYS = (

@@ -439,6 +439,22 @@ class Job:
         """Whether jobs depend on this one (cheap on a Redis Broker's unparsed reply)."""
         return bool(self.dependents)
 
+    def event_fields(self) -> dict[str, Any]:
+        """What an event says about the job: enough to show it, never its payload or result
+        (read without parsing from a Redis Broker's unparsed reply)."""
+        return {
+            "job_id": self.id,
+            "type": self.type,
+            "status": str(self.status),
+            "priority": self.priority,
+            "retry_count": self.retry_count,
+            "max_retries": self.max_retries,
+            "attempt": len(self.attempts),
+            "worker_id": self.worker_id,
+            "error": self.error,
+            "owner": self.owner,
+        }
+
     @property
     def results(self) -> list[Any] | None:
         """The dependencies' results in ``depends_on`` order, if the job asked for them."""

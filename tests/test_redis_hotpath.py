@@ -27,7 +27,7 @@ import trio
 from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.backends.redis import RedisBroker, RedisStore, codec, wire
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import Attempt, IdGenerator, Job, JobStatus, validate_submission
 
 NOW = 1_700_000_000.123456
 JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
@@ -121,7 +121,8 @@ async def test_finished_jobs_are_the_reference_documents_unparsed(pair):
     for r, m in zip(r_done, m_done, strict=True):
         assert r is not None and m is not None
         assert (r.id, r.type, r.status, r.version) == (m.id, m.type, m.status, m.version)
-        assert is_unparsed(r)  # the header alone did not parse it
+        assert r.event_fields() == m.event_fields()  # what its events show, read raw
+        assert is_unparsed(r)  # neither the header nor the event fields parsed it
         assert r == m and m == r  # equality parses, and works both ways
         assert not is_unparsed(r)
         assert r.dumps() == m.dumps()
@@ -402,6 +403,28 @@ def test_has_dependents_reads_an_unparsed_lazy_job_without_parsing_it():
         assert is_unparsed(lazy)
         lazy.parse()
         assert lazy.has_dependents() is expected
+
+
+def test_event_fields_read_an_unparsed_lazy_job_without_parsing_it():
+    """Every finished job is published (dispatcher): its event fields come from the raw values,
+    equal to the parsed job's, whatever the payload and workflow spell."""
+    spelling = {"x": ',"max_retries":7,"owner":"mallory","queue":"q"', "owner": "eve"}
+    running = make("t", payload=spelling, max_retries=12, priority=1)
+    running.owner = 'alice "the" \\ ünïcode'
+    running.workflow = {"owner": "w", "max_retries": 1}
+    running.retry_count, running.worker_id, running.error = 2, "n1/w3", 'boom \x00 ,"owner":'
+    running.attempts = [
+        Attempt(1, "n1", "n1/w1", NOW, NOW + 1, "failed", "x"),
+        Attempt(2, "n1", "n1/w3", NOW + 2, None, None, None),
+    ]
+    ended = make(payload=AWKWARD, max_retries=0)
+    ended.attempts = [Attempt(1, "n2", None, NOW, NOW + 1, "completed", None)]
+    for job in awkward_jobs() + [running, ended]:
+        lazy = codec.lazy_job(*codec.encode(job, job.status))
+        assert lazy.event_fields() == job.event_fields()
+        assert is_unparsed(lazy)
+        lazy.parse()
+        assert lazy.event_fields() == job.event_fields()
 
 
 def test_the_dependency_fields_in_the_body_survive_a_payload_that_spells_them():

@@ -290,6 +290,31 @@ class LazyJob(Job):
             return raw.values[_DEPENDENTS] != "[]"
         return bool(self.dependents)
 
+    def event_fields(self) -> dict[str, Any]:
+        # read from the raw values while unparsed: every finished job is published, and
+        # parsing it whole for these ten fields was a fifth of the node's drain CPU
+        raw = raw_of(self)
+        if raw is None:
+            return Job.event_fields(self)
+        body, values = raw
+        # after created_at (a number) come max_retries (a number), then timeout; owner is
+        # the last field of that name (queue, a JSON string, follows it)
+        at = body.rindex(',"created_at":')
+        at = body.index(',"max_retries":', at) + 15
+        owner = body.rindex(',"owner":') + 9
+        return {
+            "job_id": self.id,
+            "type": self.type,
+            "status": str(self.status),
+            "priority": _value(values[_PRIORITY]),
+            "retry_count": _value(values[_RETRY_COUNT]),
+            "max_retries": _value(body[at : body.index(",", at)]),
+            "attempt": int(values[_CLOSED]) + (1 if values[_OPEN] else 0),
+            "worker_id": _value(values[_WORKER]),
+            "error": _value(values[_ERROR]),
+            "owner": _value(body[owner : body.index(',"queue":', owner)]),
+        }
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Job):
             return all(getattr(self, n) == getattr(other, n) for n in _FIELDS)
@@ -302,8 +327,12 @@ class LazyJob(Job):
         return (Job.loads, (self.dumps(),))
 
 
-#: Where a job's ``dependents`` sits among the values of ``m``.
+_LUA_NAMES = [v.lua for v in LAYOUT.values]
+#: Where a job's ``dependents`` and what its events show sit among the values of ``m``.
 _DEPENDENTS = [v.field for v in LAYOUT.values].index("dependents")
+_PRIORITY, _RETRY_COUNT, _WORKER, _ERROR, _CLOSED, _OPEN = (
+    _LUA_NAMES.index(name) for name in ("PR", "RC", "WK", "ERR", "AN", "AON")
+)
 
 #: ``LazyJob.of(RawJob(body, values))`` with two Python calls fewer (a finished job each).
 lazy_job = LazyJob._of
