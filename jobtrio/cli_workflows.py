@@ -123,12 +123,23 @@ def workflows() -> None:
     "--wait", is_flag=True, help="Wait until every member ended; exit 1 unless completed."
 )
 @click.option("--timeout", type=DURATION, help="With --wait: give up after this long (30s, 5m).")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Submitting the same key again returns the same workflow, filing nothing new.",
+)
 @remote_command
-def submit_workflow(remote: Remote, spec: str, wait: bool, timeout: float | None) -> int:
+def submit_workflow(
+    remote: Remote, spec: str, wait: bool, timeout: float | None, idempotency_key: str | None
+) -> int:
     """Submit a workflow (a file, - for stdin, or the JSON itself)."""
     body = _load_spec(spec)
+    if idempotency_key is not None and "idempotency_key" in body:
+        raise click.UsageError(
+            "give the idempotency key in the spec or --idempotency-key, not both"
+        )
     with remote.client() as client:
-        flow = client.submit_workflow(body)
+        flow = client.submit_workflow(body, idempotency_key=idempotency_key)
         if wait:
             flow = client.wait_workflow(flow.id, timeout)
     _show(remote, flow)

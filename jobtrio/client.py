@@ -466,8 +466,11 @@ class _Calls:
         return _Call("POST", f"/api/v1/jobs/{_segment(job_id)}/retry")
 
     @staticmethod
-    def submit_workflow(spec: Mapping[str, Any]) -> _Call:
-        return _Call("POST", "/api/v1/workflows", json=dict(spec))
+    def submit_workflow(spec: Mapping[str, Any], idempotency_key: str | None) -> _Call:
+        body = dict(spec)
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        return _Call("POST", "/api/v1/workflows", json=body)
 
     @staticmethod
     def get_workflow(workflow_id: str) -> _Call:
@@ -746,9 +749,14 @@ class Client:
     def retry(self, job_id: str) -> Job:
         return _job(self._send(_Calls.retry(job_id)))
 
-    def submit_workflow(self, spec: Mapping[str, Any]) -> Workflow:
-        """A chain, group or chord (``jobtrio.workflows.chain`` / ``group`` / ``chord``)."""
-        return _workflow(self._send(_Calls.submit_workflow(spec)))
+    def submit_workflow(
+        self, spec: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Workflow:
+        """A chain, group or chord (``jobtrio.workflows.chain`` / ``group`` / ``chord``).
+
+        With ``idempotency_key``, submitting again (a retry after a lost answer) returns
+        the same workflow and files no second set of jobs."""
+        return _workflow(self._send(_Calls.submit_workflow(spec, idempotency_key)))
 
     def get_workflow(self, workflow_id: str) -> Workflow:
         return _workflow(self._send(_Calls.get_workflow(workflow_id)))
@@ -1129,8 +1137,10 @@ class AsyncClient:
     async def retry(self, job_id: str) -> Job:
         return _job(await self._send(_Calls.retry(job_id)))
 
-    async def submit_workflow(self, spec: Mapping[str, Any]) -> Workflow:
-        return _workflow(await self._send(_Calls.submit_workflow(spec)))
+    async def submit_workflow(
+        self, spec: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Workflow:
+        return _workflow(await self._send(_Calls.submit_workflow(spec, idempotency_key)))
 
     async def get_workflow(self, workflow_id: str) -> Workflow:
         return _workflow(await self._send(_Calls.get_workflow(workflow_id)))

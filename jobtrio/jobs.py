@@ -617,6 +617,22 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def check_idempotency_key(key: Any) -> str | None:
+    """An ``idempotency_key`` as given (a job's or a workflow's), or a ``ValidationError``."""
+    if key is not None and (
+        not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH
+    ):
+        raise ValidationError(
+            f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
+            "idempotency_key",
+        )
+    if key is not None and (bad := unsafe_character(key)) is not None:
+        raise ValidationError(
+            f"idempotency_key holds the control character {bad}", "idempotency_key"
+        )
+    return key
+
+
 def validate_submission(
     data: Any,
     now: float,
@@ -709,18 +725,7 @@ def validate_submission(
     scheduled_at = data.get("scheduled_at")
     if scheduled_at is not None:
         scheduled_at = parse_time(scheduled_at, "scheduled_at")
-    key = data.get("idempotency_key")
-    if key is not None and (
-        not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH
-    ):
-        raise ValidationError(
-            f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
-            "idempotency_key",
-        )
-    if key is not None and (bad := unsafe_character(key)) is not None:
-        raise ValidationError(
-            f"idempotency_key holds the control character {bad}", "idempotency_key"
-        )
+    key = check_idempotency_key(data.get("idempotency_key"))
     queue = data.get("queue")
     queue = DEFAULT_QUEUE if queue is None else check_queue_name(queue)
     status = (

@@ -18,6 +18,11 @@ files them in one all-or-none enqueue and releases them itself
 any node. Its id is its first job's id; that job carries ``workflow`` (the
 kind and every member's id) and every member carries ``workflow_id``.
 ``view`` derives the workflow's state from its members.
+
+A workflow's ``idempotency_key`` (top level) is its root job's: the Broker
+files a workflow whose root's key it already holds as nothing at all and
+hands back the holder (``Broker.enqueue``), so a retried submission is the
+same workflow, with no second set of jobs, in the one atomic move.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from .jobs import (
     JobStatus,
     SubmissionLimits,
     ValidationError,
+    check_idempotency_key,
     validate_submission,
 )
 from .text import clip
@@ -42,7 +48,7 @@ MAX_WORKFLOW_JOBS = 1000
 MAX_WORKFLOW_DEPTH = 16
 KINDS = ("chain", "group", "chord")
 #: Fields a workflow's top level takes besides its shape.
-OPTIONS = ("pass_results", "on_dependency_failure")
+OPTIONS = ("pass_results", "on_dependency_failure", "idempotency_key")
 
 
 # -- building specs (the Python client's helpers) ----------------------------------------
@@ -188,12 +194,14 @@ def build(
             f"on_dependency_failure must be 'fail' or 'run', got {clip(on_failure)}",
             "on_dependency_failure",
         )
+    key = check_idempotency_key(spec.get("idempotency_key"))
     builder = _Builder(now, limits, ids, on_failure)
     kind = builder.kind(spec, "workflow", OPTIONS)
     builder.node(spec, "workflow", [], False, 0)
     jobs = builder.jobs
     root = jobs[0]
     root.workflow = {"kind": kind, "members": [j.id for j in jobs]}
+    root.idempotency_key = key
     for job in jobs:
         job.workflow_id = root.id
     return jobs

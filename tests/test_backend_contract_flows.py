@@ -11,6 +11,7 @@ import pytest
 from jobtrio.backends.base import Finish, ProgressReport
 from jobtrio.backends.dependencies import UnknownDependency
 from jobtrio.jobs import IdGenerator, Job, JobStatus, make_progress, validate_submission
+from jobtrio.workflows import build as build_workflow
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()
@@ -209,3 +210,39 @@ async def test_a_payload_spelling_the_dependency_fields_changes_nothing(broker):
     got = await broker.get(b.id)
     assert got.status == JobStatus.FAILED and got.error == f"dependency {a.id} failed"
     assert got.payload == fake
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"chain": [{"type": "a"}, {"type": "b"}, {"type": "c"}]},
+        {"group": [{"type": "a"}, {"type": "b"}]},  # no dependencies: the plain enqueue path
+        {"chord": {"group": [{"type": "a"}, {"type": "b"}], "callback": {"type": "c"}}},
+        {"group": [{"type": "a"}]},  # one job
+    ],
+)
+async def test_a_retried_workflow_with_its_key_files_nothing_new(broker, spec):
+    """The same key again hands back the workflow's root alone: no second set of jobs.
+    Without the rule a group was filed twice and a chain's steps again after its root."""
+    first = build_workflow({**spec, "idempotency_key": "wf-1"}, NOW, ids=ids)
+    stored = await broker.enqueue(first, NOW)
+    assert [j.id for j in stored] == [j.id for j in first]
+    before = await broker.depths()
+    again = build_workflow({**spec, "idempotency_key": "wf-1"}, NOW + 1, ids=ids)
+    [held] = await broker.enqueue(again, NOW + 1)
+    assert held.id == first[0].id and held.workflow == first[0].workflow
+    assert await broker.depths() == before
+    assert await broker.get_many([j.id for j in again]) == {}
+    other = build_workflow({**spec, "idempotency_key": "wf-2"}, NOW + 2, ids=ids)
+    assert [j.id for j in await broker.enqueue(other, NOW + 2)] == [j.id for j in other]
+
+
+async def test_a_workflow_whose_key_a_plain_job_holds_files_nothing(broker):
+    [job] = await broker.enqueue([make(idempotency_key="k")], NOW)
+    flow = build_workflow({"chain": [{"type": "a"}, {"type": "b"}], "idempotency_key": "k"}, NOW)
+    [held] = await broker.enqueue(flow, NOW)
+    assert held.id == job.id and held.workflow is None
+    assert await broker.get_many([j.id for j in flow]) == {}

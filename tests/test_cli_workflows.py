@@ -119,3 +119,21 @@ async def test_submit_after_another_job(cli: Any) -> None:
     assert run.code == 1 and "which is not a known job" in run.err and "HTTP 400" in run.err
     run = await cli("submit", "noop", "--receive-results")
     assert run.code == 2 and "need --after" in run.err
+
+
+async def test_submit_with_an_idempotency_key_twice_is_one_workflow(
+    cli: Any, served: Served
+) -> None:
+    run = await cli("workflows", "submit", json.dumps(CHORD), "--idempotency-key", "k1", "--json")
+    assert run.code == 0, run.err
+    first = json.loads(run.out)
+    run = await cli("workflows", "submit", json.dumps(CHORD), "--idempotency-key", "k1", "--json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["id"] == first["id"]
+    assert sum((await served.node.broker.depths()).values()) == 3
+    keyed = json.dumps({**CHORD, "idempotency_key": "k2"})
+    run = await cli("workflows", "submit", keyed, "--idempotency-key", "k2")
+    assert run.code == 2 and "not both" in run.err
+    run = await cli("workflows", "submit", json.dumps(CHORD), "--idempotency-key", "")
+    assert run.code == 1 and "idempotency_key must be a string of 1 to 200" in run.err
+    assert sum((await served.node.broker.depths()).values()) == 3

@@ -170,6 +170,38 @@ async def test_an_idempotency_key_does_not_hand_out_another_users_job(node: Node
     assert again["id"] == first["id"]
 
 
+async def test_a_retried_workflow_is_the_same_one_and_another_users_key_is_409(
+    node: Node,
+) -> None:
+    """Issue 16: a workflow had no idempotency key; a retried POST filed a second set."""
+    s = await sessions(create_app(node))
+    step = {"type": "noop", "scheduled_at": LATER}
+    spec = {"chain": [step, step], "idempotency_key": "flow-1"}
+    status, first = await s["ula"]("POST", "/api/v1/workflows", json=spec)
+    assert status == 201 and len(first["members"]) == 2
+    status, again = await s["ula"]("POST", "/api/v1/workflows", json=spec)
+    assert status == 201 and again["id"] == first["id"] and again["members"] == first["members"]
+    depths = await node.broker.depths()
+    assert sum(depths.values()) == 2  # no second set of jobs
+    status, body = await s["uma"]("POST", "/api/v1/workflows", json=spec)
+    assert status == 409 and body["error"]["code"] == "idempotency_key_taken"
+    assert (
+        body["error"]["field"] == "idempotency_key" and "another user" in body["error"]["message"]
+    )
+    assert first["id"] not in json.dumps(body)
+    await s["uma"].submit(scheduled_at=LATER, idempotency_key="job-1")
+    held = {"group": [step], "idempotency_key": "job-1"}
+    status, body = await s["uma"]("POST", "/api/v1/workflows", json=held)
+    assert status == 409 and "not a workflow" in body["error"]["message"]
+    assert sum((await node.broker.depths()).values()) == 3
+    for bad in ("", 5, "x" * 201, "a\x00b", ["k"]):
+        status, body = await s["ula"](
+            "POST", "/api/v1/workflows", json={"group": [step], "idempotency_key": bad}
+        )
+        assert status == 422 and body["error"]["field"] == "idempotency_key", (bad, body)
+    assert sum((await node.broker.depths()).values()) == 3
+
+
 async def test_a_users_event_stream_carries_only_its_own_jobs(node: Node) -> None:
     app = create_app(node)
     s = await sessions(app)

@@ -106,6 +106,15 @@ class WorkflowNotFound(LookupError):
         self.workflow_id = workflow_id
 
 
+class KeyHeldByJob(LookupError):
+    """A workflow's ``idempotency_key`` is held by a job that is not a workflow's root."""
+
+    def __init__(self, key: str, job: Job) -> None:
+        super().__init__(f"idempotency_key {key!r} belongs to job {job.id}, not a workflow")
+        self.key = key
+        self.job = job
+
+
 @dataclass(slots=True)
 class BackendHealth:
     name: str
@@ -400,11 +409,20 @@ class Node:
     # -- workflows ----------------------------------------------------------------------
     async def submit_workflow(self, spec: Any, owner: str | None = None) -> dict[str, Any]:
         """Validate a chain, group or chord (``workflows.py``) and enqueue its jobs in one
-        all-or-none move; returns the workflow's view (its id is its first job's)."""
+        all-or-none move; returns the workflow's view (its id is its first job's).
+
+        With an ``idempotency_key`` the Broker holds already, nothing is filed and the
+        answer is the workflow that holds it (``KeyHeldByJob`` if a plain job does)."""
         jobs = build_workflow(spec, self.clock(), self.limits, self.ids)
         for job in jobs:
             job.owner = owner
         stored = await self.broker.enqueue(jobs, self.clock())
+        if stored[0].id != jobs[0].id:  # the root's key was held: a retried submission
+            holder = stored[0]
+            if holder.workflow is None or holder.workflow_id != holder.id:
+                assert jobs[0].idempotency_key is not None
+                raise KeyHeldByJob(jobs[0].idempotency_key, holder)
+            return await self.get_workflow(holder.id)
         self._accepted(stored)
         self.metrics.workflows_submitted.inc()
         return workflow_view(stored[0], {job.id: job for job in stored})

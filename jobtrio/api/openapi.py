@@ -500,6 +500,15 @@ def _schemas() -> dict[str, Any]:
                     "enum": ["fail", "run", None],
                     "description": "for every member with dependencies (default fail)",
                 },
+                "idempotency_key": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "description": "the whole workflow's: while the Broker holds the workflow's "
+                    "first job, submitting the same key again answers that workflow (201, same "
+                    "id) and files nothing; shares one namespace with jobs' keys (a key a job "
+                    "holds, or another user's workflow, is a 409 idempotency_key_taken)",
+                },
             },
             "example": {
                 "chain": [
@@ -815,7 +824,9 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                     "headers": {"Location": {"schema": STRING}},
                     "content": {JSON: {"schema": _ref("Workflow")}},
                 },
-                **_errors(*JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Unavailable"),
+                **_errors(
+                    *JSON_BODY_ERRORS, "Unauthorized", "Forbidden", "Conflict", "Unavailable"
+                ),
             },
         },
         ("/api/v1/workflows/{workflow_id}", "get"): {

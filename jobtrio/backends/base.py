@@ -226,6 +226,10 @@ class Broker(abc.ABC):
         A job whose ``idempotency_key`` is already known is not added again:
         the job that holds the key is returned in its place. Jobs whose
         ``scheduled_at`` is later than ``now`` wait as ``scheduled``.
+
+        A workflow (the first job a workflow's root, ``workflow`` set) whose
+        root's key is already held files nothing: the holder comes back alone,
+        ``[holder]``, so a retried workflow is never a second set of jobs.
         """
 
     # -- workers ------------------------------------------------------------

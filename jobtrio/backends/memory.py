@@ -129,6 +129,10 @@ class MemoryBroker(Broker):
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         await trio.lowlevel.checkpoint()
         dependencies.check_known(jobs, self)  # all or none: before anything is inserted
+        if jobs and jobs[0].workflow is not None and jobs[0].idempotency_key is not None:
+            held = self._idempotency.get(jobs[0].idempotency_key)
+            if held is not None and held in self._jobs:  # a retried workflow: none of it
+                return [self._jobs[held].copy()]
         out: list[Job] = []
         batch_keys: dict[str, Job] = {}
         for job in jobs:

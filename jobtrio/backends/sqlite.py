@@ -555,6 +555,9 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[
             (_json_list(keys),),
         )
         known = {key: Job.loads(doc) for key, doc in rows}
+        root = jobs[0]
+        if root.workflow is not None and root.idempotency_key in known:
+            return [known[root.idempotency_key]]  # a retried workflow: none of it filed
     seq = _Sequence(conn)
     params = []
     out: list[Job] = []

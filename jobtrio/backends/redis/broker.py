@@ -123,6 +123,7 @@ class RedisBroker(OnRedis, Broker):
 
         self._enqueue = script("enqueue")
         self._enqueue_deps = script("enqueue_deps")
+        self._enqueue_workflow = script("enqueue_workflow")
         self._claim = script("claim")
         self._renew = script("renew")
         self._finish = script("finish")
@@ -185,9 +186,12 @@ class RedisBroker(OnRedis, Broker):
             enqueue_arg(job, body, values)
             for job, (body, values) in zip(jobs, encoded, strict=True)
         )
-        if any(job.depends_on for job in jobs):
+        keyed_workflow = jobs[0].workflow is not None and jobs[0].idempotency_key is not None
+        if keyed_workflow or any(job.depends_on for job in jobs):
             try:
-                docs = await self._call(self._enqueue_deps, args)
+                docs = await self._call(
+                    self._enqueue_workflow if keyed_workflow else self._enqueue_deps, args
+                )
             except redis.ResponseError as exc:
                 if not str(exc).startswith("NODEP "):
                     raise
