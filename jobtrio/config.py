@@ -190,6 +190,8 @@ class Settings:
     poison_limit: int = 5
     shutdown_grace: float = 30.0
     max_payload_bytes: int = 1024 * 1024
+    #: Largest result a job may return, as JSON bytes; a bigger one fails the attempt.
+    max_result_bytes: int = 1024 * 1024
     finished_job_ttl: float = 86400.0
     # security
     auth_enabled: bool = False
@@ -397,6 +399,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "POISON_LIMIT": ("poison_limit", _int(1, 1000)),
     "SHUTDOWN_GRACE": ("shutdown_grace", _duration(0, 86400)),
     "MAX_PAYLOAD_BYTES": ("max_payload_bytes", _int(1, 64 * 1024 * 1024)),
+    "MAX_RESULT_BYTES": ("max_result_bytes", _int(1, 64 * 1024 * 1024)),
     "FINISHED_JOB_TTL": ("finished_job_ttl", _duration(0, 10 * 365 * 86400.0)),
     "AUTH_ENABLED": ("auth_enabled", _bool),
     "JWT_SECRET": ("jwt_secret", lambda t: t),

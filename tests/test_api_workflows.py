@@ -171,3 +171,37 @@ async def test_unknown_workflows_are_404(api):
     response = await api.get(f"/api/v1/workflows/{job['id']}")  # a job, not a workflow
     assert response.status_code == 404
     assert (await api.delete(f"/api/v1/workflows/{job['id']}")).status_code == 404
+
+
+async def test_a_chord_whose_gathered_results_exceed_max_payload_bytes_fails_naming_it(
+    autojump_clock,
+):
+    """A chord's callback got every member's result as its input with no bound: now more
+    than MAX_PAYLOAD_BYTES of them together fail it without running (or retrying)."""
+    ran: list[str] = []
+    registry = Registry()
+
+    @registry.processor("blob")
+    async def blob(ctx: JobContext) -> str:
+        return "x" * 60  # 62 bytes as JSON
+
+    @registry.processor("gather")
+    async def gather(ctx: JobContext) -> int:
+        ran.append(ctx.job_id)
+        return len(ctx.results or [])
+
+    async with running_node(registry, max_payload_bytes=200) as node:
+        api = create_app(node).test_client()
+        small = {"chord": {"group": [{"type": "blob"}] * 3, "callback": {"type": "gather"}}}
+        big = {"chord": {"group": [{"type": "blob"}] * 4, "callback": {"type": "gather"}}}
+        fits = await (await api.post("/api/v1/workflows", json=small)).get_json()
+        over = await (await api.post("/api/v1/workflows", json=big)).get_json()
+        assert (await finished(api, fits["id"]))["status"] == "completed"  # 3*62+4 = 190
+        view = await finished(api, over["id"])
+        assert view["status"] == "failed" and view["counts"] == {"completed": 4, "failed": 1}
+        callback = view["jobs"][-1]
+        assert callback["error"] == (
+            "the results of its 4 dependencies are 253 bytes as JSON together; "
+            "the limit on a job's input is 200 (MAX_PAYLOAD_BYTES)"
+        )
+        assert len(callback["attempts"]) == 1 and ran == [fits["members"][-1]]

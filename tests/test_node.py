@@ -193,6 +193,46 @@ async def test_a_job_nobody_can_run_waits_visibly_and_never_fails(autojump_clock
     assert stats["queues"] == {"default": {"pending": 1, "paused": False}}
 
 
+async def test_a_result_over_max_result_bytes_fails_the_attempt_naming_it(autojump_clock):
+    """Results had no size limit: a 2 MB result (or 200 bytes over a 100-byte limit) was
+    stored whole. Now the attempt fails naming the limit and no part is stored."""
+    registry = Registry()
+
+    @registry.processor("sized")
+    async def sized(ctx: JobContext) -> object:
+        return {"text": "x" * ctx.payload["n"]} if ctx.payload["dict"] else "é" * ctx.payload["n"]
+
+    @registry.processor("deep")
+    async def deep(ctx: JobContext) -> object:
+        value: list = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+
+    @registry.processor("huge-int")
+    async def huge_int(ctx: JobContext) -> object:
+        return 10**5000  # past int's 4,300-digit limit: no JSON text can be made of it
+
+    async with running_node(registry, max_result_bytes=100) as node:
+        fits = await node.submit({"type": "sized", "payload": {"n": 89, "dict": True}})
+        over = await node.submit(
+            {"type": "sized", "payload": {"n": 200, "dict": True}, "max_retries": 1}
+        )
+        text = await node.submit({"type": "sized", "payload": {"n": 60, "dict": False}})
+        deep_job = await node.submit({"type": "deep", "max_retries": 0})
+        assert (await terminal(node, fits.id)).result == {"text": "x" * 89}  # 100 bytes: the limit
+        failed = await terminal(node, over.id)
+        assert failed.status == JobStatus.FAILED and failed.result is None
+        assert failed.error == "result is 211 bytes as JSON; the limit is 100 (MAX_RESULT_BYTES)"
+        assert len(failed.attempts) == 2  # the retry policy applies, as to any failed attempt
+        # 60 two-byte characters: 122 bytes of JSON, though only 62 characters
+        assert "result is 122 bytes" in (await terminal(node, text.id)).error
+        # was a RecursionError that crashed the dispatcher again at each restart
+        assert "not JSON-serialisable" in (await terminal(node, deep_job.id)).error
+        big = await node.submit({"type": "huge-int", "max_retries": 0})
+        assert "not JSON-serialisable: a int" in (await terminal(node, big.id)).error
+
+
 async def test_processor_raising_or_returning_garbage_does_not_hurt_the_node(autojump_clock):
     registry = Registry()
 

@@ -596,6 +596,11 @@ class Dispatcher:
                 # the payload will not change on a retry: fail now, naming the field
                 error = f"PayloadError: {exc}"
                 return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
+        if job.dependency_results:
+            # the results will not change on a retry either: fail now, saying why
+            error = gathered_problem(job, self._settings.max_payload_bytes)
+            if error is not None:
+                return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
         ctx = JobContext(
             job_id=job.id,
             type=job.type,
@@ -631,9 +636,10 @@ class Dispatcher:
         if timeout is not None:
             scope.deadline = math.inf  # before any checkpoint: a finished attempt is not cut off
         worker.running = flight.scope = None
-        if outcome == "completed" and not _json_safe(result):
-            outcome = "failed"
-            error = f"result is not JSON-serialisable: a {type(result).__name__} (or inside it)"
+        if outcome == "completed":
+            error = _result_problem(result, self._settings.max_result_bytes)
+            if error is not None:  # never sent: the Broker holds no part of it
+                outcome = "failed"
         if outcome == "completed":
             return Finish(job.id, lease.token, "completed", worker.worker_id, result=result)
         return self._failed(worker, flight, outcome, error)
@@ -810,15 +816,52 @@ def _unstarted(flight: InFlight) -> Finish | None:
     return None
 
 
-def _json_safe(value: Any) -> bool:
-    """Whether a result can be stored as JSON (cheap for the common scalar results)."""
-    if value is None or isinstance(value, str | bool | int):
-        return True
+#: Results are measured as the payload is: compact JSON, UTF-8 bytes.
+_RESULT_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, ensure_ascii=False
+).encode
+#: An int within this bound is a short number: no encoding needed to know it fits.
+_SHORT_INT = 10**18
+
+
+def _json_size(value: Any) -> int:
+    """``value``'s size as compact JSON in UTF-8 bytes (``TypeError``/``ValueError``/
+    ``RecursionError`` if it is no JSON; a lone surrogate is counted, not refused)."""
+    return len(_RESULT_ENCODER(value).encode("utf-8", "surrogatepass"))
+
+
+def _result_problem(value: Any, limit: int) -> str | None:
+    """Why ``value`` cannot be stored as a job's result (no JSON, or more than ``limit``
+    bytes of it: MAX_RESULT_BYTES), or None. Cheap for the common small scalar results."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int) and -_SHORT_INT < value < _SHORT_INT:
+        return None
+    if isinstance(value, str) and 6 * len(value) + 2 <= limit:  # \u0001 is 6 bytes, the most
+        return None
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return True
+        size = _json_size(value)
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deep
+        return f"result is not JSON-serialisable: a {type(value).__name__} (or inside it)"
+    if size > limit:
+        return f"result is {size} bytes as JSON; the limit is {limit} (MAX_RESULT_BYTES)"
+    return None
+
+
+def gathered_problem(job: Job, limit: int) -> str | None:
+    """Why the results ``job`` receives from its dependencies (a chord's callback gets one
+    per member, up to 1,000) cannot be its input: more than ``limit`` bytes of JSON
+    together (MAX_PAYLOAD_BYTES, the bound on any job's input), or None."""
+    results = job.results
+    if not results:
+        return None
+    size = _json_size(results)
+    if size <= limit:
+        return None
+    return (
+        f"the results of its {len(results)} dependencies are {size} bytes as JSON together; "
+        f"the limit on a job's input is {limit} (MAX_PAYLOAD_BYTES)"
+    )
 
 
 def _describe(exc: BaseException) -> str:
