@@ -26,6 +26,7 @@ from copy import copy as _shallow_copy
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .jsontext import compact_encoder
 from .text import clip, unsafe_character
 
 MIN_PRIORITY = 1
@@ -154,9 +155,35 @@ def to_iso(ts: float | None) -> str | None:
 
 def iso_text(ts: float) -> str:
     """``to_iso`` without remembering: for times seen once (an event's), which would
-    push the shared times of a batch's jobs out of ``to_iso``'s memory."""
+    push the shared times of a batch's jobs out of ``to_iso``'s memory.
+
+    What ``_datetime_text`` writes, with the date and time of day of the last whole
+    second remembered: a job's times and its events' fall in few seconds, and the
+    datetime round trip cost 2.4 us of a 2.6 us call. The microseconds are rounded
+    as ``datetime.fromtimestamp`` rounds them (half to even on ``frac * 1e6``).
+    """
+    global _last_second
+    if not 0.0 <= ts < MAX_TIMESTAMP:
+        return _datetime_text(ts)
+    frac, whole = math.modf(ts)
+    micros = round(frac * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1.0
+    second = int(whole)
+    last = _last_second
+    if last[0] != second:
+        last = _last_second = (second, _datetime_text(float(second))[:19])
+    return f"{last[1]}.{micros:06d}Z"
+
+
+def _datetime_text(ts: float) -> str:
     dt = _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
     return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+#: The whole second ``iso_text`` wrote last, and its ``YYYY-MM-DDTHH:MM:SS``.
+_last_second: tuple[int, str] = (-1, "")
 
 
 #: Latest time a record can hold: 9999-12-31T23:59:59Z, the last second ISO 8601 dates
@@ -420,7 +447,7 @@ class Job:
             [a.number, a.node_id, a.worker_id, a.started_at, a.ended_at, a.outcome, a.error]
             for a in self.attempts
         ]
-        return _ENCODER.encode(d)
+        return _ENCODER(d)
 
     @classmethod
     def loads(cls, text: str | bytes) -> Job:
@@ -473,7 +500,7 @@ class Job:
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 _get_fields = operator.attrgetter(*_JOB_FIELDS)
 _get_values = operator.itemgetter(*_JOB_FIELDS)
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_ENCODER = compact_encoder()
 _DECODE = json.loads
 
 
@@ -537,9 +564,7 @@ class SubmissionLimits:
 
 #: ``json.dumps(payload, separators=..., allow_nan=False, ensure_ascii=False)`` with one
 #: encoder for every call (json.dumps builds one per call for non-default arguments).
-_PAYLOAD_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), allow_nan=False, ensure_ascii=False
-).encode
+_PAYLOAD_ENCODER = compact_encoder(allow_nan=False, ensure_ascii=False)
 
 
 def _int_field(data: Mapping[str, Any], name: str, lo: int, hi: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +26,15 @@ from jobtrio.api.app import create_app
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.client import _json_of
 from jobtrio.config import Settings
-from jobtrio.jobs import MAX_PAYLOAD_DEPTH, ValidationError, parse_time, to_iso, validate_submission
+from jobtrio.jobs import (
+    MAX_PAYLOAD_DEPTH,
+    ValidationError,
+    iso_text,
+    parse_time,
+    to_iso,
+    validate_submission,
+)
+from jobtrio.jsontext import compact_encoder
 
 
 @pytest.fixture
@@ -95,6 +104,60 @@ def test_to_iso_is_the_datetime_text_for_many_distinct_times():
             text = dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="microseconds")
             assert to_iso(ts) == text.replace("+00:00", "Z")
     assert to_iso(None) is None
+
+
+def test_iso_text_is_the_datetime_text_to_the_rounded_microsecond():
+    """iso_text formats the whole second once and rounds the microseconds itself: as
+    datetime does, half to even, at every second boundary and across seconds."""
+    rng = random.Random(14)
+    times = [rng.uniform(0, 4e9) for _ in range(20_000)]
+    times += [1_700_000_000 + (k + 0.5) / 1e6 for k in range(20_000)]  # halves, near enough
+    times += [k + 0.5e-6 for k in range(2_000)] + [k - 0.4e-6 for k in range(1, 2_000)]
+    times += [math.nextafter(t, 0.0) for t in times[-4_000:]]
+    times += [0.0, 0.9999995, 1.9999995, 253402300799.0, 253402300799.4999, -1.5, -0.0000004]
+    for ts in times:
+        want = dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="microseconds")
+        assert iso_text(ts) == want.replace("+00:00", "Z"), ts
+    with pytest.raises((ValueError, OverflowError, OSError)):
+        iso_text(1e20)  # past year 9999: refused as datetime refuses it
+
+
+@pytest.mark.parametrize("ascii_only", [True, False])
+@pytest.mark.parametrize("allow_nan", [True, False])
+def test_compact_encoder_writes_and_refuses_what_json_does(ascii_only: bool, allow_nan: bool):
+    encode = compact_encoder(ensure_ascii=ascii_only, allow_nan=allow_nan)
+    reference = json.JSONEncoder(
+        separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=allow_nan
+    ).encode
+    values: list[Any] = [
+        {},
+        [],
+        "",
+        'żółw \u2028 "q" \\',
+        {"source": "bench"},
+        1.5,
+        2**70 + 1,
+        -0.0,
+        None,
+        True,
+        {"a": [1, 0.1, None, {"b": "\x00\x1f"}], "ü": {"x": []}},
+        [1e308, 5e-324, 1700000000.123456],
+        {3: "int key", 2.5: "float key", None: "null key", True: "bool key"},
+    ]
+    for value in values:
+        assert encode(value) == reference(value)
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    for bad in ([math.nan], {"inf": math.inf}, {"x": object()}, {(1, 2): 3}, cyclic):
+        try:
+            want = reference(bad)
+        except (TypeError, ValueError) as exc:
+            with pytest.raises(type(exc)) as got:
+                encode(bad)
+            assert str(got.value) == str(exc)
+        else:
+            assert encode(bad) == want
+    assert encode([{"after": "a refusal"}]) == '[{"after":"a refusal"}]'  # no memo left over
 
 
 def test_parse_time_remembers_only_what_it_accepted():

@@ -1,0 +1,39 @@
+"""Compact JSON text from the stdlib's C encoder, without its per-call set-up.
+
+``json.JSONEncoder.encode`` builds a new C encoder on every call, which is
+most of the cost of a small value (1.3 us of 1.3 us for ``{"source":
+"bench"}``; 0.8 us without it): the job path encodes a payload and a few
+small values per job. ``compact_encoder`` returns the very function
+``JSONEncoder(separators=(",", ":"), ...).encode`` is, minus that set-up:
+the same text, the same errors (a circular reference, NaN when refused, a
+type JSON has no word for), because it is the same C encoder with the same
+arguments, a fresh circular-reference memo per call.
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+from collections.abc import Callable
+from typing import Any
+
+
+def compact_encoder(*, ensure_ascii: bool = True, allow_nan: bool = True) -> Callable[[Any], str]:
+    """``json.JSONEncoder(separators=(",", ":"), ensure_ascii=..., allow_nan=...).encode``."""
+    reference = json.JSONEncoder(
+        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan
+    )
+    make = json.encoder.c_make_encoder
+    if make is None:  # a Python without the C accelerator: the reference itself
+        return reference.encode
+    encoder = json.encoder
+    string = encoder.encode_basestring_ascii if ensure_ascii else encoder.encode_basestring
+    default = reference.default
+    join = "".join
+
+    def encode(value: Any) -> str:
+        if type(value) is str:
+            return string(value)  # type: ignore[no-any-return]
+        return join(make({}, default, string, None, ":", ",", False, False, allow_nan)(value, 0))
+
+    return encode
