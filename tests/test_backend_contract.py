@@ -427,6 +427,72 @@ async def test_purge_finished(broker):
     assert (await broker.get(leases[1].job.id)).status == JobStatus.RUNNING
 
 
+async def test_finished_due_reads_what_a_purge_drops_next_as_it_ended(broker):
+    """The leader's purge with a separate Store reads these first and writes them there:
+    each as the Broker holds it (result, error, final version), in the order they finished,
+    at most ``limit``; reading drops nothing."""
+    a, b, c = make(), make(), make()
+    await broker.enqueue([a, b, c], NOW)
+    leases = {lease.job.id: lease for lease in await broker.claim("n", 3, 30, NOW)}
+    [done] = await broker.finish(
+        [Finish(a.id, leases[a.id].token, "completed", worker_id="w", result={"x": 1})], NOW + 1
+    )
+    [failed] = await broker.finish([Finish(b.id, leases[b.id].token, "failed", error="e")], NOW + 2)
+    assert await broker.finished_due(NOW + 1) == []
+    [first] = await broker.finished_due(NOW + 1.5)
+    assert first.id == a.id and first.status == JobStatus.COMPLETED
+    assert first.result == {"x": 1} and first.version == done.version
+    both = await broker.finished_due(NOW + 3)
+    assert [j.id for j in both] == [a.id, b.id]  # c is still running
+    assert both[1].error == "e" and both[1].version == failed.version
+    assert [j.id for j in await broker.finished_due(NOW + 3, limit=1)] == [a.id]
+    assert (await broker.get(a.id)).status == JobStatus.COMPLETED  # nothing was dropped
+
+
+async def test_purge_only_drops_the_jobs_named_still_finished_at_their_version(broker):
+    """``only``: the jobs the leader wrote to the Store, each dropped only while it is
+    still finished at the version written; a job retried and finished again since, a
+    live job, an unknown id and a finished job not named stay as they are. Fenced like
+    every purge."""
+    epoch = await broker.acquire_epoch("leader", NOW)
+    a, b, c, d = make(), make(), make(), make()
+    await broker.enqueue([a, b, c, d], NOW)
+    leases = {lease.job.id: lease for lease in await broker.claim("n", 4, 30, NOW)}
+    finished = await broker.finish(
+        [
+            Finish(a.id, leases[a.id].token, "completed", result={"a": 1}),
+            Finish(b.id, leases[b.id].token, "failed", error="e"),
+            Finish(d.id, leases[d.id].token, "completed"),
+        ],
+        NOW + 1,
+    )
+    done_a, failed_b, _ = finished
+    # b moved on after the leader read it: retried, and failed again at a newer version
+    assert (await broker.retry(b.id, NOW + 2)).version > failed_b.version
+    [again] = await broker.claim("n", 1, 30, NOW + 2)
+    [failed_again] = await broker.finish([Finish(b.id, again.token, "failed")], NOW + 3)
+    assert failed_again.status == JobStatus.FAILED
+    running_c = await broker.get(c.id)
+    written = [(a.id, done_a.version), (b.id, failed_b.version), (c.id, running_c.version)]
+    written.append(("no-such-job", 1))
+    stale = await broker.acquire_epoch("other", NOW + 2)
+    with pytest.raises(FencedError):
+        await broker.purge_finished(NOW + 10, epoch, only=written)
+    assert await broker.purge_finished(NOW + 10, stale, only=written) == 1
+    assert await broker.get(a.id) is None
+    [tomb] = await broker.restore([a], NOW + 11, stale)
+    assert isinstance(tomb, Tombstone) and tomb.version == done_a.version
+    assert tomb.status == JobStatus.COMPLETED and tomb.finished_at == NOW + 1
+    assert (await broker.get(b.id)).version == failed_again.version  # kept
+    assert (await broker.get(c.id)).status == JobStatus.RUNNING
+    assert (await broker.get(d.id)).status == JobStatus.COMPLETED  # not named: kept
+    # nothing named: nothing dropped, and old tombstones are still forgotten
+    assert await broker.purge_finished(NOW + 10, stale, only=[], tombstones_before=NOW + 2) == 0
+    assert (await broker.get(d.id)).status == JobStatus.COMPLETED
+    [back] = await broker.restore([a], NOW + 12, stale)
+    assert isinstance(back, Job) and back.status == JobStatus.PENDING
+
+
 async def test_enqueue_many_is_all_visible(broker):
     jobs = [make(payload={"i": i}) for i in range(250)]
     out = await broker.enqueue(jobs, NOW)

@@ -55,9 +55,7 @@ def test_a_planted_bug_is_caught_on_nine_seeds_of_ten(plant: str) -> None:
 @pytest.mark.parametrize("plant", ["resurrect", "tick-at-most-once", "two-clocks"])
 def test_a_catching_seed_holds_every_invariant_without_its_plant(plant: str) -> None:
     """The violation is the plant's: the same seed, faults and length hold every
-    invariant without it. The one known limitation, a job whose every snapshot
-    was lost with its node (``store_has_every_job``, docs/simulation.md), is all
-    ``--strict`` would add."""
+    invariant without it, strictly (no known limitation either)."""
     for seed in CATCH_SEEDS:  # the first seed that catches it
         config = plant_config(plant, seed)
         if CAUGHT_BY[plant] & {v.invariant for v in run(config).violations}:
@@ -66,5 +64,5 @@ def test_a_catching_seed_holds_every_invariant_without_its_plant(plant: str) -> 
         pytest.fail(f"{plant} is caught on none of {CATCH_SEEDS}")
     clean = run(dataclasses.replace(config, plant=None, stop_at=()))
     assert clean.ok, [str(v) for v in clean.violations]
-    assert {v.invariant for v in clean.known_issues} <= {"store_has_every_job"}
+    assert clean.known_issues == []
     assert clean.jobs_completed > 0 and clean.drained_after is not None

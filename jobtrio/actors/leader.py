@@ -3,8 +3,8 @@
 While this node leads (``Leadership.epoch`` is set), every tick it promotes
 due scheduled and retrying jobs, requeues jobs whose lease expired (their
 node died or froze) with the poison limit, and less often purges finished
-jobs from the Broker (the Store keeps them), reconciles the Store with the
-Broker and fires periodic jobs. The Broker refuses any of these writes
+jobs from the Broker once their final snapshot is in the Store, reconciles
+the Store with the Broker and fires periodic jobs. The Broker refuses any of these writes
 carrying an epoch older than the newest, so a deposed leader that has not
 noticed yet cannot act: it gets ``FencedError`` and stops its duties until
 it leads again.
@@ -59,6 +59,10 @@ PROMOTE_STEP = 1000
 #: Most promotion steps in one tick, so requeues and the other duties still run every
 #: tick under a backlog of due jobs (100,000 jobs a tick).
 PROMOTE_STEPS_PER_TICK = 100
+
+#: Finished jobs one housekeeping purges at most (one page read from the Broker and written
+#: to a separate Store first).
+PURGE_PAGE = 1000
 
 #: An extra duty run every tick while leading: ``(epoch, now) -> None``.
 Duty = Callable[[int, float], Awaitable[None]]
@@ -186,15 +190,42 @@ class LeaderDuties:
 
     async def housekeeping(self, epoch: int, now: float) -> None:
         if self._settings.finished_job_ttl > 0:
-            older_than = now - self._settings.finished_job_ttl
-            self.purged += await self._broker.purge_finished(
-                older_than, epoch, tombstones_before=older_than - TOMBSTONE_SECONDS
-            )
+            self.purged += await self.purge(epoch, now - self._settings.finished_job_ttl)
         started = trio.current_time()
         if started >= self.next_reconcile:
             self.reconciled += await self.reconcile(epoch, now, self.reconcile_settle)
             spent = trio.current_time() - started
             self.next_reconcile = started + spent / RECONCILE_SHARE
+
+    async def purge(self, epoch: int, older_than: float) -> int:
+        """Let go of up to ``PURGE_PAGE`` jobs that finished before ``older_than``.
+
+        When the Broker does not write the Store's records, a job's every
+        snapshot may have died with its node's recorder (cut off from the
+        Store, then crashed), and reconciliation only moves records the Store
+        has. So the jobs due are read from the Broker as they ended, written to
+        the Store (its version-guarded put never moves a record back), and only
+        then purged, each only if still finished at the version written: no job
+        leaves the Broker before its final snapshot is in the Store. The Store
+        unreachable: ``BackendUnavailable``, nothing is purged, the next
+        housekeeping tries again. When the Broker writes the records itself,
+        one fenced move purges.
+        """
+        forget = older_than - TOMBSTONE_SECONDS
+        if self._broker.writes_records_of(self._store):
+            return await self._broker.purge_finished(
+                older_than, epoch, PURGE_PAGE, tombstones_before=forget
+            )
+        due = await self._broker.finished_due(older_than, PURGE_PAGE)
+        if due:
+            await self._store.put_many(due)
+        return await self._broker.purge_finished(
+            older_than,
+            epoch,
+            PURGE_PAGE,
+            tombstones_before=forget,
+            only=[(job.id, job.version) for job in due],
+        )
 
     async def reconcile(self, epoch: int, now: float, settle: float = 60.0) -> int:
         """Re-enqueue jobs the Store holds as live but the Broker lost (e.g. Redis lost data),

@@ -350,17 +350,34 @@ class Broker(abc.ABC):
         """Return jobs whose lease expired to pending; fail those past ``poison_limit``."""
 
     @abc.abstractmethod
+    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+        """Up to ``limit`` terminal jobs finished before ``older_than``, in the order they
+        finished, as the Broker holds them (their final state): what a purge drops next.
+
+        The leader writes them to a Store the Broker does not keep the records of
+        before it purges exactly them (``purge_finished(only=...)``). Not fenced: a read.
+        """
+
+    @abc.abstractmethod
     async def purge_finished(
         self,
         older_than: float,
         epoch: int,
         limit: int = 1000,
         tombstones_before: float | None = None,
+        only: Sequence[tuple[str, int]] | None = None,
     ) -> int:
         """Drop terminal jobs finished before ``older_than`` (their record stays in the Store).
 
         Each leaves a ``Tombstone``; tombstones of jobs that finished before
         ``tombstones_before`` are forgotten (none when it is ``None``).
+
+        ``only`` given: drop just these ``(job id, version)`` jobs, each only if the
+        Broker still holds it finished at that version (a job retried since, or
+        deleted, stays as it is), whatever ``older_than`` and ``limit`` say. The
+        leader passes the jobs it read with ``finished_due`` and wrote to the Store,
+        so no job leaves the Broker before its final snapshot is recorded. Returns
+        how many were dropped.
         """
 
     @abc.abstractmethod

@@ -404,16 +404,32 @@ class MemoryBroker(Broker):
             out.append(job.copy())
         return out
 
+    def _due(self, older_than: float, limit: int) -> list[str]:
+        # in the order the jobs finished (a job is filed again at each finish)
+        return [i for i, at in self._finished_at.items() if at < older_than][:limit]
+
+    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+        await trio.lowlevel.checkpoint()
+        return [self._jobs[i].copy() for i in self._due(older_than, limit)]
+
     async def purge_finished(
         self,
         older_than: float,
         epoch: int,
         limit: int = 1000,
         tombstones_before: float | None = None,
+        only: Sequence[tuple[str, int]] | None = None,
     ) -> int:
         await trio.lowlevel.checkpoint()
         self._check_epoch(epoch)
-        old = [i for i, at in self._finished_at.items() if at < older_than][:limit]
+        if only is None:
+            old = self._due(older_than, limit)
+        else:
+            old = [
+                i
+                for i, version in dict(only).items()
+                if i in self._finished_at and self._jobs[i].version == version
+            ]
         for job_id in old:
             job = self._jobs.pop(job_id)
             at = self._finished_at.pop(job_id)

@@ -506,14 +506,20 @@ class SqliteBroker(Broker):
     ) -> list[Job]:
         return await self._db.write(_requeue_expired, now, epoch, poison_limit, limit)
 
+    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+        return await self._db.read(_finished_due, older_than, limit)
+
     async def purge_finished(
         self,
         older_than: float,
         epoch: int,
         limit: int = 1000,
         tombstones_before: float | None = None,
+        only: Sequence[tuple[str, int]] | None = None,
     ) -> int:
-        return await self._db.write(_purge_finished, older_than, epoch, limit, tombstones_before)
+        return await self._db.write(
+            _purge_finished, older_than, epoch, limit, tombstones_before, only
+        )
 
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
         if not jobs:
@@ -1016,19 +1022,38 @@ def _requeue_expired(
     return moved
 
 
+def _finished_due(conn: sqlite3.Connection, older_than: float, limit: int) -> list[Job]:
+    rows = conn.execute(
+        "SELECT doc FROM queue WHERE finished_at < ? ORDER BY finished_at LIMIT ?",
+        (older_than, limit),
+    ).fetchall()
+    return [Job.loads(doc) for (doc,) in rows]
+
+
 def _purge_finished(
     conn: sqlite3.Connection,
     older_than: float,
     epoch: int,
     limit: int,
     tombstones_before: float | None,
+    only: Sequence[tuple[str, int]] | None,
 ) -> int:
     _check_epoch(conn, epoch)
-    rows = conn.execute(
-        "SELECT rowid, id, status, json_extract(doc, '$.version'), finished_at FROM queue "
-        "WHERE finished_at < ? ORDER BY finished_at LIMIT ?",
-        (older_than, limit),
-    ).fetchall()
+    if only is None:
+        rows = conn.execute(
+            "SELECT rowid, id, status, json_extract(doc, '$.version'), finished_at FROM queue "
+            "WHERE finished_at < ? ORDER BY finished_at LIMIT ?",
+            (older_than, limit),
+        ).fetchall()
+    else:
+        # exactly these jobs, each only while it is still finished at the version given
+        rows = conn.execute(
+            "SELECT q.rowid, q.id, q.status, json_extract(q.doc, '$.version'), q.finished_at "
+            "FROM json_each(?) AS w JOIN queue AS q ON q.id = json_extract(w.value, '$[0]') "
+            "WHERE q.finished_at IS NOT NULL "
+            "AND json_extract(q.doc, '$.version') = json_extract(w.value, '$[1]')",
+            (json.dumps(list(dict(only).items())),),
+        ).fetchall()
     conn.executemany(
         "INSERT OR REPLACE INTO tombstones (id, status, version, finished_at) VALUES (?, ?, ?, ?)",
         [row[1:] for row in rows],

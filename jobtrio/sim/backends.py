@@ -90,6 +90,10 @@ class ObservedBroker(MemoryBroker):
         #: The fenced insert-if-absent restore (off: restore is a plain enqueue, the
         #: ``resurrect`` plant).
         self.fenced_restore = True
+        #: Purge only the jobs the leader wrote to the Store (off: ``finished_due`` answers
+        #: nothing and every purge drops jobs by age, recorded or not, as before the leader
+        #: recorded them first; part of the ``resurrect`` plant).
+        self.record_before_purge = True
         #: The status each job had after its last move (so the next move sees its "before").
         self.status: dict[str, JobStatus] = {}
         #: Jobs purged, with the status they had (the Broker keeps only a tombstone).
@@ -283,8 +287,11 @@ class ObservedBroker(MemoryBroker):
         epoch: int,
         limit: int = 1000,
         tombstones_before: float | None = None,
+        only: Sequence[tuple[str, int]] | None = None,
     ) -> int:
-        n = await super().purge_finished(older_than, epoch, limit, tombstones_before)
+        if not self.record_before_purge:
+            only = None
+        n = await super().purge_finished(older_than, epoch, limit, tombstones_before, only)
         self._leader_write("purge", epoch)
         if n:
             held = self.view()
@@ -293,6 +300,12 @@ class ObservedBroker(MemoryBroker):
                     self.purged[job_id] = status
                     self._trace.record("job", "purged", job_id, status, epoch)
         return n
+
+    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+        if not self.record_before_purge:
+            await trio.lowlevel.checkpoint()
+            return []
+        return await super().finished_due(older_than, limit)
 
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
         if not self.fenced_restore:
@@ -547,16 +560,20 @@ class BrokerLink(Broker):
             "broker", lambda: self._b.requeue_expired(now, epoch, poison_limit, limit)
         )
 
+    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+        return await self._c.call("broker", lambda: self._b.finished_due(older_than, limit))
+
     async def purge_finished(
         self,
         older_than: float,
         epoch: int,
         limit: int = 1000,
         tombstones_before: float | None = None,
+        only: Sequence[tuple[str, int]] | None = None,
     ) -> int:
         return await self._c.call(
             "broker",
-            lambda: self._b.purge_finished(older_than, epoch, limit, tombstones_before),
+            lambda: self._b.purge_finished(older_than, epoch, limit, tombstones_before, only),
         )
 
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:

@@ -22,7 +22,10 @@ the Store (the record) are read directly once the run is over:
   idempotency key ``schedule:<name>:<tick>``), never none and never two.
 
 A job the leader purged (``FINISHED_JOB_TTL``) is judged by the status it had
-when purged: it is not lost, and its Store record must show how it ended.
+when purged: it is not lost, and its Store record must show how it ended
+(**store_has_every_job**: every job the Broker holds or purged has a record,
+even one whose every snapshot died with its node's recorder: the leader
+writes a finished job to the Store before it purges it).
 
 Completions under two lease tokens, stale-epoch writes, writes with another
 node's epoch and leases reaped early are judged as they happen, in
@@ -134,7 +137,7 @@ def check_end(sim: Simulation) -> None:
     for job_id, status in sorted(purged.items()):
         record = store.get(job_id)
         if record is None:
-            history.known_issue(
+            violate(
                 "store_has_every_job",
                 at,
                 f"job {job_id} ended {status} and was purged, but no record of it ever "
@@ -150,7 +153,7 @@ def check_end(sim: Simulation) -> None:
     for job_id, job in sorted(broker.items()):
         record = store.get(job_id)
         if record is None:
-            history.known_issue(
+            violate(
                 "store_has_every_job",
                 at,
                 f"job {job_id} is {job.status} (v{job.version}) in the Broker but no record "

@@ -99,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help=(
-            "Count known limitations as violations (today one: store_has_every_job, "
-            "see docs/simulation.md)."
+            "Count known limitations as violations (there are none today; see docs/simulation.md)."
         ),
     )
     p.add_argument("--json", action="store_true", help="One JSON object per run on stdout.")

@@ -13,7 +13,10 @@ plant                   what it switches off
 ``lease-tokens``        the Broker's lease-token check on finish
 ``raft-amnesia``        Raft's durable term and vote (wiped at every restart)
 ``resurrect``           the fenced insert-if-absent restore with tombstones:
-                        reconciliation re-enqueues unfenced, blind to purges
+                        reconciliation re-enqueues unfenced, blind to purges;
+                        and the purge's recording first (a job is purged
+                        whatever the Store holds of it), without which no
+                        record of a purged job stays live to resurrect
 ``tick-at-most-once``   the one-move ``fire_tick``: the tick is claimed in one
                         round trip and its job enqueued in a second
 ``two-clocks``          the Broker's clock: leases expire on the worker's clock

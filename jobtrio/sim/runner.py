@@ -134,7 +134,7 @@ class SimConfig:
     clients: int = 2
     workers: int = 3
     plant: str | None = None
-    #: Count known limitations as violations (``store_has_every_job``, see the checker).
+    #: Count known limitations as violations (``History.known_issue``; none today).
     strict: bool = False
     #: End the run at the first violation of one of these invariants, without the
     #: end-of-run checks (a planted bug's test needs only to see it caught; the trace
@@ -343,7 +343,10 @@ class Simulation:
         elif config.plant == "lease-tokens":
             self.broker.check_lease_tokens = False
         elif config.plant == "resurrect":
+            # the purge records a job before it lets it go, so no record of a purged job
+            # stays live: reconciliation finds nothing to resurrect unless that is off too
             self.broker.fenced_restore = False
+            self.broker.record_before_purge = False
         elif config.plant == "two-clocks":
             self.broker.broker_clock = False
         elif config.plant == "dependencies-early":
@@ -548,12 +551,12 @@ class Simulation:
                 result = await node.cancel(arg)
             except JobNotFound:
                 if arg in self.broker.purged:
-                    # it ended and was purged before any record of it reached the Store
-                    self.history.known_issue(
+                    # purged, yet no record: the leader writes the record before the purge
+                    self.history.violate(
                         "store_has_every_job",
                         trio.current_time(),
                         f"cancel of acknowledged job {arg} on {node_id}: not found (purged "
-                        f"{self.broker.purged[arg]}, no record of it in the Store yet)",
+                        f"{self.broker.purged[arg]}, no record of it in the Store)",
                     )
                 else:
                     self.history.violate(
@@ -845,8 +848,10 @@ class Simulation:
         """Wait for the Store to catch up with the Broker.
 
         Recorders write within moments; a snapshot lost with a crashed node is
-        repaired only by the leader's reconcile, which looks at records
-        untouched for a minute, every half minute: so wait up to 100 s.
+        repaired by the leader's reconcile (records untouched for
+        ``RECONCILE_SETTLE``), or, for a job with no record at all, by the
+        leader's purge, which writes a finished job to the Store before it
+        lets it go (``FINISHED_JOB_TTL`` after it ended): wait up to 100 s.
         """
         await trio.sleep(1.0)
         deadline = trio.current_time() + 100.0
@@ -855,13 +860,13 @@ class Simulation:
 
     def _store_may_catch_up(self) -> bool:
         """Some record lags and something can still repair it: a recorder with
-        snapshots to write, or reconciliation (which moves a stale record forward but
-        never writes one the Store lacks altogether)."""
+        snapshots to write, reconciliation (which moves a stale record forward), or
+        the purge (which writes a finished job the Store lacks before letting it go)."""
         lagging = self.store_lag()
         if not lagging:
             return False
-        store = self.store.view()
-        if any(job_id in store for job_id in lagging):
+        store, held = self.store.view(), self.broker.view()
+        if any(job_id in store or job_id in held and held[job_id].terminal for job_id in lagging):
             return True
         return any(s.node.recorder.backlog for s in self.slots.values() if s.up and s.node)
 

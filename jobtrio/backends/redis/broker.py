@@ -136,6 +136,7 @@ class RedisBroker(OnRedis, Broker):
         self._promote = script("promote")
         self._requeue = script("requeue")
         self._purge = script("purge")
+        self._finished = script("finished")
         self._claim_tick = script("claim_tick")
         self._fire_tick = script("fire_tick")
         self._restore = script("restore")
@@ -430,15 +431,24 @@ class RedisBroker(OnRedis, Broker):
         reply = await self._leader_call(self._requeue, args, epoch)
         return [Job.loads(d) for d in reply]
 
+    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+        docs = await self._call(self._finished, [num(older_than), str(limit)])
+        return [Job.loads(doc) for doc in docs]
+
     async def purge_finished(
         self,
         older_than: float,
         epoch: int,
         limit: int = 1000,
         tombstones_before: float | None = None,
+        only: Sequence[tuple[str, int]] | None = None,
     ) -> int:
         forget = "" if tombstones_before is None else num(tombstones_before)
         args = [num(older_than), str(epoch), str(limit), forget]
+        if only is None:
+            args += ["", ""]
+        else:
+            args += ["1", SEP.join(f"{job_id}{SEP}{version}" for job_id, version in only)]
         return int(await self._leader_call(self._purge, args, epoch))
 
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:

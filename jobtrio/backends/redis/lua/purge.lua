@@ -1,11 +1,31 @@
 --@include broker_common
--- ARGV: older_than, epoch, limit, tombstones before ('' = keep them all)
+-- ARGV: older_than, epoch, limit, tombstones before ('' = keep them all), which ('' = the
+-- jobs finished before older_than, at most limit; '1' = exactly those of ARGV[6]), and
+-- ARGV[6]: id \31 version \31 id \31 version ... (Broker.purge_finished's only): each is
+-- dropped only while the Broker holds it finished at that version.
 -- Each purged job leaves a tombstone (status \31 version \31 finished at) in K_TOMBS,
 -- indexed by its finish time in K_TOMBS_AT (Broker.restore reads them).
 local err = fenced(ARGV[2])
 if err then return err end
-local old = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', '(' .. ARGV[1],
-                       'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local old = {}
+if ARGV[5] == '' then
+  old = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', '(' .. ARGV[1],
+                   'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+elseif ARGV[6] ~= '' then
+  local wanted = split(ARGV[6])
+  for i = 1, #wanted, 2 do
+    local id = wanted[i]
+    local at = redis.call('ZSCORE', K_FINISHED, id)
+    local m = at and redis.call('HGET', jkey(id), 'm')
+    if m then
+      local j = {string.match(m, MPAT)}
+      if tonumber(j[V]) == tonumber(wanted[i + 1]) then
+        old[#old + 1] = id
+        old[#old + 1] = at
+      end
+    end
+  end
+end
 local ids = {}
 for i = 1, #old, 2 do
   local id, at = old[i], old[i + 1]

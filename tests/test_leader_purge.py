@@ -1,0 +1,143 @@
+"""The leader's purge with a Store the Broker does not write: no finished job leaves the
+Broker before its final snapshot is in the Store.
+
+A job's every snapshot can die in its node's recorder (the node was cut off from
+MongoDB, then crashed); reconciliation moves only records the Store has, so before
+this the job had no record at all once ``FINISHED_JOB_TTL`` purged it, and its result
+was gone (``store_has_every_job`` in docs/simulation.md). Every test here runs on every
+Broker (``broker`` fixture: memory, SQLite, Redis, Redis keeping records of its own
+Store) with a memory Store beside it, which none of them writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import trio
+
+from jobtrio.actors.leader import LeaderDuties
+from jobtrio.actors.leadership import Leadership
+from jobtrio.actors.node import Node
+from jobtrio.actors.recorder import Recorder
+from jobtrio.backends.base import BackendUnavailable, Broker, Finish, StateConflict
+from jobtrio.backends.memory import MemoryStore
+from jobtrio.config import Settings
+from jobtrio.events import EventBus
+from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.processors import Registry
+
+NOW = 1_700_000_000.0
+TTL = 30.0
+ids = IdGenerator()
+
+
+class FlakyStore(MemoryStore):
+    """A Store that can be unreachable (``down``), as MongoDB in an outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def put_many(self, jobs: Sequence[Job]) -> None:
+        if self.down:
+            raise BackendUnavailable("store", "unreachable")
+        await super().put_many(jobs)
+
+
+def duties(broker: Broker, store: MemoryStore) -> LeaderDuties:
+    settings = Settings(node_id="n1", finished_job_ttl=TTL)
+    return LeaderDuties(
+        settings,
+        broker,
+        store,
+        Recorder(store),  # never run: whatever it would write is lost with the node
+        Leadership("n1", settings.election_algorithm),
+        EventBus("n1", trio.current_time),
+        trio.current_time,
+        on_jobs_ready=lambda: None,
+    )
+
+
+async def finished_unrecorded(broker: Broker) -> Job:
+    """A job enqueued, run and completed with a result, none of whose snapshots reached
+    the Store: the Broker's answers were handed to recorders that died."""
+    job = validate_submission({"type": "noop"}, NOW, ids=ids)
+    await broker.enqueue([job], NOW)
+    [lease] = await broker.claim("n2", 1, 30, NOW)
+    [done] = await broker.finish(
+        [Finish(job.id, lease.token, "completed", worker_id="w-1", result={"answer": 42})],
+        NOW + 1,
+    )
+    assert done is not None and done.status == JobStatus.COMPLETED
+    return done
+
+
+async def test_a_job_whose_every_snapshot_was_lost_is_recorded_before_its_purge(broker):
+    store = MemoryStore()
+    leader = duties(broker, store)
+    assert not broker.writes_records_of(store)
+    epoch = await broker.acquire_epoch("n1", NOW)
+    done = await finished_unrecorded(broker)
+    assert await store.get(done.id) is None
+    await leader.housekeeping(epoch, NOW + 1 + TTL + 1)
+    assert leader.purged == 1
+    assert await broker.get(done.id) is None
+    record = await store.get(done.id)
+    assert record is not None, "the job was purged without a record: its result is gone"
+    assert record.status == JobStatus.COMPLETED and record.result == {"answer": 42}
+    assert record.version == done.version and record.worker_id == "w-1"
+
+
+async def test_nothing_is_purged_while_the_store_is_unreachable(broker):
+    store = FlakyStore()
+    leader = duties(broker, store)
+    epoch = await broker.acquire_epoch("n1", NOW)
+    done = await finished_unrecorded(broker)
+    store.down = True
+    with pytest.raises(BackendUnavailable):  # the leader's loop postpones the duty
+        await leader.housekeeping(epoch, NOW + 1 + TTL + 1)
+    assert leader.purged == 0
+    held = await broker.get(done.id)
+    assert held is not None and held.status == JobStatus.COMPLETED
+    store.down = False  # the next housekeeping records it, then purges it
+    await leader.housekeeping(epoch, NOW + 1 + TTL + 2)
+    assert leader.purged == 1 and await broker.get(done.id) is None
+    record = await store.get(done.id)
+    assert record is not None and record.result == {"answer": 42}
+
+
+async def test_a_newer_record_is_never_moved_back_by_the_purge(broker):
+    """The Store's put keeps the highest version: a record that is already final (the
+    recorder wrote it) stays as it is, and the job is still purged."""
+    store = MemoryStore()
+    leader = duties(broker, store)
+    epoch = await broker.acquire_epoch("n1", NOW)
+    done = await finished_unrecorded(broker)
+    newer = done.copy()
+    newer.version += 1
+    newer.result = {"answer": "newer"}
+    await store.put_many([newer])
+    await leader.housekeeping(epoch, NOW + 1 + TTL + 1)
+    assert leader.purged == 1
+    record = await store.get(done.id)
+    assert record is not None and record.result == {"answer": "newer"}
+
+
+async def test_a_cancel_of_a_purged_job_finds_its_record(broker):
+    """Before, the job purged without any record answered a cancel with 404 (not found):
+    now its record says how it ended (409 via ``StateConflict``)."""
+    store = MemoryStore()
+    node = Node(
+        Settings(node_id="n1", finished_job_ttl=TTL),
+        broker,
+        store,
+        Registry(),
+        clock=lambda: NOW + 1 + TTL + 1,
+    )
+    epoch = await broker.acquire_epoch("n1", NOW)
+    done = await finished_unrecorded(broker)
+    await node.duties.housekeeping(epoch, NOW + 1 + TTL + 1)
+    assert node.duties.purged == 1
+    with pytest.raises(StateConflict, match="already completed"):
+        await node.cancel(done.id)
