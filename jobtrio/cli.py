@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import os
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +46,7 @@ from .client import (
     JobtrioError,
     NotFound,
     Unavailable,
+    ca_file_context,
     job_submission,
 )
 from .durations import format_duration, parse_duration
@@ -197,13 +199,39 @@ class Remote:
     token: str | None
     json: bool
     timeout: float
+    #: What HTTPS answers are checked against: ``--ca-file``'s CAs, else the system's.
+    verify: bool | ssl.SSLContext = True
 
     def client(self) -> Client:
-        return Client(self.url, token=self.token or None, timeout=self.timeout)
+        return Client(self.url, token=self.token or None, timeout=self.timeout, verify=self.verify)
+
+
+def ca_file_option(fn: F) -> F:
+    """``--ca-file`` (env JOBTRIO_CA_FILE): trust this PEM file's CAs for HTTPS, given to
+    the command as ``verify`` (an SSL context, or True for the system's CAs)."""
+
+    def to_context(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if not value:
+            return True
+        try:
+            return ca_file_context(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(  # type: ignore[no-any-return]
+        "--ca-file",
+        "verify",
+        envvar="JOBTRIO_CA_FILE",
+        metavar="PEM",
+        callback=to_context,
+        help="Trust the CAs in this PEM file for https:// URLs (a private CA) "
+        "[env: JOBTRIO_CA_FILE].",
+    )(fn)
 
 
 def remote_command(fn: F) -> F:
-    """Give a command --url/--token/--json/--http-timeout, gathered into one ``remote``."""
+    """Give a command --url/--token/--json/--http-timeout/--ca-file, gathered into one
+    ``remote``."""
 
     @click.option(
         "--url",
@@ -227,11 +255,17 @@ def remote_command(fn: F) -> F:
         show_default=True,
         help="How long to wait for each HTTP answer.",
     )
+    @ca_file_option
     @functools.wraps(fn)
     def wrapper(
-        url: str, token: str | None, as_json: bool, http_timeout: float, **kwargs: Any
+        url: str,
+        token: str | None,
+        as_json: bool,
+        http_timeout: float,
+        verify: bool | ssl.SSLContext,
+        **kwargs: Any,
     ) -> Any:
-        return fn(Remote(url, token, as_json, http_timeout), **kwargs)
+        return fn(Remote(url, token, as_json, http_timeout, verify), **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -17,13 +17,14 @@ would stay in the shell's history and in ``ps``. Registered on the
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 
 import click
 import httpx
 from rich.table import Table
 
-from .cli import EXIT_OK, Failure, SettingsFailure, cli, out, print_json
+from .cli import EXIT_OK, Failure, SettingsFailure, ca_file_option, cli, out, print_json
 from .jobs import to_iso
 from .users import Role, Users, UsersFileError
 
@@ -159,7 +160,8 @@ def list_users(path: str | None, as_json: bool) -> int:
     help="The node to log in to [env: JOBTRIO_URL].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print {token, role, expires_at}.")
-def login(name: str, url: str, as_json: bool) -> int:
+@ca_file_option
+def login(name: str, url: str, as_json: bool, verify: bool | ssl.SSLContext) -> int:
     """Log in and print a token (export it as JOBTRIO_TOKEN); password from prompt or stdin."""
     password = _read_password(confirm=False)
     try:
@@ -167,6 +169,7 @@ def login(name: str, url: str, as_json: bool) -> int:
             url.rstrip("/") + "/auth/login",
             json={"username": name, "password": password},
             timeout=30.0,
+            verify=verify,
         )
     except httpx.HTTPError as exc:
         raise Failure(f"cannot reach {url}: {exc}") from None

@@ -37,6 +37,7 @@ import importlib.metadata
 import json
 import os
 import queue
+import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -385,6 +386,22 @@ def _wait_timeout(job_id: str, timeout: float | None, job: Job | None) -> WaitTi
     return WaitTimeout(f"job {job_id} did not finish within {timeout:g}s{state}", job)
 
 
+def ca_file_context(path: str) -> ssl.SSLContext:
+    """A client TLS context trusting the CAs of the PEM file ``path`` (``verify="ca.pem"``,
+    the CLI's ``--ca-file``); ``ValueError`` naming the file if it is not one."""
+    try:
+        return ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ValueError(f"CA file {path}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"CA file {path} is not a PEM file of CA certificates: {exc}") from None
+
+
+def _verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: a CA file's path becomes a context (httpx deprecates paths)."""
+    return ca_file_context(verify) if isinstance(verify, str) else verify
+
+
 def _resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
     url = url or os.environ.get("JOBTRIO_URL") or DEFAULT_URL
     if "://" not in url:
@@ -669,7 +686,7 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.url, token = _resolve(url, token)
         self._http = httpx.Client(
@@ -677,7 +694,7 @@ class Client:
             headers=_headers(token, headers),
             timeout=timeout,
             transport=transport,
-            verify=verify,
+            verify=_verify(verify),
         )
 
     def __enter__(self) -> Client:
@@ -1059,7 +1076,7 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.url, token = _resolve(url, token)
         self._http = httpx.AsyncClient(
@@ -1067,7 +1084,7 @@ class AsyncClient:
             headers=_headers(token, headers),
             timeout=timeout,
             transport=transport,
-            verify=verify,
+            verify=_verify(verify),
         )
 
     async def __aenter__(self) -> AsyncClient:

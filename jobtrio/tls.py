@@ -13,6 +13,12 @@ websocket between nodes) uses the two contexts made here:
   must name the host its ``CLUSTER_ADVERTISE`` address uses. It presents the
   node's own certificate, which a listener asking for one checks.
 
+A node's own HTTPS calls to its peers' APIs (the cluster-wide
+``/api/v1/workers`` view) use the dialler's context too (``peer_http_verify``):
+the peers' certificates are checked against ``TLS_CA_FILE``, not the
+process's ``SSL_CERT_FILE`` or system CAs alone, and the node presents its
+certificate.
+
 TLS 1.2 is the oldest version offered. A file that cannot be read or a key
 that does not match its certificate stops start-up with one line naming the
 variable (``ConfigError``).
@@ -58,6 +64,12 @@ def peer_server_context(settings: Settings) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_REQUIRED
         _load_ca(context, settings)
     return context
+
+
+def peer_http_verify(settings: Settings) -> ssl.SSLContext | bool:
+    """What a node's HTTPS calls to peers' APIs verify against (httpx's ``verify``): the
+    peer transport's client context under TLS_ENABLED, else httpx's default."""
+    return peer_client_context(settings) if settings.tls_enabled else True
 
 
 def peer_client_context(settings: Settings) -> ssl.SSLContext:

@@ -31,7 +31,7 @@ from jobtrio.api.metrics_app import create_metrics_app
 from jobtrio.cluster.transport import WebsocketTransport
 from jobtrio.config import ConfigError, Settings
 from jobtrio.server import hypercorn_config, serve
-from jobtrio.tls import peer_client_context, peer_server_context
+from jobtrio.tls import peer_client_context, peer_http_verify, peer_server_context
 from jobtrio.users import Role, Users
 from tests.servers import free_port
 from tests.test_api import make_node
@@ -233,13 +233,14 @@ async def test_a_three_node_cluster_elects_over_wss(
     pki: Pki, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With auth on too: the cluster-wide workers view asks the peers' HTTPS APIs
-    with a node token (the CA given to httpx through SSL_CERT_FILE)."""
+    with a node token, checking their certificates against TLS_CA_FILE: SSL_CERT_FILE
+    names another CA here (the view used it, and showed every peer unreachable)."""
     from tests.test_auth import CHEAP
 
     users = Users.open_or_create(tmp_path / "users.json", CHEAP)
     users.add("ops", Role.ADMIN, "ops-password")
     users.save()
-    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.stranger_ca_file))
     cluster_ports = [free_port() for _ in range(3)]
     peers = ",".join(f"127.0.0.1:{p}" for p in cluster_ports)
     prefix = "tls" + tmp_path.name[-8:].replace("-", "")
@@ -292,6 +293,87 @@ async def test_a_three_node_cluster_elects_over_wss(
         for node in nodes:
             await node.stopped.wait()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_nodes_calls_to_peers_present_its_certificate_to_a_mutual_tls_api(
+    pki: Pki,
+) -> None:
+    """An HTTPS API that requires a client certificate signed by the CA: the node's own
+    calls (``peer_http_verify``) get through, a client without a certificate does not."""
+    node = make_node(**pki.settings(tls_peer_client_auth=True))
+    port = free_port()
+    config = hypercorn_config(node.settings, "127.0.0.1", port)
+    config.graceful_timeout = 0.1
+    config.ca_certs = str(pki.ca_file)
+    config.verify_mode = ssl.CERT_REQUIRED
+    url = f"https://127.0.0.1:{port}/health"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await nursery.start(functools.partial(hypercorn_serve, create_app(node), config))
+        async with httpx.AsyncClient(verify=peer_http_verify(node.settings)) as client:
+            assert (await client.get(url)).status_code == 200
+        async with httpx.AsyncClient(verify=pki.client_context()) as client:
+            with pytest.raises(httpx.HTTPError):
+                await client.get(url)
+        node.request_stop()
+        await node.stopped.wait()
+        nursery.cancel_scope.cancel()
+    assert peer_http_verify(Settings()) is True  # without TLS: httpx's default
+
+
+async def test_the_cli_trusts_a_ca_file_for_login_and_every_command(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """``--ca-file`` / JOBTRIO_CA_FILE: before it, a private CA needed SSL_CERT_FILE."""
+    from tests.test_auth_cli import run
+
+    path = tmp_path / "users.json"
+    users = Users.open_or_create(path)
+    users.add("carol", Role.USER, "carols-password")
+    users.save()
+    node = make_node(**pki.settings(), auth_enabled=True, jwt_secret="j" * 32, users_file=str(path))
+    port = free_port()
+    config = hypercorn_config(node.settings, "127.0.0.1", port)
+    config.graceful_timeout = 0.1
+    url = f"https://127.0.0.1:{port}"
+    clean = {"SSL_CERT_FILE": "", "SSL_CERT_DIR": "", "JOBTRIO_CA_FILE": "", "JOBTRIO_TOKEN": ""}
+
+    def cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+        return run(*args, "--url", url, stdin=stdin, env={**clean, **env})
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await nursery.start(functools.partial(hypercorn_serve, create_app(node), config))
+        ca = str(pki.ca_file)
+        password = "carols-password\n"
+        logged = await trio.to_thread.run_sync(
+            functools.partial(cli, "login", "carol", "--ca-file", ca, stdin=password)
+        )
+        assert logged.returncode == 0, logged.stderr
+        token = logged.stdout.strip()
+        listed = await trio.to_thread.run_sync(
+            functools.partial(cli, "jobs", "list", "--token", token, JOBTRIO_CA_FILE=ca)
+        )
+        assert listed.returncode == 0, listed.stderr
+        for refused in (
+            functools.partial(cli, "login", "carol", stdin=password),
+            functools.partial(cli, "jobs", "list", "--token", token),
+            functools.partial(
+                cli, "jobs", "list", "--token", token, "--ca-file", str(pki.stranger_ca_file)
+            ),
+        ):
+            result = await trio.to_thread.run_sync(refused)
+            assert result.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
+            assert "Traceback" not in result.stderr
+        node.request_stop()
+        await node.stopped.wait()
+        nursery.cancel_scope.cancel()
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    result = await trio.to_thread.run_sync(
+        functools.partial(cli, "jobs", "list", "--ca-file", str(bad))
+    )
+    assert result.returncode == 2 and "not a PEM file of CA certificates" in result.stderr
 
 
 def test_a_bad_certificate_or_key_is_one_line(pki: Pki, tmp_path: Path) -> None:
@@ -431,3 +513,24 @@ async def test_the_client_trusts_a_private_ca_through_ssl_cert_file(
         await trio.to_thread.run_sync(submit)
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
     assert await trio.to_thread.run_sync(submit)
+
+
+async def test_the_client_takes_a_ca_file_path_without_a_deprecation_warning(
+    pki: Pki, https_node: tuple[Node, int]
+) -> None:
+    """``verify="ca.pem"`` (docs/client.md) went to httpx as a path, which it deprecates."""
+    import warnings
+
+    from jobtrio.client import Client
+
+    _, port = https_node
+
+    def submit() -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with Client(f"https://127.0.0.1:{port}", verify=str(pki.ca_file)) as client:
+                return client.submit("noop").id
+
+    assert await trio.to_thread.run_sync(submit)
+    with pytest.raises(ValueError, match="not a PEM file of CA certificates"):
+        Client("https://127.0.0.1:1", verify=str(pki.key_file))

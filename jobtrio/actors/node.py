@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -54,6 +55,7 @@ from ..observer import NodeObserver
 from ..processors import Registry
 from ..queueplan import Worker, unserved, worker_from_meta
 from ..schedules import Schedule, validate_schedule
+from ..tls import peer_http_verify
 from ..workflows import build as build_workflow
 from ..workflows import view as workflow_view
 from .cluster import ClusterActor, ClusterSeams
@@ -141,6 +143,8 @@ class Node:
         extra_actors: Sequence[tuple[str, Actor]] = (),
     ) -> None:
         self.settings = settings
+        #: httpx's ``verify`` for calls to peers' APIs (TLS_CA_FILE), made at first use.
+        self._peer_verify: ssl.SSLContext | bool | None = None
         self.node_id = settings.node_id
         self.broker = broker
         self.store = store
@@ -690,7 +694,11 @@ class Node:
                     }
                 ]
 
-        async with httpx.AsyncClient(timeout=2.0, headers=self.peer_headers()) as client:
+        if self._peer_verify is None:  # built once: a context costs milliseconds
+            self._peer_verify = peer_http_verify(self.settings)
+        async with httpx.AsyncClient(
+            timeout=2.0, headers=self.peer_headers(), verify=self._peer_verify
+        ) as client:
             async with trio.open_nursery() as nursery:
                 for member in peers:
                     nursery.start_soon(fetch, client, member)
