@@ -124,21 +124,26 @@ def _job_view(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A bus event (``type``, ``node_id``, ``at``, data) in the stream's shape (without id)."""
+    """A bus event (``type``, ``node_id``, ``at``, data) in the stream's shape (without id).
+
+    Run for every event the node records (two or three a job): the usual shapes (a
+    float ``at``, a dict of ``job_fields``) are told by their exact type first, before
+    the ABC checks that cost more than the rest."""
     at = event.get("at")
-    out: dict[str, Any] = {
-        "kind": event.get("type"),
-        "at": iso_text(at) if isinstance(at, int | float) else at,
-        "node": event.get("node_id"),
-    }
+    if type(at) is float or isinstance(at, int | float):
+        at = iso_text(at)
+    out: dict[str, Any] = {"kind": event.get("type"), "at": at, "node": event.get("node_id")}
     for key, value in event.items():
-        if key in ("type", "node_id", "at"):
+        if key in _ENVELOPE:
             continue
-        if key == "job" and isinstance(value, Mapping):
-            out.update(_job_view(value))
+        if key == "job" and (type(value) is dict or isinstance(value, Mapping)):
+            out.update(value if "job_id" in value else _job_view(value))
         else:
             out[key] = value
     return out
+
+
+_ENVELOPE = frozenset({"type", "node_id", "at"})
 
 
 def encode(event: Mapping[str, Any]) -> str:
