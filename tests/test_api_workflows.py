@@ -198,12 +198,33 @@ async def test_a_chord_whose_gathered_results_exceed_max_payload_bytes_fails_nam
         big = {"chord": {"group": [{"type": "blob"}] * 4, "callback": {"type": "gather"}}}
         fits = await (await api.post("/api/v1/workflows", json=small)).get_json()
         over = await (await api.post("/api/v1/workflows", json=big)).get_json()
-        assert (await finished(api, fits["id"]))["status"] == "completed"  # 3*62+4 = 190
+        assert (await finished(api, fits["id"]))["status"] == "completed"  # 3 * 62 bytes
         view = await finished(api, over["id"])
         assert view["status"] == "failed" and view["counts"] == {"completed": 4, "failed": 1}
         callback = view["jobs"][-1]
         assert callback["error"] == (
-            "the results of its 4 dependencies are 253 bytes as JSON together; "
+            "the results of its 4 dependencies are 248 bytes as JSON together; "
             "the limit on a job's input is 200 (MAX_PAYLOAD_BYTES)"
         )
         assert len(callback["attempts"]) == 1 and ran == [fits["members"][-1]]
+
+
+async def test_a_result_at_max_result_bytes_is_handed_on_down_a_chain(autojump_clock):
+    """With MAX_RESULT_BYTES == MAX_PAYLOAD_BYTES, a result at the limit is a next step's
+    whole input: it fits (measured as the list [result], 2 bytes more, it did not)."""
+    registry = Registry()
+
+    @registry.processor("fill")
+    async def fill(ctx: JobContext) -> str:
+        return "x" * 198  # 200 bytes as JSON: the limit
+
+    @registry.processor("take")
+    async def take(ctx: JobContext) -> int:
+        return len((ctx.results or [""])[0])
+
+    async with running_node(registry, max_payload_bytes=200, max_result_bytes=200) as node:
+        api = create_app(node).test_client()
+        spec = {"chain": [{"type": "fill"}, {"type": "take"}]}
+        flow = await (await api.post("/api/v1/workflows", json=spec)).get_json()
+        done = await finished(api, flow["id"])
+        assert done["status"] == "completed" and done["jobs"][-1]["result"] == 198

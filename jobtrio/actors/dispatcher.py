@@ -850,12 +850,14 @@ def _result_problem(value: Any, limit: int) -> str | None:
 
 def gathered_problem(job: Job, limit: int) -> str | None:
     """Why the results ``job`` receives from its dependencies (a chord's callback gets one
-    per member, up to 1,000) cannot be its input: more than ``limit`` bytes of JSON
-    together (MAX_PAYLOAD_BYTES, the bound on any job's input), or None."""
+    per member, up to 1,000) cannot be its input: their JSON sizes add up to more than
+    ``limit`` bytes (MAX_PAYLOAD_BYTES, the bound on any job's input), or None. A sum, so
+    one result within MAX_RESULT_BYTES handed on down a chain fits when that is no more
+    than MAX_PAYLOAD_BYTES (the defaults are equal)."""
     results = job.results
     if not results:
         return None
-    size = _json_size(results)
+    size = sum(_json_size(result) for result in results)
     if size <= limit:
         return None
     return (
