@@ -137,3 +137,14 @@ async def test_submit_with_an_idempotency_key_twice_is_one_workflow(
     run = await cli("workflows", "submit", json.dumps(CHORD), "--idempotency-key", "")
     assert run.code == 1 and "idempotency_key must be a string of 1 to 200" in run.err
     assert sum((await served.node.broker.depths()).values()) == 3
+
+
+async def test_the_async_client_retries_a_workflow_with_its_key(served: Served) -> None:
+    from jobtrio.client import AsyncClient
+
+    async with AsyncClient(served.url) as client:
+        first = await client.submit_workflow(CHORD, idempotency_key="async-1")
+        again = await client.submit_workflow(CHORD, idempotency_key="async-1")
+        other = await client.submit_workflow(CHORD)
+    assert again.id == first.id and other.id != first.id
+    assert sum((await served.node.broker.depths()).values()) == 6
