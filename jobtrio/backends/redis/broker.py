@@ -31,7 +31,7 @@ from .codec import (
     SEP,
     as_text,
     check_name,
-    decode,
+    decoder_for,
     enc,
     encode,
     enqueue_arg,
@@ -233,10 +233,11 @@ class RedisBroker(OnRedis, Broker):
         if not reply:
             return []
         leases = []
+        job_of = decoder_for(reply)
         for record in reply.decode().split(RS):
             token, body, m = record.split(SEP, 2)
             # a worker needs every field: parsed here, whole
-            leases.append(Lease(decode(body, m.split(SEP)), token, expires_at))
+            leases.append(Lease(job_of(body, m.split(SEP)), token, expires_at))
         return leases
 
     async def renew(
