@@ -156,7 +156,8 @@ class _Builder:
                 raise ValidationError(
                     f"{path}.{field}: a workflow's members are wired by the workflow "
                     f"(depends_on, receive_results and on_dependency_failure by position and "
-                    f"options; an idempotency_key could hand back a job outside it)",
+                    f"options; a member's idempotency_key could hand back a job outside it: "
+                    f"give the workflow one, at its top level)",
                     f"{path}.{field}",
                 )
         if len(self.jobs) >= MAX_WORKFLOW_JOBS:

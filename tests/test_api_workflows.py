@@ -139,6 +139,12 @@ async def test_bad_workflows_are_refused_naming_the_place(api):
         response = await api.post("/api/v1/workflows", json=spec)
         assert response.status_code == 422, spec
         assert (await response.get_json())["error"]["field"] == field, spec
+    response = await api.post(
+        "/api/v1/workflows", json={"group": [{**add(1), "idempotency_key": "k"}]}
+    )
+    error = (await response.get_json())["error"]
+    assert error["field"] == "workflow.group[0].idempotency_key"
+    assert "give the workflow one, at its top level" in error["message"]
     too_many = {"group": [add(1)] * 1001}
     response = await api.post("/api/v1/workflows", json=too_many)
     assert response.status_code == 422
