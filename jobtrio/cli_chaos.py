@@ -66,7 +66,7 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 @click.option(
     "--clock-skew",
     type=float,
-    default=1.0,
+    default=5.0,
     show_default=True,
     help="Seconds the last node's clock is ahead (negative: behind; 0: none).",
 )

@@ -43,7 +43,7 @@ class ChaosOptions:
     #: Seconds of calm between two faults.
     fault_interval: float = 3.0
     #: Seconds the last node's clock is ahead (0: no skew).
-    clock_skew: float = 1.0
+    clock_skew: float = 5.0
     job_lease: float = 3.0
     clients: int = 3
     #: Submissions a second, all clients together.
