@@ -59,6 +59,7 @@ from httpx_ws import (
 
 from .backoff import Backoff
 from .jobs import TERMINAL_STATUSES, Job
+from .jsontext import orjson_exact
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 10.0
@@ -427,11 +428,15 @@ def _connection_failed(url: str, exc: httpx.TransportError) -> ConnectionFailed:
 
 def _json_of(response: httpx.Response) -> Any:
     """The answer's JSON: orjson reads a batch's 700 kB four times faster than ``json``;
-    what it refuses (NaN, integers past 64 bits) goes to ``response.json()`` as before."""
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return response.json()
+    what it refuses (NaN) or would read otherwise (an integer past 64 bits, which it
+    makes a float: see ``orjson_exact``) goes to ``response.json()`` as before."""
+    content = response.content
+    if orjson_exact(content):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return response.json()
 
 
 def _read(response: httpx.Response, call: _Call) -> Any:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ...jobs import Attempt, Job, JobStatus
-from ...jsontext import compact_encoder
+from ...jsontext import compact_encoder, orjson_exact
 from .layout import LAYOUT
 
 #: Joins many values into one script argument or reply: redis-py packs and parses
@@ -165,17 +165,13 @@ def _orjson_or_json(text: str) -> Any:
 
 _orjson_loads = orjson.loads
 _OrjsonError = orjson.JSONDecodeError
-#: orjson reads an integer past 64 bits as a float (json.loads: the exact int). Every
-#: such integer is 19 digits or more in a row; a reply without such a run is safe.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 19
 
 
 def decoder_for(reply: bytes) -> Any:
-    """``decode_fast`` when no number in ``reply`` can be past orjson's 64 bits, else
-    ``decode``: one C pass over a whole claim reply (ids and tokens rarely hold 19
-    decimal digits in a row; when one does, the reply is read the slower way)."""
-    return decode if _LONG_RUN in reply.translate(_DIGITS_AS_ZERO) else decode_fast
+    """``decode_fast`` when orjson reads every number of ``reply`` exactly (see
+    ``orjson_exact``: ids and tokens rarely hold 19 decimal digits in a row; when one
+    does, the reply is read the slower way), else ``decode``."""
+    return decode_fast if orjson_exact(reply) else decode
 
 
 _generated = LAYOUT.functions(HELPERS)
