@@ -11,6 +11,7 @@ Store) with a memory Store beside it, which none of them writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytest
@@ -21,7 +22,7 @@ from jobtrio.actors.leadership import Leadership
 from jobtrio.actors.node import Node
 from jobtrio.actors.recorder import Recorder
 from jobtrio.backends.base import BackendUnavailable, Broker, Finish, StateConflict
-from jobtrio.backends.memory import MemoryStore
+from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.events import EventBus
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
@@ -141,3 +142,57 @@ async def test_a_cancel_of_a_purged_job_finds_its_record(broker):
     assert node.duties.purged == 1
     with pytest.raises(StateConflict, match="already completed"):
         await node.cancel(done.id)
+
+
+class CountingBroker(MemoryBroker):
+    """Counts the leader's reads of the jobs due for a purge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+        self.reads += 1
+        return await super().finished_due(older_than, limit)
+
+
+async def test_a_store_outage_postpones_the_purge_to_the_next_housekeeping_logged_once(
+    autojump_clock, caplog
+):
+    """The Store down, the leader's loop tries the purge again at the next housekeeping,
+    not at every tick (it read a page of finished jobs from the Broker and logged a
+    warning 10 times a second); the outage is logged when it starts and when it ends."""
+    caplog.set_level(logging.INFO, "jobtrio.leader")
+    broker, store = CountingBroker(), FlakyStore()
+    settings = Settings(node_id="n1", finished_job_ttl=TTL)
+    leadership = Leadership("n1", settings.election_algorithm)
+    leader = LeaderDuties(
+        settings,
+        broker,
+        store,
+        Recorder(store),
+        leadership,
+        EventBus("n1", trio.current_time),
+        lambda: NOW + 1 + TTL + 1 + trio.current_time(),
+        on_jobs_ready=lambda: None,
+        housekeeping_every=30.0,
+    )
+    epoch = await broker.acquire_epoch("n1", NOW)
+    leadership.set("n1", 1, epoch, NOW)
+    done = await finished_unrecorded(broker)
+    store.down = True
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader.run)
+        await trio.sleep(100.0)  # virtual: housekeeping at 0, 30, 60 and 90 s
+        assert broker.reads == 4, "the purge was retried at every tick"
+        assert leader.purged == 0 and await broker.get(done.id) is not None
+        assert "housekeeping" in leader.postponed
+        store.down = False
+        while leader.purged == 0:
+            await trio.sleep(1.0)
+        assert not leader.postponed
+        nursery.cancel_scope.cancel()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
+    assert any("resumed (housekeeping)" in r.getMessage() for r in caplog.records)
+    assert (await store.get(done.id)).result == {"answer": 42}

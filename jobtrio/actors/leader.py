@@ -106,6 +106,8 @@ class LeaderDuties:
         self.next_reconcile = -math.inf
         #: The last epoch whose writes the Broker refused (also told to the Leadership).
         self.last_fenced: int | None = None
+        #: The duties a backend outage postpones now, with the error (logged once each).
+        self.postponed: dict[str, str] = {}
 
     async def run(self) -> None:
         while True:
@@ -135,14 +137,28 @@ class LeaderDuties:
                 nursery.start_soon(self._watch_leadership, epoch, scope)
                 while True:
                     now = self._clock()
-                    try:
-                        await self.tick(epoch, now)
+                    if await self._attempt("tick", self.tick(epoch, now)):
                         if now >= next_housekeeping:
-                            await self.housekeeping(epoch, now)
+                            # a housekeeping that meets an outage waits for the next, as
+                            # one that passed does: retried every tick, it read a page of
+                            # finished jobs from the Broker and logged 10 times a second
                             next_housekeeping = now + self.housekeeping_every
-                    except BackendUnavailable as exc:
-                        log.warning("leader duty postponed: %s", exc)
+                            await self._attempt("housekeeping", self.housekeeping(epoch, now))
                     await trio.sleep(self._tick)
+
+    async def _attempt(self, duty: str, call: Awaitable[None]) -> bool:
+        """Run one duty; a backend outage postpones it, logged when it starts and ends
+        (not at every attempt in between)."""
+        try:
+            await call
+        except BackendUnavailable as exc:
+            if duty not in self.postponed:
+                log.warning("leader duty postponed (%s): %s", duty, exc)
+            self.postponed[duty] = str(exc)
+            return False
+        if self.postponed.pop(duty, None) is not None:
+            log.info("leader duty resumed (%s)", duty)
+        return True
 
     async def _watch_leadership(self, epoch: int, scope: trio.CancelScope) -> None:
         while self._leadership.view.epoch == epoch:
