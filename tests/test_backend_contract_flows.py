@@ -7,6 +7,7 @@ parameterizes ``broker`` over memory, SQLite and a real Redis).
 from __future__ import annotations
 
 import pytest
+import trio
 
 from jobtrio.backends.base import Finish, ProgressReport
 from jobtrio.backends.dependencies import UnknownDependency
@@ -246,3 +247,46 @@ async def test_a_workflow_whose_key_a_plain_job_holds_files_nothing(broker):
     [held] = await broker.enqueue(flow, NOW)
     assert held.id == job.id and held.workflow is None
     assert await broker.get_many([j.id for j in flow]) == {}
+
+
+async def test_concurrent_submissions_of_one_keyed_workflow_file_one_set(broker):
+    """Two submissions with one key at once (a client's retry racing its first try): the
+    key is checked and the jobs filed in one Broker move, so one set is filed and both
+    answers name its root."""
+    spec = {"chain": [{"type": "a"}, {"type": "b"}], "idempotency_key": "race"}
+    flows = [build_workflow(spec, NOW, ids=ids) for _ in range(4)]
+    answers: list[list[Job]] = []
+
+    async def submit(flow: list[Job]) -> None:
+        answers.append(await broker.enqueue(flow, NOW))
+
+    async with trio.open_nursery() as nursery:
+        for flow in flows:
+            nursery.start_soon(submit, flow)
+    assert len({answer[0].id for answer in answers}) == 1
+    assert sorted(len(answer) for answer in answers) == [1, 1, 1, 2]
+    assert sum((await broker.depths()).values()) == 2
+
+
+async def test_a_workflow_key_answers_whatever_it_holds_and_is_free_once_its_root_is_gone(
+    broker,
+):
+    """As documented (docs/api.md, workflows): the body is not compared (a different
+    workflow, or a plain job, sent with a held key is answered with the workflow's root);
+    the key is held by the first job only, so once that job is purged (it ends first in a
+    chain) the same key files a new workflow."""
+    spec = {"chain": [{"type": "a"}, {"type": "b"}], "idempotency_key": "wf"}
+    first = build_workflow(spec, NOW, ids=ids)
+    await broker.enqueue(first, NOW)
+    other = build_workflow({"group": [{"type": "z"}], "idempotency_key": "wf"}, NOW, ids=ids)
+    [held] = await broker.enqueue(other, NOW)
+    assert held.id == first[0].id and held.type == "a"
+    [same] = await broker.enqueue([make("z", idempotency_key="wf")], NOW)
+    assert same.id == first[0].id
+    epoch = await broker.acquire_epoch("leader", NOW)
+    done = await run_one(broker)
+    assert done.id == first[0].id
+    assert await broker.purge_finished(NOW + 10, epoch, only=[(done.id, done.version)]) == 1
+    assert (await broker.get(first[1].id)).status == JobStatus.PENDING  # still to run
+    again = build_workflow(spec, NOW + 10, ids=ids)
+    assert [j.id for j in await broker.enqueue(again, NOW + 10)] == [j.id for j in again]
