@@ -66,6 +66,42 @@ async def test_without_queues_every_queue_merges_into_one_priority_order(broker)
     assert await claim_ns(broker, 10) == [1, 2, 3, 0]
 
 
+async def test_a_merged_claim_keeps_one_order_when_one_queue_leads_it(broker):
+    # Every queue merged, the lowest entries mostly in one queue: a claim reads each of
+    # the four sets a share at a time (Redis), so the leading queue's share runs out
+    # mid-claim and is read further; batches of 10, 7 and the rest, with and without a
+    # cap on the leading queue, give exactly the one priority order of all the jobs.
+    spec = [("a", 10)] * 9 + [("b", 10), ("c", 1), ("d", 5)] + [("a", 5)] * 6
+    spec += [("b", 1), ("c", 5), ("d", 10), ("d", 10)] + [("a", 1)] * 5
+    jobs = [make(queue=q, priority=p, payload={"n": i}) for i, (q, p) in enumerate(spec)]
+    await broker.enqueue(jobs, NOW)
+    order = [i for i, _ in sorted(enumerate(spec), key=lambda e: (-e[1][1], e[0]))]
+    assert await claim_ns(broker, 10) == order[:10]
+    assert await claim_ns(broker, 7) == order[10:17]
+    # a cap of 3 on the leading queue: its next three, then the others' in order
+    capped = await claim_ns(broker, 8, scope(limits={"a": 3}))
+    rest = order[17:]
+    firsts = [i for i in rest if spec[i][0] == "a"][:3]
+    others = [i for i in rest if spec[i][0] != "a"]
+    assert capped == sorted(firsts + others[:5], key=rest.index)
+    left = [i for i in rest if i not in capped]
+    assert await claim_ns(broker, 100) == left
+    assert await claim_ns(broker, 100) == []
+    assert {q.name: q.pending for q in await broker.queues()} == {}
+
+
+async def test_a_cap_bounds_a_queue_across_its_types_in_a_merged_claim(broker):
+    # render's jobs of two types lead the order; a cap of 3 on render holds for both
+    # types together, and the claim fills from email in order
+    spec = [("render", "a", 10), ("render", "b", 10), ("render", "a", 10), ("render", "b", 9)]
+    spec += [("render", "a", 9), ("email", "a", 1), ("email", "b", 1), ("email", "a", 1)]
+    jobs = [make(t, queue=q, priority=p, payload={"n": i}) for i, (q, t, p) in enumerate(spec)]
+    await broker.enqueue(jobs, NOW)
+    assert await claim_ns(broker, 5, scope(limits={"render": 3})) == [0, 1, 2, 5, 6]
+    assert await claim_ns(broker, 5, scope(limits={"render": 1})) == [3, 7]
+    assert await claim_ns(broker, 5) == [4]
+
+
 async def test_a_queue_outside_the_scope_is_never_claimed(broker):
     await broker.enqueue([make(queue="render", payload={"n": 0})], NOW)
     assert await claim_ns(broker, 5, scope("email")) == []

@@ -51,50 +51,81 @@ local popped = {}
 local taken = 0
 local function take(members, budget)
   -- up to budget entries from these pending sets, lowest score first, honouring q_limit:
-  -- each set's first budget entries (already in order), merged by always taking the
-  -- lowest head (a k-way merge: no sort of every fetched entry)
+  -- a k-way merge that always takes the lowest head (no sort of every fetched entry).
+  -- Each set is read in pieces by rank (nothing leaves a set before the end, so ranks
+  -- hold): first its share of the budget, then, when that is spent and the set may hold
+  -- more, what the claim still wants. k sets cost about budget entries read, not k times
+  -- budget. A list's head score is converted once and is nil when the list can give
+  -- nothing more (spent, or its queue's q_limit reached): the inner loop only compares.
+  local share = budget
+  if #members > 1 then share = math.ceil(budget / #members) + 1 end
+  local function fetch(l, size)
+    local got = redis.call('ZRANGE', K_PENDING .. l.member, l.read, l.read + size - 1,
+                           'WITHSCORES')
+    l.got, l.at, l.read, l.done = got, 1, l.read + #got / 2, #got / 2 < size
+    if #got > 0 then l.score = tonumber(got[2]) else l.score = nil end
+  end
   local lists = {}
   for _, member in ipairs(members) do
     local q = string.match(member, '^([^\31]*)')
-    if (q_limit[q] or budget) > 0 then
-      local got = redis.call('ZRANGE', K_PENDING .. member, 0, budget - 1, 'WITHSCORES')
-      if #got == 0 then
+    local left = q_limit[q] or budget
+    if left > 0 then
+      local l = {member = member, q = q, taken = {}, read = 0}
+      fetch(l, math.min(share, left))
+      if l.score == nil then
         redis.call('SREM', K_PQS, member)
       else
-        lists[#lists + 1] = {got = got, at = 1, member = member, q = q, taken = {},
-                             whole = #got / 2 < budget}
+        lists[#lists + 1] = l
       end
     end
   end
+  local nl = #lists
   local count = 0
   while count < budget do
     local best, best_score = nil, nil
-    for _, l in ipairs(lists) do
-      if l.at <= #l.got then
-        local left = q_limit[l.q]
-        if left == nil or left > 0 then
-          local score = tonumber(l.got[l.at + 1])
-          if best == nil or score < best_score then best, best_score = l, score end
-        end
-      end
+    for i = 1, nl do
+      local l = lists[i]
+      local score = l.score
+      if score and (best == nil or score < best_score) then best, best_score = l, score end
     end
     if best == nil then break end
-    local id = best.got[best.at]
-    best.at = best.at + 2
-    local left = q_limit[best.q]
-    if left then q_limit[best.q] = left - 1 end
+    local at = best.at
+    local id = best.got[at]
     count = count + 1
     popped[#popped + 1] = id
     best.taken[#best.taken + 1] = id
     note_taken(best.q)
+    local left = q_limit[best.q]
+    if left then
+      left = left - 1
+      q_limit[best.q] = left
+      if left == 0 then
+        -- the queue gave all it may: none of its sets (one per type) is read further
+        for i = 1, nl do
+          if lists[i].q == best.q then lists[i].score = nil end
+        end
+      end
+    end
+    at = at + 2
+    best.at = at
+    if best.score ~= nil then -- nil: its queue was capped just now
+      if at <= #best.got then
+        best.score = tonumber(best.got[at + 1])
+      elseif best.done or count == budget then
+        best.score = nil
+      else
+        fetch(best, math.min(budget - count, left or budget))
+      end
+    end
   end
-  for _, l in ipairs(lists) do
+  for i = 1, nl do
+    local l = lists[i]
     local ids = l.taken
     for c = 1, #ids, 1000 do
       redis.call('ZREM', K_PENDING .. l.member, unpack(ids, c, math.min(c + 999, #ids)))
     end
-    -- the whole set was fetched and all of it taken: it is empty now
-    if l.whole and #ids * 2 == #l.got then redis.call('SREM', K_PQS, l.member) end
+    -- the set was read to its end and all of it taken: it is empty now
+    if l.done and #ids == l.read then redis.call('SREM', K_PQS, l.member) end
   end
   return count
 end
