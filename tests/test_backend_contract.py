@@ -449,6 +449,25 @@ async def test_finished_due_reads_what_a_purge_drops_next_as_it_ended(broker):
     assert (await broker.get(a.id)).status == JobStatus.COMPLETED  # nothing was dropped
 
 
+async def test_finished_due_stops_once_the_documents_read_reach_max_bytes(broker):
+    """A page of a thousand 100 kB results was read in one move (a second of Redis held by
+    one script, 1 GB with 1 MiB results): ``max_bytes`` ends the page after the job whose
+    document reaches it, always at least one job."""
+    jobs = [make() for _ in range(3)]
+    await broker.enqueue(jobs, NOW)
+    leases = await broker.claim("n", 3, 30, NOW)
+    big = "x" * 10_000
+    await broker.finish(
+        [Finish(lease.job.id, lease.token, "completed", result={"r": big}) for lease in leases],
+        NOW + 1,
+    )
+    assert len(await broker.finished_due(NOW + 2)) == 3
+    assert len(await broker.finished_due(NOW + 2, max_bytes=1)) == 1
+    two = await broker.finished_due(NOW + 2, max_bytes=15_000)  # each document is ~10 kB
+    assert len(two) == 2 and all(job.result == {"r": big} for job in two)
+    assert len(await broker.finished_due(NOW + 2, limit=1, max_bytes=10**9)) == 1
+
+
 async def test_purge_only_drops_the_jobs_named_still_finished_at_their_version(broker):
     """``only``: the jobs the leader wrote to the Store, each dropped only while it is
     still finished at the version written; a job retried and finished again since, a

@@ -152,9 +152,11 @@ class CountingBroker(MemoryBroker):
         super().__init__()
         self.reads = 0
 
-    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+    async def finished_due(
+        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+    ) -> list[Job]:
         self.reads += 1
-        return await super().finished_due(older_than, limit)
+        return await super().finished_due(older_than, limit, max_bytes)
 
 
 async def test_a_store_outage_postpones_the_purge_to_the_next_housekeeping_logged_once(

@@ -64,8 +64,13 @@ PROMOTE_STEPS_PER_TICK = 100
 #: written to a separate Store first, then one fenced Broker move).
 PURGE_PAGE = 1000
 
-#: Purge steps one housekeeping takes at most, step after step while they come back
-#: full; a backlog left after them goes on one step a tick (a step of 1,000 on Redis with
+#: Bytes of finished jobs' documents one purge step reads from the Broker at most (past
+#: the job that reaches them, at least one): a page of a thousand 100 kB results held
+#: Redis for a second in one script (1 GB with 1 MiB results) and the leader's memory.
+PURGE_BYTES = 8 * 1024 * 1024
+
+#: Purge steps one housekeeping takes at most, step after step while each lets go of
+#: something; a backlog left after them goes on one step a tick (a step of 1,000 on Redis with
 #: a separate Store took 70-85 ms: longer ticks would delay promotions). One step every 30 s
 #: purged at most 33 jobs/s, far below what the workers finish: the Broker grew without
 #: bound.
@@ -226,25 +231,25 @@ class LeaderDuties:
 
     async def purge(self, epoch: int, older_than: float, steps: int = PURGE_STEPS) -> int:
         """Let go of the jobs that finished before ``older_than``, in up to ``steps``
-        steps while they come back full (``purge_backlog``: the next tick goes on).
+        steps while each lets go of something (``purge_backlog``: the next tick goes on).
 
-        A step that let go of nothing ends the purge: what was due changed under it.
-        Returns how many jobs were purged.
+        A step that let go of nothing ends the purge: nothing more is due (or what
+        was due changed under it). Returns how many jobs were purged.
         """
         self.purge_backlog = False
         purged = 0
         for _ in range(steps):
-            n, full = await self._purge_step(epoch, older_than)
+            n = await self._purge_step(epoch, older_than)
             purged += n
             self.purged += n
-            if not (full and n):
+            if not n:
                 return purged
         self.purge_backlog = True
         return purged
 
-    async def _purge_step(self, epoch: int, older_than: float) -> tuple[int, bool]:
-        """Let go of up to ``PURGE_PAGE`` jobs that finished before ``older_than``: how
-        many, and whether the page was full (more may be due).
+    async def _purge_step(self, epoch: int, older_than: float) -> int:
+        """Let go of up to ``PURGE_PAGE`` jobs (``PURGE_BYTES`` of them read) that finished
+        before ``older_than``; returns how many.
 
         When the Broker does not write the Store's records, a job's every
         snapshot may have died with its node's recorder (cut off from the
@@ -259,21 +264,19 @@ class LeaderDuties:
         """
         forget = older_than - TOMBSTONE_SECONDS
         if self._broker.writes_records_of(self._store):
-            n = await self._broker.purge_finished(
+            return await self._broker.purge_finished(
                 older_than, epoch, PURGE_PAGE, tombstones_before=forget
             )
-            return n, n >= PURGE_PAGE
-        due = await self._broker.finished_due(older_than, PURGE_PAGE)
+        due = await self._broker.finished_due(older_than, PURGE_PAGE, PURGE_BYTES)
         if due:
             await self._store.put_many(due)
-        n = await self._broker.purge_finished(
+        return await self._broker.purge_finished(
             older_than,
             epoch,
             PURGE_PAGE,
             tombstones_before=forget,
             only=[(job.id, job.version) for job in due],
         )
-        return n, len(due) >= PURGE_PAGE
 
     async def reconcile(self, epoch: int, now: float, settle: float = 60.0) -> int:
         """Re-enqueue jobs the Store holds as live but the Broker lost (e.g. Redis lost data),

@@ -350,9 +350,14 @@ class Broker(abc.ABC):
         """Return jobs whose lease expired to pending; fail those past ``poison_limit``."""
 
     @abc.abstractmethod
-    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+    async def finished_due(
+        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+    ) -> list[Job]:
         """Up to ``limit`` terminal jobs finished before ``older_than``, in the order they
         finished, as the Broker holds them (their final state): what a purge drops next.
+        With ``max_bytes``, no job after the one whose document (its JSON text) brings
+        the page's total to ``max_bytes`` or more: at least one job, never a page of a
+        thousand 1 MiB results read in one move.
 
         The leader writes them to a Store the Broker does not keep the records of
         before it purges exactly them (``purge_finished(only=...)``). Not fenced: a read.

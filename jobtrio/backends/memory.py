@@ -408,9 +408,20 @@ class MemoryBroker(Broker):
         # in the order the jobs finished (a job is filed again at each finish)
         return [i for i, at in self._finished_at.items() if at < older_than][:limit]
 
-    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+    async def finished_due(
+        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+    ) -> list[Job]:
         await trio.lowlevel.checkpoint()
-        return [self._jobs[i].copy() for i in self._due(older_than, limit)]
+        out: list[Job] = []
+        size = 0
+        for job_id in self._due(older_than, limit):
+            if max_bytes is not None and size >= max_bytes:
+                break
+            job = self._jobs[job_id].copy()
+            if max_bytes is not None:
+                size += len(job.dumps())
+            out.append(job)
+        return out
 
     async def purge_finished(
         self,

@@ -506,8 +506,10 @@ class SqliteBroker(Broker):
     ) -> list[Job]:
         return await self._db.write(_requeue_expired, now, epoch, poison_limit, limit)
 
-    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
-        return await self._db.read(_finished_due, older_than, limit)
+    async def finished_due(
+        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+    ) -> list[Job]:
+        return await self._db.read(_finished_due, older_than, limit, max_bytes)
 
     async def purge_finished(
         self,
@@ -1022,12 +1024,21 @@ def _requeue_expired(
     return moved
 
 
-def _finished_due(conn: sqlite3.Connection, older_than: float, limit: int) -> list[Job]:
+def _finished_due(
+    conn: sqlite3.Connection, older_than: float, limit: int, max_bytes: int | None
+) -> list[Job]:
     rows = conn.execute(
         "SELECT doc FROM queue WHERE finished_at < ? ORDER BY finished_at LIMIT ?",
         (older_than, limit),
-    ).fetchall()
-    return [Job.loads(doc) for (doc,) in rows]
+    )
+    out: list[Job] = []
+    size = 0
+    for (doc,) in rows:
+        if max_bytes is not None and size >= max_bytes:
+            break
+        size += len(doc)
+        out.append(Job.loads(doc))
+    return out
 
 
 def _purge_finished(

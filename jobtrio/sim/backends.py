@@ -301,11 +301,13 @@ class ObservedBroker(MemoryBroker):
                     self._trace.record("job", "purged", job_id, status, epoch)
         return n
 
-    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
+    async def finished_due(
+        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+    ) -> list[Job]:
         if not self.record_before_purge:
             await trio.lowlevel.checkpoint()
             return []
-        return await super().finished_due(older_than, limit)
+        return await super().finished_due(older_than, limit, max_bytes)
 
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
         if not self.fenced_restore:
@@ -560,8 +562,12 @@ class BrokerLink(Broker):
             "broker", lambda: self._b.requeue_expired(now, epoch, poison_limit, limit)
         )
 
-    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
-        return await self._c.call("broker", lambda: self._b.finished_due(older_than, limit))
+    async def finished_due(
+        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+    ) -> list[Job]:
+        return await self._c.call(
+            "broker", lambda: self._b.finished_due(older_than, limit, max_bytes)
+        )
 
     async def purge_finished(
         self,

@@ -432,8 +432,11 @@ class RedisBroker(OnRedis, Broker):
         reply = await self._leader_call(self._requeue, args, epoch)
         return [Job.loads(d) for d in reply]
 
-    async def finished_due(self, older_than: float, limit: int = 1000) -> list[Job]:
-        docs = await self._call(self._finished, [num(older_than), str(limit)])
+    async def finished_due(
+        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+    ) -> list[Job]:
+        budget = "" if max_bytes is None else str(max_bytes)
+        docs = await self._call(self._finished, [num(older_than), str(limit), budget])
         return [Job.loads(doc) for doc in docs]
 
     async def purge_finished(
