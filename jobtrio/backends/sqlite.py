@@ -39,6 +39,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -119,6 +120,29 @@ def _outage(exc: sqlite3.Error) -> BackendUnavailable | None:
     return None
 
 
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the file in WAL mode, waiting out another connection doing the same.
+
+    Switching a fresh file to WAL takes an exclusive lock, and SQLite answers
+    ``database is locked`` at once, without the busy handler, when another
+    connection is opening the same file at that moment (the Broker and the
+    Store of one node do): so wait here, up to the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 class _Database:
     """One connection, used from one worker thread at a time.
 
@@ -140,7 +164,7 @@ class _Database:
             )
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(conn, busy_timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA temp_store = MEMORY")
                 # Two objects may create their tables in one file at the same time.
