@@ -484,6 +484,21 @@ async def test_batch_accepts_all_jobs_atomically(node: Node, client: TrioClient)
         await wait_status(client, job["id"], "completed")
 
 
+async def test_a_batchs_jobs_share_one_created_at_and_sort_as_sent(
+    node: Node, client: TrioClient
+) -> None:
+    """One clock reading a batch (its texts are written once for all its jobs); the ids,
+    not the times, keep the order sent."""
+    items = [{"type": "noop", "payload": {"i": i}} for i in range(300)]
+    response = await client.post("/api/v1/jobs/batch", json={"jobs": items})
+    jobs = (await body(response))["jobs"]
+    assert response.status_code == 201
+    assert len({(j["created_at"], j["updated_at"]) for j in jobs}) == 1
+    assert jobs[0]["created_at"] == jobs[0]["updated_at"]
+    ids = [j["id"] for j in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+
+
 async def test_batch_with_one_bad_item_is_422_and_accepts_nothing(
     node: Node, client: TrioClient
 ) -> None:

@@ -445,6 +445,38 @@ def test_hand_written_body_equals_the_encoded_dict():
         assert codec.encode(job, job.status)[0] == reference
 
 
+def test_encoded_values_equal_each_fields_json_text():
+    """``encode`` writes its usual values inline (None, ints, empty lists, remembered float
+    texts): every value of ``m`` is still the compact JSON of its field, whatever it holds,
+    and a float's remembered text is its own (0.0 and -0.0 are equal keys, not one text)."""
+    import random
+
+    reference = json.JSONEncoder(separators=(",", ":")).encode
+    rng = random.Random(5)
+    odd = [None, 0, -0.0, 0.0, 1.5, -1.5, 2**70 + 1, True, False, [], [1], {}, {"a": 1}, "ž\x00"]
+    odd += [1e16, 1e-7, 17, 0.1 + 0.2, math.inf, -math.inf, NOW, -NOW]
+    plain = [v.field for v in codec.LAYOUT.values if v.kind == "plain"]
+    for _ in range(400):
+        job = make(payload=rng.choice([{}, {"a": [1, 2.5, None]}, {"ž": "🐢"}]))
+        for name in plain:
+            setattr(job, name, rng.choice(odd))
+        job.created_at = rng.choice([NOW, -0.0, 0.0, 3, 2.5, math.inf])
+        body, values = codec.encode(job, job.status)
+        for value, text in zip(codec.LAYOUT.values, values, strict=True):
+            if value.kind == "plain":
+                assert text == reference(getattr(job, value.field)), value.field
+        created = body[body.rindex(',"created_at":') + 14 : body.index(',"max_retries":')]
+        assert created == reference(job.created_at)
+        assert codec.num(job.created_at) == json.dumps(job.created_at)
+
+
+def test_remembered_float_texts_keep_zero_signs_apart():
+    for first, second in ((0.0, -0.0), (-0.0, 0.0)):
+        assert (codec.float_text(first), codec.float_text(second)) == (repr(first), repr(second))
+        assert (codec.enc(first), codec.enc(second)) == (repr(first), repr(second))
+    assert codec.float_text(NOW) == codec.float_text(NOW + 0.0) == repr(NOW)
+
+
 def test_has_dependents_reads_an_unparsed_lazy_job_without_parsing_it():
     """Every finished job is asked (actors/releases.py): the answer comes from the raw value."""
     parent = make()

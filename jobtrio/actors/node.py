@@ -312,12 +312,16 @@ class Node:
         return stored
 
     async def submit_many(self, items: Sequence[Any], owner: str | None = None) -> list[Job]:
-        """All or nothing: every item is validated before any is enqueued, in one move."""
+        """All or nothing: every item is validated before any is enqueued, in one move.
+
+        The jobs are accepted at one time (one clock reading, their created_at): one
+        time a batch is one time's text to write, for every job's record and answer."""
         jobs: list[Job] = []
         errors: list[tuple[int, ValidationError]] = []
+        now = self.clock()
         for i, item in enumerate(items):
             try:
-                job = self._validate(item)
+                job = validate_submission(item, now, self.limits, self.ids)
             except ValidationError as exc:
                 errors.append((i, exc))
             else:
