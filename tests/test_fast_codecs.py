@@ -211,3 +211,79 @@ def test_the_payload_depth_limit_holds_at_its_edge(levels: int):
     else:
         job = validate_submission({"type": "noop", "payload": payload}, 1_700_000_000.0)
         assert job.payload == payload
+
+
+def _outcome(read: Any, raw: bytes) -> Any:
+    """What a body reader makes of ``raw``: the value with its types, or the 400's words."""
+    from jobtrio.api.errors import ApiError
+
+    try:
+        value = read(raw)
+    except ApiError as exc:
+        return ("refused", exc.status, exc.code, exc.message)
+    return ("read", json.dumps(value), _types(value))
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"jobs":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+REQUEST_BODIES = [
+    b'{"jobs":[{"type":"t","payload":{"a":1,"b":[1.5,null,true]}}]}',
+    b'{"a" : 1 ,\n "b":\t{"c":"x"}}',
+    b'{"a":1,"a":2}',  # a duplicate key
+    b'{"jobs":[{"type":"t","type":"u"}]}',
+    b'{"\\u0061":1,"a":2}',  # the same key spelt two ways
+    b'{"a":"x\\":y","b":1}',  # a key's end inside a string: a false alarm
+    b'{"a" :1,"a":2}',
+    b'{"a":"\\ud800"}',  # a lone surrogate
+    b'{"a":"\\ud800\\udc00"}',
+    b'{"a":"\xed\xa0\x80"}',
+    b'{"a":"\xc0\xaf"}',
+    b'\xef\xbb\xbf{"a":1}',  # a byte order mark
+    b'{"a":NaN}',
+    b'{"a":Infinity}',
+    b'{"a":1e400}',
+    b'{"a":-0,"b":-0.0,"c":1E2,"d":5e-324,"e":1e-400,"f":0.1}',
+    b'{"a":18446744073709551615,"b":-9223372036854775809,"c":1180591620717411303425}',
+    b'{"a":' + b"1" * 5000 + b"}",
+    b'{"a":123456789012345678,"b":"1234567890123456789"}',
+    b'{"a":1} x',
+    b'{"a":1,}',
+    b"",
+    b"  ",
+    b'"a string"',
+    b"[1,2]",
+    b'{"a":"x\x00"}',
+    b'{"a":"\x7f\xc5\xbc\xf0\x9f\x90\xa2"}',
+    _nested(64),
+    _nested(65),
+    b"[" * 2000 + b"]" * 2000,
+]
+
+
+@pytest.mark.parametrize("raw", REQUEST_BODIES, ids=range(len(REQUEST_BODIES)))
+def test_request_bodies_read_by_orjson_equal_the_checked_reading(raw: bytes) -> None:
+    """orjson reads a request body only when it gives what the stdlib's checked reading
+    gives: the same values and types, or the same refusal (code and message)."""
+    from jobtrio.api import parsing
+
+    assert _outcome(parsing.decode_json, raw) == _outcome(parsing._decode_checked, raw)
+
+
+def test_a_plain_batch_is_read_by_orjson() -> None:
+    from jobtrio.api import parsing
+
+    body = {"jobs": [{"type": "noop", "payload": {"i": i, "x": [1.5]}} for i in range(1000)]}
+    raw = json.dumps(body).encode()
+    assert parsing._decode_fast(raw) == body
+    assert parsing._decode_fast(b'{"a":1,"a":2}') is parsing._REFUSED
+    assert parsing._decode_fast(_nested(65)) is parsing._REFUSED

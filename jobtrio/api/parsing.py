@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from quart import request
 from werkzeug.datastructures import MultiDict
 
@@ -31,6 +32,7 @@ from ..jobs import (
     nested_deeper_than,
     parse_time,
 )
+from ..jsontext import orjson_exact
 from ..text import clip
 from .errors import ApiError, BadRequest, PayloadTooLarge
 
@@ -43,6 +45,8 @@ LIST_PARAMETERS = (
     "status", "type", "queue", "limit", "cursor", "created_after", "created_before",
 )  # fmt: skip
 
+_orjson_loads = orjson.loads
+_OrjsonError = orjson.JSONDecodeError
 _LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SPACE_FOR_PLUS = re.compile(r"^(.*\d) (\d\d(?::?\d\d)?)$")
 
@@ -83,8 +87,69 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+#: The end of an object's key: its closing quote, then the colon (a quote and a colon in
+#: a string, escaped or not, only add to the count).
+_KEY_END = re.compile(rb'"[ \t\n\r]*:')
+_REFUSED = object()
+
+
+def _keys_within(value: Any, limit: int) -> int:
+    """The keys of every object in ``value``, or -1 when it nests deeper than ``limit``
+    (``nested_deeper_than``'s measure, walked on orjson's exact dicts and lists)."""
+    keys = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            keys += len(item)
+            children: Iterable[Any] = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return -1
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+    return keys
+
+
+def _decode_fast(raw: bytes) -> Any:
+    """``raw`` read by orjson when that is what ``decode_json``'s checked reading gives,
+    else ``_REFUSED``.
+
+    orjson reads a batch of 1,000 jobs about ten times faster than ``json.loads`` with
+    the duplicate-key hook (0.25 against 2.6 us a job, the depth walk included). It
+    refuses, with messages of its own, everything the checked reading refuses but one
+    thing, and reads what it accepts as json does but one thing, so any refusal is left
+    to the checked reading (for its message), and so are: a run of 19 digits (an
+    integer past 64 bits, which orjson reads as a float: ``orjson_exact``); a duplicate
+    key (orjson keeps the last), told by counting the keys' ends in the text, of which
+    there are at least as many as keys sent, and exactly as many as keys read when none
+    is repeated; and a body nested deeper than ``MAX_JSON_DEPTH``.
+    """
+    if not orjson_exact(raw):
+        return _REFUSED
+    try:
+        data = _orjson_loads(raw)
+    except _OrjsonError:
+        return _REFUSED
+    keys = _keys_within(data, MAX_JSON_DEPTH)
+    if keys < 0 or keys != len(_KEY_END.findall(raw)):
+        return _REFUSED
+    return data
+
+
 def decode_json(raw: bytes) -> Any:
     """Parse a request body, or raise a 400 that says what is wrong and where."""
+    data = _decode_fast(raw)
+    return _decode_checked(raw) if data is _REFUSED else data
+
+
+def _decode_checked(raw: bytes) -> Any:
+    """``decode_json`` by the stdlib, which says what is wrong and where."""
     if not raw.strip():
         raise BadRequest("empty_body", "the request body is empty; send a JSON object")
     try:
