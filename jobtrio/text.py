@@ -22,6 +22,9 @@ from typing import Any
 #: Longest value (its repr) an error message quotes before cutting it.
 CLIP_LENGTH = 60
 
+#: Most characters of a job's error kept: an exception's type and message.
+MAX_ERROR_CHARS = 4096
+
 #: C0 and C1 controls, DEL, line/paragraph separators and the bidirectional
 #: and zero-width format characters a terminal or a browser acts on.
 UNSAFE = re.compile(
@@ -79,3 +82,25 @@ def cut(text: str, limit: int = CLIP_LENGTH) -> str:
     if len(text) <= limit:
         return printable(text)
     return f"{printable(text[: limit - 1])}… ({len(text)} characters)"
+
+
+def error_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """A processor's error as a job keeps it: valid Unicode, at most ``limit`` characters.
+
+    The error is stored with the job and each of its attempts, carried by the
+    job's events and read back by every client. An exception message is the
+    processor's own text: one of megabytes was stored whole on every attempt
+    and in every event (a 5 MB message, three attempts: 15 MB a job, and the
+    Redis event stream keeps up to ``EVENT_STREAM_MAXLEN`` events); one holding
+    a lone UTF-16 surrogate cannot be encoded as UTF-8, which Redis's wire,
+    BSON and the event stream all need: the node's event stream crashed on it
+    at every restart. So the text is cut, saying how much was left out, and a
+    lone surrogate becomes U+FFFD.
+    """
+    if len(text) > limit:
+        # the whole within limit, so cutting twice changes nothing
+        keep = limit - len(f"… ({len(text)} more characters)")
+        text = f"{text[:keep]}… ({len(text) - keep} more characters)"
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text

@@ -58,6 +58,7 @@ from ..metrics import NodeMetrics
 from ..payloads import PayloadError, from_payload
 from ..processors import JobContext, Registry, UnknownJobType, run_processor
 from ..retry import RetryPolicy
+from ..text import error_text
 from .recorder import Recorder
 from .signals import Wakeup
 
@@ -587,7 +588,8 @@ class Dispatcher:
             processor = self._registry.get(job.type)
         except UnknownJobType as exc:
             # no retry on this node can help: fail now with the reason
-            return Finish(job.id, lease.token, "failed", worker.worker_id, error=str(exc))
+            error = error_text(str(exc))
+            return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
         data = None
         if processor.payload_type is not None:
             try:
@@ -838,9 +840,14 @@ def _result_problem(value: Any, limit: int) -> str | None:
     if isinstance(value, int) and -_SHORT_INT < value < _SHORT_INT:
         return None
     if isinstance(value, str) and 6 * len(value) + 2 <= limit:  # \u0001 is 6 bytes, the most
-        return None
+        if value.isascii():
+            return None
     try:
-        size = _json_size(value)
+        size = len(_RESULT_ENCODER(value).encode("utf-8"))
+    except UnicodeEncodeError:
+        # no valid text: Redis's wire and BSON need UTF-8, and a client's strict JSON
+        # parser refuses the escape; a payload holding one is refused the same way
+        return "result holds a lone UTF-16 surrogate, which is not valid text"
     except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return f"result is not JSON-serialisable: a {type(value).__name__} (or inside it)"
     if size > limit:
@@ -867,6 +874,10 @@ def gathered_problem(job: Job, limit: int) -> str | None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    """A processor's exception as the job's error (``error_text``: cut, valid Unicode)."""
     name = type(exc).__name__
-    return f"{name}: {text}" if text else name
+    try:
+        text = str(exc)
+    except Exception as broken:  # a processor's own exception class whose __str__ fails
+        text = f"(its message could not be read: {type(broken).__name__})"
+    return error_text(f"{name}: {text}" if text else name)

@@ -1,0 +1,152 @@
+"""What a processor hands back as text: its exception's message and its result.
+
+Both are the processor's own, not validated input: an exception message of
+megabytes, one holding a lone UTF-16 surrogate (not valid Unicode, so no
+UTF-8 for Redis's wire, BSON or the event stream), an exception whose
+``__str__`` itself raises, a result holding a lone surrogate. The job keeps
+a cut, valid error; a result that is no valid text fails the attempt naming
+why; and the node's event stream on Redis carries the job's events instead of
+crashing on them at every restart (what it did before).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import redis
+import trio
+
+from jobtrio.actors.node import Node
+from jobtrio.backends import open_backends
+from jobtrio.config import Settings
+from jobtrio.jobs import JobStatus
+from jobtrio.processors import JobContext, Registry
+from jobtrio.text import MAX_ERROR_CHARS, error_text
+from tests.servers import RedisServer
+from tests.test_node import running_node, terminal
+from tests.waiting import wait_until
+
+SURROGATE = "bad \ud800 text"
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def registry() -> Registry:
+    reg = Registry()
+
+    @reg.processor("surrogate")
+    async def surrogate(ctx: JobContext) -> None:
+        raise ValueError(SURROGATE)
+
+    @reg.processor("huge")
+    async def huge(ctx: JobContext) -> None:
+        raise ValueError("x" * 3_000_000)
+
+    @reg.processor("unprintable")
+    async def unprintable(ctx: JobContext) -> None:
+        raise Unprintable()
+
+    @reg.processor("surrogate-result")
+    async def surrogate_result(ctx: JobContext) -> dict[str, str]:
+        return {"text": SURROGATE}
+
+    @reg.processor("short-surrogate-result")
+    async def short_surrogate_result(ctx: JobContext) -> str:
+        return "\udfff"
+
+    return reg
+
+
+def test_error_text_cuts_and_makes_valid_unicode() -> None:
+    assert error_text("ValueError: fine") == "ValueError: fine"
+    assert error_text("caf\u00e9 \U0001f600") == "caf\u00e9 \U0001f600"  # valid text stays
+    assert error_text(SURROGATE) == "bad \ufffd text"
+    for over in (1, 10, 10_000_000):
+        cut = error_text("y" * (MAX_ERROR_CHARS + over))
+        kept = cut.index("\u2026")
+        assert cut == "y" * kept + f"\u2026 ({MAX_ERROR_CHARS + over - kept} more characters)"
+        assert MAX_ERROR_CHARS - 10 <= len(cut) <= MAX_ERROR_CHARS
+    assert error_text("y" * MAX_ERROR_CHARS) == "y" * MAX_ERROR_CHARS
+    assert error_text(cut) == cut  # cutting twice changes nothing
+    cut.encode("utf-8")
+
+
+async def test_a_processor_s_error_is_kept_cut_and_valid(autojump_clock) -> None:
+    async with running_node(registry()) as node:
+        surrogate = await node.submit({"type": "surrogate", "max_retries": 0})
+        huge = await node.submit({"type": "huge", "max_retries": 2})
+        unprintable = await node.submit({"type": "unprintable", "max_retries": 0})
+
+        job = await terminal(node, surrogate.id)
+        assert job.status == JobStatus.FAILED
+        assert job.error == "ValueError: bad \ufffd text"
+
+        job = await terminal(node, huge.id)
+        assert job.status == JobStatus.FAILED
+        assert len(job.attempts) == 3
+        for text in [job.error, *(attempt.error for attempt in job.attempts)]:
+            assert text is not None
+            assert text.startswith("ValueError: xxx")
+            assert text.endswith(" more characters)")
+            assert MAX_ERROR_CHARS - 10 <= len(text) <= MAX_ERROR_CHARS
+            kept = text.index("\u2026")
+            assert (
+                text[kept:] == f"\u2026 ({3_000_000 + len('ValueError: ') - kept} more characters)"
+            )
+
+        job = await terminal(node, unprintable.id)
+        assert job.error == "Unprintable: (its message could not be read: RuntimeError)"
+
+
+async def test_a_result_that_is_no_valid_text_fails_the_attempt_naming_why(autojump_clock) -> None:
+    async with running_node(registry()) as node:
+        for kind in ("surrogate-result", "short-surrogate-result"):
+            submitted = await node.submit({"type": kind, "max_retries": 0})
+            job = await terminal(node, submitted.id)
+            assert job.status == JobStatus.FAILED, kind
+            assert job.result is None
+            assert job.error == "result holds a lone UTF-16 surrogate, which is not valid text"
+
+
+async def test_the_redis_event_stream_carries_a_failed_job_whose_error_was_no_valid_text(
+    redis_server: RedisServer,
+) -> None:
+    prefix = "ptext" + uuid.uuid4().hex[:8]
+    settings = Settings(
+        node_id="n1",
+        redis_url=redis_server.url,
+        redis_key_prefix=prefix,
+        worker_count=2,
+        shutdown_grace=0.2,
+    )
+    broker, store = await open_backends(settings)
+    node = Node(settings, broker, store, registry())
+
+    def failed_events() -> list[dict[str, object]]:
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            entries = client.xrange("{" + prefix + "}:events")
+        finally:
+            client.close()
+        events = [json.loads(fields[b"e"]) for _, fields in entries]
+        return [e for e in events if e.get("kind") == "job.failed"]
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            job = await node.submit({"type": "surrogate", "max_retries": 0})
+            events = await wait_until(
+                failed_events, timeout=20, message="the job.failed event in the Redis Stream"
+            )
+            node.request_stop()
+        assert [e["job_id"] for e in events] == [job.id]
+        assert events[0]["error"] == "ValueError: bad \ufffd text"
+        restarts = node.metrics.actor_restarts.labels("event-stream")._value.get()
+        assert restarts == 0
+    finally:
+        await broker.close()
+        await store.close()
