@@ -22,7 +22,13 @@ from jobtrio.actors.leader import LeaderDuties
 from jobtrio.actors.leadership import Leadership
 from jobtrio.actors.node import Node
 from jobtrio.actors.recorder import Recorder
-from jobtrio.backends.base import BackendUnavailable, Broker, Finish, StateConflict
+from jobtrio.backends.base import (
+    BackendUnavailable,
+    Broker,
+    Finish,
+    RecordRefused,
+    StateConflict,
+)
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.events import EventBus
@@ -44,6 +50,23 @@ class FlakyStore(MemoryStore):
     async def put_many(self, jobs: Sequence[Job]) -> None:
         if self.down:
             raise BackendUnavailable("store", "unreachable")
+        await super().put_many(jobs)
+
+
+class RefusingStore(MemoryStore):
+    """A Store that cannot hold some records, as MongoDB refuses a document over 16 MiB:
+    a batch holding one fails whole (pymongo's DocumentTooLarge), every time."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.calls = 0
+
+    async def put_many(self, jobs: Sequence[Job]) -> None:
+        self.calls += 1
+        too_big = [job.id for job in jobs if job.id in self.refuse]
+        if too_big:
+            raise RecordRefused("store", f"document of {too_big[0]} is too large")
         await super().put_many(jobs)
 
 
@@ -232,3 +255,27 @@ async def test_a_backlog_of_finished_jobs_is_purged_page_after_page(broker, monk
         assert record is not None and record.status == JobStatus.COMPLETED
     await leader.tick(epoch, now)  # nothing left: no purge
     assert leader.purged == 250
+
+
+async def test_a_record_the_store_refuses_keeps_its_job_and_lets_the_others_go(broker, caplog):
+    """Before, the refusal escaped the housekeeping (not an outage), the leader's duties
+    crashed and restarted into the same refusal: no purge of any job, ever."""
+    caplog.set_level(logging.ERROR, "jobtrio.leader")
+    jobs = [await finished_unrecorded(broker) for _ in range(7)]
+    big = jobs[3]
+    store = RefusingStore({big.id})
+    leader = duties(broker, store)
+    epoch = await broker.acquire_epoch("n1", NOW)
+    await leader.housekeeping(epoch, NOW + 1 + TTL + 1)
+    assert leader.purged == 6
+    for job in jobs:
+        record, held = await store.get(job.id), await broker.get(job.id)
+        if job is big:
+            assert record is None and held is not None and held.result == {"answer": 42}
+        else:
+            assert record is not None and record.result == {"answer": 42} and held is None
+    refusals = [r.getMessage() for r in caplog.records if big.id in r.getMessage()]
+    assert len(refusals) == 1 and "too large" in refusals[0]
+    await leader.housekeeping(epoch, NOW + 1 + TTL + 60)  # the next: still kept, said once
+    assert await broker.get(big.id) is not None
+    assert len([r for r in caplog.records if big.id in r.getMessage()]) == 1

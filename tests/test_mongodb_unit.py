@@ -25,6 +25,7 @@ from pymongo import UpdateOne
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
+    DocumentTooLarge,
     DuplicateKeyError,
     ExecutionTimeout,
     NetworkTimeout,
@@ -33,7 +34,7 @@ from pymongo.errors import (
 )
 
 from jobtrio.backends import mongodb
-from jobtrio.backends.base import BackendUnavailable, JobQuery, NodeRecord
+from jobtrio.backends.base import BackendUnavailable, JobQuery, NodeRecord, RecordRefused
 from jobtrio.backends.mongodb import (
     INDEXES,
     MongoStore,
@@ -343,3 +344,26 @@ async def test_elections_come_back_newest_first_without_ids(store):
 
 def test_module_constants_are_sane():
     assert mongodb.ELECTIONS_KEPT >= 50 and mongodb.DUPLICATE_KEY == 11000
+
+
+class _RefusingCollection:
+    """What pymongo does with a document over the server's limit (16 MiB): it refuses it
+    client-side, before sending, with ``DocumentTooLarge`` (the fake does not check the
+    limit, so the refusal is raised here; a real server's is not exercised)."""
+
+    def bulk_write(self, operations: list[Any], ordered: bool = False) -> None:
+        raise DocumentTooLarge(
+            "BSON document too large (17000123 bytes) - the connected server supports BSON "
+            "document sizes up to 16793598 bytes."
+        )
+
+
+@needs_fake
+async def test_a_document_over_the_limit_is_a_refused_record_not_a_crash(store):
+    from jobtrio.jobs import IdGenerator, validate_submission
+
+    job = validate_submission({"type": "noop"}, 1_700_000_000.0, ids=IdGenerator())
+    store._jobs = _RefusingCollection()  # type: ignore[assignment]
+    with pytest.raises(RecordRefused, match="document too large") as info:
+        await store.put_many([job])
+    assert info.value.backend == "mongodb"

@@ -33,7 +33,7 @@ from ..events import EventBus
 from ..eventstream import job_fields
 from ..jobs import Job, JobStatus
 from .leadership import Leadership
-from .recorder import Recorder
+from .recorder import Recorder, put_what_the_store_takes
 
 log = logging.getLogger("jobtrio.leader")
 
@@ -113,6 +113,8 @@ class LeaderDuties:
         self.requeued = 0
         self.reconciled = 0
         self.purged = 0
+        #: Finished jobs whose record the Store refused (``RecordRefused``): never purged.
+        self.purge_refused: set[str] = set()
         self.fenced = 0
         #: When the next reconciliation may start (``trio.current_time()``).
         self.next_reconcile = -math.inf
@@ -268,14 +270,22 @@ class LeaderDuties:
                 older_than, epoch, PURGE_PAGE, tombstones_before=forget
             )
         due = await self._broker.finished_due(older_than, PURGE_PAGE, PURGE_BYTES)
+        refused: set[str] = set()
         if due:
-            await self._store.put_many(due)
+            for job, why in await put_what_the_store_takes(self._store, due):
+                # kept in the Broker (still readable there), reported once
+                refused.add(job.id)
+                if job.id not in self.purge_refused:
+                    self.purge_refused.add(job.id)
+                    log.error(
+                        "job %s stays in the broker: the store refused its record: %s", job.id, why
+                    )
         return await self._broker.purge_finished(
             older_than,
             epoch,
             PURGE_PAGE,
             tombstones_before=forget,
-            only=[(job.id, job.version) for job in due],
+            only=[(job.id, job.version) for job in due if job.id not in refused],
         )
 
     async def reconcile(self, epoch: int, now: float, settle: float = 60.0) -> int:

@@ -4,7 +4,9 @@ The Broker already holds every accepted job, so the Store write is off the
 critical path: snapshots queue here, newer versions replace older ones of
 the same job while they wait, and one ``put_many`` writes a batch. When the
 Store is down the batch waits and is retried with backoff; nothing is
-dropped, and memory stays bounded by the number of distinct live jobs.
+dropped, and memory stays bounded by the number of distinct live jobs. A
+snapshot the Store refuses for good (``RecordRefused``) is left out, logged
+and counted, so that it cannot hold back every other record.
 
 When a snapshot is written depends on whether it can still be superseded:
 
@@ -35,7 +37,7 @@ from collections.abc import Iterable
 
 import trio
 
-from ..backends.base import BackendUnavailable, Store
+from ..backends.base import BackendUnavailable, RecordRefused, Store
 from ..backoff import Backoff
 from ..jobs import TERMINAL_STATUSES, Job
 from .signals import Wakeup
@@ -44,6 +46,34 @@ log = logging.getLogger("jobtrio.recorder")
 
 #: (first, maximum) seconds between tries of a batch while the Store is down.
 STORE_RETRY = (0.05, 5.0)
+
+
+async def put_what_the_store_takes(
+    store: Store, jobs: list[Job]
+) -> list[tuple[Job, RecordRefused]]:
+    """Write ``jobs``; those the Store refuses for good are left out and returned with why.
+
+    A record the Store cannot hold (``RecordRefused``: a MongoDB document over
+    16 MiB, e.g. a chord's callback holding its group's results) fails the
+    whole batch it is in, and it would fail the same way on every retry: the
+    batch's writer (this node's recorder, the leader's purge) would retry it
+    forever and write no record at all. So the batch is halved until each
+    refused record stands alone, and everything else is written (about
+    2 log2(batch) more writes per refused record). ``BackendUnavailable``
+    passes through: then nothing is known to be refused.
+    """
+    try:
+        await store.put_many(jobs)
+    except RecordRefused as exc:
+        if len(jobs) == 1:
+            return [(jobs[0], exc)]
+    else:
+        return []
+    half = len(jobs) // 2
+    return [
+        *await put_what_the_store_takes(store, jobs[:half]),
+        *await put_what_the_store_takes(store, jobs[half:]),
+    ]
 
 
 class Recorder:
@@ -63,6 +93,8 @@ class Recorder:
         self._idle = trio.Event()
         self._idle.set()
         self.written = 0
+        #: Snapshots the Store refused for good (``RecordRefused``), left out.
+        self.refused = 0
         self.healthy = True
         self.last_error: str | None = None
 
@@ -144,7 +176,7 @@ class Recorder:
                     await self._wakeup.wait(math.inf)
                 continue
             try:
-                await self._store.put_many(list(batch.values()))
+                refused = await put_what_the_store_takes(self._store, list(batch.values()))
             except BackendUnavailable as exc:
                 if self.healthy:
                     log.warning("store unavailable, %d records wait: %s", self.backlog, exc)
@@ -157,6 +189,10 @@ class Recorder:
             self.healthy = True
             self.last_error = None
             backoff.reset()
+            for job, why in refused:
+                # dropped like a written one: retrying the batch would block every record
+                log.error("record of job %s (version %d) left out: %s", job.id, job.version, why)
+                self.refused += 1
             pending, final = self._pending, self._final
             for key, job in batch.items():
                 # drop only if no newer snapshot arrived while we were writing
@@ -164,4 +200,4 @@ class Recorder:
                 if entry is not None and entry[0] is job:
                     del pending[key]
                     final.pop(key, None)
-            self.written += len(batch)
+            self.written += len(batch) - len(refused)

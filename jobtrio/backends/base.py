@@ -43,6 +43,17 @@ class BackendUnavailable(BackendError):
         self.reason = reason
 
 
+class RecordRefused(BackendError):
+    """The Store refuses a record for good (bigger than it can hold: MongoDB's 16 MiB
+    document): a retry cannot help, so the writer leaves that record out instead of
+    retrying the batch forever, and says so."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend} refused the record: {reason}")
+        self.backend = backend
+        self.reason = reason
+
+
 class FencedError(BackendError):
     """A leader-only write carried an epoch older than the newest one: refused."""
 
@@ -436,7 +447,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def put_many(self, jobs: Sequence[Job]) -> None:
-        """Upsert snapshots; a snapshot older (lower ``version``) than the stored one is ignored."""
+        """Upsert snapshots; a snapshot older (lower ``version``) than the stored one is ignored.
+
+        ``RecordRefused`` when a record cannot be stored at all (the whole batch
+        may then be unwritten); ``BackendUnavailable`` when the Store cannot be reached.
+        """
 
     @abc.abstractmethod
     async def get(self, job_id: str) -> Job | None: ...

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import pymongo
 import trio
+from bson.errors import InvalidDocument
 from pymongo import IndexModel, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
@@ -47,7 +48,7 @@ from pymongo.errors import (
 )
 
 from ..jobs import Job, JobStatus
-from .base import BackendUnavailable, JobQuery, NodeRecord, Page, Store
+from .base import BackendUnavailable, JobQuery, NodeRecord, Page, RecordRefused, Store
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -257,6 +258,8 @@ class MongoStore(Store):
         """One blocking pymongo call in a worker thread, outages translated."""
         try:
             return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        except InvalidDocument as exc:  # DocumentTooLarge: over the 16 MiB a document holds
+            raise RecordRefused("mongodb", str(exc) or type(exc).__name__) from exc
         except PyMongoError as exc:
             if is_unavailable(exc):
                 raise BackendUnavailable("mongodb", str(exc) or type(exc).__name__) from exc
