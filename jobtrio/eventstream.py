@@ -37,6 +37,7 @@ import trio
 from .backends.base import BackendUnavailable
 from .backoff import Backoff
 from .eventlog import ZERO_ID, EventId, EventLog, LogEntry, format_id, parse_id
+from .events import Item, JobEvents
 from .jobs import Job, iso_text
 
 if TYPE_CHECKING:
@@ -166,6 +167,31 @@ _ORJSON_OPTIONS = (
 
 def _refuse(value: Any) -> Any:
     raise TypeError(f"left to the stdlib encoder: {type(value).__name__}")
+
+
+def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
+    """``encode(normalize(event))`` of each of ``batch.events()`` (the first ``limit``).
+
+    The envelope (kind, at, node) the events share is written once and each job's
+    fields after it: 0.34 against 2.0 us an event (timeit, 100 jobs a batch)."""
+    at = batch.at
+    head = {
+        "kind": batch.kind,
+        "at": iso_text(at) if isinstance(at, int | float) else at,
+        "node": batch.node_id,
+    }
+    prefix = encode(head)[:-1] + ","
+    out = []
+    for fields in batch.jobs if limit is None else batch.jobs[:limit]:
+        if "job_id" not in fields:
+            fields = _job_view(fields)
+        try:
+            body = orjson.dumps(fields, default=_refuse, option=_ORJSON_OPTIONS).decode()
+        except TypeError:
+            body = _ENCODER.encode(fields)
+        # the fields' object without its "{", after the envelope's without its "}"
+        out.append(prefix + body[1:] if len(body) > 2 else prefix[:-1] + "}")
+    return out
 
 
 def with_id(event_id: EventId, body: str) -> str:
@@ -460,7 +486,7 @@ class EventStream:
     # -- the actor ---------------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            with self._bus.subscribe(buffer=BUS_BUFFER) as events:
+            with self._bus.subscribe(buffer=BUS_BUFFER, batches=True) as events:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._receive, events)
                     if self.log is not None:
@@ -473,18 +499,21 @@ class EventStream:
                     GOING_AWAY_CLOSE,
                 )
 
-    async def _receive(self, events: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
-        account = self._metrics.account_event
+    async def _receive(self, events: trio.MemoryReceiveChannel[Item]) -> None:
+        account, account_jobs = self._metrics.account_event, self._metrics.account_jobs
         pending, recording = self._pending, self.log is not None
-        async for event in events:
-            batch = [event]
+        async for first in events:
+            batch = [first]
             while len(batch) < READ_BATCH:
                 try:
                     batch.append(events.receive_nowait())
                 except trio.WouldBlock:
                     break
             for item in batch:
-                account(item)
+                if type(item) is JobEvents:
+                    account_jobs(item.kind, item.jobs)
+                else:
+                    account(item)  # type: ignore[arg-type]
             if not recording:
                 continue
             dropped = self._bus.dropped - self._bus_dropped
@@ -492,10 +521,23 @@ class EventStream:
                 self._bus_dropped += dropped
                 self._lose(dropped)
             room = max(self._pending_limit - len(pending), 0)
-            for item in batch[:room]:
-                pending.append(encode(normalize(item)))
-            if room < len(batch):
-                self._lose(len(batch) - room)  # the newest are the ones that did not fit
+            lost = 0
+            for item in batch:
+                if type(item) is JobEvents:
+                    n = len(item.jobs)
+                    if n > room:
+                        lost += n - room
+                        n = room
+                    if n:
+                        pending.extend(encode_jobs(item, n))
+                        room -= n
+                elif room:
+                    pending.append(encode(normalize(item)))  # type: ignore[arg-type]
+                    room -= 1
+                else:
+                    lost += 1
+            if lost:
+                self._lose(lost)  # the newest are the ones that did not fit
             if pending:
                 self._pending_ready.set()
 

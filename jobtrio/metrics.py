@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -201,15 +201,19 @@ class NodeMetrics:
         self._started = time.monotonic()
         self.node_uptime.set_function(lambda: time.monotonic() - self._started)
         self._by_type: dict[tuple[int, str], Any] = {}
-        self._accounting: dict[str, Callable[[Mapping[str, Any]], None]] = {
-            "job.submitted": lambda e: self._count(self.jobs_submitted, e),
-            "job.completed": lambda e: self._count(self.jobs_completed, e),
-            "job.failed": lambda e: self._count(self.jobs_failed, e),
-            "job.retrying": lambda e: self._count(self.jobs_retried, e),
-            "job.retried": lambda e: self._count(self.jobs_retried, e),
-            "job.cancelled": lambda e: self._count(self.jobs_cancelled, e),
-            "job.lease_expired": self._lease_expired,
+        #: The kinds that count one job each in a total by job type.
+        self._by_kind: dict[str, Counter] = {
+            "job.submitted": self.jobs_submitted,
+            "job.completed": self.jobs_completed,
+            "job.failed": self.jobs_failed,
+            "job.retrying": self.jobs_retried,
+            "job.retried": self.jobs_retried,
+            "job.cancelled": self.jobs_cancelled,
         }
+        self._accounting: dict[str, Callable[[Mapping[str, Any]], None]] = {
+            kind: functools.partial(self._count, counter) for kind, counter in self._by_kind.items()
+        }
+        self._accounting["job.lease_expired"] = self._lease_expired
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -221,13 +225,32 @@ class NodeMetrics:
         if count is not None:
             count(event)
 
+    def account_jobs(self, kind: str, jobs: Sequence[Mapping[str, Any]]) -> None:
+        """``account_event`` of each event of a ``JobEvents`` batch (``jobs``: each job's
+        event fields), with one ``inc`` a job type instead of one a job."""
+        counter = self._by_kind.get(kind)
+        if counter is None:
+            if kind in self._accounting:
+                for fields in jobs:
+                    self.account_event({"type": kind, "job": fields})
+            return
+        types: dict[Any, int] = {}
+        for fields in jobs:
+            job_type = fields.get("type")
+            types[job_type] = types.get(job_type, 0) + 1
+        for job_type, n in types.items():
+            self._child(counter, str(job_type)).inc(n)
+
     def _count(self, counter: Counter, event: Mapping[str, Any]) -> None:
         job = event.get("job") or {}
-        key = (id(counter), str(job.get("type")))  # one child per metric and type
+        self._child(counter, str(job.get("type"))).inc()
+
+    def _child(self, counter: Counter, job_type: str) -> Any:
+        key = (id(counter), job_type)  # one child per metric and type
         child = self._by_type.get(key)
         if child is None:
-            child = self._by_type[key] = counter.labels(key[1])
-        child.inc()
+            child = self._by_type[key] = counter.labels(job_type)
+        return child
 
     def _lease_expired(self, event: Mapping[str, Any]) -> None:
         self.lease_expirations.inc()

@@ -7,27 +7,38 @@ where the test needs a client that misbehaves, raw trio-websocket.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import socket
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from jobtrio.actors.dispatcher import Dispatcher
 from jobtrio.actors.node import Node
 from jobtrio.client import AsyncClient, InvalidRequest, JobtrioError
 from jobtrio.eventlog import MemoryEventLog, format_id, parse_id
+from jobtrio.events import EventBus
 from jobtrio.eventstream import (
     KINDS,
     EventFilter,
+    EventStream,
     FilterError,
+    job_fields,
     normalize,
 )
+from jobtrio.jobs import Job, JobStatus
+from jobtrio.metrics import NodeMetrics
 from tests.test_api import make_node
 from tests.test_client import serve_node
+from tests.test_metrics import scrape, value
 from tests.waiting import wait_until
 
 
@@ -114,6 +125,110 @@ def test_normalize_keeps_the_payload_out() -> None:
     )
     assert event["kind"] == "schedule.fired" and event["at"] == "1970-01-01T00:00:00.000000Z"
     assert event["job_id"] == "J" and "payload" not in json.dumps(event)
+
+
+def _jobs_for_events() -> list[Job]:
+    """Jobs whose event fields take every path of the encoders: plain, unicode, a lone
+    surrogate (orjson refuses it: the stdlib writes it), an int past 64 bits."""
+    jobs = [Job(id=f"J{i:025d}", type="t", created_at=1.0) for i in range(5)]
+    jobs[1].error, jobs[1].worker_id = 'boom: "quoted" \u00e9\u4e2d\n', "n/w1"
+    jobs[2].error = "lone \ud800 surrogate"
+    jobs[3].owner, jobs[3].type = "alice", "other"
+    jobs[4].priority = 2**70
+    return jobs
+
+
+async def test_published_together_records_and_counts_what_one_by_one_would() -> None:
+    """``publish_jobs`` hands the stream's recorder one batch; what it records must be
+    what ``publish`` of each job would have recorded, text for text and in order, with
+    the events published around it, and the metrics must count every job."""
+    jobs = _jobs_for_events()
+    recorded: list[list[str]] = []
+    counted = []
+    for together in (False, True):
+        clock = Clock(1_000.25)
+        bus, metrics = EventBus("n1", clock), NodeMetrics("n1")
+        log = MemoryEventLog(1000, clock)
+        stream = EventStream(bus, log, metrics, clock)
+        with bus.subscribe(buffer=math.inf) as plain:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.run)
+                await trio.testing.wait_all_tasks_blocked()
+                bus.publish("member.up", member="n2", address="a:1")
+                if together:
+                    bus.publish_jobs("job.completed", jobs)
+                    bus.publish_jobs("job.failed", jobs[:2])
+                else:
+                    for job in jobs:
+                        bus.publish("job.completed", job=job_fields(job))
+                    for job in jobs[:2]:
+                        bus.publish("job.failed", job=job_fields(job))
+                bus.publish("node.stopping")
+                await wait_until(functools.partial(_recorded, stream, 9))
+                nursery.cancel_scope.cancel()
+            # a subscriber that did not ask for batches gets the events one by one
+            events = []
+            while True:
+                try:
+                    events.append(plain.receive_nowait())
+                except trio.WouldBlock:
+                    break
+        assert [e["type"] for e in events] == ["member.up"] + ["job.completed"] * 5 + [
+            "job.failed"
+        ] * 2 + ["node.stopping"]
+        assert [e.get("job", {}).get("job_id") for e in events[1:6]] == [j.id for j in jobs]
+        recorded.append([e.body for e in await log.read_after((0, 0), 100)])
+        m = scrape(metrics.render().decode())
+        counted.append(
+            (
+                value(m, "jobs_completed_total", type="t"),
+                value(m, "jobs_completed_total", type="other"),
+                value(m, "jobs_failed_total", type="t"),
+            )
+        )
+    assert recorded[1] == recorded[0]
+    assert json.loads(recorded[1][2])["error"] == jobs[1].error
+    assert "\ud800" in recorded[1][3] and json.loads(recorded[1][5])["priority"] == 2**70
+    assert counted[1] == counted[0] == (4.0, 1.0, 2.0)
+
+
+async def test_a_batch_past_the_pending_limit_keeps_its_oldest_and_counts_the_rest() -> None:
+    clock = Clock()
+    bus, metrics = EventBus("n1", clock), NodeMetrics("n1")
+    log = MemoryEventLog(1000, clock)
+    stream = EventStream(bus, log, metrics, clock, pending_limit=3)
+    jobs = _jobs_for_events()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        bus.publish_jobs("job.started", jobs)  # 5 events in one turn of the recorder
+        await wait_until(lambda: stream.recorded == 4)
+        nursery.cancel_scope.cancel()
+    bodies = [json.loads(e.body) for e in await log.read_after((0, 0), 100)]
+    assert [b.get("job_id") for b in bodies[:3]] == [j.id for j in jobs[:3]]
+    assert bodies[3]["kind"] == "stream.lost" and bodies[3]["lost"] == 2
+    assert stream.lost == 2
+
+
+def test_a_finish_batch_of_mixed_outcomes_is_published_in_order() -> None:
+    """The finisher publishes a run of one status as one batch: the events keep the order
+    of the batch and each job's own kind."""
+    bus = EventBus("n1", Clock())
+    jobs = _jobs_for_events()
+    statuses = ["completed", "completed", "failed", "retrying", "completed"]
+    for job, status in zip(jobs, statuses, strict=True):
+        job.status = JobStatus(status)
+    with bus.subscribe(buffer=math.inf) as plain:
+        Dispatcher._publish_finished(SimpleNamespace(_events=bus), jobs)  # type: ignore[arg-type]
+        events = [plain.receive_nowait() for _ in jobs]
+    assert [(e["type"], e["job"]["job_id"]) for e in events] == [
+        (f"job.{status}", job.id) for job, status in zip(jobs, statuses, strict=True)
+    ]
+    assert bus.published == 5
+
+
+def _recorded(stream: EventStream, n: int) -> bool:
+    return stream.recorded == n
 
 
 # -- over a websocket -----------------------------------------------------------------------
@@ -399,7 +514,7 @@ def test_every_kind_the_node_publishes_is_documented() -> None:
     published = set()
     for path in root.rglob("*.py"):
         text = path.read_text()
-        published |= set(re.findall(r'publish\(\s*"([a-z_]+\.[a-z_]+)"', text))
+        published |= set(re.findall(r'publish(?:_jobs)?\(\s*"([a-z_]+\.[a-z_]+)"', text))
     published |= {f"job.{s}" for s in ("completed", "failed", "retrying")}  # f"job.{status}"
     assert published - set(KINDS) == set()
     doc = (root.parent / "docs" / "observability.md").read_text()

@@ -505,9 +505,7 @@ class Dispatcher:
             self.started += len(started)
             self._recorder.record(started)
             self._metrics.worker_active.set(len(workers) - self._idle)
-            if self._events.has_subscribers:
-                for job in started:
-                    self._events.publish("job.started", job=job_fields(job))
+            self._events.publish_jobs("job.started", started)
         return mine
 
     def _release_ready(self) -> None:
@@ -773,10 +771,22 @@ class Dispatcher:
             self._metric_children[key] = pair
         return pair
 
+    def _publish_finished(self, done: list[Job]) -> None:
+        """``job.<status>`` of each finished job, in order: one batch a run of one status
+        (usually the whole list: every job of a drain completes)."""
+        if not done or not self._events.has_subscribers:
+            return
+        publish, start = self._events.publish_jobs, 0
+        status = done[0].status
+        for i in range(1, len(done)):
+            if done[i].status != status:
+                publish(f"job.{status}", done[start:i])
+                start, status = i, done[i].status
+        publish(f"job.{status}", done[start:] if start else done)
+
     def _account(self, reports: list[_Report], results: list[Job | None]) -> None:
         done: list[Job] = []
         durations: dict[tuple[str, str], list[float]] = {}
-        publish = self._events.has_subscribers
         for report, job in zip(reports, results, strict=True):
             outcome = report.finish.outcome  # type: ignore[union-attr]
             if job is None:
@@ -789,8 +799,7 @@ class Dispatcher:
                 durations[key] = [report.duration]
             else:
                 spent.append(report.duration)
-            if publish:
-                self._events.publish(f"job.{job.status}", job=job_fields(job))
+        self._publish_finished(done)
         self.finished += len(done)
         for (outcome, job_type), spent in durations.items():
             counter, histogram = self._metric_pair(outcome, job_type)
