@@ -83,7 +83,10 @@ class ValidationError(ValueError):
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CROCKFORD_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
-_PAIR_SHIFTS = range(120, -1, -10)  # 26 characters of 5 bits, the first one always 0-7
+#: An id is 26 characters of 5 bits (the first one always 0-7), written two at a time.
+_TIME_SHIFTS = range(40, -1, -10)  # the time's 10 characters, of the ms alone
+_RANDOM_SHIFTS = range(70, -1, -10)  # the randomness' 16 characters
+_RANDOM_MASK = (1 << 80) - 1
 
 
 class IdGenerator:
@@ -101,6 +104,7 @@ class IdGenerator:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0
+        self._time_text: tuple[int, str] = (-1, "")
 
     def new(self, now: float | None = None) -> str:
         ms = int((time.time() if now is None else now) * 1000)
@@ -111,9 +115,18 @@ class IdGenerator:
             else:
                 rand = self._rng.getrandbits(80)
             self._last_ms, self._last_rand = ms, rand
-        value = (ms << 80) | (rand & ((1 << 80) - 1))
-        # two characters (10 bits) a step: half the loop of one a step, 2.5 -> 1.5 us an id
-        return "".join([_CROCKFORD_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
+        # the first 10 characters are the time (50 bits, the top two 0), the last 16 the 80
+        # random bits; two characters (10 bits) a step. The time's text is shared by every
+        # id of its millisecond, so it is kept: 1.5 -> 0.9 us an id in a batch
+        pairs = _CROCKFORD_PAIRS
+        time_text = self._time_text
+        if time_text[0] != ms:
+            time_text = self._time_text = (
+                ms,
+                "".join([pairs[(ms >> shift) & 1023] for shift in _TIME_SHIFTS]),
+            )
+        rand &= _RANDOM_MASK
+        return time_text[1] + "".join([pairs[(rand >> shift) & 1023] for shift in _RANDOM_SHIFTS])
 
 
 _default_ids = IdGenerator()
@@ -220,6 +233,13 @@ def check_timestamp(seconds: float, field_name: str, shown: Any = None) -> float
 def parse_time(value: Any, field_name: str) -> float:
     """Accept an ISO 8601 string (``Z`` or offset; naive means UTC) or Unix seconds,
     from 1970 to 9999 (``check_timestamp``)."""
+    kind = type(value)  # the usual two first: a client reads five a job, mostly remembered
+    if kind is str:
+        seconds = _iso_seconds.get(value)
+        if seconds is not None:
+            return seconds
+    elif kind is float:
+        return check_timestamp(value, field_name, value)
     if isinstance(value, bool):
         raise ValidationError(f"{field_name} must be an ISO 8601 time or Unix seconds", field_name)
     if isinstance(value, int | float):
@@ -364,7 +384,10 @@ class Job:
         self.version += 1
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of the REST API (times as ISO 8601 strings)."""
+        """The JSON shape of the REST API (times as ISO 8601 strings).
+
+        The usual None times and the empty attempts are written without a call: a
+        batch's answer makes this dict for each of its 1,000 jobs."""
         return {
             "id": self.id,
             "type": self.type,
@@ -373,9 +396,9 @@ class Job:
             "status": str(self.status),
             "created_at": to_iso(self.created_at),
             "updated_at": to_iso(self.updated_at),
-            "scheduled_at": to_iso(self.scheduled_at),
-            "started_at": to_iso(self.started_at),
-            "completed_at": to_iso(self.completed_at),
+            "scheduled_at": None if (t := self.scheduled_at) is None else to_iso(t),
+            "started_at": None if (t := self.started_at) is None else to_iso(t),
+            "completed_at": None if (t := self.completed_at) is None else to_iso(t),
             "retry_count": self.retry_count,
             "max_retries": self.max_retries,
             "timeout": self.timeout,
@@ -383,7 +406,7 @@ class Job:
             "error": self.error,
             "node_id": self.node_id,
             "worker_id": self.worker_id,
-            "attempts": [a.to_dict() for a in self.attempts],
+            "attempts": [a.to_dict() for a in attempts] if (attempts := self.attempts) else [],
             "idempotency_key": self.idempotency_key,
             "lease_expirations": self.lease_expirations,
             "progress": self.progress,
@@ -562,9 +585,11 @@ class SubmissionLimits:
     max_max_retries: int = 1000
 
 
-#: ``json.dumps(payload, separators=..., allow_nan=False, ensure_ascii=False)`` with one
-#: encoder for every call (json.dumps builds one per call for non-default arguments).
-_PAYLOAD_ENCODER = compact_encoder(allow_nan=False, ensure_ascii=False)
+#: ``json.dumps(payload, separators=..., allow_nan=False, ensure_ascii=False,
+#: check_circular=False)`` with one encoder for every call (json.dumps builds one per call
+#: for non-default arguments). A payload that holds itself fails by RecursionError, which
+#: validation refuses as it refused the circular-reference ValueError.
+_PAYLOAD_ENCODER = compact_encoder(allow_nan=False, ensure_ascii=False, check_circular=False)
 
 
 def _int_field(data: Mapping[str, Any], name: str, lo: int, hi: int) -> int:

@@ -25,10 +25,20 @@ from collections.abc import Callable
 from typing import Any
 
 
-def compact_encoder(*, ensure_ascii: bool = True, allow_nan: bool = True) -> Callable[[Any], str]:
-    """``json.JSONEncoder(separators=(",", ":"), ensure_ascii=..., allow_nan=...).encode``."""
+def compact_encoder(
+    *, ensure_ascii: bool = True, allow_nan: bool = True, check_circular: bool = True
+) -> Callable[[Any], str]:
+    """``json.JSONEncoder(separators=(",", ":"), ensure_ascii=..., allow_nan=...,
+    check_circular=...).encode``.
+
+    Without ``check_circular`` the C encoder keeps no memo, so one serves every call
+    (0.8 -> 0.4 us for a small object): a value that holds itself then fails as the
+    stdlib's does without the check, with a ``RecursionError``."""
     reference = json.JSONEncoder(
-        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan
+        separators=(",", ":"),
+        ensure_ascii=ensure_ascii,
+        allow_nan=allow_nan,
+        check_circular=check_circular,
     )
     make = json.encoder.c_make_encoder
     if make is None:  # a Python without the C accelerator: the reference itself
@@ -37,6 +47,16 @@ def compact_encoder(*, ensure_ascii: bool = True, allow_nan: bool = True) -> Cal
     string = encoder.encode_basestring_ascii if ensure_ascii else encoder.encode_basestring
     default = reference.default
     join = "".join
+
+    if not check_circular:
+        shared = make(None, default, string, None, ":", ",", False, False, allow_nan)
+
+        def encode_unchecked(value: Any) -> str:
+            if type(value) is str:
+                return string(value)  # type: ignore[no-any-return]
+            return join(shared(value, 0))
+
+        return encode_unchecked
 
     def encode(value: Any) -> str:
         if type(value) is str:

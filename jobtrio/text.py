@@ -36,6 +36,8 @@ def unsafe_character(text: str) -> str | None:
     """The first control or format character of ``text`` as ``U+XXXX (NAME)``, or None."""
     match = UNSAFE.search(text)
     if match is None:
+        if text.isascii():  # UNSAFE holds every ASCII control: no category to look up
+            return None
         for char in text:
             if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
                 break

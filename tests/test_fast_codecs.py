@@ -124,10 +124,16 @@ def test_iso_text_is_the_datetime_text_to_the_rounded_microsecond():
 
 @pytest.mark.parametrize("ascii_only", [True, False])
 @pytest.mark.parametrize("allow_nan", [True, False])
-def test_compact_encoder_writes_and_refuses_what_json_does(ascii_only: bool, allow_nan: bool):
-    encode = compact_encoder(ensure_ascii=ascii_only, allow_nan=allow_nan)
+@pytest.mark.parametrize("circular", [True, False])
+def test_compact_encoder_writes_and_refuses_what_json_does(
+    ascii_only: bool, allow_nan: bool, circular: bool
+):
+    encode = compact_encoder(ensure_ascii=ascii_only, allow_nan=allow_nan, check_circular=circular)
     reference = json.JSONEncoder(
-        separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=allow_nan
+        separators=(",", ":"),
+        ensure_ascii=ascii_only,
+        allow_nan=allow_nan,
+        check_circular=circular,
     ).encode
     values: list[Any] = [
         {},
@@ -151,13 +157,23 @@ def test_compact_encoder_writes_and_refuses_what_json_does(ascii_only: bool, all
     for bad in ([math.nan], {"inf": math.inf}, {"x": object()}, {(1, 2): 3}, cyclic):
         try:
             want = reference(bad)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             with pytest.raises(type(exc)) as got:
                 encode(bad)
             assert str(got.value) == str(exc)
         else:
             assert encode(bad) == want
     assert encode([{"after": "a refusal"}]) == '[{"after":"a refusal"}]'  # no memo left over
+
+
+def test_a_payload_that_holds_itself_is_refused_as_before():
+    """The payload encoder keeps no circular-reference memo (one encoder for every call):
+    a payload holding itself is still refused with the same message."""
+    payload: dict[str, Any] = {}
+    payload["self"] = payload
+    with pytest.raises(ValidationError) as info:
+        validate_submission({"type": "t", "payload": payload}, 1.0)
+    assert info.value.message == "payload must be JSON-serialisable"
 
 
 def test_parse_time_remembers_only_what_it_accepted():
@@ -287,3 +303,27 @@ def test_a_plain_batch_is_read_by_orjson() -> None:
     assert parsing._decode_fast(raw) == body
     assert parsing._decode_fast(b'{"a":1,"a":2}') is parsing._REFUSED
     assert parsing._decode_fast(_nested(65)) is parsing._REFUSED
+
+
+def test_ids_are_the_ulid_of_their_time_and_randomness():
+    """IdGenerator keeps the text of a millisecond's time and writes the randomness alone:
+    each id is still the 26 Crockford characters of (ms << 80) | random bits, in order."""
+    from jobtrio.jobs import _CROCKFORD, IdGenerator
+
+    rng = random.Random(11)
+    seen = random.Random(11)
+    ids = IdGenerator(rng)
+    last_ms, last_rand = -1, 0
+    made = []
+    for now in [0.0, 0.0005, 1.0, 1.0, 1.0, 1700000000.123, 253402300799.999] * 3:
+        text = ids.new(now)
+        ms = int(now * 1000)
+        if ms <= last_ms:
+            ms, rand = last_ms, last_rand + 1
+        else:
+            rand = seen.getrandbits(80)
+        last_ms, last_rand = ms, rand
+        value = (ms << 80) | rand
+        assert text == "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in range(25, -1, -1))
+        made.append(text)
+    assert made == sorted(made)

@@ -89,8 +89,13 @@ def jtext(value: Any) -> str:
     return _encode_str(value) if type(value) is str else enc(value)  # type: ignore[no-any-return]
 
 
+#: Payloads were validated (``validate_submission`` refuses one that holds itself), so
+#: they are written by one shared encoder without the circular-reference memo.
+_compact_payload = compact_encoder(check_circular=False)
+
+
 def _payload(value: Any) -> str:
-    return "{}" if type(value) is dict and not value else _compact(value)
+    return "{}" if type(value) is dict and not value else _compact_payload(value)
 
 
 def _key(value: str | None) -> str:
