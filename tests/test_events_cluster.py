@@ -169,3 +169,28 @@ async def test_a_client_on_one_node_sees_the_whole_cluster_and_resumes_exactly(
             and not line.endswith(" 0.0")
         ]
         assert sent, "no peer message counted"
+
+
+async def test_the_redis_stream_keeps_its_newest_events_past_the_cap(
+    redis_server: RedisServer,
+) -> None:
+    """``EVENT_STREAM_MAXLEN`` on Redis: after appends of 1,200 events in batches of 150 to a
+    log capped at 250, the stream holds the newest ones, at least 250 and less than a
+    macro node (100 entries) more."""
+    import json
+
+    from jobtrio.backends.redis.wire import RedisConnection
+
+    connection = RedisConnection.from_url(redis_server.url)
+    log = RedisEventLog(connection, "trim" + uuid.uuid4().hex[:8], 250)
+    for batch in range(8):
+        await log.append([json.dumps({"n": batch * 150 + i}) for i in range(150)])
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        length = client.xlen(log.key)
+    finally:
+        client.close()
+    assert 250 <= length < 350
+    kept = await log.read_after((0, 0), 1000)
+    assert [json.loads(e.body)["n"] for e in kept] == list(range(1200 - length, 1200))
+    await log.close()
