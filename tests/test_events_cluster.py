@@ -194,3 +194,28 @@ async def test_the_redis_stream_keeps_its_newest_events_past_the_cap(
     kept = await log.read_after((0, 0), 1000)
     assert [json.loads(e.body)["n"] for e in kept] == list(range(1200 - length, 1200))
     await log.close()
+
+
+async def test_a_resume_id_the_redis_stream_trimmed_is_reported_as_a_gap(
+    redis_server: RedisServer,
+) -> None:
+    """Redis does not move ``max-deleted-entry-id`` when it trims: a client resuming from
+    an event trimmed away must still hear of the gap (docs/observability.md, ``since``),
+    and one resuming from a kept event must not."""
+    import json
+
+    from jobtrio.backends.redis.wire import RedisConnection
+
+    connection = RedisConnection.from_url(redis_server.url)
+    log = RedisEventLog(connection, "gap" + uuid.uuid4().hex[:8], 250)
+    await log.append([json.dumps({"n": i}) for i in range(10)])
+    early = await log.last_id()
+    assert await log.lost_after(early) is None and await log.lost_after((0, 0)) is None
+    for batch in range(8):
+        await log.append([json.dumps({"n": batch * 150 + i}) for i in range(150)])
+    kept = await log.read_after((0, 0), 1000)
+    gone = await log.lost_after(early)
+    assert gone is not None and early < gone < kept[0].id
+    assert await log.lost_after((0, 0)) == gone
+    assert await log.lost_after(kept[0].id) is None and await log.lost_after(kept[5].id) is None
+    await log.close()

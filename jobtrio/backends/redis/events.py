@@ -12,9 +12,12 @@ hundreds of events). Reads use redis-py's client: ``XRANGE`` for history,
 ``XREAD BLOCK`` to follow, the latter in a thread of its own so that a
 blocked read never holds one of the Broker's connection slots.
 
-Whether a resume id was trimmed away is read from ``XINFO STREAM``'s
-``max-deleted-entry-id`` (Redis 7); an older Redis has no such field, and
-then any id older than the first entry counts as trimmed.
+Whether a resume id was trimmed away is read from ``XINFO STREAM``: once
+the stream has lost entries (``entries-added`` above ``length``; always, on
+a Redis older than 7, which keeps no such count), any id older than the first
+entry counts as trimmed (trimming does not move ``max-deleted-entry-id``,
+which only ``XDEL`` sets). The id of the newest entry trimmed is not kept by
+Redis: a resume from exactly that id is reported as a gap it is not.
 
 The stream key carries the same hash tag as the Broker's keys, so it lives
 on the same Redis Cluster slot.
@@ -121,15 +124,15 @@ class RedisEventLog(EventLog):
         except redis.ResponseError:
             return None  # no stream yet: nothing was ever trimmed
         deleted = info.get("max-deleted-entry-id")
-        if deleted is not None:
-            gone = _parse_id(deleted)
-            return gone if gone > since else None
+        gone = _parse_id(deleted) if deleted is not None else ZERO_ID
         first = info.get("first-entry")
-        if first is None:
-            return None
-        first_id = _parse_id(first[0])
-        # Redis < 7 keeps no record of deletions: anything older than the first entry may be
-        # gone, and the entry just before the first is the newest that may be
-        if since >= first_id:
-            return None
-        return (first_id[0], first_id[1] - 1) if first_id[1] else (first_id[0] - 1, 2**63 - 1)
+        added = info.get("entries-added")
+        # Trimming (XTRIM, XADD MAXLEN) does not move max-deleted-entry-id (only XDEL
+        # does), and Redis < 7 has neither field: once anything was removed, or when
+        # that cannot be told, everything before the first entry may be gone, and the
+        # entry just before the first is the newest that may be
+        if first is not None and (added is None or int(added) > int(info.get("length", 0))):
+            first_id = _parse_id(first[0])
+            before = (first_id[0], first_id[1] - 1) if first_id[1] else (first_id[0] - 1, 2**63 - 1)
+            gone = max(gone, before)
+        return gone if gone > since else None
