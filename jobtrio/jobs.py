@@ -424,42 +424,48 @@ class Job:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Job:
-        def t(name: str) -> float | None:
-            v = d.get(name)
-            return None if v is None else parse_time(v, name)
-
+        """A job from its REST shape (``to_dict``); the client reads every job it is
+        answered with through here (1,000 a batch), so the usual absent or empty
+        fields cost no call: times are None, lists empty, the status a known word."""
+        get = d.get
+        created, updated, scheduled, started, completed = [
+            None if (v := get(name)) is None else parse_time(v, name) for name in _TIMES
+        ]
+        status = get("status", "pending")
+        known = _STATUS_OF.get(status) if type(status) is str else None
+        attempts = get("attempts")
         return cls(
             id=d["id"],
             type=d["type"],
-            priority=int(d.get("priority", DEFAULT_PRIORITY)),
-            payload=d.get("payload") or {},
-            status=JobStatus(d.get("status", "pending")),
-            created_at=t("created_at") or 0.0,
-            updated_at=t("updated_at") or 0.0,
-            scheduled_at=t("scheduled_at"),
-            started_at=t("started_at"),
-            completed_at=t("completed_at"),
-            retry_count=int(d.get("retry_count", 0)),
-            max_retries=int(d.get("max_retries", 3)),
-            timeout=d.get("timeout"),
-            result=d.get("result"),
-            error=d.get("error"),
-            node_id=d.get("node_id"),
-            worker_id=d.get("worker_id"),
-            attempts=[Attempt.from_dict(a) for a in d.get("attempts") or []],
-            idempotency_key=d.get("idempotency_key"),
-            lease_expirations=int(d.get("lease_expirations", 0)),
-            progress=d.get("progress"),
-            depends_on=list(d.get("depends_on") or []),
-            on_dependency_failure=d.get("on_dependency_failure"),
-            waiting_for=list(d.get("waiting_for") or []),
-            dependents=list(d.get("dependents") or []),
-            dependency_results=d.get("dependency_results"),
-            workflow_id=d.get("workflow_id"),
-            workflow=d.get("workflow"),
-            version=int(d.get("version", 0)),
-            owner=d.get("owner"),
-            queue=d.get("queue") or DEFAULT_QUEUE,
+            priority=int(get("priority", DEFAULT_PRIORITY)),
+            payload=get("payload") or {},
+            status=JobStatus(status) if known is None else known,
+            created_at=created or 0.0,
+            updated_at=updated or 0.0,
+            scheduled_at=scheduled,
+            started_at=started,
+            completed_at=completed,
+            retry_count=int(get("retry_count", 0)),
+            max_retries=int(get("max_retries", 3)),
+            timeout=get("timeout"),
+            result=get("result"),
+            error=get("error"),
+            node_id=get("node_id"),
+            worker_id=get("worker_id"),
+            attempts=[Attempt.from_dict(a) for a in attempts] if attempts else [],
+            idempotency_key=get("idempotency_key"),
+            lease_expirations=int(get("lease_expirations", 0)),
+            progress=get("progress"),
+            depends_on=list(v) if (v := get("depends_on")) else [],
+            on_dependency_failure=get("on_dependency_failure"),
+            waiting_for=list(v) if (v := get("waiting_for")) else [],
+            dependents=list(v) if (v := get("dependents")) else [],
+            dependency_results=get("dependency_results"),
+            workflow_id=get("workflow_id"),
+            workflow=get("workflow"),
+            version=int(get("version", 0)),
+            owner=get("owner"),
+            queue=get("queue") or DEFAULT_QUEUE,
         )
 
     def dumps(self) -> str:
@@ -521,6 +527,8 @@ class Job:
 
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
+_TIMES = ("created_at", "updated_at", "scheduled_at", "started_at", "completed_at")
+_STATUS_OF = {str(s): s for s in JobStatus}
 _get_fields = operator.attrgetter(*_JOB_FIELDS)
 _get_values = operator.itemgetter(*_JOB_FIELDS)
 _ENCODER = compact_encoder()
