@@ -596,7 +596,7 @@ def serve(app_spec: str | None, env_file: str | None, **flags: str | None) -> in
     from .server import serve as serve_node
 
     try:
-        trio.run(serve_node, settings, registry)
+        trio.run(functools.partial(serve_node, settings, registry, freeze_heap=True))
     except ConfigError as exc:  # a port in use, found before anything started
         usage_failure(str(exc))
     except BackendUnavailable as exc:

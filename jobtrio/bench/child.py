@@ -20,7 +20,7 @@ async def _serve_node(args: argparse.Namespace) -> None:
     from ..actors.node import Node
     from ..api.app import create_app
     from ..config import Settings
-    from ..server import hypercorn_config
+    from ..server import freeze_startup_heap, hypercorn_config
     from .inprocess import close_bench_backends, open_bench_backends
 
     broker, store = await open_bench_backends(
@@ -40,6 +40,7 @@ async def _serve_node(args: argparse.Namespace) -> None:
                     task_status=task_status,
                 )
             )
+            freeze_startup_heap()  # as jobtrio serve does
             print("ready", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
