@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,35 +27,58 @@ if TYPE_CHECKING:
 Event = dict[str, Any]
 
 
-class JobEvents(NamedTuple):
-    """Events of one ``kind`` about several jobs, published together at ``at``.
+class JobEvents:
+    """Events of one ``kind`` about several jobs, for a subscriber that takes batches.
 
-    ``jobs`` holds each job's ``Job.event_fields()``, read when published.
-    ``events()`` gives the events ``publish(kind, job=fields)`` would have
-    sent for each, in order."""
+    ``jobs`` holds each job's ``Job.event_fields()``, read when published, and
+    ``ats`` each event's time. ``events()`` gives the events ``publish(kind,
+    job=fields)`` would have sent for each, in order. While the subscriber has
+    not taken it (``open``), the bus appends the jobs of a later ``publish_jobs``
+    of the same kind to it when nothing else was published in between: the
+    dispatcher starts one job at a time when a worker frees up, and a batch
+    each would cost as much as the events one by one."""
 
-    kind: str
-    node_id: str
-    at: float | None
-    jobs: list[dict[str, Any]]
+    __slots__ = ("kind", "node_id", "jobs", "ats", "open")
+
+    def __init__(
+        self, kind: str, node_id: str, jobs: list[dict[str, Any]], ats: list[float | None]
+    ) -> None:
+        self.kind = kind
+        self.node_id = node_id
+        self.jobs = jobs
+        self.ats = ats
+        self.open = True
 
     def events(self) -> Iterator[Event]:
-        for fields in self.jobs:
+        for fields, at in zip(self.jobs, self.ats, strict=True):
             event: Event = {"type": self.kind, "node_id": self.node_id, "job": fields}
-            if self.at is not None:
-                event["at"] = self.at
+            if at is not None:
+                event["at"] = at
             yield event
 
+
+#: Most events one ``JobEvents`` gathers from several ``publish_jobs``.
+COALESCE_MAX = 1000
 
 #: What a subscriber's channel carries: events, and ``JobEvents`` if it asked for batches.
 Item = Event | JobEvents
 
 
+class _Subscriber:
+    __slots__ = ("channel", "batches", "last")
+
+    def __init__(self, channel: trio.MemorySendChannel[Any], batches: bool) -> None:
+        self.channel = channel
+        #: Whether it takes ``JobEvents``.
+        self.batches = batches
+        #: The last item handed over (a ``JobEvents`` may still take more jobs).
+        self.last: Item | None = None
+
+
 class EventBus:
     def __init__(self, node_id: str, clock: Any = None) -> None:
         self.node_id = node_id
-        #: key -> (channel, whether it takes ``JobEvents`` batches)
-        self._subscribers: dict[int, tuple[trio.MemorySendChannel[Any], bool]] = {}
+        self._subscribers: dict[int, _Subscriber] = {}
         self._next = 0
         self.dropped = 0
         self.published = 0
@@ -72,40 +95,46 @@ class EventBus:
         event: Event = {"type": kind, "node_id": self.node_id, **data}
         if self._clock is not None and "at" not in event:
             event["at"] = self._clock()
-        self._send(event, 1)
+        for key, sub in list(self._subscribers.items()):
+            self._send_to(key, sub, event, 1)
 
     def publish_jobs(self, kind: str, jobs: Sequence[Job]) -> None:
         """``publish(kind, job=job.event_fields())`` for each job, in order, at one time."""
-        self.published += len(jobs)
-        if not self._subscribers or not jobs:
+        n = len(jobs)
+        self.published += n
+        if not self._subscribers or not n:
             return
-        batch = JobEvents(
-            kind,
-            self.node_id,
-            self._clock() if self._clock is not None else None,
-            [job.event_fields() for job in jobs],
-        )
-        for key, (channel, batches) in list(self._subscribers.items()):
-            if batches:
-                self._send_to(key, channel, batch, len(jobs))
-            else:
-                for event in batch.events():
-                    if not self._send_to(key, channel, event, 1):
+        at = self._clock() if self._clock is not None else None
+        fields = [job.event_fields() for job in jobs]
+        for key, sub in list(self._subscribers.items()):
+            if not sub.batches:
+                for event in JobEvents(kind, self.node_id, fields, [at] * n).events():
+                    if not self._send_to(key, sub, event, 1):
                         break
+                continue
+            last = sub.last
+            if (
+                type(last) is JobEvents
+                and last.open
+                and last.kind == kind
+                and len(last.jobs) + n <= COALESCE_MAX
+            ):
+                last.jobs += fields
+                last.ats += [at] * n
+            else:
+                self._send_to(key, sub, JobEvents(kind, self.node_id, list(fields), [at] * n), n)
 
-    def _send(self, item: Item, n: int) -> None:
-        for key, (channel, _) in list(self._subscribers.items()):
-            self._send_to(key, channel, item, n)
-
-    def _send_to(self, key: int, channel: trio.MemorySendChannel[Any], item: Item, n: int) -> bool:
+    def _send_to(self, key: int, sub: _Subscriber, item: Item, n: int) -> bool:
         """Hand ``item`` (``n`` events) over; False if the subscriber is gone."""
         try:
-            channel.send_nowait(item)
+            sub.channel.send_nowait(item)
         except trio.WouldBlock:
             self.dropped += n
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._subscribers.pop(key, None)
             return False
+        else:
+            sub.last = item
         return True
 
     @contextmanager
@@ -115,11 +144,12 @@ class EventBus:
         """Receive events until the block exits (``buffer=math.inf`` never drops).
 
         With ``batches`` the channel also carries ``JobEvents`` (each counts as one
-        item of ``buffer``), else only event dicts."""
+        item of ``buffer``; the receiver must clear ``open`` as it takes one), else
+        only event dicts."""
         send, receive = trio.open_memory_channel[Any](buffer if buffer != math.inf else math.inf)
         key = self._next
         self._next += 1
-        self._subscribers[key] = (send, batches)
+        self._subscribers[key] = _Subscriber(send, batches)
         try:
             yield receive
         finally:

@@ -172,17 +172,22 @@ def _refuse(value: Any) -> Any:
 def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
     """``encode(normalize(event))`` of each of ``batch.events()`` (the first ``limit``).
 
-    The envelope (kind, at, node) the events share is written once and each job's
-    fields after it: 0.34 against 2.0 us an event (timeit, 100 jobs a batch)."""
-    at = batch.at
-    head = {
-        "kind": batch.kind,
-        "at": iso_text(at) if isinstance(at, int | float) else at,
-        "node": batch.node_id,
-    }
-    prefix = encode(head)[:-1] + ","
+    The envelope (kind, at, node) is written once a time and each job's fields
+    spliced after it: 0.34 against 2.0 us an event (timeit, 100 jobs a batch)."""
+    kind_part = encode({"kind": batch.kind})[:-1] + ',"at":'
+    node_part = ',"node":' + encode(batch.node_id) + ","  # type: ignore[arg-type]
     out = []
-    for fields in batch.jobs if limit is None else batch.jobs[:limit]:
+    last_at: Any = _NO_TIME
+    prefix = ""
+    jobs = batch.jobs if limit is None else batch.jobs[:limit]
+    for fields, at in zip(jobs, batch.ats, strict=False):
+        if at != last_at or type(at) is not type(last_at):
+            last_at = at
+            if isinstance(at, int | float):
+                at_text = f'"{iso_text(at)}"'  # digits, '-', ':', '.', 'T', 'Z': no escapes
+            else:
+                at_text = encode(at)  # type: ignore[arg-type]
+            prefix = kind_part + at_text + node_part
         if "job_id" not in fields:
             fields = _job_view(fields)
         try:
@@ -192,6 +197,9 @@ def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
         # the fields' object without its "{", after the envelope's without its "}"
         out.append(prefix + body[1:] if len(body) > 2 else prefix[:-1] + "}")
     return out
+
+
+_NO_TIME = object()
 
 
 def with_id(event_id: EventId, body: str) -> str:
@@ -511,6 +519,7 @@ class EventStream:
                     break
             for item in batch:
                 if type(item) is JobEvents:
+                    item.open = False  # taken: the bus starts a new one
                     account_jobs(item.kind, item.jobs)
                 else:
                     account(item)  # type: ignore[arg-type]

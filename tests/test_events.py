@@ -25,7 +25,7 @@ from jobtrio.actors.dispatcher import Dispatcher
 from jobtrio.actors.node import Node
 from jobtrio.client import AsyncClient, InvalidRequest, JobtrioError
 from jobtrio.eventlog import MemoryEventLog, format_id, parse_id
-from jobtrio.events import EventBus
+from jobtrio.events import EventBus, JobEvents
 from jobtrio.eventstream import (
     KINDS,
     EventFilter,
@@ -155,6 +155,12 @@ async def test_published_together_records_and_counts_what_one_by_one_would() -> 
                 nursery.start_soon(stream.run)
                 await trio.testing.wait_all_tasks_blocked()
                 bus.publish("member.up", member="n2", address="a:1")
+                for job in jobs:  # one at a time, each at its own time, as workers free up
+                    clock.now += 0.0015
+                    if together:
+                        bus.publish_jobs("job.started", [job])
+                    else:
+                        bus.publish("job.started", job=job_fields(job))
                 if together:
                     bus.publish_jobs("job.completed", jobs)
                     bus.publish_jobs("job.failed", jobs[:2])
@@ -164,7 +170,7 @@ async def test_published_together_records_and_counts_what_one_by_one_would() -> 
                     for job in jobs[:2]:
                         bus.publish("job.failed", job=job_fields(job))
                 bus.publish("node.stopping")
-                await wait_until(functools.partial(_recorded, stream, 9))
+                await wait_until(functools.partial(_recorded, stream, 14))
                 nursery.cancel_scope.cancel()
             # a subscriber that did not ask for batches gets the events one by one
             events = []
@@ -173,10 +179,11 @@ async def test_published_together_records_and_counts_what_one_by_one_would() -> 
                     events.append(plain.receive_nowait())
                 except trio.WouldBlock:
                     break
-        assert [e["type"] for e in events] == ["member.up"] + ["job.completed"] * 5 + [
-            "job.failed"
-        ] * 2 + ["node.stopping"]
-        assert [e.get("job", {}).get("job_id") for e in events[1:6]] == [j.id for j in jobs]
+        assert [e["type"] for e in events] == ["member.up"] + ["job.started"] * 5 + [
+            "job.completed"
+        ] * 5 + ["job.failed"] * 2 + ["node.stopping"]
+        assert [e["job"]["job_id"] for e in events[1:11]] == [j.id for j in jobs] * 2
+        assert len({e["at"] for e in events[1:6]}) == 5
         recorded.append([e.body for e in await log.read_after((0, 0), 100)])
         m = scrape(metrics.render().decode())
         counted.append(
@@ -187,8 +194,8 @@ async def test_published_together_records_and_counts_what_one_by_one_would() -> 
             )
         )
     assert recorded[1] == recorded[0]
-    assert json.loads(recorded[1][2])["error"] == jobs[1].error
-    assert "\ud800" in recorded[1][3] and json.loads(recorded[1][5])["priority"] == 2**70
+    assert json.loads(recorded[1][7])["error"] == jobs[1].error
+    assert "\ud800" in recorded[1][8] and json.loads(recorded[1][10])["priority"] == 2**70
     assert counted[1] == counted[0] == (4.0, 1.0, 2.0)
 
 
@@ -208,6 +215,40 @@ async def test_a_batch_past_the_pending_limit_keeps_its_oldest_and_counts_the_re
     assert [b.get("job_id") for b in bodies[:3]] == [j.id for j in jobs[:3]]
     assert bodies[3]["kind"] == "stream.lost" and bodies[3]["lost"] == 2
     assert stream.lost == 2
+
+
+def test_jobs_published_one_call_after_another_reach_the_recorder_as_one_batch() -> None:
+    """Until the subscriber takes it, a batch gathers the next calls' jobs of its kind;
+    any other event in between, or the subscriber taking it, starts a new one."""
+    clock = Clock()
+    bus = EventBus("n1", clock)
+    jobs = _jobs_for_events()
+    with bus.subscribe(buffer=100, batches=True) as recorder:
+        for job in jobs[:3]:
+            clock.now += 1
+            bus.publish_jobs("job.started", [job])
+        bus.publish_jobs("job.completed", jobs[:1])
+        bus.publish("member.up", member="n2")
+        bus.publish_jobs("job.completed", jobs[1:2])
+        first = recorder.receive_nowait()
+        assert isinstance(first, JobEvents) and first.kind == "job.started"
+        assert [f["job_id"] for f in first.jobs] == [j.id for j in jobs[:3]]
+        assert first.ats == [1_001.0, 1_002.0, 1_003.0]
+        first.open = False  # taken, as the recorder does
+        bus.publish_jobs("job.started", jobs[3:4])
+        items = []
+        while True:
+            try:
+                items.append(recorder.receive_nowait())
+            except trio.WouldBlock:
+                break
+    assert [(i.kind, len(i.jobs)) if isinstance(i, JobEvents) else i["type"] for i in items] == [
+        ("job.completed", 1),
+        "member.up",
+        ("job.completed", 1),
+        ("job.started", 1),
+    ]
+    assert bus.published == 7
 
 
 def test_a_finish_batch_of_mixed_outcomes_is_published_in_order() -> None:
