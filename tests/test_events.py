@@ -251,6 +251,16 @@ def test_jobs_published_one_call_after_another_reach_the_recorder_as_one_batch()
     assert bus.published == 7
 
 
+async def test_a_batch_submission_is_published_as_one_batch_in_its_order() -> None:
+    node = make_node()
+    with node.events.subscribe(buffer=100, batches=True) as recorder:
+        jobs = await node.submit_many([{"type": "noop", "priority": p} for p in (1, 9, 5)])
+        item = recorder.receive_nowait()
+    assert isinstance(item, JobEvents) and item.kind == "job.submitted"
+    assert [f["job_id"] for f in item.jobs] == [j.id for j in jobs]
+    assert [f["priority"] for f in item.jobs] == [1, 9, 5]
+
+
 def test_a_finish_batch_of_mixed_outcomes_is_published_in_order() -> None:
     """The finisher publishes a run of one status as one batch: the events keep the order
     of the batch and each job's own kind."""

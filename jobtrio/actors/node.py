@@ -340,9 +340,7 @@ class Node:
         # wakes them; a claim per submission of such jobs was a Broker call for nothing
         if any(job.status is JobStatus.PENDING for job in jobs):
             self.dispatcher.wake()
-        if self.events.has_subscribers:
-            for job in jobs:
-                self.events.publish("job.submitted", job=job_fields(job))
+        self.events.publish_jobs("job.submitted", jobs)
 
     async def get(self, job_id: str) -> Job | None:
         """The freshest view: the Broker's live copy if newer than the Store's record."""
