@@ -267,6 +267,50 @@ async def test_a_long_unknown_parameter_is_cut(app: QuartTrio) -> None:  # noqa:
     assert len(body["error"]["message"]) < 300
 
 
+async def test_a_number_of_thousands_of_digits_is_named_without_python_s_advice(
+    app: QuartTrio,  # noqa: F811
+) -> None:
+    """The message was Python's own: "... use sys.set_int_max_str_digits() to increase
+    the limit", advice a client cannot follow."""
+    body = b'{"type": "noop", "payload": {"n": ' + b"9" * 5000 + b"}}"
+    for path in ("/api/v1/jobs", "/api/v1/jobs/batch"):
+        response = await app.test_client().post(
+            path, data=body, headers={"Content-Type": "application/json"}
+        )
+        error = (await response.get_json())["error"]
+        assert response.status_code == 400 and error["code"] == "invalid_json"
+        assert error["message"] == (
+            f"the body holds a number of more than {sys.get_int_max_str_digits()} digits"
+        )
+    await assert_nothing_stored(app)
+
+
+async def test_a_compressed_body_is_refused_naming_its_content_encoding(
+    app: QuartTrio,  # noqa: F811
+) -> None:
+    """A gzip body was read as it came and answered "not valid UTF-8 (bad byte at offset 1)"."""
+    import gzip
+
+    for coding, body in (("gzip", gzip.compress(b'{"type": "noop"}')), ("br", b"\x0b\x07")):
+        response = await app.test_client().post(
+            "/api/v1/jobs",
+            data=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": coding},
+        )
+        error = (await response.get_json())["error"]
+        assert response.status_code == 415 and error["code"] == "unsupported_media_type"
+        assert error["message"] == (
+            f"Content-Encoding: {coding} is not supported; send the body uncompressed"
+        )
+    response = await app.test_client().post(
+        "/api/v1/jobs",
+        data=b'{"type": "noop"}',
+        headers={"Content-Type": "application/json", "Content-Encoding": "identity"},
+    )
+    assert response.status_code == 201  # identity is no encoding at all
+    assert (await response.get_json())["type"] == "noop"
+
+
 async def test_the_cli_never_prints_a_nodes_escape_sequences(
     cli: Any,  # noqa: F811
     served: Served,  # noqa: F811

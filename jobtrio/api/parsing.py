@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,7 +34,7 @@ from ..jobs import (
     parse_time,
 )
 from ..jsontext import orjson_exact
-from ..text import clip
+from ..text import clip, cut
 from .errors import ApiError, BadRequest, PayloadTooLarge
 
 MAX_JSON_DEPTH = 64
@@ -176,6 +177,12 @@ def _decode_checked(raw: bytes) -> Any:
             "invalid_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels"
         ) from None
     except ValueError as exc:  # duplicate keys, NaN, numbers with thousands of digits
+        if "integer string conversion" in str(exc):
+            # Python's own words name sys.set_int_max_str_digits(), which a client cannot call
+            raise BadRequest(
+                "invalid_json",
+                f"the body holds a number of more than {sys.get_int_max_str_digits()} digits",
+            ) from None
         raise BadRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
     if nested_deeper_than(data, MAX_JSON_DEPTH):
         raise BadRequest("invalid_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
@@ -205,6 +212,14 @@ async def read_json_object(limit: int) -> dict[str, Any]:
             415,
             "unsupported_media_type",
             f"the body must be JSON sent with Content-Type: application/json, not {mimetype}",
+        )
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        # read as it came, a compressed body was reported as "not valid UTF-8"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Encoding: {cut(coding)} is not supported; send the body uncompressed",
         )
     charset = request.mimetype_params.get("charset")
     if charset and charset.lower().replace("-", "") != "utf8":
