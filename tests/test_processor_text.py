@@ -11,6 +11,7 @@ crashing on them at every restart (what it did before).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -35,8 +36,21 @@ class Unprintable(Exception):
         raise RuntimeError("no")
 
 
+@dataclasses.dataclass
+class Positive:
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n <= 0:
+            raise ValueError(f"n must be positive, got {self.n} {SURROGATE}")
+
+
 def registry() -> Registry:
     reg = Registry()
+
+    @reg.processor("positive", payload=Positive)
+    async def positive(ctx: JobContext) -> int:
+        return ctx.data.n
 
     @reg.processor("surrogate")
     async def surrogate(ctx: JobContext) -> None:
@@ -150,3 +164,17 @@ async def test_the_redis_event_stream_carries_a_failed_job_whose_error_was_no_va
     finally:
         await broker.close()
         await store.close()
+
+
+async def test_a_payload_its_own_dataclass_refuses_fails_the_job_at_once(autojump_clock) -> None:
+    """A ``__post_init__`` that raises is the processor's own check of its payload: the
+    job fails without retries, naming why. Before, the exception escaped the attempt
+    and crashed the dispatcher, again at each lease of the job, which never ended."""
+    async with running_node(registry()) as node:
+        refused = await node.submit({"type": "positive", "payload": {"n": -1}, "max_retries": 3})
+        fine = await node.submit({"type": "positive", "payload": {"n": 2}})
+        job = await terminal(node, refused.id)
+        assert job.status == JobStatus.FAILED and len(job.attempts) == 1
+        assert job.error == "ValueError: n must be positive, got -1 bad \ufffd text"
+        assert (await terminal(node, fine.id)).result == 2
+        assert node.metrics.actor_restarts.labels("dispatcher")._value.get() == 0

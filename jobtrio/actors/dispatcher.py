@@ -594,7 +594,13 @@ class Dispatcher:
                 data = from_payload(processor.payload_type, job.payload)
             except PayloadError as exc:
                 # the payload will not change on a retry: fail now, naming the field
-                error = f"PayloadError: {exc}"
+                error = error_text(f"PayloadError: {exc}")
+                return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
+            except Exception as exc:
+                # the processor's own payload class refused it (a __post_init__ check):
+                # that will not change on a retry either; escaping here crashed the
+                # dispatcher, and again each time a lease brought the job back
+                error = _describe(exc)
                 return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
         if job.dependency_results:
             # the results will not change on a retry either: fail now, saying why
