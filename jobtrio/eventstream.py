@@ -155,7 +155,22 @@ def encode(event: Mapping[str, Any]) -> str:
     try:
         return orjson.dumps(event, default=_refuse, option=_ORJSON_OPTIONS).decode()
     except TypeError:
-        return _ENCODER.encode(event)
+        return _stdlib_encode(event)
+
+
+def _stdlib_encode(value: Any) -> str:
+    """What orjson left to the stdlib, as valid text. orjson refuses a lone UTF-16
+    surrogate (no UTF-8 has one) and the stdlib writes it as it is: Redis's wire then
+    refused the whole batch, the recorder of events crashed on it, and again at every
+    restart, the node's events stopping for good. So it becomes U+FFFD, logged."""
+    text = _ENCODER.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            log.warning("an event holds a lone UTF-16 surrogate, kept as U+FFFD: %a", text[:200])
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 _ORJSON_OPTIONS = (
@@ -193,7 +208,7 @@ def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
         try:
             body = orjson.dumps(fields, default=_refuse, option=_ORJSON_OPTIONS).decode()
         except TypeError:
-            body = _ENCODER.encode(fields)
+            body = _stdlib_encode(fields)
         # the fields' object without its "{", after the envelope's without its "}"
         out.append(prefix + body[1:] if len(body) > 2 else prefix[:-1] + "}")
     return out

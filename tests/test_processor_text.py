@@ -178,3 +178,50 @@ async def test_a_payload_its_own_dataclass_refuses_fails_the_job_at_once(autojum
         assert job.error == "ValueError: n must be positive, got -1 bad \ufffd text"
         assert (await terminal(node, fine.id)).result == 2
         assert node.metrics.actor_restarts.labels("dispatcher")._value.get() == 0
+
+
+async def test_the_redis_event_stream_repairs_an_event_that_is_no_valid_text(
+    redis_server: RedisServer, caplog
+) -> None:
+    """Any publisher's text, not only a processor's: a peer's gossip names a member with
+    a lone surrogate (the cluster protocol's JSON reads the escape), a job's fields hold
+    one. Before, the Redis Stream refused the batch, the recorder of events crashed and
+    restarted into the same batch: no event of the node was recorded again."""
+    prefix = "ptext" + uuid.uuid4().hex[:8]
+    settings = Settings(
+        node_id="n1", redis_url=redis_server.url, redis_key_prefix=prefix, shutdown_grace=0.2
+    )
+    broker, store = await open_backends(settings)
+    node = Node(settings, broker, store, registry())
+    kinds = ("member.up", "job.failed", "schedule.deleted")
+
+    def recorded() -> list[dict[str, object]] | None:
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            entries = client.xrange("{" + prefix + "}:events")
+        finally:
+            client.close()
+        events = [json.loads(fields[b"e"]) for _, fields in entries]
+        events = [e for e in events if e.get("kind") in kinds]
+        return events if len(events) == 3 else None
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            node.events.publish("member.up", member=SURROGATE, address="ws://peer")
+            job = node._validate({"type": "surrogate"})
+            job.error = SURROGATE
+            node.events.publish_jobs("job.failed", [job])
+            node.events.publish("schedule.deleted", schedule="after them")
+            events = await wait_until(
+                recorded, timeout=20, message="the three events in the Redis Stream"
+            )
+            node.request_stop()
+        assert [e["kind"] for e in events] == list(kinds)
+        assert events[0]["member"] == "bad \ufffd text"
+        assert events[1]["error"] == "bad \ufffd text" and events[1]["job_id"] == job.id
+        assert node.metrics.actor_restarts.labels("event-stream")._value.get() == 0
+        assert sum("lone UTF-16 surrogate" in r.getMessage() for r in caplog.records) == 2
+    finally:
+        await broker.close()
+        await store.close()
