@@ -468,6 +468,24 @@ async def test_finished_due_stops_once_the_documents_read_reach_max_bytes(broker
     assert len(await broker.finished_due(NOW + 2, limit=1, max_bytes=10**9)) == 1
 
 
+async def test_finished_due_reads_past_the_jobs_it_is_told_to_skip(broker):
+    """The jobs whose record the Store refused stay in the Broker; the purge reads past
+    them: neither returned nor counted in ``limit`` or ``max_bytes``."""
+    jobs = [make() for _ in range(4)]
+    await broker.enqueue(jobs, NOW)
+    leases = {lease.job.id: lease for lease in await broker.claim("n", 4, 30, NOW)}
+    for i, job in enumerate(jobs):
+        lease = leases[job.id]
+        await broker.finish([Finish(job.id, lease.token, "completed")], NOW + 1 + i)
+    ids = [job.id for job in jobs]
+    skip = [ids[0], ids[2]]
+    assert [j.id for j in await broker.finished_due(NOW + 9, skip=skip)] == [ids[1], ids[3]]
+    assert [j.id for j in await broker.finished_due(NOW + 9, limit=1, skip=skip)] == [ids[1]]
+    one = await broker.finished_due(NOW + 9, max_bytes=1, skip=skip)
+    assert [j.id for j in one] == [ids[1]]
+    assert await broker.finished_due(NOW + 9, skip=ids) == []
+
+
 async def test_purge_only_drops_the_jobs_named_still_finished_at_their_version(broker):
     """``only``: the jobs the leader wrote to the Store, each dropped only while it is
     still finished at the version written; a job retried and finished again since, a

@@ -176,10 +176,14 @@ class CountingBroker(MemoryBroker):
         self.reads = 0
 
     async def finished_due(
-        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+        self,
+        older_than: float,
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Job]:
         self.reads += 1
-        return await super().finished_due(older_than, limit, max_bytes)
+        return await super().finished_due(older_than, limit, max_bytes, skip)
 
 
 async def test_a_store_outage_postpones_the_purge_to_the_next_housekeeping_logged_once(
@@ -278,4 +282,30 @@ async def test_a_record_the_store_refuses_keeps_its_job_and_lets_the_others_go(b
     assert len(refusals) == 1 and "too large" in refusals[0]
     await leader.housekeeping(epoch, NOW + 1 + TTL + 60)  # the next: still kept, said once
     assert await broker.get(big.id) is not None
+    assert len([r for r in caplog.records if big.id in r.getMessage()]) == 1
+
+
+async def test_a_refused_record_does_not_hold_back_the_purge_of_the_jobs_after_it(
+    broker, monkeypatch, caplog
+):
+    """A record MongoDB refuses is over 16 MiB, so over ``PURGE_BYTES`` (8 MiB) alone: the
+    page of jobs due was that job and no other (``PURGE_BYTES`` set to one byte here, so
+    that every page holds one job, as with it). Before, the oldest due job being one the
+    Store refused, every purge step read it again and let go of nothing, and no job that
+    finished after it was ever purged: the Broker grew without bound."""
+    monkeypatch.setattr(leader_module, "PURGE_BYTES", 1)
+    caplog.set_level(logging.ERROR, "jobtrio.leader")
+    jobs = [await finished_unrecorded(broker) for _ in range(4)]
+    big = jobs[0]
+    store = RefusingStore({big.id})
+    leader = duties(broker, store)
+    epoch = await broker.acquire_epoch("n1", NOW)
+    await leader.housekeeping(epoch, NOW + 1 + TTL + 1)
+    assert leader.purged == 3
+    assert await broker.get(big.id) is not None and await store.get(big.id) is None
+    for job in jobs[1:]:
+        assert await broker.get(job.id) is None and await store.get(job.id) is not None
+    later = await finished_unrecorded(broker)  # and the next ones go too
+    await leader.housekeeping(epoch, NOW + 1 + TTL + 60)
+    assert leader.purged == 4 and await broker.get(later.id) is None
     assert len([r for r in caplog.records if big.id in r.getMessage()]) == 1

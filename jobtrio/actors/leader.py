@@ -236,15 +236,17 @@ class LeaderDuties:
         steps while each lets go of something (``purge_backlog``: the next tick goes on).
 
         A step that let go of nothing ends the purge: nothing more is due (or what
-        was due changed under it). Returns how many jobs were purged.
+        was due changed under it), unless the Store refused a record in it (that job
+        kept, the next step reads past it). Returns how many jobs were purged.
         """
         self.purge_backlog = False
         purged = 0
         for _ in range(steps):
+            refused = len(self.purge_refused)
             n = await self._purge_step(epoch, older_than)
             purged += n
             self.purged += n
-            if not n:
+            if not n and len(self.purge_refused) == refused:  # a refusal: the next page
                 return purged
         self.purge_backlog = True
         return purged
@@ -269,7 +271,11 @@ class LeaderDuties:
             return await self._broker.purge_finished(
                 older_than, epoch, PURGE_PAGE, tombstones_before=forget
             )
-        due = await self._broker.finished_due(older_than, PURGE_PAGE, PURGE_BYTES)
+        # the jobs kept for a refused record are read no more: the oldest of them, over
+        # PURGE_BYTES alone, was the whole page at every step, and no job after it went
+        due = await self._broker.finished_due(
+            older_than, PURGE_PAGE, PURGE_BYTES, skip=sorted(self.purge_refused)
+        )
         refused: set[str] = set()
         if due:
             for job, why in await put_what_the_store_takes(self._store, due):

@@ -362,13 +362,20 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def finished_due(
-        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+        self,
+        older_than: float,
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Job]:
         """Up to ``limit`` terminal jobs finished before ``older_than``, in the order they
         finished, as the Broker holds them (their final state): what a purge drops next.
         With ``max_bytes``, no job after the one whose document (its JSON text) brings
         the page's total to ``max_bytes`` or more: at least one job, never a page of a
-        thousand 1 MiB results read in one move.
+        thousand 1 MiB results read in one move. The jobs in ``skip`` are neither read
+        nor counted: those whose record the Store refused, which the purge keeps (else
+        one of them, the oldest due and over ``max_bytes`` alone, was the whole page at
+        every step and no job after it was ever purged).
 
         The leader writes them to a Store the Broker does not keep the records of
         before it purges exactly them (``purge_finished(only=...)``). Not fenced: a read.

@@ -409,13 +409,20 @@ class MemoryBroker(Broker):
         return [i for i, at in self._finished_at.items() if at < older_than][:limit]
 
     async def finished_due(
-        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+        self,
+        older_than: float,
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Job]:
         await trio.lowlevel.checkpoint()
         out: list[Job] = []
         size = 0
-        for job_id in self._due(older_than, limit):
-            if max_bytes is not None and size >= max_bytes:
+        skipped = set(skip)
+        for job_id in self._due(older_than, limit + len(skipped)):
+            if job_id in skipped:
+                continue
+            if len(out) >= limit or (max_bytes is not None and size >= max_bytes):
                 break
             job = self._jobs[job_id].copy()
             if max_bytes is not None:

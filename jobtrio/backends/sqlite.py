@@ -531,9 +531,13 @@ class SqliteBroker(Broker):
         return await self._db.write(_requeue_expired, now, epoch, poison_limit, limit)
 
     async def finished_due(
-        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+        self,
+        older_than: float,
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Job]:
-        return await self._db.read(_finished_due, older_than, limit, max_bytes)
+        return await self._db.read(_finished_due, older_than, limit, max_bytes, skip)
 
     async def purge_finished(
         self,
@@ -1049,16 +1053,23 @@ def _requeue_expired(
 
 
 def _finished_due(
-    conn: sqlite3.Connection, older_than: float, limit: int, max_bytes: int | None
+    conn: sqlite3.Connection,
+    older_than: float,
+    limit: int,
+    max_bytes: int | None,
+    skip: Sequence[str],
 ) -> list[Job]:
+    skipped = set(skip)
     rows = conn.execute(
-        "SELECT doc FROM queue WHERE finished_at < ? ORDER BY finished_at LIMIT ?",
-        (older_than, limit),
+        "SELECT id, doc FROM queue WHERE finished_at < ? ORDER BY finished_at LIMIT ?",
+        (older_than, limit + len(skipped)),
     )
     out: list[Job] = []
     size = 0
-    for (doc,) in rows:
-        if max_bytes is not None and size >= max_bytes:
+    for job_id, doc in rows:
+        if job_id in skipped:
+            continue
+        if len(out) >= limit or (max_bytes is not None and size >= max_bytes):
             break
         size += len(doc)
         out.append(Job.loads(doc))

@@ -302,12 +302,16 @@ class ObservedBroker(MemoryBroker):
         return n
 
     async def finished_due(
-        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+        self,
+        older_than: float,
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Job]:
         if not self.record_before_purge:
             await trio.lowlevel.checkpoint()
             return []
-        return await super().finished_due(older_than, limit, max_bytes)
+        return await super().finished_due(older_than, limit, max_bytes, skip)
 
     async def restore(self, jobs: Sequence[Job], now: float, epoch: int) -> list[Job | Tombstone]:
         if not self.fenced_restore:
@@ -563,10 +567,14 @@ class BrokerLink(Broker):
         )
 
     async def finished_due(
-        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+        self,
+        older_than: float,
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Job]:
         return await self._c.call(
-            "broker", lambda: self._b.finished_due(older_than, limit, max_bytes)
+            "broker", lambda: self._b.finished_due(older_than, limit, max_bytes, skip)
         )
 
     async def purge_finished(

@@ -433,10 +433,15 @@ class RedisBroker(OnRedis, Broker):
         return [Job.loads(d) for d in reply]
 
     async def finished_due(
-        self, older_than: float, limit: int = 1000, max_bytes: int | None = None
+        self,
+        older_than: float,
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Job]:
         budget = "" if max_bytes is None else str(max_bytes)
-        docs = await self._call(self._finished, [num(older_than), str(limit), budget])
+        args = [num(older_than), str(limit), budget, *skip]
+        docs = await self._call(self._finished, args)
         return [Job.loads(doc) for doc in docs]
 
     async def purge_finished(
