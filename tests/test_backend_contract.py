@@ -373,6 +373,8 @@ async def test_epochs_strictly_increase_and_fence(broker):
     with pytest.raises(FencedError):
         await broker.promote_due(NOW, e1)
     with pytest.raises(FencedError):
+        await broker.promote_due_count(NOW, e1)
+    with pytest.raises(FencedError):
         await broker.requeue_expired(NOW, e1, poison_limit=3)
     with pytest.raises(FencedError):
         await broker.purge_finished(NOW, e1)
@@ -404,6 +406,30 @@ async def test_a_burst_meeting_a_failover_runs_each_job_once(broker):
     assert sorted(claimed) == sorted(j.id for j in burst)  # none lost, none claimed twice
     depths = await broker.depths()
     assert depths["scheduled"] == 0 and depths["pending"] == 0 and depths["running"] == 25
+
+
+async def test_promote_due_count_moves_as_promote_due_and_answers_the_count(broker):
+    """The leader's promotion when it records nothing: each due job moved once, in steps
+    of ``limit``, fenced, answering how many moved."""
+    due = [make(scheduled_at=NOW + 10) for _ in range(7)]
+    later = make(scheduled_at=NOW + 99)
+    await broker.enqueue([*due, later], NOW)
+    e1 = await broker.acquire_epoch("a", NOW)
+    assert await broker.promote_due_count(NOW + 9, e1) == 0
+    assert await broker.promote_due_count(NOW + 10, e1, limit=5) == 5
+    e2 = await broker.acquire_epoch("b", NOW + 10)
+    with pytest.raises(FencedError):
+        await broker.promote_due_count(NOW + 10, e1, limit=5)
+    assert await broker.promote_due_count(NOW + 10, e2, limit=5) == 2
+    assert await broker.promote_due_count(NOW + 10, e2, limit=5) == 0
+    depths = await broker.depths()
+    assert depths["pending"] == 7 and depths["scheduled"] == 1
+    for job in due:
+        got = await broker.get(job.id)
+        assert got is not None and got.status == JobStatus.PENDING and got.version == 2
+        assert got.updated_at == NOW + 10
+    leases = await broker.claim("n", 10, 30, NOW + 11)
+    assert sorted(lease.job.id for lease in leases) == sorted(job.id for job in due)
 
 
 async def test_claim_tick_once(broker):

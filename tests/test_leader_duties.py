@@ -29,13 +29,13 @@ class SlowStore(MemoryStore):
         return await super().query(query)
 
 
-def duties(store: SlowStore, broker: MemoryBroker) -> LeaderDuties:
+def duties(store: SlowStore, broker: MemoryBroker, *, copies: bool = True) -> LeaderDuties:
     settings = Settings(node_id="n1")
     return LeaderDuties(
         settings,
         broker,
         store,
-        Recorder(store),
+        Recorder(store, copies=copies),
         Leadership("n1", settings.election_algorithm),
         EventBus("n1", trio.current_time),
         trio.current_time,
@@ -113,9 +113,11 @@ class DeposedAfterOneStep(MemoryBroker):
         return promoted
 
 
-async def test_a_burst_meeting_a_failover_is_promoted_and_claimed_once():
+@pytest.mark.parametrize("copies", [True, False], ids=["jobs", "counts"])
+async def test_a_burst_meeting_a_failover_is_promoted_and_claimed_once(copies: bool):
     broker = DeposedAfterOneStep()
-    first, second = duties(SlowStore(), broker), duties(SlowStore(), broker)
+    first = duties(SlowStore(), broker, copies=copies)
+    second = duties(SlowStore(), broker, copies=copies)
     burst = due_burst(PROMOTE_STEP * 2 + 500)
     await broker.enqueue(burst, NOW)
     e1 = await broker.acquire_epoch("n1", NOW)
@@ -128,3 +130,34 @@ async def test_a_burst_meeting_a_failover_is_promoted_and_claimed_once():
     for _ in range(5):  # 2500 jobs: four claims, then nothing
         claimed += [lease.job.id for lease in await broker.claim("n", 700, 30, NOW + 2)]
     assert sorted(claimed) == sorted(job.id for job in burst)  # none lost, none twice
+
+
+class CountingBroker(MemoryBroker):
+    """Counts which promotion the leader asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+        self.asked.append("jobs")
+        return await super().promote_due(now, epoch, limit)
+
+    async def promote_due_count(self, now: float, epoch: int, limit: int = 1000) -> int:
+        self.asked.append("count")
+        return len(await super().promote_due(now, epoch, limit))
+
+
+@pytest.mark.parametrize("copies", [True, False])
+async def test_the_leader_asks_for_the_promoted_jobs_only_when_it_records_them(copies: bool):
+    """A Broker that writes the records itself leaves the recorder nothing to keep: the
+    leader asks for the count (Redis then reads and sends no bodies), and still promotes
+    the whole burst in steps within the tick."""
+    broker = CountingBroker()
+    leader = duties(SlowStore(), broker, copies=copies)
+    burst = due_burst(PROMOTE_STEP + 1)
+    await broker.enqueue(burst, NOW)
+    await leader.tick(await broker.acquire_epoch("n1", NOW), NOW + 1)
+    assert broker.asked == ["jobs" if copies else "count"] * 2
+    assert leader.promoted == len(burst)
+    assert (await broker.depths())["pending"] == len(burst)

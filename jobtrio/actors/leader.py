@@ -212,14 +212,22 @@ class LeaderDuties:
         fenced Broker move, so a leader deposed mid-burst is refused at its next
         step and the new leader promotes the rest; a step moves each job once.
         """
+        # a Broker that writes the records itself leaves the recorder nothing to do with
+        # the promoted jobs: it is asked for their count alone (no bodies read or sent)
+        counts_only = not self._recorder.copies
         for _ in range(PROMOTE_STEPS_PER_TICK):
-            promoted = await self._broker.promote_due(now, epoch, PROMOTE_STEP)
-            if not promoted:
+            if counts_only:
+                n = await self._broker.promote_due_count(now, epoch, PROMOTE_STEP)
+            else:
+                promoted = await self._broker.promote_due(now, epoch, PROMOTE_STEP)
+                n = len(promoted)
+                if n:
+                    self._recorder.record(promoted)
+            if not n:
                 return
-            self.promoted += len(promoted)
-            self._recorder.record(promoted)
+            self.promoted += n
             self._on_jobs_ready()
-            if len(promoted) < PROMOTE_STEP:
+            if n < PROMOTE_STEP:
                 return
 
     async def housekeeping(self, epoch: int, now: float) -> None:

@@ -354,6 +354,16 @@ class Broker(abc.ABC):
     async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
         """Move scheduled and retrying jobs whose time has come to pending."""
 
+    async def promote_due_count(self, now: float, epoch: int, limit: int = 1000) -> int:
+        """``promote_due``, answering only how many jobs it moved.
+
+        For a leader that has no use for the jobs (its Broker writes the Store's
+        records itself, so nothing is recorded): a Broker whose reply of the moved
+        jobs costs work (Redis: reading each body, sending it, parsing it) answers
+        with the count alone. Same move, same fencing, same limit.
+        """
+        return len(await self.promote_due(now, epoch, limit))
+
     @abc.abstractmethod
     async def requeue_expired(
         self, now: float, epoch: int, poison_limit: int, limit: int = 1000

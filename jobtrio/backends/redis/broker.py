@@ -406,7 +406,7 @@ class RedisBroker(OnRedis, Broker):
         return 0 if value is None else int(value)
 
     async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        args = [num(now), str(epoch), str(limit), self._clock_flag]
+        args = [num(now), str(epoch), str(limit), self._clock_flag, "0"]
         reply = await self._leader_call(self._promote, args, epoch)
         if not reply:
             return []
@@ -415,6 +415,11 @@ class RedisBroker(OnRedis, Broker):
             lazy_job(body, m.split(SEP))
             for body, m in (record.split(SEP, 1) for record in reply.decode().split(RS))
         ]
+
+    async def promote_due_count(self, now: float, epoch: int, limit: int = 1000) -> int:
+        # the script reads no body and answers a number (promote_due: 1,000 documents)
+        args = [num(now), str(epoch), str(limit), self._clock_flag, "1"]
+        return int(await self._leader_call(self._promote, args, epoch))
 
     async def requeue_expired(
         self, now: float, epoch: int, poison_limit: int, limit: int = 1000
