@@ -73,3 +73,27 @@ async def test_a_lone_refused_record_is_named(autojump_clock) -> None:
     store = RefusingStore({jobs[0].id})
     [(job, why)] = await put_what_the_store_takes(store, jobs)
     assert job is jobs[0] and "too large" in str(why)
+
+
+async def test_sqlite_refuses_a_record_over_its_length_limit_and_takes_the_others(
+    tmp_path,
+) -> None:
+    """SQLite's SQLITE_TOOBIG (a document over SQLITE_MAX_LENGTH, 1e9 bytes: a chord's
+    callback holding a thousand 1 MiB results) is a refusal for good, as MongoDB's 16 MiB.
+    The limit is lowered here to 100 kB (``setlimit``) instead of writing a gigabyte.
+    Before, it was a bare sqlite3.DataError: the recorder crashed into the same batch at
+    every restart and no record of any job on the node reached the Store again."""
+    import sqlite3
+
+    from jobtrio.backends.sqlite import SqliteStore
+
+    store = await SqliteStore.open(tmp_path / "records.db")
+    try:
+        store._db._connection().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100_000)
+        jobs = completed(3)
+        jobs[1].result = {"text": "x" * 200_000}
+        [(job, why)] = await put_what_the_store_takes(store, jobs)
+        assert job is jobs[1] and "too big" in str(why)
+        assert [await store.get(j.id) is not None for j in jobs] == [True, False, True]
+    finally:
+        await store.close()

@@ -68,6 +68,7 @@ from .base import (
     ProgressReport,
     QueueState,
     RateLimit,
+    RecordRefused,
     StateConflict,
     Store,
     Tombstone,
@@ -1274,7 +1275,15 @@ class SqliteStore(Store):
         if not jobs:
             await trio.lowlevel.checkpoint()
             return
-        await self._db.write(_put_many, jobs)
+        try:
+            await self._db.write(_put_many, jobs)
+        except sqlite3.DataError as exc:
+            # SQLITE_TOOBIG: a document over SQLITE_MAX_LENGTH (1e9 bytes; a chord's
+            # callback holding a thousand 1 MiB results) fails the same way at every
+            # retry: taken for a bug, it crash-looped the recorder (RecordRefused)
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_TOOBIG:
+                raise
+            raise RecordRefused("sqlite", str(exc)) from exc
 
     async def get(self, job_id: str) -> Job | None:
         return await self._db.read(_get_job, "jobs", job_id)
