@@ -309,3 +309,44 @@ async def test_a_refused_record_does_not_hold_back_the_purge_of_the_jobs_after_i
     await leader.housekeeping(epoch, NOW + 1 + TTL + 60)
     assert leader.purged == 4 and await broker.get(later.id) is None
     assert len([r for r in caplog.records if big.id in r.getMessage()]) == 1
+
+
+async def test_reconciliation_does_not_rewrite_and_relog_a_refused_snapshot_at_every_pass(
+    broker, caplog
+):
+    """The Store keeps the refused job's last live record (running), so every
+    reconciliation pass finds the Broker past it and hands the recorder the same final
+    snapshot: before, each pass wrote it again (halving its batch) and logged the
+    refusal again, one error line a pass for as long as the job stays in the Broker."""
+    caplog.set_level(logging.ERROR, "jobtrio.recorder")
+    job = validate_submission({"type": "noop"}, NOW, ids=ids)
+    await broker.enqueue([job], NOW)
+    [lease] = await broker.claim("n2", 1, 30, NOW)
+    store = RefusingStore({job.id})
+    await MemoryStore.put_many(store, [lease.job])  # its running record was written
+    [done] = await broker.finish(
+        [Finish(job.id, lease.token, "completed", worker_id="w-1", result={"answer": 42})],
+        NOW + 1,
+    )
+    settings = Settings(node_id="n1", finished_job_ttl=TTL)
+    recorder = Recorder(store)
+    leader = LeaderDuties(
+        settings,
+        broker,
+        store,
+        recorder,
+        Leadership("n1", settings.election_algorithm),
+        EventBus("n1", trio.current_time),
+        trio.current_time,
+        on_jobs_ready=lambda: None,
+    )
+    epoch = await broker.acquire_epoch("n1", NOW)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recorder.run)
+        for n in range(3):
+            await leader.reconcile(epoch, NOW + 100 + n)
+            assert await recorder.flush(30.0)
+        nursery.cancel_scope.cancel()
+    assert (await store.get(job.id)).version < done.version  # the Store cannot take it
+    assert recorder.refused == 1 and store.calls == 1
+    assert len([r for r in caplog.records if job.id in r.getMessage()]) == 1

@@ -6,7 +6,9 @@ the same job while they wait, and one ``put_many`` writes a batch. When the
 Store is down the batch waits and is retried with backoff; nothing is
 dropped, and memory stays bounded by the number of distinct live jobs. A
 snapshot the Store refuses for good (``RecordRefused``) is left out, logged
-and counted, so that it cannot hold back every other record.
+and counted, so that it cannot hold back every other record; the same
+snapshot offered again (the leader's reconciliation does, at every pass) is
+dropped without a write or another log line.
 
 When a snapshot is written depends on whether it can still be superseded:
 
@@ -46,6 +48,10 @@ log = logging.getLogger("jobtrio.recorder")
 
 #: (first, maximum) seconds between tries of a batch while the Store is down.
 STORE_RETRY = (0.05, 5.0)
+
+#: Refused snapshots (job id, version) remembered, so that the same one offered again
+#: is dropped without a write or a log line (the newest ones kept past this many).
+REFUSED_MEMORY = 10_000
 
 
 async def put_what_the_store_takes(
@@ -95,6 +101,9 @@ class Recorder:
         self.written = 0
         #: Snapshots the Store refused for good (``RecordRefused``), left out.
         self.refused = 0
+        #: (id, version) of those, oldest first: the leader's reconciliation offers the
+        #: same snapshot again at every pass (the Store keeps the job's last live record).
+        self._refused_keys: dict[tuple[str, int], None] = {}
         self.healthy = True
         self.last_error: str | None = None
 
@@ -175,8 +184,10 @@ class Recorder:
                 with trio.move_on_at(self._next_due()):
                     await self._wakeup.wait(math.inf)
                 continue
+            known = self._refused_keys
+            jobs = [job for job in batch.values() if (job.id, job.version) not in known]
             try:
-                refused = await put_what_the_store_takes(self._store, list(batch.values()))
+                refused = await put_what_the_store_takes(self._store, jobs) if jobs else []
             except BackendUnavailable as exc:
                 if self.healthy:
                     log.warning("store unavailable, %d records wait: %s", self.backlog, exc)
@@ -193,6 +204,9 @@ class Recorder:
                 # dropped like a written one: retrying the batch would block every record
                 log.error("record of job %s (version %d) left out: %s", job.id, job.version, why)
                 self.refused += 1
+                known[(job.id, job.version)] = None
+                if len(known) > REFUSED_MEMORY:
+                    del known[next(iter(known))]
             pending, final = self._pending, self._final
             for key, job in batch.items():
                 # drop only if no newer snapshot arrived while we were writing
@@ -200,4 +214,4 @@ class Recorder:
                 if entry is not None and entry[0] is job:
                     del pending[key]
                     final.pop(key, None)
-            self.written += len(batch) - len(refused)
+            self.written += len(jobs) - len(refused)
