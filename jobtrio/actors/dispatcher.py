@@ -586,7 +586,7 @@ class Dispatcher:
             processor = self._registry.get(job.type)
         except UnknownJobType as exc:
             # no retry on this node can help: fail now with the reason
-            error = error_text(str(exc))
+            error: str | None = error_text(str(exc))
             return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
         data = None
         if processor.payload_type is not None:
