@@ -73,12 +73,17 @@ async def test_malformed_frames_are_dropped_with_a_reason():
             await ws.send_message(
                 json.dumps({"v": PROTOCOL_VERSION, "from": "someone-else", "msg": {}})
             )
+            # json.loads reads a lone surrogate's escape: no text, and it reached the
+            # node's events (a member's id) where Redis's UTF-8 wire could not carry it
             await ws.send_message(
-                json.dumps({"v": PROTOCOL_VERSION, "from": "raw", "msg": {"ok": 1}})
+                json.dumps({"v": PROTOCOL_VERSION, "from": "raw", "msg": {"m": "x\ud800"}})
+            )
+            await ws.send_message(  # a pair's escapes are valid text
+                json.dumps({"v": PROTOCOL_VERSION, "from": "raw", "msg": {"ok": "\U0001f600"}})
             )
             got = await a.receive()
-        assert got.sender == "raw" and got.message == {"ok": 1}
-        assert a.rejected == 4
+        assert got.sender == "raw" and got.message == {"ok": "\U0001f600"}
+        assert a.rejected == 5
         nursery.cancel_scope.cancel()
 
 

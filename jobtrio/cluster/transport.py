@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -137,6 +138,19 @@ def verify_hello(secret: str, token: str) -> tuple[str, str]:
     return node_id, address
 
 
+#: A UTF-16 surrogate's escape, as text or bytes (a pair is valid text, checked after).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _valid_text(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_envelope(text: str | bytes) -> tuple[str, dict[str, Any]]:
     """(from, msg) of a frame; ``TransportError`` naming what is wrong otherwise."""
     if len(text) > MAX_FRAME_BYTES:
@@ -147,6 +161,11 @@ def parse_envelope(text: str | bytes) -> tuple[str, dict[str, Any]]:
         raise TransportError("frame is not JSON") from None
     if not isinstance(data, dict):
         raise TransportError("frame is not a JSON object")
+    escape = _SURROGATE_ESCAPE if isinstance(text, str) else _SURROGATE_ESCAPE_BYTES
+    if escape.search(text) and not _valid_text(data):  # type: ignore[arg-type]
+        # json.loads reads a lone "\ud800" escape: a member id holding one reached the
+        # node's events (member.up), which no UTF-8 wire (Redis's) can carry
+        raise TransportError("frame holds a lone UTF-16 surrogate escape, which is not text")
     if data.get("v") != PROTOCOL_VERSION:
         raise TransportError(f"unsupported protocol version {data.get('v')!r}")
     sender, msg = data.get("from"), data.get("msg")
