@@ -33,19 +33,25 @@ UNSAFE = re.compile(
 
 
 def unsafe_character(text: str) -> str | None:
-    """The first control or format character of ``text`` as ``U+XXXX (NAME)``, or None."""
+    """The first control or format character of ``text`` as ``U+XXXX (NAME)``, or None.
+
+    A lone UTF-16 surrogate (Cs) counts: it is no text at all, and a job type, queue
+    name or idempotency key holding one, submitted from Python, failed in the
+    Broker's UTF-8 encoding (Redis, SQLite) instead of being refused naming the field.
+    """
     match = UNSAFE.search(text)
     if match is None:
         if text.isascii():  # UNSAFE holds every ASCII control: no category to look up
             return None
         for char in text:
-            if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
                 break
         else:
             return None
     else:
         char = match.group()
-    name = unicodedata.name(char, "control character")
+    surrogate = "\ud800" <= char <= "\udfff"
+    name = unicodedata.name(char, "lone UTF-16 surrogate" if surrogate else "control character")
     return f"U+{ord(char):04X} ({name})"
 
 

@@ -225,3 +225,24 @@ async def test_the_redis_event_stream_repairs_an_event_that_is_no_valid_text(
     finally:
         await broker.close()
         await store.close()
+
+
+def test_names_holding_a_lone_surrogate_are_refused_naming_the_field() -> None:
+    """From Python (the API refuses such a body already): the type, queue and
+    idempotency key went to the Broker, whose UTF-8 encoding failed on them (Redis,
+    SQLite: UnicodeEncodeError) instead of a ValidationError naming the field."""
+    import pytest
+
+    from jobtrio.jobs import ValidationError, validate_submission
+
+    for field, value in (
+        ("type", SURROGATE),
+        ("queue", SURROGATE),
+        ("idempotency_key", SURROGATE),
+    ):
+        data = {"type": "t", field: value}
+        with pytest.raises(ValidationError) as refused:
+            validate_submission(data, 1.0)
+        assert refused.value.field == field
+        assert "U+D800 (lone UTF-16 surrogate)" in str(refused.value)
+    validate_submission({"type": "caf\u00e9 \U0001f600", "queue": "\u00e9t\u00e9"}, 1.0)
