@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import uuid
 
 import redis
@@ -47,6 +48,14 @@ class Positive:
 
 def registry() -> Registry:
     reg = Registry()
+
+    @reg.processor("exit")
+    async def exits(ctx: JobContext) -> None:
+        sys.exit(3)
+
+    @reg.processor("exit-thread", blocking="thread")
+    def exits_in_a_thread(ctx: JobContext) -> None:
+        sys.exit("bye")
 
     @reg.processor("positive", payload=Positive)
     async def positive(ctx: JobContext) -> int:
@@ -246,3 +255,19 @@ def test_names_holding_a_lone_surrogate_are_refused_naming_the_field() -> None:
         assert refused.value.field == field
         assert "U+D800 (lone UTF-16 surrogate)" in str(refused.value)
     validate_submission({"type": "caf\u00e9 \U0001f600", "queue": "\u00e9t\u00e9"}, 1.0)
+
+
+async def test_a_processor_calling_sys_exit_fails_its_attempt_and_the_node_goes_on(
+    autojump_clock,
+) -> None:
+    """SystemExit is no Exception: it went through the attempt, the dispatcher and the
+    supervisor, and stopped the node (and, once its lease expired, the next node to run
+    the job). It is the processor's failure like any other."""
+    async with running_node(registry()) as node:
+        first = await node.submit({"type": "exit", "max_retries": 0})
+        second = await node.submit({"type": "exit-thread", "max_retries": 0})
+        job = await terminal(node, first.id)
+        assert job.status == JobStatus.FAILED and job.error == "SystemExit: 3"
+        job = await terminal(node, second.id)
+        assert job.status == JobStatus.FAILED and job.error == "SystemExit: bye"
+        assert node.running

@@ -637,7 +637,9 @@ class Dispatcher:
                 result = await processor.fn(ctx)  # type: ignore[misc]
             else:
                 result = await run_processor(processor, ctx, self._limiter)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            # SystemExit: a processor's sys.exit() (async or thread mode) is its failure; it
+            # stopped the whole node, and the next node to lease the job after it
             outcome, error = "failed", _describe(exc)
         if timeout is not None:
             scope.deadline = math.inf  # before any checkpoint: a finished attempt is not cut off
