@@ -204,19 +204,28 @@ async def test_the_redis_event_stream_repairs_an_event_that_is_no_valid_text(
     node = Node(settings, broker, store, registry())
     kinds = ("member.up", "job.failed", "schedule.deleted")
 
-    def recorded() -> list[dict[str, object]] | None:
+    def stream() -> list[dict[str, object]]:
         client = redis.Redis.from_url(redis_server.url)
         try:
             entries = client.xrange("{" + prefix + "}:events")
         finally:
             client.close()
-        events = [json.loads(fields[b"e"]) for _, fields in entries]
-        events = [e for e in events if e.get("kind") in kinds]
+        return [json.loads(fields[b"e"]) for _, fields in entries]
+
+    def recording() -> bool:
+        """Published before the event stream subscribes to the bus, an event is dropped:
+        a marker published at each look until one is recorded."""
+        node.events.publish("schedule.deleted", schedule="marker")
+        return any(e.get("schedule") == "marker" for e in stream())
+
+    def recorded() -> list[dict[str, object]] | None:
+        events = [e for e in stream() if e.get("kind") in kinds and e.get("schedule") != "marker"]
         return events if len(events) == 3 else None
 
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
+            await wait_until(recording, timeout=20, message="the node's events recorded")
             node.events.publish("member.up", member=SURROGATE, address="ws://peer")
             job = node._validate({"type": "surrogate"})
             job.error = SURROGATE
