@@ -1,7 +1,7 @@
 """Node and Redis CPU per job: a full-queue drain beside a burst of due jobs.
 
     python bench/bench_burst_cpu.py redis://127.0.0.1:PORT 20000 4
-    python bench/bench_burst_cpu.py redis://127.0.0.1:PORT 20000 4 /src/of/A /src/of/B
+    python bench/bench_burst_cpu.py redis://127.0.0.1:PORT 20000 4 /src/of/A /src/of/B ...
 
 One node in this process, 10 workers, noop jobs. The drain submits N jobs,
 then starts the node: timed from its start to the last completion. The burst
@@ -11,8 +11,8 @@ them in steps, the workers drain them). Node CPU is this process's
 ``time.process_time()`` over the timed part, Redis's its ``used_cpu_user +
 used_cpu_sys``; the Redis is flushed before each run.
 
-Given two source trees (each holding the ``jobtrio`` package), every pair
-runs A then B (drain then burst each), each in its own process with that
+Given source trees (each holding the ``jobtrio`` package), every round
+runs A, then B, ... (drain then burst each), each in its own process with that
 tree first on ``sys.path``: CPU per job in alternated A/B pairs, as
 docs/benchmarks.md describes. Quote ``uptime`` beside the figures.
 """
@@ -95,7 +95,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(trio.run(run, argv[1], int(argv[2]), argv[3])))
         return
     url, n, pairs = argv[0], int(argv[1]), int(argv[2])
-    sides: dict[str, str | None] = {"A": argv[3], "B": argv[4]} if len(argv) > 4 else {"": None}
+    sides: dict[str, str | None] = {"ABCDEFGH"[i]: src for i, src in enumerate(argv[3:])}
+    sides = sides or {"": None}
     res: dict[tuple[str, str], list[tuple[float, float, float]]] = {
         (side, kind): [] for side in sides for kind in KINDS
     }

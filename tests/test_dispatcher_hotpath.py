@@ -130,6 +130,28 @@ async def test_short_jobs_grow_the_automatic_prefetch(autojump_clock):
         assert 10 < node.dispatcher.prefetch_window <= 100
 
 
+async def test_slow_claims_grow_the_automatic_prefetch_over_their_round_trip(autojump_clock):
+    """Claims that take 50 ms to come back (the Broker busy, as behind a leader's
+    promotion steps) and jobs of 1 ms: a window of PREFETCH_HORIZON at the start rate
+    alone kept each claim to idle workers + about 10 jobs, the workers idle most of each
+    round trip, so the rate and with it the window stayed low. Covering the round
+    trip, the claims grow to DISPATCH_BATCH."""
+    broker = MemoryBroker()
+    asked: list[int] = []
+    claim = broker.claim
+
+    async def slow(node_id: str, n: int, lease: float, now: float, scope=None):  # type: ignore[no-untyped-def]
+        asked.append(n)
+        await trio.sleep(0.05)
+        return await claim(node_id, n, lease, now, scope)
+
+    broker.claim = slow  # type: ignore[method-assign]
+    async with running_node(broker=broker, worker_count=10, dispatch_batch=100) as node:
+        await node.submit_many([{"type": "sleep", "payload": {"seconds": 0.001}}] * 3000)
+        await wait_until(lambda: node.dispatcher.finished == 3000, timeout=100)
+        assert max(asked) == 100
+
+
 async def test_explicit_prefetch_is_never_exceeded(autojump_clock):
     """DISPATCH_PREFETCH set by hand is a hard limit, however fast jobs run."""
     broker = MemoryBroker()

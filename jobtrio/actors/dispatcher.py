@@ -20,10 +20,16 @@ interrupts and what a graceful shutdown hands back.
 
 The prefetch (``DISPATCH_PREFETCH``, -1 by default) adapts when left at -1:
 ``WORKER_COUNT`` jobs, or what this node starts in ``PREFETCH_HORIZON``
-seconds at its recent rate if that is more (at most two claim batches). Short
-jobs then come in claims of tens instead of a handful (per-call costs were
-most of a noop job's cost on Redis), while a claimed job still waits here
-about ``PREFETCH_HORIZON`` at most, and long jobs keep the plain credit.
+seconds plus twice the last claim's round trip at its recent rate if that is
+more (at most two claim batches). Short jobs then come in claims of tens
+instead of a handful (per-call costs were most of a noop job's cost on
+Redis), while a claimed job still waits here about ``PREFETCH_HORIZON`` plus
+a claim's round trip at most, and long jobs keep the plain credit. The round
+trip counts because the next claim goes out when half the window is left: a
+window that the workers empty before a slow claim comes back leaves them
+idle, and their lower rate then shrinks the window further (while a leader
+promoted a burst of due jobs, each claim waited 20-40 ms behind a promotion
+step and came back with 6-20 jobs: the workers ran 750 jobs/s).
 
 Progress reports (``JobContext.progress``) are coalesced: a report only
 replaces the job's latest one in a table here, and a fourth loop writes the
@@ -167,6 +173,8 @@ class Dispatcher:
         self._rate = 0.0
         self._rate_since = -math.inf
         self._rate_started = 0
+        #: Seconds the last claim took to come back (the window covers its round trip).
+        self._claim_latency = 0.0
         self._seq = itertools.count()
         self._wakeup = Wakeup()
         self._capacity = Wakeup()
@@ -333,7 +341,7 @@ class Dispatcher:
             # rise at once, fall by halves: a pause between bursts keeps most of the window
             self._rate = rate if rate >= self._rate else (self._rate + rate) / 2
         self._rate_since, self._rate_started = now, self.started
-        window = int(self._rate * PREFETCH_HORIZON)
+        window = int(self._rate * (PREFETCH_HORIZON + 2 * self._claim_latency))
         self._window = max(self._prefetch, min(self._max_window, window))
 
     def _claim_wanted(self) -> int:
@@ -358,6 +366,7 @@ class Dispatcher:
                     await self._expire_previous_incarnation()
                 if self._claim_unanswered:
                     await self._hand_back_unanswered()
+                sent = trio.current_time()
                 leases = await self._broker.claim(
                     self.node_id,
                     min(want, self._settings.dispatch_batch),
@@ -371,6 +380,7 @@ class Dispatcher:
                 await trio.sleep(backoff.next())
                 continue
             backoff.reset()
+            self._claim_latency = trio.current_time() - sent
             if self.last_error is not None or not self._broker_marked:
                 self._mark_broker(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
