@@ -411,9 +411,19 @@ async def test_a_burst_meeting_a_failover_runs_each_job_once(broker):
 async def test_promote_due_count_moves_as_promote_due_and_answers_the_count(broker):
     """The leader's promotion when it records nothing: each due job moved once, in steps
     of ``limit``, fenced, answering how many moved."""
-    due = [make(scheduled_at=NOW + 10) for _ in range(7)]
+    due = [make(scheduled_at=NOW + 10) for _ in range(6)]
+    urgent = make(
+        "echo",
+        scheduled_at=NOW + 10,
+        priority=7,
+        payload={"x": [1, "two"]},
+        max_retries=5,
+        idempotency_key="k-urgent",
+    )
+    due.append(urgent)
     later = make(scheduled_at=NOW + 99)
     await broker.enqueue([*due, later], NOW)
+    held = {job.id: (await broker.get(job.id)).to_dict() for job in due}  # type: ignore[union-attr]
     e1 = await broker.acquire_epoch("a", NOW)
     assert await broker.promote_due_count(NOW + 9, e1) == 0
     assert await broker.promote_due_count(NOW + 10, e1, limit=5) == 5
@@ -428,7 +438,10 @@ async def test_promote_due_count_moves_as_promote_due_and_answers_the_count(brok
         got = await broker.get(job.id)
         assert got is not None and got.status == JobStatus.PENDING and got.version == 2
         assert got.updated_at == NOW + 10
+        moved = {"status": "pending", "version": 2, "updated_at": got.to_dict()["updated_at"]}
+        assert got.to_dict() == {**held[job.id], **moved}  # nothing else changed
     leases = await broker.claim("n", 10, 30, NOW + 11)
+    assert leases[0].job.id == urgent.id  # filed under its priority
     assert sorted(lease.job.id for lease in leases) == sorted(job.id for job in due)
 
 
