@@ -1,0 +1,109 @@
+"""Redis at ``maxmemory`` with ``noeviction``: every write is refused ("OOM command not
+allowed when used memory > 'maxmemory'") until memory is freed or the limit raised.
+
+That is "not now", like an outage: before, it reached callers as a plain Redis error,
+so a submission was a 500 with a traceback in the log. Now it is
+``BackendUnavailable`` naming the memory (in the log), a submission a 503, and
+nothing is half written (Redis refuses a script at its first write, keeping its
+writes atomic; a script whose first write frees memory, such as a claim, still runs).
+Each test runs a redis-server of its own, since it changes the server's limit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import trio
+
+from jobtrio.actors.node import Node
+from jobtrio.api.app import create_app
+from jobtrio.backends.base import BackendUnavailable
+from jobtrio.backends.redis import RedisBroker, RedisStore
+from jobtrio.config import Settings
+from jobtrio.jobs import IdGenerator, validate_submission
+from tests.servers import RedisServer
+
+NOW = 1_700_000_000.0
+ids = IdGenerator()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    s = RedisServer(tmp_path)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def fill_up(url: str) -> redis.Redis:
+    """Set maxmemory below what the server uses, under noeviction."""
+    client = redis.Redis.from_url(url)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(max(1024 * 1024, used // 2)))
+    # make sure it is over: a little ballast of its own, refused once over the limit
+    try:
+        client.set("ballast", b"x" * (2 * 1024 * 1024))
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    return client
+
+
+async def test_a_full_redis_is_unavailable_and_no_move_is_half_done(server: RedisServer) -> None:
+    broker = await RedisBroker.open(server.url, prefix="m" + uuid.uuid4().hex[:8])
+    client = None
+    try:
+        before = [validate_submission({"type": "noop"}, NOW, ids=ids) for _ in range(10)]
+        await broker.enqueue(before, NOW)
+        client = fill_up(server.url)
+        refused = [validate_submission({"type": "noop"}, NOW, ids=ids) for _ in range(5)]
+        with pytest.raises(BackendUnavailable, match="out of memory"):
+            await broker.enqueue(refused, NOW)
+        assert sum((await broker.depths()).values()) == 10  # nothing of either written
+        assert await broker.get_many([job.id for job in refused]) == {}
+        client.config_set("maxmemory", "0")
+        await broker.enqueue(refused, NOW)
+        leases = await broker.claim("n1", 100, 30.0, NOW)
+        assert {lease.job.id for lease in leases} == {job.id for job in before + refused}
+    finally:
+        if client is not None:
+            client.close()
+        await broker.close()
+
+
+async def test_a_submission_to_a_full_redis_is_a_503(server: RedisServer, caplog) -> None:
+    prefix = "m" + uuid.uuid4().hex[:8]
+    broker = await RedisBroker.open(server.url, prefix=prefix, records=True)
+    store = await RedisStore.open(server.url, prefix=prefix)
+    node = Node(Settings(node_id="n1", worker_count=1, shutdown_grace=0.2), broker, store)
+    client = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            test = create_app(node).test_client()
+            client = fill_up(server.url)
+            for path, body in (
+                ("/api/v1/jobs", {"type": "noop"}),
+                ("/api/v1/jobs/batch", {"jobs": [{"type": "noop"}] * 3}),
+            ):
+                response = await test.post(path, json=body)
+                error = (await response.get_json())["error"]
+                assert response.status_code == 503, (path, error)
+                assert error["code"] == "unavailable", error
+            logged = [r.getMessage() for r in caplog.records if r.name == "jobtrio.api"]
+            assert logged and all("out of memory (maxmemory reached)" in m for m in logged)
+            client.config_set("maxmemory", "0")
+            response = await test.post("/api/v1/jobs", json={"type": "noop"})
+            assert response.status_code == 201
+            node.request_stop()
+    finally:
+        if client is not None:
+            client.close()
+        await broker.close()
+        await store.close()
