@@ -367,3 +367,47 @@ async def test_a_document_over_the_limit_is_a_refused_record_not_a_crash(store):
     with pytest.raises(RecordRefused, match="document too large") as info:
         await store.put_many([job])
     assert info.value.backend == "mongodb"
+
+
+class _ServerRefusingCollection:
+    """A server refusing a document just under pymongo's client-side check: the bulk
+    write fails with the server's code (these are MongoDB's documented codes; not seen
+    against a real server here)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def bulk_write(self, operations: list[Any], ordered: bool = False) -> None:
+        raise BulkWriteError(
+            {
+                "writeErrors": [
+                    {"index": 1, "code": self.code, "errmsg": "BSONObj size: 16793700 is invalid"},
+                    {"index": 2, "code": 11000, "errmsg": "E11000 duplicate key"},
+                ],
+                "writeConcernErrors": [],
+            }
+        )
+
+
+@needs_fake
+@pytest.mark.parametrize("code", sorted(mongodb.TOO_LARGE_CODES))
+async def test_a_document_the_server_finds_too_large_is_a_refused_record(store, code):
+    from jobtrio.jobs import IdGenerator, validate_submission
+
+    jobs = [
+        validate_submission({"type": "noop"}, 1_700_000_000.0, ids=IdGenerator()) for _ in "abc"
+    ]
+    store._jobs = _ServerRefusingCollection(code)  # type: ignore[assignment]
+    with pytest.raises(RecordRefused, match="BSONObj size"):
+        await store.put_many(jobs)
+
+
+def test_only_too_large_and_duplicates_make_a_too_large_refusal():
+    large = {"index": 0, "code": 10334, "errmsg": "too large"}
+    assert mongodb.too_large_refusal({"writeErrors": [large]}) == "too large"
+    dup = {"index": 1, "code": 11000, "errmsg": "dup"}
+    assert mongodb.too_large_refusal({"writeErrors": [dup]}) is None  # the version guard
+    other = {"index": 1, "code": 121, "errmsg": "Document failed validation"}
+    assert mongodb.too_large_refusal({"writeErrors": [large, other]}) is None  # still a bug
+    concern = {"writeErrors": [large], "writeConcernErrors": [{"code": 64}]}
+    assert mongodb.too_large_refusal(concern) is None

@@ -138,6 +138,24 @@ def page_from(docs: Sequence[str], limit: int) -> Page:
     return Page(jobs, jobs[-1].id if more and jobs else None)
 
 
+#: Server error codes of a document over the 16 MiB limit that passed pymongo's own check
+#: (which allows 16 KiB over for the command around it): BSONObjectTooLarge and "resulting
+#: document after update is larger than 16777216". Not seen against a real server here.
+TOO_LARGE_CODES = frozenset({10334, 17419})
+
+
+def too_large_refusal(details: Mapping[str, Any]) -> str | None:
+    """The server's words when a ``BulkWriteError`` holds a too-large document and no
+    other error but duplicates (the version guard), else None."""
+    errors = details.get("writeErrors", [])
+    if details.get("writeConcernErrors") or not errors:
+        return None
+    large = [e for e in errors if e.get("code") in TOO_LARGE_CODES]
+    if not large or any(e.get("code") not in TOO_LARGE_CODES | {DUPLICATE_KEY} for e in errors):
+        return None
+    return str(large[0].get("errmsg", "document too large"))
+
+
 def duplicate_indexes(details: Mapping[str, Any]) -> list[int]:
     """Indexes of the operations refused as duplicate keys in a ``BulkWriteError``.
 
@@ -275,6 +293,11 @@ class MongoStore(Store):
                 self._jobs.bulk_write(operations, ordered=False)
                 return
             except BulkWriteError as exc:
+                too_large = too_large_refusal(exc.details)
+                if too_large is not None:
+                    # the rest of the batch was written (unordered); the writer halves the
+                    # batch until this record stands alone (version-guarded: rewrites are no-ops)
+                    raise RecordRefused("mongodb", too_large) from exc
                 try:
                     refused = duplicate_indexes(exc.details)
                 except ValueError:
