@@ -593,6 +593,15 @@ class EventStream:
                 self.log_healthy = False
                 await trio.sleep(backoff.next())
                 continue
+            except Exception:
+                # not an outage: the log refuses this batch (a bug, an error reply), and
+                # would refuse it again at every restart of this actor, which then records
+                # nothing more. So the batch is let go, counted as lost and said in the log.
+                log.exception("event log refused a batch of %d events: they are lost", len(batch))
+                for _ in batch:
+                    pending.popleft()
+                self._lose(len(batch))
+                continue
             self.log_healthy = True
             backoff.reset()
             for _ in batch:

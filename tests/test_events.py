@@ -572,3 +572,41 @@ def test_every_kind_the_node_publishes_is_documented() -> None:
     assert published - set(KINDS) == set()
     doc = (root.parent / "docs" / "observability.md").read_text()
     assert [k for k in KINDS if f"`{k}`" not in doc] == []
+
+
+class _RefusingOnce(MemoryEventLog):
+    """A log whose first append fails with an error that is no outage (a bug, a Redis
+    error reply): before, the recorder crashed into the same batch at every restart."""
+
+    def __init__(self, maxlen: int, clock: Clock) -> None:
+        super().__init__(maxlen, clock)
+        self.refused = 0
+
+    async def append(self, bodies):  # type: ignore[no-untyped-def]
+        if not self.refused:
+            self.refused = len(bodies)
+            raise ValueError("ERR something the log will never take")
+        await super().append(bodies)
+
+
+async def test_a_batch_the_log_refuses_for_good_is_counted_lost_and_the_rest_flow() -> None:
+    clock = Clock()
+    bus, metrics = EventBus("n1", clock), NodeMetrics("n1")
+    log = _RefusingOnce(1000, clock)
+    stream = EventStream(bus, log, metrics, clock)
+    jobs = _jobs_for_events()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        bus.publish_jobs("job.started", jobs[:2])
+        await wait_until(lambda: log.refused)
+        bus.publish_jobs("job.completed", jobs[:2])
+        await wait_until(lambda: stream.recorded >= 3)
+        nursery.cancel_scope.cancel()
+    bodies = [json.loads(e.body) for e in await log.read_after((0, 0), 100)]
+    assert bodies[0]["kind"] == "stream.lost" and bodies[0]["lost"] == log.refused == 2
+    assert [(b["kind"], b["job_id"]) for b in bodies[1:]] == [
+        ("job.completed", jobs[0].id),
+        ("job.completed", jobs[1].id),
+    ]
+    assert stream.lost == 2
