@@ -35,6 +35,7 @@ from jobtrio.jobs import (
     validate_submission,
 )
 from jobtrio.jsontext import compact_encoder
+from tests.test_redis_hotpath import json_types
 
 
 @pytest.fixture
@@ -237,15 +238,7 @@ def _outcome(read: Any, raw: bytes) -> Any:
         value = read(raw)
     except ApiError as exc:
         return ("refused", exc.status, exc.code, exc.message)
-    return ("read", json.dumps(value), _types(value))
-
-
-def _types(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _types(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_types(v) for v in value]
-    return type(value).__name__
+    return ("read", json.dumps(value), json_types(value))
 
 
 def _nested(depth: int) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 import uuid
 
 import redis
@@ -22,7 +23,7 @@ import trio
 from jobtrio.actors.node import Node
 from jobtrio.backends import open_backends
 from jobtrio.config import Settings
-from jobtrio.jobs import JobStatus
+from jobtrio.jobs import IdGenerator, JobStatus, validate_submission
 from jobtrio.processors import JobContext, Registry
 from jobtrio.text import MAX_ERROR_CHARS, error_text
 from tests.servers import RedisServer
@@ -44,6 +45,16 @@ class Positive:
     def __post_init__(self) -> None:
         if self.n <= 0:
             raise ValueError(f"n must be positive, got {self.n} {SURROGATE}")
+
+
+def stream_events(url: str, prefix: str) -> list[dict[str, object]]:
+    """Every event in the node's Redis Stream, as recorded."""
+    client = redis.Redis.from_url(url)
+    try:
+        entries = client.xrange("{" + prefix + "}:events")
+    finally:
+        client.close()
+    return [json.loads(fields[b"e"]) for _, fields in entries]
 
 
 def registry() -> Registry:
@@ -150,12 +161,7 @@ async def test_the_redis_event_stream_carries_a_failed_job_whose_error_was_no_va
     node = Node(settings, broker, store, registry())
 
     def failed_events() -> list[dict[str, object]]:
-        client = redis.Redis.from_url(redis_server.url)
-        try:
-            entries = client.xrange("{" + prefix + "}:events")
-        finally:
-            client.close()
-        events = [json.loads(fields[b"e"]) for _, fields in entries]
+        events = stream_events(redis_server.url, prefix)
         return [e for e in events if e.get("kind") == "job.failed"]
 
     try:
@@ -205,12 +211,7 @@ async def test_the_redis_event_stream_repairs_an_event_that_is_no_valid_text(
     kinds = ("member.up", "job.failed", "schedule.deleted")
 
     def stream() -> list[dict[str, object]]:
-        client = redis.Redis.from_url(redis_server.url)
-        try:
-            entries = client.xrange("{" + prefix + "}:events")
-        finally:
-            client.close()
-        return [json.loads(fields[b"e"]) for _, fields in entries]
+        return stream_events(redis_server.url, prefix)
 
     def recording() -> bool:
         """Published before the event stream subscribes to the bus, an event is dropped:
@@ -227,7 +228,7 @@ async def test_the_redis_event_stream_repairs_an_event_that_is_no_valid_text(
             await nursery.start(node.run)
             await wait_until(recording, timeout=20, message="the node's events recorded")
             node.events.publish("member.up", member=SURROGATE, address="ws://peer")
-            job = node._validate({"type": "surrogate"})
+            job = validate_submission({"type": "surrogate"}, time.time(), ids=IdGenerator())
             job.error = SURROGATE
             node.events.publish_jobs("job.failed", [job])
             node.events.publish("schedule.deleted", schedule="after them")

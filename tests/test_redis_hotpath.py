@@ -397,14 +397,15 @@ async def test_claimed_jobs_read_with_orjson_are_the_jobs_json_reads(pair):
             if name != "payload":
                 assert getattr(r, name) == getattr(m, name), name
         assert json.dumps(r.payload) == json.dumps(m.payload)  # NaN != NaN: compare text
-        assert _types(r.payload) == _types(m.payload)
+        assert json_types(r.payload) == json_types(m.payload)
 
 
-def _types(value: Any) -> Any:
+def json_types(value: Any) -> Any:
+    """``value`` with each leaf replaced by its type's name (an int read as a float shows)."""
     if isinstance(value, dict):
-        return {k: _types(v) for k, v in value.items()}
+        return {k: json_types(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_types(v) for v in value]
+        return [json_types(v) for v in value]
     return type(value).__name__
 
 

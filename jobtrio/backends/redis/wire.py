@@ -64,9 +64,7 @@ def translated_error(exc: Exception) -> Exception:
         isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
     ):
         return BackendUnavailable("redis", str(exc) or type(exc).__name__)
-    if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
-        isinstance(exc, redis.ResponseError) and str(exc).startswith("OOM ")
-    ):
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):  # both parsers' class for OOM
         # maxmemory reached under noeviction: every write is refused until memory is
         # freed or the limit raised, so "not now", as an outage (a submission is a 503
         # naming it, not a 500). A script is refused at its first write only, so no
