@@ -162,3 +162,29 @@ def test_the_generated_code_can_be_read():
     )
     assert run.stderr == ""
     assert LAYOUT.lua() in run.stdout and LAYOUT.python() in run.stdout
+
+
+def test_an_enqueue_argument_is_cut_by_byte_lengths(redis_server):
+    """b and m are cut at the byte lengths the argument's header gives, not by a pattern:
+    text outside ASCII in them (a writer that kept it as it is) and a type holding
+    0x1f come back whole."""
+    client = redis.Redis.from_url(redis_server.url)
+    script = client.register_script(
+        lua_source("prelude")
+        + "\n"
+        + LAYOUT.lua()
+        + "\nreturn enqueue_fields(ARGV[1])\n"
+    )
+    job = Job(id="01HF7YAT3VJ3TH6DRRPSRWY48D", type="t\x1fž🐢", queue="ž", created_at=NOW)
+    body, values = codec.encode(job, job.status)
+    body = body.replace('"payload":{}', '"payload":{"a":"ž🐢"}')
+    values[LAYOUT.index("RES")] = '"ž"'
+    try:
+        cut = [
+            part.decode()
+            for part in script(keys=["{t}:"], args=[codec.enqueue_arg(job, body, values)])
+        ]
+    finally:
+        client.close()
+    reads = [values[LAYOUT.index(r)] for r in LAYOUT.enqueue_reads]
+    assert cut == [job.id, codec.num(NOW), *reads, body, codec.SEP.join(values), "ž", job.type]

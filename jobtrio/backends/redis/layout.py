@@ -164,11 +164,27 @@ class Layout:
                 f"local {names} =\n  {numbers}",
                 "-- m cut into its NF values",
                 "local MPAT = '^' .. string.rep('([^\\31]*)\\31', NF - 1) .. '([^\\31]*)$'",
-                "-- an enqueue argument: id, created_at text, the values ENQUEUE_READS names,",
-                "-- b, m (whole), the queue and the type (last: the one raw caller string)",
+                "-- an enqueue argument: a header of id, created_at text, the values ENQUEUE_READS",
+                "-- names, the queue and the byte lengths of b and m, each ended by \\31; then b",
+                "-- and m (whole) as they are, and the type (last: the one raw caller string).",
+                "-- The lengths spare a pattern that steps through b and m byte by byte (a",
+                "-- quarter of an enqueue's Redis time). enqueue_fields(arg) cuts one into id,",
+                "-- created_at, the reads, b, m, the queue and the type, in that order.",
                 f"local ENQUEUE_READS = {{{reads}}}",
-                "local EPAT = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS) .. '('"
-                "\n  .. string.rep('[^\\31]*\\31', NF - 1) .. '[^\\31]*)\\31([^\\31]*)\\31(.*)$'",
+                "local EHEAD = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS)"
+                "\n  .. '(%d+)\\31(%d+)\\31()'",
+                "local function enqueue_fields(arg)",
+                "  local a = {string.match(arg, EHEAD)}",
+                "  local n = #ENQUEUE_READS + 3",
+                "  local u, from = a[n], a[n + 3]",
+                "  local m_from = from + tonumber(a[n + 1])",
+                "  local t_from = m_from + tonumber(a[n + 2])",
+                "  a[n] = string.sub(arg, from, m_from - 1)",
+                "  a[n + 1] = string.sub(arg, m_from, t_from - 1)",
+                "  a[n + 2] = u",
+                "  a[n + 3] = string.sub(arg, t_from)",
+                "  return a",
+                "end",
                 "-- the pending set's score: (10 - priority) * BAND + a sequence number",
                 f"local BAND = {PENDING_BAND}",
             )
@@ -234,13 +250,24 @@ class Layout:
             "        [\n            " + ",\n            ".join(values) + ",\n        ],\n    )\n"
         )
 
-        # enqueue_arg(job, b, values) -> one argument of the enqueue script (see EPAT)
+        # enqueue_arg(job, b, values) -> one argument of the enqueue script: a header
+        # ended by b's and m's byte lengths, then b, m and the type (see enqueue_fields)
         reads = ", ".join(f"f[{at[r]}]" for r in self.enqueue_reads)
         out.append(
             "def enqueue_arg(job, b, f):\n"
-            "    return SEP.join(\n"
-            "        (check_name(job.id, 'job id'), num(job.created_at), "
-            f"{reads}, b, *f, job.queue, job.type)\n"
+            "    m = SEP.join(f)\n"
+            "    return ''.join(\n"
+            "        (\n"
+            "            SEP.join(\n"
+            "                (check_name(job.id, 'job id'), num(job.created_at), "
+            f"{reads}, job.queue,\n"
+            "                 str(len(b) if b.isascii() else len(b.encode())),\n"
+            "                 str(len(m) if m.isascii() else len(m.encode())), '')\n"
+            "            ),\n"
+            "            b,\n"
+            "            m,\n"
+            "            job.type,\n"
+            "        )\n"
             "    )\n"
         )
 

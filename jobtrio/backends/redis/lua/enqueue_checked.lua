@@ -5,7 +5,7 @@
 local function enqueue_checked(now)
   local batch = {}
   for i = 2, #ARGV do
-    local a = {string.match(ARGV[i], EPAT)}
+    local a = enqueue_fields(ARGV[i])
     for _, pid in ipairs(depends_of(a[NR + 3])) do
       if not batch[pid] and redis.call('HEXISTS', jkey(pid), 'q') == 0
           and not redis.call('HGET', K_TOMBS, pid) then

@@ -3,7 +3,7 @@
 -- restore and fire_tick, so the three file a job the same way.
 local NR = #ENQUEUE_READS
 local function enqueue_one(arg, now)
-  local a = {string.match(arg, EPAT)}
+  local a = enqueue_fields(arg)
   local id, c, b, m, u, t = a[1], a[2], a[NR + 3], a[NR + 4], a[NR + 5], a[NR + 6]
   local j = {id = id, b = b, t = t, u = u}
   for r = 1, NR do j[ENQUEUE_READS[r]] = a[r + 2] end
