@@ -21,7 +21,7 @@ import trio
 
 from jobtrio.actors.node import Node
 from jobtrio.api.app import create_app
-from jobtrio.backends.base import BackendUnavailable
+from jobtrio.backends.base import BackendUnavailable, Finish
 from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, validate_submission
@@ -107,3 +107,44 @@ async def test_a_submission_to_a_full_redis_is_a_503(server: RedisServer, caplog
             client.close()
         await broker.close()
         await store.close()
+
+
+@pytest.mark.parametrize("records", [False, True])
+async def test_the_purge_frees_memory_at_the_limit(server: RedisServer, records: bool) -> None:
+    """The purge is how a full Redis gets out of it: it must run at the limit.
+
+    Redis refuses a script whose first write could grow memory once over the
+    limit; the purge wrote a tombstone first, so a Redis filled with finished
+    jobs refused the one move that frees it (with MongoDB beside it, or with
+    the records kept in Redis alike).
+    """
+    broker = await RedisBroker.open(server.url, prefix="m" + uuid.uuid4().hex[:8], records=records)
+    client = None
+    try:
+        epoch = await broker.acquire_epoch("leader", NOW)
+        payload = {"blob": "x" * 2000}
+        for _ in range(4):
+            jobs = [
+                validate_submission({"type": "noop", "payload": payload}, NOW, ids=ids)
+                for _ in range(250)
+            ]
+            await broker.enqueue(jobs, NOW)
+            leases = await broker.claim("n1", 250, 30.0, NOW)
+            finishes = [Finish(lease.job.id, lease.token, "completed") for lease in leases]
+            await broker.finish(finishes, NOW + 1)
+        client = fill_up(server.url)
+        with pytest.raises(BackendUnavailable, match="out of memory"):
+            await broker.enqueue([validate_submission({"type": "noop"}, NOW, ids=ids)], NOW)
+        before = int(client.info("memory")["used_memory_dataset"])
+        purged = 0
+        while n := await broker.purge_finished(NOW + 2, epoch):
+            purged += n
+        assert purged == 1000
+        assert await broker.get(leases[0].job.id) is None
+        if not records:  # the jobs left Redis, their 2,000-byte payloads with them
+            freed = before - int(client.info("memory")["used_memory_dataset"])
+            assert freed > 1000 * 2000, freed
+    finally:
+        if client is not None:
+            client.close()
+        await broker.close()

@@ -27,9 +27,14 @@ elseif ARGV[6] ~= '' then
   end
 end
 local ids = {}
+for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
+-- the first write lets memory go: over maxmemory Redis refuses a script whose first write
+-- could grow it (a tombstone's HSET), and the purge is what frees a full server
+for c = 1, #ids, 1000 do
+  redis.call('ZREM', K_FINISHED, unpack(ids, c, math.min(c + 999, #ids)))
+end
 for i = 1, #old, 2 do
   local id, at = old[i], old[i + 1]
-  ids[#ids + 1] = id
   local f = redis.call('HMGET', jkey(id), 'm', 'k', 'q')
   if f[3] then
     local j = {string.match(f[1], MPAT)}
@@ -39,9 +44,6 @@ for i = 1, #old, 2 do
     count(status_of(f[1]), -1)
   end
   if f[2] and redis.call('HGET', K_IDEM, f[2]) == id then redis.call('HDEL', K_IDEM, f[2]) end
-end
-for c = 1, #ids, 1000 do
-  redis.call('ZREM', K_FINISHED, unpack(ids, c, math.min(c + 999, #ids)))
 end
 if ARGV[4] ~= '' then
   local gone = redis.call('ZRANGEBYSCORE', K_TOMBS_AT, '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)
