@@ -322,6 +322,21 @@ def test_ids_are_the_ulid_of_their_time_and_randomness():
     assert made == sorted(made)
 
 
+def test_ids_counting_up_within_a_millisecond_carry_into_the_kept_characters():
+    """Within a millisecond the randomness counts up: past each 2**20 (and at the 80-bit
+    wrap) the first characters of the randomness, which IdGenerator keeps, change."""
+    from jobtrio.jobs import _CROCKFORD, IdGenerator
+
+    for start in (2**20 - 3, 2**40 - 2, 2**80 - 2):
+        rng = random.Random()
+        rng.getrandbits = lambda k, start=start: start  # type: ignore[method-assign]
+        ids = IdGenerator(rng)
+        for i in range(6):
+            value = (1_700_000_000_123 << 80) | ((start + i) & (2**80 - 1))
+            expected = "".join(_CROCKFORD[(value >> (5 * j)) & 31] for j in range(25, -1, -1))
+            assert ids.new(1_700_000_000.123) == expected
+
+
 def _from_dict_before(d: Any) -> Any:
     """``Job.from_dict`` as it was written before it skipped the usual empty fields."""
     from jobtrio.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, Attempt, Job, JobStatus

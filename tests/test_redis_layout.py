@@ -170,10 +170,7 @@ def test_an_enqueue_argument_is_cut_by_byte_lengths(redis_server):
     0x1f come back whole."""
     client = redis.Redis.from_url(redis_server.url)
     script = client.register_script(
-        lua_source("prelude")
-        + "\n"
-        + LAYOUT.lua()
-        + "\nreturn enqueue_fields(ARGV[1])\n"
+        lua_source("prelude") + "\n" + LAYOUT.lua() + "\nreturn enqueue_fields(ARGV[1])\n"
     )
     job = Job(id="01HF7YAT3VJ3TH6DRRPSRWY48D", type="t\x1fž🐢", queue="ž", created_at=NOW)
     body, values = codec.encode(job, job.status)
