@@ -12,6 +12,7 @@ what is allowed (``ConfigError``); nothing is silently defaulted.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -105,6 +106,44 @@ def _bool(text: str) -> bool:
 
 def _str(text: str) -> str:
     return text.strip()
+
+
+def _redis_url(text: str) -> str:
+    """Checked as redis-py will read it, so that a typo is named at start, not a traceback."""
+    value = text.strip()
+    if value:
+        from redis.connection import parse_url
+
+        try:
+            parse_url(value)
+        except ValueError as exc:  # the scheme, the port, the database or a query option
+            raise ValueError(f"{exc} (e.g. redis://localhost:6379/0)") from None
+    return value
+
+
+def _mongodb_uri(text: str) -> str:
+    """Checked as pymongo will read it (a mongodb+srv:// address only by its scheme: its
+    hosts are looked up in DNS, which is the connection's business, not the config's)."""
+    value = text.strip()
+    if value and not value.startswith("mongodb+srv://"):
+        from pymongo.errors import PyMongoError
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            parse_uri(value, warn=True)  # an unknown option warns, as MongoClient does
+        except (PyMongoError, ValueError) as exc:
+            raise ValueError(f"{exc} (e.g. mongodb://localhost:27017/jobtrio)") from None
+    return value
+
+
+#: Variables whose value may hold a password (user:password@host): never echoed whole.
+_SECRET_URLS = frozenset({"REDIS_URL", "MONGODB_URI"})
+
+
+def _shown(name: str, raw: str) -> str:
+    if name in _SECRET_URLS:
+        raw = re.sub(r"//[^/@]*@", "//***@", raw)
+    return clip(raw, 80)
 
 
 def _host_port(text: str) -> str:
@@ -303,7 +342,7 @@ class Settings:
             try:
                 values[attr] = parser(raw)
             except ValueError as exc:
-                raise ConfigError(f"{name}={clip(raw, 80)} is not valid: {exc}") from None
+                raise ConfigError(f"{name}={_shown(name, raw)} is not valid: {exc}") from None
         settings = cls(**values)
         settings._check_consistency()
         return settings
@@ -364,13 +403,13 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "WORKER_COUNT": ("worker_count", _int(1, 10000)),
     "NODE_ID": ("node_id", _node_id),
     "SQLITE_PATH": ("sqlite_path", _str),
-    "MONGODB_URI": ("mongodb_uri", _str),
+    "MONGODB_URI": ("mongodb_uri", _mongodb_uri),
     "MONGODB_DATABASE": ("mongodb_database", _str),
     "MONGODB_TIMEOUT": ("mongodb_timeout", _duration(0.001, 3600)),
     "REDIS_ADDR": ("redis_addr", lambda t: _host_port(t) if t.strip() else ""),
     "REDIS_PASSWORD": ("redis_password", lambda t: t),
     "REDIS_DB": ("redis_db", _int(0, 15)),
-    "REDIS_URL": ("redis_url", _str),
+    "REDIS_URL": ("redis_url", _redis_url),
     "REDIS_SENTINELS": ("redis_sentinels", _host_port_list),
     "REDIS_SENTINEL_MASTER": ("redis_sentinel_master", _str),
     "REDIS_KEY_PREFIX": ("redis_key_prefix", _node_id),

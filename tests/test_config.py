@@ -55,6 +55,23 @@ def load(env: dict[str, str], dotenv: Path | None = None) -> Settings:
         ({"METRICS_ENABLED": "2"}, ["METRICS_ENABLED='2'", "true or false"]),
         ({"TLS_ENABLED": "enabled"}, ["TLS_ENABLED='enabled'", "true or false"]),
         ({"REDIS_ADDR": "localhost"}, ["REDIS_ADDR='localhost'", "host:port"]),
+        ({"REDIS_URL": "http://cache:6379"}, ["REDIS_URL='http://cache:6379'", "redis://"]),
+        ({"REDIS_URL": "redis://cache:port"}, ["REDIS_URL=", "Port could not be cast"]),
+        (
+            {"REDIS_URL": "redis://cache:6379/0?socket_timeout=soon"},
+            ["REDIS_URL=", "Invalid value for 'socket_timeout'"],
+        ),
+        # the password is never echoed: a log line is no place for it
+        (
+            {"REDIS_URL": "redis://:hunter2@cache:port"},
+            ["REDIS_URL='redis://***@cache:port'", "Port could not be cast"],
+        ),
+        ({"MONGODB_URI": "http://db"}, ["MONGODB_URI='http://db'", "mongodb://"]),
+        ({"MONGODB_URI": "mongodb://"}, ["MONGODB_URI=", "at least one hostname"]),
+        (
+            {"MONGODB_URI": "mongodb://app:hunter2@db:99999/jobs"},
+            ["MONGODB_URI='mongodb://***@db:99999/jobs'", "Port must be an integer"],
+        ),
         ({"REDIS_ADDR": "localhost:70000"}, ["REDIS_ADDR='localhost:70000'", "1 to 65535"]),
         (
             {"REDIS_SENTINELS": "s1:26379,s2"},
