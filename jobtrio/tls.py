@@ -26,6 +26,7 @@ variable (``ConfigError``).
 
 from __future__ import annotations
 
+import os
 import ssl
 
 from .config import ConfigError, Settings
@@ -34,9 +35,18 @@ from .config import ConfigError, Settings
 def _load_chain(context: ssl.SSLContext, settings: Settings) -> None:
     try:
         context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except FileNotFoundError as exc:
+    except FileNotFoundError:
+        # ssl names no file here (exc.filename is None): say which of the two is missing
+        missing = [
+            f"{name}={path}"
+            for name, path in (
+                ("TLS_CERT_FILE", settings.tls_cert_file),
+                ("TLS_KEY_FILE", settings.tls_key_file),
+            )
+            if not os.path.isfile(path)
+        ]
         raise ConfigError(
-            f"TLS_CERT_FILE/TLS_KEY_FILE are not usable: {exc.filename}: no such file"
+            f"{' and '.join(missing) or 'TLS_CERT_FILE/TLS_KEY_FILE'} is not usable: no such file"
         ) from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(

@@ -407,3 +407,16 @@ async def test_matches_the_memory_broker_step_by_step(db_path, seed):
         await matches_the_reference(broker, seed, NOW + 0.123456)
     finally:
         await broker.close()
+
+
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [("missing/jobtrio.db", "does not exist"), (".", "it is a folder")],
+)
+async def test_a_file_that_cannot_open_is_named_with_why(tmp_path, where, why):
+    # SQLite says only "unable to open database file": the operator needs the path and why
+    path = str(tmp_path / where)
+    for opener in (SqliteBroker.open, SqliteStore.open):
+        with pytest.raises(BackendUnavailable) as refused:
+            await opener(path)
+        assert path in str(refused.value) and why in str(refused.value), refused.value

@@ -121,6 +121,18 @@ def _outage(exc: sqlite3.Error) -> BackendUnavailable | None:
     return None
 
 
+def _open_hint(path: str) -> str:
+    """Why a file would not open, where SQLite says only "unable to open database file"."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return " (it is a folder; SQLITE_PATH names a file)"
+    if not os.path.isdir(folder):
+        return f" (its folder {folder} does not exist)"
+    if not os.access(folder, os.W_OK):
+        return f" (its folder {folder} is not writable)"
+    return ""
+
+
 def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
     """Put the file in WAL mode, waiting out another connection doing the same.
 
@@ -189,7 +201,8 @@ class _Database:
             outage = _outage(exc)
             if outage is None:
                 raise
-            raise outage from exc
+            why = f"{path}: {outage.reason}{_open_hint(path)}"
+            raise BackendUnavailable("sqlite", why) from exc
         return cls(conn, path)
 
     def _connection(self) -> sqlite3.Connection:
