@@ -48,6 +48,7 @@ from .client import (
     Unavailable,
     ca_file_context,
     job_submission,
+    node_url,
 )
 from .durations import format_duration, parse_duration
 from .jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
@@ -229,6 +230,13 @@ def ca_file_option(fn: F) -> F:
     )(fn)
 
 
+def _checked_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return node_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def remote_command(fn: F) -> F:
     """Give a command --url/--token/--json/--http-timeout/--ca-file, gathered into one
     ``remote``."""
@@ -239,6 +247,7 @@ def remote_command(fn: F) -> F:
         default=DEFAULT_URL,
         show_default=True,
         metavar="URL",
+        callback=_checked_url,
         help="The node to talk to [env: JOBTRIO_URL].",
     )
     @click.option(

@@ -403,11 +403,31 @@ def _verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
     return ca_file_context(verify) if isinstance(verify, str) else verify
 
 
+def node_url(url: str) -> str:
+    """A node's base URL as the client uses it (``host:port`` alone means http://), or
+    ``ValueError`` naming what is wrong: said at once, not as a failed connection later."""
+    text = url.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    try:
+        parsed = httpx.URL(text)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r}: a node speaks http:// or https://, not {parsed.scheme}://")
+    if not parsed.host:
+        raise ValueError(f"{url!r} names no host (e.g. http://127.0.0.1:8080)")
+    if "%" in parsed.host:  # httpx escapes what a host name cannot hold (a space...)
+        raise ValueError(f"{url!r}: {parsed.host!r} is not a host name")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{url!r}: the port must be from 1 to 65535")
+    return text.rstrip("/")
+
+
 def _resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
-    url = url or os.environ.get("JOBTRIO_URL") or DEFAULT_URL
-    if "://" not in url:
-        url = f"http://{url}"
-    return url.rstrip("/"), token if token is not None else os.environ.get("JOBTRIO_TOKEN")
+    url = node_url(url or os.environ.get("JOBTRIO_URL") or DEFAULT_URL)
+    return url, token if token is not None else os.environ.get("JOBTRIO_TOKEN")
 
 
 def _headers(token: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:

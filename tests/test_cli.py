@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,29 @@ async def test_an_unreachable_node_is_exit_1_with_one_line(
         line = one_line(run.err)
         assert line.startswith(f"jobtrio: cannot reach {url}")
         assert "JOBTRIO_URL" in line
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://node:8080", "a node speaks http:// or https://, not ftp://"),
+        ("http://[::1", "is not a URL"),
+        ("http://127.0.0.1:99999", "the port must be from 1 to 65535"),
+        ("http://", "names no host"),
+        ("not a node", "is not a host name"),
+    ],
+)
+async def test_a_url_that_names_no_node_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    # said as the flag's error, not as a failed connection or an "unexpected error"
+    run = await run_plain(capsys, "jobs", "list", "--url", url)
+    assert run.code == 2 and message in run.err and "Traceback" not in run.err, run.err
+    monkeypatch.setenv("JOBTRIO_URL", url)
+    run = await run_plain(capsys, "stats")
+    assert run.code == 2 and message in run.err, run.err
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Client(url)
 
 
 async def test_url_and_token_from_the_environment(
