@@ -530,3 +530,28 @@ def test_the_dependency_fields_in_the_body_survive_a_payload_that_spells_them():
     lazy.parse()
     assert lazy.depends_on == ids and lazy.on_dependency_failure == "fail"
     assert lazy.workflow == job.workflow and lazy.payload == job.payload
+
+
+async def test_leases_and_tokens_stay_out_of_the_listpack_encoding(pair, redis_server):
+    """A node holds about 110 leases, under the 128 members up to which Redis keeps a
+    sorted set or hash as a listpack (a walk of the list for every insert, parsing each
+    float score): the claim keeps one long member in both, invisible to every move."""
+    broker, _ = pair
+    raw = redis.Redis(port=redis_server.port)
+    leases_key, tokens_key = broker._p + "leases", broker._p + "tokens"
+    jobs = await broker.enqueue([make() for _ in range(3)], NOW)
+    held = await broker.claim("n1", 2, 30, NOW)
+    assert raw.object("encoding", leases_key) == b"skiplist"
+    assert raw.object("encoding", tokens_key) == b"hashtable"
+    assert {lease.job.id for lease in await broker.running()} == {h.job.id for h in held}
+    assert await broker.renew([(h.job.id, h.token) for h in held], 30, NOW + 1) == []
+    # the leases end (finished, expired): only the kept member is left, never reaped
+    await broker.finish([Finish(held[0].job.id, held[0].token, "completed")], NOW + 2)
+    [lost] = await broker.requeue_expired(NOW + 100, await broker.acquire_epoch("n1", NOW), 5)
+    assert lost.id == held[1].job.id and lost.status == JobStatus.PENDING
+    assert await broker.running() == []
+    assert await broker.requeue_expired(NOW + 10**9, 1, 5) == []
+    assert raw.zcard(leases_key) == raw.hlen(tokens_key) == 1
+    again = await broker.claim("n1", 3, 30, NOW + 101)
+    assert {lease.job.id for lease in again} == {jobs[2].id, lost.id}
+    raw.close()

@@ -22,6 +22,16 @@ local K_TOMBS_AT = P .. 'tombs_at'
 local SEP = '\31'
 local RS = '\30' -- between the records of a reply whose records hold \31
 
+-- The leases and their tokens are a sorted set and a hash of about as many members as a
+-- node holds jobs (WORKER_COUNT plus a claim's batch: 110 by default), and Redis encodes a
+-- set or hash of up to 128 short members as a listpack, where every insert, lookup and
+-- removal walks the list, and a sorted set's insert parses each float score it passes
+-- (strtod: 20% of Redis's instructions in a drain). A member longer than 64 bytes makes
+-- Redis use its skiplist and hash table instead, which it keeps until the key is empty,
+-- so the claim leaves this one in both: a lease that never expires (score +inf) with a
+-- token no finish can match, named with \31, which no job id holds (the codec refuses it).
+local KEEP_TABLE = '\31jobtrio keeps this member here: Redis then keeps the set out of the listpack encoding'
+
 -- A job hash holds b (the immutable body), k (the idempotency key as JSON, if any) and m:
 -- the mutable values (layout.py declares them; S, PR, ... above index them) joined by \31.
 -- A move reads two fields and writes one, and a loaded job is an array filled by one

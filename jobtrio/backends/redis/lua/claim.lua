@@ -175,6 +175,9 @@ for _, id in ipairs(popped) do
   end
 end
 if t > 0 then
+  -- KEEP_TABLE (see broker_common.lua): never a listpack
+  redis.call('ZADD', K_LEASES, 'NX', '+inf', KEEP_TABLE)
+  redis.call('HSETNX', K_TOKENS, KEEP_TABLE, SEP)
   zadd_many(K_LEASES, leases)
   for i = 1, #held, 1000 do
     redis.call('HSET', K_TOKENS, unpack(held, i, math.min(i + 999, #held)))

@@ -1,5 +1,5 @@
 --@include broker_common
-local held = redis.call('ZRANGE', K_LEASES, 0, -1, 'WITHSCORES')
+local held = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(+inf', 'WITHSCORES') -- not KEEP_TABLE
 local out = {}
 for i = 1, #held, 2 do
   local j = load(held[i])
