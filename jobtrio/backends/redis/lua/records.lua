@@ -28,7 +28,22 @@ local function records_flush()
   R.add, R.rem, R.seen = {}, {}, {}
 end
 
-local function rkey(kind, name) return P .. kind .. name end
+-- an index's key, made once a script: a string built per job and index cost more than
+-- queueing the entry
+local RKEYS = {}
+local function rkey(kind, name)
+  local keys = RKEYS[kind]
+  if not keys then
+    keys = {}
+    RKEYS[kind] = keys
+  end
+  local key = keys[name]
+  if not key then
+    key = P .. kind .. name
+    keys[name] = key
+  end
+  return key
+end
 
 -- Moves a record between status indexes (queued).
 local function refile(id, old, new)
