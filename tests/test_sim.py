@@ -175,11 +175,21 @@ def test_json_line_has_the_documented_fields(capsys: pytest.CaptureFixture[str])
     assert data["simulated_seconds"] > 3
 
 
-def test_usage_errors_exit_2() -> None:
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert sim_main(["--faults", "meteor"]) == 2
     assert sim_main(["--seeds", "9..3"]) == 2
     assert sim_main(["--nodes", "0"]) == 2
     assert sim_main(["--plant", "raft-minority", "--algorithm", "bully"]) == 2
+    # these crashed the run with a traceback (negative or NaN seconds to trio, no worker)
+    for args, why in (
+        (["--duration", "-5"], "duration must be more than 0"),
+        (["--duration", "nan"], "not nan"),
+        (["--workers", "0"], "workers must be from 1 to 100"),
+        (["--clients", "-1"], "clients must be from 0 to 50"),
+    ):
+        capsys.readouterr()
+        assert sim_main(args) == 2, args
+        assert why in capsys.readouterr().err, args
 
 
 # -- bugs the simulator found, pinned at the actor level ----------------------------------

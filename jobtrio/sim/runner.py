@@ -146,6 +146,13 @@ class SimConfig:
             raise ValueError(f"algorithm must be one of {', '.join(ELECTION_ALGORITHMS)}")
         if not 1 <= self.nodes <= 50:
             raise ValueError("nodes must be from 1 to 50")
+        # (not a < b <= c: NaN fails every comparison, so it is caught too)
+        if not 0 < self.duration <= 3600:
+            raise ValueError(f"duration must be more than 0 and at most 3600 s, not {self.duration}")
+        if not 0 <= self.clients <= 50:
+            raise ValueError(f"clients must be from 0 to 50, not {self.clients}")
+        if not 1 <= self.workers <= 100:
+            raise ValueError(f"workers must be from 1 to 100, not {self.workers}")
         unknown = set(self.faults) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
