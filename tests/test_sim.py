@@ -182,7 +182,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert sim_main(["--plant", "raft-minority", "--algorithm", "bully"]) == 2
     # these crashed the run with a traceback (negative or NaN seconds to trio, no worker)
     for args, why in (
-        (["--duration", "-5"], "duration must be more than 0"),
+        (["--duration", "-5"], "duration must be over 0"),
         (["--duration", "nan"], "not nan"),
         (["--workers", "0"], "workers must be from 1 to 100"),
         (["--clients", "-1"], "clients must be from 0 to 50"),

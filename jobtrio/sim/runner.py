@@ -148,7 +148,7 @@ class SimConfig:
             raise ValueError("nodes must be from 1 to 50")
         # (not a < b <= c: NaN fails every comparison, so it is caught too)
         if not 0 < self.duration <= 3600:
-            raise ValueError(f"duration must be more than 0 and at most 3600 s, not {self.duration}")
+            raise ValueError(f"duration must be over 0 and at most 3600 s, not {self.duration}")
         if not 0 <= self.clients <= 50:
             raise ValueError(f"clients must be from 0 to 50, not {self.clients}")
         if not 1 <= self.workers <= 100:
