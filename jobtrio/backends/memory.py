@@ -181,27 +181,40 @@ class MemoryBroker(Broker):
             for key, heap in self._pending.items()
             if heap and (scope.types is None or key[1] in scope.types)
         }
+        due = self._claimable_due(n, now, scope)
+        keys_all = list(heaps) + [k for k in due if k not in heaps]
         if scope.queues is None:
-            groups = [list(heaps)]
+            groups = [keys_all]
         else:
-            groups = [[k for k in heaps if k[0] == q] for q in scope.queues]
+            groups = [[k for k in keys_all if k[0] == q] for q in scope.queues]
         leases: list[Lease] = []
         for keys in groups:
             while len(leases) < n:
-                best = None
+                # the lowest head of the pending heaps and of the due lists: a pending
+                # entry (-priority, 0, seq) before a due one (-priority, 1, rank) of its
+                # priority, as if the due jobs had been promoted in this very move
+                best: tuple[tuple[int, int, int], tuple[str, str]] | None = None
                 for key in keys:
-                    heap = heaps[key]
+                    if caps.left(key[0]) == 0:
+                        continue
+                    heap = heaps.get(key)
                     while heap and self._pending_key.get(heap[0][2]) != heap[0]:
                         heapq.heappop(heap)  # stale entry: the job moved on
-                    if heap and caps.left(key[0]) != 0 and (best is None or heap[0] < best[0]):
-                        best = (heap[0], key)
+                    if heap and (best is None or (heap[0][0], 0, heap[0][1]) < best[0]):
+                        best = ((heap[0][0], 0, heap[0][1]), key)
+                    waiting = due.get(key)
+                    if waiting and (best is None or waiting[0][:3] < best[0]):
+                        best = (waiting[0][:3], key)
                 if best is None:
                     break
                 key = best[1]
-                entry = heapq.heappop(heaps[key])
                 caps.took(key[0])
-                job_id = entry[2]
-                del self._pending_key[job_id]
+                if best[0][1] == 0:
+                    job_id = heapq.heappop(heaps[key])[2]
+                    del self._pending_key[job_id]
+                else:
+                    job_id = due[key].pop(0)[3]
+                    del self._delayed[job_id]
                 job = self._jobs[job_id]
                 transitions.claim(job, node_id, now)
                 token = self._tokens()
@@ -210,6 +223,32 @@ class MemoryBroker(Broker):
         for queue, window, used in caps.windows():
             self._rate[queue] = (window, used)
         return leases
+
+    def _claimable_due(
+        self, n: int, now: float, scope: ClaimScope
+    ) -> dict[tuple[str, str], list[tuple[int, int, int, str]]]:
+        """The due scheduled and retrying jobs a claim of ``n`` may take itself.
+
+        The first ``n`` due on the Broker's clock (``now``), in the order the
+        leader promotes them (due time, then id), of the types and queues of
+        ``scope``: by (queue, type), each as (-priority, 1, rank, id) in claim
+        order. A claim takes them directly (scheduled to running in one move),
+        after the pending jobs of their priority, as if promoted just before it.
+        """
+        out: dict[tuple[str, str], list[tuple[int, int, int, str]]] = {}
+        if not self._delayed or n <= 0:
+            return out
+        first = heapq.nsmallest(n, ((at, i) for i, at in self._delayed.items() if at <= now))
+        for rank, (_, job_id) in enumerate(first):
+            job = self._jobs[job_id]
+            if scope.types is not None and job.type not in scope.types:
+                continue
+            if scope.queues is not None and job.queue not in scope.queues:
+                continue
+            out.setdefault((job.queue, job.type), []).append((-job.priority, 1, rank, job_id))
+        for entries in out.values():
+            entries.sort()
+        return out
 
     async def renew(
         self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float

@@ -325,8 +325,8 @@ _QUEUE_INDEX = (
     "CREATE INDEX IF NOT EXISTS queue_by_name ON queue (status, queue, priority DESC, seq)"
 )
 _CLAIM_UPDATE = (
-    "UPDATE queue SET status = 'running', seq = NULL, token = ?, expires_at = ?, doc = ? "
-    "WHERE rowid = ?"
+    "UPDATE queue SET status = 'running', seq = NULL, run_at = NULL, token = ?, "
+    "expires_at = ?, doc = ? WHERE rowid = ?"
 )
 # Every move other than a claim ends the lease, if any.
 _PLACE_UPDATE = (
@@ -681,7 +681,7 @@ def _queue_settings(
 def _claim_select(by_queue: bool, by_types: bool, not_queues: bool, not_rows: bool) -> str:
     """The claim's query: pending jobs of one queue (or any), of the given types (or any),
     outside the queues out of budget and the rows already picked, in priority order."""
-    sql = "SELECT rowid, doc, queue FROM queue WHERE status = 'pending'"
+    sql = "SELECT rowid, doc, queue, priority, seq FROM queue WHERE status = 'pending'"
     if by_queue:
         sql += " AND queue = ?"
     if by_types:
@@ -706,6 +706,7 @@ def _claim(
     types = None if scope.types is None else _json_list(sorted(scope.types))
     groups: list[str | None] = [None] if scope.queues is None else list(scope.queues)
     picked: list[tuple[int, str]] = []
+    due = _claimable_due(conn, n, now, scope)
     for queue in groups:
         shut: set[str] = set()  # queues out of budget: not asked again
         if queue is not None and caps.left(queue) == 0:
@@ -722,11 +723,28 @@ def _claim(
                 args.append(json.dumps([rowid for rowid, _ in picked]))
             args.append(n - len(picked))
             sql = _claim_select(queue is not None, types is not None, bool(shut), bool(picked))
-            rows = conn.execute(sql, args).fetchall()
+            # pending before due at one priority, as if the due jobs were promoted first
+            rows = [
+                ((-priority, 0, seq), rowid, doc, q)
+                for rowid, doc, q, priority, seq in conn.execute(sql, args)
+            ]
+            # past the last pending row of a full page may lie more pending jobs: only the
+            # due jobs before it are known to come next
+            last = rows[-1][0] if len(rows) == n - len(picked) else None
+            rows += [
+                c
+                for c in due
+                if (queue is None or c[3] == queue)
+                and c[3] not in shut
+                and (last is None or c[0] < last)
+            ]
             if not rows:
                 break
+            rows.sort(key=lambda row: row[0])
             skipped = False
-            for rowid, doc, q in rows:
+            for order, rowid, doc, q in rows:
+                if len(picked) >= n:
+                    break
                 if q in shut:
                     continue
                 if caps.left(q) == 0:
@@ -735,6 +753,8 @@ def _claim(
                     continue
                 caps.took(q)
                 picked.append((rowid, doc))
+                if order[1]:
+                    due.remove((order, rowid, doc, q))
             if not skipped:
                 break
     for queue, window, used in caps.windows():
@@ -755,6 +775,28 @@ def _claim(
         leases.append(Lease(job, token, expires_at))
     conn.executemany(_CLAIM_UPDATE, params)
     return leases
+
+
+def _claimable_due(
+    conn: sqlite3.Connection, n: int, now: float, scope: ClaimScope
+) -> list[tuple[tuple[int, int, int], int, str, str]]:
+    """The due scheduled and retrying jobs a claim of ``n`` may take itself (as
+    ``MemoryBroker._claimable_due``): the first ``n`` due at ``now`` in the order the
+    leader promotes them, of the scope's types and queues, as ((-priority, 1, rank),
+    rowid, doc, queue)."""
+    rows = conn.execute(
+        "SELECT rowid, doc, queue, type, priority FROM queue WHERE run_at <= ? "
+        "ORDER BY run_at, id LIMIT ?",
+        (now, n),
+    )
+    out = []
+    for rank, (rowid, doc, queue, job_type, priority) in enumerate(rows):
+        if scope.types is not None and job_type not in scope.types:
+            continue
+        if scope.queues is not None and queue not in scope.queues:
+            continue
+        out.append(((-priority, 1, rank), rowid, doc, queue))
+    return out
 
 
 def _queues(conn: sqlite3.Connection) -> list[QueueState]:

@@ -45,11 +45,53 @@ for _, member in ipairs(redis.call('SMEMBERS', K_PQS)) do
   end
 end
 
+-- The due scheduled and retrying jobs this claim may take itself (MemoryBroker's
+-- _claimable_due): the first n due on the decision clock, in the order the leader
+-- promotes them, of the types it runs and the queues it serves, in lists by pending set
+-- member. Each is scored as if promoted just before this claim (its priority band, then
+-- after every pending job's sequence, in due order), so a claim takes them in the order a
+-- promotion then a claim would, and moves each scheduled to running in this one move.
+local dues, loaded = {}, {}
+local due_ids = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', rate_now, 'LIMIT', 0, n)
+if #due_ids > 0 then
+  local served
+  if spec ~= '' then
+    served = {}
+    for _, g in ipairs(groups) do served[g.queue] = true end
+  end
+  local base = tonumber(redis.call('GET', K_SEQ) or '0')
+  local by_member = {}
+  for rank, id in ipairs(due_ids) do
+    local j = load(id)
+    if j and (any_type or types[j.t]) and (served == nil or served[j.u]) then
+      loaded[id] = j
+      local member = j.u .. '\31' .. j.t
+      local d = by_member[member]
+      if not d then
+        d = {member = member, q = j.u, items = {}}
+        by_member[member] = d
+        dues[#dues + 1] = d
+        if not sets[j.u] then sets[j.u] = {} end -- its queue's caps are read too
+      end
+      d.items[#d.items + 1] = {id, (10 - tonumber(j[PR])) * BAND + base + rank}
+    end
+  end
+  for _, d in ipairs(dues) do
+    table.sort(d.items, function(a, b) return a[2] < b[2] end)
+    local got = {}
+    for _, it in ipairs(d.items) do
+      got[#got + 1] = it[1]
+      got[#got + 1] = it[2]
+    end
+    d.got, d.items = got, nil
+  end
+end
+
 local q_limit = queue_caps(sets, caps, rate_now)
 
 local popped = {}
 local taken = 0
-local function take(members, budget)
+local function take(members, due_lists, budget)
   -- up to budget entries from these pending sets, lowest score first, honouring q_limit:
   -- a k-way merge that always takes the lowest head (no sort of every fetched entry).
   -- Each set is read in pieces by rank (nothing leaves a set before the end, so ranks
@@ -58,7 +100,7 @@ local function take(members, budget)
   -- budget. A list's head score is converted once and is nil when the list can give
   -- nothing more (spent, or its queue's q_limit reached): the inner loop only compares.
   local share = budget
-  if #members > 1 then share = math.ceil(budget / #members) + 1 end
+  if #members + #due_lists > 1 then share = math.ceil(budget / (#members + #due_lists)) + 1 end
   local function fetch(l, size)
     local got = redis.call('ZRANGE', K_PENDING .. l.member, l.read, l.read + size - 1,
                            'WITHSCORES')
@@ -77,6 +119,13 @@ local function take(members, budget)
       else
         lists[#lists + 1] = l
       end
+    end
+  end
+  -- the due jobs' lists: read whole already (done), taken from the delayed set
+  for _, d in ipairs(due_lists) do
+    if (q_limit[d.q] or budget) > 0 then
+      lists[#lists + 1] = {member = d.member, q = d.q, taken = {}, got = d.got, at = 1,
+                           read = #d.got / 2, done = true, due = true, score = d.got[2]}
     end
   end
   local nl = #lists
@@ -121,33 +170,39 @@ local function take(members, budget)
   for i = 1, nl do
     local l = lists[i]
     local ids = l.taken
+    local key = K_PENDING .. l.member
+    if l.due then key = K_DELAYED end
     for c = 1, #ids, 1000 do
-      redis.call('ZREM', K_PENDING .. l.member, unpack(ids, c, math.min(c + 999, #ids)))
+      redis.call('ZREM', key, unpack(ids, c, math.min(c + 999, #ids)))
     end
     -- the set was read to its end and all of it taken: it is empty now
-    if l.done and #ids == l.read then redis.call('SREM', K_PQS, l.member) end
+    if l.done and #ids == l.read and not l.due then redis.call('SREM', K_PQS, l.member) end
   end
   return count
 end
 
 for _, g in ipairs(groups) do
   if taken >= n then break end
-  local members = {}
+  local members, due_lists = {}, {}
   if g.all then
     for _, list in pairs(sets) do
       for _, member in ipairs(list) do members[#members + 1] = member end
     end
+    due_lists = dues
   else
     members = sets[g.queue] or {}
+    for _, d in ipairs(dues) do
+      if d.q == g.queue then due_lists[#due_lists + 1] = d end
+    end
   end
-  if #members > 0 then taken = taken + take(members, n - taken) end
+  if #members + #due_lists > 0 then taken = taken + take(members, due_lists, n - taken) end
 end
 save_rates()
 
 local out, leases, held = {}, {}, {}
 local t = 0
 for _, id in ipairs(popped) do
-  local j = load(id)
+  local j = loaded[id] or load(id)
   if j then
     set_status(j, 'running')
     j[STA] = now
