@@ -10,7 +10,9 @@ claim took.
 
 from __future__ import annotations
 
-from jobtrio.backends.base import ClaimScope, Finish, RateLimit
+import pytest
+
+from jobtrio.backends.base import ClaimScope, FencedError, Finish, RateLimit
 from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
 
 NOW = 1_700_000_000.0
@@ -129,3 +131,22 @@ async def test_a_claim_looks_at_the_first_n_due_jobs(broker):
     sc = ClaimScope(types=frozenset({"noop"}))
     assert await claim_ns(broker, 3, NOW + 5, sc) == []  # the first 3 due are not its type
     assert await claim_ns(broker, 4, NOW + 5, sc) == [9]
+
+
+async def test_the_leader_promotes_with_a_grace_only_jobs_due_that_long(broker):
+    """The leader's promotion leaves a due job to the claims for ``grace`` seconds, then
+    moves it (the first ``limit`` in due order), fenced as without a grace."""
+    a = make(scheduled_at=NOW + 10, payload={"n": 0})
+    b = make(scheduled_at=NOW + 11, payload={"n": 1})
+    await broker.enqueue([a, b], NOW)
+    old = await broker.acquire_epoch("a", NOW)
+    epoch = await broker.acquire_epoch("b", NOW)
+    assert await broker.promote_due(NOW + 11, epoch, grace=1.5) == []
+    assert await broker.promote_due_count(NOW + 11, epoch, grace=1.5) == 0
+    [promoted] = await broker.promote_due(NOW + 11.5, epoch, grace=1.5)
+    assert promoted.id == a.id and promoted.status == JobStatus.PENDING
+    with pytest.raises(FencedError):
+        await broker.promote_due_count(NOW + 20, old, grace=1.5)
+    assert await broker.promote_due_count(NOW + 12.5, epoch, grace=1.5) == 1
+    depths = await broker.depths()
+    assert depths["scheduled"] == 0 and depths["pending"] == 2

@@ -283,10 +283,11 @@ def test_the_leader_leaves_gracefully_and_the_rest_elect_another(
     assert wait_for_leader(survivors, algorithm, timeout=10) != leader
     for node in survivors.values():
         assert member_states(node)[leader] == "left"
-    # the new leader acts: a scheduled job is promoted by leader duties only
+    # the new leader acts: a due job no claim takes (a type no node runs) is promoted by
+    # leader duties only (a claim takes a due job it can run itself)
     due = time.time() + 0.3
-    job_ids = [n.submit({"type": "echo", "scheduled_at": due})["id"] for n in survivors.values()]
-    assert_completes(next(iter(survivors.values())), job_ids)
+    job_ids = [n.submit({"type": UNRUN, "scheduled_at": due})["id"] for n in survivors.values()]
+    assert_promoted(next(iter(survivors.values())), job_ids)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -328,13 +329,25 @@ def test_a_peer_with_the_wrong_secret_cannot_join(
 
     # node-9 shares the Broker: under bully and gossip it leads its cluster of one
     # and takes a newer fencing epoch, which fences off the real leader's duties.
-    # Once it is gone the real leader must act again: a scheduled job is only
-    # promoted by a leader's duties.
+    # Once it is gone the real leader must act again: a due job no claim takes (a type
+    # no node runs) is only promoted by a leader's duties.
     intruder.kill()
     assert agreed_leader(members, algorithm, same_epoch=False) == leader
     due = time.time() + 0.5
-    job_ids = [members[i].submit({"type": "echo", "scheduled_at": due})["id"] for i in ids]
-    assert_completes(members[ids[0]], job_ids)
+    job_ids = [members[i].submit({"type": UNRUN, "scheduled_at": due})["id"] for i in ids]
+    assert_promoted(members[ids[0]], job_ids)
+
+
+#: A job type no node has a processor for: no claim takes it, only the leader promotes it.
+UNRUN = "nobody-runs-this"
+
+
+def assert_promoted(node: NodeProcess, job_ids: list[str], timeout: float = 15) -> None:
+    wait_until_sync(
+        lambda: all(node.get(j)["status"] == "pending" for j in job_ids),
+        timeout=timeout,
+        message=f"jobs {job_ids} to be promoted",
+    )
 
 
 def assert_completes(node: NodeProcess, job_ids: list[str], timeout: float = 15) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from jobtrio.actors.leader import PROMOTE_STEP, LeaderDuties
+from jobtrio.actors.leader import PROMOTE_GRACE, PROMOTE_STEP, LeaderDuties
 from jobtrio.actors.leadership import Leadership
 from jobtrio.actors.recorder import Recorder
 from jobtrio.backends.base import FencedError, JobQuery, Page
@@ -77,6 +77,10 @@ async def test_a_slow_reconciliation_waits_in_proportion_before_the_next(autojum
 NOW = 1_700_000_000.0
 
 
+#: When the leader promotes a burst due at NOW + 1: once it has been due for the grace.
+PROMOTED_AT = NOW + 1 + PROMOTE_GRACE
+
+
 def due_burst(n: int) -> list[Job]:
     ids = IdGenerator()
     return [
@@ -85,13 +89,29 @@ def due_burst(n: int) -> list[Job]:
     ]
 
 
+async def test_the_leader_promotes_only_what_has_been_due_for_the_grace():
+    """Claims take due jobs themselves: the leader leaves a job alone until it has been
+    due for ``PROMOTE_GRACE`` (no promotion move for a burst the claims drain), then
+    promotes what no claim took (here no claim runs), fenced as ever."""
+    broker = MemoryBroker()
+    leader = duties(SlowStore(), broker)
+    burst = due_burst(3)
+    await broker.enqueue(burst, NOW)
+    epoch = await broker.acquire_epoch("n1", NOW)
+    await leader.tick(epoch, NOW + 1)
+    await leader.tick(epoch, PROMOTED_AT - 0.01)
+    assert leader.promoted == 0 and (await broker.depths())["scheduled"] == 3
+    await leader.tick(epoch, PROMOTED_AT)
+    assert leader.promoted == 3 and (await broker.depths())["pending"] == 3
+
+
 async def test_a_burst_is_promoted_in_steps_within_one_tick():
     broker = MemoryBroker()
     leader = duties(SlowStore(), broker)
     burst = due_burst(PROMOTE_STEP * 2 + 500)
     await broker.enqueue(burst, NOW)
     epoch = await broker.acquire_epoch("n1", NOW)
-    await leader.tick(epoch, NOW + 1)
+    await leader.tick(epoch, PROMOTED_AT)
     # one tick moved them all (one step a tick left 1500 scheduled for two more ticks)
     assert leader.promoted == len(burst)
     depths = await broker.depths()
@@ -105,8 +125,10 @@ class DeposedAfterOneStep(MemoryBroker):
         super().__init__()
         self.steps = 0
 
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        promoted = await super().promote_due(now, epoch, limit)
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
+        promoted = await super().promote_due(now, epoch, limit, grace)
         self.steps += 1
         if self.steps == 1:
             await self.acquire_epoch("n2", now)
@@ -122,13 +144,13 @@ async def test_a_burst_meeting_a_failover_is_promoted_and_claimed_once(copies: b
     await broker.enqueue(burst, NOW)
     e1 = await broker.acquire_epoch("n1", NOW)
     with pytest.raises(FencedError):
-        await first.tick(e1, NOW + 1)  # its second step is refused
+        await first.tick(e1, PROMOTED_AT)  # its second step is refused
     assert first.promoted == PROMOTE_STEP
-    await second.tick(await broker.current_epoch(), NOW + 1)
+    await second.tick(await broker.current_epoch(), PROMOTED_AT)
     assert first.promoted + second.promoted == len(burst)
     claimed: list[str] = []
     for _ in range(5):  # 2500 jobs: four claims, then nothing
-        claimed += [lease.job.id for lease in await broker.claim("n", 700, 30, NOW + 2)]
+        claimed += [lease.job.id for lease in await broker.claim("n", 700, 30, PROMOTED_AT + 1)]
     assert sorted(claimed) == sorted(job.id for job in burst)  # none lost, none twice
 
 
@@ -139,13 +161,17 @@ class CountingBroker(MemoryBroker):
         super().__init__()
         self.asked: list[str] = []
 
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
         self.asked.append("jobs")
-        return await super().promote_due(now, epoch, limit)
+        return await super().promote_due(now, epoch, limit, grace)
 
-    async def promote_due_count(self, now: float, epoch: int, limit: int = 1000) -> int:
+    async def promote_due_count(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> int:
         self.asked.append("count")
-        return len(await super().promote_due(now, epoch, limit))
+        return len(await super().promote_due(now, epoch, limit, grace))
 
 
 @pytest.mark.parametrize("copies", [True, False])
@@ -157,7 +183,7 @@ async def test_the_leader_asks_for_the_promoted_jobs_only_when_it_records_them(c
     leader = duties(SlowStore(), broker, copies=copies)
     burst = due_burst(PROMOTE_STEP + 1)
     await broker.enqueue(burst, NOW)
-    await leader.tick(await broker.acquire_epoch("n1", NOW), NOW + 1)
+    await leader.tick(await broker.acquire_epoch("n1", NOW), PROMOTED_AT)
     assert broker.asked == ["jobs" if copies else "count"] * 2
     assert leader.promoted == len(burst)
     assert (await broker.depths())["pending"] == len(burst)

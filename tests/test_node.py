@@ -118,7 +118,7 @@ async def test_delayed_start_waits_for_scheduled_at(autojump_clock):
         done = await terminal(node, job.id)
         assert done.status == JobStatus.COMPLETED
         assert done.started_at >= at
-        assert done.started_at - at < 1.0  # promoted by the leader's next tick
+        assert done.started_at - at < 1.0  # claimed at the dispatcher's next poll
 
 
 async def test_retries_with_backoff_then_success(autojump_clock):

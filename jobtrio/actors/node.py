@@ -335,9 +335,11 @@ class Node:
 
     def _accepted(self, jobs: list[Job]) -> None:
         self.recorder.record(jobs)
-        # only a job that can run now is worth a claim: one that waits for its time (or
-        # its dependencies) reaches the workers through the leader's promotion, which
-        # wakes them; a claim per submission of such jobs was a Broker call for nothing
+        # only a job that can run now is worth a claim: one that waits for its time is
+        # taken by a claim once due (the dispatcher polls while idle) or promoted by the
+        # leader, which wakes the workers; one that waits for its dependencies is released
+        # by its parent's finish; a claim per submission of such jobs was a Broker call
+        # for nothing
         if any(job.status is JobStatus.PENDING for job in jobs):
             self.dispatcher.wake()
         self.events.publish_jobs("job.submitted", jobs)

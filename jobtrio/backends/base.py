@@ -351,10 +351,16 @@ class Broker(abc.ABC):
     async def current_epoch(self) -> int: ...
 
     @abc.abstractmethod
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        """Move scheduled and retrying jobs whose time has come to pending."""
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
+        """Move scheduled and retrying jobs whose time has come to pending, the first
+        ``limit`` in due order; with ``grace``, only those due for at least that many
+        seconds (a claim takes due jobs itself: the leader moves what no claim took)."""
 
-    async def promote_due_count(self, now: float, epoch: int, limit: int = 1000) -> int:
+    async def promote_due_count(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> int:
         """``promote_due``, answering only how many jobs it moved.
 
         For a leader that has no use for the jobs (its Broker writes the Store's
@@ -362,7 +368,7 @@ class Broker(abc.ABC):
         jobs costs work (Redis: reading each body, sending it, parsing it) answers
         with the count alone. Same move, same fencing, same limit.
         """
-        return len(await self.promote_due(now, epoch, limit))
+        return len(await self.promote_due(now, epoch, limit, grace))
 
     @abc.abstractmethod
     async def requeue_expired(

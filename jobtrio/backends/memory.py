@@ -416,10 +416,13 @@ class MemoryBroker(Broker):
         await trio.lowlevel.checkpoint()
         return self._epoch
 
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
         await trio.lowlevel.checkpoint()
         self._check_epoch(epoch)
-        due = sorted((at, i) for i, at in self._delayed.items() if at <= now)[:limit]
+        until = now - grace if grace else now
+        due = sorted((at, i) for i, at in self._delayed.items() if at <= until)[:limit]
         out = []
         for _, job_id in due:
             job = self._jobs[job_id]

@@ -536,8 +536,10 @@ class SqliteBroker(Broker):
     async def current_epoch(self) -> int:
         return await self._db.read(_current_epoch)
 
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        return await self._db.write(_promote_due, now, epoch, limit)
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
+        return await self._db.write(_promote_due, now, epoch, limit, grace)
 
     async def requeue_expired(
         self, now: float, epoch: int, poison_limit: int, limit: int = 1000
@@ -1086,11 +1088,13 @@ def _current_epoch(conn: sqlite3.Connection) -> int:
     return int(epoch)
 
 
-def _promote_due(conn: sqlite3.Connection, now: float, epoch: int, limit: int) -> list[Job]:
+def _promote_due(
+    conn: sqlite3.Connection, now: float, epoch: int, limit: int, grace: float
+) -> list[Job]:
     _check_epoch(conn, epoch)
     rows = conn.execute(
         "SELECT rowid, doc FROM queue WHERE run_at <= ? ORDER BY run_at, id LIMIT ?",
-        (now, limit),
+        (now - grace if grace else now, limit),
     ).fetchall()
     return _move(conn, rows, now, lambda job: transitions.promote(job, now))
 

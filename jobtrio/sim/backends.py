@@ -256,8 +256,10 @@ class ObservedBroker(MemoryBroker):
             self._acting.add(epoch)
             self._trace.record("epoch.acts", epoch, holder)
 
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        out = await super().promote_due(self._decide_at(now), epoch, limit)
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
+        out = await super().promote_due(self._decide_at(now), epoch, limit, grace)
         self._leader_write("promote", epoch)
         for job in out:
             self._moved("promoted", job, epoch)
@@ -556,8 +558,10 @@ class BrokerLink(Broker):
     async def current_epoch(self) -> int:
         return await self._c.call("broker", self._b.current_epoch)
 
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        return await self._c.call("broker", lambda: self._b.promote_due(now, epoch, limit))
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
+        return await self._c.call("broker", lambda: self._b.promote_due(now, epoch, limit, grace))
 
     async def requeue_expired(
         self, now: float, epoch: int, poison_limit: int, limit: int = 1000

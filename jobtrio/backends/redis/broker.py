@@ -405,8 +405,17 @@ class RedisBroker(OnRedis, Broker):
         value = await self.connection.run(lambda: client.get(key))
         return 0 if value is None else int(value)
 
-    async def promote_due(self, now: float, epoch: int, limit: int = 1000) -> list[Job]:
-        args = [num(now), str(epoch), str(limit), self._clock_flag, "0"]
+    async def promote_due(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> list[Job]:
+        args = [
+            num(now),
+            str(epoch),
+            str(limit),
+            self._clock_flag,
+            "0",
+            num(grace) if grace else "",
+        ]
         reply = await self._leader_call(self._promote, args, epoch)
         if not reply:
             return []
@@ -416,9 +425,18 @@ class RedisBroker(OnRedis, Broker):
             for body, m in (record.split(SEP, 1) for record in reply.decode().split(RS))
         ]
 
-    async def promote_due_count(self, now: float, epoch: int, limit: int = 1000) -> int:
+    async def promote_due_count(
+        self, now: float, epoch: int, limit: int = 1000, grace: float = 0.0
+    ) -> int:
         # the script reads no body and answers a number (promote_due: 1,000 documents)
-        args = [num(now), str(epoch), str(limit), self._clock_flag, "1"]
+        args = [
+            num(now),
+            str(epoch),
+            str(limit),
+            self._clock_flag,
+            "1",
+            num(grace) if grace else "",
+        ]
         return int(await self._leader_call(self._promote, args, epoch))
 
     async def requeue_expired(

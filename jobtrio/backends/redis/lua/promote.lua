@@ -1,9 +1,13 @@
 --@include broker_common
 -- ARGV: now, epoch, limit, '1' to decide on the server's clock (else on now), '1' to
--- answer with the count of jobs promoted only (else the jobs)
+-- answer with the count of jobs promoted only (else the jobs), the grace: only jobs due
+-- for at least this many seconds ('': any due job; a claim takes due jobs itself)
 local now = ARGV[1]
 local decide = now
 if ARGV[4] == '1' then decide = server_now() end
+if ARGV[6] and ARGV[6] ~= '' then
+  decide = string.format('%.17g', tonumber(decide) - tonumber(ARGV[6]))
+end
 local count_only = ARGV[5] == '1'
 local err = fenced(ARGV[2])
 if err then return err end
