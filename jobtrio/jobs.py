@@ -21,9 +21,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from copy import copy as _shallow_copy
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from .jsontext import compact_encoder
@@ -539,6 +539,36 @@ _get_values = operator.itemgetter(*_JOB_FIELDS)
 _ENCODER = compact_encoder()
 _DECODE = json.loads
 
+#: The fields ``validate_submission`` sets, in the order ``_new_job`` takes them.
+_SUBMITTED = (
+    "id", "type", "priority", "payload", "status", "created_at", "updated_at", "scheduled_at",
+    "max_retries", "timeout", "idempotency_key", "depends_on", "on_dependency_failure",
+    "dependency_results", "version", "queue",
+)  # fmt: skip
+
+
+def _positional_constructor() -> Callable[..., Job]:
+    """``_new_job(*values of _SUBMITTED)``: ``Job(...)`` with every field passed by
+    position, the others their defaults, generated from the class' own fields so the
+    order cannot drift. Keywords cost 2.5 us a job against 1.1 us (timeit, load 5)."""
+    scope: dict[str, Any] = {"Job": Job}
+    args = []
+    for f in fields(Job):
+        if f.name in _SUBMITTED:
+            args.append(f.name)
+        elif f.default_factory is not MISSING:
+            scope[f"_make_{f.name}"] = f.default_factory
+            args.append(f"_make_{f.name}()")
+        else:
+            scope[f"_default_{f.name}"] = f.default
+            args.append(f"_default_{f.name}")
+    source = f"def _new_job({', '.join(_SUBMITTED)}):\n    return Job({', '.join(args)})\n"
+    exec(compile(source, "<jobtrio.jobs._new_job>", "exec"), scope)
+    return scope["_new_job"]  # type: ignore[no-any-return]
+
+
+_new_job = _positional_constructor()
+
 
 # --------------------------------------------------------------------------
 # progress
@@ -803,23 +833,23 @@ def validate_submission(
         depends_on, on_failure, results = _dependencies(data)
     else:
         depends_on, on_failure, results = [], None, None
-    return Job(
-        id=(ids or _default_ids).new(now),
-        type=job_type,
-        priority=priority,
-        payload=payload,
-        status=status,
-        created_at=now,
-        updated_at=now,
-        scheduled_at=scheduled_at,
-        max_retries=max_retries,
-        timeout=timeout,
-        idempotency_key=key,
-        depends_on=depends_on,
-        on_dependency_failure=on_failure,
-        dependency_results=results,
-        version=1,
-        queue=queue,
+    return _new_job(
+        (ids or _default_ids).new(now),
+        job_type,
+        priority,
+        payload,
+        status,
+        now,
+        now,
+        scheduled_at,
+        max_retries,
+        timeout,
+        key,
+        depends_on,
+        on_failure,
+        results,
+        1,
+        queue,
     )
 
 

@@ -413,3 +413,49 @@ def test_job_from_dict_reads_what_it_read_before() -> None:
 
 
 _ID = "01J9Z6N5G4X8W3QH2K7R1M0P9T"
+
+
+def test_a_validated_job_is_the_job_its_fields_name():
+    """validate_submission builds its Job by position (``_new_job``, generated from the
+    class' fields): every value lands in the field of its name, the rest at their
+    defaults, and no two jobs share a list."""
+    from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+
+    now = 1_700_000_000.5
+    parent = "01HF7YAT3VJ3TH6DRRPSRWY48D"
+    data = {
+        "type": "email",
+        "priority": 9,
+        "payload": {"to": "a"},
+        "max_retries": 7,
+        "scheduled_at": now + 60,
+        "timeout": 12,
+        "idempotency_key": "k1",
+        "queue": "mail",
+        "depends_on": [parent],
+        "on_dependency_failure": "run",
+        "receive_results": True,
+    }
+    job = validate_submission(data, now, ids=IdGenerator(random.Random(3)))
+    expected = Job(
+        id=IdGenerator(random.Random(3)).new(now),
+        type="email",
+        priority=9,
+        payload={"to": "a"},
+        status=JobStatus.SCHEDULED,
+        created_at=now,
+        updated_at=now,
+        scheduled_at=now + 60,
+        max_retries=7,
+        timeout=12.0,
+        idempotency_key="k1",
+        depends_on=[parent],
+        on_dependency_failure="run",
+        dependency_results={},
+        version=1,
+        queue="mail",
+    )
+    assert job == expected
+    other = validate_submission({"type": "t"}, now)
+    assert other.attempts == [] and other.attempts is not job.attempts
+    assert other.waiting_for is not job.waiting_for and other.dependents is not job.dependents
