@@ -491,7 +491,9 @@ class _Calls:
 
     @staticmethod
     def submit_many(items: Iterable[Mapping[str, Any]]) -> _Call:
-        return _Call("POST", "/api/v1/jobs/batch", json={"jobs": [dict(i) for i in items]})
+        # a dict as it is (httpx writes the body as it builds the request), another mapping copied
+        jobs = [i if type(i) is dict else dict(i) for i in items]
+        return _Call("POST", "/api/v1/jobs/batch", json={"jobs": jobs})
 
     @staticmethod
     def get(job_id: str) -> _Call:

@@ -439,39 +439,44 @@ class Job:
         status = get("status", "pending")
         known = _STATUS_OF.get(status) if type(status) is str else None
         attempts = get("attempts")
-        return cls(
-            id=d["id"],
-            type=d["type"],
-            priority=int(get("priority", DEFAULT_PRIORITY)),
-            payload=get("payload") or {},
-            status=JobStatus(status) if known is None else known,
-            created_at=created or 0.0,
-            updated_at=updated or 0.0,
-            scheduled_at=scheduled,
-            started_at=started,
-            completed_at=completed,
-            retry_count=int(get("retry_count", 0)),
-            max_retries=int(get("max_retries", 3)),
-            timeout=get("timeout"),
-            result=get("result"),
-            error=get("error"),
-            node_id=get("node_id"),
-            worker_id=get("worker_id"),
-            attempts=[Attempt.from_dict(a) for a in attempts] if attempts else [],
-            idempotency_key=get("idempotency_key"),
-            lease_expirations=int(get("lease_expirations", 0)),
-            progress=get("progress"),
-            depends_on=list(v) if (v := get("depends_on")) else [],
-            on_dependency_failure=get("on_dependency_failure"),
-            waiting_for=list(v) if (v := get("waiting_for")) else [],
-            dependents=list(v) if (v := get("dependents")) else [],
-            dependency_results=get("dependency_results"),
-            workflow_id=get("workflow_id"),
-            workflow=get("workflow"),
-            version=int(get("version", 0)),
-            owner=get("owner"),
-            queue=get("queue") or DEFAULT_QUEUE,
+        values = (
+            d["id"],
+            d["type"],
+            int(get("priority", DEFAULT_PRIORITY)),
+            get("payload") or {},
+            JobStatus(status) if known is None else known,
+            created or 0.0,
+            updated or 0.0,
+            scheduled,
+            started,
+            completed,
+            int(get("retry_count", 0)),
+            int(get("max_retries", 3)),
+            get("timeout"),
+            get("result"),
+            get("error"),
+            get("node_id"),
+            get("worker_id"),
+            [Attempt.from_dict(a) for a in attempts] if attempts else [],
+            get("idempotency_key"),
+            int(get("lease_expirations", 0)),
+            get("progress"),
+            list(v) if (v := get("depends_on")) else [],
+            get("on_dependency_failure"),
+            get("workflow_id"),
+            get("workflow"),
+            list(v) if (v := get("waiting_for")) else [],
+            list(v) if (v := get("dependents")) else [],
+            get("dependency_results"),
+            int(get("version", 0)),
+            get("owner"),
+            get("queue") or DEFAULT_QUEUE,
         )
+        # by position (the order is _FROM_DICT_ORDER, checked against the class at import):
+        # 31 keywords cost 1.4 us of a 2.5 us construction; a subclass by name
+        if cls is Job:
+            return Job(*values)
+        return cls(**dict(zip(_FROM_DICT_ORDER, values, strict=True)))
 
     def dumps(self) -> str:
         """Compact storage encoding (floats kept exact, unlike the ISO wire form)."""
@@ -532,6 +537,16 @@ class Job:
 
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
+#: The order of the values ``Job.from_dict`` builds; a field added to Job must be added there.
+_FROM_DICT_ORDER = (
+    "id", "type", "priority", "payload", "status", "created_at", "updated_at", "scheduled_at",
+    "started_at", "completed_at", "retry_count", "max_retries", "timeout", "result", "error",
+    "node_id", "worker_id", "attempts", "idempotency_key", "lease_expirations", "progress",
+    "depends_on", "on_dependency_failure", "workflow_id", "workflow", "waiting_for",
+    "dependents", "dependency_results", "version", "owner", "queue",
+)  # fmt: skip
+if _FROM_DICT_ORDER != _JOB_FIELDS:
+    raise ImportError("Job.from_dict builds its values in another order than Job's fields")
 _TIMES = ("created_at", "updated_at", "scheduled_at", "started_at", "completed_at")
 _STATUS_OF = {str(s): s for s in JobStatus}
 _get_fields = operator.attrgetter(*_JOB_FIELDS)

@@ -398,3 +398,19 @@ async def test_async_client_connection_failed() -> None:
     async with AsyncClient(f"http://127.0.0.1:{free_port()}", timeout=2) as client:
         with pytest.raises(ConnectionFailed):
             await client.stats()
+
+
+def test_submit_many_sends_any_mapping_and_dicts_as_they_are() -> None:
+    """A batch's dicts go into the body as they are (no copy of 1,000 dicts a call);
+    another mapping, which the JSON encoder cannot write, is copied into a dict."""
+    import json
+    import types
+
+    from jobtrio.client import _Calls
+
+    plain = {"type": "noop", "payload": {"n": 1}}
+    frozen = types.MappingProxyType({"type": "noop", "priority": 9})
+    call = _Calls.submit_many(iter([plain, frozen]))
+    assert call.json is not None
+    assert call.json["jobs"][0] is plain
+    assert json.loads(json.dumps(call.json)) == {"jobs": [plain, dict(frozen)]}
