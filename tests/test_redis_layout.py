@@ -102,7 +102,7 @@ def test_an_added_field_round_trips_through_the_real_scripts(redis_server):
 
         token = "tok"
         reply = run("claim", [codec.num(NOW + 1), '"n1"', codec.num(NOW + 31), "1", token])
-        got_token, b, m = reply.decode().split(codec.SEP, 2)
+        got_token, b, m = (part.decode() for part in reply)
         claimed = fns["decode"](b, m.split(codec.SEP))
         assert got_token == token and type(claimed) is LabelledJob
         assert claimed.labels == labels
@@ -111,7 +111,7 @@ def test_an_added_field_round_trips_through_the_real_scripts(redis_server):
         assert claimed.attempts == [Attempt(1, "n1", None, NOW + 1)]
 
         item = codec.SEP.join((job.id, token, "completed", '"n1/w0"', '{"ok":1}', "null", ""))
-        b, m = run("finish", [codec.num(NOW + 2), item]).decode().split(codec.SEP, 1)
+        b, m = (part.decode() for part in run("finish", [codec.num(NOW + 2), item]))
         done = fns["decode"](b, m.split(codec.SEP))
         assert done.status is JobStatus.COMPLETED and done.result == {"ok": 1}
         assert done.labels == labels and done.version == 2

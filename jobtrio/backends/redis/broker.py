@@ -229,16 +229,16 @@ class RedisBroker(OnRedis, Broker):
         args = [num(now), json.dumps(node_id), num(expires_at), str(n), tokens]
         args.append(num(lease_seconds) if self.server_clock else "")
         args += _scope_args(scope)
-        reply = await self._call(self._claim, args)
+        # token, b and m of each job
+        reply: list[bytes] = await self._call(self._claim, args)
         if not reply:
             return []
-        leases = []
-        job_of = decoder_for(reply)
-        for record in reply.decode().split(RS):
-            token, body, m = record.split(SEP, 2)
-            # a worker needs every field: parsed here, whole
-            leases.append(Lease(job_of(body, m.split(SEP)), token, expires_at))
-        return leases
+        job_of = decoder_for(b"".join(reply))
+        # a worker needs every field: parsed here, whole
+        return [
+            Lease(job_of(body.decode(), m.decode().split(SEP)), token.decode(), expires_at)
+            for token, body, m in zip(reply[::3], reply[1::3], reply[2::3], strict=True)
+        ]
 
     async def renew(
         self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float
@@ -275,12 +275,13 @@ class RedisBroker(OnRedis, Broker):
                     )
                 )
             )
-        out: list[Job | None] = []
-        for record in (await self._call(self._finish, args)).decode().split(RS):
-            body, m = record.split(SEP, 1)
-            # its header is all the finisher reads on the hot path (see LazyJob)
-            out.append(lazy_job(body, m.split(SEP)) if body else None)
-        return out
+        # b and m of each item ('' for a stale token)
+        reply: list[bytes] = await self._call(self._finish, args)
+        # its header is all the finisher reads on the hot path (see LazyJob)
+        return [
+            lazy_job(body.decode(), m.decode().split(SEP)) if body else None
+            for body, m in zip(reply[::2], reply[1::2], strict=True)
+        ]
 
     async def progress(self, reports: Sequence[ProgressReport], now: float) -> list[Job | None]:
         if not reports:

