@@ -168,7 +168,7 @@ class Node:
         self.observer = NodeObserver(self)
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
         self.recorder = Recorder(store, copies=not broker.writes_records_of(store))
-        self.group_commit = GroupCommit(broker, clock)
+        self.group_commit = GroupCommit(broker, clock, on_committed=self._wake_for)
         # the dispatcher is made below: its wake is looked up when a job is released
         self.releases = Releases(
             broker, self.recorder, self.events, self.metrics, lambda: self.dispatcher.wake()
@@ -333,8 +333,7 @@ class Node:
         self._accepted(stored)
         return stored
 
-    def _accepted(self, jobs: list[Job]) -> None:
-        self.recorder.record(jobs)
+    def _wake_for(self, jobs: list[Job]) -> None:
         # only a job that can run now is worth a claim: one that waits for its time is
         # taken by a claim once due (the dispatcher polls while idle) or promoted by the
         # leader, which wakes the workers; one that waits for its dependencies is released
@@ -342,6 +341,10 @@ class Node:
         # for nothing
         if any(job.status is JobStatus.PENDING for job in jobs):
             self.dispatcher.wake()
+
+    def _accepted(self, jobs: list[Job]) -> None:
+        self.recorder.record(jobs)
+        self._wake_for(jobs)  # a group commit woke it already: a wake is a flag set again
         self.events.publish_jobs("job.submitted", jobs)
 
     async def get(self, job_id: str) -> Job | None:

@@ -7,6 +7,11 @@ machine, SQLite took about 620 single POSTs/s while batches reached 8,000+
 jobs/s. Here the requests that arrive while an enqueue is in flight wait for
 the next one, which carries all of them: each caller still returns only once
 its job is durable, and an outage fails exactly the callers of that batch.
+
+``on_committed`` hears of each committed batch before its callers are woken:
+the node wakes its dispatcher there, so the claim of a job that can run now
+goes out in the same scheduling round as the callers' answers, not a round
+after them (each caller woke the dispatcher itself only once it ran again).
 """
 
 from __future__ import annotations
@@ -30,9 +35,16 @@ class _Slot:
 
 
 class GroupCommit:
-    def __init__(self, broker: Broker, clock: Callable[[], float], max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        clock: Callable[[], float],
+        max_batch: int = 1000,
+        on_committed: Callable[[list[Job]], None] | None = None,
+    ) -> None:
         self._broker = broker
         self._clock = clock
+        self._on_committed = on_committed
         self._max_batch = max_batch
         self._waiting: list[_Slot] = []
         self._wakeup = Wakeup()
@@ -91,3 +103,7 @@ class GroupCommit:
             slot.result = stored[start : start + len(slot.jobs)]
             start += len(slot.jobs)
             slot.done.set()
+        # the callers run at this task's next checkpoint, not before: the hook still
+        # comes first, and its failing could not leave them waiting
+        if self._on_committed is not None:
+            self._on_committed(stored)
