@@ -150,3 +150,15 @@ async def test_the_leader_promotes_with_a_grace_only_jobs_due_that_long(broker):
     assert await broker.promote_due_count(NOW + 12.5, epoch, grace=1.5) == 1
     depths = await broker.depths()
     assert depths["scheduled"] == 0 and depths["pending"] == 2
+
+
+async def test_a_scope_naming_a_queue_twice_leases_a_due_job_once(broker):
+    """ClaimScope's queues are an order to serve them in: a queue named twice is served
+    once (Redis took a due job once per mention: two leases of one job in one claim)."""
+    a = make(scheduled_at=NOW + 1, payload={"n": 0})
+    b = make(payload={"n": 1})
+    await broker.enqueue([a, b], NOW)
+    sc = ClaimScope(queues=("default", "default"))
+    assert sorted(await claim_ns(broker, 5, NOW + 2, sc)) == [0, 1]
+    held = await broker.get(a.id)
+    assert held.status == JobStatus.RUNNING and len(held.attempts) == 1

@@ -59,7 +59,13 @@ def _scope_args(scope: ClaimScope | None) -> list[str]:
         if scope.types is None
         else ["0", SEP.join(check_name(t, "job type") for t in sorted(scope.types))]
     )
-    queues = "" if scope.queues is None else SEP.join(check_name(q, "queue") for q in scope.queues)
+    # a queue named twice is served once, as by the other Brokers (claim.lua would take its
+    # due jobs once per mention: two leases of one job)
+    queues = (
+        ""
+        if scope.queues is None
+        else SEP.join(check_name(q, "queue") for q in dict.fromkeys(scope.queues))
+    )
     limits = SEP.join(f"{check_name(q, 'queue')}{SEP}{int(most)}" for q, most in scope.limits)
     return [*types, queues, limits]
 
