@@ -121,6 +121,21 @@ async def test_delayed_start_waits_for_scheduled_at(autojump_clock):
         assert done.started_at - at < 1.0  # claimed at the dispatcher's next poll
 
 
+async def test_scheduled_jobs_start_at_their_time_on_the_node_that_took_them(autojump_clock):
+    """The claim loop asks the Broker at the due time of the scheduled jobs this node
+    accepted (a claim takes due jobs itself), not at its idle poll, up to 100 ms later:
+    two bursts 50 ms apart both start within a millisecond of their time."""
+    async with running_node() as node:
+        first, second = trio_clock() + 30, trio_clock() + 30.05
+        ids = [j.id for j in await node.submit_many([{"type": "noop", "scheduled_at": first}] * 2)]
+        ids += [j.id for j in await node.submit_many([{"type": "noop", "scheduled_at": second}])]
+        done = [await terminal(node, job_id) for job_id in ids]
+        assert [j.status for j in done] == [JobStatus.COMPLETED] * 3
+        starts = [j.started_at - at for j, at in zip(done, [first, first, second], strict=True)]
+        assert all(0 <= s < 0.001 for s in starts), starts
+        assert node.duties.promoted == 0  # taken by the claims, not promoted
+
+
 async def test_retries_with_backoff_then_success(autojump_clock):
     registry = Registry()
     calls: list[float] = []

@@ -79,6 +79,9 @@ RATE_INTERVAL = 0.05
 #: An empty claim polls again after 1 ms, doubling to 100 ms: a node that just ran
 #: out of work finds a new burst at once, an idle one asks the Broker ten times a second.
 IDLE_POLL_FIRST, IDLE_POLL_MAX = 0.001, 0.1
+#: Due times of scheduled jobs this node accepted that an idle claim loop asks the Broker
+#: at (``Dispatcher.due_at``), at most this many (later ones are found by the poll).
+DUE_TIMES_KEPT = 64
 #: (first, maximum) seconds between tries of a claim or a finish while the Broker is down.
 BROKER_RETRY = (0.05, 5.0)
 #: How long a stopping node waits, past the grace, for interrupted attempts to be handed
@@ -177,6 +180,8 @@ class Dispatcher:
         self._claim_latency = 0.0
         self._seq = itertools.count()
         self._wakeup = Wakeup()
+        #: Heap of the due times ``due_at`` was told (this node's clock), not yet asked at.
+        self._due_times: list[float] = []
         self._capacity = Wakeup()
         self._claiming = True
         self._drained = trio.Event()
@@ -238,6 +243,24 @@ class Dispatcher:
     def wake(self) -> None:
         """New work may be waiting: claim now instead of at the next poll."""
         self._wakeup.set()
+
+    def due_at(self, at: float) -> None:
+        """Scheduled jobs this node accepted come due at ``at`` (this node's clock): an idle
+        claim loop asks the Broker then (a claim takes due jobs itself), not at its next
+        poll, up to ``IDLE_POLL_MAX`` later. No claim now (a wait in progress is not
+        cut short: the next, at most ``IDLE_POLL_MAX`` away, is timed to the due time)."""
+        due = self._due_times
+        if at not in due and len(due) < DUE_TIMES_KEPT:
+            heapq.heappush(due, at)
+
+    def _idle_wait(self, poll: float, asked_at: float) -> float:
+        """How long an idle claim loop waits: the poll, or less to ask at a due time."""
+        due = self._due_times
+        while due and due[0] <= asked_at:  # the claim just made looked at these
+            heapq.heappop(due)
+        if not due:
+            return poll
+        return max(0.0, min(poll, due[0] - self._clock()))
 
     def interrupt(self, job_id: str, reason: str) -> bool:
         """Stop a local attempt (a cancel request or a lost lease)."""
@@ -367,11 +390,12 @@ class Dispatcher:
                 if self._claim_unanswered:
                     await self._hand_back_unanswered()
                 sent = trio.current_time()
+                asked_at = self._clock()
                 leases = await self._broker.claim(
                     self.node_id,
                     min(want, self._settings.dispatch_batch),
                     self._settings.job_lease,
-                    self._clock(),
+                    asked_at,
                     self._plan.scope(self._registry.types(), self._held, self._rng),
                 )
             except BackendUnavailable as exc:
@@ -384,7 +408,7 @@ class Dispatcher:
             if self.last_error is not None or not self._broker_marked:
                 self._mark_broker(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
-                await self._wakeup.wait(poll.next())
+                await self._wakeup.wait(self._idle_wait(poll.next(), asked_at))
                 continue
             poll.reset()
             self.claimed += len(leases)

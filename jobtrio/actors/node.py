@@ -334,13 +334,25 @@ class Node:
         return stored
 
     def _wake_for(self, jobs: list[Job]) -> None:
-        # only a job that can run now is worth a claim: one that waits for its time is
-        # taken by a claim once due (the dispatcher polls while idle) or promoted by the
-        # leader, which wakes the workers; one that waits for its dependencies is released
+        # only a job that can run now is worth a claim now: one that waits for its time
+        # is taken by a claim once due (this node's claim loop asks at the first due time
+        # of a batch without pending jobs; otherwise it polls while idle, and the leader
+        # promotes what no claim took); one that waits for its dependencies is released
         # by its parent's finish; a claim per submission of such jobs was a Broker call
         # for nothing
         if any(job.status is JobStatus.PENDING for job in jobs):
             self.dispatcher.wake()
+        else:
+            first = min(
+                (
+                    j.scheduled_at
+                    for j in jobs
+                    if j.status is JobStatus.SCHEDULED and j.scheduled_at is not None
+                ),
+                default=None,
+            )
+            if first is not None:
+                self.dispatcher.due_at(first)
 
     def _accepted(self, jobs: list[Job]) -> None:
         self.recorder.record(jobs)
