@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import HTTP, NodeProcess
 from tests.waiting import wait_until_sync
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,15 @@ def test_poison_job_that_kills_its_node_is_failed_after_the_limit(tmp_path):
     env = {"POISON_LIMIT": "2"}
     n = node(tmp_path, **env).start()
     port = str(n.port)
-    job_id = n.submit({"type": "crash-node"})["id"]
+    # filed in a paused queue, so that the answer comes back before any claim: submitted
+    # straight, the claim could kill the node while it still wrote the 201 (seen in CI)
+    queue = n.url + "/api/v1/queues/poison"
+    assert HTTP.post(queue + "/pause").status_code == 200
+    job_id = n.submit({"type": "crash-node", "queue": "poison"})["id"]
+    try:
+        HTTP.post(queue + "/resume")
+    except httpx.HTTPError:
+        pass  # the claim killed it before it answered: resumed all the same
     crashes = 0
 
     def crashed_or_failed(n: NodeProcess) -> str | None:
