@@ -1,50 +1,93 @@
-"""The group commit of single submissions (``actors/submitter.py``)."""
+"""Concurrent single submissions share Broker enqueues, each still durable before it returns;
+the node's dispatcher hears of a commit before its callers go on (``on_committed``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import pytest
 import trio
 import trio.testing
 
 from jobtrio.actors.submitter import GroupCommit
 from jobtrio.backends.base import BackendUnavailable
 from jobtrio.backends.memory import MemoryBroker
-from jobtrio.jobs import IdGenerator, Job, validate_submission
-
-NOW = 1_700_000_000.0
-ids = IdGenerator()
+from jobtrio.jobs import IdGenerator, validate_submission
+from tests.test_node import running_node
 
 
 class CountingBroker(MemoryBroker):
-    """Counts enqueue calls; fails the calls while ``down``."""
-
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[int] = []
-        self.down = False
+        self.fail = False
 
-    async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+    async def enqueue(self, jobs, now):
         self.calls.append(len(jobs))
-        await trio.sleep(0.01)  # a round trip, during which more callers arrive
-        if self.down:
-            raise BackendUnavailable("memory", "down for the test")
+        await trio.sleep(0.01)  # a round trip, during which more requests arrive
+        if self.fail:
+            raise BackendUnavailable("memory", "down")
         return await super().enqueue(jobs, now)
 
 
-def job() -> Job:
-    return validate_submission({"type": "noop"}, NOW, ids=ids)
+async def test_concurrent_submissions_share_enqueues(autojump_clock):
+    broker = CountingBroker()
+    async with running_node(broker=broker) as node:
+        results = []
+
+        async def one(i: int) -> None:
+            job = await node.submit({"type": "noop", "scheduled_at": 4e9, "payload": {"i": i}})
+            assert (await broker.get(job.id)) is not None  # durable before it returned
+            results.append(job)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(one, i)
+    assert len({j.id for j in results}) == 100
+    assert sorted(j.payload["i"] for j in results) == list(range(100))
+    assert sum(broker.calls) == 100
+    assert len(broker.calls) < 10  # not one round trip each
 
 
-async def test_concurrent_callers_share_a_commit_and_are_told_after_the_hook() -> None:
+async def test_an_outage_fails_exactly_the_callers_of_that_batch(autojump_clock):
+    broker = CountingBroker()
+    async with running_node(broker=broker) as node:
+        broker.fail = True
+        errors = []
+
+        async def one() -> None:
+            try:
+                await node.submit({"type": "noop"})
+            except BackendUnavailable as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(one)
+        assert len(errors) == 20
+        broker.fail = False
+        job = await node.submit({"type": "noop"})
+        assert await broker.get(job.id) is not None
+
+
+async def test_submit_before_the_node_runs_goes_straight_to_the_broker():
+    from jobtrio.actors.node import Node
+    from jobtrio.backends.memory import MemoryStore
+    from jobtrio.config import Settings
+
+    broker = MemoryBroker()
+    node = Node(Settings(), broker, MemoryStore())
+    job = await node.submit({"type": "noop"})
+    assert await broker.get(job.id) is not None
+
+
+async def test_the_hook_hears_of_each_commit_before_its_callers_go_on() -> None:
+    # the node wakes its dispatcher there: the claim goes out in the callers' round
     broker = CountingBroker()
     order: list[str] = []
-    commit = GroupCommit(broker, lambda: NOW, on_committed=lambda jobs: order.append("hook"))
+    commit = GroupCommit(broker, lambda: 0.0, on_committed=lambda jobs: order.append("hook"))
+    ids = IdGenerator()
 
     async def caller(i: int) -> None:
-        [stored] = await commit.enqueue([job()])
-        assert await broker.get(stored.id) is not None  # durable before the caller returns
+        [stored] = await commit.enqueue([validate_submission({"type": "noop"}, 0.0, ids=ids)])
+        assert await broker.get(stored.id) is not None
         order.append(f"caller {i}")
 
     async with trio.open_nursery() as nursery:
@@ -54,25 +97,7 @@ async def test_concurrent_callers_share_a_commit_and_are_told_after_the_hook() -
             for i in range(20):
                 callers.start_soon(caller, i)
         nursery.cancel_scope.cancel()
-    assert sum(broker.calls) == 20 and len(broker.calls) < 20  # shared commits
-    # each commit's hook ran before any of its callers went on (the node wakes its
-    # dispatcher there, so the claim goes out in the same round as the answers)
-    assert order[0] == "hook" and order.count("hook") == len(broker.calls)
-    first_callers = order.index("hook", 1) if order.count("hook") > 1 else len(order)
-    assert all(o.startswith("caller") for o in order[1:first_callers])
-
-
-async def test_an_outage_fails_the_callers_of_that_commit_only() -> None:
-    broker = CountingBroker()
-    commit = GroupCommit(broker, lambda: NOW)
-    broker.down = True
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(commit.run)
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(BackendUnavailable):
-            await commit.enqueue([job()])
-        broker.down = False
-        [stored] = await commit.enqueue([job()])
-        assert (await broker.get(stored.id)) is not None
-        nursery.cancel_scope.cancel()
-    assert broker.calls == [1, 1]
+    assert sum(broker.calls) == 20 and len(broker.calls) < 20
+    assert order.count("hook") == len(broker.calls)
+    # every commit's callers come after its hook: each run of callers follows a hook
+    assert order[0] == "hook"
