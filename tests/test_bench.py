@@ -119,6 +119,25 @@ def test_a_shared_redis_keeps_none_of_the_bench_keys(
     client.close()
 
 
+def test_on_redis_each_job_does_the_peers_one_incr(
+    capsys: pytest.CaptureFixture[str], redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobtrio.bench import inprocess
+
+    args = ("--backend", "redis", "--redis-url", redis_url, "--scenario", "drain,burst")
+    code, out, err = bench(capsys, *args, "--json", "-", *TINY)
+    assert code == 0, err
+    assert json.loads(out)["job_body"] == "incr"  # the default on Redis, like the peers' body
+    # the counter is checked: a body that did not run cannot pass for a fast drain
+    monkeypatch.setattr(inprocess, "INCR_SCRIPT", "return 0")
+    code, out, err = bench(capsys, *args, "--json", "-", *TINY)
+    assert code != 0
+    assert "bench.incr ran 0 of 30 jobs" in err and "Traceback" not in err
+    code, out, err = bench(capsys, *args, "--job-body", "noop", "--json", "-", *TINY)
+    assert code == 0, err
+    assert json.loads(out)["job_body"] == "noop"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -132,6 +151,8 @@ def test_a_shared_redis_keeps_none_of_the_bench_keys(
         (["--runs", "0"], "argument --runs: must be 1 or more, got 0"),
         (["--json", "/nonexistent/dir/out.json"], "--json /nonexistent/dir/out.json: no such"),
         (["--compare", "bullmq,sidekiq"], "argument --compare: unknown peer sidekiq; choose from"),
+        (["--job-body", "incr"], "--job-body incr needs --backend redis (not sqlite)"),
+        (["--job-body", "sleep"], "argument --job-body: invalid choice: 'sleep'"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(

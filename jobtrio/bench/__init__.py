@@ -5,9 +5,11 @@
 
 Scenarios (``--scenario``, a comma-separated list or ``all``; default drain):
 
-- drain: ``--jobs`` noop jobs queued, then drained by one node in this
+- drain: ``--jobs`` jobs queued, then drained by one node in this
   process (jobs/s); then the same with the producer submitting alongside. On
-  Redis also Redis's CPU and script time per job of the full-queue drain;
+  Redis also Redis's CPU and script time per job of the full-queue drain.
+  Each job does one INCR on the bench's Redis there (``--job-body incr``, like
+  every peer's job body), or nothing (``noop``, the default elsewhere);
 - enqueue: ``POST /api/v1/jobs/batch`` with 1,000 jobs a request and
   ``Client.submit_many`` with 1,000 a call, against a node served by
   hypercorn in a subprocess (jobs/s);
@@ -257,6 +259,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=100_000,
         help="EVENT_STREAM_MAXLEN of the node (default 100000; 0: it records no events).",
     )
+    parser.add_argument(
+        "--job-body",
+        choices=["incr", "noop"],
+        help="drain and burst: what each job does. incr (the default on Redis): one INCR on "
+        "the bench's Redis, the one round trip of every peer's job body; noop: nothing.",
+    )
     parser.add_argument("--consume", metavar="URL", help=argparse.SUPPRESS)
 
 
@@ -285,7 +293,8 @@ def _print_table(result: dict[str, Any], args: argparse.Namespace, file: Any) ->
     m = result["machine"]
     print(
         f"jobtrio bench: backend {result['backend']}{result['redis_note']}, "
-        f"{result['workers']} workers, {result['jobs']:,} jobs, median of {result['runs']} "
+        f"{result['workers']} workers, {result['jobs']:,} {result['job_body']} jobs, "
+        f"median of {result['runs']} "
         f"run{'s' if result['runs'] != 1 else ''}; {m['cpus']} CPUs, "
         f"load {m['load_before']} before, {m['load_after']} after",
         file=file,
@@ -415,6 +424,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ),
                 "workers": args.workers,
                 "jobs": args.jobs,
+                "job_body": args.job_body,
                 "runs": args.runs,
                 "scenarios": scenarios,
             }
@@ -436,6 +446,14 @@ def main(args: argparse.Namespace) -> int:
     if args.consume:
         trio.run(consume, args.consume, args.event_consumers)
         return 0
+    if args.job_body is None:
+        args.job_body = "incr" if args.backend == "redis" else "noop"
+    elif args.job_body == "incr" and args.backend != "redis":
+        print(
+            f"jobtrio bench: --job-body incr needs --backend redis (not {args.backend})",
+            file=sys.stderr,
+        )
+        return 2
     if args.json not in (None, "-") and not os.path.isdir(os.path.dirname(args.json) or "."):
         print(f"jobtrio bench: --json {args.json}: no such directory", file=sys.stderr)
         return 2

@@ -32,6 +32,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import trio
@@ -74,6 +76,45 @@ async def close_bench_backends(broker: Broker, store: Store) -> None:
         await broker.delete_keyspace()
     await broker.close()
     await store.close()
+
+
+#: The job type of ``--job-body incr``, and what its processor runs on Redis.
+INCR_TYPE = "bench.incr"
+INCR_SCRIPT = "return redis.call('INCR', KEYS[1])"
+
+
+@asynccontextmanager
+async def job_body(args: argparse.Namespace, node: Node) -> AsyncIterator[str]:
+    """The job type a drain or a burst submits, its processor registered on ``node``.
+
+    ``noop`` returns at once. ``incr`` (the default on Redis) is ``bench.incr``:
+    one INCR on the bench's Redis over a connection of its own, the one round
+    trip every peer's job body does (``peer_scripts``), so that the drains
+    compare like for like. The counter must reach the jobs run, or the run
+    fails: a body that did not run would flatter the figure.
+    """
+    if args.job_body != "incr":
+        yield "noop"
+        return
+    from ..backends.redis.wire import RedisConnection
+
+    connection = RedisConnection.from_url(args.redis_url)
+    client = connection.client
+    script = client.register_script(INCR_SCRIPT)
+    key = f"benchincr{time.monotonic_ns()}"
+
+    async def incr(ctx: Any) -> None:
+        await connection.script(script, [key], [])
+
+    node.registry.register(INCR_TYPE, incr)
+    try:
+        yield INCR_TYPE
+        counted = int(await connection.run(lambda: client.get(key)) or 0)
+        if counted < args.jobs:
+            raise RuntimeError(f"{INCR_TYPE} ran {counted} of {args.jobs} jobs")
+    finally:
+        await connection.run(lambda: client.delete(key))
+        await connection.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -187,44 +228,45 @@ async def drain_once(
     node = Node(settings, broker, store)
     consumers: trio.Process | None = None
 
-    async def enqueue() -> None:
+    async def enqueue(job_type: str) -> None:
         for i in range(0, args.jobs, 1000):
-            await node.submit_many([{"type": "noop"}] * min(1000, args.jobs - i))
+            await node.submit_many([{"type": job_type}] * min(1000, args.jobs - i))
 
     try:
-        start = time.perf_counter()
-        if preload:
-            await enqueue()  # the node is not running: nothing is claimed yet
+        async with job_body(args, node) as job_type:
             start = time.perf_counter()
-        if meter is not None:
-            meter.start()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            if args.event_consumers:
-                consumers = await _serve_consumers(nursery, node, args.event_consumers)
-                start = time.perf_counter() if not preload else start
-            if not preload:
-                await enqueue()
-            enqueued = time.perf_counter()
-            while node.dispatcher.finished < args.jobs:
-                await trio.sleep(0.005)
-            drained = time.perf_counter()
-            metered = meter.stop(args.jobs) if meter is not None else {}
-            await node.recorder.flush(60)
-            recorded = time.perf_counter()
-            report: dict[str, Any] = {}
-            if consumers is not None:
-                consumers.terminate()
-                assert consumers.stdout is not None
-                output = b""
-                with trio.move_on_after(10):
-                    while chunk := await consumers.stdout.receive_some(65536):
-                        output += chunk
-                await consumers.wait()
-                report = json.loads(output.decode().strip().splitlines()[-1])
-            node.request_stop()
-            await node.stopped.wait()
-            nursery.cancel_scope.cancel()
+            if preload:
+                await enqueue(job_type)  # the node is not running: nothing is claimed yet
+                start = time.perf_counter()
+            if meter is not None:
+                meter.start()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node.run)
+                if args.event_consumers:
+                    consumers = await _serve_consumers(nursery, node, args.event_consumers)
+                    start = time.perf_counter() if not preload else start
+                if not preload:
+                    await enqueue(job_type)
+                enqueued = time.perf_counter()
+                while node.dispatcher.finished < args.jobs:
+                    await trio.sleep(0.005)
+                drained = time.perf_counter()
+                metered = meter.stop(args.jobs) if meter is not None else {}
+                await node.recorder.flush(60)
+                recorded = time.perf_counter()
+                report: dict[str, Any] = {}
+                if consumers is not None:
+                    consumers.terminate()
+                    assert consumers.stdout is not None
+                    output = b""
+                    with trio.move_on_after(10):
+                        while chunk := await consumers.stdout.receive_some(65536):
+                            output += chunk
+                    await consumers.wait()
+                    report = json.loads(output.decode().strip().splitlines()[-1])
+                node.request_stop()
+                await node.stopped.wait()
+                nursery.cancel_scope.cancel()
     finally:
         if consumers is not None and consumers.returncode is None:
             consumers.kill()

@@ -26,6 +26,7 @@ from ..jobs import parse_time
 from .inprocess import (
     close_bench_backends,
     drain_once,
+    job_body,
     latency_once,
     open_bench_backends,
     percentile,
@@ -69,6 +70,7 @@ class Context:
             latency_samples=a.latency_samples,
             event_consumers=a.event_consumers,
             event_stream_maxlen=a.event_stream_maxlen,
+            job_body=a.job_body,
         )
 
     def served_node(self) -> Served:
@@ -143,7 +145,7 @@ def enqueue(ctx: Context) -> dict[str, float]:
 
 
 async def _burst_once(ctx: Context) -> float:
-    """Due-to-all-completed jobs/s of ``--jobs`` noop jobs sharing one ``scheduled_at``."""
+    """Due-to-all-completed jobs/s of ``--jobs`` jobs (``--job-body``) with one ``scheduled_at``."""
     a = ctx.args
     broker, store = await open_bench_backends(a.backend, ctx.directory, ctx.redis_url)
     settings = Settings(
@@ -153,13 +155,14 @@ async def _burst_once(ctx: Context) -> float:
         dispatch_prefetch=a.prefetch,
     )
     node = Node(settings, broker, store)
+    body = ctx.node_args()
     try:
-        async with trio.open_nursery() as nursery:
+        async with job_body(body, node) as job_type, trio.open_nursery() as nursery:
             await nursery.start(node.run)
             # far enough ahead for the whole enqueue (in-process: tens of thousands a second)
             due = time.time() + 1.0 + a.jobs / 5000
             for n in _batches(a.jobs):
-                await node.submit_many([{"type": "noop", "scheduled_at": due}] * n)
+                await node.submit_many([{"type": job_type, "scheduled_at": due}] * n)
             if time.time() >= due:
                 raise SystemExit("jobtrio bench: the burst's enqueue overran its due time")
             while node.dispatcher.finished < a.jobs:
