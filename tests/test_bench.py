@@ -32,6 +32,7 @@ TINY = [
 SHAPE = {
     "drain": {
         "full_queue_jobs_per_s",
+        "full_queue_first_to_last_jobs_per_s",
         "full_queue_recorded_jobs_per_s",
         "with_producer_jobs_per_s",
         "in_process_enqueue_jobs_per_s",
@@ -83,6 +84,8 @@ def test_every_scenario_reports_its_figures(
         assert [set(run) for run in scenario["runs"]] == [expected]
         for key in expected - {"last_growth"}:
             value = scenario["median"][key]
+            if key == "full_queue_first_to_last_jobs_per_s" and value is None:
+                continue  # 30 jobs may all end between two polls: no first completion seen
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, key)
     # with FILE the table still goes to stdout; each run is on stderr as it ends
     assert "drain of a full queue" in out and "node RSS after 40 completed" in out

@@ -237,7 +237,12 @@ def print_comparison(result: dict[str, Any], file: TextIO) -> None:
     drain = scenarios.get("drain", {}).get("median", {})
     enqueue = scenarios.get("enqueue", {}).get("median", {})
     rows = [
-        ("drain of a full queue", drain.get("full_queue_jobs_per_s"), "drain_jobs_per_s"),
+        ("drain, ours from node start", drain.get("full_queue_jobs_per_s"), "drain_jobs_per_s"),
+        (
+            "drain, first to last done",
+            drain.get("full_queue_first_to_last_jobs_per_s"),
+            "drain_jobs_per_s",
+        ),
         ("enqueue: HTTP batch vs peer", enqueue.get("http_batch_jobs_per_s"), "enqueue_jobs_per_s"),
         (
             "enqueue: submit_many vs peer",
