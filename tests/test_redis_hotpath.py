@@ -555,3 +555,22 @@ async def test_leases_and_tokens_stay_out_of_the_listpack_encoding(pair, redis_s
     again = await broker.claim("n1", 3, 30, NOW + 101)
     assert {lease.job.id for lease in again} == {jobs[2].id, lost.id}
     raw.close()
+
+
+async def test_a_request_and_a_reply_larger_than_the_socket_buffers_go_whole(redis_server):
+    """The wire writes to the kernel until its buffer is full, then waits for room; and
+    reads a reply over as many receives as it takes (8 MiB each way here)."""
+    prefix = "big" + uuid.uuid4().hex[:12]
+    broker = await RedisBroker.open(redis_server.url, prefix=prefix)
+    try:
+        jobs = [make(payload={"blob": f"{i:04d}" + "x" * 8_000}) for i in range(1_000)]
+        stored = await broker.enqueue(jobs, NOW)
+        assert [j.id for j in stored] == [j.id for j in jobs]
+        leases = await broker.claim("n1", 1_000, 30.0, NOW)
+        assert sorted(lease.job.payload["blob"][:4] for lease in leases) == [
+            f"{i:04d}" for i in range(1_000)
+        ]
+        assert all(len(lease.job.payload["blob"]) == 8_004 for lease in leases)
+    finally:
+        await broker.delete_keyspace()
+        await broker.close()
