@@ -107,6 +107,9 @@ class ObservedBroker(MemoryBroker):
         #: Job id -> (lease token, when the lease expires on the Broker's clock).
         self._deadlines: dict[str, tuple[str, float]] = {}
         self._acting: set[int] = set()
+        #: Seconds ahead of the decision clock a claim takes due jobs (0; 2 s is the
+        #: ``due-early`` plant: scheduled and retrying jobs are claimed before they are due).
+        self.claim_early = 0.0
         #: Jobs enqueued with dependencies, and those of them claimed at least once.
         self.dependents: set[str] = set()
         self.dependents_ran: set[str] = set()
@@ -139,9 +142,10 @@ class ObservedBroker(MemoryBroker):
         scope: ClaimScope | None = None,
     ) -> list[Lease]:
         at = self._decide_at(now)
-        leases = await super().claim(node_id, n, lease_seconds, at, scope)
+        leases = await super().claim(node_id, n, lease_seconds, at + self.claim_early, scope)
         world = self._world_clock()
         for lease in leases:
+            self._check_due(lease.job, at)
             self._deadlines[lease.job.id] = (lease.token, world + lease_seconds)
             self._moved("claimed", lease.job, node_id, lease.token)
             lease.expires_at = now + lease_seconds  # the caller's estimate, as Redis answers
@@ -154,6 +158,20 @@ class ObservedBroker(MemoryBroker):
         super().changed(job, refile)
         if refile:
             self._moved("released", job)
+
+    def _check_due(self, job: Job, at: float) -> None:
+        """A claim takes a scheduled or retrying job itself only once it is due on the
+        decision clock (its ``scheduled_at``, the retry time for a retry). A job filed as
+        pending is not judged here: whether it was due when filed was the submitting
+        node's call, on its own clock (README: under skew ``scheduled_at`` shifts)."""
+        before = self.status.get(job.id)
+        due = job.scheduled_at
+        if before in (JobStatus.SCHEDULED, JobStatus.RETRYING) and due is not None and due > at:
+            self._history.violate(
+                "not_before_due",
+                trio.current_time(),
+                f"job {job.id} ({before}) was claimed at {at:.3f}, due at {due:.3f}",
+            )
 
     def _check_dependent(self, job: Job) -> None:
         """A dependent is claimed only once every job it depends on completed (or ended,

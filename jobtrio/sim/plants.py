@@ -25,6 +25,8 @@ plant                   what it switches off
                         the voters the failure detector shows alive
 ``dependencies-early``  the Broker's dependency wait: a job with ``depends_on``
                         is due at once, as if its dependencies had completed
+``due-early``           the claim's due check: a claim takes scheduled and
+                        retrying jobs 2 s before they are due
 ======================  ==========================================================
 
 The invariant each is caught by is in :data:`CAUGHT_BY`; the seeds and run
@@ -48,6 +50,7 @@ PLANTS = (
     "two-clocks",
     "raft-minority",
     "dependencies-early",
+    "due-early",
 )
 
 #: The invariants whose violation shows each plant (any one of them).
@@ -60,6 +63,7 @@ CAUGHT_BY: dict[str, frozenset[str]] = {
     "two-clocks": frozenset({"lease_expires_on_broker_clock"}),
     "raft-minority": frozenset({"leader_has_quorum", "one_leader_per_term"}),
     "dependencies-early": frozenset({"dependent_after_parents"}),
+    "due-early": frozenset({"not_before_due"}),
 }
 
 
@@ -90,6 +94,7 @@ CATCH_CONFIG: dict[str, CatchConfig] = {
     "two-clocks": CatchConfig(faults=("skew", "crash", "broker")),
     "raft-minority": CatchConfig(faults=("partition", "crash")),
     "dependencies-early": CatchConfig(faults=("crash", "reply-loss")),
+    "due-early": CatchConfig(faults=("crash", "reply-loss")),
 }
 
 

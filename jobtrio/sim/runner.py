@@ -358,6 +358,8 @@ class Simulation:
             self.broker.broker_clock = False
         elif config.plant == "dependencies-early":
             self.broker.check_dependencies = False
+        elif config.plant == "due-early":
+            self.broker.claim_early = 2.0
         self.history.raft_voters = config.nodes
         self.backend_faults = BackendFaults()
         self.store = MemoryStore()
