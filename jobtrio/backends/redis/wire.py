@@ -1,10 +1,12 @@
-"""The connection to Redis: redis-py's client in threads, and trio's own sockets for scripts.
+"""The connection to Redis: redis-py's client in threads, and sockets of its own for scripts.
 
 redis-py's sync client is called through ``trio.to_thread.run_sync`` with one
 ``trio.CapacityLimiter`` per connection (8 calls at once by default) in front
 of a ``ConnectionPool``. Scripts, which are every Broker move and every Store
-write, run over connections of trio's own when that pool is plain TCP
-(``_Wire``: a call costs 70-90 us of CPU there, 250-300 us through a thread).
+write, run over non-blocking sockets of this module's own, waited on through
+trio, when that pool is plain TCP (``_Wire``: a call costs 32-35 us of the
+process's CPU there, ``bench/bench_wire.py`` on a quiet machine; 250-300 us
+through a thread, measured when the wire cost 70-90 us).
 
 Failures: connection errors and timeouts become ``BackendUnavailable``.
 redis-py's automatic retries are switched off: re-sending a claim or a finish
@@ -52,7 +54,7 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 #: Refusals that mean "not now" (a failover, a restart loading its data), not "never".
 _TRANSIENT = (MasterDownError, TryAgainError, ClusterDownError)
 _TRANSIENT_PREFIXES = ("MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")
-#: Scripts go over trio's own sockets when the pool allows it (see ``RedisConnection``).
+#: Scripts go over the wire's own sockets when the pool allows it (see ``RedisConnection``).
 NATIVE_SCRIPTS = True
 
 
@@ -118,7 +120,7 @@ def _command(*parts: bytes) -> bytes:
 
 
 class _Wire:
-    """One connection of trio's own; replies are read by hiredis' RESP parser.
+    """One connection of the wire's own; replies are read by hiredis' RESP parser.
 
     hiredis (the C parser redis-py itself uses when installed) is sans-IO:
     bytes go in with ``feed``, whole replies come out of ``gets``, so it works
@@ -185,11 +187,12 @@ class RedisConnection:
 
     Scripts (every move of the Broker and every Store write) do not go through
     redis-py when ``wire`` says where and how to connect: they go over
-    connections of trio's own (``_Wire``). A call through a thread cost
-    250-300 us of CPU here against 70-90 us for the same EVALSHA on trio's
-    socket (thread wake-ups, the result's trip back to trio, redis-py's
+    connections of their own (``_Wire``). A call through a thread cost
+    250-300 us of CPU here against 70-90 us for the same EVALSHA on the wire
+    then (thread wake-ups, the result's trip back to trio, redis-py's
     pure-Python packing and parsing under the GIL): 15 us of every drained
-    job. ``from_url`` and ``from_settings`` build both the client and ``wire``
+    job. The wire's call is 32-35 us since it skips trio's ``SocketStream``.
+    ``from_url`` and ``from_settings`` build both the client and ``wire``
     from the same address, credentials, database and timeouts; TLS, Unix
     sockets, URL query options and Sentinel get no ``wire`` and keep the
     threads, as does every other command.
@@ -311,7 +314,7 @@ class RedisConnection:
     async def script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a registered script (EVALSHA, loading it once if the server lost it).
 
-        On trio's own connections when the pool allows (see the class), else
+        On the wire's own connections when the pool allows (see the class), else
         through ``run``. Either way the call is never abandoned on
         cancellation (shielded, bounded by ``socket_timeout``): a claim whose
         reply was dropped would leave jobs running nowhere until their lease
