@@ -261,16 +261,25 @@ async def test_a_backlog_of_finished_jobs_is_purged_page_after_page(broker, monk
     assert leader.purged == 250
 
 
-async def test_a_record_the_store_refuses_keeps_its_job_and_lets_the_others_go(broker, caplog):
-    """Before, the refusal escaped the housekeeping (not an outage), the leader's duties
-    crashed and restarted into the same refusal: no purge of any job, ever."""
-    caplog.set_level(logging.ERROR, "jobtrio.leader")
-    jobs = [await finished_unrecorded(broker) for _ in range(7)]
-    big = jobs[3]
+async def purged_with_one_refused(
+    broker: Broker, count: int, refused: int
+) -> tuple[list[Job], Job, RefusingStore, LeaderDuties, int]:
+    """``count`` finished jobs, the Store refusing the record of the ``refused``-th, and
+    one housekeeping of a leader past their TTL."""
+    jobs = [await finished_unrecorded(broker) for _ in range(count)]
+    big = jobs[refused]
     store = RefusingStore({big.id})
     leader = duties(broker, store)
     epoch = await broker.acquire_epoch("n1", NOW)
     await leader.housekeeping(epoch, NOW + 1 + TTL + 1)
+    return jobs, big, store, leader, epoch
+
+
+async def test_a_record_the_store_refuses_keeps_its_job_and_lets_the_others_go(broker, caplog):
+    """Before, the refusal escaped the housekeeping (not an outage), the leader's duties
+    crashed and restarted into the same refusal: no purge of any job, ever."""
+    caplog.set_level(logging.ERROR, "jobtrio.leader")
+    jobs, big, store, leader, epoch = await purged_with_one_refused(broker, 7, 3)
     assert leader.purged == 6
     for job in jobs:
         record, held = await store.get(job.id), await broker.get(job.id)
@@ -295,12 +304,7 @@ async def test_a_refused_record_does_not_hold_back_the_purge_of_the_jobs_after_i
     finished after it was ever purged: the Broker grew without bound."""
     monkeypatch.setattr(leader_module, "PURGE_BYTES", 1)
     caplog.set_level(logging.ERROR, "jobtrio.leader")
-    jobs = [await finished_unrecorded(broker) for _ in range(4)]
-    big = jobs[0]
-    store = RefusingStore({big.id})
-    leader = duties(broker, store)
-    epoch = await broker.acquire_epoch("n1", NOW)
-    await leader.housekeeping(epoch, NOW + 1 + TTL + 1)
+    jobs, big, store, leader, epoch = await purged_with_one_refused(broker, 4, 0)
     assert leader.purged == 3
     assert await broker.get(big.id) is not None and await store.get(big.id) is None
     for job in jobs[1:]:

@@ -306,9 +306,10 @@ class Node:
         if job.depends_on:
             # alone, not in a shared group commit: an unknown parent refuses this job only
             [stored] = await self.broker.enqueue([job], self.clock())
+            self._accepted([stored])
         else:
             [stored] = await self.group_commit.enqueue([job])
-        self._accepted([stored])
+            self._accepted([stored], woken=True)  # by the group commit's own hook
         return stored
 
     async def submit_many(self, items: Sequence[Any], owner: str | None = None) -> list[Job]:
@@ -354,9 +355,10 @@ class Node:
             if first is not None:
                 self.dispatcher.due_at(first)
 
-    def _accepted(self, jobs: list[Job]) -> None:
+    def _accepted(self, jobs: list[Job], woken: bool = False) -> None:
         self.recorder.record(jobs)
-        self._wake_for(jobs)  # a group commit woke it already: a wake is a flag set again
+        if not woken:
+            self._wake_for(jobs)
         self.events.publish_jobs("job.submitted", jobs)
 
     async def get(self, job_id: str) -> Job | None:
