@@ -45,7 +45,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import trio
 
-from ..jobs import (
+from ...jobs import (
     DEFAULT_QUEUE,
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -54,8 +54,8 @@ from ..jobs import (
     JobStatus,
     new_token,
 )
-from . import dependencies, transitions
-from .base import (
+from .. import dependencies, transitions
+from ..base import (
     BackendUnavailable,
     Broker,
     ClaimScope,
@@ -73,7 +73,7 @@ from .base import (
     Store,
     Tombstone,
 )
-from .queues import ClaimCaps
+from ..queues import ClaimCaps
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -105,7 +105,7 @@ _DELAYED = frozenset({JobStatus.SCHEDULED, JobStatus.RETRYING})
 
 def default_path() -> str:
     """``SQLITE_PATH`` as the node's settings read it (environment, then ``.env``)."""
-    from ..config import Settings
+    from ...config import Settings
 
     return Settings.from_env().sqlite_path
 
