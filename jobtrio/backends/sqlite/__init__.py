@@ -39,9 +39,8 @@ import dataclasses
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any, Self
 
 import trio
 
@@ -56,7 +55,6 @@ from ...jobs import (
 )
 from .. import dependencies, transitions
 from ..base import (
-    BackendUnavailable,
     Broker,
     ClaimScope,
     FencedError,
@@ -74,256 +72,22 @@ from ..base import (
     Tombstone,
 )
 from ..queues import ClaimCaps
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-#: How long a call waits for another connection's write lock before giving up.
-DEFAULT_BUSY_TIMEOUT = 5.0
-
-# Primary result codes that mean "the database cannot be used right now"
-# (https://sqlite.org/rescode.html). Other errors, such as a malformed
-# statement, are bugs and are not disguised as an outage.
-_UNAVAILABLE_CODES = frozenset(
-    {
-        5,  # SQLITE_BUSY: locked beyond busy_timeout
-        6,  # SQLITE_LOCKED
-        7,  # SQLITE_NOMEM
-        8,  # SQLITE_READONLY
-        10,  # SQLITE_IOERR
-        11,  # SQLITE_CORRUPT
-        13,  # SQLITE_FULL
-        14,  # SQLITE_CANTOPEN
-        15,  # SQLITE_PROTOCOL
-        26,  # SQLITE_NOTADB
-    }
+from .database import DEFAULT_BUSY_TIMEOUT, Database, default_path, json_list
+from .schema import (
+    BROKER_SCHEMA,
+    STORE_SCHEMA,
+    add_queue_columns,
+    count_by_status,
+    delete_job,
+    get_job,
 )
 
 _PENDING = JobStatus.PENDING.value
 _DELAYED = frozenset({JobStatus.SCHEDULED, JobStatus.RETRYING})
 
 
-def default_path() -> str:
-    """``SQLITE_PATH`` as the node's settings read it (environment, then ``.env``)."""
-    from ...config import Settings
-
-    return Settings.from_env().sqlite_path
-
-
-def _outage(exc: sqlite3.Error) -> BackendUnavailable | None:
-    """``BackendUnavailable`` if ``exc`` means the file cannot be used; None for a bug."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
-        return BackendUnavailable("sqlite", str(exc))
-    if code is None and isinstance(exc, sqlite3.OperationalError):
-        # No result code (e.g. a Python-level failure to open): treat as I/O.
-        return BackendUnavailable("sqlite", str(exc))
-    return None
-
-
-def _open_hint(path: str) -> str:
-    """Why a file would not open, where SQLite says only "unable to open database file"."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        return " (it is a folder; SQLITE_PATH names a file)"
-    if not os.path.isdir(folder):
-        return f" (its folder {folder} does not exist)"
-    if not os.access(folder, os.W_OK):
-        return f" (its folder {folder} is not writable)"
-    return ""
-
-
-def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
-    """Put the file in WAL mode, waiting out another connection doing the same.
-
-    Switching a fresh file to WAL takes an exclusive lock, and SQLite answers
-    ``database is locked`` at once, without the busy handler, when another
-    connection is opening the same file at that moment (the Broker and the
-    Store of one node do): so wait here, up to the busy timeout.
-    """
-    deadline = time.monotonic() + busy_timeout
-    pause = 0.001
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            busy = code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or time.monotonic() >= deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-class _Database:
-    """One connection, used from one worker thread at a time.
-
-    The limiter, not ``check_same_thread``, is what keeps calls apart: trio
-    may run successive calls on different cached threads, but never two at
-    once.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self._conn: sqlite3.Connection | None = conn
-        self.path = path
-        self._limiter = trio.CapacityLimiter(1)
-
-    @classmethod
-    async def connect(cls, path: str, schema: str, busy_timeout: float) -> _Database:
-        def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-                _switch_to_wal(conn, busy_timeout)
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA temp_store = MEMORY")
-                # Two objects may create their tables in one file at the same time.
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in schema.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
-            except BaseException:
-                conn.close()
-                raise
-            return conn
-
-        try:
-            conn = await trio.to_thread.run_sync(connect)
-        except sqlite3.Error as exc:
-            outage = _outage(exc)
-            if outage is None:
-                raise
-            why = f"{path}: {outage.reason}{_open_hint(path)}"
-            raise BackendUnavailable("sqlite", why) from exc
-        return cls(conn, path)
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise BackendUnavailable("sqlite", f"{self.path} is closed")
-        return self._conn
-
-    async def read(
-        self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """Run ``fn`` in autocommit mode: each single statement is its own snapshot."""
-
-        def call() -> T:
-            return fn(self._connection(), *args, **kwargs)
-
-        return await self._run(call)
-
-    async def write(
-        self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; any exception rolls it all back."""
-
-        def call() -> T:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *args, **kwargs)
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-            return result
-
-        return await self._run(call)
-
-    async def _run(self, call: Callable[[], T]) -> T:
-        try:
-            return await trio.to_thread.run_sync(call, limiter=self._limiter)
-        except sqlite3.Error as exc:
-            outage = _outage(exc)
-            if outage is None:
-                raise
-            raise outage from exc
-
-    async def close(self) -> None:
-        def close() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                try:
-                    # Keeps the planner's statistics fresh (sqlite.org/lang_analyze.html);
-                    # a failure here must not stop the close.
-                    conn.execute("PRAGMA optimize")
-                except sqlite3.Error:
-                    pass
-                finally:
-                    conn.close()
-
-        await self._run(close)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    # Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-
-def _json_list(values: Sequence[str]) -> str:
-    """Many ids as one bound parameter (read with ``json_each``): no variable limit."""
-    return json.dumps(list(values))
-
-
 # --------------------------------------------------------------------------- broker
 
-_BROKER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS queue (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    seq INTEGER,
-    run_at REAL,
-    token TEXT,
-    expires_at REAL,
-    finished_at REAL,
-    idempotency_key TEXT UNIQUE,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS queue_claim ON queue (status, priority DESC, seq);
-CREATE INDEX IF NOT EXISTS queue_delayed ON queue (run_at, id) WHERE run_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_leases ON queue (expires_at, id) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_finished ON queue (finished_at) WHERE finished_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS broker_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO broker_meta (key, value) VALUES ('seq', 0), ('epoch', 0);
-CREATE TABLE IF NOT EXISTS ticks (name TEXT NOT NULL, tick REAL NOT NULL, PRIMARY KEY (name, tick));
-CREATE TABLE IF NOT EXISTS tombstones (
-    id TEXT PRIMARY KEY, status TEXT NOT NULL, version INTEGER NOT NULL, finished_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tombstones_at ON tombstones (finished_at);
-CREATE TABLE IF NOT EXISTS queue_settings (
-    name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0, jobs INTEGER, per REAL,
-    window INTEGER, used INTEGER NOT NULL DEFAULT 0
-)
-"""
-
-#: Columns a file made before named queues lacks: added (and filled from each job's
-#: document) when the Broker opens it.
-_QUEUE_COLUMNS = (
-    ("queue", "TEXT NOT NULL DEFAULT 'default'", "json_extract(doc, '$.queue')"),
-    ("type", "TEXT NOT NULL DEFAULT ''", "json_extract(doc, '$.type')"),
-)
-_QUEUE_INDEX = (
-    "CREATE INDEX IF NOT EXISTS queue_by_name ON queue (status, queue, priority DESC, seq)"
-)
 _CLAIM_UPDATE = (
     "UPDATE queue SET status = 'running', seq = NULL, run_at = NULL, token = ?, "
     "expires_at = ?, doc = ? WHERE rowid = ?"
@@ -425,7 +189,7 @@ class SqliteBroker(Broker):
 
     name = "sqlite"
 
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     @classmethod
@@ -434,8 +198,8 @@ class SqliteBroker(Broker):
     ) -> Self:
         """Open (creating if needed) the queue tables in ``path`` (default ``SQLITE_PATH``)."""
         target = os.fspath(path) if path is not None else default_path()
-        broker = cls(await _Database.connect(target, _BROKER_SCHEMA, busy_timeout))
-        await broker._db.write(_add_queue_columns)
+        broker = cls(await Database.connect(target, BROKER_SCHEMA, busy_timeout))
+        await broker._db.write(add_queue_columns)
         return broker
 
     @property
@@ -498,7 +262,7 @@ class SqliteBroker(Broker):
         return await self._db.write(_delete_queued, job_id)
 
     async def get(self, job_id: str) -> Job | None:
-        return await self._db.read(_get_job, "queue", job_id)
+        return await self._db.read(get_job, "queue", job_id)
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
         if not job_ids:
@@ -507,7 +271,7 @@ class SqliteBroker(Broker):
         return await self._db.read(_get_many, job_ids)
 
     async def depths(self) -> dict[str, int]:
-        return await self._db.read(_count_by_status, "queue")
+        return await self._db.read(count_by_status, "queue")
 
     async def pending_by_priority(self) -> dict[int, int]:
         return await self._db.read(_pending_by_priority)
@@ -587,14 +351,14 @@ class SqliteBroker(Broker):
 
     # -- life cycle ---------------------------------------------------------------
     async def ping(self) -> None:
-        await self._db.read(_ping)
+        await self._db.ping()
 
     async def close(self) -> None:
         await self._db.close()
 
 
 # The transaction bodies run in the worker thread, on the connection, inside
-# the transaction that ``_Database.write`` opened.
+# the transaction that ``Database.write`` opened.
 
 
 def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[Job]:
@@ -604,7 +368,7 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[
         rows = conn.execute(
             "SELECT idempotency_key, doc FROM queue "
             "WHERE idempotency_key IN (SELECT value FROM json_each(?))",
-            (_json_list(keys),),
+            (json_list(keys),),
         )
         known = {key: Job.loads(doc) for key, doc in rows}
         root = jobs[0]
@@ -653,15 +417,6 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[
     return out
 
 
-def _add_queue_columns(conn: sqlite3.Connection) -> None:
-    have = {row[1] for row in conn.execute("PRAGMA table_info(queue)")}
-    for column, declaration, fill in _QUEUE_COLUMNS:
-        if column not in have:
-            conn.execute(f"ALTER TABLE queue ADD COLUMN {column} {declaration}")
-            conn.execute(f"UPDATE queue SET {column} = coalesce({fill}, {column})")
-    conn.execute(_QUEUE_INDEX)
-
-
 def _queue_settings(
     conn: sqlite3.Connection,
 ) -> tuple[set[str], dict[str, RateLimit], dict[str, tuple[int, int]]]:
@@ -705,7 +460,7 @@ def _claim(
 ) -> list[Lease]:
     paused, limits, windows = _queue_settings(conn)
     caps = ClaimCaps(scope, paused, limits, windows, now)
-    types = None if scope.types is None else _json_list(sorted(scope.types))
+    types = None if scope.types is None else json_list(sorted(scope.types))
     groups: list[str | None] = [None] if scope.queues is None else list(scope.queues)
     picked: list[tuple[int, str]] = []
     due = _claimable_due(conn, n, now, scope)
@@ -720,7 +475,7 @@ def _claim(
             if types is not None:
                 args.append(types)
             if shut:
-                args.append(_json_list(sorted(shut)))
+                args.append(json_list(sorted(shut)))
             if picked:
                 args.append(json.dumps([rowid for rowid, _ in picked]))
             args.append(n - len(picked))
@@ -852,7 +607,7 @@ def _held_leases(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, 
     rows = conn.execute(
         "SELECT id, rowid, token, doc FROM queue "
         "WHERE id IN (SELECT value FROM json_each(?)) AND token IS NOT NULL",
-        (_json_list(job_ids),),
+        (json_list(job_ids),),
     )
     return {job_id: [rowid, token, doc] for job_id, rowid, token, doc in rows}
 
@@ -864,7 +619,7 @@ def _renew(
     rows = conn.execute(
         "SELECT id, rowid, token FROM queue "
         "WHERE id IN (SELECT value FROM json_each(?)) AND token IS NOT NULL",
-        (_json_list([job_id for job_id, _ in leases]),),
+        (json_list([job_id for job_id, _ in leases]),),
     )
     held = {job_id: (rowid, token) for job_id, rowid, token in rows}
     lost = []
@@ -1030,7 +785,7 @@ def _delete_queued(conn: sqlite3.Connection, job_id: str) -> bool:
             finished_at if finished_at is not None else job.updated_at,
         ),
     )
-    _delete_job(conn, "queue", job_id)
+    delete_job(conn, "queue", job_id)
     if not job.terminal:  # its dependents must not wait for it forever
         _release(conn, [job], job.updated_at, JobStatus.CANCELLED)
     return True
@@ -1065,7 +820,7 @@ def _retry(conn: sqlite3.Connection, job_id: str, now: float) -> Job | None:
 def _get_many(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, Job]:
     rows = conn.execute(
         "SELECT id, doc FROM queue WHERE id IN (SELECT value FROM json_each(?))",
-        (_json_list(job_ids),),
+        (json_list(job_ids),),
     )
     return {job_id: Job.loads(doc) for job_id, doc in rows}
 
@@ -1181,7 +936,7 @@ def _put_back(
     conn: sqlite3.Connection, jobs: Sequence[Job], now: float, revive: bool
 ) -> list[Job | Tombstone]:
     """Insert-if-absent (``restore``); ``revive``: only a completed job's tombstone refuses."""
-    wanted = _json_list([job.id for job in jobs])
+    wanted = json_list([job.id for job in jobs])
     held = _get_many(conn, [job.id for job in jobs])
     tombs = {
         job_id: Tombstone(job_id, JobStatus(status), int(version), finished_at)
@@ -1249,26 +1004,6 @@ def _fire_tick(
     return stored
 
 
-# Shared by the Broker (table ``queue``) and the Store (table ``jobs``); the
-# table name is always one of these two literals, never caller input.
-
-
-def _get_job(conn: sqlite3.Connection, table: str, job_id: str) -> Job | None:
-    row = conn.execute(f"SELECT doc FROM {table} WHERE id = ?", (job_id,)).fetchone()
-    return None if row is None else Job.loads(row[0])
-
-
-def _delete_job(conn: sqlite3.Connection, table: str, job_id: str) -> bool:
-    return conn.execute(f"DELETE FROM {table} WHERE id = ?", (job_id,)).rowcount > 0
-
-
-def _count_by_status(conn: sqlite3.Connection, table: str) -> dict[str, int]:
-    counts = {status.value: 0 for status in JobStatus}
-    for status, count in conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status"):
-        counts[status] = count
-    return counts
-
-
 def _pending_by_priority(conn: sqlite3.Connection) -> dict[int, int]:
     counts = dict.fromkeys(range(MIN_PRIORITY, MAX_PRIORITY + 1), 0)
     query = "SELECT priority, count(*) FROM queue WHERE status = 'pending' GROUP BY priority"
@@ -1277,29 +1012,7 @@ def _pending_by_priority(conn: sqlite3.Connection) -> dict[int, int]:
     return counts
 
 
-def _ping(conn: sqlite3.Connection) -> None:
-    conn.execute("SELECT 1").fetchone()
-
-
 # --------------------------------------------------------------------------- store
-
-_STORE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    type TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    version INTEGER NOT NULL,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, id);
-CREATE INDEX IF NOT EXISTS jobs_type ON jobs (type, id);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
-CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (json_extract(doc, '$.owner'), id);
-CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS elections (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, doc TEXT NOT NULL)
-"""
 
 _PUT = """
 INSERT INTO jobs (id, status, type, created_at, version, doc) VALUES (?, ?, ?, ?, ?, ?)
@@ -1315,7 +1028,7 @@ class SqliteStore(Store):
 
     name = "sqlite"
 
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     @classmethod
@@ -1324,7 +1037,7 @@ class SqliteStore(Store):
     ) -> Self:
         """Open (creating if needed) the record tables in ``path`` (default ``SQLITE_PATH``)."""
         target = os.fspath(path) if path is not None else default_path()
-        return cls(await _Database.connect(target, _STORE_SCHEMA, busy_timeout))
+        return cls(await Database.connect(target, STORE_SCHEMA, busy_timeout))
 
     @property
     def path(self) -> str:
@@ -1345,16 +1058,16 @@ class SqliteStore(Store):
             raise RecordRefused("sqlite", str(exc)) from exc
 
     async def get(self, job_id: str) -> Job | None:
-        return await self._db.read(_get_job, "jobs", job_id)
+        return await self._db.read(get_job, "jobs", job_id)
 
     async def query(self, query: JobQuery) -> Page:
         return await self._db.read(_query, query)
 
     async def delete(self, job_id: str) -> bool:
-        return await self._db.write(_delete_job, "jobs", job_id)
+        return await self._db.write(delete_job, "jobs", job_id)
 
     async def count_by_status(self) -> dict[str, int]:
-        return await self._db.read(_count_by_status, "jobs")
+        return await self._db.read(count_by_status, "jobs")
 
     async def put_node(self, node: NodeRecord) -> None:
         await self._db.write(_put_node, node)
@@ -1382,7 +1095,7 @@ class SqliteStore(Store):
         return await self._db.write(_delete_schedule, name)
 
     async def ping(self) -> None:
-        await self._db.read(_ping)
+        await self._db.ping()
 
     async def close(self) -> None:
         await self._db.close()
