@@ -121,7 +121,13 @@ class Database:
         self._limiter = trio.CapacityLimiter(1)
 
     @classmethod
-    async def connect(cls, path: str, schema: str, busy_timeout: float) -> Database:
+    async def connect(
+        cls, where: str | os.PathLike[str] | None, schema: str, busy_timeout: float
+    ) -> Database:
+        """Open (creating if needed) ``schema``'s tables in the file ``where``
+        (None: ``SQLITE_PATH``, as ``default_path`` reads it)."""
+        path = os.fspath(where) if where is not None else default_path()
+
         def connect() -> sqlite3.Connection:
             conn = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
