@@ -58,13 +58,15 @@ from httpx_ws import (
 )
 
 from .backoff import Backoff
-from .jobs import TERMINAL_STATUSES, Job
-from .jsontext import orjson_exact
+from .jobs import TERMINAL_STATUSES, Job, job_from_answer
+from .jsontext import orjson_exact, request_body
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 10.0
 MAX_BATCH = 10_000
 TERMINAL = ",".join(sorted(str(s) for s in TERMINAL_STATUSES))
+#: The header of a body written by ``request_body`` (httpx's ``json=`` sets the same).
+_JSON_BODY = {"Content-Type": "application/json"}
 
 try:
     USER_AGENT = f"jobtrio-python/{importlib.metadata.version('jobtrio')}"
@@ -369,7 +371,7 @@ def _list_params(
 
 def _job(data: Any) -> Job:
     try:
-        return Job.from_dict(data)
+        return job_from_answer(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise JobtrioError(f"the node sent something that is not a job: {exc}") from None
 
@@ -734,10 +736,20 @@ class Client:
         self._http.close()
 
     def _send(self, call: _Call) -> Any:
+        body = None if call.json is None else request_body(call.json)
         try:
-            response = self._http.request(
-                call.method, call.path, params=call.params or None, json=call.json
-            )
+            if body is None:
+                response = self._http.request(
+                    call.method, call.path, params=call.params or None, json=call.json
+                )
+            else:
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params or None,
+                    content=body,
+                    headers=_JSON_BODY,
+                )
         except httpx.TransportError as exc:
             raise _connection_failed(self.url, exc) from None
         return _read(response, call)
@@ -1124,10 +1136,20 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _send(self, call: _Call) -> Any:
+        body = None if call.json is None else request_body(call.json)
         try:
-            response = await self._http.request(
-                call.method, call.path, params=call.params or None, json=call.json
-            )
+            if body is None:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params or None, json=call.json
+                )
+            else:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params or None,
+                    content=body,
+                    headers=_JSON_BODY,
+                )
         except httpx.TransportError as exc:
             raise _connection_failed(self.url, exc) from None
         return _read(response, call)

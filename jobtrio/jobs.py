@@ -431,7 +431,21 @@ class Job:
     def from_dict(cls, d: Mapping[str, Any]) -> Job:
         """A job from its REST shape (``to_dict``); the client reads every job it is
         answered with through here (1,000 a batch), so the usual absent or empty
-        fields cost no call: times are None, lists empty, the status a known word."""
+        fields cost no call: times are None, lists empty, the status a known word.
+
+        A dict holding exactly ``to_dict``'s keys (every answer's job) has its values
+        taken in one C call and only the few that need it converted (``_from_wire``);
+        anything that one would convert otherwise (a bool or float for an integer, an
+        unknown status, attempts) is read field by field below, as before."""
+        if type(d) is dict and len(d) == _WIRE_LENGTH and cls is Job:
+            try:
+                values = _wire_values(d)
+            except KeyError:
+                pass
+            else:
+                job = _from_wire(values)
+                if job is not None:
+                    return job
         get = d.get
         created, updated, scheduled, started, completed = [
             None if (v := get(name)) is None else parse_time(v, name) for name in _TIMES
@@ -548,6 +562,155 @@ _FROM_DICT_ORDER = (
 if _FROM_DICT_ORDER != _JOB_FIELDS:
     raise ImportError("Job.from_dict builds its values in another order than Job's fields")
 _TIMES = ("created_at", "updated_at", "scheduled_at", "started_at", "completed_at")
+#: ``to_dict``'s keys, in its order (the JSON shape every answer gives a job in).
+_WIRE_KEYS = (
+    "id", "type", "priority", "payload", "status", "created_at", "updated_at", "scheduled_at",
+    "started_at", "completed_at", "retry_count", "max_retries", "timeout", "result", "error",
+    "node_id", "worker_id", "attempts", "idempotency_key", "lease_expirations", "progress",
+    "depends_on", "on_dependency_failure", "waiting_for", "dependents", "dependency_results",
+    "workflow_id", "workflow", "version", "owner", "queue",
+)  # fmt: skip
+_WIRE_LENGTH = len(_WIRE_KEYS)
+_wire_values = operator.itemgetter(*_WIRE_KEYS)
+
+
+def job_from_answer(d: Any) -> Job:
+    """``Job.from_dict(d)`` for a dict nobody else holds (a job of a decoded answer): the
+    job takes ``d``'s lists instead of copies. Each container made is one more object for
+    the garbage collector to count and, once a batch's 1,000 jobs outlive the youngest
+    generations, to walk in a full collection (which walks the whole heap): four lists
+    fewer a job."""
+    if type(d) is dict and len(d) == _WIRE_LENGTH:
+        try:
+            values = _wire_values(d)
+        except KeyError:
+            pass
+        else:
+            job = _from_wire(values, False)
+            if job is not None:
+                return job
+    return Job.from_dict(d)
+
+
+def _from_wire(values: tuple[Any, ...], copy: bool = True) -> Job | None:
+    """``Job.from_dict`` of a dict holding exactly ``to_dict``'s keys, whose values are
+    ``values`` in that order; None when one of them is not the usual kind (an integer
+    field holding another type, a status no ``JobStatus`` spells, attempts), which
+    ``from_dict`` then reads field by field, for the same job or the same error.
+
+    The five times go through ``parse_time`` in the same order, so a bad one raises what
+    it raised before. Callgrind, an answer's job: 38.6k -> 30.9k instructions."""
+    (
+        job_id, job_type, priority, payload, status, created, updated, scheduled, started,
+        completed, retry_count, max_retries, timeout, result, error, node_id, worker_id,
+        attempts, key, lease_expirations, progress, depends_on, on_failure, waiting_for,
+        dependents, dependency_results, workflow_id, workflow, version, owner, queue,
+    ) = values  # fmt: skip
+    known = _STATUS_OF.get(status) if type(status) is str else None
+    if (
+        known is None
+        or attempts
+        or type(priority) is not int
+        or type(retry_count) is not int
+        or type(max_retries) is not int
+        or type(lease_expirations) is not int
+        or type(version) is not int
+    ):
+        return None
+    seconds = _iso_seconds
+    if created is not None:
+        created = (type(created) is str and seconds.get(created)) or parse_time(
+            created, "created_at"
+        )
+    if updated is not None:
+        updated = (type(updated) is str and seconds.get(updated)) or parse_time(
+            updated, "updated_at"
+        )
+    if scheduled is not None:
+        scheduled = (type(scheduled) is str and seconds.get(scheduled)) or parse_time(
+            scheduled, "scheduled_at"
+        )
+    if started is not None:
+        started = parse_time(started, "started_at")
+    if completed is not None:
+        completed = parse_time(completed, "completed_at")
+    if not copy:  # the lists as they are (an empty one too); another kind as from_dict reads it
+        if type(attempts) is not list:
+            attempts = []
+        if type(depends_on) is not list:
+            depends_on = list(depends_on) if depends_on else []
+        if type(waiting_for) is not list:
+            waiting_for = list(waiting_for) if waiting_for else []
+        if type(dependents) is not list:
+            dependents = list(dependents) if dependents else []
+        return Job(
+            job_id,
+            job_type,
+            priority,
+            payload or {},
+            known,
+            created or 0.0,
+            updated or 0.0,
+            scheduled,
+            started,
+            completed,
+            retry_count,
+            max_retries,
+            timeout,
+            result,
+            error,
+            node_id,
+            worker_id,
+            attempts,
+            key,
+            lease_expirations,
+            progress,
+            depends_on,
+            on_failure,
+            workflow_id,
+            workflow,
+            waiting_for,
+            dependents,
+            dependency_results,
+            version,
+            owner,
+            queue or DEFAULT_QUEUE,
+        )
+    return Job(
+        job_id,
+        job_type,
+        priority,
+        payload or {},
+        known,
+        created or 0.0,
+        updated or 0.0,
+        scheduled,
+        started,
+        completed,
+        retry_count,
+        max_retries,
+        timeout,
+        result,
+        error,
+        node_id,
+        worker_id,
+        [],
+        key,
+        lease_expirations,
+        progress,
+        list(depends_on) if depends_on else [],
+        on_failure,
+        workflow_id,
+        workflow,
+        list(waiting_for) if waiting_for else [],
+        list(dependents) if dependents else [],
+        dependency_results,
+        version,
+        owner,
+        queue or DEFAULT_QUEUE,
+    )
+
+
 _STATUS_OF = {str(s): s for s in JobStatus}
 _get_fields = operator.attrgetter(*_JOB_FIELDS)
 _get_values = operator.itemgetter(*_JOB_FIELDS)

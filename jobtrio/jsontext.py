@@ -15,6 +15,10 @@ what it cannot read the same way (NaN, Infinity, 1e400, a lone surrogate
 escape), except one thing: an integer past 64 bits, which it reads as a float
 (``2**70 + 1`` loses its last digits). ``orjson_exact`` tells the texts
 without such an integer: every one is a run of 19 digits or more.
+
+``request_body`` writes a request's JSON by orjson (a batch of 1,000 jobs 3.7 -> 0.2 us
+a job) when the stdlib would have written the same values, else says to leave it to
+the stdlib (httpx's ``json=``): see its docstring for what differs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import json
 import json.encoder
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 
 def compact_encoder(
@@ -75,3 +81,36 @@ def orjson_exact(data: bytes) -> bool:
     (one C pass: 20 us for a claim reply of 70 jobs). A run inside a string or a long
     float gives a false alarm only, which costs the caller the stdlib's reading."""
     return _LONG_RUN not in data.translate(_DIGITS_AS_ZERO)
+
+
+_BODY_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"left to the stdlib encoder: {type(value).__name__}")
+
+
+def request_body(value: Any) -> bytes | None:
+    """``value`` as a JSON request body by orjson, or None where the stdlib must write it
+    (httpx's ``json=``, which writes it, or refuses it, as before).
+
+    None for anything orjson writes otherwise or refuses: what it leaves to ``default``
+    (datetimes, dataclasses, subclasses of str, int, dict and list, and every type it
+    does not know, which the stdlib refuses or writes its own way); an integer past 64
+    bits, a key that is not a str, a lone surrogate, a value that holds itself or nests
+    past 254 levels (orjson refuses them; the stdlib writes or refuses them as before);
+    and any text holding ``null``, because orjson writes a NaN or an infinity as
+    ``null`` where the stdlib (as httpx calls it) refuses them: a body with a real null
+    (or the word inside a string) costs the stdlib's writing, never a NaN sent as null.
+    Left as orjson writes them: a ``uuid.UUID`` (its text) and a plain ``enum.Enum``
+    member (its value), which the stdlib refused with a ``TypeError``. Floats come out
+    in orjson's shortest form (``1e16`` for ``1e+16``): the same numbers to any reader."""
+    try:
+        body = orjson.dumps(value, default=_refuse, option=_BODY_OPTIONS)
+    except TypeError:
+        return None
+    return None if b"null" in body else body

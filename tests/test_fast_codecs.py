@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import trio
 from quart_trio.testing import TrioClient
@@ -30,6 +31,7 @@ from jobtrio.jobs import (
     MAX_PAYLOAD_DEPTH,
     ValidationError,
     iso_text,
+    job_from_answer,
     parse_time,
     to_iso,
     validate_submission,
@@ -395,21 +397,46 @@ def test_job_from_dict_reads_what_it_read_before() -> None:
         ("priority", None), ("priority", "7"), ("created_at", 0), ("created_at", "nope"),
         ("scheduled_at", 1.7e9), ("scheduled_at", True), ("attempts", None), ("attempts", []),
         ("depends_on", None), ("depends_on", "AB"), ("queue", ""), ("payload", None),
-        ("waiting_for", ()), ("version", 2.9),
+        ("waiting_for", ()), ("version", 2.9), ("priority", True), ("retry_count", 1.0),
+        ("lease_expirations", "2"), ("max_retries", False), ("created_at", None),
+        ("updated_at", "2024-01-01T00:00:00+01:00"), ("started_at", "later"),
+        ("completed_at", 1.7e9), ("attempts", ()), ("dependents", None), ("payload", {}),
+        ("queue", None), ("status", "waiting"),
     ):  # fmt: skip
         cases.append({**full, name: value})
+    cases.append({**full, "attempts": [], "started_at": None})  # the usual answer's job
     cases.append({k: v for k, v in full.items() if k != "type"})
+    cases.append({**{k: v for k, v in full.items() if k != "type"}, "other": 1})
     for d in cases:
-        try:
-            want: Any = _from_dict_before(d)
-        except Exception as exc:  # the same error, type and words
-            with pytest.raises(type(exc)) as info:
-                Job.from_dict(d)
-            assert str(info.value) == str(exc)
-        else:
-            got = Job.from_dict(d)
-            assert got == want and type(got.status) is type(want.status)
-            assert got.depends_on is not d.get("depends_on")  # a copy, as before
+        for read in (Job.from_dict, job_from_answer):
+            try:
+                want: Any = _from_dict_before(d)
+            except Exception as exc:  # the same error, type and words
+                with pytest.raises(type(exc)) as info:
+                    read(d)
+                assert str(info.value) == str(exc)
+            else:
+                got = read(d)
+                assert got == want and type(got.status) is type(want.status)
+                assert type(got) is Job
+                if read is Job.from_dict:
+                    assert got.depends_on is not d.get("depends_on")  # a copy, as before
+                for name in ("depends_on", "waiting_for", "dependents", "attempts"):
+                    assert type(getattr(got, name)) is list
+
+
+def test_a_job_read_from_an_answer_takes_its_lists() -> None:
+    """``job_from_answer`` (the client's reading) keeps the decoded dict's lists: four
+    containers fewer a job for the collector; ``from_dict`` still copies them."""
+    from jobtrio.jobs import Job
+
+    job = validate_submission({"type": "t", "depends_on": [_ID]}, 1.5e9)
+    d = json.loads(json.dumps(job.to_dict()))
+    got = job_from_answer(d)
+    assert got == job
+    for name in ("depends_on", "waiting_for", "dependents", "attempts"):
+        assert getattr(got, name) is d[name]
+    assert Job.from_dict(d).depends_on is not d["depends_on"]
 
 
 _ID = "01J9Z6N5G4X8W3QH2K7R1M0P9T"
@@ -459,3 +486,82 @@ def test_a_validated_job_is_the_job_its_fields_name():
     other = validate_submission({"type": "t"}, now)
     assert other.attempts == [] and other.attempts is not job.attempts
     assert other.waiting_for is not job.waiting_for and other.dependents is not job.dependents
+
+
+def _stdlib_body(value: Any) -> bytes:
+    """What httpx's ``json=`` sends (httpx >= 0.28)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode()
+
+
+def test_request_body_is_orjson_only_where_it_writes_the_same_values() -> None:
+    """``request_body``: the same values, types included, as the stdlib body, or None
+    (left to httpx's ``json=``) for everything orjson would write otherwise or refuse."""
+    from jobtrio.jsontext import request_body
+
+    class Key(str):
+        pass
+
+    same: list[Any] = [
+        {"jobs": [{"type": "t", "payload": {"a": [1, 2.5, -0.0, 1e16, 5e-324]}}]},
+        {"type": "ž🐢\u2028\x7f\x1f", "payload": {"big": 2**63 - 1, "neg": -(2**63)}},
+        {"t": True, "f": False, "tuple": (1, "a"), "nested": [[[{}]]]},
+        {"scheduled_at": 1_765_000_000.123456, "text": 'q"\\/'},
+    ]
+    for value in same:
+        body = request_body(value)
+        assert body is not None
+        assert json_types(json.loads(body)) == json_types(json.loads(_stdlib_body(value)))
+        assert json.loads(body) == json.loads(_stdlib_body(value))
+    circular: list[Any] = []
+    circular.append(circular)
+    left: list[Any] = [
+        {"payload": {"x": float("nan")}},
+        {"payload": {"x": float("inf")}},
+        {"payload": [-math.inf]},
+        {"payload": {"big": 2**64}},
+        {"payload": {"big": -(2**63) - 1}},
+        {"payload": {"x": None}},  # a real null: the stdlib writes it
+        {"payload": "nullable"},
+        {"payload": {1: "int key"}},
+        {"payload": {Key("k"): 1}},
+        {"payload": Key("sub")},
+        {"payload": dt.datetime(2024, 1, 1)},
+        {"payload": {"x": {1, 2}}},
+        {"payload": "\ud800"},
+        {"payload": circular},
+    ]
+    for value in left:
+        assert request_body(value) is None, value
+
+
+async def test_the_client_sends_orjson_bodies_and_refuses_nan_as_before() -> None:
+    """The client's request bodies: orjson's bytes when ``request_body`` gives them (with
+    the JSON content type), else httpx's ``json=`` as before: a NaN is still refused
+    before anything is sent, with httpx's words; an integer past 64 bits goes exact."""
+    from jobtrio.client import Client
+
+    seen: list[httpx.Request] = []
+    job = validate_submission({"type": "t"}, 1.5e9)
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"jobs": [job.to_dict()], "count": 1})
+
+    with Client("http://node", transport=httpx.MockTransport(record)) as client:
+        body = {"type": "t", "payload": {"n": 1e16, "s": "ž"}}
+        client.submit_many([body])
+        # orjson's bytes (its 1e16 is the stdlib's 1e+16)
+        assert seen[-1].content == orjson.dumps({"jobs": [body]})
+        assert seen[-1].headers["content-type"] == "application/json"
+        assert seen[-1].headers["content-length"] == str(len(seen[-1].content))
+        client.submit_many([{"type": "t", "payload": {"n": 2**70 + 1}}])
+        assert json.loads(seen[-1].content)["jobs"][0]["payload"]["n"] == 2**70 + 1
+        sent = len(seen)
+        for bad in (math.nan, math.inf, -math.inf):
+            with pytest.raises(ValueError) as info:
+                client.submit_many([{"type": "t", "payload": {"x": bad}}])
+            with pytest.raises(ValueError) as reference:
+                _stdlib_body({"x": bad})
+            assert str(info.value) == str(reference.value)
+        assert len(seen) == sent  # refused before sending, as before
