@@ -82,7 +82,9 @@ async def test_the_hook_hears_of_each_commit_before_its_callers_go_on() -> None:
     # the node wakes its dispatcher there: the claim goes out in the callers' round
     broker = CountingBroker()
     order: list[str] = []
-    commit = GroupCommit(broker, lambda: 0.0, on_committed=lambda jobs: order.append("hook"))
+    commit = GroupCommit(
+        broker, lambda: 0.0, on_committed=lambda jobs, claimed: order.append("hook")
+    )
     ids = IdGenerator()
 
     async def caller(i: int) -> None:
@@ -101,3 +103,60 @@ async def test_the_hook_hears_of_each_commit_before_its_callers_go_on() -> None:
     assert order.count("hook") == len(broker.calls)
     # every commit's callers come after its hook: each run of callers follows a hook
     assert order[0] == "hook"
+
+
+class ClaimLoggingBroker(MemoryBroker):
+    """Logs which call leased each job: a claim alone, or a claim made with an enqueue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leased_by: dict[str, str] = {}
+        self.lose_reply = False
+
+    async def claim(self, node_id, n, lease_seconds, now, scope=None):
+        leases = await super().claim(node_id, n, lease_seconds, now, scope)
+        self.leased_by.update((lease.job.id, "claim") for lease in leases)
+        return leases
+
+    async def enqueue_and_claim(self, jobs, now, node_id, n, lease_seconds, scope=None):
+        stored = await MemoryBroker.enqueue(self, jobs, now)
+        leases = await MemoryBroker.claim(self, node_id, n, lease_seconds, now, scope)
+        self.leased_by.update((lease.job.id, "enqueue_and_claim") for lease in leases)
+        if self.lose_reply:  # applied, but the answer never came
+            raise BackendUnavailable("memory", "the reply was lost")
+        return stored, leases
+
+
+async def test_a_job_submitted_to_an_idle_node_is_leased_by_its_enqueue(autojump_clock):
+    from tests.test_node import terminal
+
+    broker = ClaimLoggingBroker()
+    async with running_node(broker=broker) as node:
+        for _ in range(3):
+            await trio.testing.wait_all_tasks_blocked()  # the claim loop waits for work
+            job = await node.submit({"type": "noop"})
+            assert (await terminal(node, job.id)).status == "completed"
+            assert broker.leased_by[job.id] == "enqueue_and_claim"
+        assert node.dispatcher.claimed == 3
+
+
+async def test_a_lent_claim_without_an_answer_hands_its_leases_back(autojump_clock):
+    # the enqueue and the claim were applied but the reply was lost: the submission fails
+    # as any unanswered enqueue does, and the job the claim leased is handed back at once
+    # (not left to its lease's expiry, an hour away) and run
+    from tests.test_node import terminal
+
+    broker = ClaimLoggingBroker()
+    broker.lose_reply = True
+    async with running_node(broker=broker, job_lease=3600.0) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            await node.submit({"type": "noop"})
+        except BackendUnavailable:
+            pass
+        else:
+            raise AssertionError("the lost reply did not fail the submission")
+        broker.lose_reply = False
+        [job_id] = list(broker.leased_by)
+        assert (await terminal(node, job_id)).status == "completed"
+        assert node.dispatcher.handed_back == 1

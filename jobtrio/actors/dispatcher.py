@@ -53,7 +53,14 @@ from typing import Any
 
 import trio
 
-from ..backends.base import BackendUnavailable, Broker, Finish, Lease, ProgressReport
+from ..backends.base import (
+    BackendUnavailable,
+    Broker,
+    ClaimScope,
+    Finish,
+    Lease,
+    ProgressReport,
+)
 from ..backoff import Backoff
 from ..balancing import Balancer
 from ..config import Settings
@@ -99,6 +106,18 @@ class InFlight:
     scope: trio.CancelScope | None = None
     interrupted: str | None = None
     finished: bool = False  # the outcome is on its way to the Broker
+
+
+@dataclass(slots=True, frozen=True)
+class ClaimOffer:
+    """A claim the dispatcher lends its node's group commit (``Dispatcher.lend_claim``):
+    made with an enqueue in one Broker call (``Broker.enqueue_and_claim``), answered by
+    ``Dispatcher.claim_answered``."""
+
+    node_id: str
+    n: int
+    lease_seconds: float
+    scope: ClaimScope
 
 
 @dataclass(slots=True)
@@ -195,6 +214,10 @@ class Dispatcher:
         self._since = clock()
         #: A claim failed without an answer: it may have leased jobs all the same.
         self._claim_unanswered = False
+        #: The claim loop waits for work after an empty claim (a claim may be lent then).
+        self._loop_idle = False
+        #: Set when a lent claim is answered; None while no claim is lent.
+        self._lent: trio.Event | None = None
         #: The leases of this node's previous incarnation are still to be let go of.
         self._previous_to_expire = True
         self.handed_back = 0
@@ -333,6 +356,10 @@ class Dispatcher:
                 queued.append(self._reports_recv.receive_nowait())
             except trio.WouldBlock:
                 break
+        if self._lent is not None:  # the lent claim's answer finds the new loop
+            self._lent.set()
+            self._lent = None
+        self._loop_idle = False
         if not self._inflight and not queued:
             return
         reported = {id(r.job) for r in queued}
@@ -384,6 +411,9 @@ class Dispatcher:
             if not want:
                 await self._capacity.wait(1.0)
                 continue
+            if self._lent is not None:  # the group commit is making a claim for us
+                await self._lent.wait()
+                continue
             try:
                 if self._previous_to_expire:
                     await self._expire_previous_incarnation()
@@ -408,30 +438,84 @@ class Dispatcher:
             if self.last_error is not None or not self._broker_marked:
                 self._mark_broker(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
-                await self._wakeup.wait(self._idle_wait(poll.next(), asked_at))
+                self._loop_idle = True
+                try:
+                    await self._wakeup.wait(self._idle_wait(poll.next(), asked_at))
+                finally:
+                    self._loop_idle = False
                 continue
             poll.reset()
-            self.claimed += len(leases)
-            inflight, ready, seq = self._inflight, self._ready, self._seq
-            for lease in leases:
-                if lease.job.id in inflight:
-                    # The Broker re-issued a job whose older attempt is still here, so
-                    # that lease is gone (it expired while we were cut off): stop the old
-                    # attempt and hand this lease back. One table entry per job, never
-                    # two runs at once (jobtrio sim --seed 305 --nodes 7 --algorithm
-                    # bully --duration 40 --clients 4 died of a KeyError here).
-                    self.leases_lost([lease.job.id])
-                    self._reports_send.send_nowait(_Report(released(lease), lease.job, -1, 0.0))
-                    continue
-                flight = InFlight(lease, -1)
-                inflight[lease.job.id] = flight
-                queue = lease.job.queue
-                self._held[queue] = self._held.get(queue, 0) + 1
-                heapq.heappush(ready, (-lease.job.priority, next(seq), flight))
+            self._take(leases)
             if not self._claiming:  # drain started while we were claiming
                 break
             self._dispatch_ready()
         self._release_ready()
+
+    def _take(self, leases: list[Lease]) -> None:
+        """Hold the leases a claim brought (each job ready for a worker)."""
+        self.claimed += len(leases)
+        inflight, ready, seq = self._inflight, self._ready, self._seq
+        for lease in leases:
+            if lease.job.id in inflight:
+                # The Broker re-issued a job whose older attempt is still here, so
+                # that lease is gone (it expired while we were cut off): stop the old
+                # attempt and hand this lease back. One table entry per job, never
+                # two runs at once (jobtrio sim --seed 305 --nodes 7 --algorithm
+                # bully --duration 40 --clients 4 died of a KeyError here).
+                self.leases_lost([lease.job.id])
+                self._reports_send.send_nowait(_Report(released(lease), lease.job, -1, 0.0))
+                continue
+            flight = InFlight(lease, -1)
+            inflight[lease.job.id] = flight
+            queue = lease.job.queue
+            self._held[queue] = self._held.get(queue, 0) + 1
+            heapq.heappush(ready, (-lease.job.priority, next(seq), flight))
+
+    def lend_claim(self) -> ClaimOffer | None:
+        """A claim for the group commit to make with its enqueue, or None.
+
+        Lent only while the claim loop waits for work after an empty claim (so
+        the jobs a submission brings are what it would claim next) and wants
+        jobs; the loop then claims nothing until ``claim_answered``. The claim
+        is the one the loop would make (its size, lease and scope).
+        """
+        if (
+            not self._loop_idle
+            or self._lent is not None
+            or not self._claiming
+            or self._claim_unanswered
+            or self._previous_to_expire
+        ):
+            return None
+        self._update_window()
+        want = self._claim_wanted()
+        if not want:
+            return None
+        self._lent = trio.Event()
+        return ClaimOffer(
+            self.node_id,
+            min(want, self._settings.dispatch_batch),
+            self._settings.job_lease,
+            self._plan.scope(self._registry.types(), self._held, self._rng),
+        )
+
+    def claim_answered(self, offer: ClaimOffer, leases: list[Lease] | None) -> None:
+        """The lent claim's leases (None: no answer came; it may have leased jobs, which
+        the loop hands back before its next claim, as after its own unanswered claims)."""
+        lent, self._lent = self._lent, None
+        if leases is None:
+            self._claim_unanswered = True
+            self.wake()
+        elif leases:
+            self._take(leases)
+            if self._claiming:
+                self._dispatch_ready()
+            else:  # drain started meanwhile: the loop has handed back its own already
+                self._release_ready()
+            if len(leases) == offer.n:  # more may be waiting: the loop claims again
+                self.wake()
+        if lent is not None:
+            lent.set()
 
     async def _expire_previous_incarnation(self) -> None:
         """Let the leases this node's previous process held run out now, before the first claim.

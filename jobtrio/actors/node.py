@@ -168,7 +168,14 @@ class Node:
         self.observer = NodeObserver(self)
         self.leadership = Leadership(self.node_id, settings.election_algorithm)
         self.recorder = Recorder(store, copies=not broker.writes_records_of(store))
-        self.group_commit = GroupCommit(broker, clock, on_committed=self._wake_for)
+        self.group_commit = GroupCommit(
+            broker,
+            clock,
+            on_committed=self._wake_for,
+            # the dispatcher is made below: looked up when a batch commits
+            lend_claim=lambda: self.dispatcher.lend_claim(),
+            claim_answered=lambda offer, leases: self.dispatcher.claim_answered(offer, leases),
+        )
         # the dispatcher is made below: its wake is looked up when a job is released
         self.releases = Releases(
             broker, self.recorder, self.events, self.metrics, lambda: self.dispatcher.wake()
@@ -334,15 +341,18 @@ class Node:
         self._accepted(stored)
         return stored
 
-    def _wake_for(self, jobs: list[Job]) -> None:
-        # only a job that can run now is worth a claim now: one that waits for its time
+    def _wake_for(self, jobs: list[Job], claimed: bool = False) -> None:
+        # ``claimed``: a claim went with the enqueue (the group commit's), and the
+        # dispatcher has woken itself if it wants more than it took.
+        # Only a job that can run now is worth a claim now: one that waits for its time
         # is taken by a claim once due (this node's claim loop asks at the first due time
         # of a batch without pending jobs; otherwise it polls while idle, and the leader
         # promotes what no claim took); one that waits for its dependencies is released
         # by its parent's finish; a claim per submission of such jobs was a Broker call
         # for nothing
         if any(job.status is JobStatus.PENDING for job in jobs):
-            self.dispatcher.wake()
+            if not claimed:
+                self.dispatcher.wake()
         else:
             first = min(
                 (

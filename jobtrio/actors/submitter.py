@@ -12,6 +12,16 @@ its job is durable, and an outage fails exactly the callers of that batch.
 the node wakes its dispatcher there, so the claim of a job that can run now
 goes out in the same scheduling round as the callers' answers, not a round
 after them (each caller woke the dispatcher itself only once it ran again).
+
+Enqueue and claim in one call: when a batch holds a job that can run now and
+the dispatcher's claim loop waits for work (its last claim came back empty),
+the dispatcher lends the group commit the claim it would make next
+(``lend_claim``), and the batch goes to the Broker as ``enqueue_and_claim``:
+on Redis one script, so the job is leased in the enqueue's round trip instead
+of after a wake-up and a claim's round trip of its own. The claim is the one
+the loop would have made after the enqueue (the queue's order decides what it
+takes), and its leases reach the dispatcher (``claim_answered``) before the
+callers are woken.
 """
 
 from __future__ import annotations
@@ -21,8 +31,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..backends.base import BackendUnavailable, Broker
-from ..jobs import Job
+from ..backends.base import BackendUnavailable, Broker, Lease
+from ..jobs import Job, JobStatus
+from .dispatcher import ClaimOffer
 from .signals import Wakeup
 
 
@@ -40,11 +51,17 @@ class GroupCommit:
         broker: Broker,
         clock: Callable[[], float],
         max_batch: int = 1000,
-        on_committed: Callable[[list[Job]], None] | None = None,
+        on_committed: Callable[[list[Job], bool], None] | None = None,
+        lend_claim: Callable[[], ClaimOffer | None] | None = None,
+        claim_answered: Callable[[ClaimOffer, list[Lease] | None], None] | None = None,
     ) -> None:
+        """``on_committed(jobs, claimed)``: ``claimed`` when a lent claim went with them
+        (the dispatcher has its answer and wakes itself if it wants more)."""
         self._broker = broker
         self._clock = clock
         self._on_committed = on_committed
+        self._lend_claim = lend_claim
+        self._claim_answered = claim_answered
         self._max_batch = max_batch
         self._waiting: list[_Slot] = []
         self._wakeup = Wakeup()
@@ -85,19 +102,32 @@ class GroupCommit:
 
     async def _commit(self, batch: list[_Slot]) -> None:
         jobs = [job for slot in batch for job in slot.jobs]
+        offer = None
+        if self._lend_claim is not None and any(j.status is JobStatus.PENDING for j in jobs):
+            offer = self._lend_claim()
+        leases: list[Lease] | None = None
         try:
-            stored = await self._broker.enqueue(jobs, self._clock())
+            now = self._clock()
+            if offer is None:
+                stored = await self._broker.enqueue(jobs, now)
+            else:
+                stored, leases = await self._broker.enqueue_and_claim(
+                    jobs, now, offer.node_id, offer.n, offer.lease_seconds, offer.scope
+                )
         except Exception as exc:
+            self._answer(offer, None)
             for slot in batch:
                 slot.error = exc
                 slot.done.set()
             return
         except BaseException:
+            self._answer(offer, None)
             for slot in batch:
                 slot.error = BackendUnavailable("node", "the node is stopping")
                 slot.done.set()
             raise
         self.batches += 1
+        self._answer(offer, leases)
         start = 0
         for slot in batch:
             slot.result = stored[start : start + len(slot.jobs)]
@@ -106,4 +136,8 @@ class GroupCommit:
         # the callers run at this task's next checkpoint, not before: the hook still
         # comes first, and its failing could not leave them waiting
         if self._on_committed is not None:
-            self._on_committed(stored)
+            self._on_committed(stored, offer is not None)
+
+    def _answer(self, offer: ClaimOffer | None, leases: list[Lease] | None) -> None:
+        if offer is not None and self._claim_answered is not None:
+            self._claim_answered(offer, leases)

@@ -256,6 +256,34 @@ class Broker(abc.ABC):
         """Take up to ``n`` pending jobs within ``scope`` (default: any), highest priority
         first, FIFO within one, skipping paused queues and those out of rate budget."""
 
+    async def enqueue_and_claim(
+        self,
+        jobs: Sequence[Job],
+        now: float,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        scope: ClaimScope | None = None,
+    ) -> tuple[list[Job], list[Lease] | None]:
+        """``enqueue(jobs, now)`` and then ``claim(node_id, n, lease_seconds, now, scope)``:
+        the stored jobs and the leases. The claim is the same claim made just after the
+        enqueue (it takes what the queue order gives it, the new jobs or others before
+        them), so a node that claims with its own submissions is served no sooner than
+        any other claimant.
+
+        Leases ``None``: the enqueue was answered and the claim was not (it may have
+        leased jobs all the same; the caller treats it as any claim without an answer).
+        An error raised means the enqueue's answer did not come, as for ``enqueue``.
+
+        Here two moves; a Broker may make them one (Redis: one script, one round trip).
+        """
+        stored = await self.enqueue(jobs, now)
+        try:
+            leases = await self.claim(node_id, n, lease_seconds, now, scope)
+        except BackendUnavailable:
+            return stored, None
+        return stored, leases
+
     @abc.abstractmethod
     async def renew(
         self, leases: Sequence[tuple[str, str]], lease_seconds: float, now: float

@@ -131,6 +131,7 @@ class RedisBroker(OnRedis, Broker):
         self._enqueue_deps = script("enqueue_deps")
         self._enqueue_workflow = script("enqueue_workflow")
         self._claim = script("claim")
+        self._enqueue_claim = script("enqueue_claim")
         self._renew = script("renew")
         self._finish = script("finish")
         self._progress = script("progress")
@@ -188,11 +189,7 @@ class RedisBroker(OnRedis, Broker):
         if not jobs:
             return []
         encoded = self._encode(jobs, now)
-        args = [num(now)]
-        args += (
-            enqueue_arg(job, body, values)
-            for job, (body, values) in zip(jobs, encoded, strict=True)
-        )
+        args = self._enqueue_args(jobs, encoded, now)
         keyed_workflow = jobs[0].workflow is not None and jobs[0].idempotency_key is not None
         if keyed_workflow or any(job.depends_on for job in jobs):
             try:
@@ -205,7 +202,22 @@ class RedisBroker(OnRedis, Broker):
                 _, job_id, parent = str(exc).split()
                 raise UnknownDependency(job_id, parent) from None
             return [Job.loads(doc) for doc in docs]
-        reply = (await self._call(self._enqueue, args)).split(BSEP)
+        return self._enqueued(jobs, encoded, await self._call(self._enqueue, args), now)
+
+    def _enqueue_args(
+        self, jobs: Sequence[Job], encoded: list[tuple[str, list[str]]], now: float
+    ) -> list[str]:
+        args = [num(now)]
+        args += (
+            enqueue_arg(job, body, values)
+            for job, (body, values) in zip(jobs, encoded, strict=True)
+        )
+        return args
+
+    @staticmethod
+    def _enqueued(
+        jobs: Sequence[Job], encoded: list[tuple[str, list[str]]], reply: bytes, now: float
+    ) -> list[Job]:
         # '' is a job stored as sent, else the one holding its key. A job stored as sent
         # with the status it came with is handed back itself: it is the stored job, and a
         # LazyJob of its raw values would be parsed again by the first reader of its
@@ -216,8 +228,31 @@ class RedisBroker(OnRedis, Broker):
             else job
             if job.terminal or job.status is transitions.waiting_status(job, now)
             else lazy_job(body, values)
-            for job, (body, values), held in zip(jobs, encoded, reply, strict=True)
+            for job, (body, values), held in zip(jobs, encoded, reply.split(BSEP), strict=True)
         ]
+
+    async def enqueue_and_claim(
+        self,
+        jobs: Sequence[Job],
+        now: float,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        scope: ClaimScope | None = None,
+    ) -> tuple[list[Job], list[Lease] | None]:
+        """One script (enqueue_claim.lua): the enqueue, then the claim, in one round trip.
+        Jobs with dependencies or a keyed workflow go the two-move way (their own scripts)."""
+        plain = not (jobs and jobs[0].workflow is not None and jobs[0].idempotency_key is not None)
+        if not jobs or n <= 0 or not plain or any(job.depends_on for job in jobs):
+            return await super().enqueue_and_claim(jobs, now, node_id, n, lease_seconds, scope)
+        if scope is not None and scope.queues == ():
+            return await self.enqueue(jobs, now), []
+        encoded = self._encode(jobs, now)
+        enqueue_args = self._enqueue_args(jobs, encoded, now)
+        claim_args, expires_at = self._claim_args(node_id, n, lease_seconds, now, scope)
+        reply = await self._call(self._enqueue_claim, [str(len(jobs)), *enqueue_args, *claim_args])
+        filed, leased = reply
+        return self._enqueued(jobs, encoded, filed, now), self._leases(leased, expires_at)
 
     # -- workers ----------------------------------------------------------------
     async def claim(
@@ -230,13 +265,27 @@ class RedisBroker(OnRedis, Broker):
     ) -> list[Lease]:
         if n <= 0 or (scope is not None and scope.queues == ()):
             return []
+        args, expires_at = self._claim_args(node_id, n, lease_seconds, now, scope)
+        return self._leases(await self._call(self._claim, args), expires_at)
+
+    def _claim_args(
+        self,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        now: float,
+        scope: ClaimScope | None,
+    ) -> tuple[list[str], float]:
         expires_at = now + lease_seconds
         tokens = SEP.join(new_token() for _ in range(n))
         args = [num(now), json.dumps(node_id), num(expires_at), str(n), tokens]
         args.append(num(lease_seconds) if self.server_clock else "")
         args += _scope_args(scope)
-        # token, b and m of each job
-        reply: list[bytes] = await self._call(self._claim, args)
+        return args, expires_at
+
+    @staticmethod
+    def _leases(reply: list[bytes], expires_at: float) -> list[Lease]:
+        """The leases of a claim's reply: token, b and m of each job."""
         if not reply:
             return []
         job_of = decoder_for(b"".join(reply))
