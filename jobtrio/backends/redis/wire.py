@@ -3,10 +3,13 @@
 redis-py's sync client is called through ``trio.to_thread.run_sync`` with one
 ``trio.CapacityLimiter`` per connection (8 calls at once by default) in front
 of a ``ConnectionPool``. Scripts, which are every Broker move and every Store
-write, run over non-blocking sockets of this module's own, waited on through
-trio, when that pool is plain TCP (``_Wire``: a call costs 32-35 us of the
-process's CPU there, ``bench/bench_wire.py`` on a quiet machine; 250-300 us
-through a thread, measured when the wire cost 70-90 us).
+write, run over a non-blocking socket of this module's own, waited on through
+trio, when that pool is plain TCP (``_Wire``), and concurrent calls share it,
+pipelined: one ``send``, one wait and one ``recv`` serve many calls. A call
+alone costs 32-35 us of the process's CPU there (``bench/bench_wire.py`` on a
+quiet machine; 250-300 us through a thread, measured when the wire cost 70-90
+us); among 10 concurrent callers it went from 71 to 21 us with the pipeline
+(medians of 3 alternated pairs at load 5-7, where a call alone cost 87-93 us).
 
 Failures: connection errors and timeouts become ``BackendUnavailable``.
 redis-py's automatic retries are switched off: re-sending a claim or a finish
@@ -19,6 +22,7 @@ and nothing needs restarting.
 from __future__ import annotations
 
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +50,8 @@ DEFAULT_CONNECT_TIMEOUT = 2.0
 #: Seconds a pooled connection may idle before it is PINGed prior to use; catches
 #: connections a failover or a NAT silently cut.
 HEALTH_CHECK_INTERVAL = 15
+#: Script calls in flight on one connection of the wire (queued or sent, not answered).
+PIPELINE_DEPTH = 64
 
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError)
@@ -62,6 +68,8 @@ def translated_error(exc: Exception) -> Exception:
     """The error a caller sees: an outage is ``BackendUnavailable``, the rest as raised."""
     if isinstance(exc, _UNAVAILABLE + _BROKEN):
         return BackendUnavailable("redis", str(exc) or type(exc).__name__)
+    if isinstance(exc, trio.TooSlowError):  # the wire's connect timeout
+        return BackendUnavailable("redis", "Timeout connecting to redis")
     if isinstance(exc, _TRANSIENT) or (
         isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
     ):
@@ -119,23 +127,58 @@ def _command(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
+class _Call:
+    """One request's place on a shared wire: the replies it waits for, its task, its deadline."""
+
+    __slots__ = ("expected", "replies", "task", "deadline", "parked", "lost")
+
+    def __init__(self, expected: int, deadline: float) -> None:
+        self.expected = expected
+        self.replies: list[Any] = []
+        self.task = trio.lowlevel.current_task()
+        self.deadline = deadline
+        self.parked = False  # waiting in ``request`` for its replies or its turn at the I/O
+        self.lost: str | None = None  # why the wire was given up under the call
+
+
+def _refuse_cancellation(_: Any) -> trio.lowlevel.Abort:
+    # a parked call is shielded: it waits for its reply (or its wire's failure) whatever
+    # the caller's scopes say, and its deadline is kept by the call holding the I/O
+    return trio.lowlevel.Abort.FAILED
+
+
 class _Wire:
-    """One connection of the wire's own; replies are read by hiredis' RESP parser.
+    """One connection of the wire's own, shared by every concurrent call: a pipeline.
+
+    Calls queue their requests in order, and Redis answers a connection's
+    commands in order, so the n-th reply parsed is the n-th call's. No task
+    of its own reads or writes: the oldest call still waiting holds the I/O
+    for everybody (``_hold``). It sends every request queued (one ``send``
+    for all), reads, gives each reply parsed to its call (waking its task),
+    and once its own replies are in, hands the I/O on to the oldest call
+    still waiting. A call made on an idle wire yields once before it sends,
+    so that the calls made in the same scheduling round go in the same
+    ``send``; calls made while replies are awaited go out when the holder
+    next wakes, with whatever else queued meanwhile. Concurrent calls share
+    each ``send``, each wait for readability and each ``recv`` (and Redis
+    its read and write), where each paid its own before.
+
+    Shielded, bounded: a call parked for its reply refuses cancellation, and
+    the holder runs shielded under the earliest deadline of the calls in
+    flight. A wire that fails (a reset, a close, a protocol error, that
+    deadline) is given up whole (``fail``): closed, and every call still
+    waiting on it fails; a late reply can never be read as another call's.
 
     hiredis (the C parser redis-py itself uses when installed) is sans-IO:
-    bytes go in with ``feed``, whole replies come out of ``gets``, so it works
-    over a plain socket unchanged. Error replies come back as the exception
-    objects redis-py would raise (``NoScriptError``...), not raised.
-
-    The socket is the standard library's, non-blocking, and a request waits
-    only where it must: ``send`` goes straight to the kernel (waiting for room
-    only when its buffer is full) and the reply is read once trio says the
-    socket is readable. trio's ``SocketStream`` passed through the scheduler at
-    each send and each receive, and a one-line script's call spent more time
-    there than in Redis.
+    bytes go in with ``feed``, whole replies come out of ``gets``. Error
+    replies come back as the exception objects redis-py would raise
+    (``NoScriptError``...), not raised. The socket is the standard library's,
+    non-blocking: ``send`` goes straight to the kernel (waiting for room only
+    when its buffer is full) and ``recv`` runs once trio says it is readable;
+    trio's ``SocketStream`` passed through the scheduler at each of them.
     """
 
-    __slots__ = ("sock", "reader", "idle_since")
+    __slots__ = ("sock", "reader", "idle_since", "calls", "outgoing", "lost", "scope")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -144,58 +187,151 @@ class _Wire:
             protocolError=redis.exceptions.InvalidResponse, replyError=_reply_error
         )
         self.idle_since = trio.current_time()
+        #: the calls whose replies are awaited, oldest first (sent, or queued in ``outgoing``)
+        self.calls: deque[_Call] = deque()
+        self.outgoing: list[bytes] = []
+        self.lost: str | None = None
+        self.scope: trio.CancelScope | None = None  # the holder's, while a call holds the I/O
 
-    async def request(self, payload: bytes, replies: int = 1) -> list[Any]:
-        sock = self.sock
-        view = memoryview(payload)
-        while view:
+    async def request(self, payload: bytes, deadline: float, replies: int = 1) -> list[Any]:
+        """Send ``payload`` (``replies`` commands) and return their replies, in order.
+
+        Never abandoned on cancellation; past ``deadline`` (on trio's clock)
+        the wire is given up. A lost wire raises ``redis.TimeoutError`` for a
+        call whose own deadline passed, ``redis.ConnectionError`` otherwise.
+        """
+        if self.lost is not None:
+            raise redis.ConnectionError(self.lost)
+        call = _Call(replies, deadline)
+        calls = self.calls
+        idle = not calls
+        calls.append(call)
+        self.outgoing.append(payload)
+        if not idle:
+            scope = self.scope
+            if scope is not None and deadline < scope.deadline:
+                scope.deadline = deadline  # a NOSCRIPT reload keeps its call's deadline
+            call.parked = True
+            await trio.lowlevel.wait_task_rescheduled(_refuse_cancellation)
+            if call.lost is not None:
+                raise redis.ConnectionError(call.lost)
+            if len(call.replies) == replies:
+                return call.replies
+        await self._hold(call, idle)
+        return call.replies
+
+    async def _hold(self, own: _Call, idle: bool) -> None:
+        """Do the I/O for every call until ``own``'s replies are in, then hand it on."""
+        deadline = own.deadline if idle else min(call.deadline for call in self.calls)
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:
+            self.scope = scope
             try:
-                view = view[sock.send(view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(sock)
-        out: list[Any] = []
-        reader = self.reader
-        waited = False
-        while len(out) < replies:
+                if idle:
+                    # the calls made in this scheduling round queue behind this one meanwhile
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                await self._serve(own)
+            except BaseException as exc:  # the deadline's Cancelled too, caught by the scope
+                why = "a call on it timed out" if isinstance(exc, trio.Cancelled) else repr(exc)
+                self.fail(why)
+                raise
+            finally:
+                self.scope = None
+        if scope.cancelled_caught:
+            if trio.current_time() >= own.deadline:
+                raise redis.TimeoutError("Timeout reading from socket")
+            raise redis.ConnectionError(self.lost)
+
+    async def _serve(self, own: _Call) -> None:
+        sock, reader, calls = self.sock, self.reader, self.calls
+        while True:
+            if self.outgoing:
+                await self._flush()
             value = reader.gets()
-            if value is not False:
-                out.append(value)
+            if value is False:
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock.recv(1 << 18)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise redis.ConnectionError("redis closed the connection")
+                reader.feed(data)
                 continue
-            await trio.lowlevel.wait_readable(sock)
-            waited = True
-            try:
-                data = sock.recv(1 << 18)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise redis.ConnectionError("redis closed the connection")
-            reader.feed(data)
-        if not waited:  # every call is a checkpoint, as trio's own I/O is
-            await trio.lowlevel.checkpoint()
-        return out
+            call = calls[0]
+            call.replies.append(value)
+            if len(call.replies) == call.expected:
+                calls.popleft()
+                if call is own:
+                    break
+                self._wake(call)
+        # the replies already read go to their calls now, not one call a scheduling round
+        while calls and (value := reader.gets()) is not False:
+            call = calls[0]
+            call.replies.append(value)
+            if len(call.replies) == call.expected:
+                calls.popleft()
+                self._wake(call)
+        if calls:
+            self._wake(calls[0])  # the oldest call still waiting holds the I/O next
+        else:
+            self.idle_since = trio.current_time()
+
+    async def _flush(self) -> None:
+        """Send every request queued, in one ``send`` while the kernel takes it whole."""
+        sock, outgoing = self.sock, self.outgoing
+        while outgoing:
+            view = memoryview(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+            outgoing.clear()
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+
+    def _wake(self, call: _Call) -> None:
+        if call.parked:
+            call.parked = False
+            trio.lowlevel.reschedule(call.task)
+
+    def fail(self, why: str) -> None:
+        """Give the wire up: closed, every call still waiting on it fails; never reused."""
+        if self.lost is None:
+            self.lost = f"connection lost under the call ({why})"
+            self.close()  # wakes the holder if it waits on the socket
+        calls = self.calls
+        while calls:
+            call = calls.popleft()
+            call.lost = self.lost
+            self._wake(call)
+        self.outgoing.clear()
 
     def close(self) -> None:
-        trio.lowlevel.notify_closing(self.sock)
-        self.sock.close()
+        if self.sock.fileno() != -1:
+            trio.lowlevel.notify_closing(self.sock)
+            self.sock.close()
 
 
 class RedisConnection:
-    """A redis-py client plus the limiter every call goes through.
+    """A redis-py client and its limiter, plus the scripts' own pipelined connection.
 
     The Broker and the Store of one node can share one (``connection=``), so
-    the node holds one pool and one bound on calls in flight to Redis.
+    the node holds one pool, one scripts' connection and one bound on each.
 
     Scripts (every move of the Broker and every Store write) do not go through
-    redis-py when ``wire`` says where and how to connect: they go over
-    connections of their own (``_Wire``). A call through a thread cost
-    250-300 us of CPU here against 70-90 us for the same EVALSHA on the wire
-    then (thread wake-ups, the result's trip back to trio, redis-py's
-    pure-Python packing and parsing under the GIL): 15 us of every drained
-    job. The wire's call is 32-35 us since it skips trio's ``SocketStream``.
-    ``from_url`` and ``from_settings`` build both the client and ``wire``
-    from the same address, credentials, database and timeouts; TLS, Unix
-    sockets, URL query options and Sentinel get no ``wire`` and keep the
-    threads, as does every other command.
+    redis-py when ``wire`` says where and how to connect: they go over a
+    connection of their own (``_Wire``), shared by every concurrent call
+    (pipelined). A call through a thread cost 250-300 us of CPU here against
+    70-90 us for the same EVALSHA on the wire then (thread wake-ups, the
+    result's trip back to trio, redis-py's pure-Python packing and parsing
+    under the GIL). ``from_url`` and ``from_settings`` build both the client
+    and ``wire`` from the same address, credentials, database and timeouts;
+    TLS, Unix sockets, URL query options and Sentinel get no ``wire`` and
+    keep the threads, as does every other command.
+
+    Bounds: ``limiter`` (``pool_size`` tokens) bounds the calls in redis-py's
+    threads, scripts included when they take that way; on the wire, at most
+    ``pipeline_depth`` calls are in flight (queued or sent, not yet
+    answered), and the calls past it wait their turn, in order.
     """
 
     def __init__(
@@ -203,11 +339,18 @@ class RedisConnection:
         client: redis.Redis,
         pool_size: int = DEFAULT_POOL_SIZE,
         wire: WireOptions | None = None,
+        *,
+        pipeline_depth: int = PIPELINE_DEPTH,
     ) -> None:
         self.client = client
         self.limiter = trio.CapacityLimiter(pool_size)
         self.wire = wire
-        self._wires: list[_Wire] = []
+        #: the scripts' one connection, shared (pipelined) by concurrent calls
+        self._shared: _Wire | None = None
+        self._connecting = trio.Lock()
+        #: room for calls in flight on the wire (a Semaphore: taken and given back in
+        #: well under a microsecond, a CapacityLimiter's bookkeeping cost 2 us a call)
+        self._room = trio.Semaphore(pipeline_depth)
 
     @staticmethod
     def _options(socket_timeout: float, pool_size: int) -> dict[str, Any]:
@@ -230,6 +373,7 @@ class RedisConnection:
         db: int | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        pipeline_depth: int = PIPELINE_DEPTH,
     ) -> RedisConnection:
         """redis:// or rediss://; a password or db in the URL wins over the arguments."""
         options = cls._options(socket_timeout, pool_size)
@@ -239,7 +383,9 @@ class RedisConnection:
             options["db"] = db
         pool = redis.ConnectionPool.from_url(url, **options)
         wire = WireOptions.from_url(url, password=password, db=db, socket_timeout=socket_timeout)
-        return cls(redis.Redis(connection_pool=pool), pool_size, wire)
+        return cls(
+            redis.Redis(connection_pool=pool), pool_size, wire, pipeline_depth=pipeline_depth
+        )
 
     @classmethod
     def from_settings(
@@ -314,12 +460,17 @@ class RedisConnection:
     async def script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a registered script (EVALSHA, loading it once if the server lost it).
 
-        On the wire's own connections when the pool allows (see the class), else
+        On the wire's own connection when the pool allows (see the class), else
         through ``run``. Either way the call is never abandoned on
         cancellation (shielded, bounded by ``socket_timeout``): a claim whose
         reply was dropped would leave jobs running nowhere until their lease
         ends; and redis-py's rule of no blind re-sends holds, since only a
         NOSCRIPT refusal (the script did not run) is sent again.
+
+        On the wire, concurrent calls share one connection, pipelined
+        (``_Wire``). A call that times out, or a connection that breaks or
+        closes, fails every call in flight on it with ``BackendUnavailable``;
+        the connection is never used again, and the next call opens another.
         """
         options = self.wire
         if options is None or not NATIVE_SCRIPTS:
@@ -331,47 +482,58 @@ class RedisConnection:
             *(_arg(k) for k in keys),
             *(_arg(a) for a in args),
         )
-        async with self.limiter:
-            wire = None
-            # one scope, shielded from the caller's cancellation and bounded by its own
-            # deadline: a fail_after inside a shielding scope cost a second scope and a
-            # generator-based context manager at every call (a quarter of a call's CPU)
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no call
+        room = self._room
+        try:
+            room.acquire_nowait()
+        except trio.WouldBlock:
+            await room.acquire()  # before anything is sent: cancellable
+        wire = None
+        try:
             deadline = trio.current_time() + options.socket_timeout
-            with trio.CancelScope(shield=True, deadline=deadline) as scope:
-                try:
-                    wire = await self._wire()
-                    [reply] = await wire.request(payload)
-                    if isinstance(reply, redis.exceptions.NoScriptError):
-                        load = _command(b"SCRIPT", b"LOAD", _arg(script.script))
-                        reply = (await wire.request(load + payload, 2))[1]
-                except (
-                    redis.RedisError,
-                    OSError,
-                    trio.BrokenResourceError,
-                    trio.ClosedResourceError,
-                ) as exc:
-                    self._discard(wire)
-                    raise translated_error(exc) from exc
-                except BaseException:  # the deadline's Cancelled too, caught by the scope
-                    self._discard(wire)  # its reply may still come: never reuse it
-                    raise
-            if scope.cancelled_caught:
-                raise BackendUnavailable("redis", "Timeout reading from socket")
-            assert wire is not None
-            wire.idle_since = trio.current_time()
-            self._wires.append(wire)
+            wire = self._shared
+            if wire is None or not self._usable(wire):
+                wire = await self._connect(deadline)
+            [reply] = await wire.request(payload, deadline)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                load = _command(b"SCRIPT", b"LOAD", _arg(script.script))
+                reply = (await wire.request(load + payload, deadline, 2))[1]
+        except (
+            redis.RedisError,
+            OSError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.TooSlowError,
+        ) as exc:
+            self._discard(wire)
+            raise translated_error(exc) from exc
+        finally:
+            room.release()
         if isinstance(reply, Exception):
             raise translated_error(reply)
         return reply
 
-    async def _wire(self) -> _Wire:
-        """An idle connection, or a new one (one idle too long is replaced, not trusted)."""
-        now = trio.current_time()
-        while self._wires:
-            wire = self._wires.pop()
-            if now - wire.idle_since < HEALTH_CHECK_INTERVAL:
+    @staticmethod
+    def _usable(wire: _Wire) -> bool:
+        """Not lost, and busy or idle for less than the health check interval (else not trusted)."""
+        if wire.lost is not None:
+            return False
+        return bool(wire.calls) or trio.current_time() - wire.idle_since < HEALTH_CHECK_INTERVAL
+
+    async def _connect(self, deadline: float) -> _Wire:
+        """The shared connection, opened if needs be; the calls meanwhile wait for it."""
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:
+            async with self._connecting:
+                wire = self._shared
+                if wire is None or not self._usable(wire):
+                    self._discard(wire)  # an idle one has no call to fail
+                    wire = await self._open(deadline)
+                    self._shared = wire
                 return wire
-            self._discard(wire)
+        assert scope.cancelled_caught
+        raise redis.TimeoutError("Timeout connecting to redis")
+
+    async def _open(self, deadline: float) -> _Wire:
         options = self.wire
         assert options is not None
         with trio.fail_after(options.connect_timeout):
@@ -388,24 +550,27 @@ class RedisConnection:
             hello.append(_command(b"SELECT", _arg(options.db)))
         if hello:
             try:
-                for reply in await wire.request(b"".join(hello), len(hello)):
+                for reply in await wire.request(b"".join(hello), deadline, len(hello)):
                     if isinstance(reply, Exception):
                         raise reply
             except BaseException:
-                self._discard(wire)
+                wire.fail("refused at connect")
                 raise
         return wire
 
     def _discard(self, wire: _Wire | None) -> None:
+        """Give ``wire`` up (closed, its calls failed) and hand it out no more."""
         if wire is not None:
-            wire.close()  # no await: closing must not wait on a dead peer
+            wire.fail("given up after an error")  # no await: closing must not wait on a dead peer
+            if self._shared is wire:
+                self._shared = None
 
     async def ping(self) -> None:
         await self.run(self.client.ping)
 
     async def close(self) -> None:
-        while self._wires:
-            self._discard(self._wires.pop())
+        if self._shared is not None:
+            self._discard(self._shared)
         await trio.to_thread.run_sync(self.client.close)
 
 

@@ -1,0 +1,250 @@
+"""The scripts' wire: concurrent calls pipelined on one connection, on a real redis-server.
+
+Each test starts its calls together, so that they are in flight on the shared
+connection at once, and checks what a caller must never see: another call's
+reply, a call abandoned on cancellation, a connection reused after it failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+import trio
+
+from jobtrio.backends.base import BackendUnavailable
+from jobtrio.backends.redis import wire
+from jobtrio.backends.redis.wire import RedisConnection
+
+#: Each call writes its own value under its own key and answers with what it read back.
+ECHO = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
+
+
+@pytest.fixture
+def raw(redis_server) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        client.client_unpause()
+        client.close()
+
+
+@pytest.fixture
+async def conn(redis_server) -> AsyncIterator[RedisConnection]:
+    connection = RedisConnection.from_url(redis_server.url, socket_timeout=5.0)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def unique() -> str:
+    return "wire" + uuid.uuid4().hex[:12]
+
+
+def connections(raw: redis.Redis) -> int:
+    """Clients of the server, the raw client's own included."""
+    return len(raw.client_list())
+
+
+def reads_processed(raw: redis.Redis) -> int:
+    """Reads Redis made from its clients' sockets (INFO stats), one per request it was sent
+    alone."""
+    return int(raw.info("stats")["total_reads_processed"])
+
+
+async def wait_until(condition: Any, what: str, seconds: float = 10.0) -> None:
+    with trio.fail_after(seconds):
+        while not condition():
+            await trio.sleep(0.005)
+    assert condition(), what
+
+
+def in_flight(conn: RedisConnection) -> int:
+    shared = conn._shared
+    return 0 if shared is None else len(shared.calls)
+
+
+async def test_concurrent_callers_share_one_connection_and_get_their_own_replies(conn, raw):
+    """200 callers at once, 5 calls each, every reply the caller's own; and through it
+    all the scripts' cache flushed twice, so NOSCRIPT refusals come back between the
+    other calls' replies (each refused call loads the script and runs again)."""
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])  # the connection opened, the script loaded
+    before_connections = connections(raw)
+    before_reads = reads_processed(raw)
+    before_loads = raw.info("commandstats").get("cmdstat_script|load", {}).get("calls", 0)
+    got: dict[tuple[int, int], Any] = {}
+
+    async def caller(i: int) -> None:
+        for round_ in range(5):
+            value = f"{i}:{round_}:{uuid.uuid4().hex}"
+            got[i, round_] = (value, await conn.script(script, [f"{prefix}:{i}"], [value]))
+            if i == 0 and round_ in (1, 3):
+                raw.script_flush()  # the others' calls are queued or in flight meanwhile
+
+    async with trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(caller, i)
+    assert len(got) == 1000
+    assert all(reply == value.encode() for value, reply in got.values())
+    loads = raw.info("commandstats").get("cmdstat_script|load", {}).get("calls", 0)
+    assert loads - before_loads >= 2  # NOSCRIPT came back, and was answered by a load
+    assert connections(raw) == before_connections  # all over the one connection
+    # pipelined: Redis read the 1,000 requests in far fewer reads than one each
+    assert reads_processed(raw) - before_reads < 500
+
+
+async def test_a_connection_cut_mid_flight_fails_every_call_on_it(conn, raw):
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    raw.client_pause(10_000, all=False)  # writes wait: the calls stay in flight
+    outcomes: list[Any] = []
+
+    async def caller(i: int) -> None:
+        try:
+            outcomes.append(await conn.script(script, [f"{prefix}:{i}"], [str(i)]))
+        except BackendUnavailable as exc:
+            outcomes.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(caller, i)
+        await wait_until(lambda: in_flight(conn) == 20, "20 calls in flight")
+        assert conn._shared is not None
+        host, port = conn._shared.sock.getsockname()[:2]
+        raw.client_kill(f"{host}:{port}")
+    assert len(outcomes) == 20
+    assert all(isinstance(o, BackendUnavailable) for o in outcomes), outcomes
+    raw.client_unpause()
+    assert await conn.script(script, [prefix], ["after"]) == b"after"  # a new connection
+
+
+async def test_a_cancelled_caller_neither_abandons_its_call_nor_shifts_the_replies(conn, raw):
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    raw.client_pause(10_000, all=False)
+    kept: dict[int, Any] = {}
+
+    async def caller(i: int) -> None:
+        kept[i] = await conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
+
+    async with trio.open_nursery() as nursery:
+        scopes = []
+        for i in range(30):
+            scope = trio.CancelScope()
+            scopes.append(scope)
+
+            async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
+                with scope:
+                    await caller(i)
+
+            nursery.start_soon(run)
+        await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
+        for scope in scopes[::2]:
+            scope.cancel()  # every other caller, while its call is on the wire
+        raw.client_unpause()
+    # the cancelled callers' calls ran whole (their replies read off the wire, not lost)
+    assert {i for i in range(30) if raw.get(f"{prefix}:{i}") == f"v{i}".encode()} == set(range(30))
+    # and every caller that took its reply got its own
+    assert kept and all(kept[i] == f"v{i}".encode() for i in kept)
+    assert set(kept) >= set(range(1, 30, 2))
+    assert await conn.script(script, [prefix], ["next"]) == b"next"
+
+
+async def test_a_server_that_does_not_answer_fails_every_call_in_flight(redis_server, raw):
+    conn = RedisConnection.from_url(redis_server.url, socket_timeout=0.3)
+    try:
+        script = conn.client.register_script(ECHO)
+        prefix = unique()
+        await conn.script(script, [prefix], ["warm"])
+        first = conn._shared
+        raw.client_pause(60_000, all=False)
+        outcomes: list[Any] = []
+
+        async def caller(i: int) -> None:
+            try:
+                outcomes.append(await conn.script(script, [f"{prefix}:{i}"], [str(i)]))
+            except BackendUnavailable as exc:
+                outcomes.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                nursery.start_soon(caller, i)
+        assert len(outcomes) == 10
+        assert all(isinstance(o, BackendUnavailable) for o in outcomes), outcomes
+        assert first is not None and first.lost is not None and first.sock.fileno() == -1
+        raw.client_unpause()
+        # a new connection: the old one's late replies can never be read as these
+        assert await conn.script(script, [prefix], ["after"]) == b"after"
+        assert conn._shared is not first
+    finally:
+        await conn.close()
+
+
+async def test_calls_past_the_pipeline_depth_wait_their_turn(redis_server, raw):
+    conn = RedisConnection.from_url(redis_server.url, pipeline_depth=3)
+    try:
+        script = conn.client.register_script(ECHO)
+        prefix = unique()
+        await conn.script(script, [prefix], ["warm"])
+        raw.client_pause(10_000, all=False)
+        got: dict[int, Any] = {}
+
+        async def caller(i: int) -> None:
+            got[i] = await conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
+
+        async with trio.open_nursery() as nursery:
+            for i in range(12):
+                nursery.start_soon(caller, i)
+            await wait_until(lambda: in_flight(conn) == 3, "3 calls in flight")
+            await trio.testing.wait_all_tasks_blocked()
+            assert in_flight(conn) == 3  # the other 9 wait for room, sending nothing
+            raw.client_unpause()
+        assert got == {i: f"v{i}".encode() for i in range(12)}
+    finally:
+        await conn.close()
+
+
+async def test_an_idle_connection_past_the_health_check_interval_is_not_trusted(
+    conn, raw, monkeypatch
+):
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    assert conn._shared is not None
+    host, port = conn._shared.sock.getsockname()[:2]
+    raw.client_kill(f"{host}:{port}")  # cut silently, as a failover or a NAT would
+    monkeypatch.setattr(wire, "HEALTH_CHECK_INTERVAL", 0.0)
+    assert await conn.script(script, [prefix], ["again"]) == b"again"  # on a new one
+
+
+async def test_the_wire_authenticates_and_selects_its_database(redis_server, raw):
+    user, password = unique(), uuid.uuid4().hex
+    raw.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys="*", commands=["+@all"])
+    base = redis_server.url.rsplit("/", 1)[0].replace("redis://", f"redis://{user}:{password}@")
+    conn = RedisConnection.from_url(base + "/4")
+    wrong = RedisConnection.from_url(base.replace(password, "wrong") + "/4")
+    try:
+        script = conn.client.register_script(ECHO)
+        key = unique()
+        async with trio.open_nursery() as nursery:  # concurrent first calls: one connect
+            for i in range(5):
+                nursery.start_soon(conn.script, script, [f"{key}:{i}"], [str(i)])
+        db4 = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/4")
+        assert [db4.get(f"{key}:{i}") for i in range(5)] == [str(i).encode() for i in range(5)]
+        assert raw.get(f"{key}:0") is None  # not in database 0
+        db4.close()
+        with pytest.raises(BackendUnavailable, match="(?i)password|auth"):
+            await wrong.script(script, [key], ["x"])
+    finally:
+        raw.acl_deluser(user)
+        await conn.close()
+        await wrong.close()
