@@ -160,3 +160,34 @@ async def test_a_lent_claim_without_an_answer_hands_its_leases_back(autojump_clo
         [job_id] = list(broker.leased_by)
         assert (await terminal(node, job_id)).status == "completed"
         assert node.dispatcher.handed_back == 1
+
+
+class ClaimTimesBroker(MemoryBroker):
+    """Logs each claim: (virtual time, jobs asked, jobs leased)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[tuple[float, int, int]] = []
+
+    async def claim(self, node_id, n, lease_seconds, now, scope=None):
+        leases = await super().claim(node_id, n, lease_seconds, now, scope)
+        self.claims.append((trio.current_time(), n, len(leases)))
+        return leases
+
+
+async def test_a_claim_that_came_back_short_is_not_followed_by_another_at_once(autojump_clock):
+    # the Broker had no more for the node: a claim at once would come back empty (at a
+    # few hundred jobs/s, one empty claim a job); the loop waits its first poll instead
+    from tests.test_node import terminal
+
+    broker = ClaimTimesBroker()
+    async with running_node(broker=broker) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        [job] = await broker.enqueue([validate_submission({"type": "noop"}, 0.0)], 0.0)
+        node.dispatcher.wake()  # claimed by the loop's own claim (nothing lent)
+        assert (await terminal(node, job.id)).status == "completed"
+        short = [i for i, (_, n, got) in enumerate(broker.claims) if 0 < got < n]
+        assert short, broker.claims
+        for i in short:
+            if i + 1 < len(broker.claims):
+                assert broker.claims[i + 1][0] > broker.claims[i][0], broker.claims

@@ -85,6 +85,7 @@ PREFETCH_HORIZON = 0.02
 RATE_INTERVAL = 0.05
 #: An empty claim polls again after 1 ms, doubling to 100 ms: a node that just ran
 #: out of work finds a new burst at once, an idle one asks the Broker ten times a second.
+#: A claim that came back short (the Broker had no more) waits the first poll too.
 IDLE_POLL_FIRST, IDLE_POLL_MAX = 0.001, 0.1
 #: Due times of scheduled jobs this node accepted that an idle claim loop asks the Broker
 #: at (``Dispatcher.due_at``), at most this many (later ones are found by the poll).
@@ -421,9 +422,10 @@ class Dispatcher:
                     await self._hand_back_unanswered()
                 sent = trio.current_time()
                 asked_at = self._clock()
+                asked = min(want, self._settings.dispatch_batch)
                 leases = await self._broker.claim(
                     self.node_id,
-                    min(want, self._settings.dispatch_batch),
+                    asked,
                     self._settings.job_lease,
                     asked_at,
                     self._plan.scope(self._registry.types(), self._held, self._rng),
@@ -438,18 +440,27 @@ class Dispatcher:
             if self.last_error is not None or not self._broker_marked:
                 self._mark_broker(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
-                self._loop_idle = True
-                try:
-                    await self._wakeup.wait(self._idle_wait(poll.next(), asked_at))
-                finally:
-                    self._loop_idle = False
+                await self._wait_for_work(poll.next(), asked_at)
                 continue
             poll.reset()
             self._take(leases)
             if not self._claiming:  # drain started while we were claiming
                 break
             self._dispatch_ready()
+            if len(leases) < asked:
+                # the Broker had no more for this node: a claim at once would come back
+                # empty (one a job at a few hundred jobs/s); wait as after an empty claim,
+                # from the first poll (a wake-up still claims at once)
+                await self._wait_for_work(poll.next(), asked_at)
         self._release_ready()
+
+    async def _wait_for_work(self, poll: float, asked_at: float) -> None:
+        """Wait for a wake-up, the poll or a due time; a claim may be lent meanwhile."""
+        self._loop_idle = True
+        try:
+            await self._wakeup.wait(self._idle_wait(poll, asked_at))
+        finally:
+            self._loop_idle = False
 
     def _take(self, leases: list[Lease]) -> None:
         """Hold the leases a claim brought (each job ready for a worker)."""
