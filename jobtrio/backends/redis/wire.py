@@ -8,8 +8,9 @@ trio, when that pool is plain TCP (``_Wire``), and concurrent calls share it,
 pipelined: one ``send``, one wait and one ``recv`` serve many calls. A call
 alone costs 32-35 us of the process's CPU there (``bench/bench_wire.py`` on a
 quiet machine; 250-300 us through a thread, measured when the wire cost 70-90
-us); among 10 concurrent callers it went from 71 to 21 us with the pipeline
-(medians of 3 alternated pairs at load 5-7, where a call alone cost 87-93 us).
+us); among 10 concurrent callers the pipeline took it from 43.6 to 16.8 us
+(medians of 4 alternated pairs at load 4.5-6.3, where a call alone went from
+51.2 to 48.9 us; docs/backends.md has the drains).
 
 Failures: connection errors and timeouts become ``BackendUnavailable``.
 redis-py's automatic retries are switched off: re-sending a claim or a finish
