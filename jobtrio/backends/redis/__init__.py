@@ -11,10 +11,11 @@ redis-py for connecting and for everything but scripts: its sync client is
 called through ``trio.to_thread.run_sync`` with one ``trio.CapacityLimiter``
 per connection (8 calls at once by default) in front of a ``ConnectionPool``.
 Scripts, which are every Broker move and every Store write, run over
-connections of trio's own when that pool is plain TCP (``wire.py``: a call costs
-70-90 us of CPU there, 250-300 us through a thread). Either way a call is a
-round trip, so the hot path is batched: one script claims n jobs, one
-finishes or renews many.
+the wire's own non-blocking sockets when that pool is plain TCP (``wire.py``:
+concurrent calls share one connection, pipelined; a call costs 17-21 us of
+the process's CPU with 10 callers, about 50 with one, against 250-300 through a
+thread; ``bench/bench_wire.py``). Either way a call is a round trip, so the hot
+path is batched: one script claims n jobs, one finishes or renews many.
 
 One script per move. Every change touching more than one key is a single Lua
 script (``register_script``; EVALSHA, loaded again once after a restart
