@@ -124,3 +124,16 @@ async def test_on_redis_the_two_are_one_script_call(request, broker):
         assert leases is not None and len(leases) == 1
     finally:
         client.close()
+
+
+def test_redis_claims_make_their_tokens_as_new_token_does():
+    # one read of randomness for a claim's n tokens: each still 12 random bytes in hex,
+    # the length and alphabet of new_token's, and no two alike
+    from jobtrio.backends.redis.broker import SEP, fresh_tokens
+    from jobtrio.jobs import new_token
+
+    tokens = fresh_tokens(50).split(SEP)
+    assert len(tokens) == 50 and len(set(tokens)) == 50
+    assert {len(t) for t in tokens} == {len(new_token())}
+    assert all(set(t) <= set("0123456789abcdef") for t in tokens)
+    assert fresh_tokens(0) == ""

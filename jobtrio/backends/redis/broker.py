@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from ...jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus, new_token
+from ...jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
 from .. import transitions
 from ..base import (
     Broker,
@@ -75,6 +76,19 @@ def _fenced(exc: redis.ResponseError, epoch: int) -> FencedError | None:
     if message.startswith("FENCED "):
         return FencedError(epoch, int(message.split()[1]))
     return None
+
+
+#: Random bytes in a lease token (``new_token``'s 12, written as 24 hex digits).
+TOKEN_BYTES = 12
+
+
+def fresh_tokens(n: int) -> str:
+    """``n`` fresh lease tokens joined by ``SEP``, each as ``new_token`` makes one, from
+    one read of the system's randomness for all (a claim asking for 20 jobs made 20
+    reads: 25 us against 6 us for one)."""
+    hexed = os.urandom(TOKEN_BYTES * n).hex()
+    step = 2 * TOKEN_BYTES
+    return SEP.join([hexed[i : i + step] for i in range(0, len(hexed), step)])
 
 
 class RedisBroker(OnRedis, Broker):
@@ -277,7 +291,7 @@ class RedisBroker(OnRedis, Broker):
         scope: ClaimScope | None,
     ) -> tuple[list[str], float]:
         expires_at = now + lease_seconds
-        tokens = SEP.join(new_token() for _ in range(n))
+        tokens = fresh_tokens(n)
         args = [num(now), json.dumps(node_id), num(expires_at), str(n), tokens]
         args.append(num(lease_seconds) if self.server_clock else "")
         args += _scope_args(scope)
