@@ -21,13 +21,14 @@ async def _serve_node(args: argparse.Namespace) -> None:
     from ..api.app import create_app
     from ..config import Settings
     from ..server import freeze_startup_heap, hypercorn_config
-    from .inprocess import close_bench_backends, open_bench_backends
+    from .inprocess import START_TYPE, close_bench_backends, open_bench_backends, started_now
 
     broker, store = await open_bench_backends(
         args.backend, args.directory, args.redis_url, args.prefix
     )
     settings = Settings(worker_count=args.workers, node_id="bench")
     node = Node(settings, broker, store)
+    node.registry.register(START_TYPE, started_now)
     done = trio.Event()
     try:
         async with trio.open_nursery() as nursery:

@@ -22,8 +22,8 @@ import trio
 from ..actors.node import Node
 from ..client import Client
 from ..config import Settings
-from ..jobs import parse_time
 from .inprocess import (
+    START_TYPE,
     close_bench_backends,
     drain_once,
     job_body,
@@ -186,8 +186,9 @@ def burst(ctx: Context) -> dict[str, float]:
 
 
 async def _queue_to_start(served: Served, rate: float, count: int) -> tuple[float, float]:
-    """p50 and p99 ms from each POST's send to its job's start, at ``rate`` jobs/s offered."""
-    body = json.dumps({"type": "noop", "payload": {"source": "bench"}}).encode()
+    """p50 and p99 ms from each POST's send to a worker running its job, at ``rate`` jobs/s
+    offered (the served node's ``bench.start`` processor answers the time it ran)."""
+    body = json.dumps({"type": START_TYPE, "payload": {"source": "bench"}}).encode()
     sent = await offered_load(served.host, served.port, "/api/v1/jobs", body, rate, count)
     c = await Connection.open(served.host, served.port)
     try:
@@ -197,7 +198,10 @@ async def _queue_to_start(served: Served, rate: float, count: int) -> tuple[floa
         waits = []
         for at, job_id in sent:
             record = await c.get_json(f"/api/v1/jobs/{job_id}")
-            waits.append(parse_time(record["started_at"], "started_at") - at)
+            result = record.get("result")
+            if record.get("status") != "completed" or not isinstance(result, dict):
+                raise RuntimeError(f"{START_TYPE} job {job_id} did not complete: {record}")
+            waits.append(float(result["started"]) - at)
     finally:
         await c.aclose()
     return percentile(waits, 0.5) * 1000, percentile(waits, 0.99) * 1000
