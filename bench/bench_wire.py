@@ -12,19 +12,25 @@ call. The second drains a full queue of N jobs (default 20,000) as
 ``jobtrio bench --backend redis --scenario drain`` does (10 workers, the
 given job body) and prints this process's CPU per drained job, measured
 around the drain alone (the node's start and the preload left out), with
-Redis's CPU per job. Compare two source trees with PYTHONPATH, in alternated
-pairs.
+Redis's CPU per job, and the Broker's and the event log's script calls per
+job during the drain (claims, finishes, event-log appends; each carries
+1/that many jobs or events). Compare two source trees with PYTHONPATH, in
+alternated pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
 import tempfile
 import time
+from typing import Any
 
 import trio
 
+from jobtrio.backends.redis.broker import RedisBroker
+from jobtrio.backends.redis.events import RedisEventLog
 from jobtrio.backends.redis.wire import RedisConnection
 from jobtrio.bench.inprocess import drain_once
 from jobtrio.bench.redis_server import PrivateRedis, RedisCpuMeter
@@ -60,15 +66,40 @@ async def measure(url: str, calls: int, tasks: int) -> None:
     await conn.close()
 
 
+#: The script calls counted during a drain: (class, method) by the name printed.
+COUNTED = {
+    "claims": (RedisBroker, "claim"),
+    "enqueue_and_claims": (RedisBroker, "enqueue_and_claim"),
+    "finishes": (RedisBroker, "finish"),
+    "appends": (RedisEventLog, "append"),
+}
+
+
+def count_calls(calls: dict[str, int]) -> None:
+    """Count each call of the ``COUNTED`` methods in ``calls`` (from now on, this process)."""
+    for name, (cls, method) in COUNTED.items():
+        original = getattr(cls, method)
+
+        def counting(*args: Any, _original: Any = original, _name: str = name, **kw: Any) -> Any:
+            calls[_name] += 1
+            return _original(*args, **kw)
+
+        setattr(cls, method, functools.wraps(original)(counting))
+
+
 class ProcessAndRedisCpu:
-    """The drain's meter: this process's CPU and Redis's, per job."""
+    """The drain's meter: this process's CPU and Redis's, per job, and script calls per job."""
 
     def __init__(self, url: str) -> None:
         self.redis = RedisCpuMeter(url)
         self.before = (0.0, 0.0)
+        self.calls = dict.fromkeys(COUNTED, 0)
+        self.calls_before = dict(self.calls)
+        count_calls(self.calls)
 
     def start(self) -> None:
         self.redis.start()
+        self.calls_before = dict(self.calls)
         self.before = cpu_seconds()
 
     def stop(self, jobs: int) -> dict[str, float]:
@@ -76,6 +107,8 @@ class ProcessAndRedisCpu:
         out = self.redis.stop(jobs)
         out["node_user_us_per_job"] = (user - self.before[0]) / jobs * 1e6
         out["node_system_us_per_job"] = (system - self.before[1]) / jobs * 1e6
+        for name, n in self.calls.items():
+            out[f"{name}_per_job"] = (n - self.calls_before[name]) / jobs
         return out
 
 
@@ -101,7 +134,8 @@ def drain(url: str, body: str, jobs: int, directory: str) -> None:
     print(
         f"drain {body}: {result['drain_jobs_per_s']:,.0f} jobs/s, node CPU {user + system:.1f} "
         f"us a job (user {user:.1f}, system {system:.1f}), "
-        f"Redis CPU {result['redis_cpu_us_per_job']:.1f} us a job"
+        f"Redis CPU {result['redis_cpu_us_per_job']:.1f} us a job; script calls a job: "
+        + ", ".join(f"{name} {result[f'{name}_per_job']:.4f}" for name in COUNTED)
     )
 
 
