@@ -349,3 +349,22 @@ def test_no_exported_metric_is_left_unchecked() -> None:
     checked = ASSERTED_IN_WORKLOAD | set(ELSEWHERE) | set(OWN_TESTS)
     assert families - checked == set(), "a metric no test checks"
     assert checked - families == set(), "a checked name the node does not export"
+
+
+async def test_an_enqueue_and_claim_is_timed_once_as_the_moves_it_makes(broker) -> None:
+    """Redis makes it one script, timed under its own name; the other Brokers make it an
+    enqueue and a claim, timed as those (not twice, once more under the composite)."""
+    metrics = NodeMetrics("n")
+    metrics.instrument_backend(broker, "broker")
+    job = validate_submission({"type": "noop"}, 1_700_000_000.0, SubmissionLimits(1 << 20, 3))
+    stored, leases = await broker.enqueue_and_claim([job], 1_700_000_000.0, "n", 5, 30)
+    assert [s.id for s in stored] == [job.id] and leases is not None and len(leases) == 1
+    m = scrape(metrics.render().decode())
+    calls = {
+        op: value(m, "backend_call_duration_seconds_count", backend="broker", operation=op)
+        for op in ("enqueue_and_claim", "enqueue", "claim")
+    }
+    if type(broker).__name__ == "RedisBroker":
+        assert calls == {"enqueue_and_claim": 1, "enqueue": 0, "claim": 0}
+    else:
+        assert calls == {"enqueue_and_claim": 0, "enqueue": 1, "claim": 1}
