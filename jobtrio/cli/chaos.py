@@ -18,10 +18,10 @@ from pathlib import Path
 
 import click
 
-from .chaos import FAULTS, ChaosOptions, ChaosResult, run_chaos
-from .chaos.checker import MUST_BE_ZERO
-from .cli import DURATION, EXIT_FAILURE, EXIT_OK, cli, err, out, print_json
-from .localcluster import ClusterFailure
+from ..chaos import FAULTS, ChaosOptions, ChaosResult, run_chaos
+from ..chaos.checker import MUST_BE_ZERO
+from ..localcluster import ClusterFailure
+from . import DURATION, EXIT_FAILURE, EXIT_OK, cli, err, out, print_json
 
 
 def _faults(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:

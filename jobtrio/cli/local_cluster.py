@@ -29,10 +29,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .cli import DURATION, EXIT_FAILURE, EXIT_OK, Failure, cluster, err, out, print_json
-from .config import ELECTION_ALGORITHMS
-from .durations import format_duration
-from .localcluster import (
+from ..config import ELECTION_ALGORITHMS
+from ..durations import format_duration
+from ..localcluster import (
     ClusterFailure,
     ClusterState,
     NodeOptions,
@@ -55,6 +54,7 @@ from .localcluster import (
     stop_cluster,
     stop_processes,
 )
+from . import DURATION, EXIT_FAILURE, EXIT_OK, Failure, cluster, err, out, print_json
 
 DEFAULT_DATA_DIR = "jobtrio-cluster"
 
@@ -652,7 +652,7 @@ def drill_one(
     job_lease: float,
     quiet: bool,
 ) -> dict[str, Any]:
-    from .client import Client, JobtrioError
+    from ..client import Client, JobtrioError
 
     def say(message: str) -> None:
         if not quiet:

@@ -15,7 +15,6 @@ on success, 1 on a refusal or an unreachable node, 2 on a usage error.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 from typing import Any
 
@@ -23,7 +22,10 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .cli import (
+from ..durations import format_duration
+from ..jobs import MAX_PRIORITY, MIN_PRIORITY
+from ..text import printable
+from . import (
     DURATION,
     EXIT_OK,
     NAME,
@@ -35,9 +37,6 @@ from .cli import (
     remote_command,
     stamp,
 )
-from .durations import format_duration
-from .jobs import MAX_PRIORITY, MIN_PRIORITY
-from .text import printable
 
 
 def _timestamp(iso: str | None) -> float | None:
@@ -192,20 +191,3 @@ def delete_schedule(remote: Remote, name: str) -> int:
     else:
         out.print(f"Deleted schedule {name}.")
     return EXIT_OK
-
-
-def _register_on_main_module() -> None:
-    """Also register on ``python -m jobtrio.cli``'s own copy of the command line.
-
-    Run that way, cli.py executes as ``__main__``, a second module beside
-    ``jobtrio.cli`` with its own ``cli`` group; the decorator above only
-    reached the latter, so ``python -m jobtrio.cli schedules`` would not exist.
-    """
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    group = getattr(main, "cli", None)
-    if getattr(spec, "name", None) == "jobtrio.cli" and isinstance(group, click.Group):
-        group.add_command(schedules)
-
-
-_register_on_main_module()

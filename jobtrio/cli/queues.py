@@ -14,16 +14,15 @@ unreachable node, 2 on a usage error.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from .cli import DURATION, EXIT_OK, NAME, Remote, cli, out, print_json, remote_command
-from .durations import format_duration
-from .text import printable
+from ..durations import format_duration
+from ..text import printable
+from . import DURATION, EXIT_OK, NAME, Remote, cli, out, print_json, remote_command
 
 
 def _limit(queue: dict[str, Any]) -> str:
@@ -139,15 +138,3 @@ def limit_queue(remote: Remote, name: str, jobs: int | None, per: float | None, 
             queue = client.set_rate_limit(name, jobs, per)
     print_json(queue) if remote.json else out.print(_said(queue))
     return EXIT_OK
-
-
-def _register_on_main_module() -> None:
-    """Also register on ``python -m jobtrio.cli``'s own copy (see cli_schedules)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    group = getattr(main, "cli", None)
-    if getattr(spec, "name", None) == "jobtrio.cli" and isinstance(group, click.Group):
-        group.add_command(queues)
-
-
-_register_on_main_module()

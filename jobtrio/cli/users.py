@@ -24,9 +24,9 @@ import click
 import httpx
 from rich.table import Table
 
-from .cli import EXIT_OK, Failure, SettingsFailure, ca_file_option, cli, out, print_json
-from .jobs import to_iso
-from .users import Role, Users, UsersFileError
+from ..jobs import to_iso
+from ..users import Role, Users, UsersFileError
+from . import EXIT_OK, Failure, SettingsFailure, ca_file_option, cli, out, print_json
 
 ROLES = click.Choice([r.value for r in Role])
 

@@ -39,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .client import (
+from ..client import (
     DEFAULT_URL,
     Client,
     ConnectionFailed,
@@ -50,10 +50,10 @@ from .client import (
     job_submission,
     node_url,
 )
-from .durations import format_duration, parse_duration
-from .jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
-from .terminal import SafeConsole, safe_json
-from .text import printable
+from ..durations import format_duration, parse_duration
+from ..jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
+from ..terminal import SafeConsole, safe_json
+from ..text import printable
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Jobs per batch request when ``submit --count`` fans out (the API takes up to 10,000).
@@ -565,8 +565,8 @@ def serve(app_spec: str | None, env_file: str | None, **flags: str | None) -> in
     variable it names. SIGTERM or Ctrl-C stops the node gracefully: running
     jobs get SHUTDOWN_GRACE to finish.
     """
-    from .config import ConfigError, Settings
-    from .processors import Registry, load_app
+    from ..config import ConfigError, Settings
+    from ..processors import Registry, load_app
 
     if env_file and not os.path.isfile(env_file):
         usage_failure(f"--env-file {env_file}: no such file")
@@ -580,7 +580,7 @@ def serve(app_spec: str | None, env_file: str | None, **flags: str | None) -> in
         flag = _flag_of(str(exc), overrides)
         usage_failure(f"{flag}: {exc}" if flag else str(exc))
     if settings.clustered and settings.election_algorithm == "raft":
-        from .cluster.raft_state import FileRaftState, RaftStateError
+        from ..cluster.raft_state import FileRaftState, RaftStateError
 
         try:  # a corrupt or foreign vote file stops start-up with one line
             FileRaftState(settings.raft_state_path, settings.node_id).load()
@@ -601,8 +601,8 @@ def serve(app_spec: str | None, env_file: str | None, **flags: str | None) -> in
             usage_failure(str(exc))
     import trio
 
-    from .backends.base import BackendUnavailable
-    from .server import serve as serve_node
+    from ..backends.base import BackendUnavailable
+    from ..server import serve as serve_node
 
     try:
         trio.run(functools.partial(serve_node, settings, registry, freeze_heap=True))
@@ -646,7 +646,7 @@ def healthcheck(env_file: str | None, timeout: float) -> int:
     """
     import httpx
 
-    from .config import ConfigError, Settings
+    from ..config import ConfigError, Settings
 
     try:
         settings = Settings.from_env(dotenv_path=".env" if env_file is None else env_file or None)
@@ -1280,7 +1280,7 @@ def bench(args: tuple[str, ...]) -> int:
     """Measure a node's drain, enqueue, bursts, latency, memory; --compare peers."""
     import argparse
 
-    from . import bench as bench_module
+    from .. import bench as bench_module
 
     parser = argparse.ArgumentParser(prog="jobtrio bench", description=bench_module.DESCRIPTION)
     bench_module.add_arguments(parser)
@@ -1298,7 +1298,7 @@ def bench(args: tuple[str, ...]) -> int:
 @click.pass_context
 def sim(ctx: click.Context) -> int:
     """Deterministic simulation of a whole cluster with faults (jobtrio sim --help)."""
-    from .sim.cli import main as sim_main
+    from ..sim.cli import main as sim_main
 
     return sim_main(list(ctx.args))
 
@@ -1353,17 +1353,10 @@ def _fail(message: str) -> None:
 # these register `jobtrio cluster up|down|...`, `jobtrio schedules`, `jobtrio users` and
 # `jobtrio login` on `cli`
 from . import (  # noqa: E402, F401
-    cli_chaos,
-    cli_cluster,
-    cli_queues,
-    cli_schedules,
-    cli_users,
-    cli_workflows,
+    chaos,
+    local_cluster,
+    queues,
+    schedules,
+    users,
+    workflows,
 )
-
-if __name__ == "__main__":
-    # run as `python -m jobtrio.cli`, this file is `__main__` while the modules above
-    # registered their commands on `jobtrio.cli`: take that one, which has them all
-    from jobtrio.cli import main as registered_main
-
-    sys.exit(registered_main())

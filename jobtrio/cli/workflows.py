@@ -22,7 +22,10 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .cli import (
+from ..client import Workflow
+from ..jobs import JobStatus
+from ..text import printable
+from . import (
     DURATION,
     EXIT_FAILURE,
     EXIT_OK,
@@ -36,9 +39,6 @@ from .cli import (
     short,
     status_text,
 )
-from .client import Workflow
-from .jobs import JobStatus
-from .text import printable
 
 
 def _load_spec(value: str) -> dict[str, Any]:
