@@ -22,40 +22,50 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import os
-import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..client import (
-    DEFAULT_URL,
     Client,
     ConnectionFailed,
     JobtrioError,
     NotFound,
     Unavailable,
-    ca_file_context,
     job_submission,
-    node_url,
 )
-from ..durations import format_duration, parse_duration
+from ..durations import format_duration
 from ..jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
-from ..terminal import SafeConsole, safe_json
 from ..text import printable
+from .chaos import chaos
+from .exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Failure, SettingsFailure, usage_failure
+from .local_cluster import LOCAL_CLUSTER_COMMANDS
+from .output import err, out, print_json, print_json_line, progress
+from .params import AT, DURATION, NAME, load_payload
+from .queues import queues
+from .remote import Remote, remote_command
+from .render import (
+    ago,
+    finished_ok,
+    job_line,
+    jobs_table,
+    progress_text,
+    short,
+    show_job,
+    status_text,
+)
+from .schedules import schedules
+from .users import login, users
+from .workflows import workflows
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Jobs per batch request when ``submit --count`` fans out (the API takes up to 10,000).
 SUBMIT_CHUNK = 1000
 #: ``jobs watch`` without an id: newest jobs compared per poll, and shown at start.
@@ -63,395 +73,6 @@ WATCH_PAGE = 200
 WATCH_BACKLOG = 10
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-STATUS_STYLES = {
-    JobStatus.PENDING: "yellow",
-    JobStatus.SCHEDULED: "cyan",
-    JobStatus.RUNNING: "bold blue",
-    JobStatus.RETRYING: "magenta",
-    JobStatus.COMPLETED: "green",
-    JobStatus.FAILED: "bold red",
-    JobStatus.CANCELLED: "dim",
-    JobStatus.WAITING: "dark_goldenrod",
-}
-
-# What the CLI prints often comes from a node: the consoles escape any control character
-# in it (SafeConsole), and a node's text goes in as Text, never read as rich markup.
-out = SafeConsole(highlight=False, soft_wrap=False)
-err = SafeConsole(stderr=True, highlight=False)
-
-
-class Failure(Exception):
-    """A failure the user must hear about in one line; the command exits 1."""
-
-
-class SettingsFailure(Exception):
-    """Settings or --app that cannot work: one line, exit 2, like a usage error."""
-
-
-# --------------------------------------------------------------------------
-# option types
-
-
-class NameType(click.ParamType):
-    """An id or a name that goes into a URL path: empty is a usage error (exit 2), not the
-    node's 404 or 405 for a route it never meant (``/api/v1/jobs//retry``)."""
-
-    name = "text"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        text = str(value)
-        if not text.strip():
-            self.fail("must not be empty", param, ctx)
-        return text
-
-
-NAME = NameType()
-
-
-class DurationType(click.ParamType):
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not a duration such as 500ms, 10s, 2m or 1h", param, ctx)
-
-
-class AtType(click.ParamType):
-    """A wall-clock time: ISO 8601, or HH:MM[:SS] meaning its next occurrence.
-
-    A time without a zone is the local time of this machine: a person typing
-    ``--at 14:30`` means their 14:30 (the API itself takes naive times as UTC).
-    """
-
-    name = "time"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> dt.datetime:
-        if isinstance(value, dt.datetime):
-            return value
-        text = str(value).strip()
-        try:
-            clock = dt.time.fromisoformat(text)
-        except ValueError:
-            clock = None
-        if clock is not None and clock.tzinfo is None and len(text) <= 8:
-            now = dt.datetime.now().astimezone()
-            at = now.replace(
-                hour=clock.hour, minute=clock.minute, second=clock.second, microsecond=0
-            )
-            return at if at > now else at + dt.timedelta(days=1)
-        try:
-            at = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            self.fail(
-                f"{text!r} is not a time; use ISO 8601 (2024-01-01T12:00:00Z) or HH:MM",
-                param,
-                ctx,
-            )
-        return at if at.tzinfo is not None else at.astimezone()
-
-
-DURATION = DurationType()
-AT = AtType()
-
-
-def _load_payload(value: str | None) -> dict[str, Any] | None:
-    """``--payload`` as JSON text, ``@file`` or ``@-`` (stdin)."""
-    if value is None:
-        return None
-    source = "--payload"
-    text = value
-    if value.startswith("@"):
-        name = value[1:]
-        source = "stdin" if name == "-" else name
-        try:
-            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise click.BadParameter(
-                f"cannot read {name}: {exc.strerror}", param_hint="--payload"
-            ) from None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"{source} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            param_hint="--payload",
-        ) from None
-    if not isinstance(payload, dict):
-        raise click.BadParameter("the payload must be a JSON object", param_hint="--payload")
-    return payload
-
-
-# --------------------------------------------------------------------------
-# talking to a node
-
-
-@dataclass(frozen=True, slots=True)
-class Remote:
-    url: str
-    token: str | None
-    json: bool
-    timeout: float
-    #: What HTTPS answers are checked against: ``--ca-file``'s CAs, else the system's.
-    verify: bool | ssl.SSLContext = True
-
-    def client(self) -> Client:
-        return Client(self.url, token=self.token or None, timeout=self.timeout, verify=self.verify)
-
-
-def ca_file_option(fn: F) -> F:
-    """``--ca-file`` (env JOBTRIO_CA_FILE): trust this PEM file's CAs for HTTPS, given to
-    the command as ``verify`` (an SSL context, or True for the system's CAs)."""
-
-    def to_context(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-        if not value:
-            return True
-        try:
-            return ca_file_context(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-
-    return click.option(  # type: ignore[no-any-return]
-        "--ca-file",
-        "verify",
-        envvar="JOBTRIO_CA_FILE",
-        metavar="PEM",
-        callback=to_context,
-        help="Trust the CAs in this PEM file for https:// URLs (a private CA) "
-        "[env: JOBTRIO_CA_FILE].",
-    )(fn)
-
-
-def _checked_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        return node_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def remote_command(fn: F) -> F:
-    """Give a command --url/--token/--json/--http-timeout/--ca-file, gathered into one
-    ``remote``."""
-
-    @click.option(
-        "--url",
-        envvar="JOBTRIO_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        metavar="URL",
-        callback=_checked_url,
-        help="The node to talk to [env: JOBTRIO_URL].",
-    )
-    @click.option(
-        "--token",
-        envvar="JOBTRIO_TOKEN",
-        metavar="TOKEN",
-        help="Bearer token [env: JOBTRIO_TOKEN].",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's shapes).")
-    @click.option(
-        "--http-timeout",
-        type=DURATION,
-        default="10s",
-        show_default=True,
-        help="How long to wait for each HTTP answer.",
-    )
-    @ca_file_option
-    @functools.wraps(fn)
-    def wrapper(
-        url: str,
-        token: str | None,
-        as_json: bool,
-        http_timeout: float,
-        verify: bool | ssl.SSLContext,
-        **kwargs: Any,
-    ) -> Any:
-        return fn(Remote(url, token, as_json, http_timeout, verify), **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def print_json(data: Any) -> None:
-    click.echo(safe_json(data, indent=2))
-
-
-def print_json_line(data: Any) -> None:
-    click.echo(safe_json(data, separators=(",", ":")))
-    sys.stdout.flush()
-
-
-@contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A bar on stderr (only on a terminal); yields ``update(completed)``."""
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal,
-    )
-    with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda completed: bar.update(task, completed=completed)
-
-
-# --------------------------------------------------------------------------
-# human output
-
-
-def ago(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    seconds = time.time() - ts
-    if seconds < 0:
-        return "in " + format_duration(round(-seconds))
-    if seconds < 1:
-        return "just now"
-    if seconds < 60:
-        return f"{int(seconds)}s ago"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m ago"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h ago"
-    return f"{int(seconds // 86400)}d ago"
-
-
-def stamp(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def status_text(status: JobStatus) -> Text:
-    return Text(str(status), style=STATUS_STYLES.get(status, ""))
-
-
-def short(text: str | None, width: int = 60) -> str:
-    if not text:
-        return ""
-    line = text.splitlines()[0]
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def jobs_table(jobs: Sequence[Job]) -> Table:
-    """One row a job. The QUEUE column shows only when a listed job is outside ``default``
-    (a node without named queues keeps its 80-column table); an id is never cut."""
-    queued = any(job.queue != "default" for job in jobs)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ("ID", "TYPE", "QUEUE", "STATUS", "PRI", "TRIES", "CREATED", "NODE", "ERROR"):
-        if name == "QUEUE" and not queued:
-            continue
-        table.add_column(
-            name,
-            no_wrap=name != "ERROR",
-            overflow="fold",
-            min_width=len(jobs[0].id) if name == "ID" and jobs else None,
-        )
-    for job in jobs:
-        queue = [Text(printable(short(job.queue, 30)))] if queued else []
-        table.add_row(
-            job.id,
-            Text(printable(job.type)),
-            *queue,
-            status_text(job.status),
-            str(job.priority),
-            f"{len(job.attempts)}/{job.max_retries + 1}",
-            ago(job.created_at),
-            Text(printable(job.node_id or "-")),
-            Text(printable(short(job.error, 50))),
-        )
-    return table
-
-
-def show_job(job: Job) -> None:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    table.add_row("id", job.id)
-    table.add_row("type", Text(printable(job.type)))
-    table.add_row("status", status_text(job.status))
-    table.add_row("priority", str(job.priority))
-    table.add_row("queue", Text(printable(job.queue)))
-    table.add_row("retries", f"{job.retry_count} of {job.max_retries}")
-    table.add_row("created", f"{stamp(job.created_at)} ({ago(job.created_at)})")
-    if job.scheduled_at is not None:
-        table.add_row("scheduled", f"{stamp(job.scheduled_at)} ({ago(job.scheduled_at)})")
-    if job.started_at is not None:
-        table.add_row("started", stamp(job.started_at))
-    if job.completed_at is not None:
-        table.add_row("finished", stamp(job.completed_at))
-    if job.timeout is not None:
-        table.add_row("timeout", format_duration(job.timeout))
-    if job.idempotency_key:
-        table.add_row("idempotency key", Text(printable(job.idempotency_key)))
-    if job.node_id:
-        table.add_row("node", Text(f"{job.node_id} (worker {job.worker_id or '-'})"))
-    if job.progress:
-        table.add_row("progress", Text(progress_text(job.progress)))
-    table.add_row("payload", Text(printable(json.dumps(job.payload, ensure_ascii=False))))
-    if job.result is not None:
-        table.add_row("result", Text(printable(json.dumps(job.result, ensure_ascii=False))))
-    if job.error:
-        table.add_row("error", Text(printable(job.error), style="red"))
-    out.print(table)
-    if job.attempts:
-        attempts = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
-        for name in ("#", "NODE", "WORKER", "STARTED", "TOOK", "OUTCOME", "ERROR"):
-            attempts.add_column(name, no_wrap=name != "ERROR", overflow="fold")
-        for a in job.attempts:
-            took = "-" if a.ended_at is None else f"{a.ended_at - a.started_at:.3f}s"
-            attempts.add_row(
-                str(a.number),
-                a.node_id,
-                a.worker_id or "-",
-                stamp(a.started_at),
-                took,
-                a.outcome or "running",
-                short(a.error, 50),
-            )
-        out.print()
-        out.print(attempts)
-
-
-def finished_ok(job: Job) -> bool:
-    return job.status == JobStatus.COMPLETED
-
-
-def job_line(job: Job, previous: JobStatus | None = None) -> Text:
-    line = Text(dt.datetime.now().strftime("%H:%M:%S "), style="dim")
-    line.append(f"{job.id}  {job.type}  ")
-    if previous is not None and previous != job.status:
-        line.append_text(status_text(previous))
-        line.append(" → ")
-    line.append_text(status_text(job.status))
-    if job.status == JobStatus.RUNNING and job.node_id:
-        line.append(f"  on {job.worker_id or job.node_id} (attempt {len(job.attempts)})")
-        if job.progress:
-            line.append(f"  {progress_text(job.progress)}", style="cyan")
-    if job.error and job.status in (JobStatus.FAILED, JobStatus.RETRYING):
-        line.append(f"  {short(job.error, 80)}", style="red")
-    return line
-
-
-def progress_text(progress: Any) -> str:
-    """A progress report as ``40% resized 4/10`` (what ``jobs watch`` and ``show`` print)."""
-    if not isinstance(progress, dict) or not isinstance(progress.get("fraction"), int | float):
-        return ""
-    text = f"{progress['fraction'] * 100:.0f}%"
-    message = progress.get("message")
-    if not isinstance(message, str) or not message:
-        return text
-    return f"{text} {short(printable(message, keep_newlines=False), 80)}"
 
 
 # --------------------------------------------------------------------------
@@ -623,11 +244,6 @@ def serve(app_spec: str | None, env_file: str | None, **flags: str | None) -> in
     return EXIT_OK
 
 
-def usage_failure(message: str) -> NoReturn:
-    """Bad settings for ``serve``: exit 2 with just the one line that names the culprit."""
-    raise SettingsFailure(message)
-
-
 @cli.command()
 @click.option(
     "--env-file",
@@ -736,7 +352,7 @@ def submit(
         raise click.UsageError("--idempotency-key would make --count copies one job; drop one")
     if wait_timeout is not None and not wait:
         raise click.UsageError("--wait-timeout needs --wait")
-    data = _load_payload(payload)
+    data = load_payload(payload)
     options: dict[str, Any] = {
         "priority": priority,
         "max_retries": max_retries,
@@ -1350,13 +966,7 @@ def _fail(message: str) -> None:
     click.echo(f"jobtrio: {printable(message, keep_newlines=False)}", err=True)
 
 
-# these register `jobtrio cluster up|down|...`, `jobtrio schedules`, `jobtrio users` and
-# `jobtrio login` on `cli`
-from . import (  # noqa: E402, F401
-    chaos,
-    local_cluster,
-    queues,
-    schedules,
-    users,
-    workflows,
-)
+for command in (chaos, login, queues, schedules, users, workflows):
+    cli.add_command(command)
+for command in LOCAL_CLUSTER_COMMANDS:
+    cluster.add_command(command)

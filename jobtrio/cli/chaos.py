@@ -21,7 +21,9 @@ import click
 from ..chaos import FAULTS, ChaosOptions, ChaosResult, run_chaos
 from ..chaos.checker import MUST_BE_ZERO
 from ..localcluster import ClusterFailure
-from . import DURATION, EXIT_FAILURE, EXIT_OK, cli, err, out, print_json
+from .exits import EXIT_FAILURE, EXIT_OK
+from .output import err, out, print_json
+from .params import DURATION
 
 
 def _faults(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -34,7 +36,7 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     return names
 
 
-@cli.command()
+@click.command()
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option(
     "--duration",

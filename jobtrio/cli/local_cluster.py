@@ -9,7 +9,9 @@
 
 The same cluster for users without Docker, and what the docs' walkthrough
 uses. The processes and the state file are ``jobtrio.localcluster``'s; this
-module is the commands and what they print.
+module is the commands and what they print. They stand alone:
+``LOCAL_CLUSTER_COMMANDS`` joins them to the ``jobtrio cluster`` group beside
+``status`` (cluster.py), which talks to a node instead.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ from ..localcluster import (
     stop_cluster,
     stop_processes,
 )
-from . import DURATION, EXIT_FAILURE, EXIT_OK, Failure, cluster, err, out, print_json
+from .exits import EXIT_FAILURE, EXIT_OK, Failure
+from .output import err, out, print_json
+from .params import DURATION
 
 DEFAULT_DATA_DIR = "jobtrio-cluster"
 
@@ -282,7 +286,7 @@ def start_cluster(
     return supervisor
 
 
-@cluster.command("up")
+@click.command("up")
 @click.option("--nodes", "-n", type=click.IntRange(1, 50), default=3, show_default=True)
 @click.option(
     "--algorithm",
@@ -405,7 +409,7 @@ def cluster_up(
         supervisor.stop()
 
 
-@cluster.command("down")
+@click.command("down")
 @data_dir_option
 def cluster_down(data_dir: Path) -> int:
     """Stop the cluster that runs from DATA_DIR (from any shell)."""
@@ -447,7 +451,7 @@ def _resolve_node(state: ClusterState, name: str) -> NodeSpec:
     return state.node(leader)
 
 
-@cluster.command("kill")
+@click.command("kill")
 @click.argument("node")
 @data_dir_option
 def cluster_kill(node: str, data_dir: Path) -> int:
@@ -468,7 +472,7 @@ def cluster_kill(node: str, data_dir: Path) -> int:
     return EXIT_OK
 
 
-@cluster.command("restart")
+@click.command("restart")
 @click.argument("node")
 @data_dir_option
 @click.option(
@@ -511,7 +515,7 @@ def stop_cluster_node(state: ClusterState, spec: NodeSpec) -> None:
     stop_processes([spec.process], grace_seconds(state.options))
 
 
-@cluster.command("ps")
+@click.command("ps")
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def cluster_ps(data_dir: Path, as_json: bool) -> int:
@@ -567,7 +571,7 @@ def _ref_json(ref: ProcessRef | None) -> dict[str, Any] | None:
 # -- drill ------------------------------------------------------------------------------
 
 
-@cluster.command("drill")
+@click.command("drill")
 @click.option(
     "--algorithm",
     "-a",
@@ -737,3 +741,14 @@ def _busy_on(node: NodeSpec) -> bool:
     except httpx.HTTPError:
         return False
     return r.status_code == 200 and any(w.get("current_job") for w in r.json()["workers"])
+
+
+#: What ``jobtrio cluster`` adds beside ``status``, in no particular order (help sorts them).
+LOCAL_CLUSTER_COMMANDS = (
+    cluster_up,
+    cluster_down,
+    cluster_kill,
+    cluster_restart,
+    cluster_ps,
+    cluster_drill,
+)

@@ -6,8 +6,8 @@
     jobtrio queues limit render 10 --per 1s
     jobtrio queues limit render --clear
 
-Registered on the ``jobtrio`` group when ``cli.py`` imports it at its end
-(as ``cli_schedules`` is). Same contract as every command:
+The group stands alone (it imports nothing of the program); ``program.py`` adds
+it to ``jobtrio``. Same contract as every command:
 ``--url``/``--token``/``--json``, exit 0 on success, 1 on a refusal or an
 unreachable node, 2 on a usage error.
 """
@@ -22,7 +22,10 @@ from rich.text import Text
 
 from ..durations import format_duration
 from ..text import printable
-from . import DURATION, EXIT_OK, NAME, Remote, cli, out, print_json, remote_command
+from .exits import EXIT_OK
+from .output import out, print_json
+from .params import DURATION, NAME
+from .remote import Remote, remote_command
 
 
 def _limit(queue: dict[str, Any]) -> str:
@@ -41,7 +44,7 @@ def _said(queue: dict[str, Any]) -> Text:
     )
 
 
-@cli.group()
+@click.group()
 def queues() -> None:
     """Named queues: list them, pause and resume one, set its rate limit.
 

@@ -5,9 +5,8 @@
     jobtrio schedules add report --cron "0 6 * * *" --type email --payload @report.json
     jobtrio schedules delete heartbeat
 
-A module of its own, registered on the ``jobtrio`` group when ``cli.py``
-imports it at its end, so the command line's core stays one file that
-other work can change without stepping on this one. It follows the same
+The group stands alone (it imports nothing of the program); ``program.py``
+adds it to ``jobtrio``. It follows the same
 contract as every other command: ``--url``/``--token``/``--json``, exit 0
 on success, 1 on a refusal or an unreachable node, 2 on a usage error.
 """
@@ -25,18 +24,11 @@ from rich.text import Text
 from ..durations import format_duration
 from ..jobs import MAX_PRIORITY, MIN_PRIORITY
 from ..text import printable
-from . import (
-    DURATION,
-    EXIT_OK,
-    NAME,
-    Remote,
-    _load_payload,
-    cli,
-    out,
-    print_json,
-    remote_command,
-    stamp,
-)
+from .exits import EXIT_OK
+from .output import out, print_json
+from .params import DURATION, NAME, load_payload
+from .remote import Remote, remote_command
+from .render import stamp
 
 
 def _timestamp(iso: str | None) -> float | None:
@@ -75,7 +67,7 @@ def _next(schedule: dict[str, Any], relative: bool = True) -> str:
     return f"{stamp(ts)} ({_until(ts)})" if relative else stamp(ts)
 
 
-@cli.group()
+@click.group()
 def schedules() -> None:
     """Periodic jobs: list, add (or replace) and delete schedules.
 
@@ -152,7 +144,7 @@ def add_schedule(
     """Create schedule NAME, or replace the one with that name."""
     if (cron is None) == (every is None):
         raise click.UsageError("give exactly one of --cron or --every")
-    data = _load_payload(payload)
+    data = load_payload(payload)
     with remote.client() as client:
         saved = client.add_schedule(
             name,

@@ -10,8 +10,8 @@
 The users commands edit the file named by ``--file`` or ``USERS_FILE`` on
 this machine (every node must be given the same file; a running node
 re-reads it when it changes). They never take a password as an argument: it
-would stay in the shell's history and in ``ps``. Registered on the
-``jobtrio`` group when ``cli.py`` imports this module.
+would stay in the shell's history and in ``ps``. ``program.py`` adds both
+to the ``jobtrio`` group.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from rich.table import Table
 
 from ..jobs import to_iso
 from ..users import Role, Users, UsersFileError
-from . import EXIT_OK, Failure, SettingsFailure, ca_file_option, cli, out, print_json
+from .exits import EXIT_OK, Failure, SettingsFailure
+from .output import out, print_json
+from .remote import ca_file_option
 
 ROLES = click.Choice([r.value for r in Role])
 
@@ -54,7 +56,7 @@ FILE_OPTION = click.option(
 )
 
 
-@cli.group()
+@click.group()
 def users() -> None:
     """Manage the users who may log in (USERS_FILE; AUTH_ENABLED=true)."""
 
@@ -149,7 +151,7 @@ def list_users(path: str | None, as_json: bool) -> int:
     return EXIT_OK
 
 
-@cli.command()
+@click.command()
 @click.argument("name")
 @click.option(
     "--url",

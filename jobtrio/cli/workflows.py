@@ -4,8 +4,8 @@
     jobtrio workflows show 01J9Z6N5G4X8W3QH2K7R1M0P9T
     jobtrio workflows cancel 01J9Z6N5G4X8W3QH2K7R1M0P9T
 
-A module of its own, registered on the ``jobtrio`` group when ``cli.py``
-imports it at its end (as ``cli_schedules`` is). Same contract as every
+The group stands alone (it imports nothing of the program); ``program.py``
+adds it to ``jobtrio``. Same contract as every
 command: ``--url``/``--token``/``--json``; exit 0 on success, 1 on a refusal,
 an unreachable node, or (``show --wait``) a workflow that did not complete,
 2 on a usage error.
@@ -25,20 +25,11 @@ from rich.text import Text
 from ..client import Workflow
 from ..jobs import JobStatus
 from ..text import printable
-from . import (
-    DURATION,
-    EXIT_FAILURE,
-    EXIT_OK,
-    NAME,
-    Remote,
-    cli,
-    out,
-    print_json,
-    progress_text,
-    remote_command,
-    short,
-    status_text,
-)
+from .exits import EXIT_FAILURE, EXIT_OK
+from .output import out, print_json
+from .params import DURATION, NAME
+from .remote import Remote, remote_command
+from .render import progress_text, short, status_text
 
 
 def _load_spec(value: str) -> dict[str, Any]:
@@ -106,7 +97,7 @@ def _show(remote: Remote, flow: Workflow) -> None:
     out.print(table)
 
 
-@cli.group()
+@click.group()
 def workflows() -> None:
     """Chains, groups and chords of jobs: submit one, show it, cancel it.
 
