@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from ..durations import parse_duration
+from ..jobs import JobStatus
 
 
 class NameType(click.ParamType):
@@ -114,3 +116,35 @@ def load_payload(value: str | None) -> dict[str, Any] | None:
     if not isinstance(payload, dict):
         raise click.BadParameter("the payload must be a JSON object", param_hint="--payload")
     return payload
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parse_statuses(values: Sequence[str]) -> list[str] | None:
+    """``--status`` values (repeated, or comma-separated) as the API's status names."""
+    names = [p.strip().lower() for v in values for p in v.split(",") if p.strip()]
+    allowed = [s.value for s in JobStatus]
+    for name in names:
+        if name not in allowed:
+            raise click.BadParameter(
+                f"{name!r} is not a status; use {', '.join(allowed)}", param_hint="--status"
+            )
+    return names or None
+
+
+def job_filter_options(fn: F) -> F:
+    """--status, --type, --created-after and --created-before: ``jobs list`` and ``watch``."""
+    fn = click.option("--created-before", type=AT, help="Only jobs created before this time.")(fn)
+    fn = click.option("--created-after", type=AT, help="Only jobs created at or after this time.")(
+        fn
+    )
+    fn = click.option("--type", "-t", "job_type", help="Only jobs of this type.")(fn)
+    fn = click.option(
+        "--status",
+        "-s",
+        multiple=True,
+        metavar="STATUS[,STATUS]",
+        help="Only jobs in these states (repeat, or separate with commas).",
+    )(fn)
+    return fn

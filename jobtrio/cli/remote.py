@@ -15,12 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..client import (
-    DEFAULT_URL,
-    Client,
-    ca_file_context,
-    node_url,
-)
+from ..client import DEFAULT_URL, Client, ca_file_context, node_url
 from .params import DURATION
 
 F = TypeVar("F", bound=Callable[..., Any])
