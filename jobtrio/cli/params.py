@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from ..durations import parse_duration
-from ..jobs import JobStatus
+from ..jobs import MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
 
 class NameType(click.ParamType):
@@ -148,3 +148,22 @@ def job_filter_options(fn: F) -> F:
         help="Only jobs in these states (repeat, or separate with commas).",
     )(fn)
     return fn
+
+
+# A job's own settings, as ``submit`` and ``schedules add`` both take them (one spelling,
+# one range, one help line; each use makes a new click Option).
+PAYLOAD_OPTION = click.option(
+    "--payload", "-p", metavar="JSON|@FILE", help="The job's payload: JSON, @file, or @- for stdin."
+)
+PRIORITY_OPTION = click.option(
+    "--priority",
+    "-P",
+    type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
+    help="1 (low) to 10 (high); 5 when omitted.",
+)
+MAX_RETRIES_OPTION = click.option(
+    "--max-retries", type=click.IntRange(0, 1000), help="Retries after the first try."
+)
+TIMEOUT_OPTION = click.option(
+    "--timeout", type=DURATION, help="How long one attempt may run (30s, 5m)."
+)

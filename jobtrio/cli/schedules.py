@@ -22,11 +22,18 @@ from rich.table import Table
 from rich.text import Text
 
 from ..durations import format_duration
-from ..jobs import MAX_PRIORITY, MIN_PRIORITY
 from ..text import printable
 from .exits import EXIT_OK
 from .output import out, print_json
-from .params import DURATION, NAME, load_payload
+from .params import (
+    DURATION,
+    MAX_RETRIES_OPTION,
+    NAME,
+    PAYLOAD_OPTION,
+    PRIORITY_OPTION,
+    TIMEOUT_OPTION,
+    load_payload,
+)
 from .remote import Remote, remote_command
 from .render import stamp
 
@@ -112,17 +119,10 @@ def list_schedules(remote: Remote) -> int:
 @click.option("--cron", metavar="EXPR", help='Cron expression, e.g. "*/5 * * * *" (UTC).')
 @click.option("--every", type=DURATION, help="Fixed interval instead of cron (30s, 5m, 1h).")
 @click.option("--type", "-t", "job_type", required=True, help="The job type to submit.")
-@click.option(
-    "--payload", "-p", metavar="JSON|@FILE", help="The job's payload: JSON, @file, or @- for stdin."
-)
-@click.option(
-    "--priority",
-    "-P",
-    type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
-    help="1 (low) to 10 (high); 5 when omitted.",
-)
-@click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after the first try.")
-@click.option("--timeout", type=DURATION, help="How long one attempt may run (30s, 5m).")
+@PAYLOAD_OPTION
+@PRIORITY_OPTION
+@MAX_RETRIES_OPTION
+@TIMEOUT_OPTION
 @click.option(
     "--misfire-grace", type=DURATION, help="How late a missed tick may still fire (default 60s)."
 )

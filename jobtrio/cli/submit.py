@@ -13,10 +13,18 @@ import click
 from rich.text import Text
 
 from ..client import Client, job_submission
-from ..jobs import MAX_PRIORITY, MIN_PRIORITY, Job, JobStatus
+from ..jobs import Job, JobStatus
 from .exits import EXIT_FAILURE, EXIT_OK
 from .output import err, out, print_json, progress
-from .params import AT, DURATION, load_payload
+from .params import (
+    AT,
+    DURATION,
+    MAX_RETRIES_OPTION,
+    PAYLOAD_OPTION,
+    PRIORITY_OPTION,
+    TIMEOUT_OPTION,
+    load_payload,
+)
 from .remote import Remote, remote_command
 from .render import ago, finished_ok, short, show_job, status_text
 
@@ -26,19 +34,12 @@ SUBMIT_CHUNK = 1000
 
 @click.command()
 @click.argument("job_type", metavar="TYPE")
-@click.option(
-    "--payload", "-p", metavar="JSON|@FILE", help="The job's payload: JSON, @file, or @- for stdin."
-)
-@click.option(
-    "--priority",
-    "-P",
-    type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
-    help="1 (low) to 10 (high); 5 when omitted.",
-)
+@PAYLOAD_OPTION
+@PRIORITY_OPTION
 @click.option("--delay", type=DURATION, help="Run no earlier than this from now (10s, 5m).")
 @click.option("--at", "at", type=AT, help="Run no earlier than this time (ISO 8601 or HH:MM).")
-@click.option("--max-retries", type=click.IntRange(0, 1000), help="Retries after the first try.")
-@click.option("--timeout", type=DURATION, help="How long one attempt may run (30s, 5m).")
+@MAX_RETRIES_OPTION
+@TIMEOUT_OPTION
 @click.option("--idempotency-key", metavar="KEY", help="Submitting the same key again is a no-op.")
 @click.option("--queue", "-q", metavar="NAME", help="The named queue to wait in (default).")
 @click.option(
