@@ -98,6 +98,20 @@ BUS_BUFFER = 100_000
 RETRY_MAX = 1.0
 #: Entries read from the log in one call.
 READ_BATCH = 1000
+#: Longest the recorder holds events for more to share their append, while events flow
+#: at ``APPEND_LINGER_RATE`` or more (a drain publishes two a job: with jobs that await
+#: I/O, the events an append's round trip gathered, a dozen, went in the next one: one
+#: Redis script call a dozen events). It appends at once at ``APPEND_TARGET`` events and
+#: when events are few: a lone job's come out as before. As short as the finisher's
+#: linger (``FINISH_LINGER``).
+APPEND_LINGER = 0.002
+#: Events a second (measured over ``APPEND_RATE_INTERVAL``) from which the recorder
+#: lingers: at that rate a linger gathers four or more.
+APPEND_LINGER_RATE = 2000.0
+#: Seconds over which the event rate is measured.
+APPEND_RATE_INTERVAL = 0.05
+#: Events a lingering recorder waits for before it appends.
+APPEND_TARGET = 256
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
@@ -445,6 +459,9 @@ class EventStream:
         self._pending_limit = pending_limit
         self._pending: deque[str] = deque()
         self._pending_ready = trio.Event()
+        #: Set once ``APPEND_TARGET`` events are pending (ends a linger without a wake-up
+        #: at each event that comes meanwhile).
+        self._pending_full = trio.Event()
         self._subscriptions: set[Subscription] = set()
         self._follow_wanted = trio.Event()
         self._follow_started: trio.Event | None = None
@@ -452,6 +469,10 @@ class EventStream:
         self.lost = 0
         self.recorded = 0
         self.log_healthy = True
+        #: The event rate: recorded events a second, over the window begun at ``_rate_since``.
+        self._rate = 0.0
+        self._rate_since = 0.0
+        self._rate_recorded = 0
 
     # -- facts for the route and the dashboard ---------------------------------------------
     @property
@@ -564,6 +585,8 @@ class EventStream:
                 self._lose(lost)  # the newest are the ones that did not fit
             if pending:
                 self._pending_ready.set()
+                if len(pending) >= APPEND_TARGET:
+                    self._pending_full.set()
 
     def _lose(self, n: int) -> None:
         """Say in the log itself that ``n`` events of this node are missing (past the limit)."""
@@ -584,6 +607,8 @@ class EventStream:
             if not pending:
                 self._pending_ready = trio.Event()
                 await self._pending_ready.wait()
+            if len(pending) < APPEND_TARGET and self._flowing():
+                await self._linger()
             batch = [pending[i] for i in range(min(len(pending), READ_BATCH))]
             try:
                 await self.log.append(batch)
@@ -608,6 +633,22 @@ class EventStream:
                 pending.popleft()
             self.recorded += len(batch)
             self._metrics.stream_events.inc(len(batch))
+
+    def _flowing(self) -> bool:
+        """Whether events come at ``APPEND_LINGER_RATE`` or more (re-measured each interval)."""
+        now = trio.current_time()
+        elapsed = now - self._rate_since
+        if elapsed >= APPEND_RATE_INTERVAL:
+            self._rate = (self.recorded - self._rate_recorded) / elapsed
+            self._rate_since, self._rate_recorded = now, self.recorded
+        return self._rate >= APPEND_LINGER_RATE
+
+    async def _linger(self) -> None:
+        """Wait up to ``APPEND_LINGER`` for ``APPEND_TARGET`` events to be pending."""
+        if self._pending_full.is_set():
+            self._pending_full = trio.Event()
+        with trio.move_on_after(APPEND_LINGER):
+            await self._pending_full.wait()
 
     async def _follow(self) -> None:
         """While anyone is subscribed: read the log from where it was, offer to each."""
