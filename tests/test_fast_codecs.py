@@ -255,6 +255,9 @@ REQUEST_BODIES = [
     b'{"\\u0061":1,"a":2}',  # the same key spelt two ways
     b'{"a":"x\\":y","b":1}',  # a key's end inside a string: a false alarm
     b'{"a" :1,"a":2}',
+    b'{"a":1,"a"\t:2}',  # a duplicate whose key ends in whitespace: counted all the same
+    b'{"a":1,"a"\r\n:2}',
+    b'{"a":"x\\" :y","a":2}',  # an escaped quote, a space and a colon in a string
     b'{"a":"\\ud800"}',  # a lone surrogate
     b'{"a":"\\ud800\\udc00"}',
     b'{"a":"\xed\xa0\x80"}',
@@ -298,6 +301,16 @@ def test_a_plain_batch_is_read_by_orjson() -> None:
     assert parsing._decode_fast(raw) == body
     assert parsing._decode_fast(b'{"a":1,"a":2}') is parsing._REFUSED
     assert parsing._decode_fast(_nested(65)) is parsing._REFUSED
+
+
+@pytest.mark.parametrize("raw", REQUEST_BODIES, ids=range(len(REQUEST_BODIES)))
+def test_key_ends_are_counted_as_the_pattern_counts_them(raw: bytes) -> None:
+    """``_key_ends`` counts ``":`` alone when no quote is followed by whitespace: the same
+    count as the pattern's, for every body, with or without such a quote."""
+    from jobtrio.api import parsing
+
+    for body in (raw, raw.replace(b'":', b'" :'), raw.replace(b'",', b'"\n,')):
+        assert parsing._key_ends(body) == len(parsing._KEY_END.findall(body))
 
 
 def test_ids_are_the_ulid_of_their_time_and_randomness():

@@ -92,6 +92,19 @@ def _has_lone_surrogate(value: Any) -> bool:
 #: a string, escaped or not, only add to the count).
 _KEY_END = re.compile(rb'"[ \t\n\r]*:')
 _REFUSED = object()
+#: A quote followed by whitespace: only then can a key's end hold whitespace.
+_QUOTE_SPACES = (b'" ', b'"\n', b'"\r', b'"\t')
+
+
+def _key_ends(raw: bytes) -> int:
+    """``len(_KEY_END.findall(raw))``: without a quote followed by whitespace every match
+    is a bare ``":`` (two of which cannot overlap), counted in one C pass without a list
+    of 3,000 matches (decode_json of a batch of 1,000 jobs: 16.5k -> 13.1k instructions a
+    job, callgrind)."""
+    for pair in _QUOTE_SPACES:
+        if pair in raw:
+            return len(_KEY_END.findall(raw))
+    return raw.count(b'":')
 
 
 def _keys_within(value: Any, limit: int) -> int:
@@ -138,7 +151,7 @@ def _decode_fast(raw: bytes) -> Any:
     except _OrjsonError:
         return _REFUSED
     keys = _keys_within(data, MAX_JSON_DEPTH)
-    if keys < 0 or keys != len(_KEY_END.findall(raw)):
+    if keys < 0 or keys != _key_ends(raw):
         return _REFUSED
     return data
 
