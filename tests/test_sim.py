@@ -369,3 +369,32 @@ async def test_a_job_reissued_to_the_node_still_running_it_is_not_run_twice(
     assert most == 1
     final = await broker.get(job.id)
     assert final is not None and final.status == JobStatus.COMPLETED
+
+
+def test_a_lost_reply_to_a_one_move_enqueue_and_claim_hands_its_leases_back() -> None:
+    """A node's group commit makes its dispatcher's lent claim with the enqueue; on every
+    other node in one move, as Redis's enqueue_claim.lua (``BrokerLink``). When the one
+    reply is lost, the jobs were filed and leased all the same: each leased job is handed
+    back by its node with that claim's token (released, uncounted), not left to its lease,
+    and the run holds every invariant (none lost, none completed twice)."""
+    result = run(SimConfig(seed=100000, algorithm="raft", strict=True), full_trace=True)
+    assert result.ok, [str(v) for v in result.violations[:5]]
+    lines = [line.split() for line in result.trace_lines or []]
+    lost: list[tuple[int, str, list[tuple[str, str]]]] = []  # (line, node, (job, token))
+    open_moves: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+    for i, f in enumerate(lines):
+        if f[1:2] == ["lent-claim"] and f[-1] == "one-move":
+            open_moves[f[2]] = (i, [])
+        elif f[1:3] == ["job", "claimed"] and f[5] in open_moves:
+            open_moves[f[5]][1].append((f[3], f[6]))
+        elif f[1:2] == ["lent-claim.unanswered"] and f[2] in open_moves:
+            start, leased = open_moves.pop(f[2])
+            if leased:
+                lost.append((i, f[2], leased))
+        elif f[1:2] == ["lent-claim"]:
+            open_moves.pop(f[2], None)
+    assert lost, "no one-move enqueue_and_claim lost its reply after leasing a job"
+    for i, _node, leased in lost:
+        for job_id, token in leased:
+            after = [f for f in lines[i:] if f[1:2] == ["job"] and f[3] == job_id]
+            assert after[0][2:] == ["finished", job_id, "pending", "released", token], after[:3]

@@ -493,15 +493,53 @@ class BrokerLink(Broker):
     """
 
     def __init__(
-        self, broker: ObservedBroker, connection: Connection, *, split_ticks: bool = False
+        self,
+        broker: ObservedBroker,
+        connection: Connection,
+        *,
+        split_ticks: bool = False,
+        one_move_enqueue_claim: bool = True,
     ) -> None:
         self._b = broker
         self._c = connection
         self.name = broker.name
         self._split_ticks = split_ticks
+        self._one_move_enqueue_claim = one_move_enqueue_claim
 
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         return await self._c.call("broker", lambda: self._b.enqueue(jobs, now))
+
+    async def enqueue_and_claim(
+        self,
+        jobs: Sequence[Job],
+        now: float,
+        node_id: str,
+        n: int,
+        lease_seconds: float,
+        scope: ClaimScope | None = None,
+    ) -> tuple[list[Job], list[Lease] | None]:
+        """A lent claim with its enqueue. ``one_move_enqueue_claim``: one move, one reply
+        (Redis's enqueue_claim.lua: a lost reply leaves the callers and the dispatcher
+        without the answer of either, though both moves were made); else the Broker's
+        default, an enqueue then a claim, each with its own reply (memory, SQLite)."""
+        trace = self._b._trace
+        trace.record("lent-claim", node_id, n, "one-move" if self._one_move_enqueue_claim else "")
+        try:
+            if not self._one_move_enqueue_claim:
+                stored, leases = await super().enqueue_and_claim(
+                    jobs, now, node_id, n, lease_seconds, scope
+                )
+            else:
+                stored, leases = await self._c.call(
+                    "broker",
+                    lambda: self._b.enqueue_and_claim(jobs, now, node_id, n, lease_seconds, scope),
+                )
+        except BackendUnavailable:
+            trace.record("lent-claim.unanswered", node_id)
+            raise
+        if leases is None:
+            trace.record("lent-claim.unanswered", node_id)
+        return stored, leases
 
     async def claim(
         self,
