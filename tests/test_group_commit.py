@@ -191,3 +191,51 @@ async def test_a_claim_that_came_back_short_is_not_followed_by_another_at_once(a
         for i in short:
             if i + 1 < len(broker.claims):
                 assert broker.claims[i + 1][0] > broker.claims[i][0], broker.claims
+
+
+class SlowClaimBroker(MemoryBroker):
+    """A claim with a round trip (as SQLite's thread or a network's), announced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = trio.Event()
+
+    async def claim(self, node_id, n, lease_seconds, now, scope=None):
+        self.claiming.set()
+        await trio.sleep(0.01)
+        return await super().claim(node_id, n, lease_seconds, now, scope)
+
+
+async def test_a_stop_inside_the_lent_claim_still_answers_the_filed_submission(autojump_clock):
+    # the Broker's default enqueue_and_claim (memory, SQLite): the enqueue was answered, and
+    # the node began to stop during the claim made after it. The caller gets its stored job
+    # (not "the node is stopping" for a job that is filed and will run: a client would
+    # submit it again), and the claim's lease reaches the dispatcher (not left to expire)
+    from jobtrio.actors.dispatcher import ClaimOffer
+    from jobtrio.backends.base import ClaimScope
+
+    broker = SlowClaimBroker()
+    answers: list = []
+    commit = GroupCommit(
+        broker,
+        trio.current_time,
+        lend_claim=lambda: ClaimOffer("n1", 5, 30.0, ClaimScope()),
+        claim_answered=lambda offer, leases: answers.append(leases),
+    )
+    scope = trio.CancelScope()
+
+    async def run_commit() -> None:
+        with scope:
+            await commit.run()
+
+    async def stop_inside_the_claim() -> None:
+        await broker.claiming.wait()
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_commit)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(stop_inside_the_claim)
+        [stored] = await commit.enqueue([validate_submission({"type": "noop"}, 0.0)])
+    assert await broker.get(stored.id) is not None
+    assert [[lease.job.id for lease in leases] for leases in answers] == [[stored.id]]

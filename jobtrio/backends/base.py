@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import trio
+
 from ..jobs import Job, JobStatus
 
 
@@ -276,12 +278,17 @@ class Broker(abc.ABC):
         An error raised means the enqueue's answer did not come, as for ``enqueue``.
 
         Here two moves; a Broker may make them one (Redis: one script, one round trip).
+        Once the enqueue is answered, the claim is shielded from cancellation (bounded by
+        the Broker's own timeouts, as its calls are never abandoned): a node stopping
+        during it still hands its callers their stored jobs and the dispatcher its
+        leases, where a Cancelled would have failed submissions that were filed.
         """
         stored = await self.enqueue(jobs, now)
-        try:
-            leases = await self.claim(node_id, n, lease_seconds, now, scope)
-        except BackendUnavailable:
-            return stored, None
+        with trio.CancelScope(shield=True):
+            try:
+                leases = await self.claim(node_id, n, lease_seconds, now, scope)
+            except BackendUnavailable:
+                return stored, None
         return stored, leases
 
     @abc.abstractmethod
