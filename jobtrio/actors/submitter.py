@@ -106,6 +106,9 @@ class GroupCommit:
         if self._lend_claim is not None and any(j.status is JobStatus.PENDING for j in jobs):
             offer = self._lend_claim()
         leases: list[Lease] | None = None
+        # The callers' answers are set before the dispatcher hears of its claim: they run
+        # at this task's next checkpoint, after it all the same, and a failure in
+        # claim_answered cannot leave them waiting
         try:
             now = self._clock()
             if offer is None:
@@ -115,24 +118,24 @@ class GroupCommit:
                     jobs, now, offer.node_id, offer.n, offer.lease_seconds, offer.scope
                 )
         except Exception as exc:
-            self._answer(offer, None)
             for slot in batch:
                 slot.error = exc
                 slot.done.set()
+            self._answer(offer, None)
             return
         except BaseException:
-            self._answer(offer, None)
             for slot in batch:
                 slot.error = BackendUnavailable("node", "the node is stopping")
                 slot.done.set()
+            self._answer(offer, None)
             raise
         self.batches += 1
-        self._answer(offer, leases)
         start = 0
         for slot in batch:
             slot.result = stored[start : start + len(slot.jobs)]
             start += len(slot.jobs)
             slot.done.set()
+        self._answer(offer, leases)
         # the callers run at this task's next checkpoint, not before: the hook still
         # comes first, and its failing could not leave them waiting
         if self._on_committed is not None:
