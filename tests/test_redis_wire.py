@@ -248,3 +248,40 @@ async def test_the_wire_authenticates_and_selects_its_database(redis_server, raw
         raw.acl_deluser(user)
         await conn.close()
         await wrong.close()
+
+
+async def test_a_close_under_a_call_about_to_send_fails_it_as_unavailable(redis_server):
+    """The connection closed (the node stopping) while a call on the idle wire yields
+    before its send: that call fails with BackendUnavailable, never another error (it
+    waited for the closed socket to become readable: ValueError). Whether the close comes
+    in that yield or before the call is trio's order of the round's tasks, so 20 tries."""
+    outcomes: list[str] = []
+    for _ in range(20):
+        connection = RedisConnection.from_url(redis_server.url, socket_timeout=5.0)
+        script = connection.client.register_script(ECHO)
+        key = unique()
+        await connection.script(script, [key], ["warm"])  # the wire open and idle
+
+        async def call(
+            connection: RedisConnection = connection, script: Any = script, key: str = key
+        ) -> None:
+            try:
+                await connection.script(script, [key], ["v"])
+            except BackendUnavailable:
+                outcomes.append("unavailable")
+            else:
+                outcomes.append("answered")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            nursery.start_soon(connection.close)
+        await connection.close()
+    assert len(outcomes) == 20
+    assert "unavailable" in outcomes  # the close came inside the yield at least once
+
+
+def test_a_protocol_error_is_an_outage() -> None:
+    """A reply the parser cannot read leaves the connection unusable: the caller holding
+    the wire gets BackendUnavailable, as the other calls on it do (it got InvalidResponse)."""
+    error = wire.translated_error(redis.exceptions.InvalidResponse("Protocol error, got 'x'"))
+    assert isinstance(error, BackendUnavailable)

@@ -55,7 +55,14 @@ HEALTH_CHECK_INTERVAL = 15
 PIPELINE_DEPTH = 64
 
 
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError)
+#: InvalidResponse: a reply the parser could not read; the connection is given up.
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    redis.exceptions.InvalidResponse,
+    OSError,
+)
 #: trio's words for a connection that broke under a call.
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 #: Refusals that mean "not now" (a failover, a restart loading its data), not "never".
@@ -245,6 +252,8 @@ class _Wire:
     async def _serve(self, own: _Call) -> None:
         sock, reader, calls = self.sock, self.reader, self.calls
         while True:
+            if self.lost is not None:  # closed under us (a close while we yielded)
+                raise redis.ConnectionError(self.lost)
             if self.outgoing:
                 await self._flush()
             value = reader.gets()
