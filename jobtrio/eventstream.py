@@ -102,8 +102,9 @@ READ_BATCH = 1000
 #: at ``APPEND_LINGER_RATE`` or more (a drain publishes two a job: with jobs that await
 #: I/O, the events an append's round trip gathered, a dozen, went in the next one: one
 #: Redis script call a dozen events). It appends at once at ``APPEND_TARGET`` events and
-#: when events are few: a lone job's come out as before. As short as the finisher's
-#: linger (``FINISH_LINGER``).
+#: when events are few: a lone job's come out as before, and from ``node.stopping`` on
+#: (the node cancels this actor once stopped). As short as the finisher's linger
+#: (``FINISH_LINGER``).
 APPEND_LINGER = 0.002
 #: Events a second (measured over ``APPEND_RATE_INTERVAL``) from which the recorder
 #: lingers: at that rate a linger gathers four or more.
@@ -462,6 +463,8 @@ class EventStream:
         #: Set once ``APPEND_TARGET`` events are pending (ends a linger without a wake-up
         #: at each event that comes meanwhile).
         self._pending_full = trio.Event()
+        #: The node said it is stopping (``node.stopping``): events are appended at once.
+        self._stopping = False
         self._subscriptions: set[Subscription] = set()
         self._follow_wanted = trio.Event()
         self._follow_started: trio.Event | None = None
@@ -559,6 +562,11 @@ class EventStream:
                     account_jobs(item.kind, item.jobs)
                 else:
                     account(item)  # type: ignore[arg-type]
+                    if item["type"] == "node.stopping":  # type: ignore[index]
+                        # the node's actors are cancelled soon after: no more lingering,
+                        # or the last events could still be waiting for company then
+                        self._stopping = True
+                        self._pending_full.set()
             if not recording:
                 continue
             dropped = self._bus.dropped - self._bus_dropped
@@ -641,7 +649,7 @@ class EventStream:
         if elapsed >= APPEND_RATE_INTERVAL:
             self._rate = (self.recorded - self._rate_recorded) / elapsed
             self._rate_since, self._rate_recorded = now, self.recorded
-        return self._rate >= APPEND_LINGER_RATE
+        return self._rate >= APPEND_LINGER_RATE and not self._stopping
 
     async def _linger(self) -> None:
         """Wait up to ``APPEND_LINGER`` for ``APPEND_TARGET`` events to be pending."""

@@ -4,7 +4,8 @@ Time moves only when the test moves it (trio's MockClock without autojump), so
 each append counted here happened because the policy said so. Pinned: events
 published one a scheduling round at 10,000 a second go in appends of many once
 the rate is measured (before the linger: an append each); a lone event after a
-quiet spell is appended at once; an append never waits past ``APPEND_LINGER``.
+quiet spell is appended at once; an append never waits past ``APPEND_LINGER``;
+from ``node.stopping`` on, nothing waits.
 """
 
 from __future__ import annotations
@@ -56,4 +57,32 @@ async def test_fast_events_share_appends_and_a_lone_one_goes_at_once(mock_clock)
         await trio.testing.wait_all_tasks_blocked()
         assert log.appends[before:] == [1]  # appended with no time passing
         assert stream.recorded == 1001
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stopping_node_appends_its_events_at_once(mock_clock):
+    """From ``node.stopping`` on, events flowing fast are appended without lingering: the
+    node cancels the recorder once stopped, and held events would be lost."""
+    bus = EventBus("n1", trio.current_time)
+    log = CountingLog()
+    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(600):  # past the first rate window at 10,000 events a second
+            bus.publish("member.up", member=f"m{i}")
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.0001)
+        mock_clock.jump(APPEND_LINGER)
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == 600
+        bus.publish("member.up", member="held")  # events still flow fast: it waits
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == 600
+        bus.publish("node.stopping")
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == 602  # both, with no time passing
+        bus.publish("member.up", member="last")
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == 603
         nursery.cancel_scope.cancel()
