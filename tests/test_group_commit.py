@@ -273,3 +273,74 @@ async def test_a_failing_claim_answer_still_answers_the_callers(autojump_clock):
             [stored] = await commit.enqueue([validate_submission({"type": "noop"}, 0.0)])
     assert await broker.get(stored.id) is not None
     assert len(crashed) == 1
+
+
+class HeldLentClaim(MemoryBroker):
+    """An enqueue_and_claim held in flight while ``hold`` is set and not yet fired, the
+    claims made meanwhile counted; its next finish fails once ``crash_next_finish`` is set
+    (a bug in the dispatcher's finisher)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: trio.Event | None = None
+        self.in_flight = False
+        self.claims_while_lent = 0
+        self.crash_next_finish = False
+
+    async def enqueue_and_claim(self, jobs, now, node_id, n, lease_seconds, scope=None):
+        if self.hold is not None:
+            self.in_flight = True
+            await self.hold.wait()
+            self.in_flight = False
+        return await super().enqueue_and_claim(jobs, now, node_id, n, lease_seconds, scope)
+
+    async def claim(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.in_flight:
+            self.claims_while_lent += 1
+        return await super().claim(*args, **kwargs)
+
+    async def finish(self, items, now):
+        if self.crash_next_finish:
+            self.crash_next_finish = False
+            raise RuntimeError("a bug in the finisher")
+        return await super().finish(items, now)
+
+
+async def test_a_dispatcher_restarted_while_its_claim_is_lent_waits_for_that_claim(
+    autojump_clock,
+):
+    # the dispatcher crashes (and restarts) while the group commit makes its lent claim:
+    # the new claim loop waits for that claim's answer, as the old one did, instead of
+    # claiming beside it (two claims of the loop's size at once)
+    from tests.test_finisher_linger import gated
+    from tests.test_node import terminal, wait_until
+
+    registry, gates, runs = gated()
+    broker = HeldLentClaim()
+    async with running_node(registry, broker=broker) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        await node.submit({"type": "gated", "payload": {"i": 0}})
+        await wait_until(lambda: runs[0] == 1, timeout=10, message="job 0 to start")
+        broker.hold = trio.Event()
+        async with trio.open_nursery() as nursery:
+            second: list = []
+
+            async def submit_second() -> None:
+                second.append(await node.submit({"type": "gated", "payload": {"i": 1}}))
+
+            nursery.start_soon(submit_second)
+            await wait_until(lambda: broker.in_flight, timeout=10, message="a lent claim")
+            broker.crash_next_finish = True
+            gates[0].set()  # its outcome's finish fails: the dispatcher crashes, restarts
+
+            def restarts() -> float | None:
+                return node.metrics.registry.get_sample_value(
+                    "actor_restarts_total", {"actor": "dispatcher"}
+                )
+
+            await wait_until(restarts, timeout=30, message="the dispatcher to restart")
+            await trio.sleep(5.0)  # virtual: the new loop's polls come and go
+            assert broker.claims_while_lent == 0
+            broker.hold.set()
+        gates[1].set()
+        assert (await terminal(node, second[0].id)).status == "completed"

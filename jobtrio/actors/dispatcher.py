@@ -381,9 +381,9 @@ class Dispatcher:
                 queued.append(self._reports_recv.receive_nowait())
             except trio.WouldBlock:
                 break
-        if self._lent is not None:  # the lent claim's answer finds the new loop
-            self._lent.set()
-            self._lent = None
+        # A claim lent to the group commit (``_lent``) stays lent: its answer comes all the
+        # same (claim_answered), and the new loop waits for it as the old one did instead
+        # of claiming beside it
         self._loop_idle = False
         if not self._inflight and not queued:
             return
@@ -526,13 +526,14 @@ class Dispatcher:
         want = self._claim_wanted()
         if not want:
             return None
-        self._lent = trio.Event()
-        return ClaimOffer(
+        offer = ClaimOffer(
             self.node_id,
             min(want, self._settings.dispatch_batch),
             self._settings.job_lease,
             self._plan.scope(self._registry.types(), self._held, self._rng),
         )
+        self._lent = trio.Event()  # once the offer is made: a lent claim is always answered
+        return offer
 
     def claim_answered(self, offer: ClaimOffer, leases: list[Lease] | None) -> None:
         """The lent claim's leases (None: no answer came; it may have leased jobs, which
