@@ -137,3 +137,15 @@ def test_redis_claims_make_their_tokens_as_new_token_does():
     assert {len(t) for t in tokens} == {len(new_token())}
     assert all(set(t) <= set("0123456789abcdef") for t in tokens)
     assert fresh_tokens(0) == ""
+
+
+async def test_the_status_counts_follow_the_enqueue_and_the_claim(broker):
+    # depths() reads the counts each move keeps (on Redis a hash the script updates): the
+    # claim's part of the move counts its leases as running, the new jobs left as pending
+    older = make(payload={"n": 0})
+    await broker.enqueue([older], NOW)
+    new = [make(payload={"n": n}) for n in (1, 2)]
+    _, leases = await broker.enqueue_and_claim(new, NOW, "n1", 2, 30)
+    assert leases is not None and len(leases) == 2
+    depths = await broker.depths()
+    assert (depths["pending"], depths["running"]) == (1, 2), depths

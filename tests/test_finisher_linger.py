@@ -157,3 +157,33 @@ async def test_a_crash_while_lingering_reports_the_held_outcomes(mock_clock):
         )
         assert restarts == 1
     assert runs[:3] == [1, 1, 2]
+
+
+async def test_a_linger_stops_at_the_target_number_of_outcomes(mock_clock):
+    """Two jobs end (the finisher lingers), then 64 more while one runs on: the finisher
+    stops gathering at ``FINISH_TARGET`` (64) outcomes and sends, without waiting for the
+    last job."""
+    from jobtrio.actors.dispatcher import FINISH_TARGET
+
+    registry = Registry()
+    gates = {"two": trio.Event(), "many": trio.Event(), "last": trio.Event()}
+
+    @registry.processor("wait")
+    async def wait(ctx: JobContext) -> None:
+        await gates[ctx.payload["gate"]].wait()
+
+    broker = FinishCounting()
+    names = ["two"] * 2 + ["many"] * FINISH_TARGET + ["last"]
+    async with running_node(registry, broker=broker, worker_count=len(names)) as node:
+        await node.submit_many([{"type": "wait", "payload": {"gate": g}} for g in names])
+        await started(node, len(names))
+        gates["two"].set()
+        await settle()
+        assert broker.calls == []  # lingering: the others still run
+        gates["many"].set()
+        await settle()
+        assert broker.calls == [["completed"] * (2 + FINISH_TARGET)]
+        gates["last"].set()
+        await settle()
+        assert broker.calls[1:] == [["completed"]]
+        mock_clock.autojump_threshold = 0

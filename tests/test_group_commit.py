@@ -11,6 +11,7 @@ from jobtrio.backends.base import BackendUnavailable
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.jobs import IdGenerator, validate_submission
 from tests.test_node import running_node
+from tests.waiting import wait_until
 
 
 class CountingBroker(MemoryBroker):
@@ -344,3 +345,254 @@ async def test_a_dispatcher_restarted_while_its_claim_is_lent_waits_for_that_cla
             broker.hold.set()
         gates[1].set()
         assert (await terminal(node, second[0].id)).status == "completed"
+
+
+async def test_a_claim_is_lent_once_at_a_time_and_not_while_one_is_unanswered(
+    autojump_clock, monkeypatch
+):
+    # lend_claim's guards, on an idle node whose claim loop waits for work: one lent claim
+    # at a time; none between an unanswered one and the loop's hand-back (the loop, woken,
+    # hands back first); none left lent by an error building the offer
+    async with running_node() as node:
+        dispatcher = node.dispatcher
+        await trio.testing.wait_all_tasks_blocked()  # the claim loop waits for work
+        offer = dispatcher.lend_claim()
+        assert offer is not None and offer.n > 0
+        assert dispatcher.lend_claim() is None  # the first is still out
+        dispatcher.claim_answered(offer, [])
+        offer = dispatcher.lend_claim()
+        assert offer is not None
+        dispatcher.claim_answered(offer, None)  # no answer came: it may have leased jobs
+        assert dispatcher.lend_claim() is None  # not before the loop has handed them back
+        await trio.testing.wait_all_tasks_blocked()
+
+        def broken_scope(*args: object) -> None:
+            raise RuntimeError("building the offer broke")
+
+        monkeypatch.setattr(dispatcher, "_plan", _BrokenPlan(dispatcher._plan, broken_scope))
+        try:
+            dispatcher.lend_claim()
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the broken offer was built")
+        monkeypatch.undo()
+        offer = dispatcher.lend_claim()
+        assert offer is not None  # the failed one left no claim lent
+        dispatcher.claim_answered(offer, [])
+
+
+class _BrokenPlan:
+    """A dispatcher's claim plan whose scope raises (an error building a claim offer)."""
+
+    def __init__(self, plan: object, scope: object) -> None:
+        self._plan = plan
+        self.scope = scope
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._plan, name)
+
+
+async def test_a_claim_lent_while_the_loop_is_busy_claiming_is_not_lent(autojump_clock):
+    # the loop claims (its claim in flight): a lent claim now would be a second claim
+    # beside it
+    broker = HeldClaim()
+    async with running_node(broker=broker) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        broker.hold = trio.Event()
+        node.dispatcher.wake()
+        await wait_until(lambda: broker.in_flight, timeout=10, message="the loop's claim")
+        assert node.dispatcher.lend_claim() is None
+        broker.hold.set()
+
+
+class HeldClaim(MemoryBroker):
+    """A claim held in flight while ``hold`` is set and not yet fired."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: trio.Event | None = None
+        self.in_flight = False
+
+    async def claim(self, node_id, n, lease_seconds, now, scope=None):
+        if self.hold is not None and not self.hold.is_set():
+            self.in_flight = True
+            await self.hold.wait()
+            self.in_flight = False
+        return await super().claim(node_id, n, lease_seconds, now, scope)
+
+
+async def test_a_loop_that_waited_for_the_lent_claim_claims_again_after_its_answer(
+    autojump_clock,
+):
+    # the loop, woken while its claim is lent, waits for that claim's answer; once it has
+    # come, the loop claims again (it must not wait on for an answer already given)
+    from tests.test_node import terminal
+
+    broker = HeldLentClaim()
+    async with running_node(broker=broker) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        broker.hold = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.submit, {"type": "noop"})
+            await wait_until(lambda: broker.in_flight, timeout=10, message="a lent claim")
+            node.dispatcher.wake()  # the loop now waits for the lent claim's answer
+            await trio.testing.wait_all_tasks_blocked()
+            broker.hold.set()
+        broker.hold = None
+        [job] = await broker.enqueue([validate_submission({"type": "noop"}, 0.0)], 0.0)
+        node.dispatcher.wake()
+        assert (await terminal(node, job.id)).status == "completed"
+
+
+async def test_a_lent_claim_without_an_answer_wakes_the_loop_to_hand_back(mock_clock):
+    # time stands still: the hand-back comes from the answer's wake-up, not a poll
+    broker = ClaimLoggingBroker()
+    broker.lose_reply = True
+    async with running_node(broker=broker, job_lease=3600.0) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            await node.submit({"type": "noop"})
+        except BackendUnavailable:
+            pass
+        else:
+            raise AssertionError("the lost reply did not fail the submission")
+        broker.lose_reply = False
+        await trio.testing.wait_all_tasks_blocked()
+        assert node.dispatcher.handed_back == 1
+        mock_clock.autojump_threshold = 0  # let the node's stop pass
+
+
+async def test_a_lent_claim_that_came_back_full_is_followed_by_a_claim_at_once(mock_clock):
+    # the lent claim (one job: DISPATCH_BATCH=1) took all it asked for: more may be
+    # waiting, and the loop claims again at once (time stands still: not at its poll)
+    from tests.test_finisher_linger import gated, started
+
+    registry, gates, _ = gated()
+    async with running_node(registry, dispatch_batch=1, worker_count=2) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        async with trio.open_nursery() as nursery:  # one batch of the group commit
+            for i in range(2):
+                nursery.start_soon(node.submit, {"type": "gated", "payload": {"i": i}})
+        assert node.group_commit.batches == 1
+        await started(node, 2)
+        for gate in gates[:2]:
+            gate.set()
+        mock_clock.autojump_threshold = 0
+
+
+async def test_leases_a_lent_claim_brings_during_a_stop_are_handed_back_at_once(mock_clock):
+    # the node began to stop (a job still running, so the stop waits for it) while the
+    # lent claim was in flight and the claim loop waited for work (it has left by then):
+    # the claim's leases go back to the Broker at once (released), not held through the
+    # stop's grace. Time stands still: nothing here waits for a timer.
+    from jobtrio.jobs import JobStatus
+    from tests.test_finisher_linger import gated, settle, started
+
+    registry, gates, runs = gated()
+    broker = HeldLentClaim()
+    async with running_node(registry, broker=broker, shutdown_grace=600.0) as node:
+        await settle()
+        await node.submit({"type": "gated", "payload": {"i": 0}})
+        await started(node, 1)
+        broker.hold = trio.Event()
+        async with trio.open_nursery() as nursery:
+            submitted: list = []
+
+            async def submit() -> None:
+                submitted.append(await node.submit({"type": "gated", "payload": {"i": 1}}))
+
+            nursery.start_soon(submit)
+            await settle()
+            assert broker.in_flight
+            node.request_stop()
+            await settle()
+            assert node.stopping
+            broker.hold.set()
+        await settle()
+        job = await broker.get(submitted[0].id)
+        assert job is not None and job.status is JobStatus.PENDING
+        assert runs[1] == 0
+        gates[0].set()
+        mock_clock.autojump_threshold = 0  # let the node's stop pass
+
+
+async def test_no_claim_is_lent_once_a_stop_has_begun(autojump_clock):
+    # drain() stops the claiming before the loop has run again (it still waits for work,
+    # so it looks idle): a claim lent now would lease jobs for a stopping node
+    async with running_node() as node:
+        await trio.testing.wait_all_tasks_blocked()  # the claim loop waits for work
+        await node.dispatcher.drain(0.0)  # nothing in flight: returns without a yield
+        assert node.dispatcher.lend_claim() is None
+
+
+async def test_no_claim_is_lent_while_the_ready_queue_is_full_enough(mock_clock):
+    # one worker, a window of 4: a claim of 5 brought 4 (short, so the loop waits for
+    # work; time stands still, so it stays there), one runs and 3 wait; the loop would
+    # claim nothing now, nor is a claim lent
+    from tests.test_finisher_linger import gated, settle
+
+    registry, gates, runs = gated()
+    broker = MemoryBroker()
+    async with running_node(registry, broker=broker, worker_count=1, dispatch_prefetch=4) as node:
+        await settle()
+        await broker.enqueue(
+            [validate_submission({"type": "gated", "payload": {"i": i}}, 0.0) for i in range(4)],
+            0.0,
+        )
+        node.dispatcher.wake()
+        await settle()
+        assert runs[:4] == [1, 0, 0, 0] and node.dispatcher.claimed == 4
+        assert node.dispatcher.lend_claim() is None
+        for gate in gates[:4]:
+            gate.set()
+        await settle()
+        assert runs[:4] == [1, 1, 1, 1]
+        mock_clock.autojump_threshold = 0
+
+
+async def test_a_hand_back_after_a_lost_lent_claim_spares_the_jobs_the_node_holds(
+    autojump_clock,
+):
+    # job 0 runs here; a lent claim's reply is lost: only the job that claim leased goes
+    # back (not job 0, leased under the same node id), and the hand-back is done once
+    # (later claims do not scan the Broker's leases again)
+    from tests.test_finisher_linger import gated
+    from tests.test_node import terminal
+
+    class Counting(ClaimLoggingBroker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scans = 0
+
+        async def running(self):  # type: ignore[no-untyped-def]
+            self.scans += 1
+            return await super().running()
+
+    registry, gates, runs = gated()
+    broker = Counting()
+    async with running_node(registry, broker=broker, job_lease=3600.0) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        first = await node.submit({"type": "gated", "payload": {"i": 0}})
+        await wait_until(lambda: runs[0] == 1, timeout=10, message="job 0 to start")
+        await trio.testing.wait_all_tasks_blocked()
+        broker.lose_reply = True
+        try:
+            await node.submit({"type": "gated", "payload": {"i": 1}})
+        except BackendUnavailable:
+            pass
+        else:
+            raise AssertionError("the lost reply did not fail the submission")
+        broker.lose_reply = False
+        await wait_until(lambda: runs[1] == 1, timeout=10, message="job 1 to run, handed back")
+        assert node.dispatcher.handed_back == 1
+        scans = broker.scans
+        gates[1].set()
+        [later] = await broker.enqueue([validate_submission({"type": "noop"}, 0.0)], 0.0)
+        node.dispatcher.wake()
+        assert (await terminal(node, later.id)).status == "completed"
+        assert broker.scans == scans
+        assert runs[0] == 1
+        gates[0].set()
+        assert (await terminal(node, first.id)).status == "completed"
+    assert runs[:2] == [1, 1]

@@ -287,3 +287,35 @@ def test_a_protocol_error_is_an_outage() -> None:
     the wire gets BackendUnavailable, as the other calls on it do (it got InvalidResponse)."""
     error = wire.translated_error(redis.exceptions.InvalidResponse("Protocol error, got 'x'"))
     assert isinstance(error, BackendUnavailable)
+
+
+async def test_a_call_with_an_earlier_deadline_bounds_the_holder_it_queues_behind(conn, raw):
+    """The holder of the I/O runs under the earliest deadline of the calls in flight: a call
+    queued behind it with an earlier deadline than the holder's own (a NOSCRIPT reload
+    keeps its first send's deadline) gives the wire up at that deadline, not the holder's.
+    Here the holder waits on a BLPOP that nothing will answer (deadline 5 s on trio's
+    clock) and a PING queues behind it with 0.3 s: the wire fails at the PING's deadline
+    (without the tightening, both waited for the holder's 5 s)."""
+    script = conn.client.register_script(ECHO)
+    await conn.script(script, [unique()], ["warm"])  # the wire open and idle
+    shared = conn._shared
+    assert shared is not None
+    start = trio.current_time()
+    holder_deadline = start + 5.0
+    failed_at: list[tuple[str, float]] = []
+
+    async def call(name: str, payload: bytes, deadline: float) -> None:
+        try:
+            await shared.request(payload, deadline)
+        except redis.RedisError:
+            failed_at.append((name, trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            call, "blpop", wire._command(b"BLPOP", unique().encode(), b"0"), holder_deadline
+        )
+        await wait_until(lambda: shared.scope is not None, "the BLPOP holding the I/O")
+        nursery.start_soon(call, "ping", wire._command(b"PING"), start + 0.3)
+    assert sorted(name for name, _ in failed_at) == ["blpop", "ping"]
+    assert shared.lost is not None
+    assert all(when < holder_deadline for _, when in failed_at), (start, failed_at)
