@@ -124,6 +124,9 @@ async def test_a_connection_cut_mid_flight_fails_every_call_on_it(conn, raw):
         raw.client_kill(f"{host}:{port}")
     assert len(outcomes) == 20
     assert all(isinstance(o, BackendUnavailable) for o in outcomes), outcomes
+    # failed by the close itself, not by the deadline 5 s on (a wire reading an EOF as
+    # "no data yet" spun until then)
+    assert any("closed the connection" in str(o) for o in outcomes), outcomes
     raw.client_unpause()
     assert await conn.script(script, [prefix], ["after"]) == b"after"  # a new connection
 
@@ -319,3 +322,55 @@ async def test_a_call_with_an_earlier_deadline_bounds_the_holder_it_queues_behin
     assert sorted(name for name, _ in failed_at) == ["blpop", "ping"]
     assert shared.lost is not None
     assert all(when < holder_deadline for _, when in failed_at), (start, failed_at)
+
+
+async def test_the_next_holder_keeps_the_earliest_deadline_of_the_calls_in_flight(conn, raw):
+    """A BLPOP on key 1 holds the I/O; a BLPOP on key 2 that nothing will answer (5 s)
+    and a PING with 0.3 s queue behind it. Key 1 gets a value, and the I/O passes to the
+    second BLPOP, whose hold keeps the earliest deadline of the calls left (the PING's),
+    not its own: the wire is given up then, not at 5 s."""
+    script = conn.client.register_script(ECHO)
+    await conn.script(script, [unique()], ["warm"])  # the wire open and idle
+    shared = conn._shared
+    assert shared is not None
+    start = trio.current_time()
+    outcomes: dict[str, Any] = {}
+    first, second = unique(), unique()
+
+    async def call(name: str, payload: bytes, deadline: float) -> None:
+        try:
+            outcomes[name] = await shared.request(payload, deadline)
+        except redis.RedisError as exc:
+            outcomes[name] = (exc, trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, "first", wire._command(b"BLPOP", first.encode(), b"0"), start + 5)
+        await wait_until(lambda: in_flight(conn) == 1, "the first BLPOP in flight")
+        nursery.start_soon(call, "blpop", wire._command(b"BLPOP", second.encode(), b"0"), start + 5)
+        await wait_until(lambda: in_flight(conn) == 2, "the second BLPOP in flight")
+        nursery.start_soon(call, "ping", wire._command(b"PING"), trio.current_time() + 0.3)
+        await wait_until(lambda: in_flight(conn) == 3, "the PING in flight")
+        raw.lpush(first, "x")
+    assert outcomes["first"] == [[first.encode(), b"x"]], outcomes
+    for name in ("blpop", "ping"):
+        exc, when = outcomes[name]
+        assert isinstance(exc, redis.ConnectionError), outcomes
+        assert when < start + 5.0, (start, outcomes)
+    assert shared.lost is not None
+
+
+async def test_a_holder_past_its_own_deadline_times_out(conn, raw):
+    """A BLPOP that nothing will answer, alone on the wire with 0.3 s: a timeout (the
+    caller's BackendUnavailable then names it), not a lost connection."""
+    script = conn.client.register_script(ECHO)
+    await conn.script(script, [unique()], ["warm"])
+    shared = conn._shared
+    assert shared is not None
+    deadline = trio.current_time() + 0.3
+    try:
+        await shared.request(wire._command(b"BLPOP", unique().encode(), b"0"), deadline)
+    except redis.TimeoutError:
+        pass
+    else:
+        raise AssertionError("the BLPOP was answered")
+    assert shared.lost is not None
