@@ -374,3 +374,46 @@ async def test_a_holder_past_its_own_deadline_times_out(conn, raw):
     else:
         raise AssertionError("the BLPOP was answered")
     assert shared.lost is not None
+
+
+async def test_a_busy_connection_past_the_health_check_interval_is_kept(conn, raw, monkeypatch):
+    """Trust is for an idle connection: one busy with a call (a BLPOP waiting for a value)
+    past the interval is used by the next call, never replaced (replacing it would fail
+    the call in flight on it)."""
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    shared = conn._shared
+    assert shared is not None
+    key = unique()
+    popped: list[Any] = []
+
+    async def blpop() -> None:
+        deadline = trio.current_time() + 60.0
+        [reply] = await shared.request(wire._command(b"BLPOP", key.encode(), b"0"), deadline)
+        popped.append(reply)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(blpop)
+        await wait_until(lambda: in_flight(conn) == 1, "the BLPOP in flight")
+        monkeypatch.setattr(wire, "HEALTH_CHECK_INTERVAL", 0.0)
+
+        async def call() -> None:
+            assert await conn.script(script, [prefix], ["busy"]) == b"busy"
+
+        nursery.start_soon(call)
+        await wait_until(lambda: in_flight(conn) == 2, "the script queued behind it")
+        raw.lpush(key, "x")
+    assert popped == [[key.encode(), b"x"]]
+    assert conn._shared is shared and shared.lost is None
+
+
+async def test_a_cancelled_caller_starts_no_call(conn, raw):
+    script = conn.client.register_script(ECHO)
+    await conn.script(script, [unique()], ["warm"])
+    key = unique()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await conn.script(script, [key], ["never"])
+    assert scope.cancelled_caught
+    assert raw.get(key) is None
