@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+import positional  # bench/positional.py: this script's folder is first on sys.path
+
 KINDS = ("drain", "burst")
 FIELDS = ("jobs/s", "node us/job", "redis us/job", "promoted by the leader")
 
@@ -90,13 +92,13 @@ def one(url: str, n: int, kind: str, src: str | None) -> tuple[float, float, flo
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "--one":
+    if argv[:1] == ["--one"]:
         import trio
 
         print(json.dumps(trio.run(run, argv[1], int(argv[2]), argv[3])))
         return
-    url, n, pairs = argv[0], int(argv[1]), int(argv[2])
-    sides: dict[str, str | None] = {"ABCDEFGH"[i]: src for i, src in enumerate(argv[3:])}
+    url, (n, pairs), trees = positional.parse(__doc__, argv, ("jobs", "pairs"))
+    sides: dict[str, str | None] = {"ABCDEFGH"[i]: src for i, src in enumerate(trees)}
     sides = sides or {"": None}
     res: dict[tuple[str, str], list[tuple[float, float, float, int]]] = {
         (side, kind): [] for side in sides for kind in KINDS

@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 
+import positional  # bench/positional.py: this script's folder is first on sys.path
 import redis
 import trio
 
@@ -72,7 +73,7 @@ def _job(due: float):  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str]) -> None:
-    url, n, rounds = argv[0], int(argv[1]), int(argv[2])
+    url, (n, rounds), _ = positional.parse(__doc__, argv, ("jobs", "rounds"), trees=False)
     import os
 
     print("load:", os.getloadavg(), flush=True)

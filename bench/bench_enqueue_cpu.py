@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+import positional  # bench/positional.py: this script's folder is first on sys.path
+
 KINDS = ("http", "client")
 FIELDS = ("jobs/s", "node us/job", "client us/job", "redis us/job")
 BATCH = 1000
@@ -98,14 +100,14 @@ def one(url: str, n: int, src: str | None) -> dict[str, list[float]]:
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "--one":
+    if argv[:1] == ["--one"]:
         import jobtrio
 
         print(jobtrio.__file__, file=sys.stderr)
         print(json.dumps(run(argv[1], int(argv[2]))))
         return
-    url, n, pairs = argv[0], int(argv[1]), int(argv[2])
-    sides: dict[str, str | None] = {"ABCDEFGH"[i]: src for i, src in enumerate(argv[3:])}
+    url, (n, pairs), trees = positional.parse(__doc__, argv, ("jobs", "pairs"))
+    sides: dict[str, str | None] = {"ABCDEFGH"[i]: src for i, src in enumerate(trees)}
     sides = sides or {"": None}
     res: dict[tuple[str, str], list[list[float]]] = {(s, k): [] for s in sides for k in KINDS}
     print("load:", os.getloadavg(), time.strftime("%H:%M:%S", time.gmtime()), flush=True)

@@ -248,3 +248,30 @@ def test_a_failed_run_is_one_line_naming_the_scenario_and_run(
     assert err.strip().splitlines()[-1] == (
         "jobtrio bench: drain run 1 failed: RuntimeError: POST /api/v1/jobs: 500"
     )
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "said"),
+    [
+        ("bench_enqueue_cpu.py", [], "usage: URL JOBS PAIRS [SRC ...]: missing arguments"),
+        ("bench_burst_cpu.py", ["redis://127.0.0.1:1", "many", "3"], "jobs must be"),
+        ("bench_due_claim.py", ["redis://127.0.0.1:1", "10", "0"], "rounds must be"),
+        ("bench_due_claim.py", ["http://127.0.0.1:1", "10", "2"], "is a Redis URL"),
+        ("bench_due_claim.py", ["redis://127.0.0.1:1", "10", "2", "/src"], "unexpected"),
+    ],
+)
+def test_the_positional_bench_scripts_name_a_bad_command_line(script, argv, said) -> None:
+    """They took ``argv[0]`` and ``int(argv[1])`` as given: a traceback (IndexError,
+    ValueError) for a missing or wrong argument, even for ``--help``."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parent.parent / "bench"
+    done = subprocess.run(
+        [sys.executable, str(folder / script), *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert said in done.stderr and "Traceback" not in done.stderr
+    helped = subprocess.run(
+        [sys.executable, str(folder / script), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0 and "python bench/" + script in helped.stdout
