@@ -127,6 +127,8 @@ async def test_a_connection_cut_mid_flight_fails_every_call_on_it(conn, raw):
     # failed by the close itself, not by the deadline 5 s on (a wire reading an EOF as
     # "no data yet" spun until then)
     assert any("closed the connection" in str(o) for o in outcomes), outcomes
+    # and the calls that waited behind the one reading are told the cause too
+    assert all("closed the connection" in str(o) for o in outcomes), outcomes
     raw.client_unpause()
     assert await conn.script(script, [prefix], ["after"]) == b"after"  # a new connection
 

@@ -239,7 +239,13 @@ class _Wire:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 await self._serve(own)
             except BaseException as exc:  # the deadline's Cancelled too, caught by the scope
-                why = "a call on it timed out" if isinstance(exc, trio.Cancelled) else repr(exc)
+                # the cause in words: redis-py's errors' repr is their category alone
+                # ("network:ConnectionError"), which told the calls waiting nothing
+                why = (
+                    "a call on it timed out"
+                    if isinstance(exc, trio.Cancelled)
+                    else f"{type(exc).__name__}: {exc}"
+                )
                 self.fail(why)
                 raise
             finally:
