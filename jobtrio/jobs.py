@@ -643,39 +643,11 @@ def _from_wire(values: tuple[Any, ...], copy: bool = True) -> Job | None:
             waiting_for = list(waiting_for) if waiting_for else []
         if type(dependents) is not list:
             dependents = list(dependents) if dependents else []
-        return Job(
-            job_id,
-            job_type,
-            priority,
-            payload or {},
-            known,
-            created or 0.0,
-            updated or 0.0,
-            scheduled,
-            started,
-            completed,
-            retry_count,
-            max_retries,
-            timeout,
-            result,
-            error,
-            node_id,
-            worker_id,
-            attempts,
-            key,
-            lease_expirations,
-            progress,
-            depends_on,
-            on_failure,
-            workflow_id,
-            workflow,
-            waiting_for,
-            dependents,
-            dependency_results,
-            version,
-            owner,
-            queue or DEFAULT_QUEUE,
-        )
+    else:
+        attempts = []
+        depends_on = list(depends_on) if depends_on else []
+        waiting_for = list(waiting_for) if waiting_for else []
+        dependents = list(dependents) if dependents else []
     return Job(
         job_id,
         job_type,
@@ -694,16 +666,16 @@ def _from_wire(values: tuple[Any, ...], copy: bool = True) -> Job | None:
         error,
         node_id,
         worker_id,
-        [],
+        attempts,
         key,
         lease_expirations,
         progress,
-        list(depends_on) if depends_on else [],
+        depends_on,
         on_failure,
         workflow_id,
         workflow,
-        list(waiting_for) if waiting_for else [],
-        list(dependents) if dependents else [],
+        waiting_for,
+        dependents,
         dependency_results,
         version,
         owner,
