@@ -15,6 +15,7 @@ are no oracle; a list is filtered in the Store's own query.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
@@ -145,9 +146,45 @@ async def submit_batch() -> Response:
             "jobs",
         )
     await _check_dependencies(items)
-    jobs = await node.submit_many(items, submitter())
+    answer = _BatchAnswer()
+    jobs = await node.submit_many(items, submitter(), answer.prepare)
     _not_taken(jobs)
-    return _created({"jobs": [job.to_dict() for job in jobs], "count": len(jobs)})
+    return answer.response(jobs)
+
+
+class _BatchAnswer:
+    """A batch's answer, made while the Broker stores its jobs.
+
+    ``prepare`` runs while the Broker works (``Node.submit_many``'s ``meanwhile``)
+    and writes the answer as if every job were stored as sent; ``response`` uses it
+    when each stored job is the very object validated (the Broker hands back another
+    one for a job holding its key or changed), else takes each such job's prepared
+    dict and makes the others' now."""
+
+    __slots__ = ("sent", "dicts", "prepared")
+
+    def __init__(self) -> None:
+        self.sent: list[Job] = []
+        self.dicts: list[dict[str, Any]] = []
+        self.prepared: Response | None = None
+
+    def prepare(self, jobs: list[Job]) -> None:
+        self.dicts = dicts = [job.to_dict() for job in jobs]
+        self.sent = jobs
+        self.prepared = _created({"jobs": dicts, "count": len(dicts)})
+
+    def response(self, stored: list[Job]) -> Response:
+        sent, dicts = self.sent, self.dicts
+        if len(sent) != len(stored) or len(dicts) != len(stored):
+            answers = [job.to_dict() for job in stored]
+        elif self.prepared is not None and all(map(operator.is_, stored, sent)):
+            return self.prepared
+        else:
+            answers = [
+                prepared if job is given else job.to_dict()
+                for job, given, prepared in zip(stored, sent, dicts, strict=True)
+            ]
+        return _created({"jobs": answers, "count": len(answers)})
 
 
 @bp.get("/api/v1/jobs")

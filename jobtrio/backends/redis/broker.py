@@ -118,6 +118,9 @@ class RedisBroker(OnRedis, Broker):
     """
 
     name = "redis"
+    #: ``enqueue`` hands back each job stored as given (its status unchanged) itself, not
+    #: a copy: what a caller made of it while the call ran still holds (``Node.submit_many``).
+    hands_back_sent_jobs = True
 
     def __init__(
         self,
