@@ -557,6 +557,29 @@ async def test_leases_and_tokens_stay_out_of_the_listpack_encoding(pair, redis_s
     raw.close()
 
 
+async def test_the_running_index_stays_out_of_the_listpack_encoding(pair, redis_server):
+    """The running index holds about the jobs the nodes hold, under the 128 members up to
+    which Redis keeps a sorted set as a listpack: an add to it converts it with a long
+    member removed in the same flush, which no reader ever sees."""
+    broker, store = pair
+    raw = redis.Redis(port=redis_server.port)
+    running_key = broker._p + "rec-st:running"
+    jobs = await broker.enqueue([make() for _ in range(4)], NOW)
+    held = await broker.claim("n1", 2, 30, NOW)
+    assert raw.object("encoding", running_key) == b"skiplist"
+    assert sorted(raw.zrange(running_key, 0, -1)) == sorted(h.job.id.encode() for h in held)
+    assert (await store.count_by_status())["running"] == 2
+    page = await store.query(JobQuery(statuses=frozenset({JobStatus.RUNNING})))
+    assert {j.id for j in page.jobs} == {h.job.id for h in held}
+    more = await broker.claim("n1", 2, 30, NOW + 1)
+    assert raw.zcard(running_key) == 4
+    for lease in [*held, *more]:
+        await broker.finish([Finish(lease.job.id, lease.token, "completed")], NOW + 2)
+    assert raw.exists(running_key) == 0
+    assert (await store.count_by_status())["completed"] == len(jobs)
+    raw.close()
+
+
 async def test_a_request_and_a_reply_larger_than_the_socket_buffers_go_whole(redis_server):
     """The wire writes to the kernel until its buffer is full, then waits for room; and
     reads a reply over as many receives as it takes (8 MiB each way here)."""
