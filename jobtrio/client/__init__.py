@@ -40,7 +40,7 @@ import queue
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +57,55 @@ from httpx_ws import (
     connect_ws,
 )
 
-from .backoff import Backoff
-from .jobs import TERMINAL_STATUSES, Job, job_from_answer
-from .jsontext import orjson_exact, request_body
+from ..backoff import Backoff
+from ..jobs import TERMINAL_STATUSES, Job, job_from_answer
+from ..jsontext import orjson_exact, request_body
+from .errors import (
+    AuthenticationFailed,
+    Conflict,
+    ConnectionFailed,
+    InvalidJob,
+    InvalidRequest,
+    JobtrioError,
+    NotFound,
+    PermissionDenied,
+    ServerError,
+    Unavailable,
+    WaitTimeout,
+    connection_failed,
+    error_from_response,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "EVENTS_PATH",
+    "MAX_BATCH",
+    "TERMINAL",
+    "USER_AGENT",
+    "AsyncClient",
+    "AuthenticationFailed",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "InvalidJob",
+    "InvalidRequest",
+    "Job",
+    "JobPage",
+    "JobtrioError",
+    "NotFound",
+    "PermissionDenied",
+    "ServerError",
+    "Time",
+    "Unavailable",
+    "WaitTimeout",
+    "Workflow",
+    "ca_file_context",
+    "error_from_response",
+    "job_submission",
+    "node_url",
+    "schedule_submission",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 10.0
@@ -72,111 +118,6 @@ try:
     USER_AGENT = f"jobtrio-python/{importlib.metadata.version('jobtrio')}"
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
     USER_AGENT = "jobtrio-python"
-
-
-# --------------------------------------------------------------------------
-# errors
-
-
-class JobtrioError(Exception):
-    """Anything that went wrong talking to a node; ``status`` is None without an HTTP answer."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        field: str | None = None,
-        errors: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.field = field
-        #: For a refused batch: ``{"index", "field", "code", "message"}`` per invalid job.
-        self.errors = [dict(e) for e in errors]
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ConnectionFailed(JobtrioError):
-    """No HTTP answer: refused, unreachable, TLS failure or timed out."""
-
-
-class InvalidRequest(JobtrioError):
-    """400, 413 or 415: the request itself is malformed (a bug in the caller)."""
-
-
-class InvalidJob(InvalidRequest):
-    """422: well-formed, but not a valid job or schedule (``field`` names it; ``errors``
-    for batches)."""
-
-
-class AuthenticationFailed(JobtrioError):
-    """401: no token, or a bad one."""
-
-
-class PermissionDenied(JobtrioError):
-    """403: the token's role may not do this."""
-
-
-class NotFound(JobtrioError):
-    """404: no such job or schedule (or route)."""
-
-
-class Conflict(JobtrioError):
-    """409: the job's state forbids the move (cancel a finished job...), or the schedule
-    is defined in code and cannot be changed over HTTP."""
-
-
-class Unavailable(JobtrioError):
-    """503: the node cannot reach its queue; retrying later may work."""
-
-
-class ServerError(JobtrioError):
-    """Any other 5xx: a bug on the node; its log has the details."""
-
-
-class WaitTimeout(JobtrioError, TimeoutError):
-    """``wait`` ran out of time; ``job`` is the last state seen."""
-
-    def __init__(self, message: str, job: Job | None = None) -> None:
-        super().__init__(message, code="wait_timeout")
-        self.job = job
-
-
-_BY_STATUS: dict[int, type[JobtrioError]] = {
-    400: InvalidRequest,
-    401: AuthenticationFailed,
-    403: PermissionDenied,
-    404: NotFound,
-    409: Conflict,
-    413: InvalidRequest,
-    415: InvalidRequest,
-    422: InvalidJob,
-    503: Unavailable,
-}
-
-
-def error_from_response(response: httpx.Response) -> JobtrioError:
-    status = response.status_code
-    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else JobtrioError)
-    try:
-        body = response.json()
-        error = body["error"]
-        return cls(
-            str(error["message"]),
-            status=status,
-            code=error.get("code"),
-            field=error.get("field"),
-            errors=body.get("errors") or (),
-        )
-    except (ValueError, KeyError, TypeError):
-        reason = response.reason_phrase or "error"
-        return cls(f"HTTP {status} {reason} from {response.request.url}", status=status)
 
 
 # --------------------------------------------------------------------------
@@ -438,14 +379,6 @@ def _headers(token: str | None, extra: Mapping[str, str] | None) -> dict[str, st
         headers["Authorization"] = f"Bearer {token}"
     headers.update(extra or {})
     return headers
-
-
-def _connection_failed(url: str, exc: httpx.TransportError) -> ConnectionFailed:
-    if isinstance(exc, httpx.TimeoutException):
-        reason = "no answer in time"
-    else:
-        reason = str(exc) or type(exc).__name__
-    return ConnectionFailed(f"cannot reach {url}: {reason}")
 
 
 def _json_of(response: httpx.Response) -> Any:
@@ -751,7 +684,7 @@ class Client:
                     headers=_JSON_BODY,
                 )
         except httpx.TransportError as exc:
-            raise _connection_failed(self.url, exc) from None
+            raise connection_failed(self.url, exc) from None
         return _read(response, call)
 
     # -- jobs ------------------------------------------------------------------------
@@ -1151,7 +1084,7 @@ class AsyncClient:
                     headers=_JSON_BODY,
                 )
         except httpx.TransportError as exc:
-            raise _connection_failed(self.url, exc) from None
+            raise connection_failed(self.url, exc) from None
         return _read(response, call)
 
     # -- jobs ------------------------------------------------------------------------
