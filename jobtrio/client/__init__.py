@@ -26,7 +26,7 @@ per batch item), ``InvalidRequest`` (400/413/415), ``AuthenticationFailed``,
 ``ConnectionFailed`` (no HTTP answer at all) and ``WaitTimeout`` (also a
 ``TimeoutError``).
 
-Both classes are thin: each method describes its request with a ``_Call``
+Both classes are thin: each method describes its request with a ``Call``
 and hands the answer to the same parser, so the two cannot drift apart.
 """
 
@@ -39,10 +39,9 @@ import os
 import queue
 import ssl
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -60,6 +59,17 @@ from httpx_ws import (
 from ..backoff import Backoff
 from ..jobs import TERMINAL_STATUSES, Job, job_from_answer
 from ..jsontext import orjson_exact, request_body
+from .calls import (
+    JSON_BODY,
+    MAX_BATCH,
+    Call,
+    Calls,
+    Time,
+    job_submission,
+    list_params,
+    rate_limit_body,
+    schedule_submission,
+)
 from .errors import (
     AuthenticationFailed,
     Conflict,
@@ -75,6 +85,9 @@ from .errors import (
     connection_failed,
     error_from_response,
 )
+
+#: Imported from here by the tests before the package was split.
+_Calls = Calls
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -109,10 +122,7 @@ __all__ = [
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 10.0
-MAX_BATCH = 10_000
 TERMINAL = ",".join(sorted(str(s) for s in TERMINAL_STATUSES))
-#: The header of a body written by ``request_body`` (httpx's ``json=`` sets the same).
-_JSON_BODY = {"Content-Type": "application/json"}
 
 try:
     USER_AGENT = f"jobtrio-python/{importlib.metadata.version('jobtrio')}"
@@ -164,150 +174,6 @@ def _workflow(data: Any) -> Workflow:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise JobtrioError(f"the node sent something that is not a workflow: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    method: str
-    path: str
-    params: dict[str, str] = field(default_factory=dict)
-    json: Any = None
-    #: Statuses whose body is returned rather than raised (readiness probes).
-    accept: tuple[int, ...] = ()
-
-
-Time = dt.datetime | str | float | int
-
-
-def _time(value: Time) -> str | float:
-    """A time for the wire; naive datetimes are UTC, as on the server."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    return value
-
-
-def _seconds(value: float | dt.timedelta) -> float:
-    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-
-
-def _rate_limit(jobs: int, per: float | dt.timedelta | str | None) -> dict[str, Any]:
-    """A rate limit's body; a missing or wrongly typed ``per`` is a ``TypeError`` naming it
-    (``None`` was ``float() argument must be ... not 'NoneType'``)."""
-    if isinstance(per, str):
-        return {"jobs": jobs, "per": per}
-    if per is None:
-        raise TypeError(
-            "per is missing: the interval the jobs are allowed in (seconds, a "
-            "timedelta, or text such as '10s')"
-        )
-    if isinstance(per, bool) or not isinstance(per, int | float | dt.timedelta):
-        raise TypeError(
-            f"per must be seconds, a timedelta or text such as '10s', not {type(per).__name__}"
-        )
-    return {"jobs": jobs, "per": _seconds(per)}
-
-
-def job_submission(
-    type: str,
-    payload: Mapping[str, Any] | None = None,
-    *,
-    priority: int | None = None,
-    max_retries: int | None = None,
-    timeout: float | dt.timedelta | None = None,
-    delay: float | dt.timedelta | None = None,
-    scheduled_at: Time | None = None,
-    idempotency_key: str | None = None,
-    queue: str | None = None,
-    depends_on: Iterable[str | Job] | None = None,
-    on_dependency_failure: str | None = None,
-    receive_results: bool | None = None,
-) -> dict[str, Any]:
-    """The JSON of one job; ``delay`` becomes ``scheduled_at`` from this machine's clock."""
-    if delay is not None and scheduled_at is not None:
-        raise ValueError("give delay or scheduled_at, not both")
-    body: dict[str, Any] = {"type": type}
-    if payload is not None:
-        body["payload"] = dict(payload)
-    if priority is not None:
-        body["priority"] = priority
-    if max_retries is not None:
-        body["max_retries"] = max_retries
-    if timeout is not None:
-        body["timeout"] = _seconds(timeout)
-    if delay is not None:
-        body["scheduled_at"] = _time(time.time() + _seconds(delay))
-    elif scheduled_at is not None:
-        body["scheduled_at"] = _time(scheduled_at)
-    if idempotency_key is not None:
-        body["idempotency_key"] = idempotency_key
-    if queue is not None:
-        body["queue"] = queue
-    if depends_on is not None:
-        body["depends_on"] = [d.id if isinstance(d, Job) else d for d in depends_on]
-    if on_dependency_failure is not None:
-        body["on_dependency_failure"] = on_dependency_failure
-    if receive_results is not None:
-        body["receive_results"] = receive_results
-    return body
-
-
-def schedule_submission(
-    name: str,
-    type: str,
-    payload: Mapping[str, Any] | None = None,
-    *,
-    cron: str | None = None,
-    every: str | float | dt.timedelta | None = None,
-    priority: int | None = None,
-    max_retries: int | None = None,
-    timeout: float | dt.timedelta | None = None,
-    enabled: bool = True,
-    misfire_grace: float | dt.timedelta | None = None,
-) -> dict[str, Any]:
-    """The JSON of one schedule; ``every`` is a duration (``"30s"``) or seconds.
-
-    Refusing cron and every together here, rather than waiting for the node's
-    422, points at the calling line instead of at a server answer.
-    """
-    if (cron is None) == (every is None):
-        raise ValueError("give exactly one of cron or every")
-    job = job_submission(type, payload, priority=priority, max_retries=max_retries, timeout=timeout)
-    body: dict[str, Any] = {"name": name, "job": job}
-    if cron is not None:
-        body["cron"] = cron
-    else:
-        body["every"] = _seconds(every) if isinstance(every, dt.timedelta) else every
-    body["enabled"] = enabled
-    if misfire_grace is not None:
-        body["misfire_grace"] = _seconds(misfire_grace)
-    return body
-
-
-def _list_params(
-    status: str | Iterable[str] | None,
-    type: str | None,
-    created_after: Time | None,
-    created_before: Time | None,
-    limit: int,
-    cursor: str | None,
-    queue: str | None = None,
-) -> dict[str, str]:
-    params: dict[str, str] = {"limit": str(limit)}
-    if queue is not None:
-        params["queue"] = queue
-    if status:
-        params["status"] = status if isinstance(status, str) else ",".join(map(str, status))
-    if type:
-        params["type"] = type
-    if created_after is not None:
-        params["created_after"] = str(_time(created_after))
-    if created_before is not None:
-        params["created_before"] = str(_time(created_before))
-    if cursor:
-        params["cursor"] = cursor
-    return params
 
 
 def _job(data: Any) -> Job:
@@ -394,7 +260,7 @@ def _json_of(response: httpx.Response) -> Any:
     return response.json()
 
 
-def _read(response: httpx.Response, call: _Call) -> Any:
+def _read(response: httpx.Response, call: Call) -> Any:
     if response.is_success or response.status_code in call.accept:
         try:
             return _json_of(response)
@@ -404,91 +270,6 @@ def _read(response: httpx.Response, call: _Call) -> Any:
                 status=response.status_code,
             ) from None
     raise error_from_response(response)
-
-
-def _segment(value: str) -> str:
-    """``value`` as one path segment, whatever it holds.
-
-    An id read from a file or a shell is not trusted to be one: unquoted, ``../schedules/x``
-    would reach (and ``jobs cancel`` would delete) another resource, since the URL's dot
-    segments are resolved before sending, and a control character is no URL at all. Dots are
-    quoted too so ``..`` stays a segment; the node then answers 404 for an id it never held.
-    """
-    return urllib.parse.quote(value, safe="").replace(".", "%2E")
-
-
-class _Calls:
-    """Every request the clients make, described once."""
-
-    @staticmethod
-    def submit(body: dict[str, Any]) -> _Call:
-        return _Call("POST", "/api/v1/jobs", json=body)
-
-    @staticmethod
-    def submit_many(items: Iterable[Mapping[str, Any]]) -> _Call:
-        # a dict as it is (httpx writes the body as it builds the request), another mapping copied
-        jobs = [i if type(i) is dict else dict(i) for i in items]
-        return _Call("POST", "/api/v1/jobs/batch", json={"jobs": jobs})
-
-    @staticmethod
-    def get(job_id: str) -> _Call:
-        return _Call("GET", f"/api/v1/jobs/{_segment(job_id)}")
-
-    @staticmethod
-    def cancel(job_id: str, purge: bool = False) -> _Call:
-        return _Call(
-            "DELETE", f"/api/v1/jobs/{_segment(job_id)}", {"purge": "true"} if purge else {}
-        )
-
-    @staticmethod
-    def retry(job_id: str) -> _Call:
-        return _Call("POST", f"/api/v1/jobs/{_segment(job_id)}/retry")
-
-    @staticmethod
-    def submit_workflow(spec: Mapping[str, Any], idempotency_key: str | None) -> _Call:
-        body = dict(spec)
-        if idempotency_key is not None:
-            body["idempotency_key"] = idempotency_key
-        return _Call("POST", "/api/v1/workflows", json=body)
-
-    @staticmethod
-    def get_workflow(workflow_id: str) -> _Call:
-        return _Call("GET", f"/api/v1/workflows/{_segment(workflow_id)}")
-
-    @staticmethod
-    def cancel_workflow(workflow_id: str) -> _Call:
-        return _Call("DELETE", f"/api/v1/workflows/{_segment(workflow_id)}")
-
-    @staticmethod
-    def list_page(params: dict[str, str]) -> _Call:
-        return _Call("GET", "/api/v1/jobs", params)
-
-    @staticmethod
-    def view(path: str, accept: tuple[int, ...] = ()) -> _Call:
-        return _Call("GET", path, accept=accept)
-
-    @staticmethod
-    def schedules() -> _Call:
-        return _Call("GET", "/api/v1/schedules")
-
-    @staticmethod
-    def queue(method: str, name: str | None = None, action: str = "", json: Any = None) -> _Call:
-        path = "/api/v1/queues"
-        if name is not None:
-            path += "/" + _segment(name)
-        return _Call(method, path + action, json=json)
-
-    @staticmethod
-    def schedule(method: str, name: str) -> _Call:
-        return _Call(method, f"/api/v1/schedules/{_segment(name)}")
-
-    @staticmethod
-    def add_schedule(body: dict[str, Any]) -> _Call:
-        return _Call("POST", "/api/v1/schedules", json=body)
-
-    @staticmethod
-    def elections(limit: int) -> _Call:
-        return _Call("GET", "/api/v1/elections", {"limit": str(limit)})
 
 
 class _WaitMany:
@@ -668,7 +449,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, call: _Call) -> Any:
+    def _send(self, call: Call) -> Any:
         body = None if call.json is None else request_body(call.json)
         try:
             if body is None:
@@ -681,7 +462,7 @@ class Client:
                     call.path,
                     params=call.params or None,
                     content=body,
-                    headers=_JSON_BODY,
+                    headers=JSON_BODY,
                 )
         except httpx.TransportError as exc:
             raise connection_failed(self.url, exc) from None
@@ -718,25 +499,25 @@ class Client:
             on_dependency_failure=on_dependency_failure,
             receive_results=receive_results,
         )
-        return _job(self._send(_Calls.submit(body)))
+        return _job(self._send(Calls.submit(body)))
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Up to 10,000 jobs (dicts, e.g. from ``job_submission``), all accepted or none."""
-        data = self._send(_Calls.submit_many(jobs))
+        data = self._send(Calls.submit_many(jobs))
         return [_job(j) for j in data["jobs"]]
 
     def get(self, job_id: str) -> Job:
-        return _job(self._send(_Calls.get(job_id)))
+        return _job(self._send(Calls.get(job_id)))
 
     def cancel(self, job_id: str) -> Job:
-        return _job(self._send(_Calls.cancel(job_id)))
+        return _job(self._send(Calls.cancel(job_id)))
 
     def purge(self, job_id: str) -> None:
         """Cancel if live, then delete the job and its record."""
-        self._send(_Calls.cancel(job_id, purge=True))
+        self._send(Calls.cancel(job_id, purge=True))
 
     def retry(self, job_id: str) -> Job:
-        return _job(self._send(_Calls.retry(job_id)))
+        return _job(self._send(Calls.retry(job_id)))
 
     def submit_workflow(
         self, spec: Mapping[str, Any], *, idempotency_key: str | None = None
@@ -745,14 +526,14 @@ class Client:
 
         With ``idempotency_key``, submitting again (a retry after a lost answer) returns
         the same workflow and files no second set of jobs."""
-        return _workflow(self._send(_Calls.submit_workflow(spec, idempotency_key)))
+        return _workflow(self._send(Calls.submit_workflow(spec, idempotency_key)))
 
     def get_workflow(self, workflow_id: str) -> Workflow:
-        return _workflow(self._send(_Calls.get_workflow(workflow_id)))
+        return _workflow(self._send(Calls.get_workflow(workflow_id)))
 
     def cancel_workflow(self, workflow_id: str) -> Workflow:
         """Cancel every member that has not ended."""
-        return _workflow(self._send(_Calls.cancel_workflow(workflow_id)))
+        return _workflow(self._send(Calls.cancel_workflow(workflow_id)))
 
     def wait_workflow(
         self, workflow_id: str, timeout: float | None = None, *, poll_interval: float = 0.05
@@ -779,8 +560,8 @@ class Client:
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
-        params = _list_params(status, type, created_after, created_before, limit, cursor, queue)
-        return _page(self._send(_Calls.list_page(params)))
+        params = list_params(status, type, created_after, created_before, limit, cursor, queue)
+        return _page(self._send(Calls.list_page(params)))
 
     def list(
         self,
@@ -880,10 +661,10 @@ class Client:
     # -- periodic jobs -------------------------------------------------------------------
     def schedules(self) -> list[dict[str, Any]]:
         """Every schedule (from code and from the API), by name, each with ``next_tick``."""
-        return self._send(_Calls.schedules())["schedules"]  # type: ignore[no-any-return]
+        return self._send(Calls.schedules())["schedules"]  # type: ignore[no-any-return]
 
     def get_schedule(self, name: str) -> dict[str, Any]:
-        return self._send(_Calls.schedule("GET", name))  # type: ignore[no-any-return]
+        return self._send(Calls.schedule("GET", name))  # type: ignore[no-any-return]
 
     def add_schedule(
         self,
@@ -912,61 +693,61 @@ class Client:
             enabled=enabled,
             misfire_grace=misfire_grace,
         )
-        return self._send(_Calls.add_schedule(body))  # type: ignore[no-any-return]
+        return self._send(Calls.add_schedule(body))  # type: ignore[no-any-return]
 
     def queues(self) -> dict[str, Any]:
         """Every queue (``queues``) and the pending work no live node can take (``unserved``)."""
-        return self._send(_Calls.queue("GET"))  # type: ignore[no-any-return]
+        return self._send(Calls.queue("GET"))  # type: ignore[no-any-return]
 
     def queue(self, name: str) -> dict[str, Any]:
         """One queue: pending (by type), paused, rate limit, the nodes that serve it."""
-        return self._send(_Calls.queue("GET", name))  # type: ignore[no-any-return]
+        return self._send(Calls.queue("GET", name))  # type: ignore[no-any-return]
 
     def pause_queue(self, name: str) -> dict[str, Any]:
         """Stop every node claiming from ``name`` (admin); running jobs finish."""
-        return self._send(_Calls.queue("POST", name, "/pause"))  # type: ignore[no-any-return]
+        return self._send(Calls.queue("POST", name, "/pause"))  # type: ignore[no-any-return]
 
     def resume_queue(self, name: str) -> dict[str, Any]:
-        return self._send(_Calls.queue("POST", name, "/resume"))  # type: ignore[no-any-return]
+        return self._send(Calls.queue("POST", name, "/resume"))  # type: ignore[no-any-return]
 
     def set_rate_limit(
         self, name: str, jobs: int, per: float | dt.timedelta | str
     ) -> dict[str, Any]:
         """At most ``jobs`` claims from ``name`` per ``per`` (seconds, timedelta or "10s")."""
-        body = _rate_limit(jobs, per)
+        body = rate_limit_body(jobs, per)
         return self._send(  # type: ignore[no-any-return]
-            _Calls.queue("PUT", name, "/rate_limit", body)
+            Calls.queue("PUT", name, "/rate_limit", body)
         )
 
     def clear_rate_limit(self, name: str) -> dict[str, Any]:
-        return self._send(_Calls.queue("DELETE", name, "/rate_limit"))  # type: ignore[no-any-return]
+        return self._send(Calls.queue("DELETE", name, "/rate_limit"))  # type: ignore[no-any-return]
 
     def delete_schedule(self, name: str) -> None:
         """``NotFound`` if there is none; ``Conflict`` if it is defined in code."""
-        self._send(_Calls.schedule("DELETE", name))
+        self._send(Calls.schedule("DELETE", name))
 
     def elections(self, limit: int = 50) -> list[dict[str, Any]]:
         """The cluster's leadership history (from the Store), newest first; limit 1..1000."""
-        return self._send(_Calls.elections(limit))["elections"]  # type: ignore[no-any-return]
+        return self._send(Calls.elections(limit))["elections"]  # type: ignore[no-any-return]
 
     # -- views -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        return self._send(_Calls.view("/api/v1/stats"))  # type: ignore[no-any-return]
+        return self._send(Calls.view("/api/v1/stats"))  # type: ignore[no-any-return]
 
     def workers(self) -> list[dict[str, Any]]:
-        return self._send(_Calls.view("/api/v1/workers"))["workers"]  # type: ignore[no-any-return]
+        return self._send(Calls.view("/api/v1/workers"))["workers"]  # type: ignore[no-any-return]
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self._send(_Calls.view("/api/v1/nodes"))["nodes"]  # type: ignore[no-any-return]
+        return self._send(Calls.view("/api/v1/nodes"))["nodes"]  # type: ignore[no-any-return]
 
     def leader(self) -> dict[str, Any]:
-        return self._send(_Calls.view("/api/v1/leader"))  # type: ignore[no-any-return]
+        return self._send(Calls.view("/api/v1/leader"))  # type: ignore[no-any-return]
 
     def election(self) -> dict[str, Any]:
-        return self._send(_Calls.view("/api/v1/election"))  # type: ignore[no-any-return]
+        return self._send(Calls.view("/api/v1/election"))  # type: ignore[no-any-return]
 
     def cluster(self) -> dict[str, Any]:
-        return self._send(_Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
+        return self._send(Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
 
     def events(
         self,
@@ -1026,11 +807,11 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         """The node's health; answered (not raised) while it is starting or stopping."""
-        return self._send(_Calls.view("/health", accept=(503,)))  # type: ignore[no-any-return]
+        return self._send(Calls.view("/health", accept=(503,)))  # type: ignore[no-any-return]
 
     def ready(self) -> dict[str, Any]:
         """Readiness; ``ready`` is False (not an exception) while a backend is down."""
-        return self._send(_Calls.view("/ready", accept=(503,)))  # type: ignore[no-any-return]
+        return self._send(Calls.view("/ready", accept=(503,)))  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------
@@ -1068,7 +849,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, call: _Call) -> Any:
+    async def _send(self, call: Call) -> Any:
         body = None if call.json is None else request_body(call.json)
         try:
             if body is None:
@@ -1081,7 +862,7 @@ class AsyncClient:
                     call.path,
                     params=call.params or None,
                     content=body,
-                    headers=_JSON_BODY,
+                    headers=JSON_BODY,
                 )
         except httpx.TransportError as exc:
             raise connection_failed(self.url, exc) from None
@@ -1118,34 +899,34 @@ class AsyncClient:
             on_dependency_failure=on_dependency_failure,
             receive_results=receive_results,
         )
-        return _job(await self._send(_Calls.submit(body)))
+        return _job(await self._send(Calls.submit(body)))
 
     async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
-        data = await self._send(_Calls.submit_many(jobs))
+        data = await self._send(Calls.submit_many(jobs))
         return [_job(j) for j in data["jobs"]]
 
     async def get(self, job_id: str) -> Job:
-        return _job(await self._send(_Calls.get(job_id)))
+        return _job(await self._send(Calls.get(job_id)))
 
     async def cancel(self, job_id: str) -> Job:
-        return _job(await self._send(_Calls.cancel(job_id)))
+        return _job(await self._send(Calls.cancel(job_id)))
 
     async def purge(self, job_id: str) -> None:
-        await self._send(_Calls.cancel(job_id, purge=True))
+        await self._send(Calls.cancel(job_id, purge=True))
 
     async def retry(self, job_id: str) -> Job:
-        return _job(await self._send(_Calls.retry(job_id)))
+        return _job(await self._send(Calls.retry(job_id)))
 
     async def submit_workflow(
         self, spec: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> Workflow:
-        return _workflow(await self._send(_Calls.submit_workflow(spec, idempotency_key)))
+        return _workflow(await self._send(Calls.submit_workflow(spec, idempotency_key)))
 
     async def get_workflow(self, workflow_id: str) -> Workflow:
-        return _workflow(await self._send(_Calls.get_workflow(workflow_id)))
+        return _workflow(await self._send(Calls.get_workflow(workflow_id)))
 
     async def cancel_workflow(self, workflow_id: str) -> Workflow:
-        return _workflow(await self._send(_Calls.cancel_workflow(workflow_id)))
+        return _workflow(await self._send(Calls.cancel_workflow(workflow_id)))
 
     async def wait_workflow(
         self, workflow_id: str, timeout: float | None = None, *, poll_interval: float = 0.05
@@ -1171,8 +952,8 @@ class AsyncClient:
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
-        params = _list_params(status, type, created_after, created_before, limit, cursor, queue)
-        return _page(await self._send(_Calls.list_page(params)))
+        params = list_params(status, type, created_after, created_before, limit, cursor, queue)
+        return _page(await self._send(Calls.list_page(params)))
 
     async def list(
         self,
@@ -1268,10 +1049,10 @@ class AsyncClient:
 
     # -- periodic jobs -------------------------------------------------------------------
     async def schedules(self) -> list[dict[str, Any]]:
-        return (await self._send(_Calls.schedules()))["schedules"]  # type: ignore[no-any-return]
+        return (await self._send(Calls.schedules()))["schedules"]  # type: ignore[no-any-return]
 
     async def get_schedule(self, name: str) -> dict[str, Any]:
-        return await self._send(_Calls.schedule("GET", name))  # type: ignore[no-any-return]
+        return await self._send(Calls.schedule("GET", name))  # type: ignore[no-any-return]
 
     async def add_schedule(
         self,
@@ -1299,57 +1080,57 @@ class AsyncClient:
             enabled=enabled,
             misfire_grace=misfire_grace,
         )
-        return await self._send(_Calls.add_schedule(body))  # type: ignore[no-any-return]
+        return await self._send(Calls.add_schedule(body))  # type: ignore[no-any-return]
 
     async def queues(self) -> dict[str, Any]:
-        return await self._send(_Calls.queue("GET"))  # type: ignore[no-any-return]
+        return await self._send(Calls.queue("GET"))  # type: ignore[no-any-return]
 
     async def queue(self, name: str) -> dict[str, Any]:
-        return await self._send(_Calls.queue("GET", name))  # type: ignore[no-any-return]
+        return await self._send(Calls.queue("GET", name))  # type: ignore[no-any-return]
 
     async def pause_queue(self, name: str) -> dict[str, Any]:
-        return await self._send(_Calls.queue("POST", name, "/pause"))  # type: ignore[no-any-return]
+        return await self._send(Calls.queue("POST", name, "/pause"))  # type: ignore[no-any-return]
 
     async def resume_queue(self, name: str) -> dict[str, Any]:
-        return await self._send(_Calls.queue("POST", name, "/resume"))  # type: ignore[no-any-return]
+        return await self._send(Calls.queue("POST", name, "/resume"))  # type: ignore[no-any-return]
 
     async def set_rate_limit(
         self, name: str, jobs: int, per: float | dt.timedelta | str
     ) -> dict[str, Any]:
-        body = _rate_limit(jobs, per)
+        body = rate_limit_body(jobs, per)
         return await self._send(  # type: ignore[no-any-return]
-            _Calls.queue("PUT", name, "/rate_limit", body)
+            Calls.queue("PUT", name, "/rate_limit", body)
         )
 
     async def clear_rate_limit(self, name: str) -> dict[str, Any]:
         return await self._send(  # type: ignore[no-any-return]
-            _Calls.queue("DELETE", name, "/rate_limit")
+            Calls.queue("DELETE", name, "/rate_limit")
         )
 
     async def delete_schedule(self, name: str) -> None:
-        await self._send(_Calls.schedule("DELETE", name))
+        await self._send(Calls.schedule("DELETE", name))
 
     async def elections(self, limit: int = 50) -> list[dict[str, Any]]:
-        return (await self._send(_Calls.elections(limit)))["elections"]  # type: ignore[no-any-return]
+        return (await self._send(Calls.elections(limit)))["elections"]  # type: ignore[no-any-return]
 
     # -- views -------------------------------------------------------------------------
     async def stats(self) -> dict[str, Any]:
-        return await self._send(_Calls.view("/api/v1/stats"))  # type: ignore[no-any-return]
+        return await self._send(Calls.view("/api/v1/stats"))  # type: ignore[no-any-return]
 
     async def workers(self) -> list[dict[str, Any]]:
-        return (await self._send(_Calls.view("/api/v1/workers")))["workers"]  # type: ignore[no-any-return]
+        return (await self._send(Calls.view("/api/v1/workers")))["workers"]  # type: ignore[no-any-return]
 
     async def nodes(self) -> list[dict[str, Any]]:
-        return (await self._send(_Calls.view("/api/v1/nodes")))["nodes"]  # type: ignore[no-any-return]
+        return (await self._send(Calls.view("/api/v1/nodes")))["nodes"]  # type: ignore[no-any-return]
 
     async def leader(self) -> dict[str, Any]:
-        return await self._send(_Calls.view("/api/v1/leader"))  # type: ignore[no-any-return]
+        return await self._send(Calls.view("/api/v1/leader"))  # type: ignore[no-any-return]
 
     async def election(self) -> dict[str, Any]:
-        return await self._send(_Calls.view("/api/v1/election"))  # type: ignore[no-any-return]
+        return await self._send(Calls.view("/api/v1/election"))  # type: ignore[no-any-return]
 
     async def cluster(self) -> dict[str, Any]:
-        return await self._send(_Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
+        return await self._send(Calls.view("/api/v1/cluster"))  # type: ignore[no-any-return]
 
     @asynccontextmanager
     async def events(
@@ -1421,7 +1202,7 @@ class AsyncClient:
                 await anyio.sleep(delay)
 
     async def health(self) -> dict[str, Any]:
-        return await self._send(_Calls.view("/health", accept=(503,)))  # type: ignore[no-any-return]
+        return await self._send(Calls.view("/health", accept=(503,)))  # type: ignore[no-any-return]
 
     async def ready(self) -> dict[str, Any]:
-        return await self._send(_Calls.view("/ready", accept=(503,)))  # type: ignore[no-any-return]
+        return await self._send(Calls.view("/ready", accept=(503,)))  # type: ignore[no-any-return]
