@@ -33,9 +33,7 @@ and hands the answer to the same parser, so the two cannot drift apart.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import json
-import os
 import queue
 import ssl
 import time
@@ -76,6 +74,16 @@ from .calls import (
     list_params,
     rate_limit_body,
     schedule_submission,
+)
+from .endpoint import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    USER_AGENT,
+    ca_file_context,
+    node_url,
+    request_headers,
+    tls_verify,
+    url_and_token,
 )
 from .errors import (
     AuthenticationFailed,
@@ -128,14 +136,7 @@ __all__ = [
     "schedule_submission",
 ]
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-DEFAULT_TIMEOUT = 10.0
 TERMINAL = ",".join(sorted(str(s) for s in TERMINAL_STATUSES))
-
-try:
-    USER_AGENT = f"jobtrio-python/{importlib.metadata.version('jobtrio')}"
-except importlib.metadata.PackageNotFoundError:  # running from a source tree
-    USER_AGENT = "jobtrio-python"
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -145,57 +146,6 @@ def _deadline(timeout: float | None) -> float | None:
 def _wait_timeout(job_id: str, timeout: float | None, job: Job | None) -> WaitTimeout:
     state = f" (still {job.status})" if job is not None else ""
     return WaitTimeout(f"job {job_id} did not finish within {timeout:g}s{state}", job)
-
-
-def ca_file_context(path: str) -> ssl.SSLContext:
-    """A client TLS context trusting the CAs of the PEM file ``path`` (``verify="ca.pem"``,
-    the CLI's ``--ca-file``); ``ValueError`` naming the file if it is not one."""
-    try:
-        return ssl.create_default_context(cafile=path)
-    except FileNotFoundError:
-        raise ValueError(f"CA file {path}: no such file") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ValueError(f"CA file {path} is not a PEM file of CA certificates: {exc}") from None
-
-
-def _verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
-    """httpx's ``verify``: a CA file's path becomes a context (httpx deprecates paths)."""
-    return ca_file_context(verify) if isinstance(verify, str) else verify
-
-
-def node_url(url: str) -> str:
-    """A node's base URL as the client uses it (``host:port`` alone means http://), or
-    ``ValueError`` naming what is wrong: said at once, not as a failed connection later."""
-    text = url.strip()
-    if "://" not in text:
-        text = f"http://{text}"
-    try:
-        parsed = httpx.URL(text)
-        port = parsed.port
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise ValueError(f"{url!r} is not a URL: {exc}") from None
-    if parsed.scheme not in ("http", "https"):
-        raise ValueError(f"{url!r}: a node speaks http:// or https://, not {parsed.scheme}://")
-    if not parsed.host:
-        raise ValueError(f"{url!r} names no host (e.g. http://127.0.0.1:8080)")
-    if "%" in parsed.host:  # httpx escapes what a host name cannot hold (a space...)
-        raise ValueError(f"{url!r}: {parsed.host!r} is not a host name")
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError(f"{url!r}: the port must be from 1 to 65535")
-    return text.rstrip("/")
-
-
-def _resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
-    url = node_url(url or os.environ.get("JOBTRIO_URL") or DEFAULT_URL)
-    return url, token if token is not None else os.environ.get("JOBTRIO_TOKEN")
-
-
-def _headers(token: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    headers.update(extra or {})
-    return headers
 
 
 class _WaitMany:
@@ -357,13 +307,13 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         verify: bool | str | ssl.SSLContext = True,
     ) -> None:
-        self.url, token = _resolve(url, token)
+        self.url, token = url_and_token(url, token)
         self._http = httpx.Client(
             base_url=self.url,
-            headers=_headers(token, headers),
+            headers=request_headers(token, headers),
             timeout=timeout,
             transport=transport,
-            verify=_verify(verify),
+            verify=tls_verify(verify),
         )
 
     def __enter__(self) -> Client:
@@ -757,13 +707,13 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str | ssl.SSLContext = True,
     ) -> None:
-        self.url, token = _resolve(url, token)
+        self.url, token = url_and_token(url, token)
         self._http = httpx.AsyncClient(
             base_url=self.url,
-            headers=_headers(token, headers),
+            headers=request_headers(token, headers),
             timeout=timeout,
             transport=transport,
-            verify=_verify(verify),
+            verify=tls_verify(verify),
         )
 
     async def __aenter__(self) -> AsyncClient:
