@@ -53,7 +53,7 @@ from httpx_ws import (
 )
 
 from ..backoff import Backoff
-from ..jobs import TERMINAL_STATUSES, Job
+from ..jobs import Job
 from ..jsontext import request_body
 from .answers import (
     JobPage,
@@ -100,6 +100,7 @@ from .errors import (
     connection_failed,
     error_from_response,
 )
+from .waiting import TERMINAL, WaitMany, deadline_after, wait_timeout
 
 #: Imported from here by the tests, from before the package was split.
 _Calls = Calls
@@ -135,73 +136,6 @@ __all__ = [
     "node_url",
     "schedule_submission",
 ]
-
-TERMINAL = ",".join(sorted(str(s) for s in TERMINAL_STATUSES))
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _wait_timeout(job_id: str, timeout: float | None, job: Job | None) -> WaitTimeout:
-    state = f" (still {job.status})" if job is not None else ""
-    return WaitTimeout(f"job {job_id} did not finish within {timeout:g}s{state}", job)
-
-
-class _WaitMany:
-    """Bookkeeping of ``wait_many``: which jobs are still open, and how to look for them.
-
-    With many open jobs one listing of recently finished jobs (1000 per
-    request) beats a GET per job; with few, GETs are cheaper.
-    """
-
-    LIST_ABOVE = 20
-
-    def __init__(self, jobs: Iterable[Job | str]) -> None:
-        self.order: list[str] = []
-        self.done: dict[str, Job] = {}
-        oldest: float | None = None
-        for item in jobs:
-            job_id = item if isinstance(item, str) else item.id
-            self.order.append(job_id)
-            if isinstance(item, Job):
-                if item.terminal:
-                    self.done[job_id] = item
-                if oldest is None or item.created_at < oldest:
-                    oldest = item.created_at
-        # a second of margin: the ISO round trip must never drop the oldest job
-        self.since = None if oldest is None else oldest - 1.0
-        self.open: list[str] = []
-        self._open: set[str] = set()
-        self.settle()
-
-    @property
-    def total(self) -> int:
-        return len(self.order)
-
-    @property
-    def use_list(self) -> bool:
-        return self.since is not None and len(self.open) > self.LIST_ABOVE
-
-    def list_kwargs(self, cursor: str | None) -> dict[str, Any]:
-        return {"status": TERMINAL, "created_after": self.since, "limit": 1000, "cursor": cursor}
-
-    def seen(self, job: Job) -> None:
-        if job.terminal and job.id in self._open:
-            self.done[job.id] = job
-
-    def settle(self) -> None:
-        self.open = [i for i in dict.fromkeys(self.order) if i not in self.done]
-        self._open = set(self.open)
-
-    def timeout(self, timeout: float | None) -> WaitTimeout:
-        return WaitTimeout(
-            f"{len(self.open)} of {self.total} jobs did not finish within {timeout:g}s "
-            f"(the first: {self.open[0]})"
-        )
-
-    def result(self) -> list[Job]:
-        return [self.done[i] for i in self.order]
 
 
 # --------------------------------------------------------------------------
@@ -415,7 +349,7 @@ class Client:
         self, workflow_id: str, timeout: float | None = None, *, poll_interval: float = 0.05
     ) -> Workflow:
         """Poll until every member ended; ``WaitTimeout`` after ``timeout`` seconds."""
-        backoff, deadline = Backoff(poll_interval, 1.0, 1.5), _deadline(timeout)
+        backoff, deadline = Backoff(poll_interval, 1.0, 1.5), deadline_after(timeout)
         while True:
             last = self.get_workflow(workflow_id)
             if last.terminal:
@@ -481,7 +415,7 @@ class Client:
         max_interval: float = 1.0,
     ) -> Job:
         """Poll until the job is completed, failed or cancelled; ``WaitTimeout`` names it."""
-        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), deadline_after(timeout)
         last: Job | None = None
         while True:
             try:
@@ -492,7 +426,7 @@ class Client:
                 pass
             delay = backoff.next_within(deadline, time.monotonic())
             if delay is None:
-                raise _wait_timeout(job_id, timeout, last)
+                raise wait_timeout(job_id, timeout, last)
             time.sleep(delay)
 
     def wait_many(
@@ -505,8 +439,8 @@ class Client:
         max_interval: float = 1.0,
     ) -> list[Job]:
         """Wait for every job; returns them finished, in the order given."""
-        state = _WaitMany(jobs)
-        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
+        state = WaitMany(jobs)
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), deadline_after(timeout)
         while True:
             if on_progress is not None:
                 on_progress(state.total - len(state.open), state.total)
@@ -650,7 +584,7 @@ class Client:
         each (re)connection, which says the subscription is live.
         """
         follow = _EventFollow(kind, type, job_id, node, since, reconnect)
-        deadline = _deadline(timeout)
+        deadline = deadline_after(timeout)
         while True:
             try:
                 with connect_ws(EVENTS_PATH, self._http, params=follow.params()) as ws:
@@ -807,7 +741,7 @@ class AsyncClient:
     async def wait_workflow(
         self, workflow_id: str, timeout: float | None = None, *, poll_interval: float = 0.05
     ) -> Workflow:
-        backoff, deadline = Backoff(poll_interval, 1.0, 1.5), _deadline(timeout)
+        backoff, deadline = Backoff(poll_interval, 1.0, 1.5), deadline_after(timeout)
         while True:
             last = await self.get_workflow(workflow_id)
             if last.terminal:
@@ -871,7 +805,7 @@ class AsyncClient:
         poll_interval: float = 0.05,
         max_interval: float = 1.0,
     ) -> Job:
-        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), deadline_after(timeout)
         last: Job | None = None
         while True:
             try:
@@ -882,7 +816,7 @@ class AsyncClient:
                 pass
             delay = backoff.next_within(deadline, time.monotonic())
             if delay is None:
-                raise _wait_timeout(job_id, timeout, last)
+                raise wait_timeout(job_id, timeout, last)
             await anyio.sleep(delay)
 
     async def wait_many(
@@ -894,8 +828,8 @@ class AsyncClient:
         poll_interval: float = 0.05,
         max_interval: float = 1.0,
     ) -> list[Job]:
-        state = _WaitMany(jobs)
-        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), _deadline(timeout)
+        state = WaitMany(jobs)
+        backoff, deadline = Backoff(poll_interval, max_interval, 1.5), deadline_after(timeout)
         while True:
             if on_progress is not None:
                 on_progress(state.total - len(state.open), state.total)
