@@ -33,7 +33,6 @@ and hands the answer to the same parser, so the two cannot drift apart.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import queue
 import ssl
 import time
@@ -46,7 +45,6 @@ import anyio.abc
 import httpx
 from httpx_ws import (
     HTTPXWSException,
-    WebSocketDisconnect,
     WebSocketUpgradeError,
     aconnect_ws,
     connect_ws,
@@ -100,6 +98,7 @@ from .errors import (
     connection_failed,
     error_from_response,
 )
+from .event_follow import EVENTS_PATH, UPGRADE_HEADERS, EventFollow
 from .waiting import TERMINAL, WaitMany, deadline_after, wait_timeout
 
 #: Imported from here by the tests, from before the package was split.
@@ -136,96 +135,6 @@ __all__ = [
     "node_url",
     "schedule_submission",
 ]
-
-
-# --------------------------------------------------------------------------
-# the blocking client
-
-
-# --------------------------------------------------------------------------
-# the event stream
-
-#: Close codes after which reconnecting cannot help (the request itself is refused).
-_FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
-EVENTS_PATH = "/api/v1/events"
-#: A websocket handshake's headers, to read the JSON reason of a refused one.
-_UPGRADE_HEADERS = {
-    "Connection": "Upgrade",
-    "Upgrade": "websocket",
-    "Sec-WebSocket-Version": "13",
-    "Sec-WebSocket-Key": "am9idHJpby1yZWZ1c2FsIQ==",
-}
-
-
-class _EventFollow:
-    """What both clients do with the event stream, without the I/O.
-
-    It builds the query (filters, ``since`` = the last id seen), reads each
-    message (``stream.ready`` is kept to itself, the rest are yielded) and
-    decides after a disconnection whether and when to connect again: slow
-    consumer drops (4001), a node stopping (1001) and lost connections are
-    resumed from the last id with a growing delay; refusals are raised.
-    """
-
-    def __init__(
-        self,
-        kind: str | Iterable[str] | None,
-        type: str | Iterable[str] | None,
-        job_id: str | Iterable[str] | None,
-        node: str | Iterable[str] | None,
-        since: str | None,
-        reconnect: bool,
-    ) -> None:
-        self.filters: dict[str, str] = {}
-        for name, value in (("kind", kind), ("type", type), ("job_id", job_id), ("node", node)):
-            if value:
-                self.filters[name] = value if isinstance(value, str) else ",".join(value)
-        self.last = since
-        self.reconnect = reconnect
-        self.delay = 0.1
-        #: The node's ``stream.ready`` message of the current connection.
-        self.ready: dict[str, Any] | None = None
-
-    def params(self) -> dict[str, str]:
-        params = dict(self.filters, lines="true")
-        if self.last:
-            params["since"] = self.last
-        return params
-
-    def message(self, text: str) -> list[dict[str, Any]]:
-        """The events of one message (``lines=true``: one JSON object a line)."""
-        out = []
-        for line in text.split("\n"):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                raise JobtrioError("the event stream sent a message that is not JSON") from None
-            if not isinstance(event, dict):
-                raise JobtrioError("the event stream sent a message that is not a JSON object")
-            if event.get("kind") == "stream.ready":
-                self.ready = event
-                self.delay = 0.1
-                continue
-            if isinstance(event.get("id"), str):
-                self.last = event["id"]
-            out.append(event)
-        return out
-
-    def refused(self, response: httpx.Response) -> JobtrioError:
-        """The handshake's refusal (its body already read) as the client's exception."""
-        return error_from_response(response)
-
-    def closed(self, url: str, exc: Exception) -> float:
-        """Seconds to wait before connecting again; raises when that would not help."""
-        if isinstance(exc, WebSocketDisconnect):
-            if exc.code in _FINAL_CLOSES or not self.reconnect:
-                raise ConnectionFailed(
-                    f"the event stream of {url} closed ({exc.code}): {exc.reason or 'no reason'}"
-                ) from None
-        elif not self.reconnect:
-            raise ConnectionFailed(f"the event stream of {url} was lost: {exc}") from None
-        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
-        return delay
 
 
 class Client:
@@ -583,7 +492,7 @@ class Client:
         ``control=True`` also yields the node's ``stream.ready`` message at
         each (re)connection, which says the subscription is live.
         """
-        follow = _EventFollow(kind, type, job_id, node, since, reconnect)
+        follow = EventFollow(kind, type, job_id, node, since, reconnect)
         deadline = deadline_after(timeout)
         while True:
             try:
@@ -604,7 +513,7 @@ class Client:
                 # httpx-ws has closed the refusal's body: ask again to read why
                 try:
                     answer = self._http.get(
-                        EVENTS_PATH, params=follow.params(), headers=_UPGRADE_HEADERS
+                        EVENTS_PATH, params=follow.params(), headers=UPGRADE_HEADERS
                     )
                 except httpx.HTTPError:
                     answer = exc.response
@@ -965,7 +874,7 @@ class AsyncClient:
         which must end when the block does, not whenever an abandoned iterator
         is collected.)
         """
-        follow = _EventFollow(kind, type, job_id, node, since, reconnect)
+        follow = EventFollow(kind, type, job_id, node, since, reconnect)
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](16)
         try:
             async with anyio.create_task_group() as tasks:
@@ -982,7 +891,7 @@ class AsyncClient:
 
     async def _follow_events(
         self,
-        follow: _EventFollow,
+        follow: EventFollow,
         send: anyio.abc.ObjectSendStream[Any],
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
@@ -1002,7 +911,7 @@ class AsyncClient:
                 except WebSocketUpgradeError as exc:
                     try:
                         answer = await self._http.get(
-                            EVENTS_PATH, params=follow.params(), headers=_UPGRADE_HEADERS
+                            EVENTS_PATH, params=follow.params(), headers=UPGRADE_HEADERS
                         )
                     except httpx.HTTPError:
                         answer = exc.response
