@@ -406,11 +406,11 @@ def test_submit_many_sends_any_mapping_and_dicts_as_they_are() -> None:
     import json
     import types
 
-    from jobtrio.client import _Calls
+    from jobtrio.client.calls import Calls
 
     plain = {"type": "noop", "payload": {"n": 1}}
     frozen = types.MappingProxyType({"type": "noop", "priority": 9})
-    call = _Calls.submit_many(iter([plain, frozen]))
+    call = Calls.submit_many(iter([plain, frozen]))
     assert call.json is not None
     assert call.json["jobs"][0] is plain
     assert json.loads(json.dumps(call.json)) == {"jobs": [plain, dict(frozen)]}

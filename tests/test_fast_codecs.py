@@ -25,7 +25,7 @@ from jobtrio import eventstream
 from jobtrio.actors.node import Node
 from jobtrio.api.app import create_app
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
-from jobtrio.client import _json_of
+from jobtrio.client.answers import json_of
 from jobtrio.config import Settings
 from jobtrio.jobs import (
     MAX_PAYLOAD_DEPTH,
@@ -197,14 +197,14 @@ def test_the_client_reads_answers_as_json_does():
     bodies = [b'{"a":[1,0.1,"\\u00fc\\ud83d\\udc22"]}', b'{"a":NaN}']
     bodies += [b'{"n":%d}' % n for n in big]  # orjson would read these as floats
     for body in bodies:
-        got = _json_of(httpx.Response(200, content=body))
+        got = json_of(httpx.Response(200, content=body))
         want = json.loads(body)
         if isinstance(want["a" if "a" in want else "n"], float):
             assert math.isnan(got["a"])
         else:
             assert got == want and type(got.get("n")) is type(want.get("n"))
     with pytest.raises(ValueError):
-        _json_of(httpx.Response(200, content=b"<html>"))
+        json_of(httpx.Response(200, content=b"<html>"))
 
 
 def depth(value: Any) -> int:

@@ -39,9 +39,9 @@ the I/O), ``sync_client`` and ``async_client``. Import from
 from __future__ import annotations
 
 from ..jobs import Job
-from .answers import JobPage, Workflow, json_of
+from .answers import JobPage, Workflow
 from .async_client import AsyncClient
-from .calls import MAX_BATCH, Calls, Time, job_submission, schedule_submission
+from .calls import MAX_BATCH, Time, job_submission, schedule_submission
 from .endpoint import DEFAULT_TIMEOUT, DEFAULT_URL, USER_AGENT, ca_file_context, node_url
 from .errors import (
     AuthenticationFailed,
@@ -60,10 +60,6 @@ from .errors import (
 from .event_follow import EVENTS_PATH
 from .sync_client import Client
 from .waiting import TERMINAL
-
-#: Imported from here by the tests, from before the package was split.
-_Calls = Calls
-_json_of = json_of
 
 __all__ = [
     "DEFAULT_TIMEOUT",
