@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 import trio
 
 from jobtrio.actors.node import Node
@@ -164,6 +165,70 @@ async def test_records_outlive_retention_and_a_purge_deletes_them(kept):
     assert await store.delete(job.id)
     assert await store.get(job.id) is None
     assert (await store.count_by_status())["completed"] == 0
+
+
+async def test_all_records_are_the_union_of_the_status_indexes(kept, redis_server):
+    """No index of every record is kept (each record is in exactly one status index):
+    an unfiltered query merges the status indexes, page by page, in id order. An index
+    of all records left by the previous version is neither read nor needed."""
+    broker, store = kept
+    raw = redis.Redis(port=redis_server.port)
+    p = broker._p
+    statuses = list(JobStatus)
+    jobs = []
+    for i in range(41):
+        job = make("email" if i % 2 else "sms", payload={"i": i})
+        job.status = statuses[(i * 5) % len(statuses)]
+        job.owner = "alice" if i % 4 else "bob"
+        jobs.append(job)
+    await store.put_many(jobs)
+    [queued] = await broker.enqueue([make()], NOW)
+    assert not raw.exists(p + "rec-all")
+    newest_first = sorted([*(j.id for j in jobs), queued.id], reverse=True)
+    raw.zadd(p + "rec-all", {"0" * 26: 0, newest_first[3]: 0})  # as the previous version left it
+    for limit, owner in ((3, None), (1, None), (50, None), (2, "alice"), (5, "bob")):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await store.query(JobQuery(limit=limit, cursor=cursor, owner=owner))
+            seen += [j.id for j in page.jobs]
+            assert len(page.jobs) <= limit
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        every = {j.id: j.owner for j in jobs} | {queued.id: None}
+        assert seen == [i for i in newest_first if owner is None or every[i] == owner]
+    assert await store.delete(newest_first[3])
+    assert raw.zscore(p + "rec-all", newest_first[3]) is None
+    assert newest_first[3] not in [j.id for j in (await store.query(JobQuery(limit=50))).jobs]
+    raw.close()
+
+
+async def test_a_filtered_listing_merges_the_status_indexes_without_losing_a_record(kept):
+    """A filter that refuses most records reads past where one status index's piece
+    ended: the merge must not step over that index's records it has not read yet."""
+    broker, store = kept
+    rng = random.Random(5)
+    statuses = [JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED]
+    jobs = []
+    for i in range(90):
+        job = make(payload={"i": i})
+        job.status = rng.choice(statuses)
+        job.owner = rng.choice(["alice", "bob", "carol", "dave"])
+        jobs.append(job)
+    await store.put_many(jobs)
+    for owner in ("alice", "bob", None):
+        for limit in (1, 2, 3, 7):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = await store.query(JobQuery(limit=limit, cursor=cursor, owner=owner))
+                seen += [j.id for j in page.jobs]
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            want = sorted((j.id for j in jobs if owner is None or j.owner == owner), reverse=True)
+            assert seen == want, (owner, limit)
 
 
 async def test_the_store_leaves_a_job_the_broker_holds_to_the_broker(kept):
