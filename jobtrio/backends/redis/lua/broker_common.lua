@@ -152,10 +152,8 @@ end
 local function load(id)
   local v = redis.call('HMGET', jkey(id), 'b', 'm', 'q', 't', 'u')
   if not v[3] then return nil end
-  local j = {id = id, b = v[1], string.match(v[2], MPAT)}
-  j.t = v[4]
-  j.u = v[5] or 'default'
-  return j
+  -- one constructor: a key added after it rehashes the table (its 23 values too)
+  return {id = id, b = v[1], t = v[4], u = v[5] or 'default', string.match(v[2], MPAT)}
 end
 
 local function save(j)

@@ -3,12 +3,10 @@
 -- restore and fire_tick, so the three file a job the same way.
 local NR = #ENQUEUE_READS
 local NONE = {false, false, false, false, false}
+local NEW = {} -- the indexes a new record is filed over: none (file_record only reads it)
 local function enqueue_one(arg, now)
-  local a = enqueue_fields(arg)
-  local id, c, b, m, u, t = a[1], a[2], a[NR + 3], a[NR + 4], a[NR + 5], a[NR + 6]
-  local j = {id = id, b = b, t = t, u = u}
-  for r = 1, NR do j[ENQUEUE_READS[r]] = a[r + 2] end
-  local k = j[K]
+  local j, c, b, m = enqueue_job(arg)
+  local id, t, u, k = j.id, j.t, j.u, j[K]
   local held = false
   if k ~= '' then
     held = redis.call('HGET', K_IDEM, k)
@@ -30,7 +28,7 @@ local function enqueue_one(arg, now)
     if old[2] then
       file_record(id, {'', status_of(old[2]), old[3], old[4]}, j[S], t, c)
     else
-      file_record(id, {}, j[S], t, c)
+      file_record(id, NEW, j[S], t, c)
     end
   else
     redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'u', u)
