@@ -1,0 +1,1 @@
+"""The dispatcher's parts, one concept a module (``actors/dispatcher.py`` wires them)."""
