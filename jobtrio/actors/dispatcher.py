@@ -50,7 +50,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -74,14 +74,22 @@ from ..payloads import PayloadError, from_payload
 from ..processors import JobContext, Registry, UnknownJobType, run_processor
 from ..retry import RetryPolicy
 from ..text import error_text
+from .dispatch.flights import (
+    LEASE_LOST,
+    SHUTDOWN,
+    Flights,
+    InFlight,
+    Report,
+    WorkerState,
+    released,
+    unstarted,
+)
 from .dispatch.results import gathered_problem, result_problem
 from .recorder import Recorder
 from .signals import Wakeup
 
 log = logging.getLogger("jobtrio.dispatcher")
 
-#: Why an attempt was interrupted from outside (its outcome is not reported as a failure).
-CANCELLED, LEASE_LOST, SHUTDOWN = "cancelled", "lease lost", "shutdown"
 #: Seconds of this node's recent start rate it may claim ahead (automatic prefetch).
 PREFETCH_HORIZON = 0.02
 #: Seconds over which the start rate is measured.
@@ -117,15 +125,6 @@ FINISH_TARGET = 64
 PROGRESS_INTERVAL = 0.25
 
 
-@dataclass(slots=True)
-class InFlight:
-    lease: Lease
-    worker: int
-    scope: trio.CancelScope | None = None
-    interrupted: str | None = None
-    finished: bool = False  # the outcome is on its way to the Broker
-
-
 @dataclass(slots=True, frozen=True)
 class ClaimOffer:
     """A claim the dispatcher lends its node's group commit (``Dispatcher.lend_claim``):
@@ -136,37 +135,6 @@ class ClaimOffer:
     n: int
     lease_seconds: float
     scope: ClaimScope
-
-
-@dataclass(slots=True)
-class WorkerState:
-    index: int
-    worker_id: str
-    busy: bool = False
-    job_id: str | None = None
-    job_type: str | None = None
-    started_at: float | None = None
-    busy_seconds: float = 0.0
-    jobs_done: int = 0
-    inbox: Any = field(default=None, repr=False)
-    #: Dealt to this worker directly, not started yet.
-    pending: InFlight | None = field(default=None, repr=False)
-    #: The attempt running under the worker's cancel scope, with its timeout and start.
-    running: InFlight | None = field(default=None, repr=False)
-    timeout: float | None = None
-    began: float = 0.0
-
-    @property
-    def idle(self) -> bool:
-        return not self.busy
-
-
-@dataclass(slots=True)
-class _Report:
-    finish: Finish | None  # None: nothing to tell the Broker (the lease is gone)
-    job: Job
-    worker: int
-    duration: float
 
 
 class Dispatcher:
@@ -199,10 +167,9 @@ class Dispatcher:
         self._balancer = Balancer(settings.load_balancer_strategy, self._rng)
         self._limiter = trio.CapacityLimiter(settings.worker_count)
         self.workers = [WorkerState(i, f"{node_id}/w{i}") for i in range(settings.worker_count)]
-        self._inflight: dict[str, InFlight] = {}
-        #: QUEUES and QUEUE_CONCURRENCY; jobs held (claimed, not yet finished) per queue
+        self._flights = Flights()
+        #: QUEUES and QUEUE_CONCURRENCY
         self._plan = settings.queue_plan
-        self._held: dict[str, int] = {}
         #: Claimed, not yet started: (-priority, seq, attempt), a local priority queue.
         self._ready: list[tuple[int, int, InFlight]] = []
         self._idle = len(self.workers)
@@ -222,10 +189,10 @@ class Dispatcher:
         self._capacity = Wakeup()
         self._claiming = True
         self._drained = trio.Event()
-        self._reports_send, self._reports_recv = trio.open_memory_channel[_Report](math.inf)
+        self._reports_send, self._reports_recv = trio.open_memory_channel[Report](math.inf)
         #: Outcomes the finisher took and holds while it lingers (not sent yet: a crash
         #: hands them to the next finisher, see ``_recover``); its linger's scope.
-        self._lingering: list[_Report] = []
+        self._lingering: list[Report] = []
         self._linger_scope: trio.CancelScope | None = None
         self._metric_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         #: job id -> its latest progress report not yet written (see ``_progress_loop``).
@@ -254,11 +221,11 @@ class Dispatcher:
     # -- views for other actors ---------------------------------------------------
     def leases(self) -> list[tuple[str, str]]:
         """(job_id, token) of every attempt this node holds, for the heartbeat."""
-        return [(i, f.lease.token) for i, f in self._inflight.items()]
+        return self._flights.leases()
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return len(self._flights)
 
     def idle_workers(self) -> int:
         return self._idle
@@ -309,17 +276,11 @@ class Dispatcher:
 
     def interrupt(self, job_id: str, reason: str) -> bool:
         """Stop a local attempt (a cancel request or a lost lease)."""
-        flight = self._inflight.get(job_id)
-        if flight is None or flight.finished:
-            return False
-        flight.interrupted = reason
-        if flight.scope is not None:
-            flight.scope.cancel()
-        return True
+        return self._flights.interrupt(job_id, reason)
 
     def leases_lost(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
-            flight = self._inflight.get(job_id)
+            flight = self._flights.get(job_id)
             if self.interrupt(job_id, LEASE_LOST):
                 self._metrics.lease_lost.inc()
                 if flight is not None:
@@ -335,17 +296,17 @@ class Dispatcher:
             self._linger_scope.cancel()
         self._release_ready()
         with trio.move_on_after(grace):
-            while self._inflight:
+            while self._flights:
                 await self._capacity.wait(0.05)
-        for job_id in list(self._inflight):
+        for job_id in self._flights.job_ids():
             self.interrupt(job_id, SHUTDOWN)
         with trio.move_on_after(max(HAND_BACK_TIMEOUT, self._settings.job_lease)):
-            while self._inflight:
+            while self._flights:
                 await self._capacity.wait(0.05)
-        if self._inflight:
+        if self._flights:
             log.warning(
                 "%d attempts could not be handed back; their leases will expire",
-                len(self._inflight),
+                len(self._flights),
             )
 
     # -- the actor --------------------------------------------------------------------
@@ -385,15 +346,15 @@ class Dispatcher:
         # same (claim_answered), and the new loop waits for it as the old one did instead
         # of claiming beside it
         self._loop_idle = False
-        if not self._inflight and not queued:
+        if not self._flights and not queued:
             return
         reported = {id(r.job) for r in queued}
         for report in queued:
             self._reports_send.send_nowait(report)
-        for flight in self._inflight.values():
+        for flight in self._flights:
             if id(flight.lease.job) not in reported:
                 flight.finished = True
-                report = _Report(_unstarted(flight), flight.lease.job, -1, 0.0)
+                report = Report(unstarted(flight), flight.lease.job, -1, 0.0)
                 self._reports_send.send_nowait(report)
         self._ready.clear()
         for worker in self.workers:
@@ -401,7 +362,7 @@ class Dispatcher:
             worker.job_id = worker.job_type = worker.started_at = None
             worker.pending = worker.running = None
         self._idle = len(self.workers)
-        log.warning("restarted after a crash: %d attempts handed back", len(self._inflight))
+        log.warning("restarted after a crash: %d attempts handed back", len(self._flights))
 
     def _update_window(self) -> None:
         """Re-measure the start rate and size the prefetch from it (see the module doc)."""
@@ -452,7 +413,7 @@ class Dispatcher:
                     asked,
                     self._settings.job_lease,
                     asked_at,
-                    self._plan.scope(self._registry.types(), self._held, self._rng),
+                    self._plan.scope(self._registry.types(), self._flights.held, self._rng),
                 )
             except BackendUnavailable as exc:
                 self._claim_unanswered = True
@@ -489,21 +450,18 @@ class Dispatcher:
     def _take(self, leases: list[Lease]) -> None:
         """Hold the leases a claim brought (each job ready for a worker)."""
         self.claimed += len(leases)
-        inflight, ready, seq = self._inflight, self._ready, self._seq
+        hold, ready, seq = self._flights.hold, self._ready, self._seq
         for lease in leases:
-            if lease.job.id in inflight:
+            flight = hold(lease)
+            if flight is None:
                 # The Broker re-issued a job whose older attempt is still here, so
                 # that lease is gone (it expired while we were cut off): stop the old
                 # attempt and hand this lease back. One table entry per job, never
                 # two runs at once (jobtrio sim --seed 305 --nodes 7 --algorithm
                 # bully --duration 40 --clients 4 died of a KeyError here).
                 self.leases_lost([lease.job.id])
-                self._reports_send.send_nowait(_Report(released(lease), lease.job, -1, 0.0))
+                self._reports_send.send_nowait(Report(released(lease), lease.job, -1, 0.0))
                 continue
-            flight = InFlight(lease, -1)
-            inflight[lease.job.id] = flight
-            queue = lease.job.queue
-            self._held[queue] = self._held.get(queue, 0) + 1
             heapq.heappush(ready, (-lease.job.priority, next(seq), flight))
 
     def lend_claim(self) -> ClaimOffer | None:
@@ -530,7 +488,7 @@ class Dispatcher:
             self.node_id,
             min(want, self._settings.dispatch_batch),
             self._settings.job_lease,
-            self._plan.scope(self._registry.types(), self._held, self._rng),
+            self._plan.scope(self._registry.types(), self._flights.held, self._rng),
         )
         self._lent = trio.Event()  # once the offer is made: a lent claim is always answered
         return offer
@@ -570,7 +528,7 @@ class Dispatcher:
         previous = [
             (lease.job.id, lease.token)
             for lease in await self._broker.running()
-            if lease.job.node_id == self.node_id and lease.job.id not in self._inflight
+            if lease.job.node_id == self.node_id and lease.job.id not in self._flights
         ]
         if previous:
             lost = await self._broker.renew(previous, 0.0, self._clock())
@@ -596,7 +554,7 @@ class Dispatcher:
             lease
             for lease in await self._broker.running()
             if lease.job.node_id == self.node_id
-            and lease.job.id not in self._inflight
+            and lease.job.id not in self._flights
             and lease.job.started_at is not None
             and lease.job.started_at >= self._since
         ]
@@ -629,7 +587,7 @@ class Dispatcher:
             job = flight.lease.job
             if flight.interrupted is not None:  # cancelled or lost while it waited
                 flight.finished = True
-                self._reports_send.send_nowait(_Report(None, job, -1, 0.0))
+                self._reports_send.send_nowait(Report(None, job, -1, 0.0))
                 continue
             # the strategy chooses among the idle workers; the one that just finished is
             # often the only one, and then it is the whole list without a scan
@@ -665,11 +623,11 @@ class Dispatcher:
     def _release_ready(self) -> None:
         """Hand back every claimed job no worker has started (graceful stop)."""
         while self._ready:
-            self._hand_back_unstarted(heapq.heappop(self._ready)[2])
+            self._hand_backunstarted(heapq.heappop(self._ready)[2])
 
-    def _hand_back_unstarted(self, flight: InFlight) -> None:
+    def _hand_backunstarted(self, flight: InFlight) -> None:
         flight.finished = True
-        self._reports_send.send_nowait(_Report(_unstarted(flight), flight.lease.job, -1, 0.0))
+        self._reports_send.send_nowait(Report(unstarted(flight), flight.lease.job, -1, 0.0))
 
     def _mark_broker(self, healthy: bool, error: str | None) -> None:
         if healthy != self.broker_healthy:
@@ -713,7 +671,7 @@ class Dispatcher:
                 flight, worker.pending = worker.pending, None
             worker.began = trio.current_time()
             if flight.interrupted is not None or not self._claiming:
-                finish = _unstarted(flight)
+                finish = unstarted(flight)
             else:
                 finish = await self._attempt(worker, flight, scope)
             self._attempt_done(worker, flight, finish)
@@ -726,7 +684,7 @@ class Dispatcher:
         worker.job_id = worker.job_type = worker.started_at = None
         worker.busy_seconds += duration
         worker.jobs_done += 1
-        self._reports_send.send_nowait(_Report(finish, flight.lease.job, worker.index, duration))
+        self._reports_send.send_nowait(Report(finish, flight.lease.job, worker.index, duration))
         worker.pending = self._dispatch_ready(worker)
         if self._claim_wanted():
             self._capacity.set()
@@ -838,7 +796,7 @@ class Dispatcher:
     ) -> None:
         """Keep ``job_id``'s latest report for the next write (raises on a bad fraction)."""
         progress = make_progress(fraction, message, self._clock())
-        flight = self._inflight.get(job_id)
+        flight = self._flights.get(job_id)
         if flight is None or flight.finished or flight.lease.token != token:
             return  # the attempt is over: its report would be refused anyway
         progress["attempt"] = len(flight.lease.job.attempts)
@@ -898,15 +856,13 @@ class Dispatcher:
             refused = [r.job.id for r, job in zip(to_send, results, strict=True) if job is None]
             if refused:
                 await self._record_current(refused)
+            let_go = self._flights.let_go
             for report in reports:
-                flight = self._inflight.get(report.job.id)
-                if flight is not None and flight.lease.job is report.job:  # this attempt's
-                    del self._inflight[report.job.id]
-                    self._drop_held(report.job.queue)
+                let_go(report.job)  # if the entry is this attempt's
             self._metrics.worker_active.set(self.in_flight)
             self._capacity.set()
 
-    def _receive_more(self, reports: list[_Report]) -> None:
+    def _receive_more(self, reports: list[Report]) -> None:
         """Add the outcomes queued now to ``reports`` (at most 1000 in all)."""
         receive = self._reports_recv.receive_nowait
         while len(reports) < 1000:
@@ -915,7 +871,7 @@ class Dispatcher:
             except trio.WouldBlock:
                 break
 
-    async def _linger(self, reports: list[_Report]) -> None:
+    async def _linger(self, reports: list[Report]) -> None:
         """Gather outcomes into ``reports`` for up to ``FINISH_LINGER`` (see there)."""
         self._lingering = reports  # left set if a crash cancels us: ``_recover`` sends them
         with trio.move_on_after(FINISH_LINGER) as self._linger_scope:
@@ -925,13 +881,6 @@ class Dispatcher:
                 reports.append(await self._reports_recv.receive())
                 self._receive_more(reports)
         self._lingering, self._linger_scope = [], None
-
-    def _drop_held(self, queue: str) -> None:
-        left = self._held.get(queue, 0) - 1
-        if left > 0:
-            self._held[queue] = left
-        else:
-            self._held.pop(queue, None)
 
     async def _record_current(self, job_ids: list[str]) -> None:
         """Record what the Broker holds for jobs whose outcome it refused.
@@ -970,7 +919,7 @@ class Dispatcher:
                 start, status = i, done[i].status
         publish(f"job.{status}", done[start:] if start else done)
 
-    def _account(self, reports: list[_Report], results: list[Job | None]) -> None:
+    def _account(self, reports: list[Report], results: list[Job | None]) -> None:
         done: list[Job] = []
         durations: dict[tuple[str, str], list[float]] = {}
         for report, job in zip(reports, results, strict=True):
@@ -995,22 +944,6 @@ class Dispatcher:
         self._recorder.record(done)
         if self._on_ended is not None:
             self._on_ended(done)
-
-
-def released(lease: Lease, worker_id: str | None = None) -> Finish:
-    """The outcome that hands an attempt back unrun: the job waits again, no retry counted."""
-    return Finish(lease.job.id, lease.token, "released", worker_id)
-
-
-def _unstarted(flight: InFlight) -> Finish | None:
-    """What to tell the Broker of an attempt that will not start here.
-
-    Handed back (released) when the node is stopping; nothing when it was
-    cancelled or its lease was lost, since the Broker has moved the job on.
-    """
-    if flight.interrupted in (None, SHUTDOWN):
-        return released(flight.lease)
-    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -59,7 +59,8 @@ from ..tls import peer_http_verify
 from ..workflows import build as build_workflow
 from ..workflows import view as workflow_view
 from .cluster import ClusterActor, ClusterSeams
-from .dispatcher import CANCELLED, Dispatcher
+from .dispatch.flights import CANCELLED
+from .dispatcher import Dispatcher
 from .elector import Elector
 from .heartbeat import lease_heartbeat
 from .leader import LeaderDuties
