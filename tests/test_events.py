@@ -12,7 +12,6 @@ import json
 import math
 import socket
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -21,7 +20,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from jobtrio.actors.dispatcher import Dispatcher
+from jobtrio.actors.dispatch.finisher import publish_finished
 from jobtrio.actors.node import Node
 from jobtrio.client import AsyncClient, InvalidRequest, JobtrioError
 from jobtrio.eventlog import MemoryEventLog, format_id, parse_id
@@ -272,7 +271,7 @@ def test_a_finish_batch_of_mixed_outcomes_is_published_in_order() -> None:
     for job, status in zip(jobs, statuses, strict=True):
         job.status = JobStatus(status)
     with bus.subscribe(buffer=math.inf) as plain:
-        Dispatcher._publish_finished(SimpleNamespace(_events=bus), jobs)  # type: ignore[arg-type]
+        publish_finished(bus, jobs)
         events = [plain.receive_nowait() for _ in jobs]
     assert [(e["type"], e["job"]["job_id"]) for e in events] == [
         (f"job.{status}", job.id) for job, status in zip(jobs, statuses, strict=True)

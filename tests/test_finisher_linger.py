@@ -163,7 +163,7 @@ async def test_a_linger_stops_at_the_target_number_of_outcomes(mock_clock):
     """Two jobs end (the finisher lingers), then 64 more while one runs on: the finisher
     stops gathering at ``FINISH_TARGET`` (64) outcomes and sends, without waiting for the
     last job."""
-    from jobtrio.actors.dispatcher import FINISH_TARGET
+    from jobtrio.actors.dispatch.finisher import FINISH_TARGET
 
     registry = Registry()
     gates = {"two": trio.Event(), "many": trio.Event(), "last": trio.Event()}

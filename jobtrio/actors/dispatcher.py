@@ -74,6 +74,7 @@ from ..payloads import PayloadError, from_payload
 from ..processors import JobContext, Registry, UnknownJobType, run_processor
 from ..retry import RetryPolicy
 from ..text import error_text
+from .dispatch.finisher import Finisher
 from .dispatch.flights import (
     LEASE_LOST,
     SHUTDOWN,
@@ -84,6 +85,7 @@ from .dispatch.flights import (
     released,
     unstarted,
 )
+from .dispatch.health import BROKER_RETRY, BrokerHealth
 from .dispatch.results import gathered_problem, result_problem
 from .recorder import Recorder
 from .signals import Wakeup
@@ -101,25 +103,9 @@ IDLE_POLL_FIRST, IDLE_POLL_MAX = 0.001, 0.1
 #: Due times of scheduled jobs this node accepted that an idle claim loop asks the Broker
 #: at (``Dispatcher.due_at``), at most this many (later ones are found by the poll).
 DUE_TIMES_KEPT = 64
-#: (first, maximum) seconds between tries of a claim or a finish while the Broker is down.
-BROKER_RETRY = (0.05, 5.0)
 #: How long a stopping node waits, past the grace, for interrupted attempts to be handed
 #: back (at least a lease: after that the leases expire and the leader requeues anyway).
 HAND_BACK_TIMEOUT = 5.0
-#: Longest the finisher holds outcomes for more to share their Broker call (one script
-#: call is 20-50 us of this node's CPU plus the script's fixed cost in Redis, whatever it
-#: carries). It lingers only when at least ``FINISH_FLURRY`` outcomes came together (jobs
-#: are ending in numbers: a lone job's outcome, or one of a few long jobs', goes at once),
-#: while a worker still runs a job, and while the node claims (a drain or a stop sends
-#: at once); it stops at ``FINISH_TARGET`` outcomes or when no worker runs a job. A
-#: tenth of ``PREFETCH_HORIZON``, the wait the claim side already accepts: with jobs that
-#: do one Redis round trip, outcomes came in sixes and a finish per six jobs.
-FINISH_LINGER = 0.002
-#: Outcomes arriving together that make the finisher linger (see ``FINISH_LINGER``).
-FINISH_FLURRY = 2
-#: Outcomes a lingering finisher waits for before it sends (a noop drain's finishes carry
-#: about 32 without lingering; more gains little: the fixed cost is then a few us a job).
-FINISH_TARGET = 64
 #: Seconds between two writes of the progress reports (each write carries the latest
 #: report of every job that reported since the last one).
 PROGRESS_INTERVAL = 0.25
@@ -152,9 +138,6 @@ class Dispatcher:
         on_ended: Callable[[list[Job]], None] | None = None,
     ) -> None:
         self.node_id = node_id
-        #: Told of every job a finish answered for (the node's ``Releases``: a job that
-        #: ended with dependents released them in the Broker).
-        self._on_ended = on_ended
         self._settings = settings
         self._broker = broker
         self._registry = registry
@@ -189,12 +172,21 @@ class Dispatcher:
         self._capacity = Wakeup()
         self._claiming = True
         self._drained = trio.Event()
-        self._reports_send, self._reports_recv = trio.open_memory_channel[Report](math.inf)
-        #: Outcomes the finisher took and holds while it lingers (not sent yet: a crash
-        #: hands them to the next finisher, see ``_recover``); its linger's scope.
-        self._lingering: list[Report] = []
-        self._linger_scope: trio.CancelScope | None = None
-        self._metric_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._health = BrokerHealth(metrics)
+        self._reports_send, reports_recv = trio.open_memory_channel[Report](math.inf)
+        self._finisher = Finisher(
+            broker,
+            self._flights,
+            reports_recv,
+            recorder,
+            events,
+            metrics,
+            self._health,
+            self._capacity,
+            clock,
+            self._lingering_pays,
+            on_ended,
+        )
         #: job id -> its latest progress report not yet written (see ``_progress_loop``).
         self._progress: dict[str, ProgressReport] = {}
         self._progress_wakeup = Wakeup()
@@ -211,14 +203,23 @@ class Dispatcher:
         self._previous_to_expire = True
         self.handed_back = 0
         self.expired_at_start = 0
-        self.broker_healthy = True
-        self._broker_marked = False
-        self.last_error: str | None = None
         self.claimed = 0
         self.started = 0
-        self.finished = 0
 
     # -- views for other actors ---------------------------------------------------
+    @property
+    def finished(self) -> int:
+        """Outcomes the Broker accepted from this node."""
+        return self._finisher.finished
+
+    @property
+    def broker_healthy(self) -> bool:
+        return self._health.healthy
+
+    @property
+    def last_error(self) -> str | None:
+        return self._health.last_error
+
     def leases(self) -> list[tuple[str, str]]:
         """(job_id, token) of every attempt this node holds, for the heartbeat."""
         return self._flights.leases()
@@ -292,8 +293,7 @@ class Dispatcher:
         self._claiming = False
         self._wakeup.set()
         self._capacity.set()
-        if self._linger_scope is not None:  # outcomes held for company go now
-            self._linger_scope.cancel()
+        self._finisher.send_now()
         self._release_ready()
         with trio.move_on_after(grace):
             while self._flights:
@@ -318,7 +318,7 @@ class Dispatcher:
                 send, recv = trio.open_memory_channel[InFlight](1)
                 worker.inbox = send
                 nursery.start_soon(self._worker_loop, worker, recv)
-            nursery.start_soon(self._finisher_loop)
+            nursery.start_soon(self._finisher.run)
             nursery.start_soon(self._progress_loop)
             task_status.started()
             await self._claim_loop()
@@ -335,13 +335,7 @@ class Dispatcher:
         the heartbeat for an attempt nobody runs. A handed-back job that had in
         fact completed runs again: delivery is at least once.
         """
-        queued, self._lingering = self._lingering, []  # held by the crashed finisher, unsent
-        self._linger_scope = None
-        while True:
-            try:
-                queued.append(self._reports_recv.receive_nowait())
-            except trio.WouldBlock:
-                break
+        queued = self._finisher.take_unsent()
         # A claim lent to the group commit (``_lent``) stays lent: its answer comes all the
         # same (claim_answered), and the new loop waits for it as the old one did instead
         # of claiming beside it
@@ -363,6 +357,11 @@ class Dispatcher:
             worker.pending = worker.running = None
         self._idle = len(self.workers)
         log.warning("restarted after a crash: %d attempts handed back", len(self._flights))
+
+    def _lingering_pays(self) -> bool:
+        """Whether the finisher may wait for more outcomes: the node claims and a worker
+        runs a job."""
+        return self._claiming and self._idle < len(self.workers)
 
     def _update_window(self) -> None:
         """Re-measure the start rate and size the prefetch from it (see the module doc)."""
@@ -417,13 +416,14 @@ class Dispatcher:
                 )
             except BackendUnavailable as exc:
                 self._claim_unanswered = True
-                self._mark_broker(False, str(exc))
+                self._health.mark(False, str(exc))
                 await trio.sleep(backoff.next())
                 continue
             backoff.reset()
             self._claim_latency = trio.current_time() - sent
-            if self.last_error is not None or not self._broker_marked:
-                self._mark_broker(True, None)  # once, not per claim: labels() is a lookup
+            health = self._health
+            if health.last_error is not None or not health.marked:
+                health.mark(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
                 await self._wait_for_work(poll.next(), asked_at)
                 continue
@@ -623,22 +623,11 @@ class Dispatcher:
     def _release_ready(self) -> None:
         """Hand back every claimed job no worker has started (graceful stop)."""
         while self._ready:
-            self._hand_backunstarted(heapq.heappop(self._ready)[2])
+            self._hand_back_unstarted(heapq.heappop(self._ready)[2])
 
-    def _hand_backunstarted(self, flight: InFlight) -> None:
+    def _hand_back_unstarted(self, flight: InFlight) -> None:
         flight.finished = True
         self._reports_send.send_nowait(Report(unstarted(flight), flight.lease.job, -1, 0.0))
-
-    def _mark_broker(self, healthy: bool, error: str | None) -> None:
-        if healthy != self.broker_healthy:
-            if healthy:
-                log.info("broker is back")
-            else:
-                log.warning("broker unavailable: %s", error)
-        self.broker_healthy = healthy
-        self.last_error = error
-        self._broker_marked = True
-        self._metrics.backend_up.labels("broker").set(1 if healthy else 0)
 
     # -- workers -----------------------------------------------------------------------
     async def _worker_loop(
@@ -823,127 +812,6 @@ class Dispatcher:
                             "job.progress", job=job_fields(job), progress=job.progress
                         )
             await trio.sleep(PROGRESS_INTERVAL)
-
-    # -- the finisher ---------------------------------------------------------------------
-    async def _finisher_loop(self) -> None:
-        backoff = Backoff(*BROKER_RETRY)
-        receive_more = self._receive_more
-        while True:
-            reports = [await self._reports_recv.receive()]
-            receive_more(reports)
-            if (
-                len(reports) >= FINISH_FLURRY
-                and self._claiming
-                and self._idle < len(self.workers)
-                and len(reports) < FINISH_TARGET
-            ):
-                await self._linger(reports)
-            to_send = [r for r in reports if r.finish is not None]
-            while to_send:
-                try:
-                    results = await self._broker.finish(
-                        [r.finish for r in to_send],  # type: ignore[misc]
-                        self._clock(),
-                    )
-                    break
-                except BackendUnavailable as exc:
-                    self._mark_broker(False, str(exc))
-                    await trio.sleep(backoff.next())
-            else:
-                results = []
-            backoff.reset()
-            self._account(to_send, results)
-            refused = [r.job.id for r, job in zip(to_send, results, strict=True) if job is None]
-            if refused:
-                await self._record_current(refused)
-            let_go = self._flights.let_go
-            for report in reports:
-                let_go(report.job)  # if the entry is this attempt's
-            self._metrics.worker_active.set(self.in_flight)
-            self._capacity.set()
-
-    def _receive_more(self, reports: list[Report]) -> None:
-        """Add the outcomes queued now to ``reports`` (at most 1000 in all)."""
-        receive = self._reports_recv.receive_nowait
-        while len(reports) < 1000:
-            try:
-                reports.append(receive())
-            except trio.WouldBlock:
-                break
-
-    async def _linger(self, reports: list[Report]) -> None:
-        """Gather outcomes into ``reports`` for up to ``FINISH_LINGER`` (see there)."""
-        self._lingering = reports  # left set if a crash cancels us: ``_recover`` sends them
-        with trio.move_on_after(FINISH_LINGER) as self._linger_scope:
-            while (
-                len(reports) < FINISH_TARGET and self._claiming and self._idle < len(self.workers)
-            ):
-                reports.append(await self._reports_recv.receive())
-                self._receive_more(reports)
-        self._lingering, self._linger_scope = [], None
-
-    async def _record_current(self, job_ids: list[str]) -> None:
-        """Record what the Broker holds for jobs whose outcome it refused.
-
-        A refusal means the lease moved on (cancelled, requeued), or that an
-        earlier try of this very call succeeded and only its reply was lost
-        (an outage): either way the Broker's copy is the truth to record.
-        """
-        try:
-            current = await self._broker.get_many(job_ids)
-        except BackendUnavailable:
-            return  # the leader's reconciliation and later snapshots catch up
-        self._recorder.record(current.values())
-
-    def _metric_pair(self, outcome: str, job_type: str) -> tuple[Any, Any]:
-        key = (outcome, job_type)
-        pair = self._metric_children.get(key)
-        if pair is None:
-            pair = (
-                self._metrics.jobs_total.labels(outcome),
-                self._metrics.job_processing_duration.labels(job_type, outcome),
-            )
-            self._metric_children[key] = pair
-        return pair
-
-    def _publish_finished(self, done: list[Job]) -> None:
-        """``job.<status>`` of each finished job, in order: one batch a run of one status
-        (usually the whole list: every job of a drain completes)."""
-        if not done or not self._events.has_subscribers:
-            return
-        publish, start = self._events.publish_jobs, 0
-        status = done[0].status
-        for i in range(1, len(done)):
-            if done[i].status != status:
-                publish(f"job.{status}", done[start:i])
-                start, status = i, done[i].status
-        publish(f"job.{status}", done[start:] if start else done)
-
-    def _account(self, reports: list[Report], results: list[Job | None]) -> None:
-        done: list[Job] = []
-        durations: dict[tuple[str, str], list[float]] = {}
-        for report, job in zip(reports, results, strict=True):
-            outcome = report.finish.outcome  # type: ignore[union-attr]
-            if job is None:
-                log.info("outcome of job %s refused: its lease had moved on", report.job.id)
-                continue
-            done.append(job)
-            key = (outcome, job.type)
-            spent = durations.get(key)
-            if spent is None:
-                durations[key] = [report.duration]
-            else:
-                spent.append(report.duration)
-        self._publish_finished(done)
-        self.finished += len(done)
-        for (outcome, job_type), spent in durations.items():
-            counter, histogram = self._metric_pair(outcome, job_type)
-            counter.inc(len(spent))
-            if outcome != "released":
-                histogram.observe_many(spent)
-        self._recorder.record(done)
-        if self._on_ended is not None:
-            self._on_ended(done)
 
 
 def _describe(exc: BaseException) -> str:
