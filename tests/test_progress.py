@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pytest
 import trio
 
-from jobtrio.actors.dispatcher import PROGRESS_INTERVAL
+from jobtrio.actors.dispatch.progress import PROGRESS_INTERVAL
 from jobtrio.backends.base import ProgressReport
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.cli import job_line, progress_text

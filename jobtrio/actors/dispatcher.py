@@ -61,14 +61,13 @@ from ..backends.base import (
     ClaimScope,
     Finish,
     Lease,
-    ProgressReport,
 )
 from ..backoff import Backoff
 from ..balancing import Balancer
 from ..config import Settings
 from ..events import EventBus
 from ..eventstream import job_fields
-from ..jobs import Job, make_progress
+from ..jobs import Job
 from ..metrics import NodeMetrics
 from ..payloads import PayloadError, from_payload
 from ..processors import JobContext, Registry, UnknownJobType, run_processor
@@ -86,6 +85,7 @@ from .dispatch.flights import (
     unstarted,
 )
 from .dispatch.health import BROKER_RETRY, BrokerHealth
+from .dispatch.progress import ProgressReports
 from .dispatch.results import gathered_problem, result_problem
 from .recorder import Recorder
 from .signals import Wakeup
@@ -106,9 +106,6 @@ DUE_TIMES_KEPT = 64
 #: How long a stopping node waits, past the grace, for interrupted attempts to be handed
 #: back (at least a lease: after that the leases expire and the leader requeues anyway).
 HAND_BACK_TIMEOUT = 5.0
-#: Seconds between two writes of the progress reports (each write carries the latest
-#: report of every job that reported since the last one).
-PROGRESS_INTERVAL = 0.25
 
 
 @dataclass(slots=True, frozen=True)
@@ -187,9 +184,7 @@ class Dispatcher:
             self._lingering_pays,
             on_ended,
         )
-        #: job id -> its latest progress report not yet written (see ``_progress_loop``).
-        self._progress: dict[str, ProgressReport] = {}
-        self._progress_wakeup = Wakeup()
+        self._progress = ProgressReports(broker, self._flights, recorder, events, clock)
         #: This incarnation's first moment on its own clock: a lease whose job was claimed
         #: before it is a previous incarnation's (see ``_hand_back_unanswered``).
         self._since = clock()
@@ -319,7 +314,7 @@ class Dispatcher:
                 worker.inbox = send
                 nursery.start_soon(self._worker_loop, worker, recv)
             nursery.start_soon(self._finisher.run)
-            nursery.start_soon(self._progress_loop)
+            nursery.start_soon(self._progress.run)
             task_status.started()
             await self._claim_loop()
             # claiming stopped (drain); keep workers and finisher until drained
@@ -722,7 +717,7 @@ class Dispatcher:
             results=job.results,
             reporter=None
             if processor.mode == "process"
-            else functools.partial(self._report_progress, job.id, lease.token),
+            else functools.partial(self._progress.report, job.id, lease.token),
         )
         timeout = job.timeout if job.timeout is not None else processor.default_timeout
         worker.timeout = timeout
@@ -778,40 +773,6 @@ class Dispatcher:
             error=error,
             retry_at=retry_at,  # type: ignore[arg-type]
         )
-
-    # -- progress ---------------------------------------------------------------------------
-    def _report_progress(
-        self, job_id: str, token: str, fraction: float, message: str | None
-    ) -> None:
-        """Keep ``job_id``'s latest report for the next write (raises on a bad fraction)."""
-        progress = make_progress(fraction, message, self._clock())
-        flight = self._flights.get(job_id)
-        if flight is None or flight.finished or flight.lease.token != token:
-            return  # the attempt is over: its report would be refused anyway
-        progress["attempt"] = len(flight.lease.job.attempts)
-        self._progress[job_id] = ProgressReport(job_id, token, progress)
-        self._progress_wakeup.set()
-
-    async def _progress_loop(self) -> None:
-        """Write the latest reports, one Broker move per ``PROGRESS_INTERVAL`` at most."""
-        while True:
-            await self._progress_wakeup.wait(math.inf)
-            reports, self._progress = list(self._progress.values()), {}
-            if reports:
-                try:
-                    jobs = await self._broker.progress(reports, self._clock())
-                except BackendUnavailable as exc:
-                    # a report is a view, not a state change: the next one replaces it
-                    log.info("%d progress reports dropped: %s", len(reports), exc)
-                    jobs = []
-                accepted = [job for job in jobs if job is not None]
-                self._recorder.record(accepted)
-                if self._events.has_subscribers:
-                    for job in accepted:
-                        self._events.publish(
-                            "job.progress", job=job_fields(job), progress=job.progress
-                        )
-            await trio.sleep(PROGRESS_INTERVAL)
 
 
 def _describe(exc: BaseException) -> str:
