@@ -43,9 +43,7 @@ four writes a second; jobs that do not report cost nothing.
 
 from __future__ import annotations
 
-import functools
 import heapq
-import itertools
 import logging
 import math
 import random
@@ -69,24 +67,20 @@ from ..events import EventBus
 from ..eventstream import job_fields
 from ..jobs import Job
 from ..metrics import NodeMetrics
-from ..payloads import PayloadError, from_payload
-from ..processors import JobContext, Registry, UnknownJobType, run_processor
-from ..retry import RetryPolicy
-from ..text import error_text
+from ..processors import Registry
+from .dispatch.dealer import Dealer
 from .dispatch.finisher import Finisher
 from .dispatch.flights import (
     LEASE_LOST,
     SHUTDOWN,
     Flights,
-    InFlight,
     Report,
-    WorkerState,
     released,
     unstarted,
 )
 from .dispatch.health import BROKER_RETRY, BrokerHealth
 from .dispatch.progress import ProgressReports
-from .dispatch.results import gathered_problem, result_problem
+from .dispatch.workers import Workers
 from .recorder import Recorder
 from .signals import Wakeup
 
@@ -143,16 +137,10 @@ class Dispatcher:
         self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
-        self._retry = RetryPolicy.from_settings(settings)
         self._balancer = Balancer(settings.load_balancer_strategy, self._rng)
-        self._limiter = trio.CapacityLimiter(settings.worker_count)
-        self.workers = [WorkerState(i, f"{node_id}/w{i}") for i in range(settings.worker_count)]
         self._flights = Flights()
         #: QUEUES and QUEUE_CONCURRENCY
         self._plan = settings.queue_plan
-        #: Claimed, not yet started: (-priority, seq, attempt), a local priority queue.
-        self._ready: list[tuple[int, int, InFlight]] = []
-        self._idle = len(self.workers)
         self._prefetch = settings.prefetch
         self._auto_prefetch = settings.dispatch_prefetch < 0
         self._max_window = max(self._prefetch, 2 * settings.dispatch_batch)
@@ -162,15 +150,24 @@ class Dispatcher:
         self._rate_started = 0
         #: Seconds the last claim took to come back (the window covers its round trip).
         self._claim_latency = 0.0
-        self._seq = itertools.count()
         self._wakeup = Wakeup()
         #: Heap of the due times ``due_at`` was told (this node's clock), not yet asked at.
         self._due_times: list[float] = []
         self._capacity = Wakeup()
-        self._claiming = True
         self._drained = trio.Event()
         self._health = BrokerHealth(metrics)
         self._reports_send, reports_recv = trio.open_memory_channel[Report](math.inf)
+        self._dealer = Dealer(
+            node_id,
+            settings.worker_count,
+            self._balancer,
+            self._reports_send,
+            recorder,
+            events,
+            metrics,
+            clock,
+        )
+        self.workers = self._dealer.workers
         self._finisher = Finisher(
             broker,
             self._flights,
@@ -185,6 +182,17 @@ class Dispatcher:
             on_ended,
         )
         self._progress = ProgressReports(broker, self._flights, recorder, events, clock)
+        self._workers = Workers(
+            node_id,
+            settings,
+            registry,
+            self._dealer,
+            self._reports_send,
+            self._progress,
+            clock,
+            self._rng,
+            self._worker_freed,
+        )
         #: This incarnation's first moment on its own clock: a lease whose job was claimed
         #: before it is a previous incarnation's (see ``_hand_back_unanswered``).
         self._since = clock()
@@ -199,9 +207,13 @@ class Dispatcher:
         self.handed_back = 0
         self.expired_at_start = 0
         self.claimed = 0
-        self.started = 0
 
     # -- views for other actors ---------------------------------------------------
+    @property
+    def started(self) -> int:
+        """Attempts dealt to this node's workers."""
+        return self._dealer.started
+
     @property
     def finished(self) -> int:
         """Outcomes the Broker accepted from this node."""
@@ -224,7 +236,7 @@ class Dispatcher:
         return len(self._flights)
 
     def idle_workers(self) -> int:
-        return self._idle
+        return self._dealer.idle
 
     @property
     def prefetch_window(self) -> int:
@@ -285,11 +297,11 @@ class Dispatcher:
 
     async def drain(self, grace: float) -> None:
         """Stop claiming, let running attempts finish for ``grace`` seconds, hand back the rest."""
-        self._claiming = False
+        self._dealer.stop()
         self._wakeup.set()
         self._capacity.set()
         self._finisher.send_now()
-        self._release_ready()
+        self._dealer.hand_back_ready()
         with trio.move_on_after(grace):
             while self._flights:
                 await self._capacity.wait(0.05)
@@ -309,10 +321,7 @@ class Dispatcher:
         """Claim, run and report until cancelled; the node's supervisor restarts it on a crash."""
         self._recover()
         async with trio.open_nursery() as nursery:
-            for worker in self.workers:
-                send, recv = trio.open_memory_channel[InFlight](1)
-                worker.inbox = send
-                nursery.start_soon(self._worker_loop, worker, recv)
+            self._workers.start(nursery)
             nursery.start_soon(self._finisher.run)
             nursery.start_soon(self._progress.run)
             task_status.started()
@@ -345,18 +354,18 @@ class Dispatcher:
                 flight.finished = True
                 report = Report(unstarted(flight), flight.lease.job, -1, 0.0)
                 self._reports_send.send_nowait(report)
-        self._ready.clear()
-        for worker in self.workers:
-            worker.busy = False
-            worker.job_id = worker.job_type = worker.started_at = None
-            worker.pending = worker.running = None
-        self._idle = len(self.workers)
+        self._dealer.reset()
         log.warning("restarted after a crash: %d attempts handed back", len(self._flights))
+
+    def _worker_freed(self) -> None:
+        """A worker is free again: the claim loop claims if the window wants jobs."""
+        if self._claim_wanted():
+            self._capacity.set()
 
     def _lingering_pays(self) -> bool:
         """Whether the finisher may wait for more outcomes: the node claims and a worker
         runs a job."""
-        return self._claiming and self._idle < len(self.workers)
+        return self._dealer.claiming and self._dealer.working()
 
     def _update_window(self) -> None:
         """Re-measure the start rate and size the prefetch from it (see the module doc)."""
@@ -367,25 +376,25 @@ class Dispatcher:
         if elapsed < RATE_INTERVAL:
             return
         if elapsed < math.inf:
-            rate = (self.started - self._rate_started) / elapsed
+            rate = (self._dealer.started - self._rate_started) / elapsed
             # rise at once, fall by halves: a pause between bursts keeps most of the window
             self._rate = rate if rate >= self._rate else (self._rate + rate) / 2
-        self._rate_since, self._rate_started = now, self.started
+        self._rate_since, self._rate_started = now, self._dealer.started
         window = int(self._rate * (PREFETCH_HORIZON + 2 * self._claim_latency))
         self._window = max(self._prefetch, min(self._max_window, window))
 
     def _claim_wanted(self) -> int:
         """How many jobs to claim now: 0 until the ready queue is half spent."""
-        window = self._window
-        want = self._idle + window - len(self._ready)
-        if want <= 0 or (self._ready and want < window // 2):
+        window, waiting = self._window, self._dealer.waiting
+        want = self._dealer.idle + window - waiting
+        if want <= 0 or (waiting and want < window // 2):
             return 0
         return want
 
     async def _claim_loop(self) -> None:
         poll = Backoff(IDLE_POLL_FIRST, IDLE_POLL_MAX)
         backoff = Backoff(*BROKER_RETRY)
-        while self._claiming:
+        while self._dealer.claiming:
             self._update_window()
             want = self._claim_wanted()
             if not want:
@@ -424,15 +433,15 @@ class Dispatcher:
                 continue
             poll.reset()
             self._take(leases)
-            if not self._claiming:  # drain started while we were claiming
+            if not self._dealer.claiming:  # drain started while we were claiming
                 break
-            self._dispatch_ready()
+            self._dealer.deal()
             if len(leases) < asked:
                 # the Broker had no more for this node: a claim at once would come back
                 # empty (one a job at a few hundred jobs/s); wait as after an empty claim,
                 # from the first poll (a wake-up still claims at once)
                 await self._wait_for_work(poll.next(), asked_at)
-        self._release_ready()
+        self._dealer.hand_back_ready()
 
     async def _wait_for_work(self, poll: float, asked_at: float) -> None:
         """Wait for a wake-up, the poll or a due time; a claim may be lent meanwhile."""
@@ -445,7 +454,7 @@ class Dispatcher:
     def _take(self, leases: list[Lease]) -> None:
         """Hold the leases a claim brought (each job ready for a worker)."""
         self.claimed += len(leases)
-        hold, ready, seq = self._flights.hold, self._ready, self._seq
+        hold, push = self._flights.hold, self._dealer.push
         for lease in leases:
             flight = hold(lease)
             if flight is None:
@@ -457,7 +466,7 @@ class Dispatcher:
                 self.leases_lost([lease.job.id])
                 self._reports_send.send_nowait(Report(released(lease), lease.job, -1, 0.0))
                 continue
-            heapq.heappush(ready, (-lease.job.priority, next(seq), flight))
+            push(flight)
 
     def lend_claim(self) -> ClaimOffer | None:
         """A claim for the group commit to make with its enqueue, or None.
@@ -470,7 +479,7 @@ class Dispatcher:
         if (
             not self._loop_idle
             or self._lent is not None
-            or not self._claiming
+            or not self._dealer.claiming
             or self._claim_unanswered
             or self._previous_to_expire
         ):
@@ -497,10 +506,10 @@ class Dispatcher:
             self.wake()
         elif leases:
             self._take(leases)
-            if self._claiming:
-                self._dispatch_ready()
+            if self._dealer.claiming:
+                self._dealer.deal()
             else:  # drain started meanwhile: the loop has handed back its own already
-                self._release_ready()
+                self._dealer.hand_back_ready()
             if len(leases) == offer.n:  # more may be waiting: the loop claims again
                 self.wake()
         if lent is not None:
@@ -562,224 +571,3 @@ class Dispatcher:
             self._recorder.record(back)
             log.warning("handed back %d jobs a claim without an answer had leased", len(back))
         self._claim_unanswered = False
-
-    def _dispatch_ready(self, me: WorkerState | None = None) -> InFlight | None:
-        """Deal ready jobs, best first, to idle workers with the strategy.
-
-        ``me`` is the calling worker, just idle: a job the strategy deals to it
-        is returned for it to run at once instead of going through its inbox.
-        """
-        ready = self._ready
-        if not ready or not self._idle or not self._claiming:
-            return None
-        now = self._clock()
-        started: list[Job] = []
-        waits: list[float] = []
-        mine = None
-        workers, choose = self.workers, self._balancer.choose
-        while ready and self._idle:
-            flight = heapq.heappop(ready)[2]
-            job = flight.lease.job
-            if flight.interrupted is not None:  # cancelled or lost while it waited
-                flight.finished = True
-                self._reports_send.send_nowait(Report(None, job, -1, 0.0))
-                continue
-            # the strategy chooses among the idle workers; the one that just finished is
-            # often the only one, and then it is the whole list without a scan
-            if self._idle == 1 and me is not None and not me.busy:
-                idle = [me]
-            else:
-                idle = [w for w in workers if not w.busy]
-            worker = workers[choose(idle, job.priority)]
-            worker.busy = True
-            self._idle -= 1
-            worker.job_id = job.id
-            worker.job_type = job.type
-            worker.started_at = now
-            flight.worker = worker.index
-            job.worker_id = worker.worker_id
-            if job.attempts:
-                job.attempts[-1].worker_id = worker.worker_id
-            if worker is me:
-                mine = flight
-            else:
-                worker.inbox.send_nowait(flight)
-            started.append(job)
-            due = job.scheduled_at if job.scheduled_at is not None else job.created_at
-            waits.append(now - due if now > due else 0.0)
-        if started:
-            self._metrics.queue_wait.observe_many(waits)
-            self.started += len(started)
-            self._recorder.record(started)
-            self._metrics.worker_active.set(len(workers) - self._idle)
-            self._events.publish_jobs("job.started", started)
-        return mine
-
-    def _release_ready(self) -> None:
-        """Hand back every claimed job no worker has started (graceful stop)."""
-        while self._ready:
-            self._hand_back_unstarted(heapq.heappop(self._ready)[2])
-
-    def _hand_back_unstarted(self, flight: InFlight) -> None:
-        flight.finished = True
-        self._reports_send.send_nowait(Report(unstarted(flight), flight.lease.job, -1, 0.0))
-
-    # -- workers -----------------------------------------------------------------------
-    async def _worker_loop(
-        self, worker: WorkerState, inbox: trio.MemoryReceiveChannel[InFlight]
-    ) -> None:
-        while True:
-            with trio.CancelScope() as scope:
-                await self._work(worker, inbox, scope)  # leaves only by cancellation
-            # The scope caught a cancellation: the running attempt was interrupted or
-            # timed out (or, rarely, one that had just returned was: nothing runs then).
-            flight = worker.running
-            if flight is not None:
-                worker.running = flight.scope = None
-                self._attempt_done(worker, flight, self._cut_off(worker, flight))
-
-    async def _work(
-        self,
-        worker: WorkerState,
-        inbox: trio.MemoryReceiveChannel[InFlight],
-        scope: trio.CancelScope,
-    ) -> None:
-        """Run attempt after attempt under ``scope``; nothing but an attempt cancels it."""
-        while True:
-            if worker.pending is None:
-                flight = await inbox.receive()
-            else:
-                # dealt to us directly: yield once, as the inbox would, so that the
-                # claim loop and the finisher keep pace with back-to-back short jobs
-                await trio.lowlevel.checkpoint()
-                flight, worker.pending = worker.pending, None
-            worker.began = trio.current_time()
-            if flight.interrupted is not None or not self._claiming:
-                finish = unstarted(flight)
-            else:
-                finish = await self._attempt(worker, flight, scope)
-            self._attempt_done(worker, flight, finish)
-
-    def _attempt_done(self, worker: WorkerState, flight: InFlight, finish: Finish | None) -> None:
-        duration = trio.current_time() - worker.began
-        flight.finished = True
-        worker.busy = False
-        self._idle += 1
-        worker.job_id = worker.job_type = worker.started_at = None
-        worker.busy_seconds += duration
-        worker.jobs_done += 1
-        self._reports_send.send_nowait(Report(finish, flight.lease.job, worker.index, duration))
-        worker.pending = self._dispatch_ready(worker)
-        if self._claim_wanted():
-            self._capacity.set()
-
-    async def _attempt(
-        self, worker: WorkerState, flight: InFlight, scope: trio.CancelScope
-    ) -> Finish | None:
-        lease = flight.lease
-        job = lease.job
-        try:
-            processor = self._registry.get(job.type)
-        except UnknownJobType as exc:
-            # no retry on this node can help: fail now with the reason
-            error: str | None = error_text(str(exc))
-            return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
-        data = None
-        if processor.payload_type is not None:
-            try:
-                data = from_payload(processor.payload_type, job.payload)
-            except PayloadError as exc:
-                # the payload will not change on a retry: fail now, naming the field
-                error = error_text(f"PayloadError: {exc}")
-                return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
-            except Exception as exc:
-                # the processor's own payload class refused it (a __post_init__ check):
-                # that will not change on a retry either; escaping here crashed the
-                # dispatcher, and again each time a lease brought the job back
-                error = _describe(exc)
-                return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
-        if job.dependency_results:
-            # the results will not change on a retry either: fail now, saying why
-            error = gathered_problem(job, self._settings.max_payload_bytes)
-            if error is not None:
-                return Finish(job.id, lease.token, "failed", worker.worker_id, error=error)
-        ctx = JobContext(
-            job_id=job.id,
-            type=job.type,
-            payload=job.payload,
-            priority=job.priority,
-            attempt=len(job.attempts),
-            retry_count=job.retry_count,
-            max_retries=job.max_retries,
-            node_id=self.node_id,
-            worker_id=worker.worker_id,
-            data=data,
-            results=job.results,
-            reporter=None
-            if processor.mode == "process"
-            else functools.partial(self._progress.report, job.id, lease.token),
-        )
-        timeout = job.timeout if job.timeout is not None else processor.default_timeout
-        worker.timeout = timeout
-        outcome, result, error = "completed", None, None
-        # From here until the scope is cleared, interrupt() may cancel the scope: the
-        # Cancelled leaves _work and _worker_loop reports the attempt (see _cut_off).
-        worker.running = flight
-        flight.scope = scope
-        if timeout is not None:
-            scope.deadline = worker.began + timeout
-        try:
-            if processor.mode == "async":  # one coroutine frame less per job
-                result = await processor.fn(ctx)  # type: ignore[misc]
-            else:
-                result = await run_processor(processor, ctx, self._limiter)
-        except (Exception, SystemExit) as exc:
-            # SystemExit: a processor's sys.exit() (async or thread mode) is its failure; it
-            # stopped the whole node, and the next node to lease the job after it
-            outcome, error = "failed", _describe(exc)
-        if timeout is not None:
-            scope.deadline = math.inf  # before any checkpoint: a finished attempt is not cut off
-        worker.running = flight.scope = None
-        if outcome == "completed":
-            error = result_problem(result, self._settings.max_result_bytes)
-            if error is not None:  # never sent: the Broker holds no part of it
-                outcome = "failed"
-        if outcome == "completed":
-            return Finish(job.id, lease.token, "completed", worker.worker_id, result=result)
-        return self._failed(worker, flight, outcome, error)
-
-    def _cut_off(self, worker: WorkerState, flight: InFlight) -> Finish | None:
-        """The outcome of an attempt whose scope was cancelled while it ran."""
-        if flight.interrupted == SHUTDOWN:
-            return released(flight.lease, worker.worker_id)
-        if flight.interrupted is not None:
-            return None  # cancelled or lease lost: the Broker already moved on
-        timeout = worker.timeout  # only a deadline or interrupt() cancels the scope
-        why = "interrupted" if timeout is None else f"timed out after {timeout:g}s"
-        return self._failed(worker, flight, "timeout", why)
-
-    def _failed(
-        self, worker: WorkerState, flight: InFlight, outcome: str, error: str | None
-    ) -> Finish:
-        job = flight.lease.job
-        retry_at = None
-        if job.retry_count < job.max_retries:
-            retry_at = self._clock() + self._retry.delay(job.retry_count + 1, self._rng)
-        return Finish(
-            job.id,
-            flight.lease.token,
-            outcome,  # type: ignore[arg-type]
-            worker.worker_id,
-            error=error,
-            retry_at=retry_at,  # type: ignore[arg-type]
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    """A processor's exception as the job's error (``error_text``: cut, valid Unicode)."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception as broken:  # a processor's own exception class whose __str__ fails
-        text = f"(its message could not be read: {type(broken).__name__})"
-    return error_text(f"{name}: {text}" if text else name)
