@@ -212,7 +212,7 @@ async def test_a_stop_inside_the_lent_claim_still_answers_the_filed_submission(a
     # the node began to stop during the claim made after it. The caller gets its stored job
     # (not "the node is stopping" for a job that is filed and will run: a client would
     # submit it again), and the claim's lease reaches the dispatcher (not left to expire)
-    from jobtrio.actors.dispatcher import ClaimOffer
+    from jobtrio.actors.dispatch.claims import ClaimOffer
     from jobtrio.backends.base import ClaimScope
 
     broker = SlowClaimBroker()
@@ -246,7 +246,7 @@ async def test_a_failing_claim_answer_still_answers_the_callers(autojump_clock):
     # the callers' answers are set before the dispatcher hears of the lent claim: a bug
     # there (here claim_answered raising) crashes the group commit, but no caller of the
     # batch is left waiting for an answer that would never come
-    from jobtrio.actors.dispatcher import ClaimOffer
+    from jobtrio.actors.dispatch.claims import ClaimOffer
     from jobtrio.backends.base import ClaimScope
 
     def broken(offer, leases):
@@ -366,10 +366,10 @@ async def test_a_claim_is_lent_once_at_a_time_and_not_while_one_is_unanswered(
         assert dispatcher.lend_claim() is None  # not before the loop has handed them back
         await trio.testing.wait_all_tasks_blocked()
 
-        def broken_scope(*args: object) -> None:
+        def broken_types() -> list[str]:
             raise RuntimeError("building the offer broke")
 
-        monkeypatch.setattr(dispatcher, "_plan", _BrokenPlan(dispatcher._plan, broken_scope))
+        monkeypatch.setattr(node.registry, "types", broken_types)
         try:
             dispatcher.lend_claim()
         except RuntimeError:
@@ -380,17 +380,6 @@ async def test_a_claim_is_lent_once_at_a_time_and_not_while_one_is_unanswered(
         offer = dispatcher.lend_claim()
         assert offer is not None  # the failed one left no claim lent
         dispatcher.claim_answered(offer, [])
-
-
-class _BrokenPlan:
-    """A dispatcher's claim plan whose scope raises (an error building a claim offer)."""
-
-    def __init__(self, plan: object, scope: object) -> None:
-        self._plan = plan
-        self.scope = scope
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._plan, name)
 
 
 async def test_a_claim_lent_while_the_loop_is_busy_claiming_is_not_lent(autojump_clock):

@@ -33,7 +33,7 @@ import trio
 
 from ..backends.base import BackendUnavailable, Broker, Lease
 from ..jobs import Job, JobStatus
-from .dispatcher import ClaimOffer
+from .dispatch.claims import ClaimOffer
 from .signals import Wakeup
 
 
