@@ -307,7 +307,7 @@ class Broker(abc.ABC):
         Accepted only with the current lease token, like a finish, so a
         zombie's late report never lands on a newer attempt; a refused report
         answers None. The node coalesces reports before calling this (see
-        ``actors/dispatcher.py``): one call per interval, not one per report.
+        ``actors/dispatch/progress.py``): one call per interval, not one per report.
         """
         raise NotImplementedError(f"the {self.name} Broker does not keep progress")
 

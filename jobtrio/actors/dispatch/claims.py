@@ -133,7 +133,7 @@ class Claims:
         self.claimed = 0
 
     def restarted(self) -> None:
-        """A new ``run`` starts after a crash of the old one (see ``Dispatcher.run``)."""
+        """The dispatcher runs again after a crash of its old run (see ``Dispatcher._recover``)."""
         # A claim lent to the group commit (``_lent``) stays lent: its answer comes all the
         # same (claim_answered), and the new loop waits for it as the old one did instead
         # of claiming beside it
