@@ -65,8 +65,10 @@ end
 
 -- Index writes and status counts are queued and applied by flush() with one command
 -- per index. A job is queued at most once per flush: moves that unfile a job first
--- (unplace) flush, and the batched moves touch each job once.
-local Q = {delta = {}, place = {}}
+-- (unplace) flush, and the batched moves touch each job once. The pending placements
+-- are kept in order (their sequence numbers are taken in it); the delayed and finished
+-- sets' entries as the flat (score, id) lists ZADD takes: a table a job cost more.
+local Q = {delta = {}, place = {}, delayed = {}, finished = {}}
 
 local function zadd_many(key, args)
   for i = 1, #args, 1000 do
@@ -77,45 +79,34 @@ end
 local function pkey(queue, t) return K_PENDING .. queue .. '\31' .. t end
 
 local function flush()
-  local pend, delayed, finished = {}, {}, {}
+  local pend = {}
   local pend_keys = {}
-  local n = 0
-  for _, pl in ipairs(Q.place) do
-    if pl.kind == 'p' then n = n + 1 end
-  end
+  local n = #Q.place
   local seq = 0
   if n > 0 then seq = redis.call('INCRBY', K_SEQ, n) - n end
   for _, pl in ipairs(Q.place) do
-    if pl.kind == 'p' then
-      seq = seq + 1
-      local member = pl.queue .. '\31' .. pl.t
-      local args = pend[member]
-      if not args then
-        args = {}
-        pend[member] = args
-        pend_keys[#pend_keys + 1] = member
-      end
-      args[#args + 1] = int((10 - pl.prio) * BAND + seq)
-      args[#args + 1] = pl.id
-    elseif pl.kind == 'd' then
-      delayed[#delayed + 1] = pl.at
-      delayed[#delayed + 1] = pl.id
-    else
-      finished[#finished + 1] = pl.at
-      finished[#finished + 1] = pl.id
+    seq = seq + 1
+    local member = pl.queue .. '\31' .. pl.t
+    local args = pend[member]
+    if not args then
+      args = {}
+      pend[member] = args
+      pend_keys[#pend_keys + 1] = member
     end
+    args[#args + 1] = int((10 - pl.prio) * BAND + seq)
+    args[#args + 1] = pl.id
   end
   for _, member in ipairs(pend_keys) do
     zadd_many(K_PENDING .. member, pend[member])
   end
   if #pend_keys > 0 then redis.call('SADD', K_PQS, unpack(pend_keys)) end
-  zadd_many(K_DELAYED, delayed)
-  zadd_many(K_FINISHED, finished)
+  zadd_many(K_DELAYED, Q.delayed)
+  zadd_many(K_FINISHED, Q.finished)
   for _, s in ipairs(STATUSES) do
     local d = Q.delta[s]
     if d and d ~= 0 then redis.call('HINCRBY', K_COUNTS, s, d) end
   end
-  Q.delta, Q.place = {}, {}
+  Q.delta, Q.place, Q.delayed, Q.finished = {}, {}, {}, {}
   if RECORD then records_flush() end
 end
 
@@ -123,17 +114,23 @@ local function count(s, d) Q.delta[s] = (Q.delta[s] or 0) + d end
 
 -- file a job under its status's index (MemoryBroker._place); the caller has unfiled it
 local function place(j, now)
-  local s, pl = j[S], nil
+  local s = j[S]
   if s == 'pending' then
-    pl = {id = j.id, kind = 'p', prio = tonumber(j[PR]), queue = j.u, t = j.t}
+    local p = Q.place
+    p[#p + 1] = {id = j.id, prio = tonumber(j[PR]), queue = j.u, t = j.t}
   elseif s == 'scheduled' or s == 'retrying' then
     local at = j[SA]
     if at == 'null' then at = now end
-    pl = {id = j.id, kind = 'd', at = at}
+    local d = Q.delayed
+    local n = #d
+    d[n + 1] = at
+    d[n + 2] = j.id
   elseif TERMINAL[s] then
-    pl = {id = j.id, kind = 'f', at = now}
+    local f = Q.finished
+    local n = #f
+    f[n + 1] = now
+    f[n + 2] = j.id
   end
-  if pl then Q.place[#Q.place + 1] = pl end
 end
 
 -- j: the job as load() gives it (its queue u and type t name its pending set)

@@ -59,7 +59,7 @@ if count_only then
         redis.call('HSET', key, 'm', m)
       end
       Q.place[#Q.place + 1] =
-        {id = id, kind = 'p', prio = tonumber(c[cpr]), queue = v[4] or 'default', t = v[3]}
+        {id = id, prio = tonumber(c[cpr]), queue = v[4] or 'default', t = v[3]}
       n = n + 1
     end
   end
