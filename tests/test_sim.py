@@ -29,8 +29,12 @@ from jobtrio.config import Settings
 from jobtrio.events import EventBus
 from jobtrio.jobs import JobStatus, validate_submission
 from jobtrio.sim import SimConfig, run
+from jobtrio.sim.backends import ObservedBroker
 from jobtrio.sim.cli import main as sim_main
+from jobtrio.sim.determinism import seeded_tokens
+from jobtrio.sim.history import History
 from jobtrio.sim.runner import DEFAULT_FAULTS
+from jobtrio.sim.trace import Trace
 
 SEEDS_PER_ALGORITHM = 30
 SWEEP_DURATION = 8.0
@@ -398,3 +402,31 @@ def test_a_lost_reply_to_a_one_move_enqueue_and_claim_hands_its_leases_back() ->
         for job_id, token in leased:
             after = [f for f in lines[i:] if f[1:2] == ["job"] and f[3] == job_id]
             assert after[0][2:] == ["finished", job_id, "pending", "released", token], after[:3]
+
+
+def test_the_simulated_broker_stamps_a_claim_with_the_claimants_clock() -> None:
+    """Redis's claim stamps ``started_at``, the attempt's start and ``updated_at`` with the
+    caller's ``now`` and decides the lease on its own ``TIME``. The simulated Broker
+    stamped them with its own clock, which the node's hand-back of an unanswered claim
+    compares with its own start on its own clock: under skew a node ahead took its own
+    leases for a previous incarnation's and left them to expire."""
+    world = [1000.0]
+
+    async def main() -> None:
+        broker = ObservedBroker(History(Trace()), tokens=seeded_tokens(1), clock=lambda: world[0])
+        job = validate_submission({"type": "quick"}, 990.0)
+        await broker.enqueue([job], 990.0)
+        [lease] = await broker.claim("n1", 1, 2.0, 1005.0)  # n1's clock is 5 s ahead
+        for stamped in (lease.job, broker.view()[job.id], await broker.get(job.id)):
+            assert stamped is not None
+            assert stamped.started_at == 1005.0
+            assert stamped.attempts[-1].started_at == 1005.0
+            assert stamped.updated_at == 1005.0
+        epoch = await broker.acquire_epoch("n2", 0.0)
+        world[0] = 1001.9  # the lease runs 2 s on the Broker's clock, whatever n1's says
+        assert await broker.requeue_expired(0.0, epoch, 5) == []
+        world[0] = 1002.1
+        [expired] = await broker.requeue_expired(0.0, epoch, 5)
+        assert expired.id == job.id and expired.lease_expirations == 1
+
+    trio.run(main)

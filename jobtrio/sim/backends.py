@@ -24,9 +24,8 @@ key, and the periodic ticks claimed.
 **The Broker's clock.** The Redis Broker decides every lease and promotion
 on Redis's ``TIME`` (``server_clock=True``); the ``now`` a node passes only
 stamps the job. The observer does the same with the world's clock, which the
-nodes' skewed clocks differ from. It also stamps claims with it (the one
-difference from Redis that shows: a claimed job's ``started_at`` is the
-Broker's time, not the worker's).
+nodes' skewed clocks differ from; a claim's stamps (``started_at``, the
+attempt's start, ``updated_at``) are the claiming node's ``now``, as Redis's.
 
 Each node reaches them through a :class:`Connection`: a little latency each
 way, and switches the nemesis flips: cut the node off from both (Redis
@@ -146,12 +145,25 @@ class ObservedBroker(MemoryBroker):
         world = self._world_clock()
         for lease in leases:
             self._check_due(lease.job, at)
+            self._stamp_claim(lease.job, now)
             self._deadlines[lease.job.id] = (lease.token, world + lease_seconds)
             self._moved("claimed", lease.job, node_id, lease.token)
             lease.expires_at = now + lease_seconds  # the caller's estimate, as Redis answers
             if lease.job.depends_on:
                 self._check_dependent(lease.job)
         return leases
+
+    def _stamp_claim(self, job: Job, now: float) -> None:
+        """Stamp a claimed job with the claimant's clock, as Redis's claim does: its
+        ``started_at``, its attempt's start and ``updated_at`` are the caller's ``now``
+        (only the decisions are taken on ``TIME``). A node's hand-back of an unanswered
+        claim compares ``started_at`` with its own start, on its own clock: stamped with
+        the Broker's, a node ahead would leave its own leases to expire, and a node
+        behind would take a previous incarnation's leases for its own."""
+        for stamped in (job, self._jobs[job.id]):  # the lease's copy, and the held job
+            stamped.started_at = now
+            stamped.attempts[-1].started_at = now
+            stamped.updated_at = now  # the claim's own touch, restamped (not a second one)
 
     def changed(self, job: Job, refile: bool) -> None:
         # a dependent released (or failed) inside its parent's move: traced like a move
