@@ -52,7 +52,7 @@ def test_a_planted_bug_is_caught_on_nine_seeds_of_ten(plant: str) -> None:
     )
 
 
-@pytest.mark.parametrize("plant", ["resurrect", "tick-at-most-once", "two-clocks"])
+@pytest.mark.parametrize("plant", ["resurrect", "tick-at-most-once", "two-clocks", "no-hand-back"])
 def test_a_catching_seed_holds_every_invariant_without_its_plant(plant: str) -> None:
     """The violation is the plant's: the same seed, faults and length hold every
     invariant without it, strictly (no known limitation either)."""

@@ -15,7 +15,11 @@ belong to the Broker:
   nothing finishes a job that already ended;
 * a lease is reaped only once the Broker's own clock has passed its expiry
   (the lease was neither claimed nor renewed within ``lease_seconds``), so
-  no skew between the nodes' clocks can take a healthy lease away.
+  no skew between the nodes' clocks can take a healthy lease away;
+* a lease made by a lent claim whose answer was lost is handed back (or
+  taken) by its node, not left to expire, unless a crash, a freeze, a cut or
+  an unanswered look-up of its leases kept the node from it
+  (``lent_claim_handed_back``, judged when such a lease is reaped).
 
 It also keeps what the end-of-run checker needs and the Broker forgets: the
 jobs purged (and how they ended), every job id filed under each idempotency
@@ -40,9 +44,10 @@ request in flight through it fails too.
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import trio
@@ -70,6 +75,33 @@ T = TypeVar("T")
 #: The node whose request the Broker is serving (set by its ``BrokerLink``, read by the
 #: observer to tell which node wrote with an epoch).
 _caller: ContextVar[str | None] = ContextVar("sim_broker_caller", default=None)
+
+
+@dataclass(slots=True)
+class LentClaim:
+    """A lent claim on its way through a node's link: the leases the Broker made for it,
+    gathered in the claim's own move (the link cannot see them when the reply is lost)."""
+
+    node_id: str
+    connection: Connection
+    leases: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: The lent claim the current request makes (set by ``BrokerLink.enqueue_and_claim``).
+_lent_claim: ContextVar[LentClaim | None] = ContextVar("sim_lent_claim", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredLease:
+    """A lease a lent claim made whose answer never reached the node."""
+
+    job_id: str
+    node_id: str
+    connection: Connection
+    #: Simulated time (``trio.current_time``) of the claim's answer lost, and of the
+    #: lease's expiry if nobody renews it.
+    at: float
+    expires: float
 
 
 class ObservedBroker(MemoryBroker):
@@ -112,6 +144,14 @@ class ObservedBroker(MemoryBroker):
         #: Jobs enqueued with dependencies, and those of them claimed at least once.
         self.dependents: set[str] = set()
         self.dependents_ran: set[str] = set()
+        #: Lease token -> the lease a lent claim made whose answer was lost, until its
+        #: token is seen again (handed back, finished, renewed) or the lease is reaped.
+        self.unanswered: dict[str, UnansweredLease] = {}
+
+    def fault(self, kind: str, *fields: object) -> None:
+        """A fault struck one of the Broker's moves (the link lost its reply)."""
+        self._history.fault(kind)
+        self._trace.record(f"fault.{kind}", *fields)
 
     def _decide_at(self, now: float) -> float:
         return self._world_clock() if self.broker_clock else now
@@ -143,6 +183,7 @@ class ObservedBroker(MemoryBroker):
         at = self._decide_at(now)
         leases = await super().claim(node_id, n, lease_seconds, at + self.claim_early, scope)
         world = self._world_clock()
+        lent = _lent_claim.get()
         for lease in leases:
             self._check_due(lease.job, at)
             self._stamp_claim(lease.job, now)
@@ -151,6 +192,8 @@ class ObservedBroker(MemoryBroker):
             lease.expires_at = now + lease_seconds  # the caller's estimate, as Redis answers
             if lease.job.depends_on:
                 self._check_dependent(lease.job)
+            if lent is not None and lent.node_id == node_id:
+                lent.leases.append((lease.job.id, lease.token))
         return leases
 
     def _stamp_claim(self, job: Job, now: float) -> None:
@@ -164,6 +207,39 @@ class ObservedBroker(MemoryBroker):
             stamped.started_at = now
             stamped.attempts[-1].started_at = now
             stamped.updated_at = now  # the claim's own touch, restamped (not a second one)
+
+    def lent_claim_unanswered(self, claim: LentClaim, lease_seconds: float) -> None:
+        """Hold the leases of a lent claim whose answer was lost until they are handed
+        back or taken, to judge ``lent_claim_handed_back`` if instead they expire."""
+        at = trio.current_time()
+        for job_id, token in claim.leases:
+            if self._deadlines.get(job_id, ("", 0.0))[0] != token:
+                continue  # gone already
+            self.unanswered[token] = UnansweredLease(
+                job_id, claim.node_id, claim.connection, at, at + lease_seconds
+            )
+
+    def _check_handed_back(self, job_id: str, token: str) -> None:
+        """A lease a lent claim made without an answer is handed back with its token
+        (released, uncounted) by its node once it knows the answer lost, or taken by its
+        dispatcher; it is not left to expire, unless something kept the node from it
+        while the lease ran (``Connection.disturbed_between``)."""
+        lease = self.unanswered.pop(token, None)
+        if lease is None:
+            return
+        if lease.connection.disturbed_between(lease.at, lease.expires):
+            self._trace.record("lent-claim.excused", job_id, token, lease.node_id)
+            return
+        now = trio.current_time()
+        self._history.violate(
+            "lent_claim_handed_back",
+            now,
+            f"job {job_id}'s lease {token}, made by a lent claim of {lease.node_id} whose "
+            f"answer was lost at {lease.at:.3f}s, was neither handed back nor taken: it "
+            f"expired and was reaped {now - lease.at:.3f}s later, though {lease.node_id} "
+            "stayed up, unfrozen and in reach of the Broker meanwhile, and its look-ups of "
+            "the leases it holds were answered",
+        )
 
     def changed(self, job: Job, refile: bool) -> None:
         # a dependent released (or failed) inside its parent's move: traced like a move
@@ -217,11 +293,14 @@ class ObservedBroker(MemoryBroker):
         for job_id, token in leases:
             if job_id not in gone:
                 self._deadlines[job_id] = (token, world + lease_seconds)
+                self.unanswered.pop(token, None)  # taken: the node holds it after all
         return lost
 
     async def finish(self, items: Sequence[Finish], now: float) -> list[Job | None]:
         out = await super().finish(items, now)
         for item, job in zip(items, out, strict=True):
+            if job is not None:
+                self.unanswered.pop(item.token, None)  # handed back (or finished)
             if job is None:
                 self._trace.record("job", "refused", item.job_id, item.outcome, item.token)
                 continue
@@ -303,6 +382,7 @@ class ObservedBroker(MemoryBroker):
         world = self._world_clock()
         for job in out:
             token, deadline = self._deadlines.pop(job.id, ("?", -1.0))
+            self._check_handed_back(job.id, token)
             if world <= deadline:
                 self._history.violate(
                     "lease_expires_on_broker_clock",
@@ -411,6 +491,17 @@ class BackendFaults:
 
     #: Chance that the reply to any Broker or Store call is lost (the call applied).
     reply_loss: float = 0.0
+    #: Chance that the reply to a lent claim is lost, on top of ``reply_loss`` (the
+    #: ``lent-claim-loss`` fault), drawn from ``lent_rng``.
+    lent_claim_loss: float = 0.0
+    lent_rng: random.Random | None = None
+
+    def lent_reply_lost(self) -> bool:
+        return (
+            self.lent_claim_loss > 0
+            and self.lent_rng is not None
+            and self.lent_rng.random() < self.lent_claim_loss
+        )
 
 
 class Connection:
@@ -436,12 +527,49 @@ class Connection:
         self.store_lag = 0.0
         #: Set while the node is frozen: its requests wait (in the network) until it thaws.
         self.frozen: trio.Event | None = None
-        self.closed = False
+        #: When the node crashed (``close``), on ``trio.current_time``.
+        self.closed_at: float | None = None
+        #: When (``trio.current_time``) something kept this node from the Broker: a call
+        #: refused for a cut, or held by a freeze (at the hold and at the landing); in order.
+        self._disturbed: list[float] = []
+        #: (when, answered) of each look-up of the leases held (``Broker.running``), the
+        #: first step of a hand-back; in order.
+        self._lookups: list[tuple[float, bool]] = []
+
+    def note_lookup(self, answered: bool) -> None:
+        self._lookups.append((trio.current_time(), answered))
+
+    def disturbed_between(self, start: float, end: float) -> bool:
+        """Whether something kept the node from handing back, from ``start`` (the claim's
+        answer lost) to ``end`` (its leases' expiry): it crashed, froze, was cut off
+        from the Broker, or its look-ups of the leases it holds went unanswered before
+        one was answered (an answered one shows the hand-back its leases)."""
+        if self.closed_at is not None and self.closed_at <= end:
+            return True
+        i = bisect_left(self._disturbed, start)
+        if i < len(self._disturbed) and self._disturbed[i] <= end:
+            return True
+        j = bisect_left(self._lookups, (start, False))
+        if j < len(self._lookups):  # the hand-back's first look-up
+            at, answered = self._lookups[j]
+            return at <= end and not answered
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    def close(self) -> None:
+        """The node crashed: every call through this connection fails from now on."""
+        if self.closed_at is None:
+            self.closed_at = trio.current_time()
 
     def _check(self, backend: str) -> None:
         if self.closed:
             raise BackendUnavailable(backend, f"connection of {self.node_id} closed")
         if self.cut:
+            if backend == "broker":
+                self._disturbed.append(trio.current_time())
             raise BackendUnavailable(backend, f"{self.node_id} is cut off from it")
         if self.store_cut and backend == "store":
             raise BackendUnavailable(backend, f"{self.node_id} is cut off from the Store")
@@ -453,7 +581,9 @@ class Connection:
         self._check(backend)
         frozen = self.frozen
         if frozen is not None and self._network is not None:
+            self._disturbed.append(trio.current_time())
             result = await self._held(frozen, fn)
+            self._disturbed.append(trio.current_time())  # it landed when the node thawed
         else:
             token = _caller.set(self.node_id)
             try:
@@ -490,6 +620,10 @@ class Connection:
             raise errors[0]
         return results[0]
 
+    def lent_reply_lost(self) -> bool:
+        """Whether the ``lent-claim-loss`` fault loses this lent claim's reply."""
+        return self._faults.lent_reply_lost()
+
     async def lag(self) -> None:
         """A Store write's extra trip while records lag."""
         if self.store_lag > 0:
@@ -511,12 +645,14 @@ class BrokerLink(Broker):
         *,
         split_ticks: bool = False,
         one_move_enqueue_claim: bool = True,
+        hand_back_sees_lent: bool = True,
     ) -> None:
         self._b = broker
         self._c = connection
         self.name = broker.name
         self._split_ticks = split_ticks
         self._one_move_enqueue_claim = one_move_enqueue_claim
+        self._hand_back_sees_lent = hand_back_sees_lent
 
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         return await self._c.call("broker", lambda: self._b.enqueue(jobs, now))
@@ -536,21 +672,33 @@ class BrokerLink(Broker):
         default, an enqueue then a claim, each with its own reply (memory, SQLite)."""
         trace = self._b._trace
         trace.record("lent-claim", node_id, n, "one-move" if self._one_move_enqueue_claim else "")
+        lent = LentClaim(node_id, self._c)
+        context = _lent_claim.set(lent)  # the claim's move files its leases in ``lent``
         try:
             if not self._one_move_enqueue_claim:
                 stored, leases = await super().enqueue_and_claim(
                     jobs, now, node_id, n, lease_seconds, scope
                 )
+                if leases is not None and self._c.lent_reply_lost():
+                    self._b.fault("lent-claim-loss", node_id)
+                    leases = None  # the claim's reply lost, the enqueue's answered
             else:
                 stored, leases = await self._c.call(
                     "broker",
                     lambda: self._b.enqueue_and_claim(jobs, now, node_id, n, lease_seconds, scope),
                 )
+                if self._c.lent_reply_lost():
+                    self._b.fault("lent-claim-loss", node_id)
+                    raise BackendUnavailable("broker", f"the reply to {node_id} was lost")
         except BackendUnavailable:
             trace.record("lent-claim.unanswered", node_id)
+            self._b.lent_claim_unanswered(lent, lease_seconds)
             raise
+        finally:
+            _lent_claim.reset(context)
         if leases is None:
             trace.record("lent-claim.unanswered", node_id)
+            self._b.lent_claim_unanswered(lent, lease_seconds)
         return stored, leases
 
     async def claim(
@@ -618,7 +766,21 @@ class BrokerLink(Broker):
         )
 
     async def running(self) -> list[Lease]:
-        return await self._c.call("broker", self._b.running)
+        """Every lease held. The dispatcher's hand-back of an unanswered claim looks its
+        leases up here: a lost reply keeps them from it (``Connection.note_lookup``).
+        Without ``hand_back_sees_lent`` (the ``no-hand-back`` plant) the answer leaves out
+        the leases of lent claims whose answer was lost, as a dispatcher that forgot to
+        hand those back would."""
+        try:
+            leases = await self._c.call("broker", self._b.running)
+        except BackendUnavailable:
+            self._c.note_lookup(False)
+            raise
+        self._c.note_lookup(True)
+        if self._hand_back_sees_lent:
+            return leases
+        hidden = self._b.unanswered
+        return [lease for lease in leases if lease.token not in hidden]
 
     async def acquire_epoch(self, node_id: str, now: float) -> int:
         return await self._c.call("broker", lambda: self._b.acquire_epoch(node_id, now))

@@ -28,7 +28,8 @@ even one whose every snapshot died with its node's recorder: the leader
 writes a finished job to the Store before it purges it).
 
 Completions under two lease tokens, stale-epoch writes, writes with another
-node's epoch and leases reaped early are judged as they happen, in
+node's epoch, leases reaped early and the leases of a lent claim whose answer
+was lost left to expire are judged as they happen, in
 :mod:`.backends`; one vote and one leader per Raft term and a leader's
 quorum in :mod:`.history`; a single leader after healing, in :mod:`.runner`.
 """

@@ -27,6 +27,9 @@ plant                   what it switches off
                         is due at once, as if its dependencies had completed
 ``due-early``           the claim's due check: a claim takes scheduled and
                         retrying jobs 2 s before they are due
+``no-hand-back``        the hand-back of a lent claim's leases whose answer was
+                        lost: the node's look-up of its leases (``running``)
+                        leaves them out, so they wait out their lease
 ======================  ==========================================================
 
 The invariant each is caught by is in :data:`CAUGHT_BY`; the seeds and run
@@ -51,6 +54,7 @@ PLANTS = (
     "raft-minority",
     "dependencies-early",
     "due-early",
+    "no-hand-back",
 )
 
 #: The invariants whose violation shows each plant (any one of them).
@@ -64,6 +68,7 @@ CAUGHT_BY: dict[str, frozenset[str]] = {
     "raft-minority": frozenset({"leader_has_quorum", "one_leader_per_term"}),
     "dependencies-early": frozenset({"dependent_after_parents"}),
     "due-early": frozenset({"not_before_due"}),
+    "no-hand-back": frozenset({"lent_claim_handed_back"}),
 }
 
 
@@ -95,6 +100,7 @@ CATCH_CONFIG: dict[str, CatchConfig] = {
     "raft-minority": CatchConfig(faults=("partition", "crash")),
     "dependencies-early": CatchConfig(faults=("crash", "reply-loss")),
     "due-early": CatchConfig(faults=("crash", "reply-loss")),
+    "no-hand-back": CatchConfig(),
 }
 
 

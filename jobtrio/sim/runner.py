@@ -71,6 +71,7 @@ FAULT_KINDS = (
     "skew",
     "election-restart",
     "candidate-restart",
+    "lent-claim-loss",
 )
 #: ``skew`` (each node's wall clock off by up to ``MAX_SKEW``) is opt-in: it changes every
 #: lease and timestamp of a run, so seeds replay differently with and without it.
@@ -86,11 +87,17 @@ DEFAULT_FAULTS = (
     "reply-loss",
     "pause",
     "election-restart",
+    "lent-claim-loss",
 )
-#: Faults not drawn by the nemesis's timer: ``skew`` is set at start, and
+#: Faults not drawn by the nemesis's timer: ``skew`` is set at start,
 #: ``election-restart`` strikes when a Raft node votes or asks for votes (it
-#: crashes then and restarts within the election timeout, inside the election).
-_EVENT_FAULTS = ("skew", "election-restart", "candidate-restart")
+#: crashes then and restarts within the election timeout, inside the election), and
+#: ``lent-claim-loss`` when a node's group commit makes a lent claim.
+_EVENT_FAULTS = ("skew", "election-restart", "candidate-restart", "lent-claim-loss")
+#: Under ``lent-claim-loss``, the chance that the reply to a lent claim is lost during
+#: the safety phase (whatever ``reply-loss`` does): every run then has lent claims whose
+#: leases the node must hand back, not only those that meet a ``reply-loss`` window.
+LENT_CLAIM_LOSS = 0.1
 #: Chance that a real vote granted crashes the voter, and that a real vote request
 #: crashes the candidate (lower: with every candidate crashing, a 5-node cluster
 #: rarely elects anyone; ``candidate-restart`` makes it 1).
@@ -361,7 +368,7 @@ class Simulation:
         elif config.plant == "due-early":
             self.broker.claim_early = 2.0
         self.history.raft_voters = config.nodes
-        self.backend_faults = BackendFaults()
+        self.backend_faults = BackendFaults(lent_rng=rng(config.seed, "lent-claim-loss"))
         self.store = MemoryStore()
         self.node_ids = [f"n{i}" for i in range(1, config.nodes + 1)]
         self.network = SimNetwork(self.node_ids, self.seed, self.trace)
@@ -467,6 +474,7 @@ class Simulation:
                 # every other node makes a lent claim with its enqueue in one move, as on
                 # Redis; the others in two, as the Broker's default (memory, SQLite)
                 one_move_enqueue_claim=self.node_ids.index(node_id) % 2 == 0,
+                hand_back_sees_lent=self.config.plant != "no-hand-back",
             ),
             StoreLink(self.store, connection),
             self.registry,
@@ -495,7 +503,7 @@ class Simulation:
         slot.up = False
         if slot.connection is not None:
             self.thaw(slot.node_id, slot.connection)
-            slot.connection.closed = True
+            slot.connection.close()
         self.network.detach(slot.node_id)
 
     def crash(self, node_id: str) -> None:
@@ -739,6 +747,7 @@ class Simulation:
         self.network.heal_partition()
         self.network.faults = NetworkFaults()
         self.backend_faults.reply_loss = 0.0
+        self.backend_faults.lent_claim_loss = 0.0
         for name in list(self._knob_tokens):
             self._knob(name)  # orphan pending heals
         for slot in self.slots.values():
@@ -777,6 +786,8 @@ class Simulation:
                     )
                     chaos.start_soon(client.run)
                 chaos.start_soon(self.nemesis, rng(self.seed, "nemesis"), chaos)
+                if "lent-claim-loss" in config.faults:
+                    self.backend_faults.lent_claim_loss = LENT_CLAIM_LOSS
                 await trio.sleep(config.duration)
                 chaos.cancel_scope.cancel()
             self._chaos = None
