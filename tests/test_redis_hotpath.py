@@ -26,7 +26,7 @@ import pytest
 import redis
 import trio
 
-from jobtrio.backends.base import BackendUnavailable, Finish, JobQuery
+from jobtrio.backends.base import BackendUnavailable, ClaimScope, Finish, JobQuery
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.backends.redis import RedisBroker, RedisStore, codec, wire
 from jobtrio.jobs import Attempt, IdGenerator, Job, JobStatus, validate_submission
@@ -577,6 +577,37 @@ async def test_the_running_index_stays_out_of_the_listpack_encoding(pair, redis_
         await broker.finish([Finish(lease.job.id, lease.token, "completed")], NOW + 2)
     assert raw.exists(running_key) == 0
     assert (await store.count_by_status())["completed"] == len(jobs)
+    raw.close()
+
+
+async def test_a_job_of_the_default_queue_is_filed_without_its_queue_field(pair, redis_server):
+    """The job hash leaves out ``u`` for the default queue (as jobs enqueued before queues
+    have it): every move reads an absent queue as the default one."""
+    broker, store = pair
+    raw = redis.Redis(port=redis_server.port)
+    plain, named = await broker.enqueue([make(), make(queue="render")], NOW)
+    assert raw.hget(broker._p + "job:" + plain.id, "u") is None
+    assert raw.hget(broker._p + "job:" + named.id, "u") == b"render"
+    assert (await broker.get(plain.id)).queue == "default"  # type: ignore[union-attr]
+    [lease] = await broker.claim("n1", 5, 30, NOW, ClaimScope(queues=("default",)))
+    assert lease.job.id == plain.id and lease.job.queue == "default"
+    [done] = await broker.finish([Finish(plain.id, lease.token, "released")], NOW + 1)
+    assert done is not None and done.status == JobStatus.PENDING
+    again = await broker.claim("n1", 5, 30, NOW + 2, ClaimScope(queues=("default",)))
+    assert [a.job.id for a in again] == [plain.id]
+    # the same id enqueued again into a named queue carries it, and the other way round
+    moved = Job.loads(plain.dumps())
+    moved.queue, moved.status = "render", JobStatus.PENDING
+    await broker.enqueue([moved], NOW + 3)
+    assert raw.hget(broker._p + "job:" + plain.id, "u") == b"render"
+    back = Job.loads(named.dumps())
+    back.queue = "default"
+    await broker.enqueue([back], NOW + 4)
+    assert raw.hget(broker._p + "job:" + named.id, "u") is None
+    ids_in = await broker.claim("n1", 5, 30, NOW + 5, ClaimScope(queues=("render",)))
+    assert [a.job.id for a in ids_in] == [plain.id]
+    [record] = (await store.query(JobQuery(queue="default"))).jobs
+    assert record.id == named.id
     raw.close()
 
 

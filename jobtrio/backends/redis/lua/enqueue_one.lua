@@ -4,6 +4,12 @@
 local NR = #ENQUEUE_READS
 local NONE = {false, false, false, false, false}
 local NEW = {} -- the indexes a new record is filed over: none (file_record only reads it)
+-- The hash's queue field, none for the default queue: every reader takes an absent u as
+-- 'default' (jobs enqueued before queues have none), and a field less is 1-2% less of an
+-- enqueue. Returns nothing then, so as the last argument of a call it adds none.
+local function queue_field(u)
+  if u ~= 'default' then return 'u', u end
+end
 local function enqueue_one(arg, now)
   local j, c, b, m = enqueue_job(arg)
   local id, t, u, k = j.id, j.t, j.u, j[K]
@@ -24,14 +30,14 @@ local function enqueue_one(arg, now)
   if old[2] then redis.call('DEL', key) end
   if RECORD then
     redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'v', j[V], 's', j[S],
-               'u', u)
+               queue_field(u))
     if old[2] then
       file_record(id, {'', status_of(old[2]), old[3], old[4]}, j[S], t, c)
     else
       file_record(id, NEW, j[S], t, c)
     end
   else
-    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'u', u)
+    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', queue_field(u))
   end
   if k ~= '' then
     redis.call('HSET', key, 'k', k)
