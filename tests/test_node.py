@@ -663,3 +663,39 @@ async def test_a_submitted_job_that_waits_for_its_time_costs_no_claim(mock_clock
         await trio.testing.wait_all_tasks_blocked()
         assert broker.claims > before
         mock_clock.autojump_threshold = 0  # let the node's stop (its grace period) pass
+
+
+async def test_a_previous_incarnations_leases_stay_counted_when_its_clock_ran_ahead(
+    autojump_clock,
+):
+    """The previous process of n1 ran on a host whose clock was ahead (a node moved to
+    another machine): its lease's started_at is later than this process's start. A lost
+    claim reply right after the restart must still leave that lease to expire and count
+    (it may be the job that killed the process), not hand it back uncounted: the leases
+    let run out at start are known by id, no clocks compared."""
+    from jobtrio.backends.base import BackendUnavailable
+
+    class LostClaimReply(MemoryBroker):
+        lose = 0
+
+        async def claim(self, node_id, n, lease_seconds, now, scope=None):
+            leases = await super().claim(node_id, n, lease_seconds, now, scope)
+            if leases and self.lose and node_id == "n1":
+                self.lose -= 1
+                raise BackendUnavailable("memory", "timeout after the claim was applied")
+            return leases
+
+    broker = LostClaimReply()
+    ahead = trio_clock() + 100.0  # the previous host's clock
+    await broker.enqueue([validate_submission({"type": "noop"}, ahead)], ahead)
+    [held] = await broker.claim("n1", 1, 3.0, ahead)
+    assert held.job.started_at is not None and held.job.started_at > trio_clock()
+    broker.lose = 1
+    async with running_node(broker=broker, node_id="n1", poison_limit=5) as node:
+        job = await node.submit({"type": "noop"})
+        assert (await terminal(node, job.id)).lease_expirations == 0
+        ended = await terminal(node, held.job.id)
+        assert ended.status == JobStatus.COMPLETED
+        assert ended.lease_expirations == 1  # it expired and counted
+        assert node.dispatcher.expired_at_start == 1
+        assert node.dispatcher.handed_back == 1  # the lost claim's own job only

@@ -120,6 +120,11 @@ class Claims:
         #: This incarnation's first moment on its own clock: a lease whose job was claimed
         #: before it is a previous incarnation's (see ``_hand_back_unanswered``).
         self._since = clock()
+        #: The previous incarnation's leases (job id, token), let run out before the
+        #: first claim: never handed back uncounted, whatever their started_at says (that
+        #: process may have run on a host whose clock was ahead of this one's). By token:
+        #: the same job claimed again by this incarnation is this incarnation's.
+        self._previous_leases: set[tuple[str, str]] = set()
         #: A claim failed without an answer: it may have leased jobs all the same.
         self._claim_unanswered = False
         #: The claim loop waits for work after an empty claim (a claim may be lent then).
@@ -340,6 +345,7 @@ class Claims:
             if lease.job.node_id == self.node_id and lease.job.id not in self._flights
         ]
         if previous:
+            self._previous_leases.update(previous)
             lost = await self._broker.renew(previous, 0.0, self._clock())
             self.expired_at_start = len(previous) - len(lost)
             log.warning(
@@ -357,13 +363,17 @@ class Claims:
         poison. They are the leases under this node's id that it does not hold,
         claimed since this incarnation started (on its own clock); they go back
         unrun and uncounted (``released``). A previous incarnation's leases are
-        left to expire and count, since one of them may be the job that killed it.
+        left to expire and count, since one of them may be the job that killed it:
+        those let run out at start by their tokens, and any other by its start
+        before this incarnation's.
         """
+        previous = self._previous_leases
         mine = [
             lease
             for lease in await self._broker.running()
             if lease.job.node_id == self.node_id
             and lease.job.id not in self._flights
+            and (lease.job.id, lease.token) not in previous
             and lease.job.started_at is not None
             and lease.job.started_at >= self._since
         ]
