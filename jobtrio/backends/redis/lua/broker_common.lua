@@ -66,9 +66,16 @@ end
 -- Index writes and status counts are queued and applied by flush() with one command
 -- per index. A job is queued at most once per flush: moves that unfile a job first
 -- (unplace) flush, and the batched moves touch each job once. The pending placements
--- are kept in order (their sequence numbers are taken in it); the delayed and finished
--- sets' entries as the flat (score, id) lists ZADD takes: a table a job cost more.
+-- are kept in order (their sequence numbers are taken in it), four values a job (id,
+-- priority, queue, type); the delayed and finished sets' entries as the flat (score,
+-- id) lists ZADD takes: a table a job cost more.
 local Q = {delta = {}, place = {}, delayed = {}, finished = {}}
+
+local function queue_pending(id, prio, queue, t)
+  local p = Q.place
+  local n = #p
+  p[n + 1], p[n + 2], p[n + 3], p[n + 4] = id, prio, queue, t
+end
 
 local function zadd_many(key, args)
   for i = 1, #args, 1000 do
@@ -79,25 +86,34 @@ end
 local function pkey(queue, t) return K_PENDING .. queue .. '\31' .. t end
 
 local function flush()
-  local pend = {}
-  local pend_keys = {}
-  local n = #Q.place
+  local p = Q.place
+  local n = #p / 4
   local seq = 0
   if n > 0 then seq = redis.call('INCRBY', K_SEQ, n) - n end
-  for _, pl in ipairs(Q.place) do
+  -- each pending set's (score, id) list, found by queue then type (no name made a job);
+  -- a score goes as a Lua number, which Redis writes out whole (below 2^53, as all are)
+  local sets, pend_keys, lists = {}, {}, {}
+  for i = 1, #p, 4 do
     seq = seq + 1
-    local member = pl.queue .. '\31' .. pl.t
-    local args = pend[member]
+    local queue, t = p[i + 2], p[i + 3]
+    local by_type = sets[queue]
+    if not by_type then
+      by_type = {}
+      sets[queue] = by_type
+    end
+    local args = by_type[t]
     if not args then
       args = {}
-      pend[member] = args
-      pend_keys[#pend_keys + 1] = member
+      by_type[t] = args
+      pend_keys[#pend_keys + 1] = queue .. '\31' .. t
+      lists[#lists + 1] = args
     end
-    args[#args + 1] = int((10 - pl.prio) * BAND + seq)
-    args[#args + 1] = pl.id
+    local k = #args
+    args[k + 1] = (10 - p[i + 1]) * BAND + seq
+    args[k + 2] = p[i]
   end
-  for _, member in ipairs(pend_keys) do
-    zadd_many(K_PENDING .. member, pend[member])
+  for i, member in ipairs(pend_keys) do
+    zadd_many(K_PENDING .. member, lists[i])
   end
   if #pend_keys > 0 then redis.call('SADD', K_PQS, unpack(pend_keys)) end
   zadd_many(K_DELAYED, Q.delayed)
@@ -116,8 +132,7 @@ local function count(s, d) Q.delta[s] = (Q.delta[s] or 0) + d end
 local function place(j, now)
   local s = j[S]
   if s == 'pending' then
-    local p = Q.place
-    p[#p + 1] = {id = j.id, prio = tonumber(j[PR]), queue = j.u, t = j.t}
+    queue_pending(j.id, tonumber(j[PR]), j.u, j.t)
   elseif s == 'scheduled' or s == 'retrying' then
     local at = j[SA]
     if at == 'null' then at = now end

@@ -58,8 +58,7 @@ if count_only then
       else
         redis.call('HSET', key, 'm', m)
       end
-      Q.place[#Q.place + 1] =
-        {id = id, prio = tonumber(c[cpr]), queue = v[4] or 'default', t = v[3]}
+      queue_pending(id, tonumber(c[cpr]), v[4] or 'default', v[3])
       n = n + 1
     end
   end
