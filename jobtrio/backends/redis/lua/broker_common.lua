@@ -199,9 +199,22 @@ local function set_status(j, s)
   end
 end
 
+-- The text of the count one more than text's (a version, an attempt number, a retry
+-- count), remembered for the script's run: tonumber and string.format cost 2.5k Redis
+-- instructions a count, 4% of a drain, and a batch's jobs mostly share their counts.
+local NEXT = {}
+local function next_count(text)
+  local s = NEXT[text]
+  if not s then
+    s = int(tonumber(text) + 1)
+    NEXT[text] = s
+  end
+  return s
+end
+
 local function touch(j, now)
   j[UA] = now
-  j[V] = int(tonumber(j[V]) + 1)
+  j[V] = next_count(j[V])
 end
 
 -- dependencies.lua: settles the jobs waiting for j, which just ended (nil for the status:
@@ -247,20 +260,18 @@ local function close_attempt(j, now, outcome_json, error_json, worker_json)
     local closed = '[' .. j[AON] .. ',' .. (worker_json or j[AOW]) .. ',' .. j[AOS] .. ','
       .. now .. ',' .. outcome_json .. ',' .. error_json .. ']'
     j[ATT] = append(j[ATT], closed)
-    j[AN] = int(tonumber(j[AN]) + 1)
+    j[AN] = next_count(j[AN])
     drop_open_attempt(j)
   end
 end
 
 local function open_attempt(j, now, node_json)
-  local n = tonumber(j[AN])
   if j[AON] ~= '' then
     -- an attempt left open by whoever enqueued the job stays in the history as it was
     j[ATT] = append(j[ATT], open_text(j))
-    n = n + 1
-    j[AN] = int(n)
+    j[AN] = next_count(j[AN])
   end
-  j[AON] = int(n + 1) .. ',' .. node_json
+  j[AON] = next_count(j[AN]) .. ',' .. node_json
   j[AOW] = 'null'
   j[AOS] = now
 end

@@ -42,7 +42,7 @@ for i, v in ipairs(items) do
         j[CA] = now
       elseif retry_at ~= '' then
         set_status(j, 'retrying')
-        j[RC] = int(tonumber(j[RC]) + 1)
+        j[RC] = next_count(j[RC])
         j[ERR] = err
         j[SA] = retry_at
       else

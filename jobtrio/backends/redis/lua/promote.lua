@@ -50,7 +50,7 @@ if count_only then
         count('pending', 1)
         if RECORD then refile(id, old, 'pending') end
       end
-      local version = int(tonumber(c[cv]) + 1)
+      local version = next_count(c[cv])
       c[cs], c[cua], c[cv] = 'pending', now, version
       local m = table.concat(c, SEP)
       if RECORD then
