@@ -34,7 +34,7 @@ from .codec import (
     check_name,
     decoder_for,
     enc,
-    encode,
+    encode_many,
     enqueue_arg,
     hash_tag,
     lazy_job,
@@ -190,17 +190,17 @@ class RedisBroker(OnRedis, Broker):
     def _encode(jobs: Sequence[Job], now: float) -> list[tuple[str, list[str]]]:
         """Each job's (b, values of m) as it will be filed: waiting unless terminal (and
         ``waiting`` with dependencies: the script settles it against its parents)."""
-        return [
-            encode(
-                job,
+        return encode_many(
+            jobs,
+            [
                 job.status
                 if job.terminal
                 else JobStatus.WAITING
                 if job.depends_on
-                else transitions.waiting_status(job, now),
-            )
-            for job in jobs
-        ]
+                else transitions.waiting_status(job, now)
+                for job in jobs
+            ],
+        )
 
     async def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         if not jobs:
