@@ -14,7 +14,8 @@ Redis's ``used_cpu_user + used_cpu_sys`` per job.
 
 Given source trees (each holding the ``jobtrio`` package), every round runs
 A, then B, ... each in its own process with that tree first on ``sys.path``
-(the served node inherits it): alternated A/B pairs. Quote ``uptime``.
+and as its working directory (the served node inherits both): alternated A/B
+pairs. Quote ``uptime``.
 """
 
 from __future__ import annotations
@@ -88,10 +89,15 @@ def run(url: str, n: int) -> dict[str, list[float]]:
 def one(url: str, n: int, src: str | None) -> dict[str, list[float]]:
     if src is None:
         return run(url, n)
+    # the tree is also the child's working directory: the served node is started with
+    # ``python -m``, which puts its working directory first on sys.path, so started from a
+    # checkout every side's node ran that checkout's code whatever PYTHONPATH said
+    src = os.path.abspath(src)
     env = {**os.environ, "PYTHONPATH": src}
     text = subprocess.run(
-        [sys.executable, __file__, "--one", url, str(n)],
+        [sys.executable, os.path.abspath(__file__), "--one", url, str(n)],
         env=env,
+        cwd=src,
         check=True,
         capture_output=True,
         text=True,

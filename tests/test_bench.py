@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -275,3 +276,32 @@ def test_the_positional_bench_scripts_name_a_bad_command_line(script, argv, said
         [sys.executable, str(folder / script), "--help"], capture_output=True, text=True, timeout=60
     )
     assert helped.returncode == 0 and "python bench/" + script in helped.stdout
+
+
+@pytest.mark.slow
+def test_the_enqueue_cpu_pairs_serve_each_sides_tree(redis_url: str, tmp_path: Path) -> None:
+    """``bench_enqueue_cpu.py ... SRC``: the served node runs SRC's code. It is started with
+    ``python -m``, which puts its working directory first on sys.path: run from a checkout,
+    every side's node ran the checkout's code whatever PYTHONPATH said."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    tree = tmp_path / "tree"
+    shutil.copytree(root / "jobtrio", tree / "jobtrio")
+    mark = tmp_path / "served-from"
+    child = tree / "jobtrio" / "bench" / "child.py"
+    marking = "import os as _os\nopen(_os.environ['SERVED_MARK'], 'a').write(__file__ + '\\n')\n"
+    text = child.read_text()
+    at = text.index("from __future__ import annotations\n") + 35  # the first statement after it
+    child.write_text(text[:at] + marking + text[at:])
+    done = subprocess.run(
+        [sys.executable, "bench/bench_enqueue_cpu.py", redis_url, "1000", "1", str(tree)],
+        cwd=root,  # a checkout holding another jobtrio
+        env={**os.environ, "SERVED_MARK": str(mark)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert mark.exists() and mark.read_text().splitlines() == [str(child)]
