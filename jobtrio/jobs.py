@@ -883,6 +883,29 @@ def check_idempotency_key(key: Any) -> str | None:
     return key
 
 
+#: Job types ``_check_type`` accepted lately: a batch's jobs mostly share one type, checked
+#: once instead of for each job. Emptied when full, so it stays small.
+_valid_types: set[str] = set()
+_VALID_TYPES_MAX = 256
+
+
+def _check_type(job_type: Any) -> None:
+    """A job's ``type`` as validation takes it, or ``ValidationError``."""
+    if not isinstance(job_type, str) or not job_type.strip():
+        raise ValidationError("type must be a non-empty string", "type", "invalid_type")
+    if len(job_type) > MAX_TYPE_LENGTH:
+        raise ValidationError(f"type is longer than {MAX_TYPE_LENGTH} characters", "type")
+    bad = unsafe_character(job_type)
+    if bad is not None:
+        raise ValidationError(
+            f"type holds the control character {bad}; a type is printable text", "type"
+        )
+    if type(job_type) is str:
+        if len(_valid_types) >= _VALID_TYPES_MAX:
+            _valid_types.clear()
+        _valid_types.add(job_type)
+
+
 def validate_submission(
     data: Any,
     now: float,
@@ -911,15 +934,8 @@ def validate_submission(
     if "type" not in data:
         raise ValidationError("type is required", "type", "missing_field")
     job_type = data["type"]
-    if not isinstance(job_type, str) or not job_type.strip():
-        raise ValidationError("type must be a non-empty string", "type", "invalid_type")
-    if len(job_type) > MAX_TYPE_LENGTH:
-        raise ValidationError(f"type is longer than {MAX_TYPE_LENGTH} characters", "type")
-    bad = unsafe_character(job_type)
-    if bad is not None:
-        raise ValidationError(
-            f"type holds the control character {bad}; a type is printable text", "type"
-        )
+    if type(job_type) is not str or job_type not in _valid_types:
+        _check_type(job_type)
 
     priority = (
         _int_field(data, "priority", MIN_PRIORITY, MAX_PRIORITY)
@@ -933,7 +949,7 @@ def validate_submission(
         raise ValidationError("payload must be a JSON object", "payload", "invalid_type")
     try:
         text = _PAYLOAD_ENCODER(payload)
-        size = len(text.encode())
+        size = len(text) if text.isascii() else len(text.encode())
     except UnicodeEncodeError:
         raise ValidationError(
             "payload holds a lone UTF-16 surrogate, which is not valid text", "payload"

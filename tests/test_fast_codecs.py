@@ -578,3 +578,24 @@ async def test_the_client_sends_orjson_bodies_and_refuses_nan_as_before() -> Non
                 _stdlib_body({"x": bad})
             assert str(info.value) == str(reference.value)
         assert len(seen) == sent  # refused before sending, as before
+
+
+def test_types_validated_once_a_batch_refuse_what_they_refused():
+    """Validation remembers the types it accepted (a batch's jobs share one): what it
+    refused it still refuses with the same words, before and after, and a type
+    remembered then forgotten (more than the memory holds) is accepted again."""
+    from jobtrio import jobs
+
+    bad: list[Any] = ["", "  ", "a\x00b", "x" * 201, "\u202etype", 5, None, ["noop"], True]
+    before = []
+    for value in bad:
+        with pytest.raises(ValidationError) as caught:
+            validate_submission({"type": value}, 1.0)
+        before.append((caught.value.message, caught.value.field, caught.value.code))
+    for i in range(jobs._VALID_TYPES_MAX + 3):
+        assert validate_submission({"type": f"t{i}"}, 1.0).type == f"t{i}"
+    assert validate_submission({"type": "t0"}, 1.0).type == "t0"
+    for value, words in zip(bad, before, strict=True):
+        with pytest.raises(ValidationError) as caught:
+            validate_submission({"type": value}, 1.0)
+        assert (caught.value.message, caught.value.field, caught.value.code) == words
