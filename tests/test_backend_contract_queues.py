@@ -222,3 +222,50 @@ async def test_queues_list_pending_by_type(broker):
     assert listed == {"q1": {"a": 2, "b": 1}, "default": {"a": 1}}
     counts = await broker.pending_by_priority()
     assert counts[5] == 4
+
+
+async def test_a_job_promoted_by_count_is_claimed_from_its_own_queue(broker):
+    """promote_due_count (the leader's move when the Broker keeps the records) files a
+    due job in its own queue's pending set, the default queue's too."""
+    epoch = await broker.acquire_epoch("n1", NOW)
+    await broker.enqueue(
+        [
+            make(scheduled_at=NOW + 5, payload={"n": 0}),
+            make(queue="render", scheduled_at=NOW + 5, payload={"n": 1}),
+        ],
+        NOW,
+    )
+    assert await broker.promote_due_count(NOW + 10, epoch) == 2
+    assert await claim_ns(broker, 5, scope("default"), at=NOW + 10) == [0]
+    assert await claim_ns(broker, 5, scope("render"), at=NOW + 10) == [1]
+
+
+async def test_an_id_enqueued_again_into_another_queue_leaves_its_old_queue(broker):
+    [first] = await broker.enqueue([make(payload={"n": 0})], NOW)
+    again = make(queue="render", payload={"n": 1})
+    again.id = first.id
+    await broker.enqueue([again], NOW)
+    assert await claim_ns(broker, 5, scope("default")) == []
+    assert await claim_ns(broker, 5, scope("render")) == [1]
+    assert (await broker.get(first.id)).queue == "render"
+
+
+async def test_an_id_repeated_in_one_batch_is_filed_only_as_its_last_copy(broker):
+    """The later copy replaces the earlier one within the batch: nothing of the earlier
+    copy's filing (delayed, finished) outlives it, so neither a promotion nor a purge
+    touches the job the batch left pending."""
+    epoch = await broker.acquire_epoch("n1", NOW)
+    scheduled = make(scheduled_at=NOW + 5, payload={"n": 0})
+    ended = make(payload={"n": 1})
+    ended.status = JobStatus.COMPLETED
+    batch = [scheduled, ended]
+    for n, earlier in enumerate(list(batch)):
+        later = make(payload={"n": 10 + n})
+        later.id = earlier.id
+        batch.append(later)
+    await broker.enqueue(batch, NOW)
+    assert sorted(await claim_ns(broker, 5)) == [10, 11]
+    assert await broker.promote_due(NOW + 10, epoch) == []
+    assert await broker.purge_finished(NOW + 10_000, epoch) == 0
+    for job in (scheduled, ended):
+        assert (await broker.get(job.id)).status == JobStatus.RUNNING

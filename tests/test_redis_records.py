@@ -333,3 +333,24 @@ async def test_a_store_sharing_a_prefix_with_a_broker_without_records_is_told(re
             await store.put_many(stored)
     finally:
         await broker.close()
+
+
+async def test_a_claim_of_more_than_a_thousand_index_arguments_lists_every_running_job(kept):
+    """records_flush files the running index's entries in pieces of 1,000 arguments (500
+    jobs), the first behind the member that keeps the index out of the listpack encoding:
+    no job is left out at a piece's edge."""
+    broker, store = kept
+    jobs = await broker.enqueue([make(payload={"i": i}) for i in range(1100)], NOW)
+    leases = await broker.claim("n1", 1100, 30, NOW + 1)
+    assert len(leases) == 1100
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.query(
+            JobQuery(statuses=frozenset({JobStatus.RUNNING}), limit=500, cursor=cursor)
+        )
+        seen += [j.id for j in page.jobs]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted((j.id for j in jobs), reverse=True)
