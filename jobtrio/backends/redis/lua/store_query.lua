@@ -141,6 +141,9 @@ if after or before then
 end
 
 local examined, last, exhausted = 0, cursor, false
+-- whether consider() may refuse ids of the merged streams (a status filter never does:
+-- those streams are its own indexes)
+local refusing = owner or queue or jtype or after or before
 while examined < budget and #found < 2 * want and not exhausted do
   local chunk = math.min(CHUNK, budget - examined)
   local max = '+'
@@ -155,8 +158,12 @@ while examined < budget and #found < 2 * want and not exhausted do
     -- piece is at most the records still wanted: of each stream's piece only the ids
     -- above the bound are used, and an unfiltered page merges every status index
     -- (ZLEXCOUNT tells how many of a piece are, without comparing ids in Lua); a piece
-    -- that alone holds them all is in order already, else they are sorted together
-    local piece = math.min(chunk, want - #found / 2)
+    -- that alone holds them all is in order already, else they are sorted together. With
+    -- a filter that may refuse records (owner, queue, type, created), the pieces are
+    -- whole chunks: a piece of the few records still wanted examined one or two ids an
+    -- iteration, each iteration 8 reads, 8 counts and a sort, when most ids are refused
+    local piece = chunk
+    if not refusing then piece = math.min(chunk, want - #found / 2) end
     local parts, bound = {}, nil
     exhausted = true
     for _, key in ipairs(streams) do
