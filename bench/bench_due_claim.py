@@ -67,7 +67,7 @@ async def once(url: str, n: int, kind: str) -> float:
 
 
 def _job(due: float):  # type: ignore[no-untyped-def]
-    from jobtrio.jobs import validate_submission
+    from jobtrio.submission import validate_submission
 
     return validate_submission({"type": "noop", "scheduled_at": due}, time.time())
 

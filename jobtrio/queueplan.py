@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .jobs import ValidationError, check_queue_name
+from .jobs import ValidationError
+from .submission import check_queue_name
 
 if TYPE_CHECKING:
     from .backends.base import ClaimScope

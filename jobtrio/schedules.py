@@ -32,7 +32,8 @@ from typing import Any
 from croniter import croniter
 
 from .durations import format_duration, parse_duration
-from .jobs import MAX_TIMESTAMP, SubmissionLimits, ValidationError, validate_submission
+from .jobs import MAX_TIMESTAMP, ValidationError
+from .submission import SubmissionLimits, validate_submission
 from .text import clip
 
 log = logging.getLogger("jobtrio.schedules")

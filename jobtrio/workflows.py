@@ -31,15 +31,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .jobs import (
-    IdGenerator,
-    Job,
-    JobStatus,
-    SubmissionLimits,
-    ValidationError,
-    check_idempotency_key,
-    validate_submission,
-)
+from .jobs import IdGenerator, Job, JobStatus, ValidationError
+from .submission import SubmissionLimits, check_idempotency_key, validate_submission
 from .text import clip
 
 #: Most jobs in one workflow (a chord's callback depends on all of its group).

@@ -10,7 +10,8 @@ import random
 
 from jobtrio.backends.base import Broker, ClaimScope, Finish, RateLimit, StateConflict, Tombstone
 from jobtrio.backends.memory import MemoryBroker
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 
 
 def doc_of(job: Job | Tombstone | None) -> str | None:

@@ -17,7 +17,8 @@ from jobtrio.backends.base import (
     StateConflict,
     Tombstone,
 )
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()

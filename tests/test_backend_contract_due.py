@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 
 from jobtrio.backends.base import ClaimScope, FencedError, Finish, RateLimit
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()

@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from jobtrio.backends.base import ClaimScope, Finish
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()

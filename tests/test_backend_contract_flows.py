@@ -11,7 +11,8 @@ import trio
 
 from jobtrio.backends.base import Finish, ProgressReport
 from jobtrio.backends.dependencies import UnknownDependency
-from jobtrio.jobs import IdGenerator, Job, JobStatus, make_progress, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus, make_progress
+from jobtrio.submission import validate_submission
 from jobtrio.workflows import build as build_workflow
 
 NOW = 1_700_000_000.0

@@ -27,7 +27,8 @@ import trio
 from jobtrio.actors.node import Node
 from jobtrio.backends.sqlite import SqliteBroker, SqliteStore
 from jobtrio.config import Settings
-from jobtrio.jobs import IdGenerator, JobStatus, SubmissionLimits, validate_submission
+from jobtrio.jobs import IdGenerator, JobStatus
+from jobtrio.submission import SubmissionLimits, validate_submission
 from tests.test_api import make_node
 from tests.test_client import serve_node
 

@@ -27,16 +27,9 @@ from jobtrio.api.app import create_app
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.client.answers import json_of
 from jobtrio.config import Settings
-from jobtrio.jobs import (
-    MAX_PAYLOAD_DEPTH,
-    ValidationError,
-    iso_text,
-    job_from_answer,
-    parse_time,
-    to_iso,
-    validate_submission,
-)
+from jobtrio.jobs import ValidationError, iso_text, job_from_answer, parse_time, to_iso
 from jobtrio.jsontext import compact_encoder
+from jobtrio.submission import MAX_PAYLOAD_DEPTH, validate_submission
 from tests.test_redis_hotpath import json_types
 
 
@@ -459,7 +452,8 @@ def test_a_validated_job_is_the_job_its_fields_name():
     """validate_submission builds its Job by position (``_new_job``, generated from the
     class' fields): every value lands in the field of its name, the rest at their
     defaults, and no two jobs share a list."""
-    from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+    from jobtrio.jobs import IdGenerator, Job, JobStatus
+    from jobtrio.submission import validate_submission
 
     now = 1_700_000_000.5
     parent = "01HF7YAT3VJ3TH6DRRPSRWY48D"
@@ -584,7 +578,7 @@ def test_types_validated_once_a_batch_refuse_what_they_refused():
     """Validation remembers the types it accepted (a batch's jobs share one): what it
     refused it still refuses with the same words, before and after, and a type
     remembered then forgotten (more than the memory holds) is accepted again."""
-    from jobtrio import jobs
+    from jobtrio import submission
 
     bad: list[Any] = ["", "  ", "a\x00b", "x" * 201, "\u202etype", 5, None, ["noop"], True]
     before = []
@@ -592,7 +586,7 @@ def test_types_validated_once_a_batch_refuse_what_they_refused():
         with pytest.raises(ValidationError) as caught:
             validate_submission({"type": value}, 1.0)
         before.append((caught.value.message, caught.value.field, caught.value.code))
-    for i in range(jobs._VALID_TYPES_MAX + 3):
+    for i in range(submission._VALID_TYPES_MAX + 3):
         assert validate_submission({"type": f"t{i}"}, 1.0).type == f"t{i}"
     assert validate_submission({"type": "t0"}, 1.0).type == "t0"
     for value, words in zip(bad, before, strict=True):

@@ -9,7 +9,8 @@ import trio.testing
 from jobtrio.actors.submitter import GroupCommit
 from jobtrio.backends.base import BackendUnavailable
 from jobtrio.backends.memory import MemoryBroker
-from jobtrio.jobs import IdGenerator, validate_submission
+from jobtrio.jobs import IdGenerator
+from jobtrio.submission import validate_submission
 from tests.test_node import running_node
 from tests.waiting import wait_until
 

@@ -13,7 +13,8 @@ from jobtrio.backends.base import FencedError, JobQuery, Page
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.events import EventBus
-from jobtrio.jobs import IdGenerator, Job, validate_submission
+from jobtrio.jobs import IdGenerator, Job
+from jobtrio.submission import validate_submission
 
 
 class SlowStore(MemoryStore):

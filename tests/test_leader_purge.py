@@ -32,8 +32,9 @@ from jobtrio.backends.base import (
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.events import EventBus
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
 from jobtrio.processors import Registry
+from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.0
 TTL = 30.0

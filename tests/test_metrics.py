@@ -31,8 +31,9 @@ from jobtrio.config import Settings
 from jobtrio.eventlog import MemoryEventLog
 from jobtrio.events import EventBus
 from jobtrio.eventstream import EventStream
-from jobtrio.jobs import IdGenerator, SubmissionLimits, validate_submission
+from jobtrio.jobs import IdGenerator
 from jobtrio.metrics import NodeMetrics
+from jobtrio.submission import SubmissionLimits, validate_submission
 from tests.servers import free_port
 from tests.test_client import serve_node
 from tests.waiting import wait_until

@@ -49,7 +49,8 @@ from jobtrio.backends.mongodb import (
     upsert_operation,
 )
 from jobtrio.config import Settings
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 from tests import test_backend_contract as contract
 from tests.servers import free_port
 
@@ -360,7 +361,8 @@ class _RefusingCollection:
 
 @needs_fake
 async def test_a_document_over_the_limit_is_a_refused_record_not_a_crash(store):
-    from jobtrio.jobs import IdGenerator, validate_submission
+    from jobtrio.jobs import IdGenerator
+    from jobtrio.submission import validate_submission
 
     job = validate_submission({"type": "noop"}, 1_700_000_000.0, ids=IdGenerator())
     store._jobs = _RefusingCollection()  # type: ignore[assignment]
@@ -392,7 +394,8 @@ class _ServerRefusingCollection:
 @needs_fake
 @pytest.mark.parametrize("code", sorted(mongodb.TOO_LARGE_CODES))
 async def test_a_document_the_server_finds_too_large_is_a_refused_record(store, code):
-    from jobtrio.jobs import IdGenerator, validate_submission
+    from jobtrio.jobs import IdGenerator
+    from jobtrio.submission import validate_submission
 
     jobs = [
         validate_submission({"type": "noop"}, 1_700_000_000.0, ids=IdGenerator()) for _ in "abc"

@@ -19,8 +19,9 @@ import trio.testing
 from jobtrio.actors.node import Node
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
-from jobtrio.jobs import JobStatus, to_iso, validate_submission
+from jobtrio.jobs import JobStatus, to_iso
 from jobtrio.processors import JobContext, Registry
+from jobtrio.submission import validate_submission
 from tests.waiting import wait_until
 
 EPOCH0 = 1_700_000_000.0

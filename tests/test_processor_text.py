@@ -23,8 +23,9 @@ import trio
 from jobtrio.actors.node import Node
 from jobtrio.backends import open_backends
 from jobtrio.config import Settings
-from jobtrio.jobs import IdGenerator, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, JobStatus
 from jobtrio.processors import JobContext, Registry
+from jobtrio.submission import validate_submission
 from jobtrio.text import MAX_ERROR_CHARS, error_text
 from tests.servers import RedisServer
 from tests.test_node import running_node, terminal
@@ -252,7 +253,8 @@ def test_names_holding_a_lone_surrogate_are_refused_naming_the_field() -> None:
     SQLite: UnicodeEncodeError) instead of a ValidationError naming the field."""
     import pytest
 
-    from jobtrio.jobs import ValidationError, validate_submission
+    from jobtrio.jobs import ValidationError
+    from jobtrio.submission import validate_submission
 
     for field, value in (
         ("type", SURROGATE),

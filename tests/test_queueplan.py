@@ -7,7 +7,7 @@ import random
 import pytest
 
 from jobtrio.config import ConfigError, Settings
-from jobtrio.jobs import ValidationError, validate_submission
+from jobtrio.jobs import ValidationError
 from jobtrio.queueplan import (
     QueuePlan,
     Worker,
@@ -15,6 +15,7 @@ from jobtrio.queueplan import (
     unserved,
     worker_from_meta,
 )
+from jobtrio.submission import validate_submission
 
 
 def settings(**env: str) -> Settings:

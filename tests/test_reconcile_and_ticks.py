@@ -20,8 +20,9 @@ from jobtrio.backends.base import BackendUnavailable, Finish
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.events import EventBus
-from jobtrio.jobs import IdGenerator, Job, JobStatus, SubmissionLimits, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
 from jobtrio.processors import Registry
+from jobtrio.submission import SubmissionLimits, validate_submission
 
 ids = IdGenerator()
 

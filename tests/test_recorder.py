@@ -15,7 +15,8 @@ import trio
 
 from jobtrio.actors.recorder import Recorder, put_what_the_store_takes
 from jobtrio.backends.base import BackendUnavailable
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 from tests.test_leader_purge import FlakyStore, RefusingStore
 
 NOW = 1_700_000_000.0

@@ -27,7 +27,8 @@ from jobtrio.backends.redis import RedisBroker, RedisConnection, RedisStore
 from jobtrio.backends.redis import broker as redis_broker
 from jobtrio.backends.redis import store as redis_store
 from jobtrio.config import Settings
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 from tests.reference import doc_of as _doc
 from tests.reference import matches_the_reference
 from tests.servers import RedisServer, free_port

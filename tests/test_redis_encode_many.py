@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from jobtrio.backends.redis import codec
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.123456
 ids = IdGenerator(random.Random(7))

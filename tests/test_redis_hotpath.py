@@ -29,7 +29,8 @@ import trio
 from jobtrio.backends.base import BackendUnavailable, ClaimScope, Finish, JobQuery
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.backends.redis import RedisBroker, RedisStore, codec, wire
-from jobtrio.jobs import Attempt, IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import Attempt, IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.123456
 JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))

@@ -24,7 +24,8 @@ from jobtrio.api.app import create_app
 from jobtrio.backends.base import BackendUnavailable, Finish
 from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.config import Settings
-from jobtrio.jobs import IdGenerator, validate_submission
+from jobtrio.jobs import IdGenerator
+from jobtrio.submission import validate_submission
 from tests.servers import RedisServer
 
 NOW = 1_700_000_000.0

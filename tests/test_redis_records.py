@@ -22,7 +22,8 @@ from jobtrio.backends import open_backends
 from jobtrio.backends.base import Finish, JobQuery, Lease, StateConflict
 from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.config import Settings
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 from tests.waiting import wait_until
 
 NOW = 1_700_000_000.25

@@ -165,7 +165,7 @@ async def test_supervisor_lets_cancellation_through(autojump_clock):
 
 
 def test_nesting_depth_is_counted_one_way_for_payloads_and_bodies():
-    from jobtrio.jobs import nested_deeper_than
+    from jobtrio.submission import nested_deeper_than
 
     def nest(levels: int) -> object:
         value: object = {}
@@ -183,7 +183,7 @@ def test_nesting_depth_is_counted_one_way_for_payloads_and_bodies():
 
 def test_a_memory_broker_leases_with_the_tokens_it_is_given():
     from jobtrio.backends.memory import MemoryBroker
-    from jobtrio.jobs import validate_submission
+    from jobtrio.submission import validate_submission
 
     tokens = iter(["t1", "t2"])
     broker = MemoryBroker(tokens=lambda: next(tokens))
@@ -197,7 +197,8 @@ def test_a_memory_broker_leases_with_the_tokens_it_is_given():
 
 
 def test_payload_nesting_and_lone_surrogates_are_refused():
-    from jobtrio.jobs import ValidationError, validate_submission
+    from jobtrio.jobs import ValidationError
+    from jobtrio.submission import validate_submission
 
     deep: dict = {}
     cursor = deep

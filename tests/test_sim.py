@@ -27,7 +27,7 @@ from jobtrio.backends.base import Finish
 from jobtrio.backends.memory import MemoryBroker, MemoryStore
 from jobtrio.config import Settings
 from jobtrio.events import EventBus
-from jobtrio.jobs import JobStatus, validate_submission
+from jobtrio.jobs import JobStatus
 from jobtrio.sim import SimConfig, run
 from jobtrio.sim.backends import ObservedBroker
 from jobtrio.sim.cli import main as sim_main
@@ -35,6 +35,7 @@ from jobtrio.sim.determinism import seeded_tokens
 from jobtrio.sim.history import History
 from jobtrio.sim.runner import DEFAULT_FAULTS
 from jobtrio.sim.trace import Trace
+from jobtrio.submission import validate_submission
 
 SEEDS_PER_ALGORITHM = 30
 SWEEP_DURATION = 8.0

@@ -21,7 +21,8 @@ import trio
 from jobtrio.backends import sqlite as sqlite_backend
 from jobtrio.backends.base import BackendUnavailable, FencedError, Finish, JobQuery, NodeRecord
 from jobtrio.backends.sqlite import SqliteBroker, SqliteStore
-from jobtrio.jobs import IdGenerator, Job, JobStatus, validate_submission
+from jobtrio.jobs import IdGenerator, Job, JobStatus
+from jobtrio.submission import validate_submission
 from tests.reference import matches_the_reference
 
 NOW = 1_700_000_000.0
@@ -98,7 +99,7 @@ async def test_acknowledged_enqueue_survives_a_killed_process(db_path):
         f"""
         import os, signal, sys, trio
         from jobtrio.backends.sqlite import SqliteBroker
-        from jobtrio.jobs import validate_submission
+        from jobtrio.submission import validate_submission
 
         async def main():
             broker = await SqliteBroker.open({db_path!r})

@@ -11,7 +11,8 @@ import sqlite3
 
 from jobtrio.backends.base import ClaimScope
 from jobtrio.backends.sqlite import SqliteBroker
-from jobtrio.jobs import IdGenerator, validate_submission
+from jobtrio.jobs import IdGenerator
+from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.0
 

@@ -466,7 +466,7 @@ def tls_redis(pki: Pki, tmp_path: Path) -> Iterator[int]:
 async def test_redis_over_rediss_with_the_ca(pki: Pki, tls_redis: int) -> None:
     from jobtrio.backends.base import BackendUnavailable
     from jobtrio.backends.redis import RedisBroker
-    from jobtrio.jobs import validate_submission
+    from jobtrio.submission import validate_submission
 
     url = f"rediss://127.0.0.1:{tls_redis}/0?ssl_ca_certs={pki.ca_file}&ssl_cert_reqs=required"
     broker = await RedisBroker.open(url, prefix="tls")

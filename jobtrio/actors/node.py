@@ -41,20 +41,13 @@ from ..config import Settings
 from ..eventlog import open_event_log
 from ..events import EventBus
 from ..eventstream import EventStream, job_fields
-from ..jobs import (
-    IdGenerator,
-    Job,
-    JobStatus,
-    SubmissionLimits,
-    ValidationError,
-    to_iso,
-    validate_submission,
-)
+from ..jobs import IdGenerator, Job, JobStatus, ValidationError, to_iso
 from ..metrics import NodeMetrics, peer_message_kinds
 from ..observer import NodeObserver
 from ..processors import Registry
 from ..queueplan import Worker, unserved, worker_from_meta
 from ..schedules import Schedule, validate_schedule
+from ..submission import SubmissionLimits, validate_submission
 from ..tls import peer_http_verify
 from ..workflows import build as build_workflow
 from ..workflows import view as workflow_view

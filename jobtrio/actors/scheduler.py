@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 from ..backends.base import BackendUnavailable, Broker, Store
 from ..events import EventBus
-from ..jobs import IdGenerator, Job, SubmissionLimits, ValidationError, validate_submission
+from ..jobs import IdGenerator, Job, ValidationError
 from ..processors import Registry
 from ..schedules import Schedule
+from ..submission import SubmissionLimits, validate_submission
 from .recorder import Recorder
 
 log = logging.getLogger("jobtrio.scheduler")

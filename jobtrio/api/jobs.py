@@ -22,7 +22,8 @@ from quart import Blueprint, Response, jsonify, request
 
 from ..backends.base import StateConflict
 from ..backends.dependencies import UnknownDependency
-from ..jobs import MAX_DEPENDENCIES, Job, JobStatus
+from ..jobs import Job, JobStatus
+from ..submission import MAX_DEPENDENCIES
 from .auth import Role, check_role, current_claims, owner_scope, require, submitter
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
 from .errors import ApiError, Conflict, NotFound, Unprocessable

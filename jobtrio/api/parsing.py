@@ -25,15 +25,9 @@ from quart import request
 from werkzeug.datastructures import MultiDict
 
 from ..backends.base import JobQuery
-from ..jobs import (
-    JobStatus,
-    ValidationError,
-    check_queue_name,
-    check_timestamp,
-    nested_deeper_than,
-    parse_time,
-)
+from ..jobs import JobStatus, ValidationError, check_timestamp, parse_time
 from ..jsontext import orjson_exact
+from ..submission import check_queue_name, nested_deeper_than
 from ..text import clip, cut
 from .errors import ApiError, BadRequest, PayloadTooLarge
 

@@ -16,7 +16,8 @@ from quart import Blueprint, Response, jsonify, request
 
 from ..backends.base import RateLimit
 from ..durations import parse_duration
-from ..jobs import ValidationError, check_queue_name
+from ..jobs import ValidationError
+from ..submission import check_queue_name
 from .auth import Role, require
 from .context import current_node
 from .errors import BadRequest, Unprocessable

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the REST API, built by hand.
 
 Hand-built because the routes validate by hand (see ``parsing`` and
-``jobs.validate_submission``) and a generator would describe the framework's
+``submission.validate_submission``) and a generator would describe the framework's
 idea of the API rather than ours. Two tests keep it honest: it must list
 exactly the app's routes, and real responses must validate against its
 schemas. Protected operations carry ``x-required-role``, read from the

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...jobs import (
-    MAX_DEPENDENCIES,
-    MAX_DURATION,
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    MAX_PRIORITY,
-    MAX_QUEUE_LENGTH,
-    MAX_TIMESTAMP,
-    MAX_TYPE_LENGTH,
-    MIN_PRIORITY,
-)
+from ...jobs import MAX_DURATION, MAX_PRIORITY, MAX_TIMESTAMP, MIN_PRIORITY
 from ...schedules import DEFAULT_MISFIRE_GRACE, NAME_PATTERN
+from ...submission import (
+    MAX_DEPENDENCIES,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_QUEUE_LENGTH,
+    MAX_TYPE_LENGTH,
+)
 from ..algorithms import ALGORITHMS
 from ..context import MAX_BATCH_JOBS
 from .parts import BOOL, INT, JOB_ID, NUMBER, STATUS, STRING, TIME, nullable, obj, ref
