@@ -586,3 +586,90 @@ async def test_a_hand_back_after_a_lost_lent_claim_spares_the_jobs_the_node_hold
         gates[0].set()
         assert (await terminal(node, first.id)).status == "completed"
     assert runs[:2] == [1, 1]
+
+
+class HeldLoggedClaim(ClaimLoggingBroker):
+    """Logs which call leased each job; a claim is held in flight while ``hold`` is set
+    and not yet fired."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: trio.Event | None = None
+        self.in_flight = False
+
+    async def claim(self, node_id, n, lease_seconds, now, scope=None):
+        if self.hold is not None and not self.hold.is_set():
+            self.in_flight = True
+            await self.hold.wait()
+            self.in_flight = False
+        return await super().claim(node_id, n, lease_seconds, now, scope)
+
+
+async def test_a_submission_during_the_loops_probe_borrows_the_claim_after_it(autojump_clock):
+    # the claim loop, idle, was woken and its claim (a probe) is in flight when a job is
+    # submitted: the group commit waits for the probe's answer (empty: the job was not
+    # filed yet) and then makes the loop's claim with its enqueue, one call, instead of
+    # an enqueue alone followed by a claim of the loop's own
+    from tests.test_node import terminal
+
+    broker = HeldLoggedClaim()
+    async with running_node(broker=broker) as node:
+        await trio.testing.wait_all_tasks_blocked()  # the claim loop waits for work
+        broker.hold = trio.Event()
+        node.dispatcher.wake()
+        await wait_until(lambda: broker.in_flight, timeout=10, message="the loop's probe")
+        assert node.dispatcher.probe_in_flight() is not None
+        async with trio.open_nursery() as nursery:
+            submitted: list = []
+
+            async def submit() -> None:
+                submitted.append(await node.submit({"type": "noop"}))
+
+            nursery.start_soon(submit)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not submitted  # it waits for the probe's answer
+            broker.hold.set()
+        [job] = submitted
+        assert (await terminal(node, job.id)).status == "completed"
+        assert broker.leased_by[job.id] == "enqueue_and_claim"
+        assert node.dispatcher.probe_in_flight() is None
+
+
+async def test_a_probe_without_an_answer_lets_the_waiting_submission_enqueue_alone(
+    autojump_clock,
+):
+    # the probe the group commit waits for fails (no answer: it may have leased jobs):
+    # no claim is lent before the loop has handed those back, so the submission is filed
+    # by an enqueue alone, answered, and its job run all the same
+    from tests.test_node import terminal
+
+    class FailingProbe(HeldLoggedClaim):
+        async def claim(self, node_id, n, lease_seconds, now, scope=None):
+            if self.hold is not None and not self.hold.is_set():
+                self.in_flight = True
+                await self.hold.wait()
+                self.in_flight = False
+                self.hold = None
+                raise BackendUnavailable("memory", "the reply was lost")
+            return await super().claim(node_id, n, lease_seconds, now, scope)
+
+    broker = FailingProbe()
+    async with running_node(broker=broker) as node:
+        await trio.testing.wait_all_tasks_blocked()
+        hold = broker.hold = trio.Event()
+        node.dispatcher.wake()
+        await wait_until(lambda: broker.in_flight, timeout=10, message="the loop's probe")
+        async with trio.open_nursery() as nursery:
+            submitted: list = []
+
+            async def submit() -> None:
+                submitted.append(await node.submit({"type": "noop"}))
+
+            nursery.start_soon(submit)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not submitted
+            hold.set()
+        [job] = submitted
+        assert (await terminal(node, job.id)).status == "completed"
+        assert broker.leased_by[job.id] == "claim"
+        assert node.dispatcher.probe_in_flight() is None

@@ -224,6 +224,10 @@ class Dispatcher:
         """A claim for the group commit to make with its enqueue (``Claims.lend_claim``)."""
         return self._claims.lend_claim()
 
+    def probe_in_flight(self) -> trio.Event | None:
+        """Set once the claim loop's probe in flight is answered (``Claims.probe_in_flight``)."""
+        return self._claims.probe_in_flight()
+
     def claim_answered(self, offer: ClaimOffer, leases: list[Lease] | None) -> None:
         """The lent claim's leases, or None if no answer came (``Claims.claim_answered``)."""
         self._claims.claim_answered(offer, leases)

@@ -21,7 +21,11 @@ on Redis one script, so the job is leased in the enqueue's round trip instead
 of after a wake-up and a claim's round trip of its own. The claim is the one
 the loop would have made after the enqueue (the queue's order decides what it
 takes), and its leases reach the dispatcher (``claim_answered``) before the
-callers are woken.
+callers are woken. When the claim loop has a probe in flight instead (a
+claim after a wait for work: ``probe_in_flight``), the batch waits for its
+answer and asks again: the loop then waits for work once more (the probe came
+back empty) and the claim is lent, where an enqueue alone would have been
+followed by a wake-up and a claim's round trip of its own.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class GroupCommit:
         on_committed: Callable[[list[Job], bool], None] | None = None,
         lend_claim: Callable[[], ClaimOffer | None] | None = None,
         claim_answered: Callable[[ClaimOffer, list[Lease] | None], None] | None = None,
+        probe_in_flight: Callable[[], trio.Event | None] | None = None,
     ) -> None:
         """``on_committed(jobs, claimed)``: ``claimed`` when a lent claim went with them
         (the dispatcher has its answer and wakes itself if it wants more)."""
@@ -62,6 +67,7 @@ class GroupCommit:
         self._on_committed = on_committed
         self._lend_claim = lend_claim
         self._claim_answered = claim_answered
+        self._probe_in_flight = probe_in_flight
         self._max_batch = max_batch
         self._waiting: list[_Slot] = []
         self._wakeup = Wakeup()
@@ -103,13 +109,13 @@ class GroupCommit:
     async def _commit(self, batch: list[_Slot]) -> None:
         jobs = [job for slot in batch for job in slot.jobs]
         offer = None
-        if self._lend_claim is not None and any(j.status is JobStatus.PENDING for j in jobs):
-            offer = self._lend_claim()
         leases: list[Lease] | None = None
         # The callers' answers are set before the dispatcher hears of its claim: they run
         # at this task's next checkpoint, after it all the same, and a failure in
         # claim_answered cannot leave them waiting
         try:
+            if self._lend_claim is not None and any(j.status is JobStatus.PENDING for j in jobs):
+                offer = await self._borrow_claim()
             now = self._clock()
             if offer is None:
                 stored = await self._broker.enqueue(jobs, now)
@@ -140,6 +146,18 @@ class GroupCommit:
         # comes first, and its failing could not leave them waiting
         if self._on_committed is not None:
             self._on_committed(stored, offer is not None)
+
+    async def _borrow_claim(self) -> ClaimOffer | None:
+        """The dispatcher's claim to make with the enqueue, after its probe in flight if
+        one is (see the module doc), or None."""
+        assert self._lend_claim is not None
+        offer = self._lend_claim()
+        if offer is None and self._probe_in_flight is not None:
+            probe = self._probe_in_flight()
+            if probe is not None:
+                await probe.wait()
+                offer = self._lend_claim()
+        return offer
 
     def _answer(self, offer: ClaimOffer | None, leases: list[Lease] | None) -> None:
         if offer is not None and self._claim_answered is not None:

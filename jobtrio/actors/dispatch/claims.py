@@ -20,7 +20,14 @@ step and came back with 6-20 jobs: the workers ran 750 jobs/s).
 
 While the loop waits for work after an empty claim, it lends its next claim
 to the node's group commit (``lend_claim``), which makes it with an enqueue
-in one Broker call and hands the leases back (``claim_answered``).
+in one Broker call and hands the leases back (``claim_answered``). A claim
+the loop makes after such a wait (a poll, or a wake-up) is a probe: a group
+commit that comes while one is in flight waits for its answer
+(``probe_in_flight``) and then borrows the claim, instead of enqueueing alone
+and waking the loop for a claim of its own (on Redis the enqueue could not
+go out before the probe's answer anyway: the node's calls share one
+pipelined connection; at 500 single submissions a second a fifth of the
+jobs came that way, each waiting for the probe, the enqueue, and a claim).
 """
 
 from __future__ import annotations
@@ -131,6 +138,8 @@ class Claims:
         self._loop_idle = False
         #: Set when a lent claim is answered; None while no claim is lent.
         self._lent: trio.Event | None = None
+        #: Set when the probe in flight is answered; None while no probe is in flight.
+        self._probe: trio.Event | None = None
         #: The leases of this node's previous incarnation are still to be let go of.
         self._previous_to_expire = True
         self.handed_back = 0
@@ -204,6 +213,7 @@ class Claims:
         """Claim while the node takes work; hand back the unstarted jobs when it stops."""
         poll = Backoff(IDLE_POLL_FIRST, IDLE_POLL_MAX)
         backoff = Backoff(*BROKER_RETRY)
+        probing = False  # the next claim follows a wait for work (see the module doc)
         while self._dealer.claiming:
             self._update_window()
             want = self.wanted()
@@ -221,13 +231,15 @@ class Claims:
                 sent = trio.current_time()
                 asked_at = self._clock()
                 asked = min(want, self._settings.dispatch_batch)
-                leases = await self._broker.claim(
-                    self.node_id,
-                    asked,
-                    self._settings.job_lease,
-                    asked_at,
-                    self._plan.scope(self._registry.types(), self._flights.held, self._rng),
-                )
+                scope = self._plan.scope(self._registry.types(), self._flights.held, self._rng)
+                if probing:
+                    self._probe = trio.Event()
+                try:
+                    leases = await self._broker.claim(
+                        self.node_id, asked, self._settings.job_lease, asked_at, scope
+                    )
+                finally:
+                    self._probe_answered()
             except BackendUnavailable as exc:
                 self._claim_unanswered = True
                 self._health.mark(False, str(exc))
@@ -240,8 +252,10 @@ class Claims:
                 health.mark(True, None)  # once, not per claim: labels() is a lookup
             if not leases:
                 await self._wait_for_work(poll.next(), asked_at)
+                probing = True
                 continue
             poll.reset()
+            probing = False
             self._take(leases)
             if not self._dealer.claiming:  # drain started while we were claiming
                 break
@@ -251,6 +265,7 @@ class Claims:
                 # empty (one a job at a few hundred jobs/s); wait as after an empty claim,
                 # from the first poll (a wake-up still claims at once)
                 await self._wait_for_work(poll.next(), asked_at)
+                probing = True
         self._dealer.hand_back_ready()
 
     async def _wait_for_work(self, poll: float, asked_at: float) -> None:
@@ -277,6 +292,19 @@ class Claims:
                 self._reports_send.send_nowait(Report(released(lease), lease.job, -1, 0.0))
                 continue
             push(flight)
+
+    def probe_in_flight(self) -> trio.Event | None:
+        """Set once the loop's probe in flight is answered (None: no probe is in flight).
+
+        Once it is set, the loop waits for work again (an empty or short answer) or
+        has jobs to deal: a ``lend_claim`` then lends the claim or says no, as ever.
+        """
+        return self._probe
+
+    def _probe_answered(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.set()
 
     def lend_claim(self) -> ClaimOffer | None:
         """A claim for the group commit to make with its enqueue, or None.
