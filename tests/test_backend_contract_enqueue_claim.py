@@ -114,7 +114,7 @@ async def test_on_redis_the_two_are_one_script_call(request, broker):
             stats = client.info("commandstats")
             return sum(
                 int(stats[f"cmdstat_{name}"]["calls"])
-                for name in ("eval", "evalsha")
+                for name in ("eval", "evalsha", "fcall")
                 if f"cmdstat_{name}" in stats
             )
 

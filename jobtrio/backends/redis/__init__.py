@@ -18,8 +18,9 @@ thread; ``bench/bench_wire.py``). Either way a call is a round trip, so the hot
 path is batched: one script claims n jobs, one finishes or renews many.
 
 One script per move. Every change touching more than one key is a single Lua
-script (``register_script``; EVALSHA, loaded again once after a restart
-empties the script cache), so Redis applies it whole and a crash never leaves
+script (a Redis Functions library called with FCALL on Redis >= 7.0, else
+EVALSHA; either loaded again once after a restart or a flush empties Redis's
+cache, see ``scripts.py``), so Redis applies it whole and a crash never leaves
 a job half moved. Every key starts with the hash tag ``{prefix}``, which puts
 them all in one Cluster slot. The scripts build per-job key names from
 ``KEYS[1]`` (BullMQ does the same), which is allowed because the hash tag

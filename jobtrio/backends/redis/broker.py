@@ -41,7 +41,7 @@ from .codec import (
     num,
     split_reply,
 )
-from .scripts import OnRedis, broker_script
+from .scripts import LuaScript, OnRedis, broker_library, broker_script
 from .store import RedisStore
 from .wire import RedisConnection
 
@@ -141,8 +141,10 @@ class RedisBroker(OnRedis, Broker):
         self._owns = owns_connection
         client = connection.client
 
-        def script(name: str) -> Any:
-            return client.register_script(broker_script(name, records))
+        def script(name: str) -> LuaScript:
+            return LuaScript(
+                client, broker_script(name, records), broker_library(name, records, self._p)
+            )
 
         self._enqueue = script("enqueue")
         self._enqueue_deps = script("enqueue_deps")

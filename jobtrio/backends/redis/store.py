@@ -12,7 +12,7 @@ import redis
 from ...jobs import Job, JobStatus
 from ..base import JobQuery, NodeRecord, Page, Store
 from .codec import SEP, RawJob, as_text, check_name, hash_tag, jtext, num, record_parts
-from .scripts import OnRedis, lua_source
+from .scripts import LuaScript, OnRedis, lua_library, lua_source
 from .wire import RedisConnection
 
 #: Newest election records kept in the Store.
@@ -35,9 +35,12 @@ class RedisStore(OnRedis, Store):
         self._keys = [self._p]
         self._owns = owns_connection
         client = connection.client
-        self._put = client.register_script(lua_source("store_put"))
-        self._delete = client.register_script(lua_source("store_delete"))
-        self._query = client.register_script(lua_source("store_query"))
+        self._put = self._script(client, "store_put")
+        self._delete = self._script(client, "store_delete")
+        self._query = self._script(client, "store_query")
+
+    def _script(self, client: Any, name: str) -> LuaScript:
+        return LuaScript(client, lua_source(name), lua_library(name, self._p))
 
     async def put_many(self, jobs: Sequence[Job]) -> None:
         for start in range(0, len(jobs), PUT_CHUNK):

@@ -22,6 +22,7 @@ and nothing needs restarting.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -70,6 +71,11 @@ _TRANSIENT = (MasterDownError, TryAgainError, ClusterDownError)
 _TRANSIENT_PREFIXES = ("MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")
 #: Scripts go over the wire's own sockets when the pool allows it (see ``RedisConnection``).
 NATIVE_SCRIPTS = True
+#: Scripts that have a library (``scripts.LuaScript``) are called as functions (FCALL) where
+#: Redis has them (see ``RedisConnection.script``); False: EVALSHA always.
+FUNCTIONS = True
+
+log = logging.getLogger("jobtrio.backends.redis")
 
 
 def translated_error(exc: Exception) -> Exception:
@@ -114,6 +120,30 @@ def _reply_error(message: str) -> Exception:
     if kind is None:
         return redis.ResponseError(message)  # a script's own error_reply (FENCED ...)
     return kind(message[len(code) + 1 :])
+
+
+def _function_missing(reply: Any) -> bool:
+    """FCALL's refusal of a function this server does not hold (nothing ran)."""
+    return isinstance(reply, redis.ResponseError) and str(reply).startswith("Function not found")
+
+
+def _functions_refused(reply: Any) -> bool:
+    """FCALL's refusal by a server without Redis Functions, or not for this user (nothing ran)."""
+    return isinstance(reply, redis.exceptions.NoPermissionError) or (
+        isinstance(reply, redis.ResponseError) and str(reply).startswith("unknown command")
+    )
+
+
+def _load_failed_for_good(reply: Any) -> bool:
+    """A FUNCTION LOAD refused for good (no such command, not for this user, a library
+    this server cannot run), not "not now" (a failover, a restart loading its data, the
+    memory limit) nor "already there" (another call or node loaded it first)."""
+    if not isinstance(reply, Exception):
+        return False
+    if isinstance(reply, _TRANSIENT + (redis.exceptions.OutOfMemoryError, redis.ReadOnlyError)):
+        return False
+    text = str(reply)
+    return not (text.startswith(_TRANSIENT_PREFIXES + ("BUSY",)) or "already exists" in text)
 
 
 def _arg(value: Any) -> bytes:
@@ -367,6 +397,19 @@ class RedisConnection:
         #: room for calls in flight on the wire (a Semaphore: taken and given back in
         #: well under a microsecond, a CapacityLimiter's bookkeeping cost 2 us a call)
         self._room = trio.Semaphore(pipeline_depth)
+        #: False once Redis refused Redis Functions for good: EVALSHA from then on
+        self.functions = True
+
+    def _refuse_functions(self, why: Any) -> None:
+        if self.functions:
+            self.functions = False
+            log.warning("redis refuses Redis Functions (%s): scripts run with EVALSHA", why)
+
+    def _function_of(self, script: Any) -> str | None:
+        """The function to FCALL for ``script``, None for EVALSHA."""
+        if not (FUNCTIONS and self.functions):
+            return None
+        return getattr(script, "function", None)
 
     @staticmethod
     def _options(socket_timeout: float, pool_size: int) -> dict[str, Any]:
@@ -474,14 +517,24 @@ class RedisConnection:
             raise translated from exc
 
     async def script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a registered script (EVALSHA, loading it once if the server lost it).
+        """Run a registered script: its function (FCALL) where Redis has Redis Functions and
+        ``script`` a library (``scripts.LuaScript``), else EVALSHA; either loaded once
+        again when the server lost it (a restart, a flush, a failover to a server that
+        never had it).
 
         On the wire's own connection when the pool allows (see the class), else
         through ``run``. Either way the call is never abandoned on
         cancellation (shielded, bounded by ``socket_timeout``): a claim whose
         reply was dropped would leave jobs running nowhere until their lease
         ends; and redis-py's rule of no blind re-sends holds, since only a
-        NOSCRIPT refusal (the script did not run) is sent again.
+        refusal that ran nothing is sent again: NOSCRIPT, "Function not found",
+        and FCALL refused by a server without Redis Functions (then EVALSHA).
+
+        A function Redis has not got is loaded (FUNCTION LOAD, sent with the
+        FCALL again); a load refused for good (a server without Redis
+        Functions, or a user not allowed them: some managed Redis) switches
+        this connection to EVALSHA, logged once; one refused for now (the
+        memory limit, a failover) runs this call with EVALSHA.
 
         On the wire, concurrent calls share one connection, pipelined
         (``_Wire``). A call that times out, or a connection that breaks or
@@ -490,14 +543,13 @@ class RedisConnection:
         """
         options = self.wire
         if options is None or not NATIVE_SCRIPTS:
-            return await self.run(lambda: script(keys=keys, args=args))
-        payload = _command(
-            b"EVALSHA",
-            script.sha.encode(),
-            b"%d" % len(keys),
-            *(_arg(k) for k in keys),
-            *(_arg(a) for a in args),
-        )
+            return await self.run(lambda: self._script_in_thread(script, keys, args))
+        function = self._function_of(script)
+        tail = [b"%d" % len(keys), *(_arg(k) for k in keys), *(_arg(a) for a in args)]
+        if function is not None:
+            payload = _command(b"FCALL", function.encode(), *tail)
+        else:
+            payload = _command(b"EVALSHA", script.sha.encode(), *tail)
         await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no call
         room = self._room
         try:
@@ -511,6 +563,17 @@ class RedisConnection:
             if wire is None or not self._usable(wire):
                 wire = await self._connect(deadline)
             [reply] = await wire.request(payload, deadline)
+            if function is not None and isinstance(reply, redis.ResponseError):
+                if _function_missing(reply):
+                    load = _command(b"FUNCTION", b"LOAD", _arg(script.library))
+                    loaded, reply = await wire.request(load + payload, deadline, 2)
+                    if _load_failed_for_good(loaded):
+                        self._refuse_functions(loaded)
+                elif _functions_refused(reply):
+                    self._refuse_functions(reply)
+                if _function_missing(reply) or _functions_refused(reply):
+                    payload = _command(b"EVALSHA", script.sha.encode(), *tail)
+                    [reply] = await wire.request(payload, deadline)
             if isinstance(reply, redis.exceptions.NoScriptError):
                 load = _command(b"SCRIPT", b"LOAD", _arg(script.script))
                 reply = (await wire.request(load + payload, deadline, 2))[1]
@@ -528,6 +591,31 @@ class RedisConnection:
         if isinstance(reply, Exception):
             raise translated_error(reply)
         return reply
+
+    def _script_in_thread(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """``script`` through redis-py (in a worker thread), as ``script`` does on the wire."""
+        function = self._function_of(script)
+        if function is not None:
+            client = self.client
+            try:
+                return client.execute_command("FCALL", function, len(keys), *keys, *args)
+            except redis.ResponseError as exc:
+                if _functions_refused(exc):
+                    self._refuse_functions(exc)
+                elif not _function_missing(exc):
+                    raise
+                else:
+                    try:
+                        client.execute_command("FUNCTION", "LOAD", script.library)
+                    except redis.ResponseError as refused:
+                        if _load_failed_for_good(refused):
+                            self._refuse_functions(refused)
+                    try:
+                        return client.execute_command("FCALL", function, len(keys), *keys, *args)
+                    except redis.ResponseError as again:
+                        if not (_function_missing(again) or _functions_refused(again)):
+                            raise
+        return script(keys=keys, args=args)
 
     @staticmethod
     def _usable(wire: _Wire) -> bool:

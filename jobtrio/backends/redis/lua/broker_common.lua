@@ -69,7 +69,7 @@ end
 -- are kept in order (their sequence numbers are taken in it), four values a job (id,
 -- priority, queue, type); the delayed and finished sets' entries as the flat (score,
 -- id) lists ZADD takes: a table a job cost more.
-local Q = {delta = {}, place = {}, delayed = {}, finished = {}}
+local Q = {delta = {}, place = {}, delayed = {}, finished = {}} --@state
 
 local function queue_pending(id, prio, queue, t)
   local p = Q.place
@@ -202,7 +202,7 @@ end
 -- The text of the count one more than text's (a version, an attempt number, a retry
 -- count), remembered for the script's run: tonumber and string.format cost 2.5k Redis
 -- instructions a count, 4% of a drain, and a batch's jobs mostly share their counts.
-local NEXT = {}
+local NEXT = {} --@state
 local function next_count(text)
   local s = NEXT[text]
   if not s then

@@ -1,11 +1,13 @@
--- The jobs of an enqueue argument list (ARGV[2..], see enqueue.lua) filed once every
+-- The jobs of an enqueue argument list (args: a script's ARGV, now and then the jobs, see
+-- enqueue.lua; a parameter, as a library's helpers never read the call's ARGV) filed once every
 -- parent is known (held, tombstoned, or earlier in the batch), else nothing is filed and
 -- the answer is the error 'NODEP <job> <parent>'. Answers each job's document as filed
 -- (its parents may have settled it already). Shared by enqueue_deps and enqueue_workflow.
-local function enqueue_checked(now)
+local function enqueue_checked(args)
+  local now = args[1]
   local batch = {}
-  for i = 2, #ARGV do
-    local a = enqueue_fields(ARGV[i])
+  for i = 2, #args do
+    local a = enqueue_fields(args[i])
     for _, pid in ipairs(depends_of(a[NR + 3])) do
       if not batch[pid] and redis.call('HEXISTS', jkey(pid), 'q') == 0
           and not redis.call('HGET', K_TOMBS, pid) then
@@ -15,9 +17,9 @@ local function enqueue_checked(now)
     batch[a[1]] = true
   end
   local out = {}
-  for i = 2, #ARGV do
-    local held = enqueue_one(ARGV[i], now)
-    if held == '' then held = doc(load(string.match(ARGV[i], '^[^\31]*'))) end
+  for i = 2, #args do
+    local held = enqueue_one(args[i], now)
+    if held == '' then held = doc(load(string.match(args[i], '^[^\31]*'))) end
     out[#out + 1] = held
   end
   flush()

@@ -5,4 +5,4 @@
 -- enqueue.lua, but first every parent must be known (held, tombstoned, or earlier in the
 -- batch), else nothing is filed and the reply is the error 'NODEP <job> <parent>'.
 -- Returns each job's document as filed (its parents may have settled it already).
-return enqueue_checked(ARGV[1])
+return enqueue_checked(ARGV)

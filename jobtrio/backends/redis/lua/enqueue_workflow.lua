@@ -14,4 +14,4 @@ if k ~= '' then
   local held = redis.call('HGET', K_IDEM, k)
   if held and redis.call('HEXISTS', jkey(held), 'q') == 1 then return {doc(load(held))} end
 end
-return enqueue_checked(ARGV[1])
+return enqueue_checked(ARGV)

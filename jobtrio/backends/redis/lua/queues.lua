@@ -2,7 +2,7 @@
 -- K_PAUSED is the set of paused queues; K_LIMITS holds per queue 'max \31 interval' (N jobs
 -- per interval seconds, cluster-wide); K_RATE per queue 'window \31 count': the jobs claimed
 -- in the current fixed window, window = floor(time / interval) on the Broker's clock.
-local RATE = {}
+local RATE = {} --@state
 
 -- how many jobs each queue of sets may still give this claim: the node's cap (caps),
 -- 0 when paused, what its rate limit leaves in the current window; nil for no limit

@@ -6,7 +6,7 @@
 -- applied with one ZADD or ZREM per index by records_flush(): one redis.call per index
 -- and record cost more than the record's own HMGET and HSET. A record repeating an id
 -- applies the queue first, so the moves of one id keep their order.
-local R = {add = {}, rem = {}, seen = {}}
+local R = {add = {}, rem = {}, seen = {}} --@state
 
 local function rq(t, key, a, b)
   local l = t[key]
@@ -45,7 +45,7 @@ end
 
 -- an index's key, made once a script: a string built per job and index cost more than
 -- queueing the entry
-local RKEYS = {}
+local RKEYS = {} --@state
 local function rkey(kind, name)
   local keys = RKEYS[kind]
   if not keys then

@@ -1,0 +1,248 @@
+"""The Broker's and the Store's scripts as Redis Functions (FCALL), on real redis-servers.
+
+What must hold: the moves run as functions where Redis has them, each
+library loaded once; a server that lost them (FUNCTION FLUSH, a restart)
+gets them again from the next call, calls in flight included; a server or
+a user that refuses Redis Functions gets the same moves through EVALSHA;
+two versions of a script (two node versions in one cluster) each run their
+own; and no call sees what the call before it left in the library's tables.
+Each test runs a redis-server of its own: they flush and restrict it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import trio
+
+from jobtrio.backends.base import BackendUnavailable, ClaimScope, Finish, JobQuery, RateLimit
+from jobtrio.backends.redis import RedisBroker, RedisStore, scripts, wire
+from jobtrio.jobs import IdGenerator, Job
+from jobtrio.submission import validate_submission
+from tests.servers import RedisServer
+
+NOW = 1_700_000_000.0
+ids = IdGenerator()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    s = RedisServer(tmp_path)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def raw(server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(server.url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def prefix() -> str:
+    return "f" + uuid.uuid4().hex[:8]
+
+
+def job(**fields: object) -> Job:
+    return validate_submission({"type": "noop", **fields}, NOW, ids=ids)
+
+
+def calls(raw: redis.Redis, command: str) -> int:
+    return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def libraries(raw: redis.Redis) -> dict[str, str]:
+    """jobtrio's libraries on the server: name -> code."""
+    found = {}
+    for lib in raw.function_list(library="jobtrio_*", withcode=True):
+        fields = dict(zip(lib[::2], lib[1::2], strict=True))
+        found[fields[b"library_name"].decode()] = fields[b"library_code"].decode()
+    return found
+
+
+async def run_one_job(broker: RedisBroker) -> None:
+    await broker.enqueue([job()], NOW)
+    [lease] = await broker.claim("n1", 1, 30.0, NOW)
+    [done] = await broker.finish([Finish(lease.job.id, lease.token, "completed")], NOW + 1)
+    assert done is not None and done.status == "completed"
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["wire", "thread"])
+async def test_moves_run_as_functions_each_library_loaded_once(
+    server: RedisServer, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(wire, "NATIVE_SCRIPTS", native)
+    p = prefix()
+    broker = await RedisBroker.open(server.url, prefix=p, records=True)
+    other = await RedisBroker.open(server.url, prefix=p, records=True)  # another node
+    try:
+        await run_one_job(broker)
+        await run_one_job(other)
+    finally:
+        await broker.close()
+        await other.close()
+    assert calls(raw, "fcall") == 6 + 3  # and the first of each: "Function not found"
+    assert calls(raw, "evalsha") == calls(raw, "eval") == 0
+    # enqueue, claim, finish: one library each, loaded by the first node only
+    assert len(libraries(raw)) == 3
+    assert calls(raw, "function|load") == 3
+
+
+async def test_the_functions_come_back_after_a_flush_with_calls_in_flight(
+    server: RedisServer, raw: redis.Redis
+) -> None:
+    """100 callers at once, each a job enqueued and read back 3 times, while the
+    server's functions and scripts are flushed twice: every call answers (a refused
+    FCALL ran nothing, so it is loaded and sent again), nothing is filed twice."""
+    broker = await RedisBroker.open(server.url, prefix=prefix(), records=True)
+    try:
+        await run_one_job(broker)  # the libraries loaded
+        loads = calls(raw, "function|load")
+        depth = sum((await broker.depths()).values())
+        filed: list[str] = []
+
+        async def caller(i: int) -> None:
+            for round_ in range(3):
+                one = job()
+                await broker.enqueue([one], NOW)
+                assert (await broker.get(one.id)) is not None
+                filed.append(one.id)
+                if i == 0 and round_ < 2:
+                    raw.function_flush()  # the others' calls are queued or in flight
+                    raw.script_flush()
+
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(caller, i)
+        assert len(set(filed)) == 300
+        assert sum((await broker.depths()).values()) - depth == 300
+        assert calls(raw, "function|load") - loads >= 4  # enqueue and get, twice
+        assert calls(raw, "evalsha") == 0
+
+        server.restart()  # functions are kept with the data (AOF)
+        try:
+            await broker.get("x")  # the connection the restart cut may fail one call
+        except BackendUnavailable:
+            pass
+        await run_one_job(broker)
+        raw.function_flush()
+        await run_one_job(broker)
+    finally:
+        await broker.close()
+
+
+@pytest.mark.parametrize("refused", ["-fcall", "-function"])
+@pytest.mark.parametrize("native", [True, False], ids=["wire", "thread"])
+async def test_a_user_refused_functions_runs_the_moves_with_evalsha(
+    server: RedisServer,
+    raw: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    refused: str,
+    native: bool,
+) -> None:
+    """As on a managed Redis that allows EVALSHA but not FCALL or FUNCTION LOAD (or on
+    Redis < 7, which answers "unknown command"): the refused call ran nothing, so it
+    runs with EVALSHA, and so does every later call of that connection."""
+    monkeypatch.setattr(wire, "NATIVE_SCRIPTS", native)
+    raw.acl_setuser(
+        "limited",
+        enabled=True,
+        passwords=["+secret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", refused],
+    )
+    url = f"redis://limited:secret@127.0.0.1:{server.port}/0"
+    p = prefix()
+    broker = await RedisBroker.open(url, prefix=p, records=True)
+    store = await RedisStore.open(url, prefix=p, connection=broker.connection)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jobtrio.backends.redis"):
+            await run_one_job(broker)
+            await run_one_job(broker)
+            assert (await store.query(JobQuery(limit=10))).jobs  # the Store's scripts too
+        assert broker.connection.functions is False
+        warned = [r for r in caplog.records if "refuses Redis Functions" in r.getMessage()]
+        assert len(warned) == 1
+        assert calls(raw, "evalsha") >= 6
+        # -function: the first FCALL (not found) and the one sent with the refused load
+        assert calls(raw, "fcall") <= 2
+        assert libraries(raw) == {}
+    finally:
+        await broker.close()
+
+
+async def test_two_versions_of_the_scripts_run_side_by_side(
+    server: RedisServer, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two node versions on one Redis and one prefix: each calls its own libraries
+    (named by a hash of their code), neither replaces the other's, and the jobs one
+    files the other runs."""
+    p = prefix()
+    old = await RedisBroker.open(server.url, prefix=p, records=True)
+    read = scripts.lua_file
+
+    def changed(name: str) -> str:
+        text = read(name)
+        return text + "\n-- the next version\n" if name == "broker_common" else text
+
+    monkeypatch.setattr(scripts, "lua_file", changed)
+    new = await RedisBroker.open(server.url, prefix=p, records=True)
+    try:
+        jobs = [job() for _ in range(4)]
+        await old.enqueue(jobs[:2], NOW)
+        await new.enqueue(jobs[2:], NOW)
+        leases = await new.claim("n2", 2, 30.0, NOW)
+        leases += await old.claim("n1", 2, 30.0, NOW)
+        assert {lease.job.id for lease in leases} == {j.id for j in jobs}
+        done = await old.finish([Finish(le.job.id, le.token, "completed") for le in leases], NOW)
+        assert all(d is not None and d.status == "completed" for d in done)
+        code = libraries(raw)
+        assert len(code) == 5  # enqueue and claim twice, finish once
+        assert sum("-- the next version" in text for text in code.values()) == 2
+        await run_one_job(old)  # still its own, after the new ones were loaded
+        assert len(libraries(raw)) == 5
+    finally:
+        await old.close()
+        await new.close()
+
+
+async def test_a_claim_never_writes_back_a_rate_window_an_earlier_call_read(
+    server: RedisServer,
+) -> None:
+    """A library keeps its tables between calls; the claim's rate windows (RATE) are
+    one of them. A claim that finds no job of queue a must not write back a's window as
+    an earlier claim saw it: claims through EVALSHA (another node) took from a
+    meanwhile, and a's budget would be handed out again (13 jobs of a 10-job window)."""
+    p = prefix()
+    node1 = await RedisBroker.open(server.url, prefix=p)
+    node2 = await RedisBroker.open(server.url, prefix=p)
+    node2.connection.functions = False  # EVALSHA: not this library's tables
+    try:
+        await node1.set_queue("a", rate_limit=RateLimit(jobs=10, per=1000.0))
+        a, b = ClaimScope(queues=("a",)), ClaimScope(queues=("b",))
+        await node1.enqueue([job(queue="a") for _ in range(2)], NOW)
+        # each claim asks for more than a holds: it reads a's set to its end, which then
+        # leaves the sets a claim reads (so the claim of b below reads no window of a)
+        taken = len(await node1.claim("n1", 9, 30.0, NOW, a))  # a's window: 2
+        await node1.enqueue([job(queue="a") for _ in range(3)], NOW)
+        taken += len(await node2.claim("n2", 9, 30.0, NOW, a))  # a's window: 5
+        await node1.enqueue([job(queue="b") for _ in range(5)], NOW)
+        assert len(await node1.claim("n1", 5, 30.0, NOW, b)) == 5  # no job of a left
+        await node1.enqueue([job(queue="a") for _ in range(20)], NOW)
+        taken += len(await node1.claim("n1", 20, 30.0, NOW, a))
+        assert taken == 10
+    finally:
+        await node1.close()
+        await node2.close()
