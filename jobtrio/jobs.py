@@ -568,15 +568,15 @@ if _FROM_DICT_ORDER != _JOB_FIELDS:
     raise ImportError("Job.from_dict builds its values in another order than Job's fields")
 _TIMES = ("created_at", "updated_at", "scheduled_at", "started_at", "completed_at")
 #: ``to_dict``'s keys, in its order (the JSON shape every answer gives a job in).
-_WIRE_KEYS = (
+WIRE_KEYS = (
     "id", "type", "priority", "payload", "status", "created_at", "updated_at", "scheduled_at",
     "started_at", "completed_at", "retry_count", "max_retries", "timeout", "result", "error",
     "node_id", "worker_id", "attempts", "idempotency_key", "lease_expirations", "progress",
     "depends_on", "on_dependency_failure", "waiting_for", "dependents", "dependency_results",
     "workflow_id", "workflow", "version", "owner", "queue",
 )  # fmt: skip
-_WIRE_LENGTH = len(_WIRE_KEYS)
-_wire_values = operator.itemgetter(*_WIRE_KEYS)
+_WIRE_LENGTH = len(WIRE_KEYS)
+_wire_values = operator.itemgetter(*WIRE_KEYS)
 
 
 def job_from_answer(d: Any) -> Job:
@@ -595,6 +595,17 @@ def job_from_answer(d: Any) -> Job:
             if job is not None:
                 return job
     return Job.from_dict(d)
+
+
+def job_from_wire_values(values: tuple[Any, ...]) -> Job:
+    """``job_from_answer`` of a job the reader holds as its values in ``WIRE_KEYS`` order
+    instead of a dict (the client reads a batch's answer into such rows: no dict of 31
+    keys a job to build): the same job, or the same error, as ``job_from_answer`` of the
+    dict of those keys and values."""
+    job = _from_wire(values, False)
+    if job is not None:
+        return job
+    return Job.from_dict(dict(zip(WIRE_KEYS, values, strict=True)))
 
 
 def _from_wire(values: tuple[Any, ...], copy: bool = True) -> Job | None:

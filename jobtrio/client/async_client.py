@@ -23,7 +23,15 @@ from httpx_ws import HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from ..backoff import Backoff
 from ..jobs import Job
 from ..jsontext import request_body
-from .answers import JobPage, Workflow, job_of, page_of, read_answer, workflow_of
+from .answers import (
+    JobPage,
+    Workflow,
+    job_of,
+    read_answer,
+    read_jobs,
+    read_page,
+    workflow_of,
+)
 from .calls import (
     JSON_BODY,
     Call,
@@ -71,7 +79,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, call: Call) -> Any:
+    async def _request(self, call: Call) -> httpx.Response:
         body = None if call.json is None else request_body(call.json)
         try:
             if body is None:
@@ -88,7 +96,10 @@ class AsyncClient:
                 )
         except httpx.TransportError as exc:
             raise connection_failed(self.url, exc) from None
-        return read_answer(response, call)
+        return response
+
+    async def _send(self, call: Call) -> Any:
+        return read_answer(await self._request(call), call)
 
     # -- jobs ------------------------------------------------------------------------
     async def submit(
@@ -124,8 +135,8 @@ class AsyncClient:
         return job_of(await self._send(Calls.submit(body)))
 
     async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
-        data = await self._send(Calls.submit_many(jobs))
-        return [job_of(j) for j in data["jobs"]]
+        call = Calls.submit_many(jobs)
+        return read_jobs(await self._request(call), call)
 
     async def get(self, job_id: str) -> Job:
         return job_of(await self._send(Calls.get(job_id)))
@@ -175,7 +186,8 @@ class AsyncClient:
         cursor: str | None = None,
     ) -> JobPage:
         params = list_params(status, type, created_after, created_before, limit, cursor, queue)
-        return page_of(await self._send(Calls.list_page(params)))
+        call = Calls.list_page(params)
+        return read_page(await self._request(call), call)
 
     async def list(
         self,

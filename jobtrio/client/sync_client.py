@@ -21,7 +21,15 @@ from httpx_ws import HTTPXWSException, WebSocketUpgradeError, connect_ws
 from ..backoff import Backoff
 from ..jobs import Job
 from ..jsontext import request_body
-from .answers import JobPage, Workflow, job_of, page_of, read_answer, workflow_of
+from .answers import (
+    JobPage,
+    Workflow,
+    job_of,
+    read_answer,
+    read_jobs,
+    read_page,
+    workflow_of,
+)
 from .calls import (
     JSON_BODY,
     Call,
@@ -69,7 +77,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, call: Call) -> Any:
+    def _request(self, call: Call) -> httpx.Response:
         body = None if call.json is None else request_body(call.json)
         try:
             if body is None:
@@ -86,7 +94,10 @@ class Client:
                 )
         except httpx.TransportError as exc:
             raise connection_failed(self.url, exc) from None
-        return read_answer(response, call)
+        return response
+
+    def _send(self, call: Call) -> Any:
+        return read_answer(self._request(call), call)
 
     # -- jobs ------------------------------------------------------------------------
     def submit(
@@ -123,8 +134,8 @@ class Client:
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Up to 10,000 jobs (dicts, e.g. from ``job_submission``), all accepted or none."""
-        data = self._send(Calls.submit_many(jobs))
-        return [job_of(j) for j in data["jobs"]]
+        call = Calls.submit_many(jobs)
+        return read_jobs(self._request(call), call)
 
     def get(self, job_id: str) -> Job:
         return job_of(self._send(Calls.get(job_id)))
@@ -181,7 +192,8 @@ class Client:
         cursor: str | None = None,
     ) -> JobPage:
         params = list_params(status, type, created_after, created_before, limit, cursor, queue)
-        return page_of(self._send(Calls.list_page(params)))
+        call = Calls.list_page(params)
+        return read_page(self._request(call), call)
 
     def list(
         self,
