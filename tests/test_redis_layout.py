@@ -98,7 +98,7 @@ def test_an_added_field_round_trips_through_the_real_scripts(redis_server):
     try:
         body, values = fns["encode"](job, JobStatus.PENDING)
         assert values[plus.index("LBL")] == codec.enc(labels)
-        assert run("enqueue", [codec.num(NOW), fns["enqueue_arg"](job, body, values)]) == b""
+        assert run("enqueue", [codec.num(NOW), *fns["enqueue_arg"](job, body, values)]) == b""
 
         token = "tok"
         reply = run("claim", [codec.num(NOW + 1), '"n1"', codec.num(NOW + 31), "1", token])
@@ -164,13 +164,16 @@ def test_the_generated_code_can_be_read():
     assert LAYOUT.lua() in run.stdout and LAYOUT.python() in run.stdout
 
 
-def test_an_enqueue_argument_is_cut_by_byte_lengths(redis_server):
-    """b and m are cut at the byte lengths the argument's header gives, not by a pattern:
-    text outside ASCII in them (a writer that kept it as it is) and a type holding
-    0x1f come back whole."""
+def test_an_enqueues_arguments_are_read_whole(redis_server):
+    """b and m are arguments of their own, the type the header's last value: text
+    outside ASCII in them (a writer that kept it as it is) and a type holding 0x1f
+    come back whole."""
     client = redis.Redis.from_url(redis_server.url)
     script = client.register_script(
-        lua_source("prelude") + "\n" + LAYOUT.lua() + "\nreturn enqueue_fields(ARGV[1])\n"
+        lua_source("prelude")
+        + "\n"
+        + LAYOUT.lua()
+        + "\nreturn enqueue_fields(ARGV[1], ARGV[2], ARGV[3])\n"
     )
     job = Job(id="01HF7YAT3VJ3TH6DRRPSRWY48D", type="t\x1fž🐢", queue="ž", created_at=NOW)
     body, values = codec.encode(job, job.status)
@@ -179,7 +182,7 @@ def test_an_enqueue_argument_is_cut_by_byte_lengths(redis_server):
     try:
         cut = [
             part.decode()
-            for part in script(keys=["{t}:"], args=[codec.enqueue_arg(job, body, values)])
+            for part in script(keys=["{t}:"], args=codec.enqueue_arg(job, body, values))
         ]
     finally:
         client.close()

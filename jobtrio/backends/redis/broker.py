@@ -227,10 +227,8 @@ class RedisBroker(OnRedis, Broker):
         self, jobs: Sequence[Job], encoded: list[tuple[str, list[str]]], now: float
     ) -> list[str]:
         args = [num(now)]
-        args += (
-            enqueue_arg(job, body, values)
-            for job, (body, values) in zip(jobs, encoded, strict=True)
-        )
+        for job, (body, values) in zip(jobs, encoded, strict=True):
+            args += enqueue_arg(job, body, values)
         return args
 
     @staticmethod
@@ -564,10 +562,8 @@ class RedisBroker(OnRedis, Broker):
         jobs = list(jobs)
         encoded = self._encode(jobs, now)
         args = [num(now), str(epoch)]
-        args += (
-            enqueue_arg(job, body, values)
-            for job, (body, values) in zip(jobs, encoded, strict=True)
-        )
+        for job, (body, values) in zip(jobs, encoded, strict=True):
+            args += enqueue_arg(job, body, values)
         reply = await self._leader_call(self._restore, args, epoch)
         out: list[Job | Tombstone] = []
         retry_keyless: list[int] = []
@@ -593,7 +589,8 @@ class RedisBroker(OnRedis, Broker):
 
     async def revive(self, job: Job, now: float) -> Job | Tombstone:
         [(body, values)] = self._encode([job], now)
-        answer = as_text(await self._call(self._revive, [num(now), enqueue_arg(job, body, values)]))
+        args = [num(now), *enqueue_arg(job, body, values)]
+        answer = as_text(await self._call(self._revive, args))
         if answer == "":
             return lazy_job(body, values)
         if answer[0] == "H":
@@ -613,7 +610,7 @@ class RedisBroker(OnRedis, Broker):
     ) -> Job | None:
         [(body, values)] = self._encode([job], now)
         args = [name, num(float(tick)), str(epoch), str(TICKS_KEPT), num(now)]
-        args.append(enqueue_arg(job, body, values))
+        args += enqueue_arg(job, body, values)
         reply = await self._leader_call(self._fire_tick, args, epoch)
         if reply is None:
             return None

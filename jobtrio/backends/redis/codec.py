@@ -207,7 +207,8 @@ def decoder_for(reply: bytes) -> Any:
 _generated = LAYOUT.functions(HELPERS)
 #: ``encode(job, status) -> (b, values of m)``, for the job as it will be with ``status``.
 encode: Any = _generated["encode"]
-#: ``enqueue_arg(job, b, values) -> str``: one argument of the enqueue script.
+#: ``enqueue_arg(job, b, values) -> (header, b, m)``: a job's three arguments of the enqueue
+#: script (a header of id, created_at, the values the script reads, queue and type).
 enqueue_arg: Any = _generated["enqueue_arg"]
 #: ``decode(b, values) -> Job``: what ``Job.loads`` reads from the document, faster.
 decode: Any = _generated["decode"]

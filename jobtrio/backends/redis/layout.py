@@ -11,7 +11,7 @@ the declaration into:
 
 - ``lua()``: the constants the scripts index a loaded job with
   (``local S, PR, ... = 1, 2, ...``), ``NF``, the patterns that cut ``m``
-  and an enqueue argument, and ``doc()``, which writes the job's document;
+  and an enqueue's header, and ``doc()``, which writes the job's document;
 - ``python()``: the codec's functions (``encode``, ``enqueue_arg``,
   ``decode``, ``dumps``, ``doc``), compiled once at import like a
   dataclass' ``__init__``, because a loop over the declaration per job cost
@@ -166,37 +166,28 @@ class Layout:
                 f"local {names} =\n  {numbers}",
                 "-- m cut into its NF values",
                 "local MPAT = '^' .. string.rep('([^\\31]*)\\31', NF - 1) .. '([^\\31]*)$'",
-                "-- an enqueue argument: a header of id, created_at text, the values ENQUEUE_READS",
-                "-- names, the queue and the byte lengths of b and m, each ended by \\31; then b",
-                "-- and m (whole) as they are, and the type (last: the one raw caller string).",
-                "-- The lengths spare a pattern that steps through b and m byte by byte (a",
-                "-- quarter of an enqueue's Redis time). enqueue_fields(arg) cuts one into id,",
-                "-- created_at, the reads, b, m, the queue and the type, in that order.",
+                "-- a job to enqueue is three script arguments: a header of id, created_at",
+                "-- text, the values ENQUEUE_READS names, the queue and the type, joined by",
+                "-- \\31 (the type last: the one raw caller string that may hold the byte);",
+                "-- then b, and m as it is. Cut out of one argument, b and m cost a copy each and",
+                "-- a pattern over lengths. enqueue_fields(h, b, m) gives id, created_at, the",
+                "-- reads, b, m, the queue and the type, in that order.",
                 f"local ENQUEUE_READS = {{{reads}}}",
-                "local EHEAD = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS)"
-                "\n  .. '(%d+)\\31(%d+)\\31()'",
-                "local function enqueue_fields(arg)",
-                "  local a = {string.match(arg, EHEAD)}",
+                "local EHEAD = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS) .. '(.*)$'",
+                "local function enqueue_fields(h, b, m)",
+                "  local a = {string.match(h, EHEAD)}",
                 "  local n = #ENQUEUE_READS + 3",
-                "  local u, from = a[n], a[n + 3]",
-                "  local m_from = from + tonumber(a[n + 1])",
-                "  local t_from = m_from + tonumber(a[n + 2])",
-                "  a[n] = string.sub(arg, from, m_from - 1)",
-                "  a[n + 1] = string.sub(arg, m_from, t_from - 1)",
-                "  a[n + 2] = u",
-                "  a[n + 3] = string.sub(arg, t_from)",
+                "  a[n + 2], a[n + 3] = a[n], a[n + 1]",
+                "  a[n], a[n + 1] = b, m",
                 "  return a",
                 "end",
-                "-- enqueue_job(arg): the job an enqueue argument files, a table of its id,",
-                "-- queue (u), type (t) and the values ENQUEUE_READS names, made by one",
+                "-- enqueue_job(h): the job of an enqueue's header (h), a table of its",
+                "-- id, queue (u), type (t) and the values ENQUEUE_READS names, made by one",
                 "-- constructor (a table grown key by key rehashes as it grows: 10% of an",
-                "-- enqueue's Redis instructions), then its created_at text, b and m",
-                "local function enqueue_job(arg)",
-                f"  local id, c, {captures}, u, lb, lm, from = string.match(arg, EHEAD)",
-                "  local m_from = from + tonumber(lb)",
-                "  local t_from = m_from + tonumber(lm)",
-                f"  return {{id = id, u = u, t = string.sub(arg, t_from), {fields}}},",
-                "    c, string.sub(arg, from, m_from - 1), string.sub(arg, m_from, t_from - 1)",
+                "-- enqueue's Redis instructions), then its created_at text",
+                "local function enqueue_job(h)",
+                f"  local id, c, {captures}, u, t = string.match(h, EHEAD)",
+                f"  return {{id = id, u = u, t = t, {fields}}}, c",
                 "end",
                 "-- the pending set's score: (10 - priority) * BAND + a sequence number",
                 f"local BAND = {PENDING_BAND}",
@@ -263,24 +254,18 @@ class Layout:
             "        [\n            " + ",\n            ".join(values) + ",\n        ],\n    )\n"
         )
 
-        # enqueue_arg(job, b, values) -> one argument of the enqueue script: a header
-        # ended by b's and m's byte lengths, then b, m and the type (see enqueue_fields)
+        # enqueue_arg(job, b, values) -> the three arguments of a job to enqueue: a header
+        # of id, created_at, the reads, the queue and the type; b; m (see enqueue_fields)
         reads = ", ".join(f"f[{at[r]}]" for r in self.enqueue_reads)
         out.append(
             "def enqueue_arg(job, b, f):\n"
-            "    m = SEP.join(f)\n"
-            "    return ''.join(\n"
-            "        (\n"
-            "            SEP.join(\n"
-            "                (check_name(job.id, 'job id'), num(job.created_at), "
-            f"{reads}, job.queue,\n"
-            "                 str(len(b) if b.isascii() else len(b.encode())),\n"
-            "                 str(len(m) if m.isascii() else len(m.encode())), '')\n"
-            "            ),\n"
-            "            b,\n"
-            "            m,\n"
-            "            job.type,\n"
-            "        )\n"
+            "    return (\n"
+            "        SEP.join(\n"
+            "            (check_name(job.id, 'job id'), num(job.created_at), "
+            f"{reads}, job.queue, job.type)\n"
+            "        ),\n"
+            "        b,\n"
+            "        SEP.join(f),\n"
             "    )\n"
         )
 

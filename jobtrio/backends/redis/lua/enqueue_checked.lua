@@ -6,8 +6,8 @@
 local function enqueue_checked(args)
   local now = args[1]
   local batch = {}
-  for i = 2, #args do
-    local a = enqueue_fields(args[i])
+  for i = 2, #args, 3 do
+    local a = enqueue_fields(args[i], args[i + 1], args[i + 2])
     for _, pid in ipairs(depends_of(a[NR + 3])) do
       if not batch[pid] and redis.call('HEXISTS', jkey(pid), 'q') == 0
           and not redis.call('HGET', K_TOMBS, pid) then
@@ -17,8 +17,8 @@ local function enqueue_checked(args)
     batch[a[1]] = true
   end
   local out = {}
-  for i = 2, #args do
-    local held = enqueue_one(args[i], now)
+  for i = 2, #args, 3 do
+    local held = enqueue_one(args[i], args[i + 1], args[i + 2], now)
     if held == '' then held = doc(load(string.match(args[i], '^[^\31]*'))) end
     out[#out + 1] = held
   end

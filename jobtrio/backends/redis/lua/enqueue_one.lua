@@ -1,4 +1,4 @@
--- One job of an enqueue argument (see enqueue.lua) filed: returns '' when stored as sent,
+-- One job of an enqueue's three arguments (header h, b, m: see enqueue.lua) filed: returns '' when stored as sent,
 -- else the document of the job that holds its idempotency key. Shared by enqueue,
 -- restore and fire_tick, so the three file a job the same way.
 local NR = #ENQUEUE_READS
@@ -10,8 +10,8 @@ local NEW = {} -- the indexes a new record is filed over: none (file_record only
 local function queue_field(u)
   if u ~= 'default' then return 'u', u end
 end
-local function enqueue_one(arg, now)
-  local j, c, b, m = enqueue_job(arg)
+local function enqueue_one(h, b, m, now)
+  local j, c = enqueue_job(h)
   local id, t, u, k = j.id, j.t, j.u, j[K]
   local held = false
   if k ~= '' then

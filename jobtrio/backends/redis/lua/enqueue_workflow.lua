@@ -5,7 +5,7 @@
 -- ARGV as enqueue.lua. If a job the Broker holds has that key, nothing is filed and the
 -- reply is {the holder's document}: a retried workflow, never a second set of jobs.
 -- Else as enqueue_deps.lua.
-local root = enqueue_fields(ARGV[2])
+local root = enqueue_fields(ARGV[2], ARGV[3], ARGV[4])
 local k = ''
 for r = 1, NR do
   if ENQUEUE_READS[r] == K then k = root[r + 2] end
