@@ -149,3 +149,34 @@ async def test_the_purge_frees_memory_at_the_limit(server: RedisServer, records:
         if client is not None:
             client.close()
         await broker.close()
+
+
+async def test_at_the_limit_the_jobs_already_running_renew_and_finish(server: RedisServer) -> None:
+    """On Redis Functions only the moves that file new jobs are refused at the limit
+    (``deny-oom``); a renew or a finish of a job already running runs whole
+    (``allow-oom``), so the jobs in flight end instead of waiting for their leases to
+    run out. Under EVALSHA both were refused at their first write."""
+    broker = await RedisBroker.open(server.url, prefix="m" + uuid.uuid4().hex[:8], records=True)
+    client = None
+    try:
+        await broker.enqueue(
+            [validate_submission({"type": "noop"}, NOW, ids=ids) for _ in range(4)], NOW
+        )
+        warm, *leases = await broker.claim("n1", 4, 30.0, NOW)
+        # its libraries loaded before the limit: Redis refuses a FUNCTION LOAD there too,
+        # and a call whose library is refused runs with EVALSHA
+        await broker.renew([(warm.job.id, warm.token)], 30.0, NOW)
+        await broker.finish([Finish(warm.job.id, warm.token, "completed")], NOW)
+        client = fill_up(server.url)
+        with pytest.raises(BackendUnavailable, match="out of memory"):
+            await broker.enqueue([validate_submission({"type": "noop"}, NOW, ids=ids)], NOW)
+        gone = await broker.renew([(lease.job.id, lease.token) for lease in leases], 30.0, NOW)
+        assert gone == []
+        done = await broker.finish(
+            [Finish(lease.job.id, lease.token, "completed") for lease in leases], NOW + 1
+        )
+        assert [job.status for job in done if job is not None] == ["completed"] * 3
+    finally:
+        if client is not None:
+            client.close()
+        await broker.close()
