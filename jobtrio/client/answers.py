@@ -132,13 +132,14 @@ def _fast_jobs(response: httpx.Response) -> tuple[list[Job], Any] | None:
     figures in the commit). Only an answer shaped exactly as a node writes it is read
     this way: valid UTF-8 JSON, ``jobs`` a list of objects holding exactly
     ``to_dict``'s keys; a lone surrogate escape, a NaN, a number past a float's range,
-    a missing or an extra key, anything else is refused and read as before. What it
-    accepts it reads as ``json.loads`` does (a repeated key keeps its last value, an
-    integer past 64 bits stays exact), and each row becomes a job as
+    a missing or an extra key, a value nested some 1,000 levels deep (msgspec's
+    ``RecursionError``; orjson reads 1,024), anything else is refused and read as
+    before. What it accepts it reads as ``json.loads`` does (a repeated key keeps its
+    last value, an integer past 64 bits stays exact), and each row becomes a job as
     ``job_from_answer`` makes one of the same dict, raising what it raises."""
     try:
         answer = _read_jobs_answer(response.content)
-    except msgspec.DecodeError:  # its ValidationError too
+    except (msgspec.DecodeError, RecursionError):  # DecodeError: its ValidationError too
         return None
     try:
         jobs = [job_from_wire_values(_row_values(row)) for row in answer.jobs]
