@@ -131,12 +131,37 @@ class IdGenerator:
             )
         return text + pairs[low >> 10] + pairs[low & 1023]
 
+    def new_many(self, count: int, now: float | None = None) -> list[str]:
+        """``[self.new(now) for _ in range(count)]``: a batch's ids.
+
+        After its first id, each id of one time differs from the one before in its last
+        20 bits only (``new``), so the rest are made under one lock as the shared text
+        and 4 characters each, without a call each (a batch of 1,000: 1.5 -> 0.2 us an
+        id, see the commit); past the last of those bits, by ``new``."""
+        if count <= 0:
+            return []
+        made = [self.new(now)]
+        with self._lock:
+            low = self._low
+            last = min(low + count - 1, _LOW_MASK)
+            text, pairs = self._text, _CROCKFORD_PAIRS
+            made += [text + pairs[n >> 10] + pairs[n & 1023] for n in range(low + 1, last + 1)]
+            self._low = last
+        while len(made) < count:  # the 20 bits ran out: new() carries into the others
+            made.append(self.new(now))
+        return made
+
 
 _default_ids = IdGenerator()
 
 
 def new_job_id(now: float | None = None) -> str:
     return _default_ids.new(now)
+
+
+def new_job_ids(count: int, now: float | None = None) -> list[str]:
+    """``count`` new job ids, as ``count`` calls of ``new_job_id(now)`` make them."""
+    return _default_ids.new_many(count, now)
 
 
 def new_token() -> str:
@@ -396,17 +421,20 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of the REST API (times as ISO 8601 strings).
 
-        The usual None times and the empty attempts are written without a call: a
-        batch's answer makes this dict for each of its 1,000 jobs."""
+        A batch's answer makes this dict for each of its 1,000 jobs, so the usual None
+        times and the empty attempts are written without a call, a time already written
+        is taken from ``to_iso``'s memory without a call, and the status's text is looked
+        up, not made."""
+        texts = _iso_texts
         return {
             "id": self.id,
             "type": self.type,
             "priority": self.priority,
             "payload": self.payload,
-            "status": str(self.status),
-            "created_at": to_iso(self.created_at),
-            "updated_at": to_iso(self.updated_at),
-            "scheduled_at": None if (t := self.scheduled_at) is None else to_iso(t),
+            "status": _STATUS_TEXT.get(status := self.status) or str(status),
+            "created_at": texts.get(t := self.created_at) or to_iso(t),
+            "updated_at": texts.get(t := self.updated_at) or to_iso(t),
+            "scheduled_at": None if (t := self.scheduled_at) is None else texts.get(t) or to_iso(t),
             "started_at": None if (t := self.started_at) is None else to_iso(t),
             "completed_at": None if (t := self.completed_at) is None else to_iso(t),
             "retry_count": self.retry_count,
@@ -700,6 +728,8 @@ def _from_wire(values: tuple[Any, ...], copy: bool = True) -> Job | None:
 
 
 _STATUS_OF = {str(s): s for s in JobStatus}
+#: Each status's text, as ``str(status)`` makes it (one object each, not one a call).
+_STATUS_TEXT = {s: str(s) for s in JobStatus}
 _get_fields = operator.attrgetter(*_JOB_FIELDS)
 _get_values = operator.itemgetter(*_JOB_FIELDS)
 _ENCODER = compact_encoder()

@@ -25,6 +25,7 @@ from .jobs import (
     ValidationError,
     is_job_id,
     new_job_id,
+    new_job_ids,
     parse_time,
 )
 from .jsontext import compact_encoder
@@ -198,6 +199,37 @@ def validate_submission(
     ``status`` or ``retry_count`` from clients, which let a client forge
     history; here they are refused by name.
     """
+    job = _validated(data, now, limits)
+    job.id = new_job_id(now) if ids is None else ids.new(now)
+    return job
+
+
+def validate_many(
+    items: Iterable[Any],
+    now: float,
+    limits: SubmissionLimits = SubmissionLimits(),
+    ids: IdGenerator | None = None,
+) -> tuple[list[Job], list[tuple[int, ValidationError]]]:
+    """``validate_submission`` of each item of a batch: the jobs of the valid ones, and
+    each refused one's index and error.
+
+    The jobs get the ids ``validate_submission`` would have given them one by one, in
+    their order, made at once (``IdGenerator.new_many``) once all are validated."""
+    jobs: list[Job] = []
+    errors: list[tuple[int, ValidationError]] = []
+    for i, item in enumerate(items):
+        try:
+            jobs.append(_validated(item, now, limits))
+        except ValidationError as exc:
+            errors.append((i, exc))
+    made = new_job_ids(len(jobs), now) if ids is None else ids.new_many(len(jobs), now)
+    for job, job_id in zip(jobs, made, strict=True):
+        job.id = job_id
+    return jobs, errors
+
+
+def _validated(data: Any, now: float, limits: SubmissionLimits) -> Job:
+    """``validate_submission``'s job, its id left empty for the caller to give."""
     if type(data) is not dict and not isinstance(data, Mapping):  # dict: skip the ABC check
         raise ValidationError("a job must be a JSON object", None, "invalid_type")
     # the usual submission names known fields only: one C pass over its keys
@@ -287,7 +319,7 @@ def validate_submission(
     else:
         depends_on, on_failure, results = [], None, None
     return _new_job(
-        new_job_id(now) if ids is None else ids.new(now),
+        "",
         job_type,
         priority,
         payload,

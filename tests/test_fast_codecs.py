@@ -345,6 +345,55 @@ def test_ids_counting_up_within_a_millisecond_carry_into_the_kept_characters():
             assert ids.new(1_700_000_000.123) == expected
 
 
+def test_a_batch_of_ids_is_the_ids_made_one_by_one():
+    """``new_many``: the very ids as many calls of ``new`` make, from the same state, also
+    where the last 20 bits (which it counts alone) or all 80 run out, and for 0 and 1."""
+    from jobtrio.jobs import IdGenerator
+
+    for start in (0, 5, 2**20 - 3, 2**20 - 1, 2**40 - 2, 2**80 - 2, 2**80 - 1):
+        for count in (0, 1, 2, 3, 7, 1500):
+            one, many = random.Random(), random.Random()
+            one.getrandbits = lambda k, start=start: start  # type: ignore[method-assign]
+            many.getrandbits = lambda k, start=start: start  # type: ignore[method-assign]
+            by_one, by_many = IdGenerator(one), IdGenerator(many)
+            for now in (1_700_000_000.123, 1_700_000_000.123, 1_700_000_001.5):
+                expected = [by_one.new(now) for _ in range(count)]
+                assert by_many.new_many(count, now) == expected
+                assert by_many.new(now) == by_one.new(now)  # and the state after is the same
+    ids = IdGenerator(random.Random(4))
+    made = ids.new_many(5000, 1_700_000_000.0)
+    assert made == sorted(made) and len(set(made)) == 5000
+
+
+def test_a_validated_batch_is_its_jobs_validated_one_by_one():
+    """``validate_many``: the jobs, ids included, and the errors (index, words, field,
+    code) ``validate_submission`` gives item by item; an id only for a valid item."""
+    from jobtrio.jobs import IdGenerator
+    from jobtrio.submission import SubmissionLimits, validate_many
+
+    items: list[Any] = [
+        {"type": "a"},
+        {"type": "b", "priority": 11},
+        "not a job",
+        {"type": "c", "payload": {"x": [1]}, "scheduled_at": 1_700_000_100},
+        {"type": "d", "status": "completed"},
+        {"type": "e", "depends_on": ["01HF7YAT3VJ3TH6DRRPSRWY48D"], "queue": "q"},
+    ]
+    limits = SubmissionLimits(1000, 2, 10)
+    for batch in (items, [i for i in items if isinstance(i, dict) and "status" not in i][:1]):
+        one, many = IdGenerator(random.Random(9)), IdGenerator(random.Random(9))
+        expected, refused = [], []
+        for i, item in enumerate(batch):
+            try:
+                expected.append(validate_submission(item, 1_700_000_000.5, limits, one))
+            except ValidationError as exc:
+                refused.append((i, exc.message, exc.field, exc.code))
+        jobs, errors = validate_many(batch, 1_700_000_000.5, limits, many)
+        assert jobs == expected
+        assert [(i, e.message, e.field, e.code) for i, e in errors] == refused
+        assert many.new(1_700_000_000.5) == one.new(1_700_000_000.5)
+
+
 def _from_dict_before(d: Any) -> Any:
     """``Job.from_dict`` as it was written before it skipped the usual empty fields."""
     from jobtrio.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, Attempt, Job, JobStatus

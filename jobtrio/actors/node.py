@@ -47,7 +47,7 @@ from ..observer import NodeObserver
 from ..processors import Registry
 from ..queueplan import Worker, unserved, worker_from_meta
 from ..schedules import Schedule, validate_schedule
-from ..submission import SubmissionLimits, validate_submission
+from ..submission import SubmissionLimits, validate_many, validate_submission
 from ..tls import peer_http_verify
 from ..workflows import build as build_workflow
 from ..workflows import view as workflow_view
@@ -333,19 +333,12 @@ class Node:
         stored as given (``hands_back_sent_jobs``, the Redis Broker's; the others hand
         back copies, for which nothing made from the jobs beforehand is of use); any
         other job it hands back holds its idempotency key or was changed."""
-        jobs: list[Job] = []
-        errors: list[tuple[int, ValidationError]] = []
-        now = self.clock()
-        for i, item in enumerate(items):
-            try:
-                job = validate_submission(item, now, self.limits, self.ids)
-            except ValidationError as exc:
-                errors.append((i, exc))
-            else:
-                job.owner = owner
-                jobs.append(job)
+        jobs, errors = validate_many(items, self.clock(), self.limits, self.ids)
         if errors:
             raise BatchValidationError(errors)
+        if owner is not None:  # a new job's owner is None
+            for job in jobs:
+                job.owner = owner
         trouble = None
         if meanwhile is None or not getattr(self.broker, "hands_back_sent_jobs", False):
             stored = await self.broker.enqueue(jobs, self.clock())
