@@ -63,6 +63,11 @@ CREATES = frozenset(
         "store_put",
     }
 )
+#: The scripts that only read: ``no-writes``, so they run wherever Redis refuses writes
+#: (too few replicas, NOREPLICAS; a failed background save, MISCONF), as they did under
+#: EVAL, which refuses a script at its first write only. Redis refuses a function that
+#: is not ``no-writes`` there before it starts: a job's status could not be read.
+READS = frozenset({"get", "running", "finished", "queue_info"})
 
 
 @functools.cache
@@ -148,7 +153,7 @@ def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOU
         for line in top
         if line.rstrip().endswith(_STATE)
     ]
-    flags = "" if name in CREATES else "'allow-oom'"
+    flags = "'no-writes'" if name in READS else "" if name in CREATES else "'allow-oom'"
     body = "\n".join(
         [
             "local main",
