@@ -11,9 +11,11 @@ Each test runs a redis-server of its own, since it changes the server's limit.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -24,7 +26,7 @@ from jobtrio.api.app import create_app
 from jobtrio.backends.base import BackendUnavailable, Finish
 from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.config import Settings
-from jobtrio.jobs import IdGenerator
+from jobtrio.jobs import IdGenerator, Job
 from jobtrio.submission import validate_submission
 from tests.servers import RedisServer
 
@@ -179,4 +181,105 @@ async def test_at_the_limit_the_jobs_already_running_renew_and_finish(server: Re
     finally:
         if client is not None:
             client.close()
+        await broker.close()
+
+
+def noop() -> Job:
+    return validate_submission({"type": "noop"}, NOW, ids=ids)
+
+
+async def _file_with_deps(
+    broker: RedisBroker, store: RedisStore, epoch: int, filed: list[str]
+) -> None:
+    parent = noop()
+    child = dataclasses.replace(noop(), depends_on=[parent.id])
+    filed += [parent.id, child.id]
+    await broker.enqueue([parent, child], NOW)
+
+
+async def _file_keyed_workflow(
+    broker: RedisBroker, store: RedisStore, epoch: int, filed: list[str]
+) -> None:
+    root = dataclasses.replace(
+        noop(), idempotency_key="k" + uuid.uuid4().hex, workflow={"kind": "chain"}
+    )
+    filed.append(root.id)
+    await broker.enqueue([root], NOW)
+
+
+async def _file_and_claim(
+    broker: RedisBroker, store: RedisStore, epoch: int, filed: list[str]
+) -> None:
+    one = noop()
+    filed.append(one.id)
+    await broker.enqueue_and_claim([one], NOW, "n1", 1, 30.0)
+
+
+async def _revive(broker: RedisBroker, store: RedisStore, epoch: int, filed: list[str]) -> None:
+    one = noop()
+    filed.append(one.id)
+    await broker.revive(one, NOW)
+
+
+async def _restore(broker: RedisBroker, store: RedisStore, epoch: int, filed: list[str]) -> None:
+    one = noop()
+    filed.append(one.id)
+    await broker.restore([one], NOW, epoch)
+
+
+async def _fire_tick(broker: RedisBroker, store: RedisStore, epoch: int, filed: list[str]) -> None:
+    one = noop()
+    filed.append(one.id)
+    await broker.fire_tick("s" + uuid.uuid4().hex[:6], NOW, one, epoch, NOW)
+
+
+async def _store_put(broker: RedisBroker, store: RedisStore, epoch: int, filed: list[str]) -> None:
+    one = noop()
+    filed.append(one.id)
+    await store.put_many([one])
+
+
+@pytest.mark.parametrize(
+    "move",
+    [
+        _file_with_deps,
+        _file_keyed_workflow,
+        _file_and_claim,
+        _revive,
+        _restore,
+        _fire_tick,
+        _store_put,
+    ],
+    ids=lambda move: move.__name__.strip("_"),
+)
+async def test_at_the_limit_every_move_that_files_new_jobs_is_refused_whole(
+    server: RedisServer, move: Any
+) -> None:
+    """Each script that files a new job or record is ``deny-oom`` as a Redis Function
+    (``scripts.CREATES``): at the limit it is refused before it starts and writes
+    nothing. An ``allow-oom`` one would run whole and file past the limit: a group
+    commit's enqueue with its claim, a workflow, a schedule's tick would take memory
+    Redis has not got. Its library is loaded before the limit (else the call is
+    EVALSHA's, refused at its first write), as a node's is after its first call."""
+    p = "m" + uuid.uuid4().hex[:8]
+    broker = await RedisBroker.open(server.url, prefix=p)
+    store = await RedisStore.open(server.url, prefix=p)
+    client = None
+    try:
+        epoch = await broker.acquire_epoch("n1", NOW)
+        loaded: list[str] = []
+        await move(broker, store, epoch, loaded)  # its library loaded
+        assert await broker.get_many(loaded) or await store.get(loaded[0])
+        client = fill_up(server.url)
+        functions = client.function_list(library="jobtrio_*")
+        filed: list[str] = []
+        with pytest.raises(BackendUnavailable, match="out of memory"):
+            await move(broker, store, epoch, filed)
+        assert client.function_list(library="jobtrio_*") == functions  # none loaded at it
+        assert await broker.get_many(filed) == {}
+        assert await store.get(filed[0]) is None
+    finally:
+        if client is not None:
+            client.close()
+        await store.close()
         await broker.close()
