@@ -246,3 +246,24 @@ async def test_a_claim_never_writes_back_a_rate_window_an_earlier_call_read(
     finally:
         await node1.close()
         await node2.close()
+
+
+async def test_a_prefix_of_any_text_is_written_whole_into_its_libraries(
+    server: RedisServer, raw: redis.Redis
+) -> None:
+    """A library holds its key prefix as a Lua literal (``scripts.lua_literal``), not
+    read from the call's keys: a quote, a backslash, a control character before a digit
+    (a decimal escape of fewer than 3 digits would take the digit in), text outside
+    ASCII must each come back as they were, or the moves would file the jobs under keys
+    no other reader looks at, or the library would not load (EVALSHA then)."""
+    odd = "q'1\\n\t9\"\x01" + "2ž🐢 " + prefix()
+    broker = await RedisBroker.open(server.url, prefix=odd, records=True)
+    try:
+        await run_one_job(broker)
+        assert broker.connection.functions is True
+    finally:
+        await broker.close()
+    assert calls(raw, "evalsha") == calls(raw, "eval") == 0
+    assert len(libraries(raw)) == 3
+    keys = [key.decode() for key in raw.keys("*")]
+    assert keys and all(key.startswith("{" + odd + "}:") for key in keys)
