@@ -24,7 +24,7 @@ import trio
 from jobtrio.actors.node import Node
 from jobtrio.api.app import create_app
 from jobtrio.backends.base import BackendUnavailable, Finish
-from jobtrio.backends.redis import RedisBroker, RedisStore
+from jobtrio.backends.redis import RedisBroker, RedisStore, wire
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job
 from jobtrio.submission import validate_submission
@@ -283,3 +283,37 @@ async def test_at_the_limit_every_move_that_files_new_jobs_is_refused_whole(
             client.close()
         await store.close()
         await broker.close()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["wire", "thread"])
+async def test_a_library_refused_at_the_limit_is_loaded_once_memory_is_free(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """Redis refuses a FUNCTION LOAD at the limit: "not now", so that call runs with
+    EVALSHA and the connection keeps Redis Functions. Taken as "for good", every later
+    call would be EVALSHA's, and at the next limit the renews and finishes of the jobs
+    already running would be refused again (``allow-oom`` is a function's only)."""
+    monkeypatch.setattr(wire, "NATIVE_SCRIPTS", native)
+    broker = await RedisBroker.open(server.url, prefix="m" + uuid.uuid4().hex[:8], records=True)
+    client = None
+    try:
+        one = validate_submission({"type": "noop"}, NOW, ids=ids)
+        await broker.enqueue([one], NOW)
+        client = fill_up(server.url)
+        names = {lib[b"library_name"] for lib in map(pairs, client.function_list())}
+        assert (await broker.get(one.id)) is not None  # get's library: not loadable now
+        assert broker.connection.functions is True
+        client.config_set("maxmemory", "0")
+        evalsha = int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+        assert (await broker.get(one.id)) is not None
+        loaded = {lib[b"library_name"] for lib in map(pairs, client.function_list())}
+        assert len(loaded - names) == 1  # get's, now
+        assert int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) == evalsha
+    finally:
+        if client is not None:
+            client.close()
+        await broker.close()
+
+
+def pairs(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
