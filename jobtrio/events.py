@@ -83,10 +83,29 @@ class EventBus:
         self.dropped = 0
         self.published = 0
         self._clock = clock
+        #: Set by ``company``: the event recorder's wait for the node's next Broker call.
+        self._company: trio.Event | None = None
 
     @property
     def has_subscribers(self) -> bool:
         return bool(self._subscribers)
+
+    @property
+    def company_wanted(self) -> bool:
+        """The event recorder waits to append with the node's next Broker call
+        (``EventStream``: its appends then share that call's round trip)."""
+        return self._company is not None
+
+    def want_company(self, ready: trio.Event | None) -> None:
+        """Set ``ready`` at the next ``company`` (the recorder's wait; None: it ended)."""
+        self._company = ready
+
+    def company(self) -> None:
+        """A Broker call goes out in the next scheduling round: a recorder waiting for
+        company makes its append then, in the same round (one send to Redis for both)."""
+        ready, self._company = self._company, None
+        if ready is not None:
+            ready.set()
 
     def publish(self, kind: str, **data: Any) -> None:
         self.published += 1

@@ -1,11 +1,14 @@
-"""The event recorder gathers events that flow fast into fewer appends to the log.
+"""The event recorder gathers events that flow fast into fewer appends to the log, and
+appends the few with the node's next Broker call.
 
 Time moves only when the test moves it (trio's MockClock without autojump), so
 each append counted here happened because the policy said so. Pinned: events
 published one a scheduling round at 10,000 a second go in appends of many once
-the rate is measured (before the linger: an append each); a lone event after a
-quiet spell is appended at once; an append never waits past ``APPEND_LINGER``;
-from ``node.stopping`` on, nothing waits.
+the rate is measured (before, they wait for company: at most
+``APPEND_COMPANY_WAIT`` each); a lone event after a quiet spell is appended in
+the round the node's next Broker call goes out (``EventBus.company``), or after
+``APPEND_COMPANY_WAIT`` without one; an append never waits past
+``APPEND_LINGER`` while events flow; from ``node.stopping`` on, nothing waits.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import trio.testing
 
 from jobtrio.eventlog import MemoryEventLog
 from jobtrio.events import EventBus
-from jobtrio.eventstream import APPEND_LINGER, EventStream
+from jobtrio.eventstream import APPEND_COMPANY_WAIT, APPEND_LINGER, EventStream
 from jobtrio.metrics import NodeMetrics
 
 
@@ -31,7 +34,7 @@ class CountingLog(MemoryEventLog):
         await super().append(bodies)
 
 
-async def test_fast_events_share_appends_and_a_lone_one_goes_at_once(mock_clock):
+async def test_fast_events_share_appends_and_a_lone_one_waits_for_company(mock_clock):
     bus = EventBus("n1", trio.current_time)
     log = CountingLog()
     stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
@@ -46,17 +49,33 @@ async def test_fast_events_share_appends_and_a_lone_one_goes_at_once(mock_clock)
         mock_clock.jump(APPEND_LINGER)  # the last linger's deadline
         await trio.testing.wait_all_tasks_blocked()
         assert stream.recorded == 1000
-        first_window = 500  # the rate is measured after 50 ms: an append each until then
-        assert log.appends[:first_window] == [1] * first_window
-        assert len(log.appends) < first_window + 50  # then about 20 events an append
-        assert max(log.appends) <= APPEND_LINGER / 0.0001 + 1
+        # the rate is measured after 50 ms: until then events wait for company (none
+        # comes here: no Broker call), then about 20 an append (the linger)
+        company = int(APPEND_COMPANY_WAIT / 0.0001) + 2
+        first_window = 500 // company
+        assert max(log.appends[:first_window]) <= company
+        assert len(log.appends) < first_window + 50
+        assert max(log.appends[first_window + 1 :]) <= APPEND_LINGER / 0.0001 + 1
 
         mock_clock.jump(1.0)  # a quiet second: the rate falls
         before = len(log.appends)
         bus.publish("member.up", member="lone")
         await trio.testing.wait_all_tasks_blocked()
+        assert log.appends[before:] == []  # it waits for company
+        assert bus.company_wanted
+        bus.company()  # a Broker call of the node goes out in the next round
+        await trio.testing.wait_all_tasks_blocked()
         assert log.appends[before:] == [1]  # appended with no time passing
+        assert stream.recorded == 1001 and not bus.company_wanted
+
+        bus.publish("member.up", member="alone")  # no Broker call comes
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(APPEND_COMPANY_WAIT * 0.99)
+        await trio.testing.wait_all_tasks_blocked()
         assert stream.recorded == 1001
+        mock_clock.jump(APPEND_COMPANY_WAIT * 0.01)
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == 1002 and not bus.company_wanted
         nursery.cancel_scope.cancel()
 
 
@@ -86,3 +105,58 @@ async def test_a_stopping_node_appends_its_events_at_once(mock_clock):
         await trio.testing.wait_all_tasks_blocked()
         assert stream.recorded == 603
         nursery.cancel_scope.cancel()
+
+
+async def test_a_finishing_jobs_events_go_with_the_next_finish(mock_clock):
+    # at a low rate, a job's job.completed (published once its finish was answered) waits
+    # for the node's next Broker call: the next job's finish, made in the same scheduling
+    # round as the append, so that on Redis both share one send (here: the same batch of
+    # the scheduler). Time stands still: nothing waits for APPEND_COMPANY_WAIT
+    from jobtrio.backends.memory import MemoryBroker
+    from tests.test_node import running_node, terminal
+
+    batch = [0]
+
+    class Batches(trio.abc.Instrument):
+        def after_io_wait(self, timeout: float) -> None:
+            batch[0] += 1
+
+    calls: list[tuple[str, int, list[str]]] = []
+
+    class LoggedBroker(MemoryBroker):
+        async def finish(self, items, now):
+            calls.append(("finish", batch[0], [item.job_id for item in items]))
+            return await super().finish(items, now)
+
+    instrument = Batches()
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        async with running_node(broker=LoggedBroker()) as node:
+            log = node.event_stream.log
+            assert log is not None
+            append = log.append
+
+            async def logged_append(bodies):
+                calls.append(("append", batch[0], list(bodies)))
+                await append(bodies)
+
+            log.append = logged_append  # type: ignore[method-assign]
+            await trio.testing.wait_all_tasks_blocked()
+            first = await node.submit({"type": "noop"})
+            await trio.testing.wait_all_tasks_blocked()
+            assert (await node.get(first.id)).status == "completed"  # type: ignore[union-attr]
+            second = await node.submit({"type": "noop"})
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.autojump_threshold = 0  # let the node's stop pass
+            assert (await terminal(node, second.id)).status == "completed"
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+    [first_finish] = [c for c in calls if c[0] == "finish" and first.id in c[2]]
+    [second_finish] = [c for c in calls if c[0] == "finish" and second.id in c[2]]
+    [completed] = [
+        c
+        for c in calls
+        if c[0] == "append" and any('"job.completed"' in b and first.id in b for b in c[2])
+    ]
+    assert completed[1] > first_finish[1]
+    assert completed[1] == second_finish[1], calls

@@ -115,6 +115,12 @@ class Finisher:
             ):
                 await self._linger(reports)
             to_send = [r for r in reports if r.finish is not None]
+            if to_send and self._events.company_wanted:
+                # the event recorder waits to append with our call: it makes its call in
+                # the round we yield (shielded: the outcomes taken are not dropped), and
+                # the two go to the Broker together (see ``EventBus.company``)
+                self._events.company()
+                await trio.lowlevel.cancel_shielded_checkpoint()
             while to_send:
                 try:
                     results = await self._broker.finish(
