@@ -21,7 +21,7 @@ import redis
 import trio
 
 from jobtrio.backends.base import BackendUnavailable, ClaimScope, Finish, JobQuery, RateLimit
-from jobtrio.backends.redis import RedisBroker, RedisStore, scripts, wire
+from jobtrio.backends.redis import RedisBroker, RedisStore, codec, scripts, wire
 from jobtrio.jobs import IdGenerator, Job
 from jobtrio.submission import validate_submission
 from tests.servers import RedisServer
@@ -224,7 +224,8 @@ async def test_a_claim_never_writes_back_a_rate_window_an_earlier_call_read(
     """A library keeps its tables between calls; the claim's rate windows (RATE) are
     one of them. A claim that finds no job of queue a must not write back a's window as
     an earlier claim saw it: claims through EVALSHA (another node) took from a
-    meanwhile, and a's budget would be handed out again (13 jobs of a 10-job window)."""
+    meanwhile, and a's budget would be handed out again (13 jobs of a 10-job window;
+    it was, when RATE was left filled at the end of a claim)."""
     p = prefix()
     node1 = await RedisBroker.open(server.url, prefix=p)
     node2 = await RedisBroker.open(server.url, prefix=p)
@@ -267,3 +268,32 @@ async def test_a_prefix_of_any_text_is_written_whole_into_its_libraries(
     assert len(libraries(raw)) == 3
     keys = [key.decode() for key in raw.keys("*")]
     assert keys and all(key.startswith("{" + odd + "}:") for key in keys)
+
+
+async def test_a_call_that_failed_half_way_leaves_nothing_to_the_next(
+    server: RedisServer, raw: redis.Redis
+) -> None:
+    """An enqueue whose second job's header is malformed fails after it filed the
+    first (Redis keeps a failed script's writes), with the first job's pending
+    placement and count still queued in the library's tables. The next call must not
+    apply them: as under EVALSHA, the next enqueue files its own job alone."""
+    p = prefix()
+    broker = await RedisBroker.open(server.url, prefix=p)
+    try:
+        await run_one_job(broker)  # the libraries loaded
+        first = job()
+        body, values = codec.encode(first, first.status)
+        enqueue = scripts.broker_library("enqueue", False, codec.hash_tag(p))
+        function = enqueue.split("\n", 1)[0].split("name=", 1)[1]
+        with pytest.raises(redis.ResponseError):
+            raw.fcall(
+                function, 1, codec.hash_tag(p), codec.num(NOW),
+                *codec.enqueue_arg(first, body, values), "malformed", "", "",
+            )  # fmt: skip
+        second = job()
+        await broker.enqueue([second], NOW)
+        leases = await broker.claim("n1", 10, 30.0, NOW)
+        assert [lease.job.id for lease in leases] == [second.id]
+        assert (await broker.depths())["running"] == 1
+    finally:
+        await broker.close()

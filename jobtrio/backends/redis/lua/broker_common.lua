@@ -202,7 +202,7 @@ end
 -- The text of the count one more than text's (a version, an attempt number, a retry
 -- count), remembered for the script's run: tonumber and string.format cost 2.5k Redis
 -- instructions a count, 4% of a drain, and a batch's jobs mostly share their counts.
-local NEXT = {} --@state
+local NEXT = {} --@cache
 local function next_count(text)
   local s = NEXT[text]
   if not s then

@@ -39,10 +39,12 @@ local function note_taken(q)
   if r then r.taken = r.taken + 1 end
 end
 
+-- writes the windows back, and empties RATE: a claim leaves none to the next call
 local function save_rates()
   for q, r in pairs(RATE) do
     if r.taken > 0 then
       redis.call('HSET', K_RATE, q, r.window .. '\31' .. string.format('%d', r.used + r.taken))
     end
+    RATE[q] = nil
   end
 end

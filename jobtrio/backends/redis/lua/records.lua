@@ -45,7 +45,7 @@ end
 
 -- an index's key, made once a script: a string built per job and index cost more than
 -- queueing the entry
-local RKEYS = {} --@state
+local RKEYS = {} --@cache
 local function rkey(kind, name)
   local keys = RKEYS[kind]
   if not keys then
