@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -44,9 +45,11 @@ class RedisServer:
     so a test can check that what was acknowledged survives.
     """
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
+        """``extra``: more redis-server arguments (``--name value`` each)."""
         self.directory = directory
         self.port = port or free_port()
+        self.extra = list(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +77,7 @@ class RedisServer:
                 "",
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -297,3 +297,34 @@ async def test_a_call_that_failed_half_way_leaves_nothing_to_the_next(
         assert (await broker.depths())["running"] == 1
     finally:
         await broker.close()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["wire", "thread"])
+async def test_a_redis_without_functions_runs_the_moves_with_evalsha(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool
+) -> None:
+    """Redis < 7 has no FCALL nor FUNCTION: it answers "unknown command" (here a Redis
+    7 with both renamed away). That refusal ran nothing: the call runs with EVALSHA, and
+    so does every later call of that connection, logged once."""
+    monkeypatch.setattr(wire, "NATIVE_SCRIPTS", native)
+    gone = ("FCALL", "FCALL_RO", "FUNCTION")
+    old = RedisServer(tmp_path, extra=[arg for c in gone for arg in ("--rename-command", c, "")])
+    old.start()
+    raw = redis.Redis.from_url(old.url)
+    try:
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            raw.execute_command("FCALL", "f", 0)
+        broker = await RedisBroker.open(old.url, prefix=prefix(), records=True)
+        try:
+            with caplog.at_level(logging.WARNING, logger="jobtrio.backends.redis"):
+                await run_one_job(broker)
+                await run_one_job(broker)
+            assert broker.connection.functions is False
+        finally:
+            await broker.close()
+        warned = [r for r in caplog.records if "refuses Redis Functions" in r.getMessage()]
+        assert len(warned) == 1
+        assert calls(raw, "evalsha") >= 6
+    finally:
+        raw.close()
+        old.stop()
