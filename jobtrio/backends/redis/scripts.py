@@ -69,6 +69,12 @@ CREATES = frozenset(
 #: EVAL, which refuses a script at its first write only. Redis refuses a function that
 #: is not ``no-writes`` there before it starts: a job's status could not be read.
 READS = frozenset({"get", "running", "finished", "queue_info"})
+#: Set by the test suite (tests/conftest.py): a library then checks, after every call that
+#: returned, that the call left its ``--@state`` tables empty, and raises if not. A library
+#: resets them only after a call that failed half way (``lua_library``), so a script that
+#: returned with one filled would hand what it queued to the next call; under EVALSHA the
+#: same script was harmless, so nothing else would show it.
+CHECK_STATE_LEFT = False
 
 
 @functools.cache
@@ -169,7 +175,7 @@ def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOU
     flags = "'no-writes'" if name in READS else "" if name in CREATES else "'allow-oom'"
     body = "\n".join(
         [
-            "local main, reset",
+            "local main, reset, left",
             "-- the call before failed half way: its --@state tables may hold what it queued",
             "local dirty = false",
             "local function init()",
@@ -178,6 +184,7 @@ def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOU
             "reset = function()",
             *(f"  {assignment}" for _, assignment in state),
             "end",
+            *(_state_check(state) if CHECK_STATE_LEFT else []),
             "main = function(KEYS, ARGV)",
             *(f"  {assignment}" for _, assignment in caches),
             *own,
@@ -189,6 +196,7 @@ def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOU
             "    if dirty then reset() end",
             "    dirty = true",
             "    local out = main(keys, args)",
+            *(["    left()"] if CHECK_STATE_LEFT else []),
             "    dirty = false",
             "    return out",
             "  end}",
@@ -196,6 +204,22 @@ def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOU
     )
     library = library_name(body)
     return f"#!lua name={library}\n" + body.replace("{NAME}", library) + "\n"
+
+
+def _state_check(state: list[tuple[str, str]]) -> list[str]:
+    """Lua that raises when a ``--@state`` table holds anything but empty tables
+    (``CHECK_STATE_LEFT``): each starts as ``{}`` or as a table of empty tables."""
+    lines = ["left = function()"]
+    for table, _ in state:
+        lines += [
+            f"  for k, v in pairs({table}) do",
+            "    if type(v) ~= 'table' or next(v) ~= nil then",
+            f"      error('jobtrio: a call returned with --@state {table}.'"
+            " .. tostring(k) .. ' filled')",
+            "    end",
+            "  end",
+        ]
+    return [*lines, "end"]
 
 
 def library_name(text: str) -> str:
