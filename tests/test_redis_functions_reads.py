@@ -67,3 +67,50 @@ async def test_the_reading_moves_run_while_redis_refuses_writes(
         raw.config_set("min-replicas-to-write", "0")
         raw.close()
         await broker.close()
+
+
+async def test_a_write_redis_refuses_for_want_of_replicas_is_a_503(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # NOREPLICAS (min-replicas-to-write unmet: a replica lagging or gone) is "not now",
+    # like a failover: BackendUnavailable naming it, a submission a 503, not a 500; once
+    # the replicas are back the same submission is filed
+    import trio
+
+    from jobtrio.actors.node import Node
+    from jobtrio.api.app import create_app
+    from jobtrio.backends.base import BackendUnavailable
+    from jobtrio.backends.redis import RedisStore
+    from jobtrio.config import Settings
+
+    prefix = "r" + uuid.uuid4().hex[:8]
+    broker = await RedisBroker.open(server.url, prefix=prefix, records=True)
+    store = await RedisStore.open(server.url, prefix=prefix)
+    raw = redis.Redis.from_url(server.url)
+    node = Node(Settings(node_id="n1", worker_count=1, shutdown_grace=0.2), broker, store)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            test = create_app(node).test_client()
+            raw.config_set("min-replicas-to-write", "1")
+            with pytest.raises(BackendUnavailable, match="NOREPLICAS"):
+                await broker.enqueue([validate_submission({"type": "noop"}, NOW, ids=ids)], NOW)
+            for path, body in (
+                ("/api/v1/jobs", {"type": "noop"}),
+                ("/api/v1/jobs/batch", {"jobs": [{"type": "noop"}] * 3}),
+            ):
+                response = await test.post(path, json=body)
+                error = (await response.get_json())["error"]
+                assert response.status_code == 503, (path, error)
+                assert error["code"] == "unavailable", error
+            logged = [r.getMessage() for r in caplog.records if r.name == "jobtrio.api"]
+            assert logged and all("NOREPLICAS" in m for m in logged), logged
+            raw.config_set("min-replicas-to-write", "0")
+            response = await test.post("/api/v1/jobs", json={"type": "noop"})
+            assert response.status_code == 201
+            node.request_stop()
+    finally:
+        raw.config_set("min-replicas-to-write", "0")
+        raw.close()
+        await broker.close()
+        await store.close()

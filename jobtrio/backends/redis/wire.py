@@ -66,9 +66,11 @@ _UNAVAILABLE = (
 )
 #: trio's words for a connection that broke under a call.
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
-#: Refusals that mean "not now" (a failover, a restart loading its data), not "never".
+#: Refusals that mean "not now" (a failover, a restart loading its data; writes refused
+#: while too few replicas answer, NOREPLICAS, or since a background save failed, MISCONF),
+#: not "never".
 _TRANSIENT = (MasterDownError, TryAgainError, ClusterDownError)
-_TRANSIENT_PREFIXES = ("MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")
+_TRANSIENT_PREFIXES = ("MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF")
 #: Scripts go over the wire's own sockets when the pool allows it (see ``RedisConnection``).
 NATIVE_SCRIPTS = True
 #: Scripts that have a library (``scripts.LuaScript``) are called as functions (FCALL) where
