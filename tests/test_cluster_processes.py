@@ -179,7 +179,10 @@ def test_leader_failover_loses_no_job(cluster_factory: MakeCluster, algorithm: s
     cluster.start(ids)
     leader = wait_for_leader(cluster.live(), algorithm)
 
-    entry = cluster.nodes[ids[0]]
+    # submitted at the leader: a node that takes a submission while idle leases it in the
+    # same call (the group commit's lent claim), so the leader runs slow jobs at once;
+    # submitted elsewhere, they reached the leader only if its idle poll won some
+    entry = cluster.nodes[leader]
     slow = [
         entry.submit({"type": "slow", "payload": {"seconds": SLOW_SECONDS}})["id"] for _ in range(9)
     ]
