@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -111,3 +111,14 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of one test's own, for the tests that change its settings or restart
+    it: a module takes it as its ``server`` fixture, ``pytest.fixture(own_server, name=...)``."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

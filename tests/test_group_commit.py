@@ -588,21 +588,9 @@ async def test_a_hand_back_after_a_lost_lent_claim_spares_the_jobs_the_node_hold
     assert runs[:2] == [1, 1]
 
 
-class HeldLoggedClaim(ClaimLoggingBroker):
+class HeldLoggedClaim(HeldClaim, ClaimLoggingBroker):
     """Logs which call leased each job; a claim is held in flight while ``hold`` is set
-    and not yet fired."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hold: trio.Event | None = None
-        self.in_flight = False
-
-    async def claim(self, node_id, n, lease_seconds, now, scope=None):
-        if self.hold is not None and not self.hold.is_set():
-            self.in_flight = True
-            await self.hold.wait()
-            self.in_flight = False
-        return await super().claim(node_id, n, lease_seconds, now, scope)
+    and not yet fired (held first, then logged)."""
 
 
 async def test_a_submission_during_the_loops_probe_borrows_the_claim_after_it(autojump_clock):

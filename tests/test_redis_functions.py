@@ -24,20 +24,13 @@ from jobtrio.backends.base import BackendUnavailable, ClaimScope, Finish, JobQue
 from jobtrio.backends.redis import RedisBroker, RedisStore, codec, scripts, wire
 from jobtrio.jobs import IdGenerator, Job
 from jobtrio.submission import validate_submission
-from tests.servers import RedisServer
+from tests.servers import RedisServer, own_server
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    s = RedisServer(tmp_path)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+server = pytest.fixture(own_server, name="server")
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ A redis-server of this test's own: it changes the server's settings.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,20 +19,13 @@ from jobtrio.backends.base import Finish
 from jobtrio.backends.redis import RedisBroker
 from jobtrio.jobs import IdGenerator
 from jobtrio.submission import validate_submission
-from tests.servers import RedisServer
+from tests.servers import RedisServer, own_server
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    s = RedisServer(tmp_path)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+server = pytest.fixture(own_server, name="server")
 
 
 @pytest.mark.parametrize("records", [False, True])

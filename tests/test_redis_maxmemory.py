@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,20 +26,13 @@ from jobtrio.backends.redis import RedisBroker, RedisStore, wire
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job
 from jobtrio.submission import validate_submission
-from tests.servers import RedisServer
+from tests.servers import RedisServer, own_server
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    s = RedisServer(tmp_path)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+server = pytest.fixture(own_server, name="server")
 
 
 def fill_up(url: str) -> redis.Redis:
