@@ -369,3 +369,20 @@ def test_a_port_in_use_is_one_line_naming_the_variable_and_exit_2(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"{variable}={port}" in lines[0] and "in use" in lines[0]
+
+
+async def test_a_raw_control_character_in_the_body_names_its_place_once(
+    app: QuartTrio,  # noqa: F811
+) -> None:
+    # the stdlib's message for it ends in "at" ("Invalid control character at"): the
+    # place follows once, not "at at line 1"
+    test = app.test_client()
+    response = await test.post(
+        "/api/v1/jobs", data=b'{"type": "a\x01b"}', headers={"Content-Type": "application/json"}
+    )
+    error = (await response.get_json())["error"]
+    assert response.status_code == 400, error
+    assert error["message"] == (
+        "the body is not valid JSON: Invalid control character at line 1 column 12"
+    ), error
+    await assert_nothing_stored(app)

@@ -175,9 +175,11 @@ def _decode_checked(raw: bytes) -> Any:
             object_pairs_hook=_object_without_duplicates,
         )
     except json.JSONDecodeError as exc:
+        # some of the stdlib's messages end in "at" already ("Invalid control character at")
+        what = exc.msg.removesuffix(" at")
         raise BadRequest(
             "invalid_json",
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"the body is not valid JSON: {what} at line {exc.lineno} column {exc.colno}",
         ) from None
     except RecursionError:
         raise BadRequest(
