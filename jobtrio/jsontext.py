@@ -76,6 +76,15 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19
 
 
+def decode_error_text(exc: json.JSONDecodeError) -> str:
+    """What is wrong with a text and where, for a message that names the source first.
+
+    Some of the stdlib's messages end in "at" already ("Invalid control character at"),
+    which read "at at line" when the place was appended as it stands.
+    """
+    return f"{exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}"
+
+
 def orjson_exact(data: bytes) -> bool:
     """Whether no run of 19 digits in ``data`` could be an integer orjson reads as a float
     (one C pass: 20 us for a claim reply of 70 jobs). A run inside a string or a long

@@ -26,7 +26,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..backends.base import JobQuery
 from ..jobs import JobStatus, ValidationError, check_timestamp, parse_time
-from ..jsontext import orjson_exact
+from ..jsontext import decode_error_text, orjson_exact
 from ..submission import check_queue_name, nested_deeper_than
 from ..text import clip, cut
 from .errors import ApiError, BadRequest, PayloadTooLarge
@@ -175,11 +175,8 @@ def _decode_checked(raw: bytes) -> Any:
             object_pairs_hook=_object_without_duplicates,
         )
     except json.JSONDecodeError as exc:
-        # some of the stdlib's messages end in "at" already ("Invalid control character at")
-        what = exc.msg.removesuffix(" at")
         raise BadRequest(
-            "invalid_json",
-            f"the body is not valid JSON: {what} at line {exc.lineno} column {exc.colno}",
+            "invalid_json", f"the body is not valid JSON: {decode_error_text(exc)}"
         ) from None
     except RecursionError:
         raise BadRequest(

@@ -19,6 +19,7 @@ import click
 
 from ..durations import parse_duration
 from ..jobs import MAX_PRIORITY, MIN_PRIORITY, JobStatus
+from ..jsontext import decode_error_text
 
 
 class NameType(click.ParamType):
@@ -110,7 +111,7 @@ def load_payload(value: str | None) -> dict[str, Any] | None:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(
-            f"{source} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"{source} is not JSON: {decode_error_text(exc)}",
             param_hint="--payload",
         ) from None
     if not isinstance(payload, dict):

@@ -24,6 +24,7 @@ from rich.text import Text
 
 from ..client import Workflow
 from ..jobs import JobStatus
+from ..jsontext import decode_error_text
 from ..text import printable
 from .exits import EXIT_FAILURE, EXIT_OK
 from .output import out, print_json
@@ -50,9 +51,7 @@ def _load_spec(value: str) -> dict[str, Any]:
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"{source} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise click.BadParameter(f"{source} is not JSON: {decode_error_text(exc)}") from None
     except RecursionError:  # the node refuses far less anyway (64 levels)
         raise click.BadParameter(f"{source} is nested too deeply to be a workflow") from None
     if not isinstance(spec, dict):
