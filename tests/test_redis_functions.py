@@ -20,9 +20,16 @@ import pytest
 import redis
 import trio
 
-from jobtrio.backends.base import BackendUnavailable, ClaimScope, Finish, JobQuery, RateLimit
+from jobtrio.backends.base import (
+    BackendUnavailable,
+    ClaimScope,
+    Finish,
+    JobQuery,
+    ProgressReport,
+    RateLimit,
+)
 from jobtrio.backends.redis import RedisBroker, RedisStore, codec, scripts, wire
-from jobtrio.jobs import IdGenerator, Job
+from jobtrio.jobs import IdGenerator, Job, make_progress
 from jobtrio.submission import validate_submission
 from tests.servers import RedisServer, own_server
 
@@ -84,11 +91,13 @@ async def test_moves_run_as_functions_each_library_loaded_once(
     finally:
         await broker.close()
         await other.close()
-    assert calls(raw, "fcall") == 6 + 3  # and the first of each: "Function not found"
+    # and the first of the enqueue's and of the claim's: "Function not found" (the finish
+    # is in the claim's library)
+    assert calls(raw, "fcall") == 6 + 2
     assert calls(raw, "evalsha") == calls(raw, "eval") == 0
-    # enqueue, claim, finish: one library each, loaded by the first node only
-    assert len(libraries(raw)) == 3
-    assert calls(raw, "function|load") == 3
+    # enqueue; claim and finish in one (scripts.GROUPS): loaded by the first node only
+    assert len(libraries(raw)) == 2
+    assert calls(raw, "function|load") == 2
 
 
 async def test_the_functions_come_back_after_a_flush_with_calls_in_flight(
@@ -202,13 +211,88 @@ async def test_two_versions_of_the_scripts_run_side_by_side(
         done = await old.finish([Finish(le.job.id, le.token, "completed") for le in leases], NOW)
         assert all(d is not None and d.status == "completed" for d in done)
         code = libraries(raw)
-        assert len(code) == 5  # enqueue and claim twice, finish once
+        # enqueue and claim (whose library holds the finish) twice: the new claim's jobs
+        # are finished by the old library, whose memo never saw them (MEMO: a miss)
+        assert len(code) == 4
         assert sum("-- the next version" in text for text in code.values()) == 2
         await run_one_job(old)  # still its own, after the new ones were loaded
-        assert len(libraries(raw)) == 5
+        assert len(libraries(raw)) == 4
     finally:
         await old.close()
         await new.close()
+
+
+async def test_a_finish_takes_the_job_as_stored_not_as_its_claim_left_it(
+    server: RedisServer, raw: redis.Redis
+) -> None:
+    """The claim's library remembers the jobs it leased for their finish (MEMO in
+    broker_common.lua), which takes them from there only while their m is the text the
+    claim wrote. A progress report (another library) writes m in between: its finish must
+    end the job as stored, progress and version included, and a job nothing touched must
+    end the same as without the memo (the EVALSHA node: a script's memo is new every
+    call)."""
+    p = prefix()
+    memo = await RedisBroker.open(server.url, prefix=p, records=True)
+    plain = await RedisBroker.open(server.url, prefix=p + "e", records=True)
+    plain.connection.functions = False
+    try:
+        ended: list[dict[str, object]] = []
+        for broker in (memo, plain):
+            jobs = [job(), job()]
+            await broker.enqueue(jobs, NOW)
+            leases = await broker.claim("n1", 2, 30.0, NOW)
+            assert [le.job.id for le in leases] == [j.id for j in jobs]
+            report = make_progress(0.5, "half", NOW + 1)
+            [moved] = await broker.progress(
+                [ProgressReport(jobs[0].id, leases[0].token, report)], NOW + 1
+            )
+            assert moved is not None and moved.progress == report
+            done = await broker.finish(
+                [Finish(le.job.id, le.token, "completed", "w1", result=7) for le in leases],
+                NOW + 2,
+            )
+            for d, j in zip(done, jobs, strict=True):
+                assert d is not None and d.status == "completed" and d.result == 7
+                stored = await broker.get(j.id)
+                assert stored is not None and d.to_dict() == stored.to_dict()
+            assert done[0] is not None and done[0].progress == report
+            assert done[0].version == moved.version + 1
+            ended += [d.to_dict() | {"id": "", "created_at": 0} for d in done if d]
+        assert ended[:2] == ended[2:]
+        # the memo node's: enqueue, claim (with the finish), progress, get; the other none
+        assert len(libraries(raw)) == 4
+    finally:
+        await memo.close()
+        await plain.close()
+
+
+async def test_a_memo_dropped_when_full_loses_no_finish(server: RedisServer) -> None:
+    """Leases that end other than by a finish leave their entries in the memo, which is
+    dropped whole past MEMO_MAX (4096) entries: 4,100 leased at once, then finished, and
+    again after a lease of the same job was taken anew (a second entry for one id)."""
+    p = prefix()
+    broker = await RedisBroker.open(server.url, prefix=p, records=True)
+    try:
+        jobs = [job() for _ in range(4100)]
+        await broker.enqueue(jobs, NOW)
+        leases = await broker.claim("n1", 4100, 30.0, NOW)
+        assert len(leases) == 4100
+        done = await broker.finish(
+            [Finish(le.job.id, le.token, "completed") for le in leases], NOW + 1
+        )
+        assert all(d is not None and d.status == "completed" for d in done)
+        assert (await broker.depths())["completed"] == 4100
+        await broker.enqueue([again := job()], NOW)
+        [first] = await broker.claim("n1", 1, 30.0, NOW)
+        [released] = await broker.finish([Finish(again.id, first.token, "released")], NOW)
+        assert released is not None and released.status == "pending"
+        [second] = await broker.claim("n1", 1, 30.0, NOW + 1)
+        [ended] = await broker.finish([Finish(again.id, second.token, "completed")], NOW + 2)
+        stored = await broker.get(again.id)
+        assert ended is not None and stored is not None
+        assert ended.to_dict() == stored.to_dict() and len(ended.attempts) == 1
+    finally:
+        await broker.close()
 
 
 async def test_a_claim_never_writes_back_a_rate_window_an_earlier_call_read(
@@ -258,7 +342,7 @@ async def test_a_prefix_of_any_text_is_written_whole_into_its_libraries(
     finally:
         await broker.close()
     assert calls(raw, "evalsha") == calls(raw, "eval") == 0
-    assert len(libraries(raw)) == 3
+    assert len(libraries(raw)) == 2
     keys = [key.decode() for key in raw.keys("*")]
     assert keys and all(key.startswith("{" + odd + "}:") for key in keys)
 

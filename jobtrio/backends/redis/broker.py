@@ -143,7 +143,7 @@ class RedisBroker(OnRedis, Broker):
 
         def script(name: str) -> LuaScript:
             return LuaScript(
-                client, broker_script(name, records), broker_library(name, records, self._p)
+                client, broker_script(name, records), broker_library(name, records, self._p), name
             )
 
         self._enqueue = script("enqueue")

@@ -22,7 +22,9 @@ top-level tables a script fills during its run are marked ``--@state`` (or
 one that failed half way) is seen by the next (see ``lua_library``). A
 library and its one function are named after a hash of the library's text,
 so nodes of two versions (or two prefixes) sharing a Redis each call their
-own.
+own. The scripts of a group (``GROUPS``: the claim's and the finish's) share
+one library, a function each, so that the finish can use what the claim
+left in the library's tables.
 """
 
 from __future__ import annotations
@@ -83,17 +85,21 @@ def lua_file(name: str) -> str:
     return (resources.files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
-def _expand(name: str, layout: Layout, prelude: str | None) -> tuple[list[str], list[str]]:
+def _expand(
+    name: str, layout: Layout, prelude: str | None, seen: set[str] | None = None
+) -> tuple[list[str], list[str]]:
     """``name``'s lines as (the included files', its own), includes replaced in place.
 
-    ``prelude``, when given, stands in for the ``prelude`` file. The own lines of a
-    script that includes a file after a line of code would be misplaced by a library:
-    refused.
+    ``prelude``, when given, stands in for the ``prelude`` file. ``seen``: the files
+    included already (by the scripts before it in one library), which are left out. The
+    own lines of a script that includes a file after a line of code would be misplaced
+    by a library: refused.
     """
     generated = {"layout": layout.lua(), "layout_doc": layout.lua_doc()}
     if prelude is not None:
         generated["prelude"] = prelude
-    seen: set[str] = set()
+    if seen is None:
+        seen = set()
 
     def expand(text: str) -> list[str]:
         out: list[str] = []
@@ -141,10 +147,29 @@ def lua_literal(text: str) -> str:
     return "'" + "".join(out) + "'"
 
 
-def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOUT) -> str:
-    """The script ``name`` as a Redis Functions library of one function of its name.
+#: Scripts that share one library, and so its top-level tables between calls: a claim
+#: remembers the jobs it leased for the finish that follows (``MEMO`` in
+#: broker_common.lua), which then need not cut their ``m`` again.
+GROUPS: tuple[tuple[str, ...], ...] = (("claim", "enqueue_claim", "finish"),)
 
-    The library's name and the function's are the same: ``LIBRARY_PREFIX`` and a
+
+def library_scripts(name: str) -> tuple[str, ...]:
+    """The scripts of the library that holds the script ``name``, in order."""
+    return next((group for group in GROUPS if name in group), (name,))
+
+
+def function_name(library: str, name: str) -> str:
+    """The function of the script ``name`` in ``library`` (a library's text): the
+    library's name, followed by ``_`` and the script's when the library holds several."""
+    own = library.split("\n", 1)[0].split("name=", 1)[1]
+    return own if len(library_scripts(name)) == 1 else f"{own}_{name}"
+
+
+def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOUT) -> str:
+    """The script ``name`` as a Redis Functions library: one function of its name, or
+    one per script of its group (``GROUPS``; ``function_name``).
+
+    The library's name and a lone function's are the same: ``LIBRARY_PREFIX`` and a
     hash of the text (``library_name``). What was the script's top level (``header``,
     the included files with ``P`` set to ``prefix``: the hash-tagged key prefix a
     caller passes as ``KEYS[1]``) runs once, at the first call (Redis 7.0 gives a
@@ -157,7 +182,14 @@ def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOU
     more still). The caches (``--@cache``: deterministic, but grown by every
     name they see) are emptied every call.
     """
-    top, own = _expand(name, layout, "local P = " + lua_literal(prefix))
+    names = library_scripts(name)
+    seen: set[str] = set()
+    top: list[str] = []
+    owns: list[list[str]] = []
+    for script in names:
+        included, own = _expand(script, layout, "local P = " + lua_literal(prefix), seen)
+        top += included
+        owns.append(own)
     for line in top:
         if _CALL_GLOBALS.search(line.split("--", 1)[0]):
             raise ValueError(f"{name}: an included file reads the call's KEYS or ARGV: {line}")
@@ -172,36 +204,42 @@ def lua_library(name: str, prefix: str, header: str = "", layout: Layout = LAYOU
         return out
 
     state, caches = marked(_STATE), marked(_CACHE)
-    flags = "'no-writes'" if name in READS else "" if name in CREATES else "'allow-oom'"
-    body = "\n".join(
-        [
-            "local main, reset, left",
-            "-- the call before failed half way: its --@state tables may hold what it queued",
-            "local dirty = false",
-            "local function init()",
-            header.rstrip("\n"),
-            *top,
-            "reset = function()",
-            *(f"  {assignment}" for _, assignment in state),
-            "end",
-            *(_state_check(state) if CHECK_STATE_LEFT else []),
-            "main = function(KEYS, ARGV)",
+    lines = [
+        "local main, reset, left = {}, nil, nil",
+        "-- the call before failed half way: its --@state tables may hold what it queued",
+        "local dirty = false",
+        "local function init()",
+        header.rstrip("\n"),
+        *top,
+        "reset = function()",
+        *(f"  {assignment}" for _, assignment in state),
+        "end",
+        *(_state_check(state) if CHECK_STATE_LEFT else []),
+    ]
+    for script, own in zip(names, owns, strict=True):
+        lines += [
+            f"main[{lua_literal(script)}] = function(KEYS, ARGV)",
             *(f"  {assignment}" for _, assignment in caches),
             *own,
             "end",
-            "end",
-            "redis.register_function{function_name = '{NAME}', flags = {" + flags + "},",
+        ]
+    lines.append("end")
+    for script in names:
+        flags = "'no-writes'" if script in READS else "" if script in CREATES else "'allow-oom'"
+        function = "{NAME}" if len(names) == 1 else "{NAME}_" + script
+        lines += [
+            f"redis.register_function{{function_name = '{function}', flags = {{{flags}}},",
             "  callback = function(keys, args)",
-            "    if not main then init() end",
+            "    if not reset then init() end",
             "    if dirty then reset() end",
             "    dirty = true",
-            "    local out = main(keys, args)",
+            f"    local out = main[{lua_literal(script)}](keys, args)",
             *(["    left()"] if CHECK_STATE_LEFT else []),
             "    dirty = false",
             "    return out",
             "  end}",
         ]
-    )
+    body = "\n".join(lines)
     library = library_name(body)
     return f"#!lua name={library}\n" + body.replace("{NAME}", library) + "\n"
 
@@ -238,12 +276,13 @@ class LuaScript:
 
     __slots__ = ("_eval", "sha", "script", "library", "function")
 
-    def __init__(self, client: Any, source: str, library: str) -> None:
+    def __init__(self, client: Any, source: str, library: str, name: str = "") -> None:
+        """``name``: the script's, which names its function in a library of several."""
         self._eval = client.register_script(source)
         self.sha: str = self._eval.sha
         self.script: str = source
         self.library = library
-        self.function = library.split("\n", 1)[0].split("name=", 1)[1]
+        self.function = function_name(library, name)
 
     def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         return self._eval(keys=keys, args=args)

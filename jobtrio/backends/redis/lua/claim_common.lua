@@ -205,7 +205,8 @@ local function claim(A)
   local out, leases, held = {}, {}, {}
   local t = 0
   for _, id in ipairs(popped) do
-    local j = loaded[id] or load(id)
+    -- not filed by its type and queue: running jobs are in the leases
+    local j = loaded[id] or load_moving(id)
     if j then
       set_status(j, 'running')
       j[STA] = now
@@ -223,6 +224,7 @@ local function claim(A)
       out[3 * t - 2] = token
       out[3 * t - 1] = j.b
       out[3 * t] = m
+      remember(j, m) -- for its finish (MEMO)
     end
   end
   if t > 0 then

@@ -23,7 +23,7 @@ for i, v in ipairs(items) do
   local worker, result, err, retry_at = v[4], v[5], v[6], v[7]
   local j = nil
   -- the lease is spent by its first finish: a repeat in the same batch is stale
-  if toks[i] == v[2] and not used[id] then j = load(id) end
+  if toks[i] == v[2] and not used[id] then j = load_finishing(id) end
   if j then
     used[id] = true
     gone[#gone + 1] = id
@@ -33,6 +33,7 @@ for i, v in ipairs(items) do
       -- lease always has its open attempt (claim made it; only lease-ending moves close it).
       drop_open_attempt(j)
       set_status(j, 'pending')
+      with_type_and_queue(j) -- filed in its pending set again
     else
       close_attempt(j, now, '"' .. outcome .. '"', err, worker)
       if outcome == 'completed' then
