@@ -24,6 +24,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from ...jobs import Attempt, Job, JobStatus
@@ -183,6 +184,8 @@ HELPERS: dict[str, Any] = {
     "loads": _loads,
     "STATUS": STATUS,
     "SEP": SEP,
+    # an enqueue's header (enqueue_arg): its values as one MessagePack array
+    "pack": msgspec.msgpack.Encoder().encode,
 }
 
 
@@ -208,7 +211,8 @@ _generated = LAYOUT.functions(HELPERS)
 #: ``encode(job, status) -> (b, values of m)``, for the job as it will be with ``status``.
 encode: Any = _generated["encode"]
 #: ``enqueue_arg(job, b, values) -> (header, b, m)``: a job's three arguments of the enqueue
-#: script (a header of id, created_at, the values the script reads, queue and type).
+#: script (a header of id, created_at, the values the script reads, queue and type: a
+#: MessagePack array, as bytes).
 enqueue_arg: Any = _generated["enqueue_arg"]
 #: ``decode(b, values) -> Job``: what ``Job.loads`` reads from the document, faster.
 decode: Any = _generated["decode"]

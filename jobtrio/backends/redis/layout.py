@@ -146,6 +146,13 @@ class Layout:
             return f"',\"attempts\":' {cat} {attempts}"
         return ""
 
+    def enqueue_header(self) -> tuple[int, int]:
+        """The values of an enqueue's header (id, created_at, the reads, queue, type) and
+        the bytes of its MessagePack array's own header (a fixarray's one byte up to 15
+        values, an array 16's three), which the scripts skip to read the values alone."""
+        n = 4 + len(self.enqueue_reads)
+        return n, 1 if n <= 15 else 3
+
     def index(self, lua: str) -> int:
         """The 0-based position of the value ``lua`` in ``m`` (Lua's is one more)."""
         return [v.lua for v in self.values].index(lua)
@@ -159,6 +166,7 @@ class Layout:
         reads = ", ".join(self.enqueue_reads)
         captures = ", ".join(f"r{i}" for i in range(len(self.enqueue_reads)))
         fields = ", ".join(f"[{r}] = r{i}" for i, r in enumerate(self.enqueue_reads))
+        head, at = self.enqueue_header()
         return "\n".join(
             (
                 "-- generated from jobtrio/backends/redis/layout.py: do not edit here",
@@ -166,27 +174,28 @@ class Layout:
                 f"local {names} =\n  {numbers}",
                 "-- m cut into its NF values",
                 "local MPAT = '^' .. string.rep('([^\\31]*)\\31', NF - 1) .. '([^\\31]*)$'",
-                "-- a job to enqueue is three script arguments: a header of id, created_at",
-                "-- text, the values ENQUEUE_READS names, the queue and the type, joined by",
-                "-- \\31 (the type last: the one raw caller string that may hold the byte);",
-                "-- then b, and m as it is. Cut out of one argument, b and m cost a copy each and",
-                "-- a pattern over lengths. enqueue_fields(h, b, m) gives id, created_at, the",
-                "-- reads, b, m, the queue and the type, in that order.",
+                "-- a job to enqueue is three script arguments: a header, the MessagePack",
+                "-- array of its id, created_at text, the values ENQUEUE_READS names, the queue",
+                "-- and the type (strings: cmsgpack gives them at 3.7k Redis instructions, where",
+                "-- string.match cut the same values joined by \\31 at 14k); then b, and m as",
+                "-- it is. enqueue_fields(h, b, m) gives id, created_at, the reads, b, m, the",
+                "-- queue and the type, in that order; enqueue_id(h) the id alone.",
                 f"local ENQUEUE_READS = {{{reads}}}",
-                "local EHEAD = '^' .. string.rep('([^\\31]*)\\31', 3 + #ENQUEUE_READS) .. '(.*)$'",
+                f"local EHEAD_N, EHEAD_AT = {head}, {at} -- its values; its array's header bytes",
                 "local function enqueue_fields(h, b, m)",
-                "  local a = {string.match(h, EHEAD)}",
-                "  local n = #ENQUEUE_READS + 3",
-                "  a[n + 2], a[n + 3] = a[n], a[n + 1]",
-                "  a[n], a[n + 1] = b, m",
-                "  return a",
+                f"  local _, id, c, {captures}, u, t = cmsgpack.unpack_limit(h, EHEAD_N, EHEAD_AT)",
+                f"  return {{id, c, {captures}, b, m, u, t}}",
+                "end",
+                "local function enqueue_id(h)",
+                "  local _, id = cmsgpack.unpack_limit(h, 1, EHEAD_AT)",
+                "  return id",
                 "end",
                 "-- enqueue_job(h): the job of an enqueue's header (h), a table of its",
                 "-- id, queue (u), type (t) and the values ENQUEUE_READS names, made by one",
                 "-- constructor (a table grown key by key rehashes as it grows: 10% of an",
                 "-- enqueue's Redis instructions), then its created_at text",
                 "local function enqueue_job(h)",
-                f"  local id, c, {captures}, u, t = string.match(h, EHEAD)",
+                f"  local _, id, c, {captures}, u, t = cmsgpack.unpack_limit(h, EHEAD_N, EHEAD_AT)",
                 f"  return {{id = id, u = u, t = t, {fields}}}, c",
                 "end",
                 "-- the pending set's score: (10 - priority) * BAND + a sequence number",
@@ -255,12 +264,13 @@ class Layout:
         )
 
         # enqueue_arg(job, b, values) -> the three arguments of a job to enqueue: a header
-        # of id, created_at, the reads, the queue and the type; b; m (see enqueue_fields)
+        # (the MessagePack array of id, created_at, the reads, the queue and the type); b;
+        # m (see enqueue_fields)
         reads = ", ".join(f"f[{at[r]}]" for r in self.enqueue_reads)
         out.append(
             "def enqueue_arg(job, b, f):\n"
             "    return (\n"
-            "        SEP.join(\n"
+            "        pack(\n"
             "            (check_name(job.id, 'job id'), num(job.created_at), "
             f"{reads}, job.queue, job.type)\n"
             "        ),\n"

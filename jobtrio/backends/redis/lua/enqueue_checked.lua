@@ -19,7 +19,7 @@ local function enqueue_checked(args)
   local out = {}
   for i = 2, #args, 3 do
     local held = enqueue_one(args[i], args[i + 1], args[i + 2], now)
-    if held == '' then held = doc(load(string.match(args[i], '^[^\31]*'))) end
+    if held == '' then held = doc(load(enqueue_id(args[i]))) end
     out[#out + 1] = held
   end
   flush()

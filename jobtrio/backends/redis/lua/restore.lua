@@ -9,7 +9,7 @@ local err = fenced(ARGV[2])
 if err then return err end
 local out = {}
 for i = 3, #ARGV, 3 do
-  local id = string.match(ARGV[i], '^[^\31]*')
+  local id = enqueue_id(ARGV[i])
   local j = load(id)
   local tomb = redis.call('HGET', K_TOMBS, id)
   if j then

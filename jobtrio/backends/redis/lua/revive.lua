@@ -6,7 +6,7 @@
 -- the tombstone of a job that completed (never run again), 'K' when another job holds
 -- its idempotency key (nothing inserted: the caller sends it again without one).
 local now = ARGV[1]
-local id = string.match(ARGV[2], '^[^\31]*')
+local id = enqueue_id(ARGV[2])
 local j = load(id)
 if j then return 'H' .. doc(j) end
 local tomb = redis.call('HGET', K_TOMBS, id)
