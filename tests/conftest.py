@@ -49,10 +49,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def redis_url(request: pytest.FixtureRequest) -> str:
-    """A URL to the session's redis-server (started on first use)."""
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL to the session's redis-server (started on first use); the test's function
+    libraries are deleted after it (``RedisServer.flush_functions``)."""
     server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url
+    try:
+        yield server.url
+    finally:
+        server.flush_functions()
 
 
 def _unique_prefix() -> str:
@@ -81,6 +85,8 @@ async def broker(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Brok
         yield b
     finally:
         await b.close()
+        if kind.startswith("redis"):
+            server.flush_functions()  # the prefix's libraries (RedisServer.flush_functions)
 
 
 @pytest.fixture(params=STORES)
@@ -114,3 +120,5 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Store
         if kind == "mongodb":
             await s.drop()  # type: ignore[attr-defined]
         await s.close()
+        if kind == "redis":
+            server.flush_functions()  # the prefix's libraries (RedisServer.flush_functions)
