@@ -110,7 +110,7 @@ def test_an_added_field_round_trips_through_the_real_scripts(redis_server):
         assert claimed.started_at == NOW + 1 and claimed.node_id == "n1"
         assert claimed.attempts == [Attempt(1, "n1", None, NOW + 1)]
 
-        item = codec.SEP.join((job.id, token, "completed", '"n1/w0"', '{"ok":1}', "null", ""))
+        item = codec.pack_values((job.id, token, "completed", '"n1/w0"', '{"ok":1}', "null", ""))
         b, m = (part.decode() for part in run("finish", [codec.num(NOW + 2), item]))
         done = fns["decode"](b, m.split(codec.SEP))
         assert done.status is JobStatus.COMPLETED and done.result == {"ok": 1}

@@ -39,6 +39,7 @@ from .codec import (
     hash_tag,
     lazy_job,
     num,
+    pack_values,
     split_reply,
 )
 from .scripts import LuaScript, OnRedis, broker_library, broker_script
@@ -335,7 +336,7 @@ class RedisBroker(OnRedis, Broker):
             if item.outcome not in _FINISH_OUTCOMES:
                 raise ValueError(f"unknown attempt outcome {item.outcome!r}")
             args.append(
-                SEP.join(
+                pack_values(
                     (
                         check_name(item.job_id, "job id"),
                         item.token if SEP not in item.token else "",  # never a live token

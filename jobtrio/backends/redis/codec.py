@@ -166,6 +166,12 @@ def check_name(value: str, what: str) -> str:
 
 STATUS = {str(s): s for s in JobStatus}
 
+#: Values (strings) as one MessagePack array: what a script reads with
+#: ``cmsgpack.unpack_limit`` at about 400 Redis instructions a value, where
+#: ``string.match`` cut the same values joined by ``SEP`` at over 1,000 (an enqueue's
+#: header, a finish's item). Only for arguments, never stored.
+pack_values: Any = msgspec.msgpack.Encoder().encode
+
 #: What the layout's generated functions call.
 HELPERS: dict[str, Any] = {
     "enc": enc,
@@ -185,7 +191,7 @@ HELPERS: dict[str, Any] = {
     "STATUS": STATUS,
     "SEP": SEP,
     # an enqueue's header (enqueue_arg): its values as one MessagePack array
-    "pack": msgspec.msgpack.Encoder().encode,
+    "pack": pack_values,
 }
 
 
