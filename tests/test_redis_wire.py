@@ -419,3 +419,60 @@ async def test_a_cancelled_caller_starts_no_call(conn, raw):
         await conn.script(script, [key], ["never"])
     assert scope.cancelled_caught
     assert raw.get(key) is None
+
+
+def incr_calls(raw: redis.Redis) -> int:
+    return int(raw.info("commandstats").get("cmdstat_incr", {}).get("calls", 0))
+
+
+async def test_plain_commands_share_the_wire_with_scripts_each_caller_its_own_reply(conn, raw):
+    """``command``: 50 callers' INCRs, interleaved with scripts, all on the scripts' one
+    connection, pipelined (no thread, no connection of redis-py's), each reply its own."""
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    before_connections = connections(raw)
+    before_reads = reads_processed(raw)
+    before_incrs = incr_calls(raw)
+    counts: dict[int, list[int]] = {}
+    echoed: list[bool] = []
+
+    async def caller(i: int) -> None:
+        counts[i] = [await conn.command("INCR", f"{prefix}:{i}") for _ in range(10)]
+        value = f"v{i}"
+        echoed.append(await conn.script(script, [f"{prefix}:s{i}"], [value]) == value.encode())
+
+    async with trio.open_nursery() as nursery:
+        for i in range(50):
+            nursery.start_soon(caller, i)
+    assert counts == {i: list(range(1, 11)) for i in range(50)}  # ints, each key's own
+    assert all(echoed) and len(echoed) == 50
+    assert incr_calls(raw) - before_incrs == 500  # each sent once
+    assert not connections(raw) - before_connections
+    assert reads_processed(raw) - before_reads < 275  # pipelined: fewer reads than calls
+    assert await conn.command("GET", f"{prefix}:7") == b"10"
+    assert await conn.command("GET", f"{prefix}:none") is None
+
+
+async def test_an_error_reply_to_a_command_is_raised_and_the_wire_kept(conn, raw):
+    key = unique()
+    raw.set(key, "text")
+    await conn.command("GET", key)
+    shared = conn._shared
+    with pytest.raises(redis.ResponseError, match="not an integer"):
+        await conn.command("INCR", key)
+    assert conn._shared is shared and shared is not None and shared.lost is None
+    assert await conn.command("GET", key) == b"text"
+
+
+async def test_without_a_wire_a_command_goes_through_redis_py(redis_server, raw):
+    """A URL the wire does not take (a query option) keeps redis-py's threads."""
+    connection = RedisConnection.from_url(redis_server.url + "?health_check_interval=15")
+    key = unique()
+    try:
+        assert connection.wire is None
+        assert [await connection.command("INCR", key) for _ in range(3)] == [1, 2, 3]
+        assert connection._shared is None
+    finally:
+        await connection.close()
+    assert raw.get(key) == b"3"

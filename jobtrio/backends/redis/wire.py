@@ -3,14 +3,15 @@
 redis-py's sync client is called through ``trio.to_thread.run_sync`` with one
 ``trio.CapacityLimiter`` per connection (8 calls at once by default) in front
 of a ``ConnectionPool``. Scripts, which are every Broker move and every Store
-write, run over a non-blocking socket of this module's own, waited on through
-trio, when that pool is plain TCP (``_Wire``), and concurrent calls share it,
-pipelined: one ``send``, one wait and one ``recv`` serve many calls. A call
-alone costs 32-35 us of the process's CPU there (``bench/bench_wire.py`` on a
-quiet machine; 250-300 us through a thread, measured when the wire cost 70-90
-us); among 10 concurrent callers the pipeline took it from 43.6 to 16.8 us
-(medians of 4 alternated pairs at load 4.5-6.3, where a call alone went from
-51.2 to 48.9 us; docs/backends.md has the drains).
+write, and the plain commands sent with ``RedisConnection.command``, run over
+a non-blocking socket of this module's own, waited on through trio, when that
+pool is plain TCP (``_Wire``), and concurrent calls share it, pipelined: one
+``send``, one wait and one ``recv`` serve many calls. A call alone costs 32-35
+us of the process's CPU there (``bench/bench_wire.py`` on a quiet machine;
+250-300 us through a thread, measured when the wire cost 70-90 us); among 10
+concurrent callers the pipeline took it from 43.6 to 16.8 us (medians of 4
+alternated pairs at load 4.5-6.3, where a call alone went from 51.2 to 48.9
+us; docs/backends.md has the drains).
 
 Failures: connection errors and timeouts become ``BackendUnavailable``.
 redis-py's automatic retries are switched off: re-sending a claim or a finish
@@ -388,7 +389,8 @@ class RedisConnection:
     under the GIL). ``from_url`` and ``from_settings`` build both the client
     and ``wire`` from the same address, credentials, database and timeouts;
     TLS, Unix sockets, URL query options and Sentinel get no ``wire`` and
-    keep the threads, as does every other command.
+    keep the threads, as does every other command but those sent with
+    ``command``.
 
     Bounds: ``limiter`` (``pool_size`` tokens) bounds the calls in redis-py's
     threads, scripts included when they take that way; on the wire, at most
@@ -557,8 +559,7 @@ class RedisConnection:
         closes, fails every call in flight on it with ``BackendUnavailable``;
         the connection is never used again, and the next call opens another.
         """
-        options = self.wire
-        if options is None or not NATIVE_SCRIPTS:
+        if self.wire is None or not NATIVE_SCRIPTS:
             return await self.run(lambda: self._script_in_thread(script, keys, args))
         function = self._function_of(script)
         tail = _script_args(keys, args)
@@ -566,33 +567,81 @@ class RedisConnection:
             payload = _command(b"FCALL", function.encode(), *tail)
         else:
             payload = _command(b"EVALSHA", script.sha.encode(), *tail)
-        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no call
+        [reply] = await self._request(payload)
+        if function is not None and isinstance(reply, redis.ResponseError):
+            if _function_missing(reply):
+                load = _command(b"FUNCTION", b"LOAD", _arg(script.library))
+                loaded, reply = await self._request(load + payload, 2, follow_up=True)
+                if _load_failed_for_good(loaded):
+                    self._refuse_functions(loaded)
+            elif _functions_refused(reply):
+                self._refuse_functions(reply)
+            if _function_missing(reply) or _functions_refused(reply):
+                payload = _command(b"EVALSHA", script.sha.encode(), *tail)
+                [reply] = await self._request(payload, follow_up=True)
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            load = _command(b"SCRIPT", b"LOAD", _arg(script.script))
+            reply = (await self._request(load + payload, 2, follow_up=True))[1]
+        if isinstance(reply, Exception):
+            raise translated_error(reply)
+        return reply
+
+    async def command(self, *parts: str | bytes | int | float) -> Any:
+        """One plain command (``INCR``, ``GET``...) and its reply, on the wire's
+        pipelined connection when there is one, else through ``run``.
+
+        For a caller whose command would cost more as a script or in a thread:
+        from 10 tasks, an ``INCR`` as a one-line script (EVALSHA) cost Redis
+        9.1 us and this process 31.3 us, the command itself 5.1 and 26.6 us
+        (medians of 3 alternated pairs of 20,000 calls, load 3.7); through a
+        thread a call costs 250-300 us. The reply is hiredis's
+        (an int, bytes, a list, None), without redis-py's per-command
+        parsing: the same as redis-py's for the commands that answer an
+        integer, a string or nil; for others through ``run`` it is
+        redis-py's. Never abandoned on cancellation and never sent twice,
+        as ``script``.
+        """
+        if self.wire is None:
+            return await self.run(lambda: self.client.execute_command(*parts))
+        [reply] = await self._request(_command(*[_arg(part) for part in parts]))
+        if isinstance(reply, Exception):
+            raise translated_error(reply)
+        return reply
+
+    async def _request(
+        self, payload: bytes, replies: int = 1, *, follow_up: bool = False
+    ) -> list[Any]:
+        """The ``replies`` replies to ``payload`` on the shared wire, in order (an error
+        reply as its exception, returned, not raised).
+
+        Waits for room on the wire first (``pipeline_depth``), opens the
+        connection if needs be, and is bounded by ``socket_timeout`` from
+        there. A first request is cancellable until it has room (nothing sent
+        yet); a ``follow_up`` (the same call sent again after a refusal that
+        ran nothing: a script to load first) is not cancellable at all, since
+        its caller's call has begun and must run whole. A failure gives the
+        wire up (``_discard``) and raises ``BackendUnavailable``.
+        """
         room = self._room
+        if not follow_up:
+            await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no call
         try:
             room.acquire_nowait()
         except trio.WouldBlock:
-            await room.acquire()  # before anything is sent: cancellable
+            if follow_up:
+                with trio.CancelScope(shield=True):  # the calls in flight free room in time
+                    await room.acquire()
+            else:
+                await room.acquire()  # before anything is sent: cancellable
+        options = self.wire
+        assert options is not None  # the callers take ``run`` without one
         wire = None
         try:
             deadline = trio.current_time() + options.socket_timeout
             wire = self._shared
             if wire is None or not self._usable(wire):
                 wire = await self._connect(deadline)
-            [reply] = await wire.request(payload, deadline)
-            if function is not None and isinstance(reply, redis.ResponseError):
-                if _function_missing(reply):
-                    load = _command(b"FUNCTION", b"LOAD", _arg(script.library))
-                    loaded, reply = await wire.request(load + payload, deadline, 2)
-                    if _load_failed_for_good(loaded):
-                        self._refuse_functions(loaded)
-                elif _functions_refused(reply):
-                    self._refuse_functions(reply)
-                if _function_missing(reply) or _functions_refused(reply):
-                    payload = _command(b"EVALSHA", script.sha.encode(), *tail)
-                    [reply] = await wire.request(payload, deadline)
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                load = _command(b"SCRIPT", b"LOAD", _arg(script.script))
-                reply = (await wire.request(load + payload, deadline, 2))[1]
+            return await wire.request(payload, deadline, replies)
         except (
             redis.RedisError,
             OSError,
@@ -604,9 +653,6 @@ class RedisConnection:
             raise translated_error(exc) from exc
         finally:
             room.release()
-        if isinstance(reply, Exception):
-            raise translated_error(reply)
-        return reply
 
     def _script_in_thread(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """``script`` through redis-py (in a worker thread), as ``script`` does on the wire."""
