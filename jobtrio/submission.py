@@ -204,6 +204,24 @@ def validate_submission(
     return job
 
 
+class SizedSubmissions(list[Any]):
+    """A batch's submissions as read from a JSON text by orjson, with a bound
+    (``jsontext.reencoded_size_bound``) on the compact text of every value in them, for
+    ``validate_many``: a bound within the payload limit tells that no payload is too
+    large, none is nested too deep (the text was read within ``MAX_JSON_DEPTH``, below
+    ``MAX_PAYLOAD_DEPTH``) and each is plain JSON, so no payload need be written again
+    to be measured (0.8 us of a job's 4.3 us of validation, a batch of 1,000 noop jobs).
+
+    Handed through ``Node.submit_many`` as the items themselves: whoever makes one
+    vouches for the bound."""
+
+    __slots__ = ("size_bound",)
+
+    def __init__(self, items: Iterable[Any], size_bound: int) -> None:
+        super().__init__(items)
+        self.size_bound = size_bound
+
+
 def validate_many(
     items: Iterable[Any],
     now: float,
@@ -217,9 +235,10 @@ def validate_many(
     their order, made at once (``IdGenerator.new_many``) once all are validated."""
     jobs: list[Job] = []
     errors: list[tuple[int, ValidationError]] = []
+    sized = type(items) is SizedSubmissions and items.size_bound <= limits.max_payload_bytes
     for i, item in enumerate(items):
         try:
-            jobs.append(_validated(item, now, limits))
+            jobs.append(_validated(item, now, limits, sized))
         except ValidationError as exc:
             errors.append((i, exc))
     made = new_job_ids(len(jobs), now) if ids is None else ids.new_many(len(jobs), now)
@@ -228,8 +247,9 @@ def validate_many(
     return jobs, errors
 
 
-def _validated(data: Any, now: float, limits: SubmissionLimits) -> Job:
-    """``validate_submission``'s job, its id left empty for the caller to give."""
+def _validated(data: Any, now: float, limits: SubmissionLimits, sized: bool = False) -> Job:
+    """``validate_submission``'s job, its id left empty for the caller to give; ``sized``:
+    its payload is plain JSON, neither too large nor too deep (``SizedSubmissions``)."""
     if type(data) is not dict and not isinstance(data, Mapping):  # dict: skip the ABC check
         raise ValidationError("a job must be a JSON object", None, "invalid_type")
     # the usual submission names known fields only: one C pass over its keys
@@ -259,29 +279,8 @@ def _validated(data: Any, now: float, limits: SubmissionLimits) -> Job:
         payload = {}
     if not isinstance(payload, dict):
         raise ValidationError("payload must be a JSON object", "payload", "invalid_type")
-    try:
-        text = _PAYLOAD_ENCODER(payload)
-        size = len(text) if text.isascii() else len(text.encode())
-    except UnicodeEncodeError:
-        raise ValidationError(
-            "payload holds a lone UTF-16 surrogate, which is not valid text", "payload"
-        ) from None
-    except (TypeError, ValueError, RecursionError):
-        raise ValidationError("payload must be JSON-serialisable", "payload") from None
-    # a level takes an opening bracket of the text, so fewer brackets than levels allowed
-    # (brackets inside strings only add to the count) spare the walk: 1000 walks a batch
-    if text.count("{") + text.count("[") > MAX_PAYLOAD_DEPTH and nested_deeper_than(
-        payload, MAX_PAYLOAD_DEPTH
-    ):
-        raise ValidationError(
-            f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels", "payload", "too_deep"
-        )
-    if size > limits.max_payload_bytes:
-        raise ValidationError(
-            f"payload is {size} bytes; the limit is {limits.max_payload_bytes}",
-            "payload",
-            "payload_too_large",
-        )
+    if not sized:
+        _check_payload(payload, limits)
     max_retries = (
         _int_field(data, "max_retries", 0, limits.max_max_retries)
         if data.get("max_retries") is not None
@@ -336,6 +335,33 @@ def _validated(data: Any, now: float, limits: SubmissionLimits) -> Job:
         1,
         queue,
     )
+
+
+def _check_payload(payload: dict[str, Any], limits: SubmissionLimits) -> None:
+    """A payload's ``ValidationError``, if any: not JSON, too deep or too large."""
+    try:
+        text = _PAYLOAD_ENCODER(payload)
+        size = len(text) if text.isascii() else len(text.encode())
+    except UnicodeEncodeError:
+        raise ValidationError(
+            "payload holds a lone UTF-16 surrogate, which is not valid text", "payload"
+        ) from None
+    except (TypeError, ValueError, RecursionError):
+        raise ValidationError("payload must be JSON-serialisable", "payload") from None
+    # a level takes an opening bracket of the text, so fewer brackets than levels allowed
+    # (brackets inside strings only add to the count) spare the walk: 1000 walks a batch
+    if text.count("{") + text.count("[") > MAX_PAYLOAD_DEPTH and nested_deeper_than(
+        payload, MAX_PAYLOAD_DEPTH
+    ):
+        raise ValidationError(
+            f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels", "payload", "too_deep"
+        )
+    if size > limits.max_payload_bytes:
+        raise ValidationError(
+            f"payload is {size} bytes; the limit is {limits.max_payload_bytes}",
+            "payload",
+            "payload_too_large",
+        )
 
 
 def _dependencies(data: Mapping[str, Any]) -> tuple[list[str], str | None, dict | None]:

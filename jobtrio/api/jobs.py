@@ -23,11 +23,18 @@ from quart import Blueprint, Response, jsonify, request
 from ..backends.base import StateConflict
 from ..backends.dependencies import UnknownDependency
 from ..jobs import Job, JobStatus
-from ..submission import MAX_DEPENDENCIES
+from ..submission import MAX_DEPENDENCIES, SizedSubmissions
 from .auth import Role, check_role, current_claims, owner_scope, require, submitter
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
 from .errors import ApiError, Conflict, NotFound, Unprocessable
-from .parsing import JOB_ID_RE, parse_bool, parse_job_query, read_json_object, reject_unknown
+from .parsing import (
+    JOB_ID_RE,
+    parse_bool,
+    parse_job_query,
+    read_json_object,
+    read_json_object_sized,
+    reject_unknown,
+)
 
 bp = Blueprint("jobs", __name__)
 
@@ -126,7 +133,9 @@ async def submit_job() -> Response:
 async def submit_batch() -> Response:
     node = current_node()
     reject_unknown(request.args, ())
-    data = await read_json_object(batch_body_limit(node.settings))
+    data, size_bound = await read_json_object_sized(
+        batch_body_limit(node.settings), node.settings.max_payload_bytes
+    )
     for key in data:
         if key != "jobs":
             raise Unprocessable(
@@ -147,6 +156,8 @@ async def submit_batch() -> Response:
             "jobs",
         )
     await _check_dependencies(items)
+    if size_bound is not None:  # orjson read it: validation need not measure each payload
+        items = SizedSubmissions(items, size_bound)
     answer = _BatchAnswer()
     jobs = await node.submit_many(items, submitter(), answer.prepare)
     _not_taken(jobs)

@@ -26,8 +26,8 @@ from werkzeug.datastructures import MultiDict
 
 from ..backends.base import JobQuery
 from ..jobs import JobStatus, ValidationError, check_timestamp, parse_time
-from ..jsontext import decode_error_text, orjson_exact
-from ..submission import check_queue_name, nested_deeper_than
+from ..jsontext import decode_error_text, orjson_exact, reencoded_size_bound
+from ..submission import MAX_PAYLOAD_DEPTH, check_queue_name, nested_deeper_than
 from ..text import clip, cut
 from .errors import ApiError, BadRequest, PayloadTooLarge
 
@@ -205,12 +205,32 @@ def _is_json_mimetype(mimetype: str) -> bool:
     )
 
 
+#: A job's payload in a batch body sits three levels down (the body, ``jobs``, the job),
+#: so a body within ``MAX_JSON_DEPTH`` holds no payload deeper than validation allows:
+#: ``read_json_object_sized``'s promise rests on it.
+if MAX_JSON_DEPTH - 1 > MAX_PAYLOAD_DEPTH:
+    raise ImportError("a body within MAX_JSON_DEPTH could hold a payload nested too deep")
+
+
 async def read_json_object(limit: int) -> dict[str, Any]:
     """The request's JSON object, refusing other media types, other shapes and big bodies.
 
     A missing Content-Type is read as JSON (the body must still parse), so a
     bare ``curl --data-binary`` works; any other declared type is refused
     rather than guessed at.
+    """
+    data, _ = await read_json_object_sized(limit)
+    return data
+
+
+async def read_json_object_sized(limit: int, enough: int = 0) -> tuple[dict[str, Any], int | None]:
+    """``read_json_object``, and when orjson read the body, ``reencoded_size_bound`` of
+    it (else None): every value in it is then plain JSON (no NaN, no infinity, no lone
+    surrogate, nested within ``MAX_JSON_DEPTH``) whose compact text takes at most that
+    many bytes, which spares validation writing each payload again to measure it
+    (``submission.SizedSubmissions``). The stdlib's reading gives no bound: it reads
+    ``1e400`` as an infinity, which validation must refuse. ``enough``: a bound that
+    small is not worth counting a tighter one for (``reencoded_size_bound``).
     """
     mimetype = request.mimetype
     if mimetype and not _is_json_mimetype(mimetype):
@@ -235,14 +255,18 @@ async def read_json_object(limit: int) -> dict[str, Any]:
     raw = await request.get_data(cache=False, as_text=False)
     if len(raw) > limit:
         raise PayloadTooLarge(limit)
-    data = decode_json(raw)
+    data = _decode_fast(raw)
+    if data is _REFUSED:
+        data, bound = _decode_checked(raw), None
+    else:
+        bound = reencoded_size_bound(raw, enough)
     if not isinstance(data, dict):
         raise ApiError(
             422,
             "invalid_type",
             f"the body must be a JSON object, not {_json_kind(data)}",
         )
-    return data
+    return data, bound
 
 
 def _json_kind(value: Any) -> str:
