@@ -476,3 +476,89 @@ async def test_without_a_wire_a_command_goes_through_redis_py(redis_server, raw)
     finally:
         await connection.close()
     assert raw.get(key) == b"3"
+
+
+class _EchoBoth:
+    """ECHO both ways, as ``scripts.LuaScript`` gives a script: a function of a library of
+    its own (FCALL) and the EVALSHA script."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._eval = client.register_script(ECHO)
+        self.sha = self._eval.sha
+        self.script = ECHO
+        self.function = "wiretest_" + uuid.uuid4().hex[:12]
+        body = ECHO.replace("KEYS", "keys").replace("ARGV", "args")
+        self.library = (
+            f"#!lua name={self.function}\n"
+            f"redis.register_function('{self.function}', function(keys, args) {body} end)\n"
+        )
+
+    def __call__(self, keys: Any = (), args: Any = ()) -> Any:
+        return self._eval(keys=keys, args=args)
+
+
+@pytest.mark.parametrize("refusal", ["NOSCRIPT", "Function not found"])
+async def test_a_cancelled_caller_whose_call_is_sent_again_runs_it_whole(conn, raw, refusal):
+    """A call refused for a script or function the server lost is sent again with its load
+    (a ``follow_up``): by then its caller's call has begun, so a caller cancelled while
+    the first request was on the wire still has it run, once, and the replies of the
+    others stay their own."""
+    script: Any = _EchoBoth(conn.client)
+    if refusal == "NOSCRIPT":
+        script = conn.client.register_script(ECHO)  # no library: EVALSHA
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    if refusal == "NOSCRIPT":
+        raw.script_flush()
+    else:
+        raw.function_delete(script.function)
+    raw.client_pause(10_000, all=False)
+    kept: dict[int, Any] = {}
+    async with trio.open_nursery() as nursery:
+        scopes = []
+        for i in range(30):
+            scope = trio.CancelScope()
+            scopes.append(scope)
+
+            async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
+                with scope:
+                    kept[i] = await conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
+
+            nursery.start_soon(run)
+        await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
+        for scope in scopes[::2]:
+            scope.cancel()  # while its first request is on the wire, refused to come
+        raw.client_unpause()
+    assert {i for i in range(30) if raw.get(f"{prefix}:{i}") == f"v{i}".encode()} == set(range(30))
+    assert all(kept[i] == f"v{i}".encode() for i in kept) and set(kept) >= set(range(1, 30, 2))
+    assert await conn.script(script, [prefix], ["next"]) == b"next"
+    if refusal != "NOSCRIPT":
+        raw.function_delete(script.function)
+
+
+async def test_a_cancelled_command_caller_neither_abandons_it_nor_shifts_the_replies(conn, raw):
+    prefix = unique()
+    await conn.command("INCR", f"{prefix}:warm")
+    before = int(raw.info("commandstats").get("cmdstat_incrby", {}).get("calls", 0))
+    raw.client_pause(10_000, all=False)
+    kept: dict[int, Any] = {}
+    async with trio.open_nursery() as nursery:
+        scopes = []
+        for i in range(30):
+            scope = trio.CancelScope()
+            scopes.append(scope)
+
+            async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
+                with scope:
+                    kept[i] = await conn.command("INCRBY", f"{prefix}:{i}", i + 1)
+
+            nursery.start_soon(run)
+        await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
+        for scope in scopes[::2]:
+            scope.cancel()
+        raw.client_unpause()
+    after = int(raw.info("commandstats").get("cmdstat_incrby", {}).get("calls", 0))
+    assert after - before == 30  # each sent once, the cancelled callers' too
+    assert [raw.get(f"{prefix}:{i}") for i in range(30)] == [b"%d" % (i + 1) for i in range(30)]
+    assert all(kept[i] == i + 1 for i in kept) and set(kept) >= set(range(1, 30, 2))
+    assert await conn.command("INCR", f"{prefix}:0") == 2
