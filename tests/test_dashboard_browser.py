@@ -245,6 +245,10 @@ async def test_login_form_and_what_a_role_may_do(driver: Any, tmp_path: Path) ->
             assert not d.find_element(By.ID, "retry").is_displayed()
             d.find_element(By.ID, "logout").click()
             wait_for(d, lambda d: d.find_element(By.ID, "login").is_displayed(), "login again")
+            # the worker's page listed every job: none of it stays for the next login to see
+            assert not d.find_elements(By.CSS_SELECTOR, "#jobs tr[data-job-id]")
+            assert "hidden" in d.find_element(By.ID, "detail").get_attribute("class").split()
+            assert d.find_element(By.ID, "detail-id").get_attribute("textContent") == ""
             login(d, "uma", PASSWORDS["uma"])
             wait_for(d, lambda d: text_of(d, "#who") == "role: user", "the user's page")
             wait_for(d, lambda d: text_of(d, "#live") == "live", "the stream again")

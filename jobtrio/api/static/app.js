@@ -128,6 +128,29 @@ function logout() {
   sessionStorage.removeItem("jobtrio.token");
   sessionStorage.removeItem("jobtrio.role");
   showLogin("Logged out.");
+  forgetShown();
+}
+
+// What one login saw is not the next one's to see: a worker's or an admin's page lists
+// every job, and until the next user's first page came back it stood there under their
+// role, with the stream resuming from the last event the previous token was shown.
+function forgetShown() {
+  for (const key of Object.keys(state.timers)) clearTimeout(state.timers[key]);
+  state.timers = {};
+  state.pending = [];
+  state.lastId = null;
+  state.rows.clear();
+  state.cursors = [null];
+  state.page = 0;
+  state.nextCursor = null;
+  state.detailId = null;
+  state.completed.fill(0);
+  state.failed.fill(0);
+  $("jobs").replaceChildren();
+  $("events").replaceChildren();
+  $("members").replaceChildren();
+  $("detail").classList.add("hidden");
+  for (const id of ["detail-id", "detail-payload", "detail-result", "detail-message"]) $(id).textContent = "";
 }
 
 // admin and user may cancel and retry; a worker token may only look
