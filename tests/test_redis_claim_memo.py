@@ -7,6 +7,8 @@ new every call: every finish parses), each on a prefix of its own, with the same
 ids and clock; the jobs' documents must come out the same. Between a claim and its
 finish, another node on EVALSHA (another library, whose claims the memo never sees)
 and the operator move the jobs: the memo's entries are then stale by construction.
+A second test bounds the Lua memory the memo keeps, which Redis's ``maxmemory``
+does not count.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 import redis
 
 from jobtrio.backends.base import ClaimScope, Finish
@@ -139,5 +142,50 @@ async def test_a_finish_after_the_libraries_were_flushed_parses_the_job(
         assert stored.worker_id == "w" and len(stored.attempts) == 1
     finally:
         await node.close()
+        raw.close()
+        redis_server.flush_functions()
+
+
+def lua_bytes(raw: redis.Redis) -> int:
+    return int(raw.info("memory")["used_memory_vm_functions"])
+
+
+@pytest.mark.parametrize(
+    ("big", "count"),
+    [(400_000, 100), (50_000, 200)],
+    ids=["over-the-size-of-one", "under-it-over-the-total"],
+)
+async def test_the_memo_keeps_a_bounded_share_of_the_leased_jobs_text(
+    redis_server: RedisServer, big: int, count: int
+) -> None:
+    """Redis's Lua heap is outside ``maxmemory``: what the memo keeps from one call to
+    the next must stay small whatever the jobs hold. Jobs of ``big`` bytes of m each
+    (their dependency results, which a job may hold up to MAX_RESULT_BYTES of each),
+    leased and held: unbounded, the memo kept twice their m (the values and m itself),
+    80 MB for 100 of 400 KB and 20 MB for 200 of 50 KB, where a parse keeps nothing past
+    the call; bounded (no m over 64 KB, at most 4 MB of m), under 12 MB."""
+    raw = redis.Redis.from_url(redis_server.url)
+    p = prefix()
+    node = await RedisBroker.open(redis_server.url, prefix=p, records=False)
+    try:
+        for i in range(0, count, 10):
+            jobs = [
+                # distinct texts: Lua interns its strings, equal ones would be kept once
+                Job(id=f"j{k}", type="t", dependency_results={"p": f"{k:08d}" * (big // 8)})
+                for k in range(i, i + 10)
+            ]
+            await node.enqueue(jobs, NOW)
+        await node.claim("n", 1, 100.0, NOW)  # the library loaded, its first garbage made
+        before = lua_bytes(raw)
+        leased = 1
+        while batch := await node.claim("n", 10, 100.0, NOW):
+            leased += len(batch)
+        assert leased == count
+        kept = lua_bytes(raw) - before
+        assert kept < 12_000_000, f"{kept / 1e6:.1f} MB of Lua memory kept for {count} leases"
+    finally:
+        await node.close()
+        for key in raw.scan_iter(match=f"{{{p}}}*"):
+            raw.delete(key)
         raw.close()
         redis_server.flush_functions()

@@ -1,6 +1,6 @@
 """The values the node packs into the Redis scripts' arguments (an enqueue's header, a
 finish's items: MessagePack arrays read by ``cmsgpack.unpack_limit``) come out exactly
-as sent, whatever their text.
+as sent, whatever their text; and an argument the scripts cannot read writes nothing.
 
 The reference is the MemoryBroker: the same jobs and moves must give the same
 documents.
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
 
 from jobtrio.backends.base import Broker, ClaimScope, Finish
 from jobtrio.backends.memory import MemoryBroker
-from jobtrio.backends.redis import RedisBroker
+from jobtrio.backends.redis import RedisBroker, codec
 from jobtrio.jobs import Job
 from tests.servers import RedisServer
 
@@ -108,3 +109,57 @@ async def test_every_text_and_time_comes_out_as_the_reference_broker_writes_it(
     redis_broker: RedisBroker,
 ) -> None:
     assert await run(redis_broker) == await run(MemoryBroker())
+
+
+@pytest.mark.parametrize("field", ["queue", "type"])
+async def test_a_batch_with_a_job_of_no_text_where_text_goes_writes_nothing(
+    redis_broker: RedisBroker, field: str
+) -> None:
+    """A Job of the wrong shape (a queue or a type that is not a str: only a Python caller
+    can make one) is refused before anything is stored: a batch is all or nothing. Joined
+    by 0x1f, such a value raised TypeError on the node; packed, it went to the script as
+    nil, which failed at that job's write, after the jobs before it in the batch were
+    written but not filed: a job hash no claim would ever find."""
+    good = Job(id="good", type="t", created_at=NOW)
+    bad = Job(id="bad", type="t", created_at=NOW)
+    setattr(bad, field, None)
+    with pytest.raises((TypeError, ValueError, redis.ResponseError)):
+        await redis_broker.enqueue([good, bad], NOW)
+    assert await redis_broker.get("good") is None
+    assert await redis_broker.get("bad") is None
+    assert sum((await redis_broker.depths()).values()) == 0
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        ("{id}", "{token}", "completed", None, "null", "null", ""),  # a nil where text goes
+        ("{id}", "{token}", "failed", "", "null", '"e"'),  # a value short (retry_at)
+        ("{id}", "{token}", "failed", "", "null", '"e"', 0.1 + 0.2),  # a number: 0.3 in m
+    ],
+    ids=["nil", "short", "number"],
+)
+async def test_a_finish_item_the_script_cannot_read_is_refused_before_any_write(
+    redis_broker: RedisBroker, item: tuple[Any, ...]
+) -> None:
+    """Only the node writes a finish's items, 7 texts each; one that is not (a bug, a node
+    of another version calling this library) must be refused whole, never half applied:
+    the first item's job written as completed but left in the leases and out of the
+    finished index, and its counts not moved."""
+    await redis_broker.enqueue([Job(id="a", type="t"), Job(id="b", type="t")], NOW)
+    leases = {le.job.id: le for le in await redis_broker.claim("n", 2, 100.0, NOW)}
+    good = ("a", leases["a"].token, "completed", "", "null", "null", "")
+    bad = tuple(
+        v.format(id="b", token=leases["b"].token) if isinstance(v, str) else v for v in item
+    )
+    args = [codec.num(NOW), codec.pack_values(good), codec.pack_values(bad)]
+    with pytest.raises(redis.ResponseError):
+        await redis_broker._call(redis_broker._finish, args)
+    stored = await redis_broker.get("a")
+    assert stored is not None and stored.status == "running"
+    assert (await redis_broker.depths())["running"] == 2
+    done = await redis_broker.finish(
+        [Finish(i, le.token, "completed") for i, le in leases.items()], NOW + 1
+    )
+    assert [d.status if d else None for d in done] == ["completed", "completed"]
+    assert (await redis_broker.depths())["completed"] == 2

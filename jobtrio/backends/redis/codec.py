@@ -164,6 +164,15 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+def text_only(value: str, what: str) -> str:
+    """``value``, a str, else TypeError: packed (``pack_values``), any other value would
+    reach a script as nil or a number, which fails or writes at that job, after the jobs
+    before it in the batch were written (joined by SEP, it raised here)."""
+    if type(value) is not str:
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    return value
+
+
 STATUS = {str(s): s for s in JobStatus}
 
 #: Values (strings) as one MessagePack array: what a script reads with
@@ -192,6 +201,7 @@ HELPERS: dict[str, Any] = {
     "SEP": SEP,
     # an enqueue's header (enqueue_arg): its values as one MessagePack array
     "pack": pack_values,
+    "text_only": text_only,
 }
 
 

@@ -272,7 +272,7 @@ class Layout:
             "    return (\n"
             "        pack(\n"
             "            (check_name(job.id, 'job id'), num(job.created_at), "
-            f"{reads}, job.queue, job.type)\n"
+            f"{reads}, text_only(job.queue, 'queue'), text_only(job.type, 'job type'))\n"
             "        ),\n"
             "        b,\n"
             "        SEP.join(f),\n"

@@ -190,12 +190,31 @@ end
 -- is dropped whole. Run as a script (EVALSHA) the memo is new every call: every finish
 -- misses.
 local MEMO, MEMO_N, MEMO_MAX = {}, 0, 4096
+-- Its Lua memory is outside Redis's maxmemory: at most MEMO_BYTES_MAX of m (4 MB: about
+-- twice that kept, the values beside m), and no job whose m is over MEMO_TEXT_MAX (a
+-- job holding its dependencies' results: its parse is a small share of its move).
+local MEMO_BYTES, MEMO_BYTES_MAX, MEMO_TEXT_MAX = 0, 4194304, 65536
+
+-- the entry of id out of the memo, and its m out of the count
+local function forget(id)
+  local j = MEMO[id]
+  if j then
+    MEMO[id] = nil
+    MEMO_N = MEMO_N - 1
+    MEMO_BYTES = MEMO_BYTES - #j.m
+  end
+  return j
+end
 
 local function remember(j, m)
-  if MEMO[j.id] == nil then
-    if MEMO_N >= MEMO_MAX then MEMO, MEMO_N = {}, 0 end
-    MEMO_N = MEMO_N + 1
+  local size = #m
+  forget(j.id) -- an entry of an earlier lease of the job: never taken now (its m differs)
+  if size > MEMO_TEXT_MAX then return end
+  if MEMO_N >= MEMO_MAX or MEMO_BYTES + size > MEMO_BYTES_MAX then
+    MEMO, MEMO_N, MEMO_BYTES = {}, 0, 0
   end
+  MEMO_N = MEMO_N + 1
+  MEMO_BYTES = MEMO_BYTES + size
   j.b, j.m = nil, m -- not its body: read again by the finish, which answers it
   MEMO[j.id] = j
 end
@@ -203,11 +222,7 @@ end
 -- load_moving(id) for the finish: the claim's job table when m is still what it wrote
 local function load_finishing(id)
   local v = redis.call('HMGET', jkey(id), 'b', 'm', 'q')
-  local j = MEMO[id]
-  if j then
-    MEMO[id] = nil
-    MEMO_N = MEMO_N - 1
-  end
+  local j = forget(id)
   if not v[3] then return nil end
   if j and j.m == v[2] then
     j.b, j.m, j.t, j.u = v[1], nil, nil, nil

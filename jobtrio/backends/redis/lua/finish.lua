@@ -10,6 +10,14 @@ local now = ARGV[1]
 local items, ids = {}, {}
 for i = 2, #ARGV do
   local _, id, token, outcome, worker, result, err, retry_at = cmsgpack.unpack_limit(ARGV[i], 7, 1)
+  -- 7 texts, or nothing is written: a nil or a number met half way through the batch
+  -- would fail after the items before it were written but not filed (or write 0.3 for
+  -- 0.1 + 0.2)
+  if type(retry_at) ~= 'string' or type(worker) ~= 'string' or type(result) ~= 'string'
+    or type(err) ~= 'string' or type(id) ~= 'string' or type(token) ~= 'string'
+    or type(outcome) ~= 'string' then
+    return redis.error_reply('ERR jobtrio: finish item ' .. (i - 1) .. ' is not 7 texts')
+  end
   items[i - 1] = {id, token, outcome, worker, result, err, retry_at}
   ids[i - 1] = id
 end
