@@ -8,7 +8,7 @@ reply, a call abandoned on cancellation, a connection reused after it failed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -497,6 +497,32 @@ class _EchoBoth:
         return self._eval(keys=keys, args=args)
 
 
+async def every_other_cancelled_on_the_wire(
+    conn: Any, raw: Any, call: Callable[[int], Awaitable[Any]]
+) -> dict[int, Any]:
+    """30 calls ``call(i)`` sent while the server is paused, the even ones' callers
+    cancelled once all 30 are in flight (their requests on the wire), then the server
+    resumed: the replies the callers got, by ``i`` (the cancelled ones may have none)."""
+    raw.client_pause(10_000, all=False)
+    kept: dict[int, Any] = {}
+    async with trio.open_nursery() as nursery:
+        scopes = []
+        for i in range(30):
+            scope = trio.CancelScope()
+            scopes.append(scope)
+
+            async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
+                with scope:
+                    kept[i] = await call(i)
+
+            nursery.start_soon(run)
+        await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
+        for scope in scopes[::2]:
+            scope.cancel()
+        raw.client_unpause()
+    return kept
+
+
 @pytest.mark.parametrize("refusal", ["NOSCRIPT", "Function not found"])
 async def test_a_cancelled_caller_whose_call_is_sent_again_runs_it_whole(conn, raw, refusal):
     """A call refused for a script or function the server lost is sent again with its load
@@ -512,23 +538,9 @@ async def test_a_cancelled_caller_whose_call_is_sent_again_runs_it_whole(conn, r
         raw.script_flush()
     else:
         raw.function_delete(script.function)
-    raw.client_pause(10_000, all=False)
-    kept: dict[int, Any] = {}
-    async with trio.open_nursery() as nursery:
-        scopes = []
-        for i in range(30):
-            scope = trio.CancelScope()
-            scopes.append(scope)
-
-            async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
-                with scope:
-                    kept[i] = await conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
-
-            nursery.start_soon(run)
-        await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
-        for scope in scopes[::2]:
-            scope.cancel()  # while its first request is on the wire, refused to come
-        raw.client_unpause()
+    kept = await every_other_cancelled_on_the_wire(
+        conn, raw, lambda i: conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
+    )
     assert {i for i in range(30) if raw.get(f"{prefix}:{i}") == f"v{i}".encode()} == set(range(30))
     assert all(kept[i] == f"v{i}".encode() for i in kept) and set(kept) >= set(range(1, 30, 2))
     assert await conn.script(script, [prefix], ["next"]) == b"next"
@@ -540,23 +552,9 @@ async def test_a_cancelled_command_caller_neither_abandons_it_nor_shifts_the_rep
     prefix = unique()
     await conn.command("INCR", f"{prefix}:warm")
     before = int(raw.info("commandstats").get("cmdstat_incrby", {}).get("calls", 0))
-    raw.client_pause(10_000, all=False)
-    kept: dict[int, Any] = {}
-    async with trio.open_nursery() as nursery:
-        scopes = []
-        for i in range(30):
-            scope = trio.CancelScope()
-            scopes.append(scope)
-
-            async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
-                with scope:
-                    kept[i] = await conn.command("INCRBY", f"{prefix}:{i}", i + 1)
-
-            nursery.start_soon(run)
-        await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
-        for scope in scopes[::2]:
-            scope.cancel()
-        raw.client_unpause()
+    kept = await every_other_cancelled_on_the_wire(
+        conn, raw, lambda i: conn.command("INCRBY", f"{prefix}:{i}", i + 1)
+    )
     after = int(raw.info("commandstats").get("cmdstat_incrby", {}).get("calls", 0))
     assert after - before == 30  # each sent once, the cancelled callers' too
     assert [raw.get(f"{prefix}:{i}") for i in range(30)] == [b"%d" % (i + 1) for i in range(30)]
