@@ -133,16 +133,14 @@ async def test_a_connection_cut_mid_flight_fails_every_call_on_it(conn, raw):
     assert await conn.script(script, [prefix], ["after"]) == b"after"  # a new connection
 
 
-async def test_a_cancelled_caller_neither_abandons_its_call_nor_shifts_the_replies(conn, raw):
-    script = conn.client.register_script(ECHO)
-    prefix = unique()
-    await conn.script(script, [prefix], ["warm"])
+async def every_other_cancelled_on_the_wire(
+    conn: Any, raw: Any, call: Callable[[int], Awaitable[Any]]
+) -> dict[int, Any]:
+    """30 calls ``call(i)`` sent while the server is paused, the even ones' callers
+    cancelled once all 30 are in flight (their requests on the wire), then the server
+    resumed: the replies the callers got, by ``i`` (the cancelled ones may have none)."""
     raw.client_pause(10_000, all=False)
     kept: dict[int, Any] = {}
-
-    async def caller(i: int) -> None:
-        kept[i] = await conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
-
     async with trio.open_nursery() as nursery:
         scopes = []
         for i in range(30):
@@ -151,13 +149,24 @@ async def test_a_cancelled_caller_neither_abandons_its_call_nor_shifts_the_repli
 
             async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
                 with scope:
-                    await caller(i)
+                    kept[i] = await call(i)
 
             nursery.start_soon(run)
         await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
         for scope in scopes[::2]:
-            scope.cancel()  # every other caller, while its call is on the wire
+            scope.cancel()
         raw.client_unpause()
+    return kept
+
+
+async def test_a_cancelled_caller_neither_abandons_its_call_nor_shifts_the_replies(conn, raw):
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    # every other caller cancelled while its call is on the wire
+    kept = await every_other_cancelled_on_the_wire(
+        conn, raw, lambda i: conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
+    )
     # the cancelled callers' calls ran whole (their replies read off the wire, not lost)
     assert {i for i in range(30) if raw.get(f"{prefix}:{i}") == f"v{i}".encode()} == set(range(30))
     # and every caller that took its reply got its own
@@ -495,32 +504,6 @@ class _EchoBoth:
 
     def __call__(self, keys: Any = (), args: Any = ()) -> Any:
         return self._eval(keys=keys, args=args)
-
-
-async def every_other_cancelled_on_the_wire(
-    conn: Any, raw: Any, call: Callable[[int], Awaitable[Any]]
-) -> dict[int, Any]:
-    """30 calls ``call(i)`` sent while the server is paused, the even ones' callers
-    cancelled once all 30 are in flight (their requests on the wire), then the server
-    resumed: the replies the callers got, by ``i`` (the cancelled ones may have none)."""
-    raw.client_pause(10_000, all=False)
-    kept: dict[int, Any] = {}
-    async with trio.open_nursery() as nursery:
-        scopes = []
-        for i in range(30):
-            scope = trio.CancelScope()
-            scopes.append(scope)
-
-            async def run(i: int = i, scope: trio.CancelScope = scope) -> None:
-                with scope:
-                    kept[i] = await call(i)
-
-            nursery.start_soon(run)
-        await wait_until(lambda: in_flight(conn) == 30, "30 calls in flight")
-        for scope in scopes[::2]:
-            scope.cancel()
-        raw.client_unpause()
-    return kept
 
 
 @pytest.mark.parametrize("refusal", ["NOSCRIPT", "Function not found"])
