@@ -346,7 +346,15 @@ def _check_payload(payload: dict[str, Any], limits: SubmissionLimits) -> None:
         raise ValidationError(
             "payload holds a lone UTF-16 surrogate, which is not valid text", "payload"
         ) from None
-    except (TypeError, ValueError, RecursionError):
+    except ValueError:
+        # with allow_nan=False and no circular check, the encoder's one ValueError: a body
+        # with 1e400 in it reaches here as an infinity, which the stdlib's reading allows
+        raise ValidationError(
+            "payload holds NaN or an infinity (a number such as 1e400 reads as one), "
+            "which JSON cannot carry",
+            "payload",
+        ) from None
+    except (TypeError, RecursionError):
         raise ValidationError("payload must be JSON-serialisable", "payload") from None
     # a level takes an opening bracket of the text, so fewer brackets than levels allowed
     # (brackets inside strings only add to the count) spare the walk: 1000 walks a batch

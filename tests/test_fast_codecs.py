@@ -172,6 +172,19 @@ def test_a_payload_that_holds_itself_is_refused_as_before():
     assert info.value.message == "payload must be JSON-serialisable"
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_a_payload_holding_nan_or_an_infinity_is_refused_naming_it(number: float) -> None:
+    """A Python caller's NaN or infinity (a body's 1e400 reads as one): JSON cannot
+    carry it, and the message says which values those are."""
+    with pytest.raises(ValidationError) as info:
+        validate_submission({"type": "t", "payload": {"deep": [{"x": number}]}}, 1.0)
+    assert info.value.message == (
+        "payload holds NaN or an infinity (a number such as 1e400 reads as one), "
+        "which JSON cannot carry"
+    )
+    assert info.value.field == "payload"
+
+
 def test_parse_time_remembers_only_what_it_accepted():
     text = "2024-01-01T12:00:00.250000Z"
     assert parse_time(text, "scheduled_at") == 1704110400.25

@@ -133,11 +133,12 @@ async def test_a_batch_whose_payload_grows_past_the_limit_when_written_is_refuse
     assert sum((await node.broker.depths()).values()) == 0
 
 
-async def test_a_batch_holding_an_infinity_is_refused_as_before(
+async def test_a_batch_holding_an_infinity_is_refused_naming_it(
     client: TrioClient,  # noqa: F811
 ) -> None:
     """orjson refuses ``1e400``; the stdlib reads it as an infinity, which validation
-    refuses: a body read that way gives no bound."""
+    refuses, saying so (it answered 'payload must be JSON-serialisable', which left the
+    sender to guess): a body read that way gives no bound."""
     raw = b'{"jobs":[{"type":"noop","payload":{"x":1e400}}]}'
     assert math.isinf(json.loads(raw)["jobs"][0]["payload"]["x"])
     response = await client.post(
@@ -145,4 +146,7 @@ async def test_a_batch_holding_an_infinity_is_refused_as_before(
     )
     data = await body(response)
     assert response.status_code == 422, data
-    assert data["errors"][0]["message"] == "payload must be JSON-serialisable"
+    assert data["errors"][0]["message"] == (
+        "payload holds NaN or an infinity (a number such as 1e400 reads as one), "
+        "which JSON cannot carry"
+    )
