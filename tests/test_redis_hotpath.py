@@ -629,3 +629,23 @@ async def test_a_request_and_a_reply_larger_than_the_socket_buffers_go_whole(red
     finally:
         await broker.delete_keyspace()
         await broker.close()
+
+
+async def test_pending_scores_are_exact_across_a_carry_of_their_digits(pair, redis_server):
+    """A pending score, ``(10 - priority) * 2**42`` plus the sequence number, is written as
+    text by the script (``score_text``: its hundreds, then its last two digits): exact
+    where the sequence number carries into the hundreds and the millions, and for the top
+    band's scores, the sequence number alone."""
+    broker, _ = pair
+    raw = redis.Redis(port=redis_server.port)
+    band = 2**42
+    start = 1_000_000 - (5 * band) % 1_000_000 - 4  # the fourth job's score ends in 000000
+    raw.set(broker._p + "seq", start)
+    jobs = [make() for _ in range(6)] + [make(priority=10), make(priority=1)]
+    await broker.enqueue(jobs, NOW)
+    key = broker._p + "pending:default\x1fnoop"
+    scores = {m.decode(): int(s) for m, s in raw.zrange(key, 0, -1, withscores=True)}
+    want = [(10 - j.priority) * band + start + 1 + i for i, j in enumerate(jobs)]
+    assert [scores[j.id] for j in jobs] == want
+    assert want[3] % 1_000_000 == 0 and want[6] < 1_000_000
+    raw.close()
