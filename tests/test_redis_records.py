@@ -386,3 +386,65 @@ async def test_a_claim_of_more_than_a_thousand_index_arguments_lists_every_runni
             break
         cursor = page.next_cursor
     assert seen == sorted((j.id for j in jobs), reverse=True)
+
+
+async def _window_ids(store: RedisStore, after: float | None, before: float | None) -> list[str]:
+    """The ids a created_at window lists, one record a page (every cursor crossed)."""
+    out: list[str] = []
+    cursor = None
+    while True:
+        page = await store.query(
+            JobQuery(created_after=after, created_before=before, limit=1, cursor=cursor)
+        )
+        out += [job.id for job in page.jobs]
+        if page.next_cursor is None or len(out) > 50:
+            return out
+        cursor = page.next_cursor
+
+
+async def test_a_record_whose_id_tells_its_created_at_is_listed_by_windows_without_its_entry(
+    kept, redis_server
+):
+    """A record whose id starts with its created_at's milliseconds (every submission's) is
+    not filed in the created_at index (``layout.ID_ALPHABET``): a window finds it as a
+    range of ids. Records the index holds (ids a caller chose, a created_at the id does not
+    tell) and records filed before this, all in the index (an upgrade), are listed too,
+    each once, in the windows' exact bounds."""
+    broker, store = kept
+    raw = redis.Redis(port=redis_server.port)
+    gen = IdGenerator()
+    told = [validate_submission({"type": "noop"}, NOW + i, ids=gen) for i in range(4)]
+    custom = validate_submission({"type": "noop"}, NOW + 1.5, ids=gen)
+    custom.id = "custom-1"
+    late = validate_submission({"type": "noop"}, NOW + 2.5, ids=gen)
+    late.created_at = NOW + 2.75  # its id tells NOW + 2.5
+    jobs = [*told, custom, late]
+    await broker.enqueue(jobs, NOW + 10)
+    index = broker._p + "rec-created"
+    assert {m.decode() for m in raw.zrange(index, 0, -1)} == {custom.id, late.id}
+    windows = [
+        (NOW + 1, NOW + 3),
+        (NOW + 1.5, None),
+        (None, NOW + 2.75),
+        (NOW + 2.75, NOW + 2.7500001),
+        (NOW + 2.5, NOW + 2.5000001),
+        (NOW - 10, NOW),
+        (None, None),
+    ]
+
+    def expected(after: float | None, before: float | None) -> list[str]:
+        inside = [
+            j.id
+            for j in jobs
+            if (after is None or j.created_at >= after)
+            and (before is None or j.created_at < before)
+        ]
+        return sorted(inside, reverse=True)
+
+    for after, before in windows:
+        assert await _window_ids(store, after, before) == expected(after, before), (after, before)
+    # records filed as before this layout: every one in the created_at index
+    raw.zadd(index, {j.id: repr(j.created_at) for j in told})
+    for after, before in windows:
+        assert await _window_ids(store, after, before) == expected(after, before), (after, before)
+    raw.close()

@@ -74,7 +74,8 @@ Store keys: ``P job:<id>`` hash {b, m (as in a job hash), v: version,
 s: status, t: type, c: created_at text}; zsets of ids with score 0 read with
 ZREVRANGEBYLEX for newest-first paging (ids are ULIDs): ``P rec-st:<status>``
 (their union is every record: no index of all records is kept),
-``P rec-ty:<type>``; ``P rec-created`` by created_at;
+``P rec-ty:<type>``; ``P rec-created`` by created_at (the records whose id does not
+tell it: ``layout.ID_ALPHABET``);
 ``P nodes`` hash; ``P elections`` capped list; ``P schedules`` hash name -> JSON.
 One key per job: the Broker's job hash and the Store's record are the same
 ``P job:<id>``, so a Store shares a prefix only with a Broker that keeps the

@@ -95,7 +95,11 @@ def _expand(
     own lines of a script that includes a file after a line of code would be misplaced
     by a library: refused.
     """
-    generated = {"layout": layout.lua(), "layout_doc": layout.lua_doc()}
+    generated = {
+        "layout": layout.lua(),
+        "layout_doc": layout.lua_doc(),
+        "layout_ids": layout.lua_ids(),
+    }
     if prelude is not None:
         generated["prelude"] = prelude
     if seen is None:

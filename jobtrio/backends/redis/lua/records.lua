@@ -1,3 +1,4 @@
+--@include layout_ids
 -- Store records (the RedisStore's ``P job:<id>``, the key of the Broker's job hash too): a
 -- job's b and m with v (version), s (status), t (type) and c (created_at text) beside them
 -- for the indexes and the version guard. The Store's put script writes them; a Broker
@@ -83,7 +84,9 @@ local function file_record(id, cur, s, t, c)
     if cur[3] then rq(R.rem, rkey('rec-ty:', cur[3]), id) end
     rq(R.add, rkey('rec-ty:', t), '0', id)
   end
-  if cur[4] ~= c then rq(R.add, rkey('rec-created', ''), c, id) end
+  -- the created_at index holds only the records whose id does not tell their time
+  -- (layout.ID_ALPHABET): the others a window finds as a range of ids
+  if cur[4] ~= c and not created_by_id(id, c) then rq(R.add, rkey('rec-created', ''), c, id) end
 end
 
 -- The Store's put: write a whole snapshot unless the one held is newer, or unless the

@@ -4,7 +4,8 @@
 --       statuses (-1 = any), statuses...
 -- Returns {last id examined, '1' if nothing is left below it else '0', then b and m of
 -- each record found}.
-local P = KEYS[1]
+--@include prelude
+--@include layout_ids
 local cursor, want, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local after, before = tonumber(ARGV[4]), tonumber(ARGV[5])
 local jtype = ARGV[6]
@@ -120,14 +121,37 @@ end
 local top = '+'
 if cursor ~= '' then top = '(' .. cursor end
 
--- a narrow creation window: read it from the created_at index instead of scanning
+-- a narrow creation window: read it from the created_at index and, for the records whose
+-- id tells their created_at (not in that index: layout.ID_ALPHABET), as the range of ids
+-- made in it from the streams, instead of scanning. The range holds every such record
+-- created in the window (floor(c * 1000) is within floor(after * 1000) and
+-- floor(before * 1000) when c is within after and before), and others, which consider()
+-- refuses by their created_at as the scan would; an id in both (filed before the index
+-- left such records out) is read once.
 if after or before then
   local lo, hi = '-inf', '+inf'
-  if after then lo = ARGV[4] end
-  if before then hi = '(' .. ARGV[5] end
+  local idlo, idhi = '-', '+'
+  local ID_TIMES = 32 ^ 10
+  if after then
+    lo = ARGV[4]
+    local ms = math.floor(after * 1000)
+    if ms >= ID_TIMES then idlo = '+' elseif ms > 0 then idlo = '[' .. id_time_bound(ms) end
+  end
+  if before then
+    hi = '(' .. ARGV[5]
+    local ms = math.floor(before * 1000) + 1
+    if ms <= 0 then idhi = '-' elseif ms < ID_TIMES then idhi = '(' .. id_time_bound(ms) end
+  end
   local count = redis.call('ZCOUNT', P .. 'rec-created', lo, hi)
+  for _, key in ipairs(streams) do
+    count = count + redis.call('ZLEXCOUNT', key, idlo, idhi)
+  end
   if count <= WINDOW_MAX and count < size(streams) then
-    local ids = sorted_desc(redis.call('ZRANGEBYSCORE', P .. 'rec-created', lo, hi), top, '-')
+    local ids = redis.call('ZRANGEBYSCORE', P .. 'rec-created', lo, hi)
+    for _, key in ipairs(streams) do
+      for _, id in ipairs(redis.call('ZRANGEBYLEX', key, idlo, idhi)) do ids[#ids + 1] = id end
+    end
+    ids = sorted_desc(ids, top, '-')
     local last = cursor
     for _, id in ipairs(ids) do
       last = id
