@@ -44,7 +44,7 @@ from .calls import (
 )
 from .endpoint import DEFAULT_TIMEOUT, request_headers, tls_verify, url_and_token
 from .errors import JobtrioError, Unavailable, WaitTimeout, connection_failed
-from .event_follow import EVENTS_PATH, UPGRADE_HEADERS, EventFollow
+from .event_follow import EVENTS_PATH, MAX_MESSAGE_BYTES, UPGRADE_HEADERS, EventFollow
 from .waiting import WaitMany, deadline_after, wait_timeout
 
 
@@ -415,7 +415,12 @@ class AsyncClient:
         async with send:
             while True:
                 try:
-                    async with aconnect_ws(EVENTS_PATH, self._http, params=follow.params()) as ws:
+                    async with aconnect_ws(
+                        EVENTS_PATH,
+                        self._http,
+                        params=follow.params(),
+                        max_message_size_bytes=MAX_MESSAGE_BYTES,
+                    ) as ws:
                         while True:
                             events = follow.message(await ws.receive_text())
                             for event in events:

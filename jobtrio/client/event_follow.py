@@ -19,6 +19,22 @@ from .errors import ConnectionFailed, JobtrioError, error_from_response
 
 #: Close codes after which reconnecting cannot help (the request itself is refused).
 _FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+#: RFC 6455 "message too big": since httpx-ws 0.10 the client itself closes with it
+#: when a message is larger than ``MAX_MESSAGE_BYTES``.
+_TOO_BIG_CLOSE = 1009
+#: Largest event stream message the clients accept (httpx-ws's ``max_message_size_bytes``).
+#: httpx-ws 0.10 made that argument a limit on the whole message, 64 KiB by default,
+#: and with ``lines=true`` the node sends up to 500 events a message (``LINES_PER_MESSAGE``
+#: in jobtrio/api/events.py): about 125 KB of plain job events, 2 MB if each carries a
+#: 4096-character traceback, 8 MiB if that is in a script of 4-byte characters. The
+#: default closed real streams with 1009. Before
+#: 0.10 (and still) the argument is also the most read from the socket at once: CPU
+#: per event is unchanged, but a client draining a backlog at full speed peaks about
+#: 20 (blocking) to 40 MiB (async) higher than with 64 KiB (bench/bench_event_client.py);
+#: a smaller limit would turn a burst of long errors into a close no reconnection
+#: mends. The server's own WEBSOCKET_MAX_MESSAGE_BYTES (64 KiB) bounds what clients
+#: send it, not what it sends.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 EVENTS_PATH = "/api/v1/events"
 #: A websocket handshake's headers, to read the JSON reason of a refused one.
 UPGRADE_HEADERS = {
@@ -90,6 +106,13 @@ class EventFollow:
     def closed(self, url: str, exc: Exception) -> float:
         """Seconds to wait before connecting again; raises when that would not help."""
         if isinstance(exc, WebSocketDisconnect):
+            if exc.code == _TOO_BIG_CLOSE:
+                # the same message would come again on resuming: say what to change
+                raise ConnectionFailed(
+                    f"the event stream of {url} sent a message larger than the "
+                    f"{MAX_MESSAGE_BYTES} bytes this client accepts (close 1009); "
+                    "narrow the stream with filters (kind, type, job_id, node)"
+                ) from None
             if exc.code in _FINAL_CLOSES or not self.reconnect:
                 raise ConnectionFailed(
                     f"the event stream of {url} closed ({exc.code}): {exc.reason or 'no reason'}"

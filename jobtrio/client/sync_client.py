@@ -42,7 +42,7 @@ from .calls import (
 )
 from .endpoint import DEFAULT_TIMEOUT, request_headers, tls_verify, url_and_token
 from .errors import Unavailable, WaitTimeout, connection_failed
-from .event_follow import EVENTS_PATH, UPGRADE_HEADERS, EventFollow
+from .event_follow import EVENTS_PATH, MAX_MESSAGE_BYTES, UPGRADE_HEADERS, EventFollow
 from .waiting import WaitMany, deadline_after, wait_timeout
 
 
@@ -409,14 +409,21 @@ class Client:
         deadline = deadline_after(timeout)
         while True:
             try:
-                with connect_ws(EVENTS_PATH, self._http, params=follow.params()) as ws:
+                with connect_ws(
+                    EVENTS_PATH,
+                    self._http,
+                    params=follow.params(),
+                    max_message_size_bytes=MAX_MESSAGE_BYTES,
+                ) as ws:
                     while True:
                         left = None if deadline is None else deadline - time.monotonic()
                         if left is not None and left <= 0:
                             return
                         try:
                             text = ws.receive_text(timeout=left)
-                        except queue.Empty:
+                        except (queue.Empty, TimeoutError):
+                            # the timeout ran out: httpx-ws before 0.10 raises
+                            # queue.Empty, 0.10 TimeoutError
                             return
                         events = follow.message(text)
                         if not events and control and follow.ready is not None:
