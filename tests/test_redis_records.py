@@ -448,3 +448,38 @@ async def test_a_record_whose_id_tells_its_created_at_is_listed_by_windows_witho
     for after, before in windows:
         assert await _window_ids(store, after, before) == expected(after, before), (after, before)
     raw.close()
+
+
+async def test_a_record_keeps_its_status_and_version_in_m_alone(kept, redis_server):
+    """The job hash holds no v or s beside m (``layout.RETIRED_FIELDS``) and q is
+    ``HELD_WITH_RECORDS``. A hash as an earlier layout wrote it (q '1' with v and s beside
+    m) is read by its m once a move has made its v and s stale: listed, guarded against
+    an older snapshot and deleted by the status and version m holds."""
+    broker, store = kept
+    raw = redis.Redis(port=redis_server.port)
+    a, b = await broker.enqueue([make(), make()], NOW)
+    key = broker._p + "job:"
+    assert raw.hmget(key + a.id, "v", "s", "q") == [None, None, b"r"]
+    # b as an earlier layout left it
+    raw.hset(key + b.id, mapping={"q": "1", "v": str(b.version), "s": "pending"})
+    leases = await broker.claim("n1", 2, 30, NOW + 1)
+    await broker.finish([Finish(x.job.id, x.token, "completed") for x in leases], NOW + 2)
+    assert raw.hmget(key + a.id, "v", "s") == [None, None]
+    assert raw.hmget(key + b.id, "v", "s") == [str(b.version).encode(), b"pending"]  # stale
+    done = frozenset({JobStatus.COMPLETED})
+    assert sorted(j.id for j in (await store.query(JobQuery(statuses=done))).jobs) == sorted(
+        [a.id, b.id]
+    )
+    assert (await store.query(JobQuery(statuses=frozenset({JobStatus.PENDING})))).jobs == []
+    older = Job.loads(b.dumps())
+    older.version = b.version + 1  # newer than the stale v, older than m's
+    await store.put_many([older])  # held: left to the Broker
+    assert await broker.delete(b.id)  # lets go of it: the record stays, without q
+    await store.put_many([older])  # older than the record's m: refused
+    record = await store.get(b.id)
+    assert record is not None and record.status == JobStatus.COMPLETED
+    assert record.version > older.version
+    assert await store.delete(b.id)
+    assert raw.zscore(broker._p + "rec-st:completed", b.id) is None
+    assert [j.id for j in (await store.query(JobQuery(statuses=done))).jobs] == [a.id]
+    raw.close()

@@ -38,8 +38,12 @@ cut and concatenated by Lua. The job hash ``P job:<id>`` has these fields:
 ``k``  the idempotency key as JSON text, when the job has one
 ``m``  the mutable values joined by 0x1f (``layout.VALUES``)
 ``t``, ``c``  the type (raw) and ``created_at`` text, for the job's record
-``q``  '1': the Broker holds the job (see records below)
-``v``, ``s``  version and status, where the hash is a Store record too
+``q``  the Broker holds the job: 'r' where it keeps the records, else '1'
+(see records below)
+
+A record's status and version are the ones ``m`` holds: the ``v`` and ``s``
+earlier versions wrote beside it are neither written nor read
+(``layout.RETIRED_FIELDS``).
 
 A move reads three fields, cuts ``m`` with one ``string.match``, and writes
 ``m`` back with one ``table.concat``: measured here, a 20-field HMGET alone
@@ -70,8 +74,8 @@ retrying); ``P leases`` zset by expiry with ``P tokens`` hash id -> token;
 ``P counts`` hash status -> jobs (depths without a scan); ``P epoch``;
 ``P tick:<name>`` zset and ``P tickfloor`` hash (cron ticks claimed).
 
-Store keys: ``P job:<id>`` hash {b, m (as in a job hash), v: version,
-s: status, t: type, c: created_at text}; zsets of ids with score 0 read with
+Store keys: ``P job:<id>`` hash {b, m (as in a job hash: status and version
+too), t: type, c: created_at text}; zsets of ids with score 0 read with
 ZREVRANGEBYLEX for newest-first paging (ids are ULIDs): ``P rec-st:<status>``
 (their union is every record: no index of all records is kept),
 ``P rec-ty:<type>``; ``P rec-created`` by created_at (the records whose id does not
@@ -84,9 +88,9 @@ refused with an error saying so.
 
 Records kept by the Broker (``RedisBroker(records=True)``, what
 ``open_backends`` builds for Redis without MongoDB): the job hash is the
-record; the Broker writes ``v`` and ``s`` with every ``m`` and files the
-record under its new status in the same script, so a move costs the record
-nothing but two index updates. The Store then only reads, and its put leaves
+record; the Broker files the record under its new status in the same script
+as it writes ``m``, so a move costs the record nothing but two index
+updates. The Store then only reads, and its put leaves
 a hash marked ``q`` alone (the Broker's copy is never older than one it
 handed out). When the Broker lets go of a job (retention, delete) it drops
 ``q`` (and ``k``) and the record stays. Measured here (bench/bench_redis.py,

@@ -43,8 +43,8 @@ local STATUSES = {'pending', 'scheduled', 'running', 'retrying', 'completed', 'f
 local TERMINAL = {completed = true, failed = true, cancelled = true}
 
 -- One key per job whatever the Store: a Broker keeping the Store's records (RECORD) keeps
--- each job in its record, this very hash, and writes the record's own fields (v, s) and
--- indexes beside m (see records.lua); without it only the job's.
+-- each job in its record, this very hash (m is the record's status and version too), and
+-- files the record's indexes as it moves it (see records.lua); without it only the job's.
 local JOBS = P .. 'job:'
 local function jkey(id) return JOBS .. id end
 local function int(n) return string.format('%d', n) end
@@ -261,13 +261,10 @@ local function with_type_and_queue(j)
   j.t, j.u = v[1], v[2] or 'default'
 end
 
+-- m is the record's status and version too (layout.RETIRED_FIELDS): one field written
 local function save(j)
   local m = table.concat(j, SEP, 1, NF)
-  if RECORD then
-    redis.call('HSET', jkey(j.id), 'm', m, 'v', j[V], 's', j[S])
-  else
-    redis.call('HSET', jkey(j.id), 'm', m)
-  end
+  redis.call('HSET', jkey(j.id), 'm', m)
   return m
 end
 

@@ -29,7 +29,7 @@ local function enqueue_one(h, b, m, now)
   end
   if old[2] then redis.call('DEL', key) end
   if RECORD then
-    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', '1', 'v', j[V], 's', j[S],
+    redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c, 'q', HELD_WITH_RECORDS,
                queue_field(u))
     if old[2] then
       file_record(id, {'', status_of(old[2]), old[3], old[4]}, j[S], t, c)

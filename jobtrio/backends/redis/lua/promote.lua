@@ -53,11 +53,7 @@ if count_only then
       local version = next_count(c[cv])
       c[cs], c[cua], c[cv] = 'pending', now, version
       local m = table.concat(c, SEP)
-      if RECORD then
-        redis.call('HSET', key, 'm', m, 'v', version, 's', 'pending')
-      else
-        redis.call('HSET', key, 'm', m)
-      end
+      redis.call('HSET', key, 'm', m) -- the record's status and version too
       queue_pending(id, tonumber(c[cpr]), v[4] or 'default', v[3])
       n = n + 1
     end

@@ -1,7 +1,7 @@
 --@include layout_ids
 -- Store records (the RedisStore's ``P job:<id>``, the key of the Broker's job hash too): a
--- job's b and m with v (version), s (status), t (type) and c (created_at text) beside them
--- for the indexes and the version guard. The Store's put script writes them; a Broker
+-- job's b and m (its status and version too) with t (type) and c (created_at text) beside
+-- them for the indexes. The Store's put script writes them; a Broker
 -- keeping the records itself (RECORD) keeps its jobs in these very hashes, marked q while
 -- it holds them, and files them under their status as it moves them. Index changes are queued and
 -- applied with one ZADD or ZREM per index by records_flush(): one redis.call per index
@@ -89,17 +89,23 @@ local function file_record(id, cur, s, t, c)
   if cur[4] ~= c and not created_by_id(id, c) then rq(R.add, rkey('rec-created', ''), c, id) end
 end
 
+-- A record's status and version are the ones m holds (S, V): the v and s an earlier
+-- layout wrote beside m are neither written nor read (layout.RETIRED_FIELDS)
+local VPAT = '^' .. string.rep('[^\31]*\31', V - 1) .. '([^\31]*)'
+
 -- The Store's put: write a whole snapshot unless the one held is newer, or unless the
 -- Broker holds the job in this very hash (q: a Broker keeping the records moves it
 -- itself, and its copy is never older than one handed out). Returns false when a Broker
--- that does not keep the records (no v beside q) holds the hash: the two share a prefix
--- they cannot share, and the caller is told.
+-- that does not keep the records holds the hash (q is not HELD_WITH_RECORDS, and no v
+-- beside it, as an earlier layout marked one that does): the two share a prefix they
+-- cannot share, and the caller is told.
 local function put_record(id, v, s, b, m, t, c)
   local key = P .. 'job:' .. id
-  local cur = redis.call('HMGET', key, 'v', 's', 't', 'c', 'q')
-  if cur[5] then return cur[1] ~= false end
-  if cur[1] and tonumber(v) < tonumber(cur[1]) then return true end
-  redis.call('HSET', key, 'b', b, 'm', m, 'v', v, 's', s, 't', t, 'c', c)
-  file_record(id, cur, s, t, c)
+  local cur = redis.call('HMGET', key, 'm', 't', 'c', 'q', 'v')
+  if cur[4] then return cur[4] == HELD_WITH_RECORDS or cur[5] ~= false end
+  local old = cur[1]
+  if old and tonumber(v) < tonumber(string.match(old, VPAT)) then return true end
+  redis.call('HSET', key, 'b', b, 'm', m, 't', t, 'c', c)
+  file_record(id, {false, old and string.match(old, '^[^\31]*'), cur[2], cur[3]}, s, t, c)
   return true
 end

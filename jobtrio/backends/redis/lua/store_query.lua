@@ -83,18 +83,19 @@ end
 
 local found = {}
 local function consider(id)
-  local f = redis.call('HMGET', P .. 'job:' .. id, 's', 't', 'c')
+  -- the status leads m (layout.RETIRED_FIELDS)
+  local f = redis.call('HMGET', P .. 'job:' .. id, 'm', 't', 'c')
   if not f[1] then return end
-  if statuses and not statuses[f[1]] then return end
+  if statuses and not statuses[string.match(f[1], '^[^\31]*')] then return end
   if jtype and f[2] ~= jtype then return end
   local c = tonumber(f[3])
   if after and c < after then return end
   if before and c >= before then return end
-  local r = redis.call('HMGET', P .. 'job:' .. id, 'b', 'm')
-  if owner and not holds(r[1], ',"owner":', owner) then return end
-  if queue and not holds(r[1], ',"queue":', queue) then return end
-  found[#found + 1] = r[1]
-  found[#found + 1] = r[2]
+  local b = redis.call('HGET', P .. 'job:' .. id, 'b')
+  if owner and not holds(b, ',"owner":', owner) then return end
+  if queue and not holds(b, ',"queue":', queue) then return end
+  found[#found + 1] = b
+  found[#found + 1] = f[1]
 end
 
 -- a member longer than 64 bytes, named with \31 (no id holds it): added first, it makes
