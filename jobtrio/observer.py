@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .text import error_text
+
 if TYPE_CHECKING:
     from .actors.node import Node
 
@@ -52,6 +54,8 @@ class NodeObserver:
             if healthy != self._healthy[role]:
                 self._healthy[role] = healthy
                 kind = "backend.up" if healthy else "backend.down"
+                if error is not None:
+                    error = error_text(error)
                 node.events.publish(kind, backend=role, name=name, error=error)
         if node.cluster is None:
             return

@@ -124,6 +124,17 @@ class Schedule:
             return None
         return tick
 
+    def event_fields(self) -> dict[str, Any]:
+        """What a ``schedule.saved`` event says: the schedule without its job's payload.
+
+        Events never carry payloads (``Job.event_fields``): every worker-role reader of
+        the stream would see them, the stream keeps EVENT_STREAM_MAXLEN events, and a
+        payload of up to MAX_PAYLOAD_BYTES in one event is a websocket message larger
+        than the clients take (jobtrio/api/events.py, LINES_MESSAGE_CHARS)."""
+        out = self.to_dict()
+        out["job"] = {k: v for k, v in self.job.items() if k != "payload"}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out = {
             "name": self.name,

@@ -21,7 +21,7 @@ from httpx_ws import WebSocketDisconnect
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from jobtrio.client import AsyncClient, Client, ConnectionFailed
-from jobtrio.client.event_follow import EventFollow
+from jobtrio.client.event_follow import MAX_MESSAGE_BYTES, EventFollow
 
 #: httpx-ws's default ``max_message_size_bytes`` (65 KiB in its docs; 65,536 in its code).
 HTTPX_WS_DEFAULT_LIMIT = 65_536
@@ -121,5 +121,5 @@ def test_a_message_too_big_for_the_client_is_said_plainly() -> None:
     follow = EventFollow(None, None, None, None, None, reconnect=True)
     with pytest.raises(ConnectionFailed) as info:
         follow.closed("http://node:8080", WebSocketDisconnect(1009, "Message too big"))
-    assert "larger than the 16777216 bytes this client accepts" in str(info.value)
+    assert f"larger than the {MAX_MESSAGE_BYTES} bytes this client accepts" in str(info.value)
     assert "filters" in str(info.value)

@@ -48,6 +48,7 @@ from ..processors import Registry
 from ..queueplan import Worker, unserved, worker_from_meta
 from ..schedules import Schedule, validate_schedule
 from ..submission import SubmissionLimits, validate_many, validate_submission
+from ..text import error_text
 from ..tls import peer_http_verify
 from ..workflows import build as build_workflow
 from ..workflows import view as workflow_view
@@ -295,7 +296,9 @@ class Node:
 
     def _on_restart(self, name: str, exc: BaseException, restarts: int) -> None:
         self.metrics.actor_restarts.labels(name).inc()
-        self.events.publish("actor.restarted", actor=name, error=repr(exc), restarts=restarts)
+        self.events.publish(
+            "actor.restarted", actor=name, error=error_text(repr(exc)), restarts=restarts
+        )
 
     # -- jobs ------------------------------------------------------------------------
     def _validate(self, data: Any) -> Job:
@@ -562,7 +565,7 @@ class Node:
                 "conflict",
             )
         await self.store.put_schedule(schedule.to_dict())
-        self.events.publish("schedule.saved", schedule=schedule.to_dict())
+        self.events.publish("schedule.saved", schedule=schedule.event_fields())
         return schedule
 
     async def list_schedules(self) -> list[dict[str, Any]]:

@@ -58,6 +58,15 @@ PARAMETERS = ("kind", "type", "job_id", "node", "since", "lines", "token")
 OPEN_STREAMS_KEY = "jobtrio.open_streams"
 #: Most events in one message with ``lines=true``.
 LINES_PER_MESSAGE = 500
+#: Most characters of events in one ``lines=true`` message (at most 4 bytes each in UTF-8,
+#: so 512 KiB), the first event always going out whatever its size. Why a bound: a
+#: client must say the largest message it takes (httpx-ws 0.10 closes with 1009 past
+#: it) and reads that much from its socket at once, so an unbounded message would make
+#: every client hold megabytes to be safe. 500 ordinary job events (about 250
+#: characters each) fit; 500 carrying 4,096-character errors go out in about 30 messages.
+#: One event is at most about 5,000 characters (a type of 200, an error of 4,096), so a
+#: message is under 540 KB; the clients accept 1 MiB (jobtrio/client/event_follow.py).
+LINES_MESSAGE_CHARS = 128 * 1024
 #: Seconds a close handshake may take with a client that stopped reading.
 CLOSE_TIMEOUT = 2.0
 #: Close code when the log cannot be read (RFC 6455 1011, "internal error"); reconnect later.
@@ -179,8 +188,7 @@ async def _send(sub: Subscription, batch: list[str], lines: bool) -> None:
     """Send in order, one event a message (or up to LINES_PER_MESSAGE lines with ``lines``);
     stop as soon as the follower dropped this consumer."""
     if lines:
-        step = LINES_PER_MESSAGE
-        batch = ["\n".join(batch[i : i + step]) for i in range(0, len(batch), step)]
+        batch = list(line_messages(batch))
     for text in batch:
         if sub.dropped is not None:
             raise ConsumerDropped(sub.dropped, sub.close_code)
@@ -188,6 +196,23 @@ async def _send(sub: Subscription, batch: list[str], lines: bool) -> None:
             await websocket.send(text)
         if scope.cancelled_caught:
             raise _Stuck
+
+
+def line_messages(events: list[str]) -> Iterator[str]:
+    """Join events into ``lines=true`` messages in order: each of at most
+    LINES_PER_MESSAGE events and LINES_MESSAGE_CHARS characters (newlines included),
+    except that a message always takes at least one event."""
+    start = 0
+    size = 0
+    for i, text in enumerate(events):
+        grown = size + len(text) + (1 if i > start else 0)
+        if i > start and (i - start >= LINES_PER_MESSAGE or grown > LINES_MESSAGE_CHARS):
+            yield "\n".join(events[start:i])
+            start, size = i, len(text)
+        else:
+            size = grown
+    if start < len(events):
+        yield "\n".join(events[start:])
 
 
 def _dumps(message: dict[str, Any]) -> str:

@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("Aborted.")
         return 130
     except ConnectionFailed as exc:
-        _fail(f"{exc} (is a node running there? set --url or JOBTRIO_URL)")
+        # a code: the node answered (its event stream closed); no code: nothing answered
+        hint = "" if exc.code else " (is a node running there? set --url or JOBTRIO_URL)"
+        _fail(f"{exc}{hint}")
         return EXIT_FAILURE
     except JobtrioError as exc:
         detail = f" (HTTP {exc.status}, {exc.code})" if exc.status else ""

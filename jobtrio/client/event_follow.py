@@ -23,18 +23,15 @@ _FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 #: when a message is larger than ``MAX_MESSAGE_BYTES``.
 _TOO_BIG_CLOSE = 1009
 #: Largest event stream message the clients accept (httpx-ws's ``max_message_size_bytes``).
-#: httpx-ws 0.10 made that argument a limit on the whole message, 64 KiB by default,
-#: and with ``lines=true`` the node sends up to 500 events a message (``LINES_PER_MESSAGE``
-#: in jobtrio/api/events.py): about 125 KB of plain job events, 2 MB if each carries a
-#: 4096-character traceback, 8 MiB if that is in a script of 4-byte characters. The
-#: default closed real streams with 1009. Before
-#: 0.10 (and still) the argument is also the most read from the socket at once: CPU
-#: per event is unchanged, but a client draining a backlog at full speed peaks about
-#: 20 (blocking) to 40 MiB (async) higher than with 64 KiB (bench/bench_event_client.py);
-#: a smaller limit would turn a burst of long errors into a close no reconnection
-#: mends. The server's own WEBSOCKET_MAX_MESSAGE_BYTES (64 KiB) bounds what clients
-#: send it, not what it sends.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: httpx-ws 0.10 made that argument a limit on a whole message (64 KiB by default,
+#: closing with 1009 past it), and it is also the most read from the socket at once, so
+#: a larger limit costs a client draining a backlog memory (bench/bench_event_client.py).
+#: A node keeps every message under it: with ``lines=true`` it joins events up to
+#: ``LINES_MESSAGE_CHARS`` (128 Ki characters, 512 KiB at most in UTF-8; see
+#: jobtrio/api/events.py) and no single event is near that (events carry no payloads,
+#: errors are cut at 4,096 characters). The server's own WEBSOCKET_MAX_MESSAGE_BYTES
+#: (64 KiB) bounds what clients send it, not what it sends.
+MAX_MESSAGE_BYTES = 1024 * 1024
 EVENTS_PATH = "/api/v1/events"
 #: A websocket handshake's headers, to read the JSON reason of a refused one.
 UPGRADE_HEADERS = {
@@ -111,11 +108,13 @@ class EventFollow:
                 raise ConnectionFailed(
                     f"the event stream of {url} sent a message larger than the "
                     f"{MAX_MESSAGE_BYTES} bytes this client accepts (close 1009); "
-                    "narrow the stream with filters (kind, type, job_id, node)"
+                    "narrow the stream with filters (kind, type, job_id, node)",
+                    code="message_too_big",
                 ) from None
             if exc.code in _FINAL_CLOSES or not self.reconnect:
                 raise ConnectionFailed(
-                    f"the event stream of {url} closed ({exc.code}): {exc.reason or 'no reason'}"
+                    f"the event stream of {url} closed ({exc.code}): {exc.reason or 'no reason'}",
+                    code="stream_closed",
                 ) from None
         elif not self.reconnect:
             raise ConnectionFailed(f"the event stream of {url} was lost: {exc}") from None
