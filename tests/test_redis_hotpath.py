@@ -30,6 +30,7 @@ from jobtrio.backends.base import BackendUnavailable, ClaimScope, Finish, JobQue
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.backends.redis import RedisBroker, RedisStore, codec, wire
 from jobtrio.jobs import Attempt, IdGenerator, Job, JobStatus
+from jobtrio.jsontext import orjson_exact
 from jobtrio.submission import validate_submission
 
 NOW = 1_700_000_000.123456
@@ -324,12 +325,15 @@ async def test_a_connection_cut_under_a_call_is_backend_unavailable():
 
 
 def test_claim_parse_equals_the_document_parse():
-    """``_job`` reads the claim reply's fragments as ``Job.loads`` reads the document."""
+    """``_job`` reads the claim reply's fragments as ``Job.loads`` reads the document; so
+    does ``decode_many``, a job alone (orjson unless 19 digits in a row) and all together
+    (one text: json.loads reads all when one job needs it)."""
     import random
 
     from jobtrio.jobs import Attempt
 
     rng = random.Random(7)
+    replies: list[tuple[bytes, bytes, Job]] = []
     values = [None, 0, -3, 2**70, 1.5, -0.0, 1e-7, 1e300, "", 'q"u\\o', "ž🐢"]
     values += [True, False, [1, {"a": None}], {"k": [1.25]}]
     for i in range(300):
@@ -353,12 +357,19 @@ def test_claim_parse_equals_the_document_parse():
         slow = Job.loads(doc)
         # the claim's reader is chosen on the reply's bytes: orjson unless 19 digits in a row
         claimed = codec.decoder_for((body + codec.SEP.join(fields)).encode())
-        for fast in (codec.RawJob(body, fields).job(), claimed(body, fields)):
+        [many] = codec.decode_many([body.encode()], [codec.SEP.join(fields).encode()])
+        for fast in (codec.RawJob(body, fields).job(), claimed(body, fields), many):
             assert fast.dumps() == slow.dumps()
             assert fast == slow
             assert [type(getattr(fast, n)) for n in JOB_FIELDS] == [
                 type(getattr(slow, n)) for n in JOB_FIELDS
             ]
+        replies.append((body.encode(), codec.SEP.join(fields).encode(), slow))
+    # all, and those orjson reads (the batch then goes to orjson, NaN and 1e400 apart)
+    for batch in (replies, [r for r in replies if orjson_exact(r[0] + r[1])]):
+        together = codec.decode_many([r[0] for r in batch], [r[1] for r in batch])
+        assert [job.dumps() for job in together] == [r[2].dumps() for r in batch]
+        assert together == [r[2] for r in batch]
 
 
 async def test_claimed_jobs_read_with_orjson_are_the_jobs_json_reads(pair):

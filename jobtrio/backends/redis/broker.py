@@ -32,7 +32,7 @@ from .codec import (
     SEP,
     as_text,
     check_name,
-    decoder_for,
+    decode_many,
     enc,
     encode_many,
     enqueue_arg,
@@ -306,11 +306,11 @@ class RedisBroker(OnRedis, Broker):
         """The leases of a claim's reply: token, b and m of each job."""
         if not reply:
             return []
-        job_of = decoder_for(b"".join(reply))
-        # a worker needs every field: parsed here, whole
+        # a worker needs every field: parsed here, whole, all the reply's jobs at once
+        jobs = decode_many(reply[1::3], reply[2::3])
         return [
-            Lease(job_of(body.decode(), m.decode().split(SEP)), token.decode(), expires_at)
-            for token, body, m in zip(reply[::3], reply[1::3], reply[2::3], strict=True)
+            Lease(job, token.decode(), expires_at)
+            for token, job in zip(reply[::3], jobs, strict=True)
         ]
 
     async def renew(

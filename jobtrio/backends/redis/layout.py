@@ -365,22 +365,35 @@ class Layout:
             else:
                 parsed.append(f"f[{at[value.lua]}]")
                 args.append(f"v[{len(parsed)}]")
-        array = "".join(f", ',', {p}" for p in parsed)
-        out.append(
-            "def decode(b, f):\n"
-            f"    v = loads(''.join(('[{{', b, '}}'{array}, ']')))\n"
+        # The attempts are parsed in the same text: the closed ones' array, then the open
+        # one's [number, node, worker, start] when there is one (its four values are JSON
+        # texts as they stand). A call of the json module or of a helper per value cost
+        # more than the parse of the whole array.
+        plain_at = [int(p[2:-1]) for p in parsed]
+        closed, head = f"f[{at['ATT']}]", f"f[{at['AON']}]"
+        opened = f"f[{at['AOW']}] + ',' + f[{at['AOS']}] + ']]'"
+        if plain_at == list(range(plain_at[0], plain_at[-1] + 1)):
+            plain = f"','.join(f[{plain_at[0]}:{plain_at[-1] + 1}])"
+        else:
+            plain = "','.join((" + ", ".join(parsed) + ",))"
+        text = (
+            f"'[{{' + b + '}},' + {plain} + ',' + {closed} "
+            f"+ (',[' + {head} + ',' + {opened} if {head} else ']')"
+        )
+        build = (
             "    d = v[0]\n"
-            # the attempts written out here: a call per job cost more than its body
-            f"    closed, head = f[{at['ATT']}], f[{at['AON']}]\n"
-            "    attempts = [Attempt(*a) for a in loads(closed)] if closed != '[]' else []\n"
-            "    if head:\n"
-            "        number, node = head.split(',', 1)\n"
-            "        attempts.append(\n"
-            f"            Attempt(int(number), text_of(node), value(f[{at['AOW']}]), "
-            f"value(f[{at['AOS']}]))\n"
-            "        )\n"
+            f"    attempts = [Attempt(*a) for a in v[{len(parsed) + 1}]]\n"
+            f"    if {head}:\n"
+            f"        attempts.append(Attempt(*v[{len(parsed) + 2}]))\n"
             "    return job_class(\n        " + ",\n        ".join(args) + ",\n    )\n"
         )
+        # job_text(b, values) -> the JSON array decode parses: the body's object, the plain
+        # values, the attempts (codec.decode_many parses a reply's texts in one call)
+        out.append(f"def job_text(b, f):\n    return {text}\n")
+        # decode(b, values) -> Job, as Job.loads reads the document: one parse of job_text
+        out.append(f"def decode(b, f):\n    v = loads({text})\n" + build)
+        # build(v, values) -> the Job of v, job_text's array parsed (decode after its parse)
+        out.append("def build(v, f):\n" + build)
 
         def read(lua: str) -> str:
             return f"f[{at[lua]}]"
