@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import trio
 
+from jobtrio.actors.dispatch.workers import WORKER_SLICE_JOBS
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.jobs import JobStatus
 from jobtrio.processors import JobContext, Registry
@@ -209,3 +210,31 @@ async def test_a_crashed_dispatcher_is_restarted_and_hands_back_what_it_held(aut
         assert node.dispatcher.in_flight == 0
     assert broker.crashed and restarts == 1
     assert all(job.status == JobStatus.COMPLETED for job in done)
+
+
+async def test_a_worker_runs_a_few_quick_jobs_between_yields_and_no_more(autojump_clock):
+    """A worker dealt its next job directly runs it without yielding first, up to
+    ``WORKER_SLICE_JOBS`` jobs in a row (the clock stands still here, so the count
+    decides): a worker's turn runs at most ``WORKER_SLICE_JOBS + 1`` jobs, and every job
+    runs once. (trio may order two rounds' tasks so that another task sees two turns of
+    the worker between two of its own: hence twice that; a yield before every job, as
+    before, ran at most two jobs between its looks.)"""
+    registry = Registry()
+    runs: list[str] = []
+
+    @registry.processor("quick")
+    async def quick(ctx: JobContext) -> None:
+        runs.append(ctx.job_id)
+
+    async with running_node(registry, worker_count=1, dispatch_prefetch=100) as node:
+        jobs = await node.submit_many([{"type": "quick"}] * 60)
+        seen = [0]
+        while len(runs) < len(jobs):  # another task: one look a turn
+            await trio.lowlevel.checkpoint()
+            seen.append(len(runs))
+        steps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+        assert max(steps) <= 2 * (WORKER_SLICE_JOBS + 1)
+        assert max(steps) > 2  # jobs in a row without a yield between them
+        for job in jobs:
+            assert (await terminal(node, job.id)).status == JobStatus.COMPLETED
+    assert sorted(runs) == sorted(job.id for job in jobs)
