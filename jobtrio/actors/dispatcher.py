@@ -56,6 +56,7 @@ from .dispatch.flights import (
     Report,
     unstarted,
 )
+from .dispatch.gcpace import young_generation
 from .dispatch.health import BrokerHealth
 from .dispatch.progress import ProgressReports
 from .dispatch.workers import Workers
@@ -270,14 +271,15 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Claim, run and report until cancelled; the node's supervisor restarts it on a crash."""
         self._recover()
-        async with trio.open_nursery() as nursery:
-            self._workers.start(nursery)
-            nursery.start_soon(self._finisher.run)
-            nursery.start_soon(self._progress.run)
-            task_status.started()
-            await self._claims.run()
-            # claiming stopped (drain); keep workers and finisher until drained
-            await trio.sleep_forever()
+        with young_generation():  # claims make hundreds of objects at once (see gcpace)
+            async with trio.open_nursery() as nursery:
+                self._workers.start(nursery)
+                nursery.start_soon(self._finisher.run)
+                nursery.start_soon(self._progress.run)
+                task_status.started()
+                await self._claims.run()
+                # claiming stopped (drain); keep workers and finisher until drained
+                await trio.sleep_forever()
 
     def _recover(self) -> None:
         """Start clean after a crash of an earlier ``run`` (a no-op the first time).
