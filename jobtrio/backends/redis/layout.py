@@ -13,7 +13,8 @@ the declaration into:
   (``local S, PR, ... = 1, 2, ...``), ``NF``, the patterns that cut ``m``
   and an enqueue's header, and ``doc()``, which writes the job's document;
 - ``python()``: the codec's functions (``encode``, ``enqueue_arg``,
-  ``decode``, ``dumps``, ``doc``), compiled once at import like a
+  ``decode``, ``job_text`` and ``build`` (its two halves, for a reply of many
+  jobs), ``dumps``, ``doc``), compiled once at import like a
   dataclass' ``__init__``, because a loop over the declaration per job cost
   more than the claim script itself.
 
