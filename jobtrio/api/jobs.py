@@ -18,15 +18,17 @@ import dataclasses
 import operator
 from typing import Any
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, request
 
 from ..backends.base import StateConflict
 from ..backends.dependencies import UnknownDependency
 from ..jobs import Job, JobStatus
 from ..submission import MAX_DEPENDENCIES, SizedSubmissions
 from .auth import Role, check_role, current_claims, owner_scope, require, submitter
+from .batch_answer import batch_answer_body
 from .context import MAX_BATCH_JOBS, batch_body_limit, current_node, job_body_limit
 from .errors import ApiError, Conflict, NotFound, Unprocessable
+from .jsonprovider import FastJSONProvider
 from .parsing import (
     JOB_ID_RE,
     parse_bool,
@@ -170,33 +172,44 @@ class _BatchAnswer:
     ``prepare`` runs while the Broker works (``Node.submit_many``'s ``meanwhile``)
     and writes the answer as if every job were stored as sent; ``response`` uses it
     when each stored job is the very object validated (the Broker hands back another
-    one for a job holding its key or changed), else takes each such job's prepared
-    dict and makes the others' now."""
+    one for a job holding its key or changed), else writes the answer of the stored
+    jobs now. Both write it from the jobs' fields (``batch_answer_body``), or, where
+    that leaves it to the app's JSON provider, from their dicts as before."""
 
-    __slots__ = ("sent", "dicts", "prepared")
+    __slots__ = ("sent", "prepared")
 
     def __init__(self) -> None:
         self.sent: list[Job] = []
-        self.dicts: list[dict[str, Any]] = []
         self.prepared: Response | None = None
 
     def prepare(self, jobs: list[Job]) -> None:
-        self.dicts = dicts = [job.to_dict() for job in jobs]
         self.sent = jobs
-        self.prepared = _created({"jobs": dicts, "count": len(dicts)})
+        self.prepared = _batch_created(jobs)
 
     def response(self, stored: list[Job]) -> Response:
-        sent, dicts = self.sent, self.dicts
-        if len(sent) != len(stored) or len(dicts) != len(stored):
-            answers = [job.to_dict() for job in stored]
-        elif self.prepared is not None and all(map(operator.is_, stored, sent)):
+        sent = self.sent
+        if (
+            self.prepared is not None
+            and len(sent) == len(stored)
+            and all(map(operator.is_, stored, sent))
+        ):
             return self.prepared
-        else:
-            answers = [
-                prepared if job is given else job.to_dict()
-                for job, given, prepared in zip(stored, sent, dicts, strict=True)
-            ]
-        return _created({"jobs": answers, "count": len(answers)})
+        return _batch_created(stored)
+
+
+def _batch_created(jobs: list[Job]) -> Response:
+    """``_created({"jobs": [job.to_dict() ...], "count": ...})``, the same bytes."""
+    provider = current_app.json
+    compact = type(provider) is FastJSONProvider and (
+        provider.compact or (provider.compact is None and not current_app.debug)
+    )
+    body = batch_answer_body(jobs) if compact else None
+    if body is None:
+        dicts = [job.to_dict() for job in jobs]
+        return _created({"jobs": dicts, "count": len(dicts)})
+    return current_app.response_class(  # type: ignore[no-any-return]
+        body, status=201, mimetype=provider.mimetype
+    )
 
 
 @bp.get("/api/v1/jobs")
