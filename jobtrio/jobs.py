@@ -185,19 +185,21 @@ def is_job_id(value: Any) -> bool:
 #: one time when it is accepted, and the jobs of a batch share them (and often their
 #: scheduled_at), so an answer of 1000 jobs formats a few times instead of 3000
 #: (datetime formatting is ~1.5 us a time). Emptied when full, so it stays small.
-_iso_texts: dict[float, str] = {}
+#: Read it only with ``.get`` (to skip a call of ``to_iso`` for a time it holds, as
+#: the batch answer does); ``to_iso`` alone fills it.
+ISO_TEXTS: dict[float, str] = {}
 _ISO_TEXTS_MAX = 256
 
 
 def to_iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    text = _iso_texts.get(ts)
+    text = ISO_TEXTS.get(ts)
     if text is None:
         text = iso_text(ts)
-        if len(_iso_texts) >= _ISO_TEXTS_MAX:
-            _iso_texts.clear()
-        _iso_texts[ts] = text
+        if len(ISO_TEXTS) >= _ISO_TEXTS_MAX:
+            ISO_TEXTS.clear()
+        ISO_TEXTS[ts] = text
     return text
 
 
@@ -425,7 +427,7 @@ class Job:
         times and the empty attempts are written without a call, a time already written
         is taken from ``to_iso``'s memory without a call, and the status's text is looked
         up, not made."""
-        texts = _iso_texts
+        texts = ISO_TEXTS
         return {
             "id": self.id,
             "type": self.type,

@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ..jobs import WIRE_KEYS, Job, JobStatus, _iso_texts, to_iso
+from ..jobs import ISO_TEXTS, WIRE_KEYS, Job, JobStatus, to_iso
 
 #: A job of the answer: its values in ``WIRE_KEYS`` order (``to_dict``'s), untyped.
 #: Not tracked by the garbage collector: it lives while the answer is written.
@@ -70,7 +70,7 @@ def _row(job: Job) -> Any:
     """``job.to_dict()`` as a row of the same values in the same order (``_any`` called
         only where a value is not None, and ``to_iso`` only for a time its memory does not hold,
     as ``to_dict`` does: a call is some 300 instructions, ten of them a job)."""
-    texts = _iso_texts
+    texts = ISO_TEXTS
     timeout = job.timeout
     if timeout is not None and not (
         type(timeout) is float and -_PLAIN_FLOAT < timeout < _PLAIN_FLOAT
