@@ -256,9 +256,18 @@ async def test_an_expired_lease_is_requeued() -> None:
     node = Node(settings, broker, store)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
-        await wait_until(lambda: node.dispatcher.finished == 1, timeout=10)
+
+        def completed() -> bool:
+            # jobs_completed_total counts the job.completed events, which reach the
+            # metrics over the event bus after the finisher counted the job finished:
+            # wait for the metric itself (the test failed once reading it too early)
+            m = scrape(node.metrics.render().decode())
+            return value(m, "jobs_completed_total", type="noop") >= 1
+
+        await wait_until(completed, timeout=10)
         m = scrape(node.metrics.render().decode())
         node.request_stop()
+    assert node.dispatcher.finished == 1
     assert value(m, "jobs_requeued_total") == 1
     assert value(m, "job_lease_expirations_total") == 1
     assert value(m, "jobs_poisoned_total") == 0
