@@ -12,7 +12,8 @@ import datetime as dt
 import queue
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -67,6 +68,8 @@ class Client:
             transport=transport,
             verify=tls_verify(verify),
         )
+        #: Event streams ``events`` handed out and not yet closed (see ``close``).
+        self._streams: weakref.WeakSet[Generator[dict[str, Any], None, None]] = weakref.WeakSet()
 
     def __enter__(self) -> Client:
         return self
@@ -75,6 +78,15 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the event streams still open, then the connections.
+
+        An event stream left open (a caller that stopped iterating ``events``
+        without closing it, as ``jobtrio jobs watch`` did once its job had ended)
+        keeps httpx-ws's reader thread blocked on the socket, and the interpreter
+        waits for that thread at exit: the process never ended. Closing the
+        stream first ends its websocket session and the thread with it."""
+        for stream in list(self._streams):
+            stream.close()
         self._http.close()
 
     def _request(self, call: Call) -> httpx.Response:
@@ -403,9 +415,20 @@ class Client:
         message says that events after ``since`` are no longer kept.
         ``timeout`` ends the iteration after that many seconds in all;
         ``control=True`` also yields the node's ``stream.ready`` message at
-        each (re)connection, which says the subscription is live.
+        each (re)connection, which says the subscription is live. Close the
+        iterator (``.close()``) when done with it; ``close`` of the client closes
+        those still open.
         """
-        follow = EventFollow(kind, type, job_id, node, since, reconnect)
+        stream = self._follow(
+            lambda: EventFollow(kind, type, job_id, node, since, reconnect), timeout, control
+        )
+        self._streams.add(stream)
+        return stream
+
+    def _follow(
+        self, make: Callable[[], EventFollow], timeout: float | None, control: bool
+    ) -> Generator[dict[str, Any], None, None]:
+        follow = make()  # at the first next(), as when events() was the generator
         deadline = deadline_after(timeout)
         while True:
             try:
