@@ -12,15 +12,12 @@ here, and require it to end; the subprocess timeout only catches the hang.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 
-import pytest
 import trio
 
 from jobtrio.actors.node import Node
 from jobtrio.client import AsyncClient
-from tests.test_api import make_node
-from tests.test_client import serve_node
+from tests.test_events import served  # noqa: F401 (the fixture: a node served here)
 
 #: Far beyond what either needs (under a second here): only a hang reaches it.
 HANG = 60
@@ -51,24 +48,13 @@ os._exit(0)
 """
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[Node, str]]:
-    node = make_node()
-    async with trio.open_nursery() as nursery:
-        url = await serve_node(nursery, node)
-        yield node, url
-        node.request_stop()
-        await node.stopped.wait()
-        nursery.cancel_scope.cancel()
-
-
 async def _run(*args: str) -> trio.CompletedProcess[bytes]:
     with trio.fail_after(HANG):
         return await trio.run_process([sys.executable, *args], capture_stdout=True, check=False)
 
 
 async def test_a_client_closed_with_a_stream_open_lets_its_process_end(
-    served: tuple[Node, str],
+    served: tuple[Node, str],  # noqa: F811 - the fixture
 ) -> None:
     _, url = served
     done = await _run("-c", LEFT_OPEN, url)
@@ -76,7 +62,7 @@ async def test_a_client_closed_with_a_stream_open_lets_its_process_end(
     assert done.stdout.decode().strip() == "threads left 0"
 
 
-async def test_jobs_watch_of_a_finished_job_exits(served: tuple[Node, str]) -> None:
+async def test_jobs_watch_of_a_finished_job_exits(served: tuple[Node, str]) -> None:  # noqa: F811
     _, url = served
     async with AsyncClient(url) as client:
         job = await client.submit("noop")

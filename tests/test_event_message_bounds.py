@@ -10,7 +10,6 @@ once. So the node bounds its ``lines=true`` messages by size as well as by count
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,8 +23,7 @@ from jobtrio.cli.exits import EXIT_FAILURE
 from jobtrio.client import AsyncClient, ConnectionFailed
 from jobtrio.client.event_follow import MAX_MESSAGE_BYTES, EventFollow
 from jobtrio.text import MAX_ERROR_CHARS
-from tests.test_api import make_node
-from tests.test_client import serve_node
+from tests.test_events import served  # noqa: F401 (the fixture: a node served here)
 from tests.waiting import wait_until
 
 #: Four UTF-8 bytes each: the largest an error of MAX_ERROR_CHARS characters can be.
@@ -62,19 +60,8 @@ def test_a_message_of_the_widest_events_fits_what_the_clients_accept() -> None:
     assert max(len(m.encode()) for m in messages) <= MAX_MESSAGE_BYTES
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[Node, str]]:
-    node = make_node()
-    async with trio.open_nursery() as nursery:
-        url = await serve_node(nursery, node)
-        yield node, url
-        node.request_stop()
-        await node.stopped.wait()
-        nursery.cancel_scope.cancel()
-
-
 async def test_a_replay_of_failures_with_the_longest_errors_reaches_the_client(
-    served: tuple[Node, str],
+    served: tuple[Node, str],  # noqa: F811 - the fixture
 ) -> None:
     """600 failures whose errors are 4,096 four-byte characters: 9.8 MB of events, which
     500 to a message made 8 MB messages the client closed with 1009."""
@@ -100,7 +87,7 @@ async def test_a_replay_of_failures_with_the_longest_errors_reaches_the_client(
 
 
 async def test_a_saved_schedule_is_announced_without_its_payload(
-    served: tuple[Node, str],
+    served: tuple[Node, str],  # noqa: F811 - the fixture
 ) -> None:
     node, url = served
     secret = {"token": "s" * 2_000}
