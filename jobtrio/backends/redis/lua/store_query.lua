@@ -132,7 +132,6 @@ if cursor ~= '' then top = '(' .. cursor end
 if after or before then
   local lo, hi = '-inf', '+inf'
   local idlo, idhi = '-', '+'
-  local ID_TIMES = 32 ^ 10
   if after then
     lo = ARGV[4]
     local ms = math.floor(after * 1000)
