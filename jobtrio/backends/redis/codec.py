@@ -214,13 +214,6 @@ _orjson_loads = orjson.loads
 _OrjsonError = orjson.JSONDecodeError
 
 
-def decoder_for(reply: bytes) -> Any:
-    """``decode_fast`` when orjson reads every number of ``reply`` exactly (see
-    ``orjson_exact``: ids and tokens rarely hold 19 decimal digits in a row; when one
-    does, the reply is read the slower way), else ``decode``."""
-    return decode_fast if orjson_exact(reply) else decode
-
-
 _generated = LAYOUT.functions(HELPERS)
 #: ``encode(job, status) -> (b, values of m)``, for the job as it will be with ``status``.
 encode: Any = _generated["encode"]
@@ -234,9 +227,6 @@ decode: Any = _generated["decode"]
 dumps: Any = _generated["dumps"]
 #: ``doc(b, values) -> str``: the document the Lua ``doc()`` writes.
 doc: Any = _generated["doc"]
-#: ``decode`` reading JSON with orjson (a job's array 3.6 -> 1.0 us), for a reply
-#: ``decoder_for`` has checked; anything orjson refuses is read by json.loads.
-decode_fast: Any = LAYOUT.functions({**HELPERS, "loads": _orjson_or_json})["decode"]
 #: ``job_text(b, values) -> str``: the JSON array ``decode`` parses (body, values, attempts).
 _job_text: Any = _generated["job_text"]
 #: ``build(v, values) -> Job``: what ``decode`` makes of ``v``, that array parsed.
@@ -251,20 +241,15 @@ def decode_many(bodies: Sequence[bytes], ms: Sequence[bytes]) -> list[Job]:
     (6-7 us a job, a tenth of a noop drain's node CPU). Here all the jobs' texts
     (``job_text``) are parsed by one call, and ``build`` makes each Job as ``decode``
     does. orjson reads them when it reads every number in them exactly
-    (``orjson_exact``), else json.loads does, as ``decode`` and ``decode_fast`` read a
-    job; a text orjson refuses (NaN, 1e400) is read by json.loads too.
+    (``orjson_exact``), else json.loads does, as ``decode`` reads a
+    job; a text orjson refuses (NaN, 1e400) is read by json.loads too (ids and tokens
+    rarely hold 19 decimal digits in a row; when one does, the reply is read the slower
+    way).
     """
     fs = [m.decode().split(SEP) for m in ms]
     job_text = _job_text
     text = "[" + ",".join([job_text(b.decode(), f) for b, f in zip(bodies, fs, strict=True)]) + "]"
-    arrays = None
-    if orjson_exact(text.encode()):
-        try:
-            arrays = _orjson_loads(text)
-        except _OrjsonError:
-            pass
-    if arrays is None:
-        arrays = _loads(text)
+    arrays = _orjson_or_json(text) if orjson_exact(text.encode()) else _loads(text)
     build = _build
     return [build(v, f) for v, f in zip(arrays, fs, strict=True)]
 
