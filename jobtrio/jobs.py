@@ -72,8 +72,10 @@ class ValidationError(ValueError):
 # --------------------------------------------------------------------------
 # identifiers
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_CROCKFORD_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+#: The ids' alphabet (Crockford base 32): a server-made id is its created_at's milliseconds
+#: in its first 10 of these 26 characters (the Redis layout reads the time back).
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]
 #: An id is 26 characters of 5 bits (the first one always 0-7), written two at a time.
 _TIME_SHIFTS = range(40, -1, -10)  # the time's 10 characters, of the ms alone
 _HIGH_SHIFTS = range(50, -1, -10)  # the randomness' first 12 characters, of its bits >> 20
@@ -173,7 +175,7 @@ def new_token() -> str:
 def is_job_id(value: Any) -> bool:
     """Whether ``value`` is a job id as this system makes them (26 Crockford characters)."""
     return (
-        isinstance(value, str) and len(value) == 26 and all(c in _CROCKFORD for c in value.upper())
+        isinstance(value, str) and len(value) == 26 and all(c in CROCKFORD for c in value.upper())
     )
 
 

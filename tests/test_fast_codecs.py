@@ -322,7 +322,7 @@ def test_key_ends_are_counted_as_the_pattern_counts_them(raw: bytes) -> None:
 def test_ids_are_the_ulid_of_their_time_and_randomness():
     """IdGenerator keeps the text of a millisecond's time and writes the randomness alone:
     each id is still the 26 Crockford characters of (ms << 80) | random bits, in order."""
-    from jobtrio.jobs import _CROCKFORD, IdGenerator
+    from jobtrio.jobs import CROCKFORD, IdGenerator
 
     rng = random.Random(11)
     seen = random.Random(11)
@@ -338,7 +338,7 @@ def test_ids_are_the_ulid_of_their_time_and_randomness():
             rand = seen.getrandbits(80)
         last_ms, last_rand = ms, rand
         value = (ms << 80) | rand
-        assert text == "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in range(25, -1, -1))
+        assert text == "".join(CROCKFORD[(value >> (5 * i)) & 31] for i in range(25, -1, -1))
         made.append(text)
     assert made == sorted(made)
 
@@ -346,7 +346,7 @@ def test_ids_are_the_ulid_of_their_time_and_randomness():
 def test_ids_counting_up_within_a_millisecond_carry_into_the_kept_characters():
     """Within a millisecond the randomness counts up: past each 2**20 (and at the 80-bit
     wrap) the first characters of the randomness, which IdGenerator keeps, change."""
-    from jobtrio.jobs import _CROCKFORD, IdGenerator
+    from jobtrio.jobs import CROCKFORD, IdGenerator
 
     for start in (2**20 - 3, 2**40 - 2, 2**80 - 2):
         rng = random.Random()
@@ -354,7 +354,7 @@ def test_ids_counting_up_within_a_millisecond_carry_into_the_kept_characters():
         ids = IdGenerator(rng)
         for i in range(6):
             value = (1_700_000_000_123 << 80) | ((start + i) & (2**80 - 1))
-            expected = "".join(_CROCKFORD[(value >> (5 * j)) & 31] for j in range(25, -1, -1))
+            expected = "".join(CROCKFORD[(value >> (5 * j)) & 31] for j in range(25, -1, -1))
             assert ids.new(1_700_000_000.123) == expected
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ...jobs import _CROCKFORD, Job
+from ...jobs import CROCKFORD, Job
 
 #: How a value is written and read: ``plain`` is one JSON value of the Job field of its
 #: name, in the document as ``"field":value``; ``status`` a bare word; ``copy`` a JSON value
@@ -112,7 +112,7 @@ _ATTEMPTS = ("AN", "ATT", "AON", "AOW", "AOS")
 #: of an enqueue's 83k Redis instructions. Records filed before this (every one in
 #: ``rec-created``, told by its id or not) are read as they were: a window reads both
 #: the index and the ids' range, and an id found by both is read once.
-ID_ALPHABET = _CROCKFORD
+ID_ALPHABET = CROCKFORD
 ID_TIME_CHARS = 10
 #: How long an id is that tells its time (a ULID's 26 characters).
 ID_CHARS = 26
