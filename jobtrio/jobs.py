@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from copy import copy as _shallow_copy
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -638,6 +638,73 @@ def job_from_wire_values(values: tuple[Any, ...]) -> Job:
     if job is not None:
         return job
     return Job.from_dict(dict(zip(WIRE_KEYS, values, strict=True)))
+
+
+def jobs_from_checked_rows(
+    rows: Iterable[Any], values_of: Callable[[Any], tuple[Any, ...]]
+) -> list[Job]:
+    """``[job_from_wire_values(values_of(row)) for row in rows]`` for rows whose reader
+    already checked the kinds ``_from_wire`` checks one by one: each row holds
+    ``WIRE_KEYS`` as attributes (``values_of(row)``: their values in that order), its
+    ``status`` a ``JobStatus``, ``priority``, ``retry_count``, ``max_retries``,
+    ``lease_expirations`` and ``version`` ints (not bools), its five times text or
+    None, its ``attempts``, ``depends_on``, ``waiting_for`` and ``dependents`` lists.
+
+    The same jobs, or the same error, as that expression: a job without attempts is
+    built here in one expression (no call of ``_from_wire`` and no tuple of 31 values
+    to unpack and check), one with attempts by ``Job.from_dict`` as before. The client
+    reads a batch's 1,000 jobs through here (callgrind: figures in the commit)."""
+    seconds = _iso_seconds
+    return [
+        Job(
+            row.id,
+            row.type,
+            row.priority,
+            row.payload or {},
+            row.status,
+            (
+                None
+                if (t := row.created_at) is None
+                else seconds.get(t) or parse_time(t, "created_at")
+            )
+            or 0.0,
+            (
+                None
+                if (t := row.updated_at) is None
+                else seconds.get(t) or parse_time(t, "updated_at")
+            )
+            or 0.0,
+            None
+            if (t := row.scheduled_at) is None
+            else seconds.get(t) or parse_time(t, "scheduled_at"),
+            None if (t := row.started_at) is None else parse_time(t, "started_at"),
+            None if (t := row.completed_at) is None else parse_time(t, "completed_at"),
+            row.retry_count,
+            row.max_retries,
+            row.timeout,
+            row.result,
+            row.error,
+            row.node_id,
+            row.worker_id,
+            row.attempts,
+            row.idempotency_key,
+            row.lease_expirations,
+            row.progress,
+            row.depends_on,
+            row.on_dependency_failure,
+            row.workflow_id,
+            row.workflow,
+            row.waiting_for,
+            row.dependents,
+            row.dependency_results,
+            row.version,
+            row.owner,
+            row.queue or DEFAULT_QUEUE,
+        )
+        if not row.attempts
+        else Job.from_dict(dict(zip(WIRE_KEYS, values_of(row), strict=True)))
+        for row in rows
+    ]
 
 
 def _from_wire(values: tuple[Any, ...], copy: bool = True) -> Job | None:

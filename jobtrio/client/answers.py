@@ -15,7 +15,14 @@ import httpx
 import msgspec
 import orjson
 
-from ..jobs import WIRE_KEYS, Job, job_from_answer, job_from_wire_values
+from ..jobs import (
+    WIRE_KEYS,
+    Job,
+    JobStatus,
+    job_from_answer,
+    job_from_wire_values,
+    jobs_from_checked_rows,
+)
 from ..jsontext import orjson_exact
 from .calls import Call
 from .errors import JobtrioError, error_from_response
@@ -125,6 +132,67 @@ _row_values = msgspec.structs.astuple
 if _WireJob.__struct_fields__ != WIRE_KEYS:
     raise ImportError("the client's answer rows hold their values in another order than WIRE_KEYS")
 
+#: The kinds ``jobs_from_checked_rows`` takes as checked (see there); any other key
+#: ``Any``. msgspec checks them while it reads: a status no ``JobStatus`` spells, a bool
+#: or a float for an integer, a number for a time, a list that is null... refuses the
+#: answer, which is then read by the untyped rows above, as before.
+_CHECKED_KINDS: dict[str, Any] = {
+    "priority": int,
+    "status": JobStatus,
+    "created_at": str | None,
+    "updated_at": str | None,
+    "scheduled_at": str | None,
+    "started_at": str | None,
+    "completed_at": str | None,
+    "retry_count": int,
+    "max_retries": int,
+    "attempts": list[Any],
+    "lease_expirations": int,
+    "depends_on": list[Any],
+    "waiting_for": list[Any],
+    "dependents": list[Any],
+    "version": int,
+}
+#: A job of an answer with those kinds checked as msgspec reads it (no call a job).
+_CheckedJob = msgspec.defstruct(
+    "_CheckedJob",
+    [(key, _CHECKED_KINDS.get(key, Any)) for key in WIRE_KEYS],
+    forbid_unknown_fields=True,
+    gc=False,
+)
+_CheckedJobsAnswer = msgspec.defstruct(
+    "_CheckedJobsAnswer",
+    [("jobs", list[_CheckedJob]), ("next_cursor", Any, None)],  # type: ignore[valid-type]
+    gc=False,
+)
+_read_checked_answer = msgspec.json.Decoder(_CheckedJobsAnswer).decode
+if _CheckedJob.__struct_fields__ != WIRE_KEYS:
+    raise ImportError("the client's checked rows hold their values in another order than WIRE_KEYS")
+
+
+def _not_a_job(exc: Exception) -> JobtrioError:
+    return JobtrioError(f"the node sent something that is not a job: {exc}")
+
+
+def _checked_jobs(response: httpx.Response) -> tuple[list[Job], Any] | None:
+    """``_fast_jobs`` of an answer whose jobs all have the kinds a node writes
+    (``_CHECKED_KINDS``), read with those kinds checked by msgspec and each job built
+    without a call (``jobs_from_checked_rows``); None for any other answer.
+
+    Why: in the client's CPU a job of ``submit_many``, building each job from its row
+    of untyped values cost about twice msgspec's reading of it (callgrind, a batch of
+    1,000: figures in the commit). Every answer that reading refuses, the slower
+    one reads as before (``_fast_jobs``), which keeps every odd answer's outcome."""
+    try:
+        answer = _read_checked_answer(response.content)
+    except (msgspec.DecodeError, RecursionError):  # DecodeError: its ValidationError too
+        return None
+    try:
+        jobs = jobs_from_checked_rows(answer.jobs, _row_values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _not_a_job(exc) from None
+    return jobs, answer.next_cursor
+
 
 def _fast_jobs(response: httpx.Response) -> tuple[list[Job], Any] | None:
     """The jobs and ``next_cursor`` of a successful answer read by msgspec into rows, or
@@ -140,7 +208,13 @@ def _fast_jobs(response: httpx.Response) -> tuple[list[Job], Any] | None:
     ``RecursionError``; orjson reads 1,024), anything else is refused and read as
     before. What it accepts it reads as ``json.loads`` does (a repeated key keeps its
     last value, an integer past 64 bits stays exact), and each row becomes a job as
-    ``job_from_answer`` makes one of the same dict, raising what it raises."""
+    ``job_from_answer`` makes one of the same dict, raising what it raises.
+
+    An answer whose values all have the kinds a node writes is read by
+    ``_checked_jobs`` first, faster."""
+    checked = _checked_jobs(response)
+    if checked is not None:
+        return checked
     try:
         answer = _read_jobs_answer(response.content)
     except (msgspec.DecodeError, RecursionError):  # DecodeError: its ValidationError too
@@ -148,7 +222,7 @@ def _fast_jobs(response: httpx.Response) -> tuple[list[Job], Any] | None:
     try:
         jobs = [job_from_wire_values(_row_values(row)) for row in answer.jobs]
     except (KeyError, TypeError, ValueError) as exc:
-        raise JobtrioError(f"the node sent something that is not a job: {exc}") from None
+        raise _not_a_job(exc) from None
     return jobs, answer.next_cursor
 
 
