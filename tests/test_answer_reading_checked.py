@@ -15,9 +15,11 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobtrio.client import AsyncClient, Client
 from jobtrio.client.answers import _checked_jobs, job_of, read_jobs, read_page
 from jobtrio.client.calls import Calls
 from jobtrio.jobs import Attempt, Job, JobStatus
+from tests.test_client import Served, in_thread, served  # noqa: F401 (the fixture)
 
 NOW = 1_765_000_000.123456
 _CALL = Calls.submit_many([{"type": "t"}])
@@ -138,3 +140,48 @@ def test_a_batch_of_the_bench_is_read_checked() -> None:
     assert checked is not None
     assert checked[0] == [job] * 3
     assert shape(checked[0]) == shape(_old(body))
+
+
+AWKWARD = [
+    {"type": "noop", "payload": {"s": "caf\u00e9 \U0001f600 \u2028", "n": [{"x": [None, 1.5]}]}},
+    {"type": "noop", "payload": {"big": 2**70, "neg": -(2**63), "f": 1e300, "z": -0.0}},
+    {"type": "noop", "priority": 9, "timeout": 2.5, "idempotency_key": "k\u00e9", "queue": "q"},
+    {"type": "noop", "receive_results": True},
+]
+LATER = "2099-01-01T00:00:00Z"
+
+
+def batch_after(first: Job) -> list[dict[str, Any]]:
+    """``AWKWARD`` three times, scheduled far ahead, the last of each depending on ``first``."""
+    items = [{**item, "scheduled_at": LATER} for item in AWKWARD]
+    items[-1]["depends_on"] = [first.id]
+    return items * 3
+
+
+async def test_both_clients_submit_many_as_before(served: Served) -> None:  # noqa: F811
+    """Against a served node: each client's ``submit_many`` gives, field by field and
+    type by type, the jobs the reading before made of the node's very answer."""
+
+    def sync() -> tuple[list[Job], bytes]:
+        bodies: list[bytes] = []
+        with Client(served.url) as client:
+            batch = batch_after(client.submit("noop", scheduled_at=LATER))
+            client._http.event_hooks["response"].append(lambda r: bodies.append(r.read()))
+            return client.submit_many(batch), bodies[-1]
+
+    jobs, body = await in_thread(sync)
+    assert _checked_jobs(httpx.Response(201, content=body)) is not None
+    assert shape(jobs) == shape(_old(body)) and len(jobs) == 3 * len(AWKWARD)
+
+    bodies: list[bytes] = []
+
+    async def keep(response: httpx.Response) -> None:
+        bodies.append(await response.aread())
+
+    async with AsyncClient(served.url) as client:
+        batch = batch_after(await client.submit("noop", scheduled_at=LATER))
+        client._http.event_hooks["response"].append(keep)
+        jobs = await client.submit_many(batch)
+    assert _checked_jobs(httpx.Response(201, content=bodies[-1])) is not None
+    assert shape(jobs) == shape(_old(bodies[-1])) and len(jobs) == 3 * len(AWKWARD)
+    assert jobs[-1].depends_on and jobs[1].payload["big"] == 2**70
