@@ -543,3 +543,18 @@ async def test_a_cancelled_command_caller_neither_abandons_it_nor_shifts_the_rep
     assert [raw.get(f"{prefix}:{i}") for i in range(30)] == [b"%d" % (i + 1) for i in range(30)]
     assert all(kept[i] == i + 1 for i in kept) and set(kept) >= set(range(1, 30, 2))
     assert await conn.command("INCR", f"{prefix}:0") == 2
+
+
+def test_a_plain_command_is_written_as_the_general_writer_writes_it():
+    """``_plain_command`` (a job body's ``INCR``) writes the same RESP as ``_command``
+    of ``_arg``'s parts, for every kind of part, and refuses the same parts."""
+    cases: list[tuple[Any, ...]] = [
+        ("INCR", "k"),
+        ("PING",),
+        ("SET", "clé", b"\x00\r\nbytes", 7, -3, 2.5, 1e100, ""),
+        (b"GET", b""),
+    ]
+    for parts in cases:
+        assert wire._plain_command(parts) == wire._command(*[wire._arg(p) for p in parts])
+    with pytest.raises(TypeError):
+        wire._plain_command(("SET", "k", None))
