@@ -238,3 +238,28 @@ async def test_a_worker_runs_a_few_quick_jobs_between_yields_and_no_more(autojum
         for job in jobs:
             assert (await terminal(node, job.id)).status == JobStatus.COMPLETED
     assert sorted(runs) == sorted(job.id for job in jobs)
+
+
+async def test_a_worker_whose_jobs_await_does_not_yield_again_between_them(autojump_clock):
+    """A job that awaited (a Redis round trip in a real body) let every other task run
+    while it waited: the worker counts that as its slice's yield and runs the next job
+    dealt to it without another pass through the scheduler (one a job cost the ``INCR``
+    drain 4 us). Here each job awaits once: between the starts of two jobs dealt
+    directly the worker's task passes through the scheduler once, the job's own wait;
+    a worker that also yielded once a slice (``WORKER_SLICE_JOBS``) showed 2 there."""
+    registry = Registry()
+    points: list[int] = []
+
+    @registry.processor("awaits")
+    async def awaits(ctx: JobContext) -> None:
+        points.append(trio.lowlevel.current_task()._schedule_points)
+        await trio.lowlevel.checkpoint()
+
+    async with running_node(registry, worker_count=1, dispatch_prefetch=100) as node:
+        jobs = await node.submit_many([{"type": "awaits"}] * 60)
+        for job in jobs:
+            assert (await terminal(node, job.id)).status == JobStatus.COMPLETED
+    gaps = [b - a for a, b in zip(points, points[1:], strict=False)]
+    assert len(gaps) == 59
+    # a job that came through the inbox (a claim's first) adds that wait: a gap or two
+    assert gaps.count(1) >= 59 - 2, gaps
