@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from quart import Request
+from quart import Request, request
 from quart_trio import QuartTrio
 from quart_trio.testing import TrioClient
 
@@ -874,3 +874,25 @@ async def test_an_authorizer_guards_every_api_route_but_not_the_probes(node: Nod
     assert set(seen) == {Role.USER, Role.WORKER}  # POST needs a user, GET a worker
     for probe in ("/health", "/ready", "/openapi.json"):
         assert (await client.get(probe)).status_code == 200
+
+
+async def test_a_requests_blueprints_are_quarts(app: QuartTrio) -> None:
+    """``TimedRequest.blueprints`` keeps each endpoint's, which Quart works out again for
+    each hook: the same names for every route, and none for a path no route serves."""
+    adapter = app.url_map.bind("localhost")
+    seen = set()
+    for rule in app.url_map.iter_rules():
+        if getattr(rule, "websocket", False):
+            continue
+        path = adapter.build(rule.endpoint, dict.fromkeys(rule.arguments, "A" * 26))
+        method = sorted(rule.methods or {"GET"})[0]
+        for _ in range(2):  # the first request of an endpoint keeps its names, the next reads them
+            async with app.test_request_context(path, method=method):
+                current = request._get_current_object()  # type: ignore[attr-defined]
+                assert current.url_rule is not None
+                assert current.blueprints == Request.blueprints.fget(current)  # type: ignore[attr-defined]
+        seen.add(tuple(current.blueprints))
+    assert ("jobs",) in seen and ("schedules",) in seen
+    async with app.test_request_context("/no/such/path"):
+        assert request.url_rule is None
+        assert request.blueprints == []

@@ -219,7 +219,12 @@ async def read_json_object(limit: int) -> dict[str, Any]:
     bare ``curl --data-binary`` works; any other declared type is refused
     rather than guessed at.
     """
-    data, _ = await read_json_object_sized(limit)
+    raw = await _read_json_body(limit)
+    data = _decode_fast(raw)
+    if data is _REFUSED:
+        data = _decode_checked(raw)
+    if not isinstance(data, dict):
+        raise _not_an_object(data)
     return data
 
 
@@ -232,6 +237,20 @@ async def read_json_object_sized(limit: int, enough: int = 0) -> tuple[dict[str,
     ``1e400`` as an infinity, which validation must refuse. ``enough``: a bound that
     small is not worth counting a tighter one for (``reencoded_size_bound``).
     """
+    raw = await _read_json_body(limit)
+    data = _decode_fast(raw)
+    if data is _REFUSED:
+        data, bound = _decode_checked(raw), None
+    else:
+        bound = reencoded_size_bound(raw, enough)
+    if not isinstance(data, dict):
+        raise _not_an_object(data)
+    return data, bound
+
+
+async def _read_json_body(limit: int) -> bytes:
+    """The request's body, once its media type, coding and length are ones a JSON body
+    may have (``read_json_object``)."""
     mimetype = request.mimetype
     if mimetype and not _is_json_mimetype(mimetype):
         raise ApiError(
@@ -255,18 +274,11 @@ async def read_json_object_sized(limit: int, enough: int = 0) -> tuple[dict[str,
     raw = await request.get_data(cache=False, as_text=False)
     if len(raw) > limit:
         raise PayloadTooLarge(limit)
-    data = _decode_fast(raw)
-    if data is _REFUSED:
-        data, bound = _decode_checked(raw), None
-    else:
-        bound = reencoded_size_bound(raw, enough)
-    if not isinstance(data, dict):
-        raise ApiError(
-            422,
-            "invalid_type",
-            f"the body must be a JSON object, not {_json_kind(data)}",
-        )
-    return data, bound
+    return raw
+
+
+def _not_an_object(data: Any) -> ApiError:
+    return ApiError(422, "invalid_type", f"the body must be a JSON object, not {_json_kind(data)}")
 
 
 def _json_kind(value: Any) -> str:
