@@ -250,15 +250,17 @@ async def read_json_object_sized(limit: int, enough: int = 0) -> tuple[dict[str,
 
 async def _read_json_body(limit: int) -> bytes:
     """The request's body, once its media type, coding and length are ones a JSON body
-    may have (``read_json_object``)."""
-    mimetype = request.mimetype
+    may have (``read_json_object``). The request is looked up once (each reading of
+    Quart's ``request`` is a context variable's lookup through a proxy)."""
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    mimetype = req.mimetype
     if mimetype and not _is_json_mimetype(mimetype):
         raise ApiError(
             415,
             "unsupported_media_type",
             f"the body must be JSON sent with Content-Type: application/json, not {mimetype}",
         )
-    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    coding = req.headers.get("Content-Encoding", "identity").strip().lower()
     if coding not in ("", "identity"):
         # read as it came, a compressed body was reported as "not valid UTF-8"
         raise ApiError(
@@ -266,12 +268,13 @@ async def _read_json_body(limit: int) -> bytes:
             "unsupported_media_type",
             f"Content-Encoding: {cut(coding)} is not supported; send the body uncompressed",
         )
-    charset = request.mimetype_params.get("charset")
+    charset = req.mimetype_params.get("charset")
     if charset and charset.lower().replace("-", "") != "utf8":
         raise ApiError(415, "unsupported_media_type", f"JSON must be UTF-8, not charset={charset}")
-    if request.content_length is not None and request.content_length > limit:
+    length = req.content_length  # werkzeug reads the header at each reading
+    if length is not None and length > limit:
         raise PayloadTooLarge(limit)
-    raw = await request.get_data(cache=False, as_text=False)
+    raw = await req.get_data(cache=False, as_text=False)
     if len(raw) > limit:
         raise PayloadTooLarge(limit)
     return raw
