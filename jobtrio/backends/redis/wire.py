@@ -651,12 +651,7 @@ class RedisConnection:
             now = trio.current_time()
             deadline = now + options.socket_timeout
             wire = self._shared
-            # ``_usable``, inline with the time already read (a call's path is its cost)
-            if (
-                wire is None
-                or wire.lost is not None
-                or not (wire.calls or now - wire.idle_since < HEALTH_CHECK_INTERVAL)
-            ):
+            if wire is None or not self._usable(wire, now):
                 wire = await self._connect(deadline)
             return await wire.request(payload, deadline, replies)
         except (
@@ -697,18 +692,21 @@ class RedisConnection:
         return script(keys=keys, args=args)
 
     @staticmethod
-    def _usable(wire: _Wire) -> bool:
-        """Not lost, and busy or idle for less than the health check interval (else not trusted)."""
+    def _usable(wire: _Wire, now: float) -> bool:
+        """Not lost, and busy or idle for less than the health check interval (else not
+        trusted). The one test of both ``_request`` (with the time it already read) and
+        ``_connect``: an inlined copy in ``_request`` could drift from this one unseen,
+        since ``_connect``'s check hides a stricter copy and only a looser one shows."""
         if wire.lost is not None:
             return False
-        return bool(wire.calls) or trio.current_time() - wire.idle_since < HEALTH_CHECK_INTERVAL
+        return bool(wire.calls) or now - wire.idle_since < HEALTH_CHECK_INTERVAL
 
     async def _connect(self, deadline: float) -> _Wire:
         """The shared connection, opened if needs be; the calls meanwhile wait for it."""
         with trio.CancelScope(shield=True, deadline=deadline) as scope:
             async with self._connecting:
                 wire = self._shared
-                if wire is None or not self._usable(wire):
+                if wire is None or not self._usable(wire, trio.current_time()):
                     self._discard(wire)  # an idle one has no call to fail
                     wire = await self._open(deadline)
                     self._shared = wire
