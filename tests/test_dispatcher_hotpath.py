@@ -249,16 +249,28 @@ async def test_a_worker_whose_jobs_await_does_not_yield_again_between_them(autoj
     a worker that also yielded once a slice (``WORKER_SLICE_JOBS``) showed 2 there."""
     registry = Registry()
     points: list[int] = []
+    steps: dict[trio.lowlevel.Task, int] = {}
+
+    class Steps(trio.abc.Instrument):
+        """Each task's steps: one a pass through the scheduler (trio's public hook)."""
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            steps[task] = steps.get(task, 0) + 1
 
     @registry.processor("awaits")
     async def awaits(ctx: JobContext) -> None:
-        points.append(trio.lowlevel.current_task()._schedule_points)
+        points.append(steps[trio.lowlevel.current_task()])
         await trio.lowlevel.checkpoint()
 
-    async with running_node(registry, worker_count=1, dispatch_prefetch=100) as node:
-        jobs = await node.submit_many([{"type": "awaits"}] * 60)
-        for job in jobs:
-            assert (await terminal(node, job.id)).status == JobStatus.COMPLETED
+    instrument = Steps()
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        async with running_node(registry, worker_count=1, dispatch_prefetch=100) as node:
+            jobs = await node.submit_many([{"type": "awaits"}] * 60)
+            for job in jobs:
+                assert (await terminal(node, job.id)).status == JobStatus.COMPLETED
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
     gaps = [b - a for a, b in zip(points, points[1:], strict=False)]
     assert len(gaps) == 59
     # a job that came through the inbox (a claim's first) adds that wait: a gap or two

@@ -1,7 +1,7 @@
-"""Review of 00c19ce (a worker whose job passed through trio's scheduler counts that as
-its slice's yield): jobs whose awaits never reach the scheduler do not buy a worker
-more jobs in a row, and a trio without ``Task._schedule_points`` (the private count the
-worker reads) falls back to a yield once a slice, as before the change."""
+"""A worker whose job passed through trio's scheduler counts that as its slice's yield
+(00c19ce; read since from trio's public ``Task.custom_sleep_data``, which trio sets to
+None at every reschedule): jobs whose awaits never reach the scheduler, or that leave
+something of their own in that attribute, do not buy a worker more jobs in a row."""
 
 from __future__ import annotations
 
@@ -71,27 +71,32 @@ async def test_a_job_that_passes_through_the_scheduler_lets_others_run(autojump_
     assert max(steps) <= 2, steps
 
 
-@pytest.mark.parametrize("body", [_no_scheduler_pass, _set_event], ids=["no-pass", "event"])
-async def test_a_trio_without_the_schedule_count_yields_once_a_slice(
-    autojump_clock, monkeypatch, body
-):
-    """``_schedule_points`` is trio's private count: without it (0 always) the worker
-    must neither stall nor run jobs without yielding, but yield once a slice."""
-    monkeypatch.setattr(workers, "_schedule_points", lambda task: 0)
+async def _leaves_sleep_data() -> None:
+    """A body that leaves something of its own in its task's ``custom_sleep_data``
+    without sleeping (as a sleep primitive that set it and then took a fast path would)."""
+    trio.lowlevel.current_task().custom_sleep_data = "mine"
+
+
+@pytest.mark.parametrize("body", [_no_scheduler_pass, _leaves_sleep_data], ids=["no-pass", "left"])
+async def test_what_is_not_a_reschedule_never_skips_the_slice_yield(autojump_clock, body):
+    """Only None in ``custom_sleep_data`` (trio rescheduled the task) counts as a yield;
+    anything else a job left there is the safe side: the worker still yields once a
+    slice, and never runs all its jobs in one turn."""
     steps = await _steps_between_looks(body)
     assert max(steps) <= 2 * (WORKER_SLICE_JOBS + 1), steps
 
 
-def test_the_worker_reads_a_count_trio_still_keeps() -> None:
-    """The speed-up of 00c19ce silently goes if trio renames its private count (the
-    worker then falls back): fail loudly here instead, on a trio upgrade."""
+def test_trio_clears_a_tasks_sleep_data_when_it_reschedules_it() -> None:
+    """The contract the worker reads (trio's documented ``Task.custom_sleep_data``): set
+    on a running task, it stays through an await that does not reschedule the task and
+    is None after one that does. Fails loudly on a trio that changes it."""
 
-    async def main() -> tuple[int, int]:
+    async def main() -> tuple[object, object]:
         task = trio.lowlevel.current_task()
-        before = workers._schedule_points(task)
+        task.custom_sleep_data = workers._UNYIELDED
         await trio.lowlevel.checkpoint_if_cancelled()
-        same = workers._schedule_points(task)
+        kept = task.custom_sleep_data
         await trio.lowlevel.checkpoint()
-        return same - before, workers._schedule_points(task) - before
+        return kept, task.custom_sleep_data
 
-    assert trio.run(main) == (0, 1)
+    assert trio.run(main) == (workers._UNYIELDED, None)

@@ -39,18 +39,20 @@ from .results import gathered_problem, result_problem
 #: WORKER_COUNT turns of (WORKER_SLICE_JOBS + 1) jobs or WORKER_SLICE (5 ms for 10
 #: workers), where they waited WORKER_COUNT jobs: far inside the claim's prefetch
 #: horizon (PREFETCH_HORIZON, 20 ms). A job that awaits yields anyway, and its
-#: worker counts that as the slice's yield (trio's count of the task's passes through
-#: the scheduler moved): with the slice's own yields on top of the jobs' waits, the
+#: worker counts that as the slice's yield (trio rescheduled its task: see
+#: ``_UNYIELDED``): with the slice's own yields on top of the jobs' waits, the
 #: ``INCR`` drain's workers passed through the scheduler 1.61 times a job, 1.15 without.
 WORKER_SLICE = 0.0005
 WORKER_SLICE_JOBS = 8
 
 
-def _schedule_points(task: trio.lowlevel.Task) -> int:
-    """How often ``task`` has passed through the scheduler (trio's own count, the one
-    ``trio.testing.assert_checkpoints`` reads; 0 on a trio without it, where a worker
-    then yields once a slice whatever its jobs did)."""
-    return getattr(task, "_schedule_points", 0)
+#: What a worker's task holds as its ``custom_sleep_data`` while an attempt runs. trio
+#: sets that attribute to None whenever it reschedules a task (its documented contract,
+#: ``trio.lowlevel.Task.custom_sleep_data``), so an attempt after which it is None passed
+#: through the scheduler: every other task had its turn while it waited. Anything else
+#: there (the mark, or what a body's own sleep primitive left without sleeping) counts as
+#: no yield, the safe side.
+_UNYIELDED = object()
 
 
 class Workers:
@@ -111,7 +113,6 @@ class Workers:
     ) -> None:
         """Run attempt after attempt under ``scope``; nothing but an attempt cancels it."""
         task = trio.lowlevel.current_task()
-        points = -1
         while True:
             if worker.pending is None:
                 flight = await inbox.receive()
@@ -123,7 +124,7 @@ class Workers:
                 # WORKER_SLICE (see there); an attempt that awaited I/O (a job's Redis
                 # round trip) was that yield: everything else ran while it waited
                 now = trio.current_time()
-                if _schedule_points(task) != points:
+                if task.custom_sleep_data is None:
                     self._yielded_at = now
                     self._unyielded = 0
                 elif self._unyielded >= WORKER_SLICE_JOBS or now - self._yielded_at >= WORKER_SLICE:
@@ -133,7 +134,7 @@ class Workers:
                 else:
                     self._unyielded += 1
                 flight, worker.pending = worker.pending, None
-            points = _schedule_points(task)
+            task.custom_sleep_data = _UNYIELDED
             worker.began = now
             if flight.interrupted is not None or not self._dealer.claiming:
                 finish = unstarted(flight)
