@@ -19,23 +19,14 @@ from jobtrio.client import AsyncClient, Client
 from jobtrio.client.answers import _checked_jobs, job_of, read_jobs, read_page
 from jobtrio.client.calls import Calls
 from jobtrio.jobs import Attempt, Job, JobStatus
+from tests import strategies
 from tests.test_client import Served, in_thread, served  # noqa: F401 (the fixture)
 
 NOW = 1_765_000_000.123456
 _CALL = Calls.submit_many([{"type": "t"}])
 _PAGE = Calls.list_page({})
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+json_values = strategies.json_values()
 times = st.sampled_from([NOW, 0.0, 17, 1.5, NOW + 3600.5, 253402300799.0])
 maybe_times = st.none() | times
 texts = st.text(max_size=8)

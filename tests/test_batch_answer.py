@@ -15,6 +15,7 @@ from jobtrio.api.batch_answer import batch_answer_body
 from jobtrio.api.jsonprovider import _OPTIONS, _refuse
 from jobtrio.jobs import Attempt, Job, JobStatus
 from jobtrio.submission import validate_many
+from tests import strategies
 
 NOW = 1_765_000_000.123456
 
@@ -35,17 +36,7 @@ def answer_of(jobs: list[Job]) -> bytes:
     return provider({"jobs": [job.to_dict() for job in jobs], "count": len(jobs)})
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+json_values = strategies.json_values(st.integers(-(2**70), 2**70))
 
 
 @st.composite

@@ -24,6 +24,7 @@ from jobtrio.submission import (
     SubmissionLimits,
     validate_many,
 )
+from tests import strategies
 from tests.test_api import MAX_PAYLOAD, app, body, client, node  # noqa: F401 - fixtures
 
 NOW = 1_700_000_000.0
@@ -51,14 +52,8 @@ def _check_bound(text: bytes) -> None:
         assert size <= counted and size <= coarse, (value, text)
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=20,
+json_values = strategies.json_values(
+    st.integers(-(2**63), 2**64 - 1), text_size=None, key_size=None, children=4, leaves=20
 )
 
 
