@@ -219,12 +219,7 @@ async def read_json_object(limit: int) -> dict[str, Any]:
     bare ``curl --data-binary`` works; any other declared type is refused
     rather than guessed at.
     """
-    raw = await _read_json_body(limit)
-    data = _decode_fast(raw)
-    if data is _REFUSED:
-        data = _decode_checked(raw)
-    if not isinstance(data, dict):
-        raise _not_an_object(data)
+    data, _ = _decoded_object(await _read_json_body(limit))
     return data
 
 
@@ -238,14 +233,20 @@ async def read_json_object_sized(limit: int, enough: int = 0) -> tuple[dict[str,
     small is not worth counting a tighter one for (``reencoded_size_bound``).
     """
     raw = await _read_json_body(limit)
+    data, by_orjson = _decoded_object(raw)
+    return data, reencoded_size_bound(raw, enough) if by_orjson else None
+
+
+def _decoded_object(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The body's JSON object, and whether orjson read it (the fast reading, whose values
+    are plain JSON; the stdlib reads what it refuses): ``read_json_object``'s reading."""
     data = _decode_fast(raw)
-    if data is _REFUSED:
-        data, bound = _decode_checked(raw), None
-    else:
-        bound = reencoded_size_bound(raw, enough)
+    by_orjson = data is not _REFUSED
+    if not by_orjson:
+        data = _decode_checked(raw)
     if not isinstance(data, dict):
         raise _not_an_object(data)
-    return data, bound
+    return data, by_orjson
 
 
 async def _read_json_body(limit: int) -> bytes:
