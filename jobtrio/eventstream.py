@@ -7,7 +7,12 @@ Two halves, both in the node's nursery:
   appends it to the ``EventLog`` in batches. It never waits on the log: a
   log that is down (Redis restarting) makes events queue here, up to
   ``pending_limit``; past that they are counted as lost and a
-  ``stream.lost`` event says so once the log is back;
+  ``stream.lost`` event says so once the log is back. It is one task that
+  takes the bus's events right before each append: while it waits to append
+  (``_hold``), the bus's job events wait in its channel without waking it
+  (``EventBus.want_wake``), so a drain wakes it about once an append instead
+  of once a deal and once a finish (their metrics are counted then too, at
+  most the wait later);
 - the *follower* runs while at least one consumer is connected: it reads the
   log from where it is (one reader per node whatever the number of
   consumers) and offers each entry to every consumer whose filter matches.
@@ -466,10 +471,6 @@ class EventStream:
         self.consumer_buffer = consumer_buffer
         self._pending_limit = pending_limit
         self._pending: deque[str] = deque()
-        self._pending_ready = trio.Event()
-        #: Set once ``APPEND_TARGET`` events are pending (ends a linger without a wake-up
-        #: at each event that comes meanwhile).
-        self._pending_full = trio.Event()
         #: The node said it is stopping (``node.stopping``): events are appended at once.
         self._stopping = False
         self._subscriptions: set[Subscription] = set()
@@ -541,11 +542,12 @@ class EventStream:
     async def run(self) -> None:
         try:
             with self._bus.subscribe(buffer=BUS_BUFFER, batches=True) as events:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._receive, events)
-                    if self.log is not None:
-                        nursery.start_soon(self._flush)
+                if self.log is None:
+                    await self._count(events)
+                else:
+                    async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._follow)
+                        await self._record(events)
         finally:
             for sub in list(self._subscriptions):
                 sub.end(
@@ -553,55 +555,60 @@ class EventStream:
                     GOING_AWAY_CLOSE,
                 )
 
-    async def _receive(self, events: trio.MemoryReceiveChannel[Item]) -> None:
-        account, account_jobs = self._metrics.account_event, self._metrics.account_jobs
-        pending, recording = self._pending, self.log is not None
+    async def _count(self, events: trio.MemoryReceiveChannel[Item]) -> None:
+        """Without a log: count each event in the metrics as it comes."""
         async for first in events:
-            batch = [first]
-            while len(batch) < READ_BATCH:
-                try:
-                    batch.append(events.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            for item in batch:
-                if type(item) is JobEvents:
-                    item.open = False  # taken: the bus starts a new one
-                    account_jobs(item.kind, item.jobs)
-                else:
-                    account(item)  # type: ignore[arg-type]
-                    if item["type"] == "node.stopping":  # type: ignore[index]
-                        # the node's actors are cancelled soon after: no more lingering,
-                        # or the last events could still be waiting for company then
-                        self._stopping = True
-                        self._pending_full.set()
-            if not recording:
-                continue
-            dropped = self._bus.dropped - self._bus_dropped
-            if dropped:
-                self._bus_dropped += dropped
-                self._lose(dropped)
-            room = max(self._pending_limit - len(pending), 0)
-            lost = 0
-            for item in batch:
-                if type(item) is JobEvents:
-                    n = len(item.jobs)
-                    if n > room:
-                        lost += n - room
-                        n = room
-                    if n:
-                        pending.extend(encode_jobs(item, n))
-                        room -= n
-                elif room:
-                    pending.append(encode(normalize(item)))  # type: ignore[arg-type]
-                    room -= 1
-                else:
-                    lost += 1
-            if lost:
-                self._lose(lost)  # the newest are the ones that did not fit
-            if pending:
-                self._pending_ready.set()
-                if len(pending) >= APPEND_TARGET:
-                    self._pending_full.set()
+            self._take(events, first)
+
+    def _take(self, events: trio.MemoryReceiveChannel[Item], first: Item | None = None) -> None:
+        """Take what the bus handed over (``first``, then whatever waits in ``events``):
+        count it in the metrics and, with a log, encode it into the pending events
+        (those past ``pending_limit`` counted as lost)."""
+        batch = [] if first is None else [first]
+        receive = events.receive_nowait
+        while True:
+            try:
+                batch.append(receive())
+            except trio.WouldBlock:
+                break
+        if not batch:
+            return
+        account, account_jobs = self._metrics.account_event, self._metrics.account_jobs
+        for item in batch:
+            if type(item) is JobEvents:
+                item.open = False  # taken: the bus starts a new one
+                account_jobs(item.kind, item.jobs)
+            else:
+                account(item)  # type: ignore[arg-type]
+                if item["type"] == "node.stopping":  # type: ignore[index]
+                    # the node's actors are cancelled soon after: no more lingering,
+                    # or the last events could still be waiting for company then
+                    self._stopping = True
+        if self.log is None:
+            return
+        pending = self._pending
+        dropped = self._bus.dropped - self._bus_dropped
+        if dropped:
+            self._bus_dropped += dropped
+            self._lose(dropped)
+        room = max(self._pending_limit - len(pending), 0)
+        lost = 0
+        for item in batch:
+            if type(item) is JobEvents:
+                n = len(item.jobs)
+                if n > room:
+                    lost += n - room
+                    n = room
+                if n:
+                    pending.extend(encode_jobs(item, n))
+                    room -= n
+            elif room:
+                pending.append(encode(normalize(item)))  # type: ignore[arg-type]
+                room -= 1
+            else:
+                lost += 1
+        if lost:
+            self._lose(lost)  # the newest are the ones that did not fit
 
     def _lose(self, n: int) -> None:
         """Say in the log itself that ``n`` events of this node are missing (past the limit)."""
@@ -615,18 +622,23 @@ class EventStream:
         }
         self._pending.append(encode(normalize(event)))
 
-    async def _flush(self) -> None:
+    async def _record(self, events: trio.MemoryReceiveChannel[Item]) -> None:
+        """Take the bus's events and append them to the log in batches (module doc).
+
+        One task for both: while it holds events for an append (``_hold``) the bus's
+        job events wait in ``events`` without waking it (``EventBus.want_wake``), and
+        it takes them when its wait ends, right before the append."""
         assert self.log is not None
         pending, backoff = self._pending, Backoff(0.05, RETRY_MAX)
         while True:
+            self._take(events)
             if not pending:
-                self._pending_ready = trio.Event()
-                await self._pending_ready.wait()
+                self._take(events, await events.receive())
             if len(pending) < APPEND_TARGET and not self._stopping:
                 if self._flowing():
-                    await self._linger()
+                    await self._hold(events, APPEND_LINGER)
                 else:
-                    await self._keep_company()
+                    await self._hold(events, APPEND_COMPANY_WAIT, company=True)
             batch = [pending[i] for i in range(min(len(pending), READ_BATCH))]
             try:
                 await self.log.append(batch)
@@ -634,7 +646,7 @@ class EventStream:
                 if self.log_healthy:
                     log.warning("event log unavailable, %d events wait: %s", len(pending), exc)
                 self.log_healthy = False
-                await trio.sleep(backoff.next())
+                await self._hold(events, backoff.next(), early=False)
                 continue
             except Exception:
                 # not an outage: the log refuses this batch (a bug, an error reply), and
@@ -661,23 +673,42 @@ class EventStream:
             self._rate_since, self._rate_recorded = now, self.recorded
         return self._rate >= APPEND_LINGER_RATE and not self._stopping
 
-    async def _linger(self) -> None:
-        """Wait up to ``APPEND_LINGER`` for ``APPEND_TARGET`` events to be pending."""
-        if self._pending_full.is_set():
-            self._pending_full = trio.Event()
-        with trio.move_on_after(APPEND_LINGER):
-            await self._pending_full.wait()
+    async def _hold(
+        self,
+        events: trio.MemoryReceiveChannel[Item],
+        seconds: float,
+        *,
+        company: bool = False,
+        early: bool = True,
+    ) -> None:
+        """Wait up to ``seconds``, taking the bus's events as they come.
 
-    async def _keep_company(self) -> None:
-        """Wait up to ``APPEND_COMPANY_WAIT`` for the node's next Broker call (see there)."""
-        if self._pending_full.is_set():
-            self._pending_full = trio.Event()
-        self._bus.want_company(self._pending_full)
-        try:
-            with trio.move_on_after(APPEND_COMPANY_WAIT):
-                await self._pending_full.wait()
-        finally:
-            self._bus.want_company(None)
+        Woken by a plain event (``publish``: rare, and ``node.stopping`` must end the
+        wait), by the job events that make ``APPEND_TARGET`` pending, and with
+        ``company`` by the node's next Broker call (``EventBus.company``); not by each
+        ``publish_jobs``. With ``early`` it returns once ``APPEND_TARGET`` events are
+        pending, the node is stopping, or the company came; else (a backoff while the
+        log is down) at the end only, the events taken meanwhile all the same."""
+        bus, pending = self._bus, self._pending
+        deadline = trio.current_time() + seconds
+        while True:
+            ready = trio.Event()
+            bus.want_wake(ready, max(APPEND_TARGET - len(pending), 1))
+            if company:
+                bus.want_company(ready)
+            try:
+                with trio.move_on_at(deadline) as scope:
+                    await ready.wait()
+                came = company and not bus.company_wanted
+            finally:
+                bus.want_wake(None)
+                if company:
+                    bus.want_company(None)
+            self._take(events)
+            if scope.cancelled_caught:
+                return
+            if early and (came or self._stopping or len(pending) >= APPEND_TARGET):
+                return
 
     async def _follow(self) -> None:
         """While anyone is subscribed: read the log from where it was, offer to each."""

@@ -9,10 +9,14 @@ the rate is measured (before, they wait for company: at most
 the round the node's next Broker call goes out (``EventBus.company``), or after
 ``APPEND_COMPANY_WAIT`` without one; an append never waits past
 ``APPEND_LINGER`` while events flow; from ``node.stopping`` on, nothing waits.
+While it holds events for an append, the recorder is not woken by each
+``publish_jobs`` (a drain's deal of one job): the job events wait for the end of
+its wait, ``APPEND_TARGET`` of them, or a plain event, and keep their order.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import trio
@@ -20,7 +24,8 @@ import trio.testing
 
 from jobtrio.eventlog import MemoryEventLog
 from jobtrio.events import EventBus
-from jobtrio.eventstream import APPEND_COMPANY_WAIT, APPEND_LINGER, EventStream
+from jobtrio.eventstream import APPEND_COMPANY_WAIT, APPEND_LINGER, APPEND_TARGET, EventStream
+from jobtrio.jobs import Job
 from jobtrio.metrics import NodeMetrics
 
 
@@ -32,6 +37,111 @@ class CountingLog(MemoryEventLog):
     async def append(self, bodies: Sequence[str]) -> None:
         self.appends.append(len(bodies))
         await super().append(bodies)
+
+
+class Steps(trio.abc.Instrument):
+    """Task steps of every task but the test's own (the recorder's wake-ups here)."""
+
+    def __init__(self, test: trio.lowlevel.Task) -> None:
+        self.test = test
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is not self.test:
+            self.steps += 1
+
+
+def _job(i: int) -> Job:
+    return Job(id=f"J{i:025d}", type="t", created_at=1.0)
+
+
+async def test_job_events_flowing_one_a_round_do_not_wake_the_recorder_each(mock_clock):
+    """A drain's deals of one job each, with the finishes' outcomes between them: the
+    recorder wakes about once an append, not once a ``publish_jobs``; every event is
+    recorded, each job's started before its completed, in the order published."""
+    bus = EventBus("n1", trio.current_time)
+    log = CountingLog()
+    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    steps = Steps(trio.lowlevel.current_task())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        jobs = [_job(i) for i in range(2000)]
+        published: list[tuple[str, str]] = []
+        for i, job in enumerate(jobs):  # 0.2 s at 10,000 jobs a second, one a round
+            if i == 1000:  # the rate is measured long since: the recorder lingers
+                trio.lowlevel.add_instrument(steps)
+                appends_before = len(log.appends)
+            bus.publish_jobs("job.started", [job])
+            published.append(("job.started", job.id))
+            if i % 4 == 3:  # a finish of four outcomes
+                done = jobs[i - 3 : i + 1]
+                bus.publish_jobs("job.completed", done)
+                published += [("job.completed", j.id) for j in done]
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.0001)
+        trio.lowlevel.remove_instrument(steps)
+        appends = len(log.appends) - appends_before
+        mock_clock.jump(APPEND_LINGER)  # the last linger's deadline
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == 4000
+        # 1,000 publish_jobs of job.started and 250 of job.completed meanwhile: the
+        # recorder woke for each before (1,250 steps and more), now for its appends
+        assert 0 < appends <= 1000 * 0.0001 / APPEND_LINGER + 2
+        assert steps.steps <= 3 * appends + 3, (steps.steps, appends)
+        nursery.cancel_scope.cancel()
+    entries = await log.read_after((0, 0), 10_000)
+    bodies = [json.loads(e.body) for e in entries]
+    assert [(b["kind"], b["job_id"]) for b in bodies] == published
+
+
+async def test_job_events_held_are_appended_by_the_waits_end_or_at_the_target(mock_clock):
+    """Job events published while the recorder waits for company, or lingers, do not end
+    its wait, but are appended when it ends: ``APPEND_COMPANY_WAIT`` (or
+    ``APPEND_LINGER``) after the first at most; ``APPEND_TARGET`` of them end it at once."""
+    bus = EventBus("n1", trio.current_time)
+    log = CountingLog()
+    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(1.0)  # quiet: the recorder waits for company
+        bus.publish_jobs("job.started", [_job(0)])  # wakes it: it starts its wait
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(1, 4):
+            mock_clock.jump(APPEND_COMPANY_WAIT / 4)
+            bus.publish_jobs("job.started", [_job(i)])
+            await trio.testing.wait_all_tasks_blocked()
+        assert log.appends == []
+        mock_clock.jump(APPEND_COMPANY_WAIT / 4)  # the wait's end: all four, no more time
+        await trio.testing.wait_all_tasks_blocked()
+        assert log.appends == [4]
+
+        mock_clock.jump(1.0)
+        bus.publish_jobs("job.started", [_job(10)])
+        await trio.testing.wait_all_tasks_blocked()
+        bus.publish_jobs("job.completed", [_job(i) for i in range(APPEND_TARGET - 1)])
+        await trio.testing.wait_all_tasks_blocked()
+        assert log.appends == [4, APPEND_TARGET]  # no time passed
+
+        for i in range(600):  # flowing now: the recorder lingers
+            bus.publish_jobs("job.started", [_job(i)])
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.0001)
+        mock_clock.jump(APPEND_LINGER)
+        await trio.testing.wait_all_tasks_blocked()
+        before = stream.recorded
+        bus.publish_jobs("job.completed", [_job(0)])  # the recorder was idle: it lingers
+        await trio.testing.wait_all_tasks_blocked()
+        bus.publish_jobs("job.completed", [_job(1)])
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(APPEND_LINGER * 0.99)
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == before
+        mock_clock.jump(APPEND_LINGER * 0.01)
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.recorded == before + 2
+        nursery.cancel_scope.cancel()
 
 
 async def test_fast_events_share_appends_and_a_lone_one_waits_for_company(mock_clock):
