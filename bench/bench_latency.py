@@ -8,11 +8,13 @@ The first form serves a node as ``jobtrio bench --scenario latency`` does
 redis-server), offers ``--jobs`` single ``POST /api/v1/jobs`` at ``--rate``
 a second after 500 to warm up, each sent on a keep-alive connection as the
 scenario's client does, and prints queue-to-start (the client's send to the
-job's ``started_at``, the claim's time) p50 and p99 with its parts: the send
-to the route's validation (``created_at``: hypercorn and Quart), the
-validation to the claim, and the claim to the answer read by the client; the
-node's CPU (user + system) and Redis's per job; and, for the worst 1%,
-whether they came in clusters (a stall of the whole node) or one by one.
+wall-clock time a worker ran the job: its ``bench.start`` processor answers
+it, as in the scenario) p50 and p99 with its parts: the send to the route's
+validation (``created_at``: hypercorn and Quart), the validation to the
+worker's start, and the start to the answer read by the client (negative
+when the answer came first); the node's CPU (user + system) and Redis's per
+job; and, for the worst 1%, whether they came in clusters (a stall of the
+whole node) or one by one.
 
 ``--instrument FILE`` runs the node with a trio Instrument that writes to
 FILE every scheduler batch (from the end of one I/O wait to the start of the
@@ -27,6 +29,15 @@ switches, is time the process's CPU was not running it at all.
 from the call to its processor running on a worker (the real start, later
 than ``started_at`` by the claim's round trip), with this process's CPU and
 Redis's per job and the Broker calls per job by operation.
+
+``--in-process --hops`` submits one job at a time to the idle node (as the
+latency scenario's idle rows do) and prints, for each hop of its way, the
+median time from the submit call: the group commit's enqueue and its batch,
+the claim lent, the Broker's call, the wire's request, its yield before the
+send, the send, the wait for the reply and its reading, the Broker's answer,
+the leases dealt, the submitter going on and the processor running; then
+Redis's own time for each script (its SLOWLOG, every call logged). The
+marks cost about 1 us each (they wrap the methods from outside).
 
 Compare two source trees with PYTHONPATH, in alternated pairs; on a loaded
 machine run under ``chrt -f 10`` (every process it starts inherits it).
@@ -49,13 +60,13 @@ import psutil
 import redis
 import trio
 
-from jobtrio.bench.inprocess import percentile
+from jobtrio.bench.inprocess import START_TYPE, percentile
 from jobtrio.bench.load import Connection
 from jobtrio.bench.redis_server import PrivateRedis, redis_cpu_seconds
 from jobtrio.bench.served import Served
 from jobtrio.jobs import parse_time
 
-BODY = json.dumps({"type": "noop", "payload": {"source": "bench"}}).encode()
+BODY = json.dumps({"type": START_TYPE, "payload": {"source": "bench"}}).encode()
 #: Keep-alive connections opened before the offered load (the scenario opens 4).
 PREOPENED = 4
 #: Most requests in flight at once (the scenario's MAX_CONNECTIONS).
@@ -106,7 +117,7 @@ async def served_run(served: Served, client: redis.Redis, rate: float, count: in
         for row in rows:
             record = await c.get_json(f"/api/v1/jobs/{row['id']}")
             row["created"] = parse_time(record["created_at"], "created_at")
-            row["started"] = parse_time(record["started_at"], "started_at")
+            row["started"] = float(record["result"]["started"])  # the worker ran it
     finally:
         await c.aclose()
     cpu = (after.user + after.system) - (before.user + before.system)
@@ -120,8 +131,8 @@ async def served_run(served: Served, client: redis.Redis, rate: float, count: in
     worst = rows[-max(1, len(rows) // 100) :]
     parts = (
         ("send -> validation", lambda r: r["created"] - r["at"]),
-        ("validation -> claim", lambda r: r["started"] - r["created"]),
-        ("claim -> answer read", lambda r: r["answered"] - r["started"]),
+        ("validation -> start", lambda r: r["started"] - r["created"]),
+        ("start -> answer read", lambda r: r["answered"] - r["started"]),
     )
     for name, part in parts:
         values = [part(r) for r in rows]
@@ -321,6 +332,133 @@ async def in_process(url: str, client: redis.Redis, rate: float, count: int) -> 
     )
 
 
+# -- hop by hop (``--in-process --hops``) -------------------------------------------------
+
+#: The marks of the current sample: (perf_counter, hop); None between samples.
+_marks: list[tuple[float, str]] | None = None
+
+
+def _mark(hop: str) -> None:
+    if _marks is not None:
+        _marks.append((time.perf_counter(), hop))
+
+
+def _wrap_async(owner: Any, name: str, before: str, after: str | None = None) -> None:
+    """Mark ``before`` each call of ``owner.name`` (a coroutine function) and ``after`` it."""
+    fn = getattr(owner, name)
+
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        _mark(before)
+        out = await fn(*args, **kwargs)
+        if after is not None:
+            _mark(after)
+        return out
+
+    setattr(owner, name, wrapped)
+
+
+def _wrap_sync(owner: Any, name: str, before: str, after: str | None = None) -> None:
+    fn = getattr(owner, name)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        _mark(before)
+        out = fn(*args, **kwargs)
+        if after is not None:
+            _mark(after)
+        return out
+
+    setattr(owner, name, wrapped)
+
+
+async def hops(url: str, client: redis.Redis, samples: int) -> None:
+    """One job at a time to an idle node: the median time from the submit call to each hop."""
+    global _marks
+    from jobtrio.actors.node import Node
+    from jobtrio.actors.submitter import GroupCommit
+    from jobtrio.backends.redis import wire
+    from jobtrio.bench.inprocess import close_bench_backends, open_bench_backends
+    from jobtrio.config import Settings
+    from jobtrio.processors import JobContext
+
+    _wrap_async(GroupCommit, "_commit", "group commit takes the batch")
+    _wrap_async(wire._Wire, "request", "wire request", "wire answer")
+    _wrap_async(wire._Wire, "_flush", "send")
+    _wrap_async(trio.lowlevel, "wait_readable", "wait for the reply", "readable")
+    _wrap_async(trio.lowlevel, "cancel_shielded_checkpoint", "yield", "yield back")
+    broker, store = await open_bench_backends("redis", ".", url)
+    node = Node(Settings(worker_count=10, node_id="bench"), broker, store)
+    _wrap_async(node.group_commit, "enqueue", "group commit enqueue", "submitter goes on")
+    _wrap_async(broker, "enqueue_and_claim", "Broker call", "Broker answer")
+    _wrap_async(broker, "enqueue", "Broker call (enqueue alone)", "Broker answer")
+    _wrap_sync(node.dispatcher, "lend_claim", "lend the claim", "claim lent")
+    _wrap_sync(node.dispatcher, "claim_answered", "leases to the dispatcher", "leases dealt")
+    began: list[float] = []
+
+    async def probe(ctx: JobContext) -> None:
+        _mark("processor runs")
+        began.append(time.perf_counter())
+
+    node.registry.register("probe", probe)
+    timelines: list[list[tuple[float, str]]] = []
+    client.config_set("slowlog-log-slower-than", 0)
+    client.config_set("slowlog-max-len", 10 * samples + 1000)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await trio.sleep(0.2)  # let the node settle into its idle poll
+            for i in range(samples + 50):
+                if i == 50:  # after 50 to warm up
+                    timelines.clear()
+                    client.slowlog_reset()
+                before = node.dispatcher.finished
+                _marks = [(time.perf_counter(), "submit call")]
+                await node.submit({"type": "probe"})
+                while node.dispatcher.finished == before:
+                    await trio.sleep(0.0005)
+                timelines.append(_marks)
+                _marks = None
+                await trio.sleep(0.01)  # idle again before the next one
+            logged = client.slowlog_get(10 * samples + 1000)  # before the keys' deletion
+            node.request_stop()
+    finally:
+        await close_bench_backends(broker, store)
+    firsts: dict[str, list[float]] = collections.defaultdict(list)
+    for marks in timelines:
+        t0 = marks[0][0]
+        seen: set[str] = set()
+        for at, hop in marks:
+            if hop not in seen:
+                seen.add(hop)
+                firsts[hop].append((at - t0) * 1e6)
+    waits = [
+        next(at for at, hop in m if hop == "processor runs") - m[0][0]
+        for m in timelines
+        if any(hop == "processor runs" for _, hop in m)
+    ]
+    print(
+        f"{len(timelines)} jobs one at a time: submit to the processor running p50 "
+        f"{ms(percentile(waits, 0.5))} ms, p99 {ms(percentile(waits, 0.99))} ms; "
+        "median us from the submit call (jobs that passed the hop):"
+    )
+    last = 0.0
+    for hop, values in sorted(firsts.items(), key=lambda kv: percentile(kv[1], 0.5)):
+        at = percentile(values, 0.5)
+        print(f"  {at:8.1f} (+{at - last:6.1f})  {hop} ({len(values)})")
+        last = at
+    by_script: dict[str, list[int]] = collections.defaultdict(list)
+    for entry in logged:
+        words = entry["command"].split()
+        if words and words[0] in (b"FCALL", b"EVALSHA") and len(words) > 1:
+            by_script[words[1].decode()[:40]].append(entry["duration"])
+    print("Redis's time a script call (SLOWLOG, us): median, p90, calls")
+    for name, values in sorted(by_script.items(), key=lambda kv: -len(kv[1])):
+        values.sort()
+        print(
+            f"  {name:40s} {values[len(values) // 2]:5d} {values[len(values) * 9 // 10]:5d}"
+            f" {len(values):6d}"
+        )
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--child"]:
         return child(sys.argv[2:])
@@ -329,12 +467,18 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2500, help="jobs measured (2500)")
     parser.add_argument("--instrument", metavar="FILE", help="log the node's long batches here")
     parser.add_argument("--in-process", action="store_true", help="no HTTP: Node.submit calls")
+    parser.add_argument(
+        "--hops", action="store_true", help="with --in-process: idle, one job at a time, hop by hop"
+    )
     args = parser.parse_args()
     if args.rate <= 0 or args.jobs < 1:
         parser.error("--rate must be above 0 and --jobs at least 1")
     with tempfile.TemporaryDirectory() as directory:
         server = PrivateRedis(directory)
         try:
+            if args.in_process and args.hops:
+                trio.run(hops, server.url, server.client, args.jobs)
+                return 0
             if args.in_process:
                 trio.run(in_process, server.url, server.client, args.rate, args.jobs)
                 return 0
