@@ -233,6 +233,12 @@ class Dispatcher:
         """The lent claim's leases, or None if no answer came (``Claims.claim_answered``)."""
         self._claims.claim_answered(offer, leases)
 
+    def waits_for_worker(self, job_id: str) -> bool:
+        """``job_id`` is dealt to a worker here that has not taken it up yet (its task
+        is woken and runs in trio's next scheduling round)."""
+        flight = self._flights.get(job_id)
+        return flight is not None and flight.worker >= 0 and not flight.begun
+
     def interrupt(self, job_id: str, reason: str) -> bool:
         """Stop a local attempt (a cancel request or a lost lease)."""
         return self._flights.interrupt(job_id, reason)

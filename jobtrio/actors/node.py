@@ -318,6 +318,13 @@ class Node:
         else:
             [stored] = await self.group_commit.enqueue([job])
             self._accepted([stored], woken=True)  # by the group commit's own hook
+            if self.dispatcher.waits_for_worker(stored.id):
+                # A claim lent to the group commit leased the job with its enqueue, and
+                # its worker was woken in the same round as this caller, which trio runs
+                # in an order it draws at random: the worker takes it up first, so that
+                # its start does not wait for this caller's answer (an HTTP route's,
+                # hundreds of us). Shielded: the job is durable, its answer is owed.
+                await trio.lowlevel.cancel_shielded_checkpoint()
         return stored
 
     async def submit_many(

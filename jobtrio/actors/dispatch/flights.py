@@ -32,6 +32,7 @@ class InFlight:
     scope: trio.CancelScope | None = None
     interrupted: str | None = None
     finished: bool = False  # the outcome is on its way to the Broker
+    begun: bool = False  # a worker took it up (``Dispatcher.waits_for_worker``)
 
 
 @dataclass(slots=True)

@@ -136,6 +136,7 @@ class Workers:
                 flight, worker.pending = worker.pending, None
             task.custom_sleep_data = _UNYIELDED
             worker.began = now
+            flight.begun = True
             if flight.interrupted is not None or not self._dealer.claiming:
                 finish = unstarted(flight)
             else:
