@@ -450,6 +450,40 @@ async def test_a_record_whose_id_tells_its_created_at_is_listed_by_windows_witho
     raw.close()
 
 
+async def test_ids_sharing_a_created_at_are_each_told_or_indexed_whatever_their_order(
+    kept, redis_server
+):
+    """The script remembers the last created_at text it read and the time characters
+    of the ids made then (``created_by_id`` in layout.py), from one job and one call to
+    the next: an id that does not tell it, before or after one that does, in the same
+    call or the next, is still filed in the created_at index, and only such ids are."""
+    broker, _ = kept
+    raw = redis.Redis(port=redis_server.port)
+    gen = IdGenerator()
+
+    def job(at: float, custom: str | None = None) -> Job:
+        made = validate_submission({"type": "noop"}, at, ids=gen)
+        if custom is not None:
+            made.id = custom
+        return made
+
+    later = NOW + 7.125
+    first = [job(NOW, "custom-a"), job(NOW), job(NOW, "custom-b"), job(NOW)]
+    second = [job(NOW), job(NOW, "custom-c"), job(later), job(later, "custom-d")]
+    # an id of ULID characters made at another time (one millisecond off; by a generator
+    # of its own, whose ids never go back in time), and one too short
+    off = job(later)
+    off.id = IdGenerator().new(later + 0.001)
+    third = [job(later, "custom-e"), off, job(later), job(later, "0000")]
+    for jobs in (first, second, third):
+        await broker.enqueue(jobs, NOW + 10)
+    index = broker._p + "rec-created"
+    assert {m.decode() for m in raw.zrange(index, 0, -1)} == {
+        "custom-a", "custom-b", "custom-c", "custom-d", "custom-e", off.id, "0000",
+    }  # fmt: skip
+    raw.close()
+
+
 async def test_a_record_keeps_its_status_and_version_in_m_alone(kept, redis_server):
     """The job hash holds no v or s beside m (``layout.RETIRED_FIELDS``) and q is
     ``HELD_WITH_RECORDS``. A hash as an earlier layout wrote it (q '1' with v and s beside
