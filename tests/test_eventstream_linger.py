@@ -24,7 +24,13 @@ import trio.testing
 
 from jobtrio.eventlog import MemoryEventLog
 from jobtrio.events import EventBus
-from jobtrio.eventstream import APPEND_COMPANY_WAIT, APPEND_LINGER, APPEND_TARGET, EventStream
+from jobtrio.eventstream import (
+    APPEND_COMPANY_WAIT,
+    APPEND_LINGER,
+    APPEND_TARGET,
+    STOP_APPEND_TIMEOUT,
+    EventStream,
+)
 from jobtrio.jobs import Job
 from jobtrio.metrics import NodeMetrics
 
@@ -270,3 +276,59 @@ async def test_a_finishing_jobs_events_go_with_the_next_finish(mock_clock):
     ]
     assert completed[1] > first_finish[1]
     assert completed[1] == second_finish[1], calls
+
+
+class GatedLog(CountingLog):
+    """Appends wait at ``gate`` while it is set to an unset event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: trio.Event | None = None
+
+    async def append(self, bodies: Sequence[str]) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        await super().append(bodies)
+
+
+async def test_a_stopping_node_loses_no_event_to_its_cancel():
+    """From ``node.stopping`` on, the append in flight when the node cancels the recorder
+    (the node's last step of its stop) is finished, and the events published before the
+    cancel that were not in it yet are appended then: none is lost."""
+    bus = EventBus("n1", trio.current_time)
+    log = GatedLog()
+    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        log.gate = trio.Event()
+        bus.publish("node.stopping")
+        await trio.testing.wait_all_tasks_blocked()  # its append waits at the gate
+        assert log.appends == []
+        bus.publish_jobs("job.completed", [_job(0)])
+        bus.publish("member.down", member="n2", left=True)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()  # the node's stop
+        log.gate.set()
+    assert stream.recorded == 3
+    entries = await log.read_after((0, 0), 10)
+    kinds = [json.loads(e.body)["kind"] for e in entries]
+    assert kinds == ["node.stopping", "job.completed", "member.down"]
+
+
+async def test_a_stop_waits_no_longer_than_its_bound_for_a_log_that_hangs(mock_clock):
+    """A log that hangs at stop holds the cancel up ``STOP_APPEND_TIMEOUT`` at most."""
+    mock_clock.autojump_threshold = 0
+    bus = EventBus("n1", trio.current_time)
+    log = GatedLog()
+    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        log.gate = trio.Event()  # never set
+        bus.publish("node.stopping")
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - start <= STOP_APPEND_TIMEOUT
+    assert stream.recorded == 0 and not stream.log_healthy
