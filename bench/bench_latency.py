@@ -381,6 +381,8 @@ async def hops(url: str, client: redis.Redis, samples: int) -> None:
     from jobtrio.processors import JobContext
 
     _wrap_async(GroupCommit, "_commit", "group commit takes the batch")
+    _wrap_async(wire.RedisConnection, "script", "script packed by the wire")
+    _wrap_async(wire.RedisConnection, "_request", "packed, to the wire's room")
     _wrap_async(wire._Wire, "request", "wire request", "wire answer")
     _wrap_async(wire._Wire, "_flush", "send")
     _wrap_async(trio.lowlevel, "wait_readable", "wait for the reply", "readable")

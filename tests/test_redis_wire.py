@@ -558,3 +558,56 @@ def test_a_plain_command_is_written_as_the_general_writer_writes_it():
         assert wire._plain_command(parts) == wire._command(*[wire._arg(p) for p in parts])
     with pytest.raises(TypeError):
         wire._plain_command(("SET", "k", None))
+
+
+async def _yields_with_outgoing(conn: RedisConnection, monkeypatch, aged: bool) -> list[int]:
+    """One call on the idle wire; the bytes still unsent at each of the wire's yields."""
+    script = conn.client.register_script(ECHO)
+    key = unique()
+    await conn.script(script, [key], ["warm"])  # the wire open and idle
+    shared = conn._shared
+    assert shared is not None
+    shared.idle_since = trio.current_time() - (1.0 if aged else 0.0)
+    seen: list[int] = []
+    yield_ = trio.lowlevel.cancel_shielded_checkpoint
+
+    async def watched() -> None:
+        seen.append(sum(len(p) for p in shared.outgoing))
+        await yield_()
+
+    monkeypatch.setattr(trio.lowlevel, "cancel_shielded_checkpoint", watched)
+    assert await conn.script(script, [key], ["v"]) == b"v"
+    return seen
+
+
+async def test_a_lone_call_on_a_wire_idle_for_a_while_is_sent_before_the_yield(conn, monkeypatch):
+    """An idle node's enqueue does not wait a scheduling round for company: sent first."""
+    assert await _yields_with_outgoing(conn, monkeypatch, aged=True) == [0]
+
+
+async def test_a_call_on_a_wire_busy_just_now_yields_before_its_send(conn, monkeypatch):
+    """A wire busy a moment ago (a drain, concurrent callers) keeps one send a round."""
+    seen = await _yields_with_outgoing(conn, monkeypatch, aged=False)
+    assert len(seen) == 1 and seen[0] > 0
+
+
+async def test_the_calls_of_a_lone_calls_round_follow_it_in_one_send(conn, raw):
+    """The first call on a wire idle for a while goes alone, the others of its round in
+    the next send, each with its own reply."""
+    script = conn.client.register_script(ECHO)
+    prefix = unique()
+    await conn.script(script, [prefix], ["warm"])
+    shared = conn._shared
+    assert shared is not None
+    shared.idle_since = trio.current_time() - 1.0
+    before = reads_processed(raw)
+    got: dict[int, Any] = {}
+
+    async def caller(i: int) -> None:
+        got[i] = await conn.script(script, [f"{prefix}:{i}"], [f"v{i}"])
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(caller, i)
+    assert got == {i: f"v{i}".encode() for i in range(20)}
+    assert reads_processed(raw) - before <= 4  # two sends (Redis may split a read)
