@@ -144,10 +144,12 @@ class EventBus:
         if not self._subscribers or not n:
             return
         at = self._clock() if self._clock is not None else None
-        fields = [job.event_fields() for job in jobs]
+        # a deal is often one job: no comprehension's frame for it
+        fields = [jobs[0].event_fields()] if n == 1 else [job.event_fields() for job in jobs]
+        ats = [at] * n
         for key, sub in list(self._subscribers.items()):
             if not sub.batches:
-                for event in JobEvents(kind, self.node_id, fields, [at] * n).events():
+                for event in JobEvents(kind, self.node_id, fields, ats).events():
                     if not self._send_to(key, sub, event, 1):
                         break
                 continue
@@ -159,9 +161,9 @@ class EventBus:
                 and len(last.jobs) + n <= COALESCE_MAX
             ):
                 last.jobs += fields
-                last.ats += [at] * n
+                last.ats += ats
             else:
-                self._send_to(key, sub, JobEvents(kind, self.node_id, list(fields), [at] * n), n)
+                self._send_to(key, sub, JobEvents(kind, self.node_id, fields[:], ats[:]), n)
         ready = self._wake
         if ready is not None:
             self._wake_left -= n

@@ -222,8 +222,15 @@ def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
 
     The envelope (kind, at, node) is written once a time and each job's fields
     spliced after it: 0.34 against 2.0 us an event (timeit, 100 jobs a batch)."""
-    kind_part = encode({"kind": batch.kind})[:-1] + ',"at":'
-    node_part = ',"node":' + encode(batch.node_id) + ","  # type: ignore[arg-type]
+    parts = _ENVELOPE_PARTS.get((batch.kind, batch.node_id))
+    if parts is None:
+        if len(_ENVELOPE_PARTS) >= 64:
+            _ENVELOPE_PARTS.clear()
+        parts = _ENVELOPE_PARTS[batch.kind, batch.node_id] = (
+            encode({"kind": batch.kind})[:-1] + ',"at":',
+            ',"node":' + encode(batch.node_id) + ",",  # type: ignore[arg-type]
+        )
+    kind_part, node_part = parts
     out = []
     last_at: Any = _NO_TIME
     prefix = ""
@@ -248,6 +255,9 @@ def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
 
 
 _NO_TIME = object()
+#: ``encode_jobs``'s envelope texts by (kind, node): a drain's deals of one job each
+#: took a batch each, and encoding these two cost as much as the job's own fields.
+_ENVELOPE_PARTS: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 def with_id(event_id: EventId, body: str) -> str:
