@@ -53,3 +53,29 @@ async def test_a_submission_that_is_not_dealt_at_once_does_not_wait_for_a_worker
         assert not node.dispatcher.waits_for_worker(second.id)  # not dealt: no worker idle
         release.set()
         assert (await terminal(node, second.id)).status == "completed"
+
+
+async def test_a_plain_plans_claim_scope_is_kept_until_the_types_change(autojump_clock):
+    registry = Registry()
+
+    async def noop(ctx: JobContext) -> None:
+        return None
+
+    registry.register("first", noop)
+    async with running_node(registry) as node:
+        claims = node.dispatcher._claims
+        scope = claims._scope()
+        assert claims._scope() is scope  # kept, not rebuilt for each claim
+        registry.register("second", noop)  # a type registered while the node runs
+        changed = claims._scope()
+        assert changed is not scope and changed.types is not None
+        assert {"first", "second"} <= changed.types
+        job = await node.submit({"type": "second"})
+        assert (await terminal(node, job.id)).status == "completed"
+
+
+async def test_a_weighted_plans_claim_scope_is_drawn_for_each_claim(autojump_clock):
+    async with running_node(queues=(("a", "b"), (1, 1))) as node:
+        claims = node.dispatcher._claims
+        orders = {claims._scope().queues for _ in range(64)}
+        assert orders == {("a", "b"), ("b", "a")}

@@ -140,6 +140,8 @@ class Claims:
         self._lent: trio.Event | None = None
         #: Set when the probe in flight is answered; None while no probe is in flight.
         self._probe: trio.Event | None = None
+        #: The types and the scope of a plan without weights or caps (see ``_scope``).
+        self._fixed_scope: tuple[list[str], ClaimScope] | None = None
         #: The leases of this node's previous incarnation are still to be let go of.
         self._previous_to_expire = True
         self.handed_back = 0
@@ -231,7 +233,7 @@ class Claims:
                 sent = trio.current_time()
                 asked_at = self._clock()
                 asked = min(want, self._settings.dispatch_batch)
-                scope = self._plan.scope(self._registry.types(), self._flights.held, self._rng)
+                scope = self._scope()
                 if probing:
                     self._probe = trio.Event()
                 try:
@@ -306,6 +308,19 @@ class Claims:
         if probe is not None:
             probe.set()
 
+    def _scope(self) -> ClaimScope:
+        """The next claim's scope (``QueuePlan.scope``). A plan without weights or caps
+        (the default: every queue) draws nothing and holds nothing, so its scope changes
+        only with the types this node runs: kept, not rebuilt for each claim (3.2 of a
+        lent claim's 5.5 us hot, most of its 22-25 us on an idle node's cold path)."""
+        plan, types = self._plan, self._registry.types()
+        if plan.weights is not None or plan.concurrency:
+            return plan.scope(types, self._flights.held, self._rng)
+        kept = self._fixed_scope
+        if kept is None or kept[0] != types:
+            kept = self._fixed_scope = (types, plan.scope(types, self._flights.held, self._rng))
+        return kept[1]
+
     def lend_claim(self) -> ClaimOffer | None:
         """A claim for the group commit to make with its enqueue, or None.
 
@@ -330,7 +345,7 @@ class Claims:
             self.node_id,
             min(want, self._settings.dispatch_batch),
             self._settings.job_lease,
-            self._plan.scope(self._registry.types(), self._flights.held, self._rng),
+            self._scope(),
         )
         self._lent = trio.Event()  # once the offer is made: a lent claim is always answered
         return offer
