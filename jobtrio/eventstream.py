@@ -231,30 +231,33 @@ def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
             ',"node":' + encode(batch.node_id) + ",",  # type: ignore[arg-type]
         )
     kind_part, node_part = parts
-    out = []
+    out: list[str] = []
+    append, dumps, options = out.append, orjson.dumps, _ORJSON_OPTIONS
     last_at: Any = _NO_TIME
     prefix = ""
     jobs = batch.jobs if limit is None else batch.jobs[:limit]
     for fields, at in zip(jobs, batch.ats, strict=False):
         if at != last_at or type(at) is not type(last_at):
+            # each deal of one job has its own time: this runs about once an event
             last_at = at
-            if isinstance(at, int | float):
-                at_text = f'"{iso_text(at)}"'  # digits, '-', ':', '.', 'T', 'Z': no escapes
+            if type(at) is float or isinstance(at, _NUMBERS):
+                # digits, '-', ':', '.', 'T', 'Z': no escapes
+                prefix = f'{kind_part}"{iso_text(at)}"{node_part}'
             else:
-                at_text = encode(at)  # type: ignore[arg-type]
-            prefix = kind_part + at_text + node_part
+                prefix = kind_part + encode(at) + node_part  # type: ignore[arg-type]
         if "job_id" not in fields:
             fields = _job_view(fields)
         try:
-            body = orjson.dumps(fields, default=_refuse, option=_ORJSON_OPTIONS).decode()
+            body = dumps(fields, default=_refuse, option=options).decode()
         except TypeError:
             body = _stdlib_encode(fields)
         # the fields' object without its "{", after the envelope's without its "}"
-        out.append(prefix + body[1:] if len(body) > 2 else prefix[:-1] + "}")
+        append(prefix + body[1:] if len(body) > 2 else prefix[:-1] + "}")
     return out
 
 
 _NO_TIME = object()
+_NUMBERS = (int, float)
 #: ``encode_jobs``'s envelope texts by (kind, node): a drain's deals of one job each
 #: took a batch each, and encoding these two cost as much as the job's own fields.
 _ENVELOPE_PARTS: dict[tuple[str, str], tuple[str, str]] = {}
