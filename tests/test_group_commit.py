@@ -9,7 +9,6 @@ import trio.testing
 from jobtrio.actors.submitter import GroupCommit
 from jobtrio.backends.base import BackendUnavailable
 from jobtrio.backends.memory import MemoryBroker
-from jobtrio.events import EventBus
 from jobtrio.jobs import IdGenerator
 from jobtrio.submission import validate_submission
 from tests.test_node import running_node
@@ -106,42 +105,6 @@ async def test_the_hook_hears_of_each_commit_before_its_callers_go_on() -> None:
     assert order.count("hook") == len(broker.calls)
     # every commit's callers come after its hook: each run of callers follows a hook
     assert order[0] == "hook"
-
-
-async def test_a_commit_keeps_the_waiting_event_recorder_company() -> None:
-    """A commit made while the event recorder waits for company (``EventBus.company``)
-    gives it: the recorder's append is made in the same scheduling round as the
-    enqueue, before the enqueue's first yield is over (on Redis: one send for both).
-    A commit while nobody waits gives none."""
-    seen: list[tuple[bool, bool]] = []
-    appended: list[int] = []
-
-    class WatchingBroker(MemoryBroker):
-        async def enqueue(self, jobs, now):
-            ready_when_called = bus_ready.is_set()
-            await trio.lowlevel.checkpoint()  # the enqueue's send: after the round's calls
-            seen.append((ready_when_called, bool(appended)))
-            return await super().enqueue(jobs, now)
-
-    bus = EventBus("n1")
-    bus_ready = trio.Event()
-    commit = GroupCommit(WatchingBroker(), lambda: 0.0, events=bus)
-    ids = IdGenerator()
-
-    async def recorder() -> None:  # the event recorder's wait for company, and its append
-        await bus_ready.wait()
-        appended.append(1)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(commit.run)
-        nursery.start_soon(recorder)
-        await trio.testing.wait_all_tasks_blocked()
-        bus.want_company(bus_ready)
-        await commit.enqueue([validate_submission({"type": "noop"}, 0.0, ids=ids)])
-        assert seen == [(True, True)] and not bus.company_wanted
-        await commit.enqueue([validate_submission({"type": "noop"}, 0.0, ids=ids)])
-        assert seen[1] == (True, True) and len(appended) == 1  # nobody waited: none given
-        nursery.cancel_scope.cancel()
 
 
 class ClaimLoggingBroker(MemoryBroker):

@@ -174,7 +174,6 @@ class Node:
             lend_claim=lambda: self.dispatcher.lend_claim(),
             claim_answered=lambda offer, leases: self.dispatcher.claim_answered(offer, leases),
             probe_in_flight=lambda: self.dispatcher.probe_in_flight(),
-            events=self.events,
         )
         # the dispatcher is made below: its wake is looked up when a job is released
         self.releases = Releases(

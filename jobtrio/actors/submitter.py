@@ -26,16 +26,6 @@ claim after a wait for work: ``probe_in_flight``), the batch waits for its
 answer and asks again: the loop then waits for work once more (the probe came
 back empty) and the claim is lent, where an enqueue alone would have been
 followed by a wake-up and a claim's round trip of its own.
-
-Company for the event recorder: single POSTs publish their ``job.submitted``
-events after each commit, a few at a time, and with no job ending (no
-finisher's call) the recorder held them for ``APPEND_COMPANY_WAIT`` and then
-appended them in a round trip of their own. Given ``events`` (the node's
-bus), a commit made while the recorder waits for company says so
-(``EventBus.company``) and yields once: the recorder's append of the commits
-before goes to Redis in the same send as this enqueue (the wire pipelines the
-calls of one scheduling round), one wake-up of Redis and of the node for
-both, as the finisher's finishes take it.
 """
 
 from __future__ import annotations
@@ -46,7 +36,6 @@ from dataclasses import dataclass, field
 import trio
 
 from ..backends.base import BackendUnavailable, Broker, Lease
-from ..events import EventBus
 from ..jobs import Job, JobStatus
 from .dispatch.claims import ClaimOffer
 from .signals import Wakeup
@@ -70,18 +59,15 @@ class GroupCommit:
         lend_claim: Callable[[], ClaimOffer | None] | None = None,
         claim_answered: Callable[[ClaimOffer, list[Lease] | None], None] | None = None,
         probe_in_flight: Callable[[], trio.Event | None] | None = None,
-        events: EventBus | None = None,
     ) -> None:
         """``on_committed(jobs, claimed)``: ``claimed`` when a lent claim went with them
-        (the dispatcher has its answer and wakes itself if it wants more). ``events``: the
-        bus whose recorder a commit keeps company (see the module doc)."""
+        (the dispatcher has its answer and wakes itself if it wants more)."""
         self._broker = broker
         self._clock = clock
         self._on_committed = on_committed
         self._lend_claim = lend_claim
         self._claim_answered = claim_answered
         self._probe_in_flight = probe_in_flight
-        self._events = events
         self._max_batch = max_batch
         self._waiting: list[_Slot] = []
         self._wakeup = Wakeup()
@@ -130,12 +116,6 @@ class GroupCommit:
         try:
             if self._lend_claim is not None and any(j.status is JobStatus.PENDING for j in jobs):
                 offer = await self._borrow_claim()
-            events = self._events
-            if events is not None and events.company_wanted:
-                # the recorder makes its append in the round we yield, and the two calls
-                # go to the Broker together (shielded: the callers' jobs are taken)
-                events.company()
-                await trio.lowlevel.cancel_shielded_checkpoint()
             now = self._clock()
             if offer is None:
                 stored = await self._broker.enqueue(jobs, now)
