@@ -128,8 +128,9 @@ APPEND_COMPANY_WAIT = 0.005
 #: Longest an append from ``node.stopping`` on may hold up the node's stop. Those appends
 #: are shielded from the stop's cancel, which came while one was in flight and lost its
 #: events (3-20 of a 3,000-job drain's under valgrind), and what is left when the cancel
-#: comes is appended then. Before ``node.stopping`` nothing is shielded: a cancelled
-#: append may have reached the log, and appending its events again would repeat them.
+#: comes is appended then, within this bound in all: the stop waits twice this at most.
+#: Before ``node.stopping`` nothing is shielded: a cancelled append may have reached the
+#: log, and appending its events again would repeat them.
 STOP_APPEND_TIMEOUT = 1.0
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -677,6 +678,10 @@ class EventStream:
                     appended = await self._append()
                 if scope.cancelled_caught:
                     self.log_healthy = False  # as good as down: the stop waits no more
+                # the stop's cancel, if it came meanwhile, is raised here: what is left
+                # goes under the one bound of the handler in ``_record``, not a fresh
+                # bound a batch (a slow log and a backlog held the stop without end)
+                await trio.lowlevel.checkpoint_if_cancelled()
             else:
                 appended = await self._append()
             if appended:

@@ -332,3 +332,36 @@ async def test_a_stop_waits_no_longer_than_its_bound_for_a_log_that_hangs(mock_c
         nursery.cancel_scope.cancel()
     assert trio.current_time() - start <= STOP_APPEND_TIMEOUT
     assert stream.recorded == 0 and not stream.log_healthy
+
+
+class SlowLog(CountingLog):
+    """Every append answers after ``delay`` seconds (a log that is slow, not down)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def append(self, bodies: Sequence[str]) -> None:
+        await trio.sleep(self.delay)
+        await super().append(bodies)
+
+
+async def test_a_stop_is_not_held_for_each_batch_left_by_a_slow_log(mock_clock):
+    """A slow log and several batches pending when the stop's cancel comes: the append
+    in flight is finished and what is left gets ``STOP_APPEND_TIMEOUT`` in all, not a
+    fresh bound for each batch (the stop held for 0.6 s a batch, without end)."""
+    mock_clock.autojump_threshold = 0
+    bus = EventBus("n1", trio.current_time)
+    log = SlowLog(0.6 * STOP_APPEND_TIMEOUT)
+    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        bus.publish("node.stopping")
+        await trio.testing.wait_all_tasks_blocked()  # its append is in flight
+        for i in range(5):
+            bus.publish_jobs("job.completed", [_job(1000 * i + j) for j in range(1000)])
+        start = trio.current_time()
+        nursery.cancel_scope.cancel()  # the node's stop
+    assert trio.current_time() - start <= 2 * STOP_APPEND_TIMEOUT
+    assert log.appends[0] == 1 and stream.recorded >= 1001  # the rest had its second
