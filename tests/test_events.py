@@ -252,6 +252,26 @@ def test_jobs_published_one_call_after_another_reach_the_recorder_as_one_batch()
     assert bus.published == 7
 
 
+def test_two_batch_subscribers_each_gather_their_own_batch() -> None:
+    """A batch gathers later calls' jobs in place: each subscriber's batch is a list of
+    its own, or one subscriber's gathering would show twice in the other's."""
+    clock = Clock()
+    bus = EventBus("n1", clock)
+    jobs = _jobs_for_events()
+    with (
+        bus.subscribe(buffer=100, batches=True) as first,
+        bus.subscribe(buffer=100, batches=True) as second,
+    ):
+        for job in jobs[:3]:
+            clock.now += 1
+            bus.publish_jobs("job.started", [job])
+        for recorder in (first, second):
+            batch = recorder.receive_nowait()
+            assert isinstance(batch, JobEvents)
+            assert [f["job_id"] for f in batch.jobs] == [j.id for j in jobs[:3]]
+            assert batch.ats == [1_001.0, 1_002.0, 1_003.0]
+
+
 async def test_a_batch_submission_is_published_as_one_batch_in_its_order() -> None:
     node = make_node()
     with node.events.subscribe(buffer=100, batches=True) as recorder:
