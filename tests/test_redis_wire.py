@@ -611,3 +611,28 @@ async def test_the_calls_of_a_lone_calls_round_follow_it_in_one_send(conn, raw):
             nursery.start_soon(caller, i)
     assert got == {i: f"v{i}".encode() for i in range(20)}
     assert reads_processed(raw) - before <= 4  # two sends (Redis may split a read)
+
+
+async def test_a_lone_callers_calls_back_to_back_yield_before_their_send(
+    conn, monkeypatch, mock_clock
+):
+    """The wire's idle time counts from its last reply: after a quiet spell a lone call
+    goes before its yield, but the same caller's next call right after its answer (a
+    wire busy a moment ago) yields first, one send a round, as a drain's calls do."""
+    script = conn.client.register_script(ECHO)
+    key = unique()
+    await conn.script(script, [key], ["warm"])  # the wire open, at this (mock) time
+    shared = conn._shared
+    assert shared is not None
+    mock_clock.jump(1.0)  # a quiet spell
+    seen: list[int] = []
+    yield_ = trio.lowlevel.cancel_shielded_checkpoint
+
+    async def watched() -> None:
+        seen.append(sum(len(p) for p in shared.outgoing))
+        await yield_()
+
+    monkeypatch.setattr(trio.lowlevel, "cancel_shielded_checkpoint", watched)
+    assert await conn.script(script, [key], ["after the spell"]) == b"after the spell"
+    assert await conn.script(script, [key], ["right after"]) == b"right after"
+    assert len(seen) == 2 and seen[0] == 0 and seen[1] > 0, seen
