@@ -484,6 +484,23 @@ async def test_ids_sharing_a_created_at_are_each_told_or_indexed_whatever_their_
     raw.close()
 
 
+async def test_ids_that_start_with_time_characters_and_then_do_not_are_indexed(kept, redis_server):
+    """An id read before any id told its created_at (``id_time`` in layout.py) whose
+    first characters are of the ids' alphabet and a later one is not, or that ends
+    before the time characters do, is filed in the created_at index, not refused."""
+    broker, _ = kept
+    raw = redis.Redis(port=redis_server.port)
+    gen = IdGenerator()
+    odd = ["0000", "00000000-x", "012345678", "000000000u"]
+    for i, custom in enumerate(odd):
+        made = validate_submission({"type": "noop"}, NOW + 20 + i, ids=gen)
+        made.id = custom
+        await broker.enqueue([made], NOW + 30)
+    index = broker._p + "rec-created"
+    assert {m.decode() for m in raw.zrange(index, 0, -1)} == set(odd)
+    raw.close()
+
+
 async def test_a_record_keeps_its_status_and_version_in_m_alone(kept, redis_server):
     """The job hash holds no v or s beside m (``layout.RETIRED_FIELDS``) and q is
     ``HELD_WITH_RECORDS``. A hash as an earlier layout wrote it (q '1' with v and s beside
