@@ -128,7 +128,8 @@ APPEND_COMPANY_WAIT = 0.005
 #: Longest an append from ``node.stopping`` on may hold up the node's stop. Those appends
 #: are shielded from the stop's cancel, which came while one was in flight and lost its
 #: events (3-20 of a 3,000-job drain's under valgrind), and what is left when the cancel
-#: comes is appended then, within this bound in all: the stop waits twice this at most.
+#: comes is appended then, within this bound in all: the stop waits twice this at most
+#: (on Redis, a call on the wire is never abandoned: up to its ``socket_timeout`` each).
 #: Before ``node.stopping`` nothing is shielded: a cancelled append may have reached the
 #: log, and appending its events again would repeat them.
 STOP_APPEND_TIMEOUT = 1.0
