@@ -655,9 +655,11 @@ class EventStream:
         try:
             await self._record_until_cancelled(events)
         except trio.Cancelled:
+            # taken first: a ``node.stopping`` that came while an append begun before it
+            # was in flight (unshielded) is known only once taken
+            self._take(events)
             if self._stopping and self.log_healthy:
                 with trio.CancelScope(shield=True, deadline=_stop_deadline()):
-                    self._take(events)
                     while self._pending and await self._append():
                         pass
             raise

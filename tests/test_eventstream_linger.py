@@ -284,9 +284,12 @@ class GatedLog(CountingLog):
     def __init__(self) -> None:
         super().__init__()
         self.gate: trio.Event | None = None
+        #: Set when an append reaches the gate.
+        self.at_gate = trio.Event()
 
     async def append(self, bodies: Sequence[str]) -> None:
         if self.gate is not None:
+            self.at_gate.set()
             await self.gate.wait()
         await super().append(bodies)
 
@@ -314,6 +317,34 @@ async def test_a_stopping_node_loses_no_event_to_its_cancel():
     entries = await log.read_after((0, 0), 10)
     kinds = [json.loads(e.body)["kind"] for e in entries]
     assert kinds == ["node.stopping", "job.completed", "member.down"]
+
+
+async def test_a_stopping_event_behind_an_append_in_flight_is_not_lost_to_the_cancel(
+    mock_clock,
+):
+    """``node.stopping`` published while an append that began before it is in flight
+    (unshielded: the node was not stopping yet), then the stop's cancel before the
+    recorder took it: the cancel's handler takes what waits first, so it still knows
+    the node is stopping and appends the lot (it skipped them, ``_stopping`` unset)."""
+    mock_clock.autojump_threshold = 0  # the lone event's wait for company runs out
+    bus = EventBus("n1", trio.current_time)
+    log = GatedLog()
+    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.run)
+        await trio.testing.wait_all_tasks_blocked()
+        log.gate = trio.Event()
+        bus.publish("member.up", member="n2", address="a")
+        with trio.fail_after(1):
+            await log.at_gate.wait()  # its append (after its wait for company) is in flight
+        assert log.appends == []
+        bus.publish("node.stopping")
+        bus.publish_jobs("job.completed", [_job(0)])
+        nursery.cancel_scope.cancel()  # the node's stop, before the recorder ran again
+        log.gate = None  # the log answers the appends of the stop
+    entries = await log.read_after((0, 0), 10)
+    kinds = [json.loads(e.body)["kind"] for e in entries]
+    assert kinds == ["member.up", "node.stopping", "job.completed"]
 
 
 async def test_a_stop_waits_no_longer_than_its_bound_for_a_log_that_hangs(mock_clock):
