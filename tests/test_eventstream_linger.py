@@ -57,6 +57,12 @@ class Steps(trio.abc.Instrument):
             self.steps += 1
 
 
+def _recorder(log: MemoryEventLog) -> tuple[EventBus, EventStream]:
+    """A node's bus and its recorder of events into ``log``."""
+    bus = EventBus("n1", trio.current_time)
+    return bus, EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+
+
 def _job(i: int) -> Job:
     return Job(id=f"J{i:025d}", type="t", created_at=1.0)
 
@@ -65,9 +71,8 @@ async def test_job_events_flowing_one_a_round_do_not_wake_the_recorder_each(mock
     """A drain's deals of one job each, with the finishes' outcomes between them: the
     recorder wakes about once an append, not once a ``publish_jobs``; every event is
     recorded, each job's started before its completed, in the order published."""
-    bus = EventBus("n1", trio.current_time)
     log = CountingLog()
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     steps = Steps(trio.lowlevel.current_task())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
@@ -105,9 +110,8 @@ async def test_job_events_held_are_appended_by_the_waits_end_or_at_the_target(mo
     """Job events published while the recorder waits for company, or lingers, do not end
     its wait, but are appended when it ends: ``APPEND_COMPANY_WAIT`` (or
     ``APPEND_LINGER``) after the first at most; ``APPEND_TARGET`` of them end it at once."""
-    bus = EventBus("n1", trio.current_time)
     log = CountingLog()
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.testing.wait_all_tasks_blocked()
@@ -151,9 +155,8 @@ async def test_job_events_held_are_appended_by_the_waits_end_or_at_the_target(mo
 
 
 async def test_fast_events_share_appends_and_a_lone_one_waits_for_company(mock_clock):
-    bus = EventBus("n1", trio.current_time)
     log = CountingLog()
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.testing.wait_all_tasks_blocked()
@@ -198,9 +201,8 @@ async def test_fast_events_share_appends_and_a_lone_one_waits_for_company(mock_c
 async def test_a_stopping_node_appends_its_events_at_once(mock_clock):
     """From ``node.stopping`` on, events flowing fast are appended without lingering: the
     node cancels the recorder once stopped, and held events would be lost."""
-    bus = EventBus("n1", trio.current_time)
     log = CountingLog()
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.testing.wait_all_tasks_blocked()
@@ -298,9 +300,8 @@ async def test_a_stopping_node_loses_no_event_to_its_cancel():
     """From ``node.stopping`` on, the append in flight when the node cancels the recorder
     (the node's last step of its stop) is finished, and the events published before the
     cancel that were not in it yet are appended then: none is lost."""
-    bus = EventBus("n1", trio.current_time)
     log = GatedLog()
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.testing.wait_all_tasks_blocked()
@@ -327,9 +328,8 @@ async def test_a_stopping_event_behind_an_append_in_flight_is_not_lost_to_the_ca
     recorder took it: the cancel's handler takes what waits first, so it still knows
     the node is stopping and appends the lot (it skipped them, ``_stopping`` unset)."""
     mock_clock.autojump_threshold = 0  # the lone event's wait for company runs out
-    bus = EventBus("n1", trio.current_time)
     log = GatedLog()
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.testing.wait_all_tasks_blocked()
@@ -350,9 +350,8 @@ async def test_a_stopping_event_behind_an_append_in_flight_is_not_lost_to_the_ca
 async def test_a_stop_waits_no_longer_than_its_bound_for_a_log_that_hangs(mock_clock):
     """A log that hangs at stop holds the cancel up ``STOP_APPEND_TIMEOUT`` at most."""
     mock_clock.autojump_threshold = 0
-    bus = EventBus("n1", trio.current_time)
     log = GatedLog()
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.testing.wait_all_tasks_blocked()
@@ -382,9 +381,8 @@ async def test_a_stop_is_not_held_for_each_batch_left_by_a_slow_log(mock_clock):
     in flight is finished and what is left gets ``STOP_APPEND_TIMEOUT`` in all, not a
     fresh bound for each batch (the stop held for 0.6 s a batch, without end)."""
     mock_clock.autojump_threshold = 0
-    bus = EventBus("n1", trio.current_time)
     log = SlowLog(0.6 * STOP_APPEND_TIMEOUT)
-    stream = EventStream(bus, log, NodeMetrics("n1"), trio.current_time)
+    bus, stream = _recorder(log)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.run)
         await trio.testing.wait_all_tasks_blocked()
