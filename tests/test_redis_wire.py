@@ -560,14 +560,8 @@ def test_a_plain_command_is_written_as_the_general_writer_writes_it():
         wire._plain_command(("SET", "k", None))
 
 
-async def _yields_with_outgoing(conn: RedisConnection, monkeypatch, aged: bool) -> list[int]:
-    """One call on the idle wire; the bytes still unsent at each of the wire's yields."""
-    script = conn.client.register_script(ECHO)
-    key = unique()
-    await conn.script(script, [key], ["warm"])  # the wire open and idle
-    shared = conn._shared
-    assert shared is not None
-    shared.idle_since = trio.current_time() - (1.0 if aged else 0.0)
+def _watch_yields(shared: Any, monkeypatch) -> list[int]:
+    """The bytes of the wire still unsent at each of its yields, from now on."""
     seen: list[int] = []
     yield_ = trio.lowlevel.cancel_shielded_checkpoint
 
@@ -576,6 +570,18 @@ async def _yields_with_outgoing(conn: RedisConnection, monkeypatch, aged: bool) 
         await yield_()
 
     monkeypatch.setattr(trio.lowlevel, "cancel_shielded_checkpoint", watched)
+    return seen
+
+
+async def _yields_with_outgoing(conn: RedisConnection, monkeypatch, aged: bool) -> list[int]:
+    """One call on the idle wire; the bytes still unsent at each of the wire's yields."""
+    script = conn.client.register_script(ECHO)
+    key = unique()
+    await conn.script(script, [key], ["warm"])  # the wire open and idle
+    shared = conn._shared
+    assert shared is not None
+    shared.idle_since = trio.current_time() - (1.0 if aged else 0.0)
+    seen = _watch_yields(shared, monkeypatch)
     assert await conn.script(script, [key], ["v"]) == b"v"
     return seen
 
@@ -625,14 +631,7 @@ async def test_a_lone_callers_calls_back_to_back_yield_before_their_send(
     shared = conn._shared
     assert shared is not None
     mock_clock.jump(1.0)  # a quiet spell
-    seen: list[int] = []
-    yield_ = trio.lowlevel.cancel_shielded_checkpoint
-
-    async def watched() -> None:
-        seen.append(sum(len(p) for p in shared.outgoing))
-        await yield_()
-
-    monkeypatch.setattr(trio.lowlevel, "cancel_shielded_checkpoint", watched)
+    seen = _watch_yields(shared, monkeypatch)
     assert await conn.script(script, [key], ["after the spell"]) == b"after the spell"
     assert await conn.script(script, [key], ["right after"]) == b"right after"
     assert len(seen) == 2 and seen[0] == 0 and seen[1] > 0, seen
