@@ -36,6 +36,7 @@ from .codec import (
     enc,
     encode_many,
     enqueue_arg,
+    enqueue_args_many,
     hash_tag,
     lazy_job,
     num,
@@ -228,9 +229,12 @@ class RedisBroker(OnRedis, Broker):
         if not jobs:
             return []
         encoded = self._encode(jobs, now)
-        args = self._enqueue_args(jobs, encoded, now)
         keyed_workflow = jobs[0].workflow is not None and jobs[0].idempotency_key is not None
         if keyed_workflow or any(job.depends_on for job in jobs):
+            # every header full: enqueue_checked.lua reads each job's (enqueue_fields)
+            args = [num(now)]
+            for job, (body, values) in zip(jobs, encoded, strict=True):
+                args += enqueue_arg(job, body, values)
             try:
                 docs = await self._call(
                     self._enqueue_workflow if keyed_workflow else self._enqueue_deps, args
@@ -241,15 +245,16 @@ class RedisBroker(OnRedis, Broker):
                 _, job_id, parent = str(exc).split()
                 raise UnknownDependency(job_id, parent) from None
             return [Job.loads(doc) for doc in docs]
+        args = self._enqueue_args(jobs, encoded, now)
         return self._enqueued(jobs, encoded, await self._call(self._enqueue, args), now)
 
+    @staticmethod
     def _enqueue_args(
-        self, jobs: Sequence[Job], encoded: list[tuple[str, list[str]]], now: float
-    ) -> list[str]:
-        args = [num(now)]
-        for job, (body, values) in zip(jobs, encoded, strict=True):
-            args += enqueue_arg(job, body, values)
-        return args
+        jobs: Sequence[Job], encoded: list[tuple[str, list[str]]], now: float
+    ) -> list[Any]:
+        """enqueue.lua's arguments (enqueue_claim.lua's first part): now, then the jobs'
+        (a job sharing the header values of the one before sends its id alone)."""
+        return [num(now), *enqueue_args_many(jobs, encoded)]
 
     @staticmethod
     def _enqueued(

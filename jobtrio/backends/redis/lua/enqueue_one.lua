@@ -10,8 +10,25 @@ local NEW = {} -- the indexes a new record is filed over: none (file_record only
 local function queue_field(u)
   if u ~= 'default' then return 'u', u end
 end
+-- A job's header may be \31 and its id (no id holds \31, and no MessagePack array
+-- starts with it): the job's other header values (created_at, the reads, queue, type)
+-- are then those of the last full header of the same call, which the caller sends
+-- first (codec.enqueue_args_many: a batch's jobs mostly share them). A full header's
+-- values are 8 Lua strings and a cmsgpack call a job. Any other header is unpacked as
+-- before (a malformed one fails the call).
+local LAST_J, LAST_C = nil, nil -- the last full header's job table and created_at
 local function enqueue_one(h, b, m, now)
-  local j, c = enqueue_job(h)
+  local j, c
+  if string.byte(h, 1) ~= 31 then
+    j, c = enqueue_job(h)
+    LAST_J, LAST_C = j, c
+  else
+    -- the last full header's table with the id set (no table a job): enqueue_one keeps
+    -- no job table past its return
+    j, c = LAST_J, LAST_C
+    if not j then error('an enqueue header of an id alone before any full one') end
+    j.id = string.sub(h, 2)
+  end
   local id, t, u, k = j.id, j.t, j.u, j[K]
   local held = false
   if k ~= '' then
