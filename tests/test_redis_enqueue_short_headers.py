@@ -1,6 +1,7 @@
 """A job of an enqueue whose header values other than its id are the job's before it
-sends 0x1f and its id as its header (``codec.enqueue_args_many``), and the enqueue scripts
-take the rest from the last full header (enqueue_one.lua). The stored jobs, their
+sends 0x1f and its id as its header (``codec.enqueue_args_many``), and '' for its m when
+that is the job's before; the enqueue scripts take the rest from the last full header
+and the last m (enqueue_one.lua). The stored jobs, their
 indexes and the claim order must be what full headers gave: the MemoryBroker's.
 """
 
@@ -40,7 +41,8 @@ async def redis_broker(redis_server: RedisServer) -> AsyncIterator[RedisBroker]:
 def batch() -> list[Job]:
     """Runs of jobs sharing every header value but their id, and jobs between them that
     differ in each header value in turn: queue, type, priority, scheduled_at, status,
-    idempotency key, created_at (an equal float of another text: -0.0 after 0.0)."""
+    idempotency key, created_at (an equal float of another text: -0.0 after 0.0); and
+    jobs whose header is the job's before but not their m (a retry count)."""
     out: list[Job] = []
 
     def run(n: int, tag: str, **fields: object) -> None:
@@ -64,6 +66,8 @@ def batch() -> list[Job]:
     out.append(Job(id="é-first", type="t", created_at=1))  # type: ignore[arg-type]
     out.append(Job(id="", type="t", created_at=1))  # type: ignore[arg-type]
     run(4, "tail")
+    run(2, "rc", retry_count=2)  # a value of m alone: the header is the tail's
+    run(2, "tail-again")
     return out
 
 
@@ -114,7 +118,11 @@ def test_a_job_sends_its_id_alone_only_after_a_full_header_with_the_same_values(
         "zero", "minus-zero", "one", "int-one", "tail0",
     ]  # fmt: skip
     assert args[1::3] == [b for b, _ in encoded]
-    assert args[2::3] == [codec.SEP.join(values) for _, values in encoded]
+    # m is '' where the job sends its id alone and its m is the job's before
+    ms = [codec.SEP.join(values) for _, values in encoded]
+    assert args[2::3] == ["" if i in alone and ms[i] == ms[i - 1] else m for i, m in enumerate(ms)]
+    sent = [jobs[i].id for i in alone if args[3 * i + 2]]
+    assert sent == ["rc0", "tail-again0"]
 
 
 def test_a_call_starts_with_a_full_header() -> None:

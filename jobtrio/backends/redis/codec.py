@@ -367,7 +367,8 @@ def enqueue_args_many(jobs: Sequence[Job], encoded: Sequence[tuple[str, list[str
     """The job arguments of one call of enqueue.lua or enqueue_claim.lua: each job's three
     (``enqueue_arg``), except that a job whose other header values (created_at, the values
     the script reads, queue, type) are the job's before it sends ``SEP`` and its id as its
-    header, and the script takes them from the last full one (enqueue_one.lua).
+    header, and the script takes them from the last full one (enqueue_one.lua); and a job
+    whose ``m`` is the job's before sends ``''`` for it.
 
     Why: a batch's jobs mostly share all but their id, and the script unpacked nine values
     a job (8 Lua strings and a cmsgpack call: some 9k of 66.7k Redis instructions a job
@@ -381,6 +382,7 @@ def enqueue_args_many(jobs: Sequence[Job], encoded: Sequence[tuple[str, list[str
     reads: Any = None
     queue: Any = None
     job_type: Any = None
+    last: list[str] | None = None  # the values of the m sent last
     first = True
     for job, (body, values) in zip(jobs, encoded, strict=True):
         if (
@@ -392,10 +394,15 @@ def enqueue_args_many(jobs: Sequence[Job], encoded: Sequence[tuple[str, list[str
             and type(job.queue) is str
             and type(job.type) is str
         ):
-            out += (sep + check_name(job.id, "job id"), body, sep.join(values))
+            if values == last:
+                out += (sep + check_name(job.id, "job id"), body, "")
+            else:
+                out += (sep + check_name(job.id, "job id"), body, sep.join(values))
+                last = values
             continue
         out += arg(job, body, values)
         created, reads, queue, job_type = job.created_at, reads_of(values), job.queue, job.type
+        last = values
         first = False
     return out
 

@@ -16,8 +16,16 @@ end
 -- first (codec.enqueue_args_many: a batch's jobs mostly share them). A full header's
 -- values are 8 Lua strings and a cmsgpack call a job. Any other header is unpacked as
 -- before (a malformed one fails the call).
+-- Likewise m may be '' (no job's m is: it joins NF values): the m of the job before.
 local LAST_J, LAST_C = nil, nil -- the last full header's job table and created_at
+local LAST_M = nil -- the last m sent
 local function enqueue_one(h, b, m, now)
+  if m ~= '' then
+    LAST_M = m
+  else
+    m = LAST_M
+    if not m then error('an enqueue m of none before any sent') end
+  end
   local j, c
   if string.byte(h, 1) ~= 31 then
     j, c = enqueue_job(h)
