@@ -205,28 +205,34 @@ def to_iso(ts: float | None) -> str | None:
     return text
 
 
-def iso_text(ts: float) -> str:
+def iso_text(ts: float, _modf: Any = math.modf, _round: Any = round) -> str:
     """``to_iso`` without remembering: for times seen once (an event's), which would
     push the shared times of a batch's jobs out of ``to_iso``'s memory.
 
     What ``_datetime_text`` writes, with the date and time of day of the last whole
     second remembered: a job's times and its events' fall in few seconds, and the
     datetime round trip cost 2.4 us of a 2.6 us call. The microseconds are rounded
-    as ``datetime.fromtimestamp`` rounds them (half to even on ``frac * 1e6``).
+    as ``datetime.fromtimestamp`` rounds them (half to even on ``frac * 1e6``), and
+    written as two of ``_DIGITS3``: ``{micros:06d}`` was 1.1k of an event's 26k
+    instructions in a drain (an event's time is its own: no cache of texts helps).
     """
     global _last_second
     if not 0.0 <= ts < MAX_TIMESTAMP:
         return _datetime_text(ts)
-    frac, whole = math.modf(ts)
-    micros = round(frac * 1e6)
-    if micros >= 1_000_000:
-        micros -= 1_000_000
-        whole += 1.0
-    second = int(whole)
+    frac, whole = _modf(ts)
+    micros = _round(frac * 1e6)
     last = _last_second
-    if last[0] != second:
-        last = _last_second = (second, _datetime_text(float(second))[:19])
-    return f"{last[1]}.{micros:06d}Z"
+    if last[0] != whole or micros >= 1_000_000:
+        if micros >= 1_000_000:
+            micros -= 1_000_000
+            whole += 1.0
+        if last[0] != whole:
+            last = _last_second = (whole, _datetime_text(whole)[:20])
+    return f"{last[1]}{_DIGITS3[micros // 1000]}{_DIGITS3[micros % 1000]}Z"
+
+
+#: "000" to "999", by value: ``iso_text``'s milliseconds and microseconds.
+_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))
 
 
 def _datetime_text(ts: float) -> str:
@@ -234,8 +240,8 @@ def _datetime_text(ts: float) -> str:
     return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-#: The whole second ``iso_text`` wrote last, and its ``YYYY-MM-DDTHH:MM:SS``.
-_last_second: tuple[int, str] = (-1, "")
+#: The whole second ``iso_text`` wrote last, and its ``YYYY-MM-DDTHH:MM:SS.``.
+_last_second: tuple[float, str] = (-1.0, "")
 
 
 #: Latest time a record can hold: 9999-12-31T23:59:59Z, the last second ISO 8601 dates
