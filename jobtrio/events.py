@@ -85,6 +85,10 @@ class EventBus:
     def __init__(self, node_id: str, clock: Any = None) -> None:
         self.node_id = node_id
         self._subscribers: dict[int, _Subscriber] = {}
+        #: ``_subscribers``' items, renewed as they change: a publish loops over them
+        #: without a copy of its own (two a job in a drain), and one gone meanwhile
+        #: is still handed what the loop began with, as with a copy.
+        self._subscribed: tuple[tuple[int, _Subscriber], ...] = ()
         self._next = 0
         self.dropped = 0
         self.published = 0
@@ -130,7 +134,7 @@ class EventBus:
         event: Event = {"type": kind, "node_id": self.node_id, **data}
         if self._clock is not None and "at" not in event:
             event["at"] = self._clock()
-        for key, sub in list(self._subscribers.items()):
+        for key, sub in self._subscribed:
             self._send_to(key, sub, event, 1)
         ready = self._wake
         if ready is not None:  # a rarer event (node.stopping among them): taken at once
@@ -138,32 +142,43 @@ class EventBus:
             ready.set()
 
     def publish_jobs(self, kind: str, jobs: Sequence[Job]) -> None:
-        """``publish(kind, job=job.event_fields())`` for each job, in order, at one time."""
+        """``publish(kind, job=job.event_fields())`` for each job, in order, at one time.
+
+        A deal of one job (most of a drain's: one a job) joins the open batch with an
+        ``append`` each of its field snapshot and time, no list of its own."""
         n = len(jobs)
         self.published += n
-        if not self._subscribers or not n:
+        if not n or not self._subscribers:
             return
         at = self._clock() if self._clock is not None else None
-        # a deal is often one job: no comprehension's frame for it
-        fields = [jobs[0].event_fields()] if n == 1 else [job.event_fields() for job in jobs]
-        ats = [at] * n
-        for key, sub in list(self._subscribers.items()):
-            if not sub.batches:
-                for event in JobEvents(kind, self.node_id, fields, ats).events():
-                    if not self._send_to(key, sub, event, 1):
-                        break
-                continue
+        if n == 1:
+            one = jobs[0].event_fields()
+            fields = None
+        else:
+            one, fields = None, [job.event_fields() for job in jobs]
+        for key, sub in self._subscribed:
             last = sub.last
             if (
-                type(last) is JobEvents
+                sub.batches
+                and type(last) is JobEvents
                 and last.open
                 and last.kind == kind
                 and len(last.jobs) + n <= COALESCE_MAX
             ):
-                last.jobs += fields
-                last.ats += ats
-            else:
-                self._send_to(key, sub, JobEvents(kind, self.node_id, fields[:], ats[:]), n)
+                if fields is None:
+                    last.jobs.append(one)
+                    last.ats.append(at)
+                else:
+                    last.jobs += fields
+                    last.ats += [at] * n
+                continue
+            batch = JobEvents(kind, self.node_id, [one] if fields is None else fields[:], [at] * n)
+            if sub.batches:
+                self._send_to(key, sub, batch, n)
+                continue
+            for event in batch.events():
+                if not self._send_to(key, sub, event, 1):
+                    break
         ready = self._wake
         if ready is not None:
             self._wake_left -= n
@@ -178,7 +193,7 @@ class EventBus:
         except trio.WouldBlock:
             self.dropped += n
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._subscribers.pop(key, None)
+            self._unsubscribe(key)
             return False
         else:
             sub.last = item
@@ -197,8 +212,13 @@ class EventBus:
         key = self._next
         self._next += 1
         self._subscribers[key] = _Subscriber(send, batches)
+        self._subscribed = tuple(self._subscribers.items())
         try:
             yield receive
         finally:
-            self._subscribers.pop(key, None)
+            self._unsubscribe(key)
             send.close()
+
+    def _unsubscribe(self, key: int) -> None:
+        if self._subscribers.pop(key, None) is not None:
+            self._subscribed = tuple(self._subscribers.items())
