@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -253,8 +254,9 @@ def encode_jobs(batch: JobEvents, limit: int | None = None) -> list[str]:
             body = dumps(fields, default=_refuse, option=options).decode()
         except TypeError:
             body = _stdlib_encode(fields)
-        # the fields' object without its "{", after the envelope's without its "}"
-        append(prefix + body[1:] if len(body) > 2 else prefix[:-1] + "}")
+        # the fields' object without its "{", after the envelope's without its "}": the
+        # "{" replaced by the envelope, one new text where a slice and a join made two
+        append(body.replace("{", prefix, 1) if len(body) > 2 else prefix[:-1] + "}")
     return out
 
 
@@ -697,7 +699,7 @@ class EventStream:
         the log is down (``log_healthy`` false, they wait), or it refused them for good."""
         assert self.log is not None
         pending = self._pending
-        batch = [pending[i] for i in range(min(len(pending), READ_BATCH))]
+        batch = list(pending) if len(pending) <= READ_BATCH else list(islice(pending, READ_BATCH))
         try:
             await self.log.append(batch)
         except BackendUnavailable as exc:
@@ -710,13 +712,11 @@ class EventStream:
             # would refuse it again at every restart of this actor, which then records
             # nothing more. So the batch is let go, counted as lost and said in the log.
             log.exception("event log refused a batch of %d events: they are lost", len(batch))
-            for _ in batch:
-                pending.popleft()
+            _drop_first(pending, len(batch))
             self._lose(len(batch))
             return False
         self.log_healthy = True
-        for _ in batch:
-            pending.popleft()
+        _drop_first(pending, len(batch))
         self.recorded += len(batch)
         self._metrics.stream_events.inc(len(batch))
         return True
@@ -805,6 +805,16 @@ class EventStream:
             for sub in subs:
                 if event is None or sub.filter.matches(event):
                     sub.offer(entry.id, text)
+
+
+def _drop_first(pending: deque[str], n: int) -> None:
+    """Take the ``n`` oldest of ``pending`` away: all at once when that is all of them
+    (an append's batch, two events a job, took them away one Python step each)."""
+    if n == len(pending):
+        pending.clear()
+    else:
+        for _ in range(n):
+            pending.popleft()
 
 
 def _stop_deadline() -> float:
