@@ -110,7 +110,11 @@ local function score_text(n)
   return h .. D2[low]
 end
 
-local function flush()
+-- The placements alone (the pending, delayed and finished sets), the counts and the
+-- records' indexes left queued: what a claim in the same call reads is in place, and a job
+-- it takes at once is counted and filed as running only (enqueue_claim.lua: a pending
+-- count up and down and a record filed as pending then moved cost four commands).
+local function flush_places()
   local p = Q.place
   local n = #p / 4
   local seq = 0
@@ -143,11 +147,16 @@ local function flush()
   if #pend_keys > 0 then redis.call('SADD', K_PQS, unpack(pend_keys)) end
   zadd_many(K_DELAYED, Q.delayed)
   zadd_many(K_FINISHED, Q.finished)
+  Q.place, Q.delayed, Q.finished = {}, {}, {}
+end
+
+local function flush()
+  flush_places()
   for _, s in ipairs(STATUSES) do
     local d = Q.delta[s]
     if d and d ~= 0 then redis.call('HINCRBY', K_COUNTS, s, d) end
   end
-  Q.delta, Q.place, Q.delayed, Q.finished = {}, {}, {}, {}
+  Q.delta = {}
   if RECORD then records_flush() end
 end
 

@@ -12,7 +12,7 @@ local e = tonumber(ARGV[1])
 local now = ARGV[2]
 local out = {}
 for i = 3, 3 * e + 2, 3 do out[#out + 1] = enqueue_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], now) end
-flush() -- the new jobs are in their pending sets before the claim reads them
+flush_places() -- the new jobs are in their pending sets before the claim reads them
 local args = {}
 for i = 3 * e + 3, #ARGV do args[#args + 1] = ARGV[i] end
 local leased = claim(args)

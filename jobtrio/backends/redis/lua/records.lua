@@ -61,9 +61,22 @@ local function rkey(kind, name)
   return key
 end
 
--- Moves a record between status indexes (queued).
+-- Moves a record between status indexes (queued). A record whose add to old's index is
+-- the last one queued there (filed in this call and not flushed: enqueue_claim.lua's job
+-- its claim takes) has that add moved to new's index instead, unsent.
 local function refile(id, old, new)
-  if R.seen[id] then records_flush() end
+  if R.seen[id] then
+    local key = old and rkey('rec-st:', old)
+    local l = key and R.add[key]
+    if l and l[#l] == id then
+      local n = #l
+      l[n], l[n - 1] = nil, nil
+      if n == 2 then R.add[key] = nil end
+      rq(R.add, rkey('rec-st:', new), '0', id)
+      return
+    end
+    records_flush()
+  end
   R.seen[id] = true
   if old then rq(R.rem, rkey('rec-st:', old), id) end
   rq(R.add, rkey('rec-st:', new), '0', id)
