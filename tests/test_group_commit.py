@@ -129,6 +129,57 @@ class ClaimLoggingBroker(MemoryBroker):
         return stored, leases
 
 
+async def test_a_caller_that_finds_the_group_commit_idle_commits_in_its_own_task(
+    autojump_clock,
+):
+    # with the dispatcher's claim to lend (an idle node): no hand-off to the run task (a
+    # scheduling round on the job's way to its worker); callers that come while its commit
+    # is in flight wait for the run task's next commit
+    from jobtrio.actors.dispatch.claims import ClaimOffer
+    from jobtrio.backends.base import ClaimScope
+
+    tasks: list[trio.lowlevel.Task] = []
+
+    class TaskLogging(CountingBroker):
+        async def enqueue(self, jobs, now):
+            tasks.append(trio.lowlevel.current_task())
+            return await super().enqueue(jobs, now)
+
+    broker = TaskLogging()
+    answers: list = []
+    commit = GroupCommit(
+        broker,
+        lambda: 0.0,
+        lend_claim=lambda: ClaimOffer("n1", 0, 30.0, ClaimScope()),
+        claim_answered=lambda offer, leases: answers.append(leases),
+    )
+    ids = IdGenerator()
+    callers: list[trio.lowlevel.Task] = []
+
+    async def caller(**fields) -> None:  # type: ignore[no-untyped-def]
+        callers.append(trio.lowlevel.current_task())
+        job = validate_submission({"type": "noop", **fields}, 0.0, ids=ids)
+        [stored] = await commit.enqueue([job])
+        assert await broker.get(stored.id) is not None
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(commit.run)
+        await trio.testing.wait_all_tasks_blocked()
+        await caller()
+        assert tasks == callers and len(answers) == 1
+        async with trio.open_nursery() as more:
+            for _ in range(5):
+                more.start_soon(caller)
+        # a job that cannot run now borrows no claim: the run task commits it
+        await caller(scheduled_at=4e9)
+        nursery.cancel_scope.cancel()
+    # the first of the five alone in its task, the four that came during it in one
+    # commit of the run task's
+    assert broker.calls == [1, 1, 4, 1]
+    assert tasks[:2] == callers[:2]
+    assert tasks[2] not in callers and tasks[3] == tasks[2]
+
+
 async def test_a_job_submitted_to_an_idle_node_is_leased_by_its_enqueue(autojump_clock):
     from tests.test_node import terminal
 
@@ -459,13 +510,19 @@ async def test_a_lent_claim_that_came_back_full_is_followed_by_a_claim_at_once(m
     from tests.test_finisher_linger import gated, started
 
     registry, gates, _ = gated()
-    async with running_node(registry, dispatch_batch=1, worker_count=2) as node:
+    broker = ClaimLoggingBroker()
+    async with running_node(registry, broker=broker, dispatch_batch=1, worker_count=2) as node:
         await trio.testing.wait_all_tasks_blocked()
-        async with trio.open_nursery() as nursery:  # one batch of the group commit
-            for i in range(2):
-                nursery.start_soon(node.submit, {"type": "gated", "payload": {"i": i}})
+        # one batch of the group commit (a caller of two jobs)
+        jobs = [
+            validate_submission({"type": "gated", "payload": {"i": i}}, trio.current_time())
+            for i in range(2)
+        ]
+        await node.group_commit.enqueue(jobs)
         assert node.group_commit.batches == 1
         await started(node, 2)
+        # the lent claim took one job, and the loop's own claim the other
+        assert sorted(broker.leased_by.values()) == ["claim", "enqueue_and_claim"]
         for gate in gates[:2]:
             gate.set()
         mock_clock.autojump_threshold = 0
