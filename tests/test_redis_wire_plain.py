@@ -37,7 +37,7 @@ def test_a_plain_command_writes_what_the_general_writer_writes(parts: tuple[Any,
     assert wire._plain_command(parts) == wire._command(*[wire._arg(p) for p in parts])
 
 
-@pytest.mark.parametrize("part", BAD, ids=repr)
+@pytest.mark.parametrize("part", BAD, ids=lambda part: type(part).__name__)
 def test_a_plain_command_refuses_what_the_general_writer_refuses(part: Any) -> None:
     """A subclass of str or int (an enum) and a bool are refused by both: ``_arg`` takes
     the exact kinds only, and ``_plain_command``'s ``str`` shortcut does too."""
