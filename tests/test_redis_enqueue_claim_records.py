@@ -94,3 +94,62 @@ async def test_a_resent_id_taken_at_once_leaves_its_old_index(pair):
     assert counts["running"] == depths["running"] == 1
     assert await indexed(store, JobStatus.PENDING) == set()
     assert await indexed(store, JobStatus.RUNNING) == {job.id}
+
+
+# What a claim writes at the edges of its batching (claim_common.lua, records.lua's
+# refile): every job it takes leased with its token past the 1,000 members its ZADD and
+# HSET take at a time, and a job taken that is not its batch's first moved out of the
+# pending index by refile's fast path (its queued add popped) without the adds before it.
+
+
+async def test_a_claim_of_more_than_a_thousand_jobs_leases_each_with_its_token(
+    pair, redis_server
+) -> None:
+    broker, _ = pair
+    jobs = [make(payload={"n": i}) for i in range(2_100)]
+    await broker.enqueue(jobs, NOW)
+    leases = await broker.claim("n1", len(jobs), 30, NOW)
+    assert len(leases) == len(jobs)
+    raw = redis.Redis(port=redis_server.port)
+    try:
+        pipe = raw.pipeline(transaction=False)
+        for lease in leases:
+            pipe.zscore(broker._p + "leases", lease.job.id)
+            pipe.hget(broker._p + "tokens", lease.job.id)
+        replies = pipe.execute()
+    finally:
+        raw.close()
+    unleased = [
+        lease.job.id for lease, score in zip(leases, replies[::2], strict=True) if score is None
+    ]
+    assert unleased == []
+    wrong = [
+        lease.job.id
+        for lease, token in zip(leases, replies[1::2], strict=True)
+        if token is None or token.decode() != lease.token
+    ]
+    assert wrong == []
+
+
+async def test_an_enqueue_and_claim_taking_its_last_job_first_leaves_the_others_pending(
+    pair, redis_server
+) -> None:
+    """The batch's last job runs first (the highest priority): its queued add to the
+    pending index is the last one there, popped and sent to running's instead; the
+    two queued before it stay pending."""
+    broker, store = pair
+    low, mid, high = make(priority=1), make(priority=5), make(priority=10)
+    _, leases = await broker.enqueue_and_claim([low, mid, high], NOW, "n1", 1, 30)
+    assert leases is not None
+    assert [lease.job.id for lease in leases] == [high.id]
+    assert await indexed(store, JobStatus.RUNNING) == {high.id}
+    assert await indexed(store, JobStatus.PENDING) == {low.id, mid.id}
+    raw = redis.Redis(port=redis_server.port)
+    try:
+        pending = {m.decode() for m in raw.zrange(broker._p + "rec-st:pending", 0, -1)}
+    finally:
+        raw.close()
+    assert pending == {low.id, mid.id}
+    counts, depths = await store.count_by_status(), await broker.depths()
+    assert counts["pending"] == depths["pending"] == 2
+    assert counts["running"] == depths["running"] == 1
