@@ -91,3 +91,35 @@ async def test_no_caller_commits_alone_while_the_run_task_commits(mock_clock) ->
         await trio.testing.wait_all_tasks_blocked()
         assert done == ["scheduled", "pending"] and len(broker.begun) == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_a_caller_back_from_its_own_commit_queues_behind_the_waiting(mock_clock) -> None:
+    # the first caller's task goes on without a checkpoint and submits again while the
+    # caller that came during its commit still waits for the run task: that one's job
+    # is committed first (its turn), the second one's after it
+    broker = GatedBroker()
+    commit = GroupCommit(
+        broker, lambda: 0.0, lend_claim=lambda: ClaimOffer("n1", 0, 30.0, ClaimScope())
+    )
+    ids = IdGenerator()
+    first, again, waiting = (validate_submission({"type": "noop"}, 0.0, ids=ids) for _ in "abc")
+
+    async def twice() -> None:
+        await commit.enqueue([first])
+        await commit.enqueue([again])
+
+    async def one() -> None:
+        await commit.enqueue([waiting])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(commit.run)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(twice)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(one)
+        await trio.testing.wait_all_tasks_blocked()
+        broker.gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        order = [job_id for begun in broker.begun for job_id in begun]
+        assert order == [first.id, waiting.id, again.id]
+        nursery.cancel_scope.cancel()
