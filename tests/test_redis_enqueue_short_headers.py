@@ -143,3 +143,23 @@ async def test_an_id_holding_the_reserved_byte_is_refused_in_either_form(
         with pytest.raises(ValueError, match="job id 'x\\\\x1fy' contains the byte 0x1f"):
             await redis_broker.enqueue(jobs, NOW)
         assert await redis_broker.get("a") is None
+
+
+@pytest.mark.parametrize("short", ["header", "m"])
+async def test_a_call_never_takes_the_header_or_m_the_call_before_it_left(
+    redis_broker: RedisBroker, short: str
+) -> None:
+    """A library's Lua state outlives its calls (Redis Functions): a call whose first job
+    sends its id alone, or '' for its m, fails as under EVALSHA instead of filing the job
+    with the last call's header or m. The Broker never sends such a call; a caller of the
+    function (another version, a hand-made FCALL) could."""
+    await redis_broker.enqueue([Job(id="first", type="t", created_at=CREATED)], NOW)
+    jobs = [Job(id="second", type="t", created_at=CREATED)]
+    args = redis_broker._enqueue_args(jobs, redis_broker._encode(jobs, NOW), NOW)
+    if short == "header":
+        args[1] = "\x1fsecond"
+    else:
+        args[3] = ""
+    with pytest.raises(Exception, match="before any"):
+        await redis_broker._call(redis_broker._enqueue, args)
+    assert await redis_broker.get("second") is None

@@ -17,8 +17,10 @@ end
 -- values are 8 Lua strings and a cmsgpack call a job. Any other header is unpacked as
 -- before (a malformed one fails the call).
 -- Likewise m may be '' (no job's m is: it joins NF values): the m of the job before.
-local LAST_J, LAST_C = nil, nil -- the last full header's job table and created_at
-local LAST_M = nil -- the last m sent
+-- The last full header's job table and created_at, and the last m sent: of this call
+-- only (--@cache: a library resets them as each call starts; its Lua state outlives
+-- the call, and no call may take what the call before it sent).
+local LAST_J, LAST_C, LAST_M = nil, nil, nil --@cache
 local function enqueue_one(h, b, m, now)
   if m ~= '' then
     LAST_M = m
