@@ -25,28 +25,18 @@ every pair; medians last. Quote ``uptime`` (counts do not move with load).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+
+import redis_callgrind  # bench/redis_callgrind.py: this script's folder is first on sys.path
 
 IDLE_SECONDS = 2.0
 #: what an idle node of 10 workers lends: idle workers plus its prefetch window
 CLAIM_N = 20
 LEASE_SECONDS = 30.0
-
-
-def _totals(path: str) -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(("totals:", "summary:")):
-                return int(line.split()[1])
-    return 0
 
 
 def _driver(url: str, calls: int, control: list[str]) -> dict[str, float]:
@@ -117,53 +107,7 @@ PHASES = ("enqueue_claim", "finish")
 
 def side(tree: str, calls: int, keep: str | None = None) -> dict[str, float]:
     """Instructions a call of each phase (``PHASES``) of one run."""
-    from jobtrio.bench.redis_server import free_port
-
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not on the PATH"
-    with tempfile.TemporaryDirectory(prefix="rediscg") as directory:
-        port = free_port()
-        server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-            + [f"--callgrind-out-file={directory}/cg.%p", binary]
-            + ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--dir", directory],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            import redis
-
-            client = redis.Redis(port=port)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("redis-server did not start under callgrind") from None
-                    time.sleep(0.2)
-            client.close()
-            out = subprocess.run(
-                [sys.executable, __file__, "--driver", f"redis://127.0.0.1:{port}/0"]
-                + [str(calls), str(server.pid)],
-                check=True,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PYTHONPATH": tree},
-                cwd=tree,
-            )
-            took = json.loads(out.stdout.strip().splitlines()[-1])
-        finally:
-            server.terminate()
-            server.wait()
-        dumps = sorted(glob.glob(f"{directory}/cg.*.*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-        counts = [_totals(p) for p in dumps]
-        if keep:
-            os.makedirs(keep, exist_ok=True)
-            for p, phase in zip(dumps[2:], PHASES, strict=False):
-                shutil.copy(p, os.path.join(keep, phase + ".out"))
+    counts, took = redis_callgrind.run_side(__file__, tree, [str(calls)], PHASES, keep)
     idle_rate = counts[1] / took["idle"]
     return {
         phase: (counts[i] - idle_rate * took[phase]) / calls
