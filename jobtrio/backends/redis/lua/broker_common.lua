@@ -383,10 +383,11 @@ local function server_now()
   return string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
 end
 
--- the lease expiry: the caller's, or lease seconds on the server's clock
-local function lease_expiry(caller_expiry, lease_seconds)
+-- the lease expiry: the caller's, or lease seconds on the server's clock (at server_now,
+-- read here unless the caller read it already: a claim's rates use the same instant)
+local function lease_expiry(caller_expiry, lease_seconds, server_time)
   if lease_seconds and lease_seconds ~= '' then
-    return string.format('%.6f', tonumber(server_now()) + tonumber(lease_seconds))
+    return string.format('%.6f', tonumber(server_time or server_now()) + tonumber(lease_seconds))
   end
   return caller_expiry
 end

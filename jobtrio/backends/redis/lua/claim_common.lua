@@ -17,13 +17,11 @@ local function claim(A)
   if not any_type and A[8] then
     for _, t in ipairs(split(A[8])) do types[t] = true end
   end
-  -- on the server's clock one TIME decides both (lease_expiry's expiry, on the same
-  -- instant): a second redis.call and its formatting cost 8k instructions a claim
-  local rate_now, expires = now, A[3]
-  if A[6] and A[6] ~= '' then
-    rate_now = server_now()
-    expires = string.format('%.6f', tonumber(rate_now) + tonumber(A[6]))
-  end
+  -- on the server's clock one TIME decides both the rates and the lease expiry: a
+  -- second redis.call and its formatting cost 8k instructions a claim
+  local rate_now = now
+  if A[6] and A[6] ~= '' then rate_now = server_now() end
+  local expires = lease_expiry(A[3], A[6], rate_now)
 
   -- the groups to take from, in order: each a list of queues whose sets merge by score
   local groups, caps = {}, {}
