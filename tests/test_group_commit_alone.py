@@ -30,13 +30,18 @@ class GatedBroker(MemoryBroker):
         return await super().enqueue(jobs, now)
 
 
+def _idle_node_commit(broker: GatedBroker) -> GroupCommit:
+    """The group commit of an idle node: its dispatcher lends a claim at once."""
+    return GroupCommit(
+        broker, lambda: 0.0, lend_claim=lambda: ClaimOffer("n1", 0, 30.0, ClaimScope())
+    )
+
+
 async def test_callers_during_an_own_commit_wait_for_it_then_go_at_once(mock_clock) -> None:
     # mock_clock stands still: the run task's idle wait (1 s) never times out here, so
     # only the own commit's wake-up can start the run task's commit
     broker = GatedBroker()
-    commit = GroupCommit(
-        broker, lambda: 0.0, lend_claim=lambda: ClaimOffer("n1", 0, 30.0, ClaimScope())
-    )
+    commit = _idle_node_commit(broker)
     ids = IdGenerator()
     done: list[str] = []
 
@@ -66,9 +71,7 @@ async def test_callers_during_an_own_commit_wait_for_it_then_go_at_once(mock_clo
 
 async def test_no_caller_commits_alone_while_the_run_task_commits(mock_clock) -> None:
     broker = GatedBroker()
-    commit = GroupCommit(
-        broker, lambda: 0.0, lend_claim=lambda: ClaimOffer("n1", 0, 30.0, ClaimScope())
-    )
+    commit = _idle_node_commit(broker)
     ids = IdGenerator()
     done: list[str] = []
 
@@ -98,9 +101,7 @@ async def test_a_caller_back_from_its_own_commit_queues_behind_the_waiting(mock_
     # caller that came during its commit still waits for the run task: that one's job
     # is committed first (its turn), the second one's after it
     broker = GatedBroker()
-    commit = GroupCommit(
-        broker, lambda: 0.0, lend_claim=lambda: ClaimOffer("n1", 0, 30.0, ClaimScope())
-    )
+    commit = _idle_node_commit(broker)
     ids = IdGenerator()
     first, again, waiting = (validate_submission({"type": "noop"}, 0.0, ids=ids) for _ in "abc")
 

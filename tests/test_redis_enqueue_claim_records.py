@@ -11,16 +11,14 @@ index alone.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 import redis
 
 from jobtrio.backends.base import Finish, JobQuery
-from jobtrio.backends.redis import RedisBroker, RedisStore
+from jobtrio.backends.redis import RedisStore
 from jobtrio.jobs import IdGenerator, Job, JobStatus
 from jobtrio.submission import validate_submission
+from tests.redis_backends import records_pair
 
 NOW = 1_700_000_000.0
 ids = IdGenerator()
@@ -30,15 +28,7 @@ def make(**fields) -> Job:
     return validate_submission({"type": "noop", **fields}, NOW, ids=ids)
 
 
-@pytest.fixture
-async def pair(redis_server) -> AsyncIterator[tuple[RedisBroker, RedisStore]]:
-    prefix = "ec" + uuid.uuid4().hex[:12]
-    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
-    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
-    try:
-        yield broker, store
-    finally:
-        await broker.close()
+pair = pytest.fixture(records_pair, name="pair")
 
 
 async def indexed(store: RedisStore, status: JobStatus) -> set[str]:

@@ -7,35 +7,19 @@ indexes and the claim order must be what full headers gave: the MemoryBroker's.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
-import redis
 
 from jobtrio.backends.base import Broker, ClaimScope
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.backends.redis import RedisBroker, codec
 from jobtrio.jobs import Job, JobStatus
-from tests.servers import RedisServer
+from tests.redis_backends import records_broker
 
 NOW = 1_700_000_000.0
 CREATED = 1_699_999_999.5
 
 
-@pytest.fixture
-async def redis_broker(redis_server: RedisServer) -> AsyncIterator[RedisBroker]:
-    p = "a" + uuid.uuid4().hex[:8]
-    broker = await RedisBroker.open(redis_server.url, prefix=p, records=True)
-    try:
-        yield broker
-    finally:
-        await broker.close()
-        raw = redis.Redis.from_url(redis_server.url)
-        for key in raw.scan_iter(match=f"{{{p}}}*"):
-            raw.delete(key)
-        raw.close()
-        redis_server.flush_functions()
+redis_broker = pytest.fixture(records_broker, name="redis_broker")
 
 
 def batch() -> list[Job]:

@@ -18,7 +18,6 @@ import pickle
 import socket
 import struct
 import uuid
-from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -32,6 +31,7 @@ from jobtrio.backends.redis import RedisBroker, RedisStore, codec, wire
 from jobtrio.jobs import Attempt, IdGenerator, Job, JobStatus
 from jobtrio.jsontext import orjson_exact
 from jobtrio.submission import validate_submission
+from tests.redis_backends import records_pair
 
 NOW = 1_700_000_000.123456
 JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
@@ -66,15 +66,7 @@ async def enqueued_lazily(broker: RedisBroker, jobs: list[Job]) -> list[Job]:
     return [codec.lazy_job(*codec.encode(job, job.status)) for job in stored]
 
 
-@pytest.fixture
-async def pair(redis_server) -> AsyncIterator[tuple[RedisBroker, RedisStore]]:
-    prefix = "h" + uuid.uuid4().hex[:12]
-    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
-    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
-    try:
-        yield broker, store
-    finally:
-        await broker.close()
+pair = pytest.fixture(records_pair, name="pair")
 
 
 def awkward_jobs() -> list[Job]:

@@ -11,30 +11,19 @@ millisecond as ``after``, and after it, too.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 
 from jobtrio.backends.base import JobQuery
-from jobtrio.backends.redis import RedisBroker, RedisStore
+from jobtrio.backends.redis import RedisStore
 from jobtrio.jobs import IdGenerator, JobStatus
 from jobtrio.submission import validate_submission
+from tests.redis_backends import records_pair
 
 #: A millisecond's start, so that the offsets below stay inside their millisecond.
 NOW = 1_700_000_000.0
 
 
-@pytest.fixture
-async def kept(redis_server) -> AsyncIterator[tuple[RedisBroker, RedisStore]]:
-    prefix = "w" + uuid.uuid4().hex[:12]
-    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
-    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
-    try:
-        yield broker, store
-    finally:
-        await broker.delete_keyspace()
-        await broker.close()
+kept = pytest.fixture(records_pair, name="kept")
 
 
 async def _listed(store: RedisStore, **query: object) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -24,6 +23,7 @@ from jobtrio.backends.redis import RedisBroker, RedisStore
 from jobtrio.config import Settings
 from jobtrio.jobs import IdGenerator, Job, JobStatus
 from jobtrio.submission import validate_submission
+from tests.redis_backends import records_pair
 from tests.waiting import wait_until
 
 NOW = 1_700_000_000.25
@@ -38,15 +38,7 @@ def make(job_type: str = "noop", **fields) -> Job:
     return job
 
 
-@pytest.fixture
-async def kept(redis_server) -> AsyncIterator[tuple[RedisBroker, RedisStore]]:
-    prefix = "k" + uuid.uuid4().hex[:12]
-    broker = await RedisBroker.open(redis_server.url, prefix=prefix, records=True)
-    store = await RedisStore.open(redis_server.url, prefix=prefix, connection=broker.connection)
-    try:
-        yield broker, store
-    finally:
-        await broker.close()
+kept = pytest.fixture(records_pair, name="kept")
 
 
 async def assert_records_match(broker: RedisBroker, store: RedisStore, known: set[str]) -> None:

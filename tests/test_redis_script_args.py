@@ -8,8 +8,6 @@ documents.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from jobtrio.backends.base import Broker, ClaimScope, Finish
 from jobtrio.backends.memory import MemoryBroker
 from jobtrio.backends.redis import RedisBroker, codec
 from jobtrio.jobs import Job
-from tests.servers import RedisServer
+from tests.redis_backends import records_broker
 
 NOW = 1_700_000_000.0
 
@@ -42,19 +40,7 @@ TEXTS = [
 TIMES = [NOW, 0.1 + 0.2, 1e-7, float(2**33 + 1), 1_700_000_000.123456789, 0.0]
 
 
-@pytest.fixture
-async def redis_broker(redis_server: RedisServer) -> AsyncIterator[RedisBroker]:
-    p = "a" + uuid.uuid4().hex[:8]
-    broker = await RedisBroker.open(redis_server.url, prefix=p, records=True)
-    try:
-        yield broker
-    finally:
-        await broker.close()
-        raw = redis.Redis.from_url(redis_server.url)
-        for key in raw.scan_iter(match=f"{{{p}}}*"):
-            raw.delete(key)
-        raw.close()
-        redis_server.flush_functions()
+redis_broker = pytest.fixture(records_broker, name="redis_broker")
 
 
 def jobs() -> list[Job]:
