@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+import redis_callgrind  # bench/redis_callgrind.py: this script's folder is first on sys.path
+
 CLIENTS = 8
 WARM_UP = 300
 IDLE_SECONDS = 10.0
@@ -50,14 +52,6 @@ def child(argv: list[str]) -> int:
     from jobtrio.bench.child import main
 
     return main(argv)
-
-
-def _totals(path: str) -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(("totals:", "summary:")):
-                return int(line.split()[1])
-    return 0
 
 
 def side(tree: str, posts: int) -> tuple[float, float]:
@@ -136,8 +130,8 @@ def side(tree: str, posts: int) -> tuple[float, float]:
             process.wait()
             if redis is not None:
                 redis.stop()
-        idle = _totals(glob.glob(f"{directory}/cg.*.1")[0]) / IDLE_SECONDS
-        busy = _totals(glob.glob(f"{directory}/cg.*.2")[0])
+        idle = redis_callgrind.totals(glob.glob(f"{directory}/cg.*.1")[0]) / IDLE_SECONDS
+        busy = redis_callgrind.totals(glob.glob(f"{directory}/cg.*.2")[0])
     return busy / posts, (busy - idle * took) / posts
 
 
